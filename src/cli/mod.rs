@@ -1,0 +1,75 @@
+//! Command-line arguments (clap derive structs only) and dispatch: one file per command, each
+//! doing load → engine → view. Settings come from arguments, then the environment.
+
+mod lab;
+mod plan;
+mod render;
+mod secrets;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ExitStatus;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hactl",
+    version,
+    about = "One stack file to a highly available web stack"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a stack file and report every problem at once.
+    Validate(StackArgs),
+    /// Render every file hactl would push, for every host (or one).
+    Render(render::RenderArgs),
+    /// Show what `up` would change on each host, with diffs.
+    Plan(plan::PlanArgs),
+    /// Provision and configure everything the stack describes.
+    Up(plan::UpArgs),
+    /// Remove what hactl created, and nothing else.
+    Down(plan::DownArgs),
+    /// Per host: reachable, VRRP state, priority, services, VIP holder.
+    Status(status::StatusArgs),
+    /// Local lab hosts in network namespaces.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+    /// The age-encrypted vault.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+}
+
+/// The stack file argument shared by every stack command.
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// The stack file.
+    #[arg(short = 'f', long = "file", env = "HACTL_STACK", value_name = "STACK")]
+    pub file: PathBuf,
+    /// One JSON document on stdout instead of human output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
+    match cli.command {
+        Command::Validate(a) => validate::run(a),
+        Command::Render(a) => render::run(a),
+        Command::Plan(a) => plan::run_plan(a).await,
+        Command::Up(a) => plan::run_up(a).await,
+        Command::Down(a) => plan::run_down(a).await,
+        Command::Status(a) => status::run(a).await,
+        Command::Lab(c) => lab::run(c).await,
+        Command::Secrets(c) => secrets::run(c).await,
+    }
+}

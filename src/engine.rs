@@ -1,0 +1,1 @@
+//! The engine: `plan(stack, observed) -> Plan` and `apply(plan, providers, hooks)`.

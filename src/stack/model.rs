@@ -1,0 +1,784 @@
+//! The stack file's schema as Rust types: what `stack::load` deserializes a YAML file into.
+//!
+//! One schema serves both HA models (`provider: hosts` with a keepalived VIP, `provider: aws`
+//! with an ELB) and everything later issues need (`app`, `services`, `vault`, `state`). Every
+//! struct rejects unknown keys. Values that later semantic checks point at are wrapped in
+//! [`Spanned`] so a diagnostic can name their exact line and column; enums are wrapped whole
+//! because serde-saphyr loses spans inside them. `Spanned<T>` serializes as `T`, so the same
+//! types feed the template context unchanged.
+//!
+//! Field documentation here doubles as the schema reference in `docs/stack.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+pub use serde_saphyr::Spanned;
+
+use super::duration::Dur;
+
+/// The whole stack file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackFile {
+    /// Stack name: `[a-z0-9-]`, 1–40 chars. Tags, state file and vault names derive from it.
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `hosts` (existing machines reached by SSH) or `aws`.
+    pub provider: Spanned<ProviderKind>,
+    /// How hactl reaches every host over SSH.
+    #[serde(default)]
+    pub ssh: SshSpec,
+    /// Existing hosts (`provider: hosts`). With `provider: aws` the hosts come from `aws.hosts`.
+    #[serde(default)]
+    pub hosts: Vec<HostSpec>,
+    /// AWS resources (`provider: aws` only).
+    #[serde(default)]
+    pub aws: Option<AwsSpec>,
+    /// The keepalived virtual IP (`provider: hosts`; on AWS only for active/passive services).
+    #[serde(default)]
+    pub vip: Option<VipSpec>,
+    /// nginx on every host: reverse proxy to the app, `/healthz`.
+    #[serde(default)]
+    pub nginx: Option<NginxSpec>,
+    /// haproxy on the VIP hosts: balances across every host's nginx, admin socket for drains.
+    #[serde(default)]
+    pub haproxy: Option<HaproxySpec>,
+    /// The web application, run by compose on every host.
+    #[serde(default)]
+    pub app: Option<AppSpec>,
+    /// Other HA services: active/passive syslog, primary/replica redis.
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    /// Where the age vault lives and which identity opens it.
+    #[serde(default)]
+    pub vault: Option<VaultSpec>,
+    /// Where hactl keeps its state (AWS resource ids, outputs) and its lock.
+    #[serde(default)]
+    pub state: Option<StateSpec>,
+    /// Extra files rendered from user templates onto every host.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Free values for templates: `{{ vars.NAME }}`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// A directory of templates that override the embedded ones (same file names).
+    #[serde(default)]
+    pub templates_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Hosts,
+    Aws,
+}
+
+/// A string given inline or taken from the vault: `password: {secret: db_password}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Secret(SecretRef),
+    Plain(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSpec {
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Private key; relative paths are relative to the stack file. Defaults to ssh's own.
+    #[serde(default)]
+    pub identity_file: Option<Spanned<String>>,
+    /// A known_hosts file checked strictly. Defaults to `~/.ssh/known_hosts`.
+    #[serde(default)]
+    pub known_hosts: Option<Spanned<String>>,
+    /// An ssh_config file (HostName / ProxyCommand mappings, bastions).
+    #[serde(default)]
+    pub config_file: Option<Spanned<String>>,
+    /// A bastion: `user@host:port`.
+    #[serde(default)]
+    pub proxy_jump: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Spanned<Dur>,
+    /// How many hosts are worked on at once.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+}
+
+impl Default for SshSpec {
+    fn default() -> Self {
+        SshSpec {
+            user: default_ssh_user(),
+            port: default_ssh_port(),
+            identity_file: None,
+            known_hosts: None,
+            config_file: None,
+            proxy_jump: None,
+            connect_timeout: default_connect_timeout(),
+            parallelism: default_parallelism(),
+        }
+    }
+}
+
+fn default_ssh_user() -> String {
+    "root".into()
+}
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_connect_timeout() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(5))
+}
+fn default_parallelism() -> usize {
+    32
+}
+
+/// A value with no source location, for defaults.
+pub fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+/// One existing host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Unique name (also the SSH host alias when `ssh.config_file` is set).
+    pub name: Spanned<String>,
+    /// The address VRRP and the balancers use (IPv4 or IPv6).
+    pub address: Spanned<String>,
+    /// Where SSH connects, if not `address` (a name from `ssh.config_file`, a NAT address).
+    #[serde(default)]
+    pub ssh_host: Option<String>,
+    /// Base VRRP priority, 1–254. Default: 150 for the first host, then 100, 99, 98, …
+    #[serde(default)]
+    pub priority: Option<Spanned<i64>>,
+    /// Network interface for VRRP; defaults to `vip.interface`.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// Unicast peers by host name; default: every other host. Must be symmetric.
+    #[serde(default)]
+    pub peers: Option<Spanned<Vec<String>>>,
+    /// What runs here: any of `vip`, `app`, or a service name. Default: `vip` and `app`.
+    #[serde(default)]
+    pub roles: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpMode {
+    Unicast,
+    Multicast,
+}
+
+/// The keepalived virtual IP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipSpec {
+    /// The virtual address with its prefix, e.g. `198.18.0.100/24`; it must lie inside the
+    /// hosts' subnet.
+    pub address: Spanned<String>,
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// VRRP instance name.
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// 1–255, the same on every host, unique on the LAN.
+    pub virtual_router_id: Spanned<i64>,
+    /// Advert interval: `1s`, `100ms`. Sub-second needs VRRP v3 (chosen automatically).
+    #[serde(default = "default_advert")]
+    pub advert_int: Spanned<Dur>,
+    /// 2 or 3; default 3 when `advert_int` is sub-second, else 2.
+    #[serde(default)]
+    pub vrrp_version: Option<Spanned<i64>>,
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<VrrpMode>,
+    /// PASS authentication (VRRP v2 only); at most 8 characters.
+    #[serde(default)]
+    pub auth_pass: Option<Spanned<Value>>,
+    /// Take the VIP back when a higher-priority host returns.
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+    #[serde(default)]
+    pub preempt_delay: Option<Spanned<Dur>>,
+    /// Gratuitous ARP settings.
+    #[serde(default)]
+    pub garp: GarpSpec,
+    /// Health checks; each failing check changes the host's priority by its weight.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+    /// Hooks run on state transitions.
+    #[serde(default)]
+    pub notify: NotifySpec,
+    /// User that runs check and notify scripts (`enable_script_security`).
+    #[serde(default = "default_script_user")]
+    pub script_user: String,
+    /// On AWS: move the VIP with the EC2 API from the notify hook.
+    #[serde(default)]
+    pub aws: Option<VipAwsSpec>,
+}
+
+fn default_interface() -> String {
+    "eth0".into()
+}
+fn default_instance() -> String {
+    "VI_1".into()
+}
+fn default_advert() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(1))
+}
+fn default_mode() -> Spanned<VrrpMode> {
+    unspanned(VrrpMode::Unicast)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_script_user() -> String {
+    "root".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GarpSpec {
+    #[serde(default)]
+    pub master_delay: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub master_repeat: Option<u32>,
+    #[serde(default)]
+    pub master_refresh: Option<Spanned<Dur>>,
+}
+
+/// A VRRP health check (keepalived `vrrp_script`). Exactly one of `service`, `http`, `script`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub name: Spanned<String>,
+    /// A service that must be running: `nginx`, `haproxy`, `app`, or a service's name.
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
+    /// A URL that must answer 2xx (checked with curl on the host).
+    #[serde(default)]
+    pub http: Option<Spanned<String>>,
+    /// A command line.
+    #[serde(default)]
+    pub script: Option<Spanned<String>>,
+    /// Whole seconds (keepalived's floor is 1 s).
+    #[serde(default = "default_check_interval")]
+    pub interval: Spanned<Dur>,
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Spanned<Dur>,
+    #[serde(default = "default_fall")]
+    pub fall: Spanned<i64>,
+    #[serde(default = "default_rise")]
+    pub rise: Spanned<i64>,
+    /// −253…253: added to the priority while the check passes (positive) or subtracted while
+    /// it fails (negative). 0 means a failing check puts the instance in FAULT.
+    #[serde(default = "default_weight")]
+    pub weight: Spanned<i64>,
+}
+
+fn default_check_interval() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(1))
+}
+fn default_check_timeout() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(1))
+}
+fn default_weight() -> Spanned<i64> {
+    unspanned(0)
+}
+fn default_fall() -> Spanned<i64> {
+    unspanned(2)
+}
+fn default_rise() -> Spanned<i64> {
+    unspanned(2)
+}
+
+/// Hooks run on VRRP transitions.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    #[serde(default)]
+    pub master: Vec<HookSpec>,
+    #[serde(default)]
+    pub backup: Vec<HookSpec>,
+    #[serde(default)]
+    pub fault: Vec<HookSpec>,
+    #[serde(default)]
+    pub stop: Vec<HookSpec>,
+}
+
+/// One hook: exactly one of `command`, `webhook`, `email`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSpec {
+    #[serde(default)]
+    pub command: Option<String>,
+    /// POSTs `{"host","instance","state","time"}` as JSON.
+    #[serde(default)]
+    pub webhook: Option<Spanned<String>>,
+    /// Sends a mail through the host's sendmail.
+    #[serde(default)]
+    pub email: Option<Spanned<String>>,
+}
+
+/// Seed 000: on AWS, the VIP is a secondary private IP or an Elastic IP moved by the API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipAwsSpec {
+    /// `secondary_ip` or `elastic_ip`.
+    pub mode: Spanned<String>,
+    #[serde(default)]
+    pub allocation_id: Option<String>,
+}
+
+/// nginx on every app host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NginxSpec {
+    #[serde(default = "default_http_port")]
+    pub listen: Spanned<i64>,
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    #[serde(default = "default_worker_connections")]
+    pub worker_connections: u32,
+    /// Extra `location` blocks or directives placed inside `server { }`.
+    #[serde(default)]
+    pub extra: Option<String>,
+}
+
+fn default_http_port() -> Spanned<i64> {
+    unspanned(80)
+}
+fn default_server_name() -> String {
+    "_".into()
+}
+fn default_health_path() -> String {
+    "/healthz".into()
+}
+fn default_worker_connections() -> u32 {
+    1024
+}
+
+/// haproxy on the VIP hosts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxySpec {
+    #[serde(default = "default_http_port")]
+    pub listen: Spanned<i64>,
+    /// Port of the backends (every app host's nginx); default `nginx.listen`.
+    #[serde(default)]
+    pub backend_port: Option<Spanned<i64>>,
+    #[serde(default = "default_health_path")]
+    pub check_path: String,
+    #[serde(default = "default_haproxy_inter")]
+    pub check_interval: Spanned<Dur>,
+    #[serde(default = "default_fall")]
+    pub fall: Spanned<i64>,
+    #[serde(default = "default_rise")]
+    pub rise: Spanned<i64>,
+    #[serde(default = "default_admin_socket")]
+    pub admin_socket: String,
+    /// Longest wait for a drained server's sessions to reach 0.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Spanned<Dur>,
+    /// Stats page port (0 = off).
+    #[serde(default)]
+    pub stats_port: Option<Spanned<i64>>,
+}
+
+fn default_haproxy_inter() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(2))
+}
+fn default_admin_socket() -> String {
+    "/run/haproxy/admin.sock".into()
+}
+fn default_drain_timeout() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(30))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Docker,
+    Podman,
+}
+
+/// The web app, run by compose on every app host behind nginx.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    #[serde(default = "default_app_name")]
+    pub name: String,
+    /// Registry reference (`ghcr.io/acme/web:1.4`). One of `image`, `archive`.
+    #[serde(default)]
+    pub image: Option<Spanned<String>>,
+    /// A local image tarball copied over SSH and loaded (air-gapped hosts, the lab).
+    #[serde(default)]
+    pub archive: Option<Spanned<String>>,
+    /// Port the app listens on inside the container.
+    pub port: Spanned<i64>,
+    /// First host port; blue/green uses `host_port` and `host_port + 100`.
+    #[serde(default = "default_app_host_port")]
+    pub host_port: Spanned<i64>,
+    #[serde(default = "default_one")]
+    pub replicas: Spanned<i64>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<Value>>,
+    /// `host_path:container_path[:ro]`.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub health: AppHealthSpec,
+    #[serde(default = "default_grace")]
+    pub stop_grace_period: Spanned<Dur>,
+    #[serde(default = "default_runtime")]
+    pub runtime: Spanned<Runtime>,
+}
+
+fn default_app_name() -> String {
+    "app".into()
+}
+fn default_app_host_port() -> Spanned<i64> {
+    unspanned(8000)
+}
+fn default_one() -> Spanned<i64> {
+    unspanned(1)
+}
+fn default_grace() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(10))
+}
+fn default_runtime() -> Spanned<Runtime> {
+    unspanned(Runtime::Docker)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppHealthSpec {
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_app_health_interval")]
+    pub interval: Spanned<Dur>,
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Spanned<Dur>,
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: Spanned<i64>,
+    /// Longest wait for a new version to become healthy before rolling back.
+    #[serde(default = "default_health_deadline")]
+    pub deadline: Spanned<Dur>,
+}
+
+impl Default for AppHealthSpec {
+    fn default() -> Self {
+        AppHealthSpec {
+            path: default_health_path(),
+            interval: default_app_health_interval(),
+            timeout: default_check_timeout(),
+            healthy_threshold: default_healthy_threshold(),
+            deadline: default_health_deadline(),
+        }
+    }
+}
+
+fn default_app_health_interval() -> Spanned<Dur> {
+    unspanned(Dur::from_millis(500))
+}
+fn default_healthy_threshold() -> Spanned<i64> {
+    unspanned(2)
+}
+fn default_health_deadline() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(60))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    Syslog,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaMode {
+    ActivePassive,
+    PrimaryReplica,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Promotion {
+    Sentinel,
+    Hactl,
+}
+
+/// An HA service beyond the web app (seeds 000 and 002).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: Spanned<String>,
+    pub kind: Spanned<ServiceKind>,
+    pub mode: Spanned<HaMode>,
+    /// Hosts that run it; default: every host.
+    #[serde(default)]
+    pub hosts: Option<Spanned<Vec<String>>>,
+    /// Listening ports (syslog: 514; redis: one instance per port, e.g. 9001, 9002).
+    #[serde(default)]
+    pub ports: Vec<Spanned<i64>>,
+    /// syslog: `udp`, `tcp` or both.
+    #[serde(default)]
+    pub protocols: Vec<String>,
+    /// redis: who promotes a replica.
+    #[serde(default)]
+    pub promotion: Option<Spanned<Promotion>>,
+    /// redis sentinel quorum.
+    #[serde(default)]
+    pub quorum: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub down_after: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub password: Option<Spanned<Value>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSpec {
+    /// Vault file; default `secrets/<stack>.age` beside the stack's repo root.
+    #[serde(default)]
+    pub file: Option<Spanned<String>>,
+    /// Identity file to open it with (after `HACTL_AGE_KEY`/`HACTL_AGE_KEY_FILE`).
+    #[serde(default)]
+    pub identity_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// `local` (default) or `s3`.
+    #[serde(default = "default_backend")]
+    pub backend: Spanned<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+fn default_backend() -> Spanned<String> {
+    unspanned("local".into())
+}
+
+/// A user file rendered from a template onto hosts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Template path (relative to the stack file) or name in `templates_dir`.
+    pub template: Spanned<String>,
+    /// Absolute destination path on the host.
+    pub dest: Spanned<String>,
+    /// Octal mode, e.g. `"0644"`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Service reloaded when this file changes.
+    #[serde(default)]
+    pub reload: Option<String>,
+}
+
+/// AWS resources for `provider: aws` (seed 003).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSpec {
+    pub region: Spanned<String>,
+    /// At least two availability zones, e.g. `[eu-west-1a, eu-west-1b]`.
+    pub zones: Spanned<Vec<String>>,
+    pub network: AwsNetworkSpec,
+    pub hosts: AwsHostsSpec,
+    #[serde(default)]
+    pub balancer: Option<AwsBalancerSpec>,
+    #[serde(default)]
+    pub shared_fs: Option<AwsSharedFsSpec>,
+    #[serde(default)]
+    pub database: Option<AwsDatabaseSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsNetworkSpec {
+    /// New VPC's CIDR; or `vpc_id` + `subnet_ids` of an existing one.
+    #[serde(default)]
+    pub vpc_cidr: Option<Spanned<String>>,
+    /// One public subnet CIDR per zone, in zone order.
+    #[serde(default)]
+    pub subnets: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub subnet_ids: Option<Vec<String>>,
+    /// Who may SSH to the hosts.
+    #[serde(default)]
+    pub ssh_cidr: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsHostsSpec {
+    /// Spread round-robin over the zones.
+    pub count: Spanned<i64>,
+    pub instance_type: Spanned<String>,
+    pub ami: Spanned<String>,
+    /// An existing EC2 key pair name, or a public key (from the vault) to import.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub public_key: Option<Spanned<Value>>,
+    #[serde(default = "default_root_gb")]
+    pub root_volume_gb: Spanned<i64>,
+}
+
+fn default_root_gb() -> Spanned<i64> {
+    unspanned(20)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsBalancerSpec {
+    /// `alb` or `nlb`.
+    #[serde(default = "default_lb_kind")]
+    pub kind: Spanned<String>,
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerSpec>,
+    /// Port on the hosts the balancer forwards to (their nginx).
+    #[serde(default = "default_http_port")]
+    pub target_port: Spanned<i64>,
+    #[serde(default)]
+    pub health_check: LbHealthSpec,
+    /// Default 30 s, not AWS's 300 s.
+    #[serde(default = "default_dereg")]
+    pub deregistration_delay: Spanned<Dur>,
+}
+
+fn default_lb_kind() -> Spanned<String> {
+    unspanned("alb".into())
+}
+fn default_listeners() -> Vec<ListenerSpec> {
+    vec![ListenerSpec {
+        port: unspanned(80),
+        protocol: "HTTP".into(),
+    }]
+}
+fn default_dereg() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(30))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    pub port: Spanned<i64>,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "HTTP".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LbHealthSpec {
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_lb_interval")]
+    pub interval: Spanned<Dur>,
+    #[serde(default = "default_lb_timeout")]
+    pub timeout: Spanned<Dur>,
+    #[serde(default = "default_lb_threshold")]
+    pub healthy_threshold: Spanned<i64>,
+    #[serde(default = "default_lb_threshold")]
+    pub unhealthy_threshold: Spanned<i64>,
+}
+
+impl Default for LbHealthSpec {
+    fn default() -> Self {
+        LbHealthSpec {
+            path: default_health_path(),
+            interval: default_lb_interval(),
+            timeout: default_lb_timeout(),
+            healthy_threshold: default_lb_threshold(),
+            unhealthy_threshold: default_lb_threshold(),
+        }
+    }
+}
+
+fn default_lb_interval() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(10))
+}
+fn default_lb_timeout() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(5))
+}
+fn default_lb_threshold() -> Spanned<i64> {
+    unspanned(2)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSharedFsSpec {
+    /// `generalPurpose` or `maxIO`.
+    #[serde(default = "default_perf_mode")]
+    pub performance_mode: Spanned<String>,
+    /// Where hosts mount it.
+    #[serde(default = "default_mount_path")]
+    pub mount_path: String,
+    #[serde(default = "default_true")]
+    pub encrypted: bool,
+}
+
+fn default_perf_mode() -> Spanned<String> {
+    unspanned("generalPurpose".into())
+}
+fn default_mount_path() -> String {
+    "/mnt/shared".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsDatabaseSpec {
+    /// `postgres`, `mysql`, `mariadb`.
+    pub engine: Spanned<String>,
+    #[serde(default)]
+    pub engine_version: Option<String>,
+    pub instance_class: Spanned<String>,
+    #[serde(default = "default_storage")]
+    pub storage_gb: Spanned<i64>,
+    #[serde(default = "default_true")]
+    pub multi_az: bool,
+    #[serde(default = "default_db_name")]
+    pub name: String,
+    pub username: Spanned<Value>,
+    pub password: Spanned<Value>,
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+}
+
+fn default_storage() -> Spanned<i64> {
+    unspanned(20)
+}
+fn default_db_name() -> String {
+    "app".into()
+}

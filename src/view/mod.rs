@@ -1,0 +1,73 @@
+//! Output: the one place that prints. Human output goes to stdout for data and stderr for
+//! progress and errors; `--json` writes exactly one JSON document on stdout. Colour and
+//! prompts only when attached to a terminal.
+
+use std::io::{IsTerminal, Write};
+
+use tracing_subscriber::EnvFilter;
+
+/// Logs go to stderr; `RUST_LOG` wins over `-v`.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints an error report with its causes, source excerpt and hints on stderr.
+pub fn print_error(report: &miette::Report) {
+    eprintln!("{}", format_report(report, std::io::stderr().is_terminal()));
+}
+
+/// Formats a report the way the terminal shows it (no colour when `color` is false, which is
+/// also what snapshot tests use).
+pub fn format_report(report: &miette::Report, color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    if handler
+        .render_report(&mut out, report.as_ref() as &dyn miette::Diagnostic)
+        .is_err()
+    {
+        return format!("error: {report}");
+    }
+    out
+}
+
+/// Writes one JSON document and a newline on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> miette::Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|e| miette::miette!("cannot write to stdout: {e}"))?;
+    Ok(())
+}
+
+/// Writes human output on stdout.
+pub fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes a progress or notice line on stderr.
+pub fn note(text: &str) {
+    eprintln!("{text}");
+}
+
+/// True when stdin and stderr are both terminals: only then may hactl ask a question.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
