@@ -1,0 +1,10 @@
+//! The integration tests: one binary that drives the real `hactl` binary against real
+//! stand-ins (lab hosts in network namespaces, a moto server). A test that needs a stand-in
+//! that is missing fails loudly; none is skipped.
+
+mod lab;
+mod render;
+mod spine;
+mod stack;
+mod support;
+mod vault;

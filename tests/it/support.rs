@@ -1,0 +1,61 @@
+//! Shared test support: running the binary, and the one lab that lab tests take turns on.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+/// The crate root (where `stacks/` and `templates/` are).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `Command` for the hactl binary under test, run from the crate root.
+pub fn hactl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hactl"));
+    c.current_dir(root());
+    c.env_remove("HACTL_STACK");
+    c
+}
+
+/// Runs hactl with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    hactl()
+        .args(args)
+        .output()
+        .expect("the hactl binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout, showing both streams on failure.
+pub fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "hactl {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+static LAB: Mutex<()> = Mutex::new(());
+
+/// Lab tests share one set of namespaces: they take this guard so they run one at a time.
+pub fn lab_guard() -> MutexGuard<'static, ()> {
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The lab directory the tests use (the default one, as the stacks name it).
+pub fn lab_dir() -> &'static Path {
+    Path::new("/srv/hactl-lab")
+}
