@@ -1,1 +1,275 @@
-//! The engine: `plan(stack, observed) -> Plan` and `apply(plan, providers, hooks)`.
+//! The engine: `plan(stack, observed) -> Plan` and `apply(plan)`.
+//!
+//! For the hosts provider a run is: render every host's files, connect to every host in
+//! parallel, observe them in one round trip each, diff (pure, in `plan::hosts`), and — for
+//! `up`/`down` — turn each host's share of the plan into one apply script. Hosts that cannot
+//! be reached are reported and do not stop the others. Connections opened for the plan are
+//! reused for the apply.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+
+use crate::plan::hosts::{self, Manifest, ManifestFile, ObservedHost};
+use crate::plan::{sha256_hex, Action, HostFailure, Kind, Plan};
+use crate::provider::hosts::script::{ApplySteps, ManifestOp, Probe, RemoveFile, WriteFile};
+use crate::provider::hosts::{self as hp, Connection, HostReport};
+use crate::render::{self, HostConfig};
+use crate::stack::Stack;
+use crate::vault::Secrets;
+
+/// Everything known about the hosts before planning.
+pub struct Observed {
+    pub configs: BTreeMap<String, HostConfig>,
+    pub conns: BTreeMap<String, Connection>,
+    pub hosts: BTreeMap<String, ObservedHost>,
+    pub failures: Vec<HostFailure>,
+}
+
+impl Observed {
+    pub async fn close(self) {
+        for (_, c) in self.conns {
+            c.close().await;
+        }
+    }
+}
+
+/// Renders every host's configuration.
+pub fn render_all(
+    stack: &Stack,
+    secrets: &Secrets,
+) -> Result<BTreeMap<String, HostConfig>, render::RenderError> {
+    stack
+        .hosts
+        .iter()
+        .map(|h| Ok((h.name.clone(), render::render_host(stack, h, secrets)?)))
+        .collect()
+}
+
+/// Connects to every host and observes what the rendered configuration touches.
+pub async fn observe(stack: &Stack, configs: BTreeMap<String, HostConfig>) -> Observed {
+    let hosts: Vec<_> = stack.hosts.iter().collect();
+    let mut conns = hp::connect_all(stack, &hosts).await;
+    let mut failures = Vec::new();
+    let mut live = BTreeMap::new();
+    for h in &hosts {
+        match conns.remove(&h.name) {
+            Some(Ok(c)) => {
+                live.insert(h.name.clone(), c);
+            }
+            Some(Err(e)) => failures.push(HostFailure {
+                host: h.name.clone(),
+                error: e.to_string(),
+            }),
+            None => {}
+        }
+    }
+    let name = stack.name();
+    let parallelism = stack.file.ssh.parallelism.max(1);
+    let results: Vec<_> = futures::stream::iter(live.iter().map(|(host, conn)| {
+        let cfg = configs.get(host);
+        async move {
+            let probes: Vec<Probe> = cfg
+                .map(|c| {
+                    c.files
+                        .iter()
+                        .map(|f| Probe {
+                            path: f.path.clone(),
+                            want_sha256: Some(sha256_hex(&f.content)),
+                            sensitive: f.sensitive,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut services: Vec<String> = cfg.map(|c| c.services.clone()).unwrap_or_default();
+            // Services hactl may have started earlier are observed too, for `down`.
+            for s in ["app", "nginx", "haproxy", "keepalived"] {
+                if !services.iter().any(|x| x == s) && hp::script::pid_file(s).is_some() {
+                    services.push(s.to_string());
+                }
+            }
+            (host.clone(), hp::observe(conn, name, &probes, &services).await)
+        }
+    }))
+    .buffer_unordered(parallelism)
+    .collect()
+    .await;
+    let mut observed = BTreeMap::new();
+    for (host, r) in results {
+        match r {
+            Ok(o) => {
+                observed.insert(host, o);
+            }
+            Err(e) => failures.push(HostFailure {
+                host,
+                error: e.to_string(),
+            }),
+        }
+    }
+    failures.sort_by(|a, b| a.host.cmp(&b.host));
+    for f in &failures {
+        if let Some(c) = live.remove(&f.host) {
+            c.close().await;
+        }
+    }
+    Observed {
+        configs,
+        conns: live,
+        hosts: observed,
+        failures,
+    }
+}
+
+/// The plan for `up`.
+pub fn plan_up(stack: &Stack, obs: &Observed) -> Plan {
+    let mut changes = Vec::new();
+    let mut noop = 0;
+    for h in &stack.hosts {
+        let (Some(cfg), Some(o)) = (obs.configs.get(&h.name), obs.hosts.get(&h.name)) else {
+            continue;
+        };
+        let (c, n) = hosts::diff(cfg, o);
+        changes.extend(c);
+        noop += n;
+    }
+    Plan::new(stack.name(), changes, noop, obs.failures.clone())
+}
+
+/// The plan for `down`.
+pub fn plan_down(stack: &Stack, obs: &Observed) -> Plan {
+    let mut changes = Vec::new();
+    for h in &stack.hosts {
+        if let Some(o) = obs.hosts.get(&h.name) {
+            changes.extend(hosts::diff_down(&h.name, o));
+        }
+    }
+    Plan::new(stack.name(), changes, 0, obs.failures.clone())
+}
+
+/// Turns one host's share of an `up` plan into apply steps.
+pub fn steps_up(plan: &Plan, cfg: &HostConfig, o: &ObservedHost) -> ApplySteps {
+    let host = &cfg.host;
+    let prev = o.manifest.clone().unwrap_or_default();
+    let mut steps = ApplySteps::default();
+    let mut started: Vec<String> = prev.services.clone();
+    for c in plan.for_host(host) {
+        match (c.kind, c.action) {
+            (Kind::File, Action::Create | Action::Update) => {
+                let path = c.addr.strip_prefix(&format!("{host}:")).unwrap_or(&c.addr);
+                if let Some(f) = cfg.files.iter().find(|f| f.path == path) {
+                    let existed = o.files.get(path).is_some_and(|x| x.is_some());
+                    steps.writes.push(WriteFile {
+                        path: f.path.clone(),
+                        content: f.content.clone(),
+                        mode: f.mode,
+                        owner: f.owner.clone(),
+                        check: f.check,
+                        backup_original: existed && prev.file(path).is_none(),
+                    });
+                }
+            }
+            (Kind::File, Action::Delete) => {
+                let path = c.addr.strip_prefix(&format!("{host}:")).unwrap_or(&c.addr);
+                steps.removes.push(RemoveFile {
+                    path: path.to_string(),
+                    restore: prev.file(path).is_some_and(|f| f.backup),
+                });
+            }
+            (Kind::Service, Action::Start | Action::Reload) => {
+                let svc = c
+                    .addr
+                    .rsplit_once("service/")
+                    .map(|(_, s)| s)
+                    .unwrap_or_default();
+                let verb = if c.action == Action::Start {
+                    if !started.iter().any(|s| s == svc) {
+                        started.push(svc.to_string());
+                    }
+                    "start"
+                } else {
+                    "reload"
+                };
+                steps.services.push((verb.into(), svc.to_string()));
+            }
+            _ => {}
+        }
+    }
+    let files = cfg
+        .files
+        .iter()
+        .map(|f| ManifestFile {
+            path: f.path.clone(),
+            sha256: sha256_hex(&f.content),
+            backup: prev.file(&f.path).is_some_and(|m| m.backup)
+                || steps
+                    .writes
+                    .iter()
+                    .any(|w| w.path == f.path && w.backup_original),
+        })
+        .collect();
+    steps.manifest = ManifestOp::Write(Manifest {
+        stack: plan.stack.clone(),
+        files,
+        services: started,
+    });
+    steps
+}
+
+/// Turns one host's share of a `down` plan into apply steps.
+pub fn steps_down(plan: &Plan, host: &str, o: &ObservedHost) -> ApplySteps {
+    let prev = o.manifest.clone().unwrap_or_default();
+    let mut steps = ApplySteps::default();
+    for c in plan.for_host(host) {
+        match (c.kind, c.action) {
+            (Kind::Service, Action::Stop) => {
+                let svc = c.addr.rsplit_once("service/").map(|(_, s)| s).unwrap_or_default();
+                steps.services.push(("stop".into(), svc.to_string()));
+            }
+            (Kind::File, Action::Delete) => {
+                let path = c.addr.strip_prefix(&format!("{host}:")).unwrap_or(&c.addr);
+                steps.removes.push(RemoveFile {
+                    path: path.to_string(),
+                    restore: prev.file(path).is_some_and(|f| f.backup),
+                });
+            }
+            _ => {}
+        }
+    }
+    steps.manifest = ManifestOp::Remove;
+    steps
+}
+
+/// Which kind of run an apply is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Up,
+    Down,
+}
+
+/// Applies a plan on every host that has changes, in parallel, one script per host.
+pub async fn apply(stack: &Stack, obs: &Observed, plan: &Plan, mode: Mode) -> Vec<HostReport> {
+    let name = stack.name();
+    let parallelism = stack.file.ssh.parallelism.max(1);
+    let work: Vec<_> = obs
+        .conns
+        .iter()
+        .filter(|(host, _)| plan.for_host(host).next().is_some())
+        .filter_map(|(host, conn)| {
+            let o = obs.hosts.get(host)?;
+            let steps = match mode {
+                Mode::Up => steps_up(plan, obs.configs.get(host)?, o),
+                Mode::Down => steps_down(plan, host, o),
+            };
+            Some((conn, steps))
+        })
+        .collect();
+    let mut reports: Vec<HostReport> = futures::stream::iter(
+        work.into_iter()
+            .map(|(conn, steps)| async move { hp::apply(conn, name, &steps).await }),
+    )
+    .buffer_unordered(parallelism)
+    .collect()
+    .await;
+    reports.sort_by(|a, b| a.host.cmp(&b.host));
+    reports
+}

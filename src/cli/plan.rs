@@ -1,9 +1,17 @@
-//! `hactl plan`, `hactl up` and `hactl down`: load → observe → diff → (apply) → report.
+//! `hactl plan`, `hactl up` and `hactl down`: load → render → observe → diff → (apply) →
+//! report. The plan is printed before anything changes; applying needs `--auto-approve` or a
+//! "yes" at a terminal prompt, and is refused (with a hint) when no terminal can be asked.
+
+use std::io::BufRead;
 
 use clap::Args;
+use miette::IntoDiagnostic;
 
 use super::StackArgs;
-use crate::ExitStatus;
+use crate::engine::{self, Mode};
+use crate::plan::Plan;
+use crate::provider::hosts::HostReport;
+use crate::{stack, vault, view, ExitStatus};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -32,12 +40,132 @@ pub struct DownArgs {
     pub auto_approve: bool,
 }
 
-pub async fn run_plan(_a: PlanArgs) -> miette::Result<ExitStatus> {
-    Ok(ExitStatus::Success)
+struct Prepared {
+    stack: stack::Stack,
+    observed: engine::Observed,
 }
-pub async fn run_up(_a: UpArgs) -> miette::Result<ExitStatus> {
-    Ok(ExitStatus::Success)
+
+async fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
+    let stack = stack::load(&args.file)?;
+    let secrets = vault::open(&stack)?;
+    let configs = engine::render_all(&stack, &secrets)?;
+    let observed = engine::observe(&stack, configs).await;
+    Ok(Prepared { stack, observed })
 }
-pub async fn run_down(_a: DownArgs) -> miette::Result<ExitStatus> {
-    Ok(ExitStatus::Success)
+
+fn host_order(stack: &stack::Stack) -> Vec<String> {
+    stack.hosts.iter().map(|h| h.name.clone()).collect()
+}
+
+pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
+    let p = prepare(&a.stack).await?;
+    let plan = engine::plan_up(&p.stack, &p.observed);
+    if a.stack.json {
+        view::print_json(&plan)?;
+    } else {
+        view::print_out(&view::plan::render_plan(&plan, &host_order(&p.stack)));
+    }
+    p.observed.close().await;
+    Ok(if !plan.failed_hosts.is_empty() {
+        ExitStatus::Failure
+    } else if a.detailed_exitcode && plan.has_changes() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}
+
+pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
+    let p = prepare(&a.stack).await?;
+    let plan = engine::plan_up(&p.stack, &p.observed);
+    apply(p, plan, a.stack.json, a.auto_approve, Mode::Up).await
+}
+
+pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
+    let p = prepare(&a.stack).await?;
+    let plan = engine::plan_down(&p.stack, &p.observed);
+    apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
+}
+
+#[derive(serde::Serialize)]
+struct ApplyOutput<'a> {
+    outcome: &'a str,
+    plan: &'a Plan,
+    hosts: &'a [HostReport],
+}
+
+async fn apply(
+    p: Prepared,
+    plan: Plan,
+    json: bool,
+    auto_approve: bool,
+    mode: Mode,
+) -> miette::Result<ExitStatus> {
+    let order = host_order(&p.stack);
+    if !json {
+        view::print_out(&view::plan::render_plan(&plan, &order));
+    }
+    let mut reports = Vec::new();
+    if plan.has_changes() {
+        if !auto_approve {
+            confirm(mode)?;
+        }
+        reports = engine::apply(&p.stack, &p.observed, &plan, mode).await;
+    }
+    p.observed.close().await;
+    let failed = !plan.failed_hosts.is_empty() || reports.iter().any(|r| !r.ok);
+    let outcome = match (failed, plan.has_changes()) {
+        (true, _) => "failed",
+        (false, true) => "applied",
+        (false, false) => "no_changes",
+    };
+    if json {
+        view::print_json(&ApplyOutput {
+            outcome,
+            plan: &plan,
+            hosts: &reports,
+        })?;
+    } else {
+        let mut text = view::plan::render_reports(&reports, &plan);
+        text.push_str(match outcome {
+            "failed" => "\nSome hosts failed: see above. The others were applied.\n",
+            "applied" => "\nApplied.\n",
+            _ => "\nNothing to do.\n",
+        });
+        view::print_out(&text);
+    }
+    Ok(if failed {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// Asks for a "yes" on the terminal; refuses when there is no terminal to ask.
+fn confirm(mode: Mode) -> miette::Result<()> {
+    let verb = match mode {
+        Mode::Up => "apply these changes",
+        Mode::Down => "remove these",
+    };
+    if !view::interactive() {
+        return Err(miette::miette!(
+            code = "hactl::approve::no_tty",
+            help = "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
+            "refusing to {verb} without approval: not running in a terminal"
+        ));
+    }
+    eprint!("Do you want to {verb}? Only `yes` is accepted: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .into_diagnostic()?;
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(miette::miette!(
+            code = "hactl::approve::declined",
+            "cancelled: nothing was changed"
+        ))
+    }
 }

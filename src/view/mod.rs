@@ -2,6 +2,8 @@
 //! progress and errors; `--json` writes exactly one JSON document on stdout. Colour and
 //! prompts only when attached to a terminal.
 
+pub mod plan;
+
 use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;

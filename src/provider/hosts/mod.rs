@@ -1,1 +1,161 @@
+//! The hosts provider: existing machines reached over SSH.
+//!
+//! One SSH connection per host (openssh's native multiplexing: a control master per host,
+//! reused by every command), strict host-key checking always, all hosts worked in parallel up
+//! to `ssh.parallelism`. What runs on a host is built as data in [`script`]; this module only
+//! connects, sends scripts on stdin and turns their records into observations and reports.
 
+pub mod script;
+mod ssh;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use ssh::{Connection, HostError};
+
+use crate::plan::hosts::{Manifest, ObservedFile, ObservedHost, ObservedService};
+use crate::stack::{Host, Stack};
+use script::{ApplySteps, Probe, Record};
+
+/// Connects to every host in parallel. Each entry is the host's connection or why not.
+pub async fn connect_all(
+    stack: &Stack,
+    hosts: &[&Host],
+) -> BTreeMap<String, Result<Connection, HostError>> {
+    use futures::StreamExt;
+    let parallelism = stack.file.ssh.parallelism.max(1);
+    futures::stream::iter(hosts.iter().map(|h| async move {
+        (h.name.clone(), Connection::open(stack, h).await)
+    }))
+    .buffer_unordered(parallelism)
+    .collect()
+    .await
+}
+
+/// Observes files, services and the manifest on one host in one round trip.
+pub async fn observe(
+    conn: &Connection,
+    stack: &str,
+    probes: &[Probe],
+    services: &[String],
+) -> Result<ObservedHost, HostError> {
+    let out = conn
+        .run_script(&script::observe_script(stack, probes, services))
+        .await?;
+    if !out.success {
+        return Err(HostError::Remote {
+            host: conn.host.clone(),
+            message: format!("observe script failed: {}", out.stderr.trim()),
+        });
+    }
+    let mut obs = ObservedHost {
+        host: conn.host.clone(),
+        ..Default::default()
+    };
+    let mut contents = BTreeMap::new();
+    for rec in script::parse(&out.stdout) {
+        match rec {
+            Record::Manifest(bytes) => {
+                obs.manifest = serde_json::from_slice::<Manifest>(&bytes).ok();
+            }
+            Record::File { path, sha256, mode } => {
+                obs.files.insert(
+                    path,
+                    Some(ObservedFile {
+                        sha256,
+                        mode,
+                        content: None,
+                    }),
+                );
+            }
+            Record::Content { path, bytes } => {
+                contents.insert(path, bytes);
+            }
+            Record::Missing(path) => {
+                obs.files.insert(path, None);
+            }
+            Record::Service { name, active, pid } => {
+                obs.services.insert(name, ObservedService { active, pid });
+            }
+            _ => {}
+        }
+    }
+    for (path, bytes) in contents {
+        if let Some(Some(f)) = obs.files.get_mut(&path) {
+            f.content = Some(bytes);
+        }
+    }
+    Ok(obs)
+}
+
+/// What happened on one host during apply.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub ok: bool,
+    /// Files written or removed.
+    pub files: Vec<String>,
+    /// `reload nginx`, `start keepalived`, …
+    pub services: Vec<String>,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Tool output that explains a failure (e.g. `nginx -t`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
+}
+
+/// Runs one host's apply script and reports what it did.
+pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostReport {
+    let mut report = HostReport {
+        host: conn.host.clone(),
+        ..Default::default()
+    };
+    let out = match conn
+        .run_script(&script::apply_script(stack, steps))
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    let mut errors = Vec::new();
+    for rec in script::parse(&out.stdout) {
+        match rec {
+            Record::Ok(f) => match f.as_slice() {
+                [kind, path] if kind == "file" || kind == "remove" => {
+                    report.files.push(path.clone())
+                }
+                [kind, verb, name] if kind == "service" => {
+                    report.services.push(format!("{verb} {name}"))
+                }
+                _ => {}
+            },
+            Record::Fail(f) => errors.push(f.join(" ")),
+            Record::CheckFailed(path) => errors.push(format!(
+                "`{path}` was refused by its check; nothing was changed on this host"
+            )),
+            Record::Log(line) => report.log.push(line),
+            _ => {}
+        }
+    }
+    if out.success && errors.is_empty() {
+        report.ok = true;
+    } else if errors.is_empty() {
+        report.error = Some(format!(
+            "apply script failed: {}",
+            out.stderr.trim().lines().last().unwrap_or("no output")
+        ));
+    } else {
+        report.error = Some(errors.join("; "));
+    }
+    report
+}
+
+/// Runs a read-only shell snippet (status probes) and returns its stdout.
+pub async fn query(conn: &Connection, script: &str) -> Result<String, HostError> {
+    Ok(conn.run_script(script).await?.stdout)
+}

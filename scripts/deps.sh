@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what hactl's lab, tests and benchmarks need on a Debian machine, as root, and only
+# what is missing: Debian packages, then PyPI tools. Safe to run again.
+set -euo pipefail
+
+need_apt=()
+want() { # want BINARY PACKAGE
+  command -v "$1" >/dev/null 2>&1 || need_apt+=("$2")
+}
+want sshd openssh-server
+want ssh openssh-client
+want keepalived keepalived
+want nginx nginx
+want haproxy haproxy
+want podman podman
+want runc runc
+want ip iproute2
+want curl curl
+want nsenter util-linux
+want busybox busybox-static
+want python3 python3
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_apt+=(busybox-static)
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "deps: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The packages' own services must not start in the root namespace: the lab runs them
+  # inside its hosts. policy-rc.d says no to every start during this install.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+need_pip=()
+command -v podman-compose >/dev/null 2>&1 || need_pip+=(podman-compose)
+command -v moto_server >/dev/null 2>&1 || need_pip+=('moto[server]')
+command -v ansible-playbook >/dev/null 2>&1 || need_pip+=(ansible-core)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "deps: pip install ${need_pip[*]}"
+  python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"
+fi
+
+command -v cargo >/dev/null 2>&1 || {
+  echo "deps: cargo is missing: install the Rust toolchain (rustup) first" >&2
+  exit 1
+}

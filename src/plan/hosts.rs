@@ -1,0 +1,403 @@
+//! Host diffs: what a host has (observed over SSH) against what the stack renders for it.
+//!
+//! Pure functions only. A file is created when missing, updated when its digest or mode
+//! differs, and deleted when hactl wrote it before (it is in the host's manifest) but the stack
+//! no longer renders it. A service is reloaded when one of its files changes while it runs,
+//! and started when it is not running. `diff_down` plans the removal of exactly what the
+//! manifest says hactl wrote and started, and nothing else.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{short_digest, sha256_hex, Action, Change, Kind};
+use crate::render::HostConfig;
+
+/// A file as found on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedFile {
+    pub sha256: String,
+    pub mode: u32,
+    /// The current content, fetched only when it differs and is not sensitive (for diffs).
+    pub content: Option<Vec<u8>>,
+}
+
+/// A service as found on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ObservedService {
+    pub active: bool,
+    pub pid: Option<u32>,
+}
+
+/// What hactl wrote and started on a host, kept on the host itself
+/// (`/var/lib/hactl/<stack>/manifest.json`) so `down` removes only that.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub stack: String,
+    pub files: Vec<ManifestFile>,
+    /// Services hactl started (not ones that were already running).
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub path: String,
+    pub sha256: String,
+    /// The file existed before hactl wrote it; its original is kept and restored by `down`.
+    pub backup: bool,
+}
+
+impl Manifest {
+    pub fn file(&self, path: &str) -> Option<&ManifestFile> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// Everything observed on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedHost {
+    pub host: String,
+    /// Every path asked about: `None` when missing.
+    pub files: BTreeMap<String, Option<ObservedFile>>,
+    pub services: BTreeMap<String, ObservedService>,
+    pub manifest: Option<Manifest>,
+}
+
+/// The file name shown in reasons (`nginx.conf changed`).
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
+    let old = std::str::from_utf8(old).ok()?;
+    let new = std::str::from_utf8(new).ok()?;
+    Some(
+        similar::TextDiff::from_lines(old, new)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{path} (on host)"), &format!("{path} (rendered)"))
+            .to_string(),
+    )
+}
+
+/// Plans one host for `up`. Returns the changes and the number of things already right.
+pub fn diff(desired: &HostConfig, observed: &ObservedHost) -> (Vec<Change>, usize) {
+    let host = &desired.host;
+    let mut changes = Vec::new();
+    let mut noop = 0;
+    // service → names of its files that change
+    let mut touched: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+
+    for f in &desired.files {
+        let want = sha256_hex(&f.content);
+        let found = observed.files.get(&f.path).cloned().flatten();
+        let (action, reason, before) = match &found {
+            None => (Some(Action::Create), "missing".to_string(), None),
+            Some(o) if o.sha256 != want => (
+                Some(Action::Update),
+                if o.mode != f.mode {
+                    format!("content and mode {:04o} → {:04o} changed", o.mode, f.mode)
+                } else {
+                    "content changed".to_string()
+                },
+                Some(short_digest(&o.sha256)),
+            ),
+            Some(o) if o.mode != f.mode => (
+                Some(Action::Update),
+                format!("mode {:04o} → {:04o}", o.mode, f.mode),
+                Some(short_digest(&o.sha256)),
+            ),
+            Some(_) => (None, String::new(), None),
+        };
+        let Some(action) = action else {
+            noop += 1;
+            continue;
+        };
+        if let Some(svc) = &f.service {
+            touched.entry(svc).or_default().push(base_name(&f.path));
+        }
+        let diff = if f.sensitive {
+            None
+        } else {
+            let old = found
+                .as_ref()
+                .and_then(|o| o.content.clone())
+                .unwrap_or_default();
+            if found.is_some() && found.as_ref().and_then(|o| o.content.as_ref()).is_none() {
+                None
+            } else {
+                unified_diff(&f.path, &old, &f.content)
+            }
+        };
+        changes.push(Change {
+            addr: format!("{host}:{}", f.path),
+            host: Some(host.clone()),
+            kind: Kind::File,
+            action,
+            reason,
+            before,
+            after: Some(short_digest(&want)),
+            diff,
+            sensitive: f.sensitive,
+        });
+    }
+
+    // Files hactl wrote before that the stack no longer renders.
+    if let Some(m) = &observed.manifest {
+        for mf in &m.files {
+            if desired.files.iter().any(|f| f.path == mf.path) {
+                continue;
+            }
+            let reason = if mf.backup {
+                "no longer in the stack: original restored"
+            } else {
+                "no longer in the stack"
+            };
+            changes.push(Change {
+                addr: format!("{host}:{}", mf.path),
+                host: Some(host.clone()),
+                kind: Kind::File,
+                action: Action::Delete,
+                reason: reason.into(),
+                before: Some(short_digest(&mf.sha256)),
+                after: None,
+                diff: None,
+                sensitive: false,
+            });
+        }
+    }
+
+    for svc in &desired.services {
+        let state = observed.services.get(svc).copied().unwrap_or_default();
+        let changed = touched.get(svc.as_str());
+        let (action, reason) = match (state.active, changed) {
+            (true, Some(files)) => (Action::Reload, format!("{} changed", files.join(", "))),
+            (false, _) => (Action::Start, "not running".to_string()),
+            (true, None) => {
+                noop += 1;
+                continue;
+            }
+        };
+        changes.push(Change {
+            addr: format!("{host}:service/{svc}"),
+            host: Some(host.clone()),
+            kind: Kind::Service,
+            action,
+            reason,
+            before: Some(if state.active { "running" } else { "stopped" }.into()),
+            after: Some("running".into()),
+            diff: None,
+            sensitive: false,
+        });
+    }
+    (changes, noop)
+}
+
+/// Plans one host for `down`: stop what hactl started, remove or restore what it wrote.
+pub fn diff_down(host: &str, observed: &ObservedHost) -> Vec<Change> {
+    let Some(m) = &observed.manifest else {
+        return Vec::new();
+    };
+    let mut changes = Vec::new();
+    for svc in m.services.iter().rev() {
+        let active = observed.services.get(svc).is_some_and(|s| s.active);
+        if !active {
+            continue;
+        }
+        changes.push(Change {
+            addr: format!("{host}:service/{svc}"),
+            host: Some(host.to_string()),
+            kind: Kind::Service,
+            action: Action::Stop,
+            reason: "started by hactl".into(),
+            before: Some("running".into()),
+            after: Some("stopped".into()),
+            diff: None,
+            sensitive: false,
+        });
+    }
+    for f in &m.files {
+        changes.push(Change {
+            addr: format!("{host}:{}", f.path),
+            host: Some(host.to_string()),
+            kind: Kind::File,
+            action: Action::Delete,
+            reason: if f.backup {
+                "written by hactl: original restored".into()
+            } else {
+                "written by hactl".into()
+            },
+            before: Some(short_digest(&f.sha256)),
+            after: None,
+            diff: None,
+            sensitive: false,
+        });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{CheckKind, RenderedFile};
+
+    fn file(path: &str, content: &str, service: &str) -> RenderedFile {
+        RenderedFile {
+            path: path.into(),
+            content: content.as_bytes().to_vec(),
+            mode: 0o644,
+            owner: None,
+            service: Some(service.into()),
+            check: Some(CheckKind::Nginx),
+            sensitive: false,
+        }
+    }
+
+    fn desired() -> HostConfig {
+        HostConfig {
+            host: "host1".into(),
+            files: vec![
+                file("/etc/nginx/nginx.conf", "listen 80;\n", "nginx"),
+                file("/etc/keepalived/keepalived.conf", "vrrp\n", "keepalived"),
+            ],
+            services: vec!["nginx".into(), "keepalived".into()],
+        }
+    }
+
+    fn observed_same(d: &HostConfig) -> ObservedHost {
+        let mut o = ObservedHost {
+            host: d.host.clone(),
+            ..Default::default()
+        };
+        for f in &d.files {
+            o.files.insert(
+                f.path.clone(),
+                Some(ObservedFile {
+                    sha256: sha256_hex(&f.content),
+                    mode: f.mode,
+                    content: None,
+                }),
+            );
+        }
+        for s in &d.services {
+            o.services.insert(
+                s.clone(),
+                ObservedService {
+                    active: true,
+                    pid: Some(10),
+                },
+            );
+        }
+        o
+    }
+
+    #[test]
+    fn fresh_host_creates_files_and_starts_services() {
+        let d = desired();
+        let o = ObservedHost {
+            host: "host1".into(),
+            ..Default::default()
+        };
+        let (changes, noop) = diff(&d, &o);
+        assert_eq!(noop, 0);
+        let actions: Vec<_> = changes.iter().map(|c| (c.addr.as_str(), c.action)).collect();
+        assert_eq!(
+            actions,
+            vec![
+                ("host1:/etc/nginx/nginx.conf", Action::Create),
+                ("host1:/etc/keepalived/keepalived.conf", Action::Create),
+                ("host1:service/nginx", Action::Start),
+                ("host1:service/keepalived", Action::Start),
+            ]
+        );
+        insta::assert_snapshot!(changes[0].diff.clone().unwrap_or_default());
+    }
+
+    #[test]
+    fn converged_host_has_no_changes() {
+        let d = desired();
+        let (changes, noop) = diff(&d, &observed_same(&d));
+        assert!(changes.is_empty(), "{changes:#?}");
+        assert_eq!(noop, 4);
+    }
+
+    #[test]
+    fn one_changed_file_reloads_only_its_service() {
+        let d = desired();
+        let mut o = observed_same(&d);
+        o.files.insert(
+            "/etc/nginx/nginx.conf".into(),
+            Some(ObservedFile {
+                sha256: sha256_hex(b"listen 81;\n"),
+                mode: 0o644,
+                content: Some(b"listen 81;\n".to_vec()),
+            }),
+        );
+        let (changes, noop) = diff(&d, &o);
+        assert_eq!(noop, 2);
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0].action, Action::Update);
+        assert_eq!(changes[1].addr, "host1:service/nginx");
+        assert_eq!(changes[1].action, Action::Reload);
+        assert_eq!(changes[1].reason, "nginx.conf changed");
+        insta::assert_snapshot!(changes[0].diff.clone().unwrap_or_default());
+    }
+
+    #[test]
+    fn sensitive_file_has_no_diff() {
+        let mut d = desired();
+        d.files[1].sensitive = true;
+        d.files[1].mode = 0o600;
+        let mut o = observed_same(&d);
+        o.files.insert(
+            "/etc/keepalived/keepalived.conf".into(),
+            Some(ObservedFile {
+                sha256: sha256_hex(b"old secret"),
+                mode: 0o600,
+                content: Some(b"old secret".to_vec()),
+            }),
+        );
+        let (changes, _) = diff(&d, &o);
+        assert!(changes[0].sensitive);
+        assert!(changes[0].diff.is_none());
+        let json = serde_json::to_string(&changes).unwrap_or_default();
+        assert!(!json.contains("old secret"));
+    }
+
+    #[test]
+    fn files_dropped_from_the_stack_are_deleted_and_down_removes_only_the_manifest() {
+        let d = desired();
+        let mut o = observed_same(&d);
+        o.manifest = Some(Manifest {
+            stack: "lab".into(),
+            files: vec![
+                ManifestFile {
+                    path: "/etc/nginx/nginx.conf".into(),
+                    sha256: sha256_hex(b"listen 80;\n"),
+                    backup: true,
+                },
+                ManifestFile {
+                    path: "/etc/old.conf".into(),
+                    sha256: sha256_hex(b"x"),
+                    backup: false,
+                },
+            ],
+            services: vec!["nginx".into()],
+        });
+        let (changes, _) = diff(&d, &o);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].addr, "host1:/etc/old.conf");
+        assert_eq!(changes[0].action, Action::Delete);
+
+        let down = diff_down("host1", &o);
+        let actions: Vec<_> = down.iter().map(|c| (c.addr.as_str(), c.action)).collect();
+        assert_eq!(
+            actions,
+            vec![
+                ("host1:service/nginx", Action::Stop),
+                ("host1:/etc/nginx/nginx.conf", Action::Delete),
+                ("host1:/etc/old.conf", Action::Delete),
+            ]
+        );
+    }
+}

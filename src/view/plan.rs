@@ -1,0 +1,169 @@
+//! Human rendering of plans and apply reports: Terraform's symbols, one block per host, diffs
+//! indented under their file, sensitive files as digests only.
+
+use std::fmt::Write as _;
+
+use crate::plan::{Kind, Plan};
+use crate::provider::hosts::HostReport;
+
+fn what(kind: Kind, addr: &str, host: Option<&str>) -> String {
+    let local = match host {
+        Some(h) => addr.strip_prefix(&format!("{h}:")).unwrap_or(addr),
+        None => addr,
+    };
+    match kind {
+        Kind::Service => local.replacen("service/", "service ", 1),
+        _ => local.to_string(),
+    }
+}
+
+/// The plan as a person reads it, hosts in stack order.
+pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
+    let mut out = String::new();
+    for host in hosts_in_order {
+        if let Some(f) = plan.failed_hosts.iter().find(|f| &f.host == host) {
+            let _ = writeln!(out, "{host}: unreachable\n  ! {}", f.error);
+            continue;
+        }
+        let changes: Vec<_> = plan.for_host(host).collect();
+        if changes.is_empty() {
+            let _ = writeln!(out, "{host}: no changes");
+            continue;
+        }
+        let _ = writeln!(out, "{host}:");
+        for c in changes {
+            let _ = write!(
+                out,
+                "  {} {}  ({})",
+                c.action.symbol(),
+                what(c.kind, &c.addr, c.host.as_deref()),
+                c.reason
+            );
+            if c.sensitive {
+                let _ = write!(
+                    out,
+                    "  (sensitive) {} → {}",
+                    c.before.as_deref().unwrap_or("none"),
+                    c.after.as_deref().unwrap_or("none")
+                );
+            }
+            out.push('\n');
+            if let Some(d) = &c.diff {
+                for line in d.lines() {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
+    }
+    for c in plan.changes.iter().filter(|c| c.host.is_none()) {
+        let _ = writeln!(
+            out,
+            "  {} {}  ({})",
+            c.action.symbol(),
+            c.addr,
+            c.reason
+        );
+    }
+    let s = plan.summary;
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to create, {} to update, {} to delete, {} unchanged.",
+        s.create, s.update, s.delete, s.noop
+    );
+    if !plan.failed_hosts.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} host(s) could not be observed: their changes are unknown.",
+            plan.failed_hosts.len()
+        );
+    }
+    out
+}
+
+/// The per-host report after an apply.
+pub fn render_reports(reports: &[HostReport], plan: &Plan) -> String {
+    let mut out = String::new();
+    for r in reports {
+        if r.ok {
+            let mut parts = Vec::new();
+            if !r.files.is_empty() {
+                parts.push(format!("{} file(s): {}", r.files.len(), r.files.join(", ")));
+            }
+            if !r.services.is_empty() {
+                parts.push(r.services.join(", "));
+            }
+            let _ = writeln!(out, "{}: ok — {}", r.host, parts.join("; "));
+        } else {
+            let _ = writeln!(
+                out,
+                "{}: FAILED — {}",
+                r.host,
+                r.error.as_deref().unwrap_or("unknown error")
+            );
+            for l in &r.log {
+                let _ = writeln!(out, "    {l}");
+            }
+        }
+    }
+    for f in &plan.failed_hosts {
+        let _ = writeln!(out, "{}: FAILED — {}", f.host, f.error);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Change, HostFailure};
+
+    #[test]
+    fn plan_rendering() {
+        let changes = vec![
+            Change {
+                addr: "host1:/etc/nginx/nginx.conf".into(),
+                host: Some("host1".into()),
+                kind: Kind::File,
+                action: Action::Update,
+                reason: "content changed".into(),
+                before: Some("sha256:aaaaaaaaaaaa".into()),
+                after: Some("sha256:bbbbbbbbbbbb".into()),
+                diff: Some("--- a\n+++ b\n@@ -1 +1 @@\n-listen 81;\n+listen 80;\n".into()),
+                sensitive: false,
+            },
+            Change {
+                addr: "host1:/etc/keepalived/keepalived.conf".into(),
+                host: Some("host1".into()),
+                kind: Kind::File,
+                action: Action::Update,
+                reason: "content changed".into(),
+                before: Some("sha256:a1b2c3d4e5f6".into()),
+                after: Some("sha256:c3d4e5f6a7b8".into()),
+                diff: None,
+                sensitive: true,
+            },
+            Change {
+                addr: "host1:service/nginx".into(),
+                host: Some("host1".into()),
+                kind: Kind::Service,
+                action: Action::Reload,
+                reason: "nginx.conf changed".into(),
+                before: Some("running".into()),
+                after: Some("running".into()),
+                diff: None,
+                sensitive: false,
+            },
+        ];
+        let plan = Plan::new(
+            "lab",
+            changes,
+            4,
+            vec![HostFailure {
+                host: "host3".into(),
+                error: "host3: cannot connect to `198.18.0.13`: connection refused".into(),
+            }],
+        );
+        let hosts = vec!["host1".to_string(), "host2".to_string(), "host3".to_string()];
+        insta::assert_snapshot!(render_plan(&plan, &hosts));
+        insta::assert_json_snapshot!(plan);
+    }
+}
