@@ -88,7 +88,10 @@ pub async fn observe(stack: &Stack, configs: BTreeMap<String, HostConfig>) -> Ob
                     services.push(s.to_string());
                 }
             }
-            (host.clone(), hp::observe(conn, name, &probes, &services).await)
+            (
+                host.clone(),
+                hp::observe(conn, name, &probes, &services).await,
+            )
         }
     }))
     .buffer_unordered(parallelism)
@@ -222,7 +225,11 @@ pub fn steps_down(plan: &Plan, host: &str, o: &ObservedHost) -> ApplySteps {
     for c in plan.for_host(host) {
         match (c.kind, c.action) {
             (Kind::Service, Action::Stop) => {
-                let svc = c.addr.rsplit_once("service/").map(|(_, s)| s).unwrap_or_default();
+                let svc = c
+                    .addr
+                    .rsplit_once("service/")
+                    .map(|(_, s)| s)
+                    .unwrap_or_default();
                 steps.services.push(("stop".into(), svc.to_string()));
             }
             (Kind::File, Action::Delete) => {

@@ -17,6 +17,8 @@ use crate::{stack, vault, view, ExitStatus};
 pub struct PlanArgs {
     #[command(flatten)]
     pub stack: StackArgs,
+    #[command(flatten)]
+    pub run: super::aws::RunArgs,
     /// Exit 2 when there are changes, 0 when none, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -26,6 +28,8 @@ pub struct PlanArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub stack: StackArgs,
+    #[command(flatten)]
+    pub run: super::aws::RunArgs,
     /// Apply without asking.
     #[arg(long)]
     pub auto_approve: bool,
@@ -35,6 +39,8 @@ pub struct UpArgs {
 pub struct DownArgs {
     #[command(flatten)]
     pub stack: StackArgs,
+    #[command(flatten)]
+    pub run: super::aws::RunArgs,
     /// Remove without asking.
     #[arg(long)]
     pub auto_approve: bool,
@@ -58,6 +64,10 @@ fn host_order(stack: &stack::Stack) -> Vec<String> {
 }
 
 pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
+    let stack = stack::load(&a.stack.file)?;
+    if super::aws::is_aws(&stack) {
+        return super::aws::plan(stack, &a.stack, &a.run, a.detailed_exitcode).await;
+    }
     let p = prepare(&a.stack).await?;
     let plan = engine::plan_up(&p.stack, &p.observed);
     if a.stack.json {
@@ -76,12 +86,20 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
 }
 
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
+    let stack = stack::load(&a.stack.file)?;
+    if super::aws::is_aws(&stack) {
+        return super::aws::up(stack, &a.stack, &a.run, a.auto_approve).await;
+    }
     let p = prepare(&a.stack).await?;
     let plan = engine::plan_up(&p.stack, &p.observed);
     apply(p, plan, a.stack.json, a.auto_approve, Mode::Up).await
 }
 
 pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
+    let stack = stack::load(&a.stack.file)?;
+    if super::aws::is_aws(&stack) {
+        return super::aws::down(stack, &a.stack, &a.run, a.auto_approve).await;
+    }
     let p = prepare(&a.stack).await?;
     let plan = engine::plan_down(&p.stack, &p.observed);
     apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
@@ -150,7 +168,8 @@ fn confirm(mode: Mode) -> miette::Result<()> {
     if !view::interactive() {
         return Err(miette::miette!(
             code = "hactl::approve::no_tty",
-            help = "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
+            help =
+                "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
             "refusing to {verb} without approval: not running in a terminal"
         ));
     }

@@ -1,9 +1,16 @@
-//! `hactl status -f STACK [--json]`: per host reachability, VRRP state, services, VIP holder.
+//! `hactl status -f STACK [--json]`: per host reachability, VRRP state, base and effective
+//! priority, check results, services and whether it holds the VIP. Exits non-zero on split
+//! brain (two holders), on no holder, or when a host cannot be reached.
 
 use clap::Args;
+use futures::StreamExt;
+use serde::Serialize;
 
 use super::StackArgs;
-use crate::ExitStatus;
+use crate::provider::hosts::script::{self, Record};
+use crate::provider::hosts::{self as hp, Connection};
+use crate::stack::{self, Host, Stack};
+use crate::{view, ExitStatus};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -11,6 +18,269 @@ pub struct StatusArgs {
     pub stack: StackArgs,
 }
 
-pub async fn run(_args: StatusArgs) -> miette::Result<ExitStatus> {
-    Ok(ExitStatus::Success)
+#[derive(Debug, Serialize)]
+struct CheckResult {
+    name: String,
+    ok: bool,
+    weight: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct HostStatus {
+    name: String,
+    address: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// MASTER, BACKUP, FAULT or STOPPED (keepalived not running).
+    vrrp_state: Option<String>,
+    holds_vip: bool,
+    base_priority: u8,
+    effective_priority: Option<i64>,
+    /// The last transition the notify hook recorded: `STATE UNIX-TIME`.
+    last_transition: Option<String>,
+    checks: Vec<CheckResult>,
+    services: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct VipStatus {
+    address: String,
+    holders: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    stack: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vip: Option<VipStatus>,
+    split_brain: bool,
+    hosts: Vec<HostStatus>,
+}
+
+/// keepalived's arithmetic: a passing check with a positive weight adds it, a failing check
+/// with a negative weight subtracts it; a failing check of weight 0 means FAULT.
+fn effective(base: u8, checks: &[CheckResult]) -> (i64, bool) {
+    let mut p = i64::from(base);
+    let mut fault = false;
+    for c in checks {
+        match (c.ok, c.weight) {
+            (true, w) if w > 0 => p += w,
+            (false, w) if w < 0 => p += w,
+            (false, 0) => fault = true,
+            _ => {}
+        }
+    }
+    (p.clamp(1, 254), fault)
+}
+
+async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostError>) -> HostStatus {
+    let mut st = HostStatus {
+        name: host.name.clone(),
+        address: host.address.to_string(),
+        reachable: false,
+        error: None,
+        vrrp_state: None,
+        holds_vip: false,
+        base_priority: host.priority,
+        effective_priority: None,
+        last_transition: None,
+        checks: Vec::new(),
+        services: Default::default(),
+    };
+    let conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            st.error = Some(e.to_string());
+            return st;
+        }
+    };
+    let vip = stack.file.vip.as_ref().filter(|_| host.has_role("vip"));
+    let mut services = Vec::new();
+    if stack.file.nginx.is_some() && host.has_role("app") {
+        services.push("nginx".to_string());
+    }
+    if let Some(_v) = vip {
+        if stack.file.haproxy.is_some() {
+            services.push("haproxy".to_string());
+        }
+        services.push("keepalived".to_string());
+    }
+    let checks: Vec<(String, String)> = vip
+        .map(|v| {
+            v.checks
+                .iter()
+                .map(|c| (c.name.value.clone(), script::check_command(c)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let vip_addr = stack.vip.as_ref().map(|v| v.address.to_string());
+    let instance = vip.map(|v| v.instance.clone()).unwrap_or_default();
+    let text = script::status_script(vip_addr.as_deref(), &instance, &services, &checks);
+    let out = hp::query(&conn, &text).await;
+    conn.close().await;
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            st.error = Some(e.to_string());
+            return st;
+        }
+    };
+    st.reachable = true;
+    let mut transition = None;
+    for rec in script::parse(&out) {
+        match rec {
+            Record::Service { name, active, .. } => {
+                st.services
+                    .insert(name, if active { "active" } else { "inactive" }.into());
+            }
+            Record::Vip(v) => st.holds_vip = v,
+            Record::Check { name, ok } => {
+                let weight = vip
+                    .and_then(|v| v.checks.iter().find(|c| c.name.value == name))
+                    .map(|c| c.weight.value)
+                    .unwrap_or(0);
+                st.checks.push(CheckResult { name, ok, weight });
+            }
+            Record::Transition(t) => transition = Some(t),
+            _ => {}
+        }
+    }
+    if vip.is_some() {
+        let (p, fault) = effective(host.priority, &st.checks);
+        st.effective_priority = Some(p);
+        let running = st.services.get("keepalived").map(String::as_str) == Some("active");
+        st.vrrp_state = Some(
+            if !running {
+                "STOPPED"
+            } else if st.holds_vip {
+                "MASTER"
+            } else if fault {
+                "FAULT"
+            } else {
+                "BACKUP"
+            }
+            .into(),
+        );
+        st.last_transition = transition;
+    }
+    st
+}
+
+pub async fn run(args: StatusArgs) -> miette::Result<ExitStatus> {
+    let stack = stack::load(&args.stack.file)?;
+    let hosts: Vec<&Host> = stack.hosts.iter().collect();
+    let mut conns = hp::connect_all(&stack, &hosts).await;
+    let parallelism = stack.file.ssh.parallelism.max(1);
+    let mut statuses: Vec<HostStatus> = futures::stream::iter(hosts.iter().map(|h| {
+        let conn = conns.remove(&h.name).unwrap_or_else(|| {
+            Err(hp::HostError::Remote {
+                host: h.name.clone(),
+                message: "not connected".into(),
+            })
+        });
+        probe(&stack, h, conn)
+    }))
+    .buffer_unordered(parallelism)
+    .collect()
+    .await;
+    let order = |n: &str| stack.hosts.iter().position(|h| h.name == n);
+    statuses.sort_by_key(|s| order(&s.name));
+    let holders: Vec<String> = statuses
+        .iter()
+        .filter(|s| s.holds_vip)
+        .map(|s| s.name.clone())
+        .collect();
+    let status = Status {
+        stack: stack.name().to_string(),
+        vip: stack.vip.as_ref().map(|v| VipStatus {
+            address: v.address.to_string(),
+            holders: holders.clone(),
+        }),
+        split_brain: holders.len() > 1,
+        hosts: statuses,
+    };
+    if args.stack.json {
+        view::print_json(&status)?;
+    } else {
+        view::print_out(&render(&status));
+    }
+    let unreachable = status.hosts.iter().any(|h| !h.reachable);
+    let bad_vip = status.vip.is_some() && holders.len() != 1;
+    Ok(if unreachable || bad_vip {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn render(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:<16} {:<9} {:>4} {:>4}  {:<28} SERVICES",
+        "HOST", "ADDRESS", "VRRP", "BASE", "EFF", "CHECKS"
+    );
+    for h in &s.hosts {
+        if !h.reachable {
+            let _ = writeln!(
+                out,
+                "{:<12} {:<16} unreachable: {}",
+                h.name,
+                h.address,
+                h.error.as_deref().unwrap_or("")
+            );
+            continue;
+        }
+        let checks = h
+            .checks
+            .iter()
+            .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { "FAIL" }))
+            .collect::<Vec<_>>()
+            .join(",");
+        let services = h
+            .services
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            out,
+            "{:<12} {:<16} {:<9} {:>4} {:>4}  {:<28} {}{}",
+            h.name,
+            h.address,
+            h.vrrp_state.as_deref().unwrap_or("-"),
+            h.base_priority,
+            h.effective_priority
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if checks.is_empty() {
+                "-".into()
+            } else {
+                checks
+            },
+            services,
+            if h.holds_vip { "  ← VIP" } else { "" }
+        );
+    }
+    if let Some(v) = &s.vip {
+        match v.holders.len() {
+            0 => {
+                let _ = writeln!(out, "\nVIP {}: NO HOLDER", v.address);
+            }
+            1 => {
+                let _ = writeln!(out, "\nVIP {} held by {}", v.address, v.holders[0]);
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "\nVIP {}: SPLIT BRAIN — held by {}",
+                    v.address,
+                    v.holders.join(", ")
+                );
+            }
+        }
+    }
+    out
 }

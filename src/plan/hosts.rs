@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{short_digest, sha256_hex, Action, Change, Kind};
+use super::{sha256_hex, short_digest, Action, Change, Kind};
 use crate::render::HostConfig;
 
 /// A file as found on a host.
@@ -300,7 +300,10 @@ mod tests {
         };
         let (changes, noop) = diff(&d, &o);
         assert_eq!(noop, 0);
-        let actions: Vec<_> = changes.iter().map(|c| (c.addr.as_str(), c.action)).collect();
+        let actions: Vec<_> = changes
+            .iter()
+            .map(|c| (c.addr.as_str(), c.action))
+            .collect();
         assert_eq!(
             actions,
             vec![

@@ -56,13 +56,7 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
         }
     }
     for c in plan.changes.iter().filter(|c| c.host.is_none()) {
-        let _ = writeln!(
-            out,
-            "  {} {}  ({})",
-            c.action.symbol(),
-            c.addr,
-            c.reason
-        );
+        let _ = writeln!(out, "  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
     }
     let s = plan.summary;
     let _ = writeln!(
@@ -162,7 +156,11 @@ mod tests {
                 error: "host3: cannot connect to `198.18.0.13`: connection refused".into(),
             }],
         );
-        let hosts = vec!["host1".to_string(), "host2".to_string(), "host3".to_string()];
+        let hosts = vec![
+            "host1".to_string(),
+            "host2".to_string(),
+            "host3".to_string(),
+        ];
         insta::assert_snapshot!(render_plan(&plan, &hosts));
         insta::assert_json_snapshot!(plan);
     }

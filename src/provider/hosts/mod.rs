@@ -25,9 +25,11 @@ pub async fn connect_all(
 ) -> BTreeMap<String, Result<Connection, HostError>> {
     use futures::StreamExt;
     let parallelism = stack.file.ssh.parallelism.max(1);
-    futures::stream::iter(hosts.iter().map(|h| async move {
-        (h.name.clone(), Connection::open(stack, h).await)
-    }))
+    futures::stream::iter(
+        hosts
+            .iter()
+            .map(|h| async move { (h.name.clone(), Connection::open(stack, h).await) }),
+    )
     .buffer_unordered(parallelism)
     .collect()
     .await
@@ -112,10 +114,7 @@ pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostRe
         host: conn.host.clone(),
         ..Default::default()
     };
-    let out = match conn
-        .run_script(&script::apply_script(stack, steps))
-        .await
-    {
+    let out = match conn.run_script(&script::apply_script(stack, steps)).await {
         Ok(o) => o,
         Err(e) => {
             report.error = Some(e.to_string());

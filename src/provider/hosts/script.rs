@@ -22,7 +22,10 @@ pub fn q(s: &str) -> Cow<'_, str> {
 
 /// Joins an argv into one shell command line.
 pub fn join(argv: &[String]) -> String {
-    argv.iter().map(|a| q(a).into_owned()).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|a| q(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Where hactl keeps its per-stack records on a host.
@@ -177,14 +180,20 @@ pub enum ManifestOp {
 pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
     let mut s = String::from("set -u\numask 077\n");
     let _ = writeln!(s, "S={}", q(&state_dir(stack)));
-    s.push_str("mkdir -p \"$S/backup\" || { printf 'HACTL\\tfail\\tstate\\t%s\\n' \"$S\"; exit 1; }\n");
+    s.push_str(
+        "mkdir -p \"$S/backup\" || { printf 'HACTL\\tfail\\tstate\\t%s\\n' \"$S\"; exit 1; }\n",
+    );
     let temps: Vec<String> = steps.writes.iter().map(|w| temp_path(&w.path)).collect();
     let cleanup = if temps.is_empty() {
         ":".to_string()
     } else {
         format!(
             "rm -f {}",
-            temps.iter().map(|t| q(t).into_owned()).collect::<Vec<_>>().join(" ")
+            temps
+                .iter()
+                .map(|t| q(t).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
         )
     };
     let _ = writeln!(s, "cleanup() {{ {cleanup}; }}");
@@ -283,18 +292,102 @@ fn service_steps(s: &mut String, services: &[&(String, String)]) {
     }
 }
 
+/// The shell command a VRRP check runs (the same command keepalived's `vrrp_script` runs),
+/// used by `status` to report check results and the effective priority.
+pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
+    if let Some(svc) = &check.service {
+        join(&service_argv("is-active", &svc.value)) + " --quiet"
+    } else if let Some(url) = &check.http {
+        let secs = check.timeout.value.as_secs_f64().max(0.1);
+        join(&[
+            "curl".into(),
+            "-fsS".into(),
+            "-m".into(),
+            format!("{secs}"),
+            "-o".into(),
+            "/dev/null".into(),
+            url.value.clone(),
+        ])
+    } else if let Some(script) = &check.script {
+        script.value.clone()
+    } else {
+        "false".into()
+    }
+}
+
+/// Where the notify hook records the last VRRP transition (`STATE EPOCH`).
+pub fn vrrp_state_file(instance: &str) -> String {
+    format!("/run/hactl/vrrp-{instance}.state")
+}
+
+/// The status probe: services, whether the VIP is on the host, each check's result, and the
+/// last recorded VRRP transition. Read-only.
+pub fn status_script(
+    vip: Option<&str>,
+    instance: &str,
+    services: &[String],
+    checks: &[(String, String)],
+) -> String {
+    let mut s = String::from("set -u\n");
+    for svc in services {
+        let name = q(svc);
+        let _ = writeln!(
+            s,
+            "if systemctl is-active --quiet {name} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t\\n' {name}; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi"
+        );
+    }
+    if let Some(vip) = vip {
+        let _ = writeln!(
+            s,
+            "if ip -o addr show | grep -q \" inet6\\? {}/\"; then printf 'HACTL\\tvip\\tyes\\n'; else printf 'HACTL\\tvip\\tno\\n'; fi",
+            vip.replace('.', "\\.")
+        );
+    }
+    for (name, cmd) in checks {
+        let _ = writeln!(
+            s,
+            "if timeout 3 sh -c {} >/dev/null 2>&1; then printf 'HACTL\\tcheck\\t%s\\tok\\n' {n}; else printf 'HACTL\\tcheck\\t%s\\tfail\\n' {n}; fi",
+            q(cmd),
+            n = q(name)
+        );
+    }
+    let f = q(&vrrp_state_file(instance)).into_owned();
+    let _ = writeln!(
+        s,
+        "if [ -f {f} ]; then printf 'HACTL\\ttransition\\t%s\\n' \"$(head -n1 {f})\"; fi"
+    );
+    s
+}
+
 /// One record of a script's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Manifest(Vec<u8>),
-    File { path: String, sha256: String, mode: u32 },
-    Content { path: String, bytes: Vec<u8> },
+    File {
+        path: String,
+        sha256: String,
+        mode: u32,
+    },
+    Content {
+        path: String,
+        bytes: Vec<u8>,
+    },
     Missing(String),
-    Service { name: String, active: bool, pid: Option<u32> },
+    Service {
+        name: String,
+        active: bool,
+        pid: Option<u32>,
+    },
     Ok(Vec<String>),
     Fail(Vec<String>),
     CheckFailed(String),
     Log(String),
+    Vip(bool),
+    Check {
+        name: String,
+        ok: bool,
+    },
+    Transition(String),
 }
 
 /// Reads the `HACTL\t…` records of a script's stdout; other lines are ignored.
@@ -324,11 +417,15 @@ pub fn parse(stdout: &str) -> Vec<Record> {
                 pid: pid.trim().parse().ok(),
             }),
             ["ok", rest @ ..] => Some(Record::Ok(rest.iter().map(|s| s.to_string()).collect())),
-            ["fail", rest @ ..] => {
-                Some(Record::Fail(rest.iter().map(|s| s.to_string()).collect()))
-            }
+            ["fail", rest @ ..] => Some(Record::Fail(rest.iter().map(|s| s.to_string()).collect())),
             ["check-failed", path] => Some(Record::CheckFailed(path.to_string())),
             ["log", text @ ..] => Some(Record::Log(text.join("\t"))),
+            ["vip", v] => Some(Record::Vip(*v == "yes")),
+            ["check", name, r] => Some(Record::Check {
+                name: name.to_string(),
+                ok: *r == "ok",
+            }),
+            ["transition", t] => Some(Record::Transition(t.to_string())),
             _ => None,
         };
         out.extend(rec);
@@ -422,9 +519,25 @@ mod tests {
     }
 
     #[test]
+    fn status_script_snapshot() {
+        insta::assert_snapshot!(status_script(
+            Some("198.18.0.100"),
+            "VI_1",
+            &["nginx".into(), "keepalived".into()],
+            &[(
+                "nginx".into(),
+                "curl -fsS -m 1 -o /dev/null http://127.0.0.1:80/healthz".into()
+            )]
+        ));
+    }
+
+    #[test]
     fn check_commands() {
         assert_eq!(
-            join(&check_argv(CheckKind::Nginx, "/etc/nginx/.nginx.conf.hactl-new")),
+            join(&check_argv(
+                CheckKind::Nginx,
+                "/etc/nginx/.nginx.conf.hactl-new"
+            )),
             "nginx -t -q -c /etc/nginx/.nginx.conf.hactl-new"
         );
         assert_eq!(
