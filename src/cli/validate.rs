@@ -1,23 +1,61 @@
-//! `hactl validate -f STACK`: loads the stack, reports every problem, exits 0 or 1.
+//! `hactl validate -f STACK [--json]`: loads the stack, reports every problem, exits 0 or 1.
+//!
+//! Human output: a one-line summary on stdout when valid; otherwise the error (every problem
+//! with `file:line:col`, the line, a caret, a code and a hint) goes to `main`, the one place
+//! that prints errors. With `--json` exactly one document goes to stdout either way, and the
+//! exit code still says valid (0) or not (1).
+
+use serde::Serialize;
 
 use super::StackArgs;
+use crate::stack::diag::JsonDiagnostic;
 use crate::{stack, view, ExitStatus};
 
+/// What `validate --json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    valid: bool,
+    file: String,
+    /// The stack's name (only when valid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<String>,
+    /// Number of hosts listed (only when valid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hosts: Option<usize>,
+    diagnostics: Vec<JsonDiagnostic>,
+}
+
 pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
-    let stack = stack::load(&args.file)?;
-    if args.json {
-        view::print_json(&serde_json::json!({
-            "valid": true,
-            "stack": stack.name(),
-            "hosts": stack.hosts.len(),
-        }))?;
-    } else {
-        view::print_out(&format!(
-            "{}: stack `{}` is valid ({} hosts)\n",
-            args.file.display(),
-            stack.name(),
-            stack.hosts.len()
-        ));
+    let file = args.file.display().to_string();
+    match stack::load(&args.file) {
+        Ok(stack) if args.json => {
+            view::print_json(&Report {
+                valid: true,
+                file,
+                stack: Some(stack.name().to_string()),
+                hosts: Some(stack.hosts.len()),
+                diagnostics: Vec::new(),
+            })?;
+            Ok(ExitStatus::Success)
+        }
+        Ok(stack) => {
+            view::print_out(&format!(
+                "{file}: stack `{}` is valid ({} hosts)\n",
+                stack.name(),
+                stack.hosts.len()
+            ));
+            Ok(ExitStatus::Success)
+        }
+        Err(e) if args.json => {
+            view::print_json(&Report {
+                valid: false,
+                file,
+                stack: None,
+                hosts: None,
+                diagnostics: e.diagnostics(),
+            })?;
+            Ok(ExitStatus::Failure)
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(ExitStatus::Success)
 }

@@ -1,54 +1,293 @@
-//! Parsing and semantic checks (placeholder: resolves hosts; full checks land with the
-//! validation work).
+//! Loading a stack file: bytes → UTF-8 text → spanned tree (unknown keys) → typed model →
+//! semantic checks → resolved [`Stack`].
+//!
+//! Each stage reports everything it can see before giving up: the UTF-8 check names the first
+//! bad byte's line and column (the parser's own error has no position); the tree pass lists
+//! every unknown key at once; the typed parse can only report its first error (as every YAML
+//! parser), and the semantic checks ([`checks`]) run over the whole model and report every
+//! problem. A later stage never runs on a file an earlier stage refused, so a problem is never
+//! reported twice in two forms.
+//!
+//! The parser's own messages are used without its source excerpt (miette draws that), and its
+//! budget errors are reworded: "budget breached: Nodes" means nothing to someone whose file
+//! just has an alias bomb in it.
+
+mod checks;
+mod tree;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::diag::StackError;
+use serde_saphyr::{DefaultMessageFormatter, Error as YamlError, MessageFormatter};
+
+use super::diag::{Problem, SourceMap, StackError};
 use super::model::StackFile;
-use super::{Host, Stack};
+use super::Stack;
 
 pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError> {
-    let text = String::from_utf8_lossy(bytes).into_owned();
-    let file: StackFile = serde_saphyr::from_str(&text).map_err(|e| StackError::Invalid {
-        path: path.display().to_string(),
-        problems: vec![super::diag::Problem {
-            message: e.to_string(),
-            span: None,
-            label: String::new(),
-            help: None,
-            src: None,
-            code: "hactl::stack::syntax",
-        }],
-    })?;
-    let n = file.hosts.len();
-    let hosts = file
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| Host {
-            name: h.name.value.clone(),
-            address: h.address.value.parse().expect("placeholder"),
-            ssh_target: h
-                .ssh_host
-                .clone()
-                .unwrap_or_else(|| h.address.value.clone()),
-            priority: h
-                .priority
-                .as_ref()
-                .map(|p| p.value as u8)
-                .unwrap_or(if i == 0 { 150 } else { 101 - i as u8 }),
-            peers: Vec::new(),
-            interface: "eth0".into(),
-            roles: ["vip", "app"].iter().map(|s| s.to_string()).collect(),
-        })
-        .collect::<Vec<_>>();
-    let _ = n;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t.to_owned(),
+        Err(e) => return Err(utf8_error(path, bytes, &e)),
+    };
+    let text = Arc::new(text);
+    let fail = |problems: Vec<Problem>| StackError::invalid(path, text.clone(), problems);
+    let map = SourceMap::new(&text);
+
+    let tree =
+        tree::Node::parse(&text, options()).map_err(|e| fail(vec![parse_problem(&e, &map)]))?;
+    let unknown = tree::unknown_keys(&tree);
+    if !unknown.is_empty() {
+        return Err(fail(unknown));
+    }
+    let file: StackFile = serde_saphyr::from_str_with_options(&text, options())
+        .map_err(|e| fail(vec![parse_problem(&e, &map)]))?;
+
+    let (problems, resolved) = checks::check(&file, &tree, &map);
+    if !problems.is_empty() {
+        return Err(fail(problems));
+    }
     Ok(Stack {
         file,
         path: path.to_path_buf(),
-        source: Arc::new(text),
-        hosts,
-        vip: None,
+        source: text.clone(),
+        hosts: resolved.hosts,
+        vip: resolved.vip,
     })
+}
+
+/// Deepest nesting accepted. A stack file needs about 6 levels (`vip.notify.master[0].command`);
+/// the parser's default of 64 is more than a debug build's 2 MiB test-thread stack survives
+/// once serde's recursion is added, and a lower limit costs nothing.
+const MAX_DEPTH: usize = 24;
+
+/// The parser's options: its safe defaults (duplicate keys refused, alias and size budgets)
+/// with a lower nesting limit.
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    let mut opts = serde_saphyr::Options::default();
+    opts.budget = Some(budget);
+    opts
+}
+
+/// Invalid UTF-8: shown on the valid text before the bad byte, which is where the caret goes.
+fn utf8_error(path: &Path, bytes: &[u8], e: &std::str::Utf8Error) -> StackError {
+    let good = e.valid_up_to();
+    let bad_len = e.error_len().unwrap_or(bytes.len() - good).max(1);
+    let bad: Vec<String> = bytes[good..(good + bad_len).min(bytes.len())]
+        .iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    // Keep the rest of the line (lossily) so the excerpt shows where the bad byte sits.
+    let line_end = bytes[good..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| good + p)
+        .unwrap_or(bytes.len());
+    let mut shown = String::from_utf8_lossy(&bytes[..good]).into_owned();
+    shown.push_str(&String::from_utf8_lossy(&bytes[good..line_end]));
+    let caret = miette::SourceSpan::new(good.into(), '\u{fffd}'.len_utf8());
+    let problem = Problem::new(
+        "hactl::stack::encoding",
+        format!(
+            "the file is not valid UTF-8: byte {} at offset {good}",
+            bad.join(" ")
+        ),
+    )
+    .at(Some(caret), "not UTF-8")
+    .help("stack files must be UTF-8; re-save the file as UTF-8 (e.g. `iconv -t UTF-8`)");
+    StackError::invalid(path, Arc::new(shown), vec![problem])
+}
+
+/// The error the parser wraps inside alias and snippet wrappers.
+fn original(mut err: &YamlError) -> &YamlError {
+    loop {
+        match err {
+            YamlError::AliasError { error, .. } | YamlError::WithSnippet { error, .. } => {
+                err = error
+            }
+            _ => return err,
+        }
+    }
+}
+
+/// One parser error as a problem: stable code, a message without the parser's own excerpt,
+/// the span, and a hint.
+fn parse_problem(err: &YamlError, map: &SourceMap) -> Problem {
+    use serde_saphyr::budget::BudgetBreach;
+    let inner = original(err);
+    let span = err
+        .location()
+        .or_else(|| inner.location())
+        .filter(|l| l.line() > 0)
+        .map(|l| map.span(l.line() as usize, l.column() as usize, 1));
+    let raw = DefaultMessageFormatter.format_message(inner).into_owned();
+    let (code, message, label, help): (&'static str, String, &str, Option<String>) = match inner {
+        YamlError::DuplicateMappingKey { key, .. } => (
+            "hactl::stack::duplicate_key",
+            match key {
+                Some(k) => format!("duplicate key `{k}`"),
+                None => "duplicate key".into(),
+            },
+            "this key is already set above",
+            Some("each key may appear once per mapping; remove or merge the two".into()),
+        ),
+        YamlError::Budget { breach, .. } => {
+            let (message, help) = match breach {
+                BudgetBreach::Depth { .. } => (
+                    format!("the file nests too deeply (more than {MAX_DEPTH} levels)"),
+                    "a stack file needs only a few levels; look for runaway `[` or `{`",
+                ),
+                _ => (
+                    "the file expands to too much data (an alias bomb?)".to_string(),
+                    "anchors and aliases (`&a`, `*a`) that refer to each other multiply; \
+                     write the values out or use fewer aliases",
+                ),
+            };
+            (
+                "hactl::stack::too_complex",
+                message,
+                "here",
+                Some(help.into()),
+            )
+        }
+        YamlError::AliasReplayCounterOverflow { .. }
+        | YamlError::AliasReplayLimitExceeded { .. }
+        | YamlError::AliasExpansionLimitExceeded { .. }
+        | YamlError::AliasReplayStackDepthExceeded { .. } => (
+            "hactl::stack::too_complex",
+            "the file expands to too much data (an alias bomb?)".into(),
+            "here",
+            Some("write the values out instead of chaining anchors and aliases".into()),
+        ),
+        YamlError::SerdeUnknownVariant {
+            variant, expected, ..
+        } => (
+            "hactl::stack::type_error",
+            format!("unknown value `{variant}`"),
+            "not one of the allowed values",
+            Some(match did_you_mean(variant, expected.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("expected one of {}", backticked(expected)),
+            }),
+        ),
+        YamlError::SerdeMissingField { field, .. } => (
+            "hactl::stack::type_error",
+            format!("missing key `{field}`"),
+            "in this mapping",
+            Some(format!(
+                "add `{field}:`; docs/stack.md lists what each section needs"
+            )),
+        ),
+        YamlError::SerdeUnknownField {
+            field, expected, ..
+        } => (
+            "hactl::stack::unknown_key",
+            format!("unknown key `{field}`"),
+            "unknown key",
+            Some(match did_you_mean(field, expected.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("the keys allowed here are {}", backticked(expected)),
+            }),
+        ),
+        YamlError::Message { .. }
+        | YamlError::SerdeInvalidType { .. }
+        | YamlError::SerdeInvalidValue { .. }
+        | YamlError::SerdeInvalidLength { .. }
+        | YamlError::InvalidScalar { .. }
+        | YamlError::NullIntoString { .. }
+        | YamlError::InvalidBooleanStrict { .. }
+        | YamlError::Unexpected { .. } => {
+            let (message, help) = if raw.contains("untagged enum Value") {
+                (
+                    "expected a string or a secret reference".to_string(),
+                    "write the value inline (`pass: text`) or take it from the vault \
+                     (`pass: {secret: NAME}`)"
+                        .to_string(),
+                )
+            } else if raw.contains("is not a duration") {
+                (
+                    raw.clone(),
+                    "durations look like `2s`, `500ms`, `1m`".into(),
+                )
+            } else {
+                (
+                    raw.clone(),
+                    "docs/stack.md gives the type of every key".to_string(),
+                )
+            };
+            ("hactl::stack::type_error", message, "here", Some(help))
+        }
+        _ => (
+            "hactl::stack::syntax",
+            format!("invalid YAML: {raw}"),
+            "here",
+            Some("check the indentation and the brackets/quotes just before this point".into()),
+        ),
+    };
+    Problem::new(code, message).at(span, label).maybe_help(help)
+}
+
+fn backticked(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The candidate closest to `word`, if one is close enough to be a likely typo.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let word_l = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&word_l, &c.to_ascii_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(text: &str) -> Vec<&'static str> {
+        match load_bytes(Path::new("t.yaml"), text.as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.codes(),
+        }
+    }
+
+    #[test]
+    fn suggestions_need_to_be_close() {
+        assert_eq!(
+            did_you_mean("prority", ["priority", "peers"]),
+            Some("priority")
+        );
+        assert_eq!(did_you_mean("zzz", ["priority", "peers"]), None);
+    }
+
+    #[test]
+    fn invalid_utf8_points_at_the_byte() {
+        let err =
+            load_bytes(Path::new("t.yaml"), b"name: x\nprovider: h\xffsts\n").expect_err("refused");
+        let d = err.diagnostics();
+        assert_eq!(d[0].code, "hactl::stack::encoding");
+        assert_eq!((d[0].line, d[0].column), (Some(2), Some(12)));
+    }
+
+    #[test]
+    fn parser_errors_get_codes() {
+        assert_eq!(codes("a: 1\na: 2\n"), vec!["hactl::stack::duplicate_key"]);
+        assert_eq!(codes("a: [1, 2\nb: 3\n"), vec!["hactl::stack::syntax"]);
+        let deep = format!("name: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert_eq!(codes(&deep), vec!["hactl::stack::too_complex"]);
+        assert_eq!(
+            codes("name: x\nprovider: cloud\nhosts: []\n"),
+            vec!["hactl::stack::type_error"]
+        );
+    }
 }

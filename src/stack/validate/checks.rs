@@ -1,0 +1,2441 @@
+//! The semantic checks: everything a well-typed stack file can still get wrong, checked over
+//! the whole file so that every problem is reported at once, plus the resolution of hosts and
+//! the VIP that the rest of hactl uses.
+//!
+//! Each check pushes a [`Problem`] with a stable code and a hint and carries on. Checks that
+//! depend on something already found wrong (the VIP subnet when an address does not parse,
+//! priority ties when a priority is out of range) skip quietly, so one mistake gives one
+//! diagnostic. Locations come from the model's `Spanned` values, or, for what the model keeps
+//! no span for (list items, keys), from the tree by path.
+//!
+//! The VRRP rules follow keepalived: priorities 1–254 (255 belongs to an address owner);
+//! `advert_int` in whole seconds up to 255 for VRRP v2, in centiseconds up to 40.95 s for v3;
+//! PASS authentication only in v2 and only 8 characters (keepalived silently truncates);
+//! `vrrp_script` intervals and timeouts in whole seconds; script weights −253…253; effective
+//! priorities clamped to 1…254.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use miette::SourceSpan;
+use serde_saphyr::Spanned;
+
+use super::super::diag::{Problem, SourceMap};
+use super::super::duration::Dur;
+use super::super::model::{
+    CheckSpec, HaMode, HookSpec, ProviderKind, ServiceKind, StackFile, Value, VrrpMode,
+};
+use super::super::{Host, Vip};
+use super::did_you_mean;
+use super::tree::Node;
+
+/// What the checks resolve for the rest of hactl.
+pub(super) struct Resolved {
+    pub hosts: Vec<Host>,
+    pub vip: Option<Vip>,
+}
+
+/// Roles every stack knows; service names are roles too.
+const BUILTIN_ROLES: &[&str] = &["vip", "app", "nginx", "haproxy"];
+/// Services a check or a file's `reload` can name, besides the stack's own services.
+const BUILTIN_SERVICES: &[&str] = &["nginx", "haproxy", "app", "keepalived"];
+
+const MIN_VRRP_PRIORITY: i64 = 1;
+const MAX_VRRP_PRIORITY: i64 = 254;
+
+/// Runs every check. Returns the problems and what could be resolved (meaningful only when
+/// there are no problems).
+pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Problem>, Resolved) {
+    let mut c = Checker {
+        f: file,
+        tree,
+        map,
+        out: Vec::new(),
+        addrs: Vec::new(),
+        vip_net: None,
+    };
+    c.name();
+    c.provider();
+    c.ssh();
+    c.hosts();
+    c.vip();
+    c.priorities();
+    c.nginx_haproxy();
+    c.app();
+    c.services();
+    c.roles();
+    c.ports();
+    c.files_state_vault();
+    c.aws();
+    let resolved = c.resolve();
+    (c.out, resolved)
+}
+
+struct Checker<'a> {
+    f: &'a StackFile,
+    tree: &'a Node,
+    map: &'a SourceMap<'a>,
+    out: Vec<Problem>,
+    /// Each host's parsed address (None when it does not parse).
+    addrs: Vec<Option<IpAddr>>,
+    vip_net: Option<IpNet>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, p: Problem) {
+        self.out.push(p);
+    }
+
+    /// The span of a spanned value (None for defaults, which have no location).
+    fn loc<T>(&self, s: &Spanned<T>) -> Option<SourceSpan> {
+        let l = s.referenced;
+        if l.line() == 0 {
+            return None;
+        }
+        Some(self.map.span(
+            l.line() as usize,
+            l.column() as usize,
+            l.span().len() as usize,
+        ))
+    }
+
+    /// The span of the value at a tree path, e.g. `hosts.0.peers.1`.
+    fn at(&self, path: &str) -> Option<SourceSpan> {
+        self.tree.span(path)
+    }
+
+    /// The span of the key that ends a tree path.
+    fn key(&self, path: &str) -> Option<SourceSpan> {
+        self.tree.key_span(path)
+    }
+
+    /// The span of a spanned value, or of the key at `path` when the value is a default.
+    fn loc_or<T>(&self, s: &Spanned<T>, path: &str) -> Option<SourceSpan> {
+        self.loc(s).or_else(|| self.key(path))
+    }
+
+    fn line_of(&self, span: Option<SourceSpan>) -> String {
+        match span {
+            Some(s) => format!("line {}", self.map.line_col(s.offset()).0),
+            None => "its default".into(),
+        }
+    }
+
+    /// `lo..=hi` for an integer; returns whether it was in range.
+    fn int_range(
+        &mut self,
+        v: &Spanned<i64>,
+        path: &str,
+        lo: i64,
+        hi: i64,
+        code: &'static str,
+        help: &str,
+    ) -> bool {
+        if (lo..=hi).contains(&v.value) {
+            return true;
+        }
+        let span = self.loc_or(v, path);
+        self.push(
+            Problem::new(code, format!("`{path}` is {}, outside {lo}–{hi}", v.value))
+                .at(span, format!("must be {lo}–{hi}"))
+                .help(help),
+        );
+        false
+    }
+
+    fn port(&mut self, v: &Spanned<i64>, path: &str) -> bool {
+        self.int_range(
+            v,
+            path,
+            1,
+            65535,
+            "hactl::stack::port",
+            "TCP/UDP ports are 1–65535",
+        )
+    }
+
+    /// A duration within `lo..=hi`.
+    fn dur_range(&mut self, v: &Spanned<Dur>, path: &str, lo: Dur, hi: Dur) -> bool {
+        if v.value >= lo && v.value <= hi {
+            return true;
+        }
+        let span = self.loc_or(v, path);
+        self.push(
+            Problem::new(
+                "hactl::stack::duration",
+                format!("`{path}` is {}, outside {lo}–{hi}", v.value),
+            )
+            .at(span, format!("must be {lo}–{hi}"))
+            .help(format!(
+                "write a duration between {lo} and {hi}, e.g. `{lo}`"
+            )),
+        );
+        false
+    }
+
+    fn whole_seconds(&mut self, v: &Spanned<Dur>, path: &str, why: &str) -> bool {
+        if v.value.is_whole_seconds() {
+            return true;
+        }
+        let span = self.loc_or(v, path);
+        self.push(
+            Problem::new(
+                "hactl::stack::duration",
+                format!(
+                    "`{}` is {}, not a whole number of seconds",
+                    shown(path),
+                    v.value
+                ),
+            )
+            .at(span, "whole seconds only")
+            .help(why.to_string()),
+        );
+        false
+    }
+
+    fn plain_secret(&mut self, v: &Spanned<Value>, path: &str) {
+        if let Value::Plain(_) = v.value {
+            let span = self.loc_or(v, path);
+            self.push(
+                Problem::new(
+                    "hactl::stack::plain_secret",
+                    format!("`{path}` is written in the stack file in clear text"),
+                )
+                .at(span, "a secret in clear text")
+                .help(format!(
+                    "put it in the vault (`hactl secrets set NAME`) and write `{}: {{secret: NAME}}`",
+                    path.rsplit('.').next().unwrap_or(path)
+                )),
+            );
+        }
+    }
+
+    fn name(&mut self) {
+        let n = &self.f.name;
+        if let Err(why) = name_ok(&n.value, 40, false) {
+            let span = self.loc(n);
+            self.push(
+                Problem::new(
+                    "hactl::stack::name",
+                    format!("stack name `{}` {why}", n.value),
+                )
+                .at(span, "invalid stack name")
+                .help(
+                    "use 1–40 lowercase letters, digits and `-` (not first or last): \
+                     tags, the state file and the vault are named after it",
+                ),
+            );
+        }
+    }
+
+    fn provider(&mut self) {
+        let p = self.f.provider.value;
+        let pspan = self.loc(&self.f.provider);
+        match p {
+            ProviderKind::Hosts => {
+                if self.f.hosts.is_empty() {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::provider",
+                            "`provider: hosts` needs at least one entry in `hosts`",
+                        )
+                        .at(pspan, "no hosts listed")
+                        .help("list the machines: `hosts: [{name: web1, address: 192.0.2.11}]`"),
+                    );
+                }
+                if self.f.aws.is_some() {
+                    let span = self.key("aws");
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::provider",
+                            "the `aws` section is only used with `provider: aws`",
+                        )
+                        .at(span, "ignored with `provider: hosts`")
+                        .help("remove `aws:` or set `provider: aws`"),
+                    );
+                }
+            }
+            ProviderKind::Aws => {
+                if self.f.aws.is_none() {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::provider",
+                            "`provider: aws` needs an `aws` section",
+                        )
+                        .at(pspan, "no `aws:` section")
+                        .help("add `aws:` with `region`, `zones`, `network` and `hosts`"),
+                    );
+                }
+                if !self.f.hosts.is_empty() {
+                    let span = self.key("hosts");
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::provider",
+                            "with `provider: aws` hosts are created from `aws.hosts`, not listed",
+                        )
+                        .at(span, "only for `provider: hosts`")
+                        .help("remove `hosts:` and set `aws.hosts.count`"),
+                    );
+                }
+                if let Some(vip) = &self.f.vip {
+                    if vip.aws.is_none() {
+                        let span = self.key("vip");
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::provider",
+                                "a VIP on AWS must say how the API moves it",
+                            )
+                            .at(span, "no `vip.aws`")
+                            .help(
+                                "gratuitous ARP does not move addresses in a VPC: add \
+                                 `aws: {mode: secondary_ip}` (or `elastic_ip`) under `vip`",
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn ssh(&mut self) {
+        let s = &self.f.ssh;
+        if s.port == 0 {
+            let span = self.at("ssh.port");
+            self.push(
+                Problem::new("hactl::stack::port", "`ssh.port` is 0")
+                    .at(span, "must be 1–65535")
+                    .help("sshd listens on 22 unless configured otherwise"),
+            );
+        }
+        if s.user.trim().is_empty() {
+            let span = self.at("ssh.user");
+            self.push(
+                Problem::new("hactl::stack::ssh", "`ssh.user` is empty")
+                    .at(span, "empty")
+                    .help("name the remote user, e.g. `root`"),
+            );
+        }
+        if s.parallelism == 0 {
+            let span = self.at("ssh.parallelism");
+            self.push(
+                Problem::new(
+                    "hactl::stack::ssh",
+                    "`ssh.parallelism` is 0: no host would be worked on",
+                )
+                .at(span, "must be at least 1")
+                .help("the default is 32"),
+            );
+        }
+        self.dur_range(
+            &s.connect_timeout,
+            "ssh.connect_timeout",
+            Dur::from_millis(100),
+            Dur::from_secs(300),
+        );
+    }
+
+    fn hosts(&mut self) {
+        let hosts = &self.f.hosts;
+        let mut names: HashMap<&str, Option<SourceSpan>> = HashMap::new();
+        let mut seen_addr: HashMap<IpAddr, (String, Option<SourceSpan>)> = HashMap::new();
+        for (i, h) in hosts.iter().enumerate() {
+            let nspan = self.loc(&h.name);
+            if let Err(why) = name_ok(&h.name.value, 63, true) {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::host_name",
+                        format!("host name `{}` {why}", h.name.value),
+                    )
+                    .at(nspan, "invalid host name")
+                    .help("use letters, digits, `.`, `_` and `-`, at most 63 characters"),
+                );
+            }
+            if let Some(first) = names.get(h.name.value.as_str()) {
+                let first_line = self.line_of(*first);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::duplicate_host",
+                        format!("host name `{}` is used twice", h.name.value),
+                    )
+                    .at(nspan, "second host with this name")
+                    .help(format!(
+                        "the first `{}` is on {first_line}; every host needs its own name",
+                        h.name.value
+                    )),
+                );
+            } else {
+                names.insert(&h.name.value, nspan);
+            }
+
+            let aspan = self.loc(&h.address);
+            let addr = parse_host_addr(&h.address.value);
+            match &addr {
+                Ok(a) => {
+                    if let Some((other, first)) = seen_addr.get(a) {
+                        let first_line = self.line_of(*first);
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::duplicate_address",
+                                format!(
+                                    "hosts `{other}` and `{}` have the same address {a}",
+                                    h.name.value
+                                ),
+                            )
+                            .at(aspan, "address already used")
+                            .help(format!(
+                                "`{other}` has it on {first_line}; each host needs its own address"
+                            )),
+                        );
+                    } else {
+                        seen_addr.insert(*a, (h.name.value.clone(), aspan));
+                    }
+                }
+                Err(why) => {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::bad_address",
+                            format!(
+                                "address `{}` of host `{}` {why}",
+                                h.address.value, h.name.value
+                            ),
+                        )
+                        .at(aspan, "not an IP address")
+                        .help("write an IPv4 or IPv6 address without a prefix, e.g. `192.0.2.11`"),
+                    );
+                }
+            }
+            self.addrs.push(addr.ok());
+
+            if let Some(p) = &h.priority {
+                self.int_range(
+                    p,
+                    &format!("hosts.{i}.priority"),
+                    MIN_VRRP_PRIORITY,
+                    MAX_VRRP_PRIORITY,
+                    "hactl::stack::priority",
+                    "VRRP priorities are 1–254 (255 is reserved for the address owner)",
+                );
+            }
+            if let Some(iface) = &h.interface {
+                if iface.trim().is_empty() || iface.contains(char::is_whitespace) {
+                    let span = self.at(&format!("hosts.{i}.interface"));
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::interface",
+                            format!(
+                                "interface `{iface}` of host `{}` is not a name",
+                                h.name.value
+                            ),
+                        )
+                        .at(span, "invalid interface")
+                        .help("name a network interface, e.g. `eth0`"),
+                    );
+                }
+            }
+        }
+        self.peers();
+    }
+
+    fn host_index(&self, name: &str) -> Option<usize> {
+        self.f.hosts.iter().position(|h| h.name.value == name)
+    }
+
+    fn host_names(&self) -> Vec<&str> {
+        self.f.hosts.iter().map(|h| h.name.value.as_str()).collect()
+    }
+
+    fn unknown_host_help(&self, name: &str) -> String {
+        let names = self.host_names();
+        match did_you_mean(name, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if names.is_empty() => "this stack lists no hosts".into(),
+            None => format!("the hosts are {}", ticks(&names)),
+        }
+    }
+
+    fn peers(&mut self) {
+        let multicast = self
+            .f
+            .vip
+            .as_ref()
+            .is_some_and(|v| v.mode.value == VrrpMode::Multicast);
+        let mut lists: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        for (i, h) in self.f.hosts.iter().enumerate() {
+            let Some(peers) = &h.peers else { continue };
+            if multicast {
+                let span = self.key(&format!("hosts.{i}.peers"));
+                self.push(
+                    Problem::new(
+                        "hactl::stack::peers_multicast",
+                        format!(
+                            "host `{}` lists unicast peers but `vip.mode` is multicast",
+                            h.name.value
+                        ),
+                    )
+                    .at(span, "unused with multicast")
+                    .help("remove `peers` or set `vip.mode: unicast`"),
+                );
+            }
+            let mut set = BTreeSet::new();
+            for (j, p) in peers.value.iter().enumerate() {
+                let span = self.at(&format!("hosts.{i}.peers.{j}"));
+                if *p == h.name.value {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::peer_self",
+                            format!("host `{}` lists itself as a peer", h.name.value),
+                        )
+                        .at(span, "itself")
+                        .help("peers are the other hosts; keepalived adds the host's own address as the source"),
+                    );
+                    continue;
+                }
+                match self.host_index(p) {
+                    None => {
+                        let help = self.unknown_host_help(p);
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::peer_unknown",
+                                format!(
+                                    "peer `{p}` of host `{}` is not a host of this stack",
+                                    h.name.value
+                                ),
+                            )
+                            .at(span, "unknown host")
+                            .help(help),
+                        );
+                    }
+                    Some(k) => {
+                        if !set.insert(k) {
+                            self.push(
+                                Problem::new(
+                                    "hactl::stack::peer_duplicate",
+                                    format!("host `{}` lists peer `{p}` twice", h.name.value),
+                                )
+                                .at(span, "listed before")
+                                .help("list each peer once"),
+                            );
+                        }
+                    }
+                }
+            }
+            lists.insert(i, set);
+        }
+        // Symmetry: if A names B, B must name A (explicitly, or by the default "everyone").
+        for (&a, set) in &lists {
+            for &b in set {
+                let b_lists_a = match lists.get(&b) {
+                    Some(bs) => bs.contains(&a),
+                    None => self.f.hosts[b].peers.is_none(),
+                };
+                if !b_lists_a {
+                    let an = &self.f.hosts[a].name.value;
+                    let bn = &self.f.hosts[b].name.value;
+                    let j = self.f.hosts[a]
+                        .peers
+                        .as_ref()
+                        .and_then(|p| p.value.iter().position(|x| x == bn));
+                    let span = j.and_then(|j| self.at(&format!("hosts.{a}.peers.{j}")));
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::peer_asymmetric",
+                            format!("host `{an}` lists `{bn}` as a peer, but `{bn}` does not list `{an}`"),
+                        )
+                        .at(span, "one-way peer")
+                        .help(format!(
+                            "unicast VRRP only works both ways: add `{an}` to the peers of `{bn}` \
+                             (or drop `peers` everywhere to let every host peer with every other)"
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    fn vrrp_version(&self) -> Option<u8> {
+        let vip = self.f.vip.as_ref()?;
+        match &vip.vrrp_version {
+            Some(v) if v.value == 2 || v.value == 3 => Some(v.value as u8),
+            Some(_) => None,
+            None if vip.advert_int.value.is_whole_seconds() => Some(2),
+            None => Some(3),
+        }
+    }
+
+    fn vip(&mut self) {
+        let Some(vip) = &self.f.vip else {
+            for (i, h) in self.f.hosts.iter().enumerate() {
+                if h.peers.is_some() {
+                    let span = self.key(&format!("hosts.{i}.peers"));
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::vip_missing",
+                            format!(
+                                "host `{}` lists VRRP peers but the stack has no `vip`",
+                                h.name.value
+                            ),
+                        )
+                        .at(span, "unused without a VIP")
+                        .help("add a `vip:` section or remove `peers`"),
+                    );
+                }
+            }
+            return;
+        };
+        let aspan = self.loc(&vip.address);
+        match parse_vip(&vip.address.value) {
+            Err(why) => self.push(
+                Problem::new(
+                    "hactl::stack::vip_address",
+                    format!("VIP `{}` {why}", vip.address.value),
+                )
+                .at(aspan, "not address/prefix")
+                .help("write the address with the hosts' prefix length, e.g. `198.51.100.100/24`"),
+            ),
+            Ok(net) => {
+                self.vip_net = Some(net);
+                let is_v4_edge = match net {
+                    IpNet::V4(n) if n.prefix_len() <= 30 => {
+                        n.addr() == n.network() || n.addr() == n.broadcast()
+                    }
+                    _ => false,
+                };
+                if is_v4_edge {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::vip_address",
+                            format!(
+                                "VIP {} is the network or broadcast address of {}",
+                                net.addr(),
+                                net.trunc()
+                            ),
+                        )
+                        .at(aspan, "not a host address")
+                        .help("pick a free host address inside the subnet"),
+                    );
+                }
+                if self.f.provider.value == ProviderKind::Hosts {
+                    for (i, h) in self.f.hosts.iter().enumerate() {
+                        let Some(addr) = self.addrs.get(i).copied().flatten() else {
+                            continue;
+                        };
+                        if !host_roles(h).contains("vip") {
+                            continue;
+                        }
+                        let hspan = self.loc(&h.address);
+                        if addr == net.addr() {
+                            self.push(
+                                Problem::new(
+                                    "hactl::stack::vip_is_host",
+                                    format!(
+                                        "the VIP {addr} is also the address of host `{}`",
+                                        h.name.value
+                                    ),
+                                )
+                                .at(hspan, "same as the VIP")
+                                .help("the VIP must be a free address that moves between hosts"),
+                            );
+                        } else if !net.contains(&addr) {
+                            let vline = self.line_of(aspan);
+                            self.push(
+                                Problem::new(
+                                    "hactl::stack::vip_subnet",
+                                    format!(
+                                        "host `{}` ({addr}) is not in the VIP's network {}",
+                                        h.name.value,
+                                        net.trunc()
+                                    ),
+                                )
+                                .at(hspan, "outside the VIP's subnet")
+                                .help(format!(
+                                    "VRRP moves the VIP between hosts on one subnet: put the VIP \
+                                     (on {vline}) in the hosts' subnet, or fix its prefix length"
+                                )),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        self.int_range(
+            &vip.virtual_router_id,
+            "vip.virtual_router_id",
+            1,
+            255,
+            "hactl::stack::virtual_router_id",
+            "pick a VRID 1–255 that no other VRRP router on this LAN uses",
+        );
+        if let Some(v) = &vip.vrrp_version {
+            if v.value != 2 && v.value != 3 {
+                let span = self.loc(v);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vrrp_version",
+                        format!("VRRP version {} does not exist", v.value),
+                    )
+                    .at(span, "must be 2 or 3")
+                    .help("leave it out: hactl picks 3 for a sub-second `advert_int`, else 2"),
+                );
+            }
+        }
+        self.advert_int();
+        self.auth_pass();
+        if vip.instance.trim().is_empty() || vip.instance.contains(char::is_whitespace) {
+            let span = self.at("vip.instance");
+            self.push(
+                Problem::new(
+                    "hactl::stack::vip_instance",
+                    format!("instance name `{}` is not one word", vip.instance),
+                )
+                .at(span, "invalid instance name")
+                .help("use letters, digits and `_`, e.g. `VI_1`"),
+            );
+        }
+        if vip.interface.trim().is_empty() || vip.interface.contains(char::is_whitespace) {
+            let span = self.at("vip.interface");
+            self.push(
+                Problem::new(
+                    "hactl::stack::interface",
+                    format!("interface `{}` is not a name", vip.interface),
+                )
+                .at(span, "invalid interface")
+                .help("name a network interface, e.g. `eth0`"),
+            );
+        }
+        for (d, path, hi, kw) in [
+            (
+                &vip.preempt_delay,
+                "vip.preempt_delay",
+                1000,
+                "preempt_delay",
+            ),
+            (
+                &vip.garp.master_delay,
+                "vip.garp.master_delay",
+                1000,
+                "garp_master_delay",
+            ),
+            (
+                &vip.garp.master_refresh,
+                "vip.garp.master_refresh",
+                3600,
+                "garp_master_refresh",
+            ),
+        ] {
+            if let Some(d) = d {
+                if self.dur_range(d, path, Dur::from_secs(0), Dur::from_secs(hi)) {
+                    self.whole_seconds(
+                        d,
+                        path,
+                        &format!("keepalived's `{kw}` takes whole seconds"),
+                    );
+                }
+            }
+        }
+        if let Some(r) = vip.garp.master_repeat {
+            if !(1..=100).contains(&r) {
+                let span = self.at("vip.garp.master_repeat");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::garp",
+                        format!("`vip.garp.master_repeat` is {r}, outside 1–100"),
+                    )
+                    .at(span, "must be 1–100")
+                    .help("a handful of gratuitous ARPs (3–5) is plenty"),
+                );
+            }
+        }
+        if vip.script_user.trim().is_empty() {
+            let span = self.at("vip.script_user");
+            self.push(
+                Problem::new("hactl::stack::vip_script_user", "`vip.script_user` is empty")
+                    .at(span, "empty")
+                    .help("keepalived's `enable_script_security` needs a user to run scripts, e.g. `root`"),
+            );
+        }
+        if let Some(aws) = &vip.aws {
+            let mode = aws.mode.value.as_str();
+            if mode != "secondary_ip" && mode != "elastic_ip" {
+                let span = self.loc(&aws.mode);
+                let hint = match did_you_mean(mode, ["secondary_ip", "elastic_ip"]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        "use `secondary_ip` (a private IP moved between instances) or `elastic_ip`"
+                            .into()
+                    }
+                };
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!("unknown VIP mode on AWS `{mode}`"),
+                    )
+                    .at(span, "not `secondary_ip` or `elastic_ip`")
+                    .help(hint),
+                );
+            } else if mode == "elastic_ip" && aws.allocation_id.is_none() {
+                let span = self.loc(&aws.mode);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        "`elastic_ip` needs the Elastic IP's `allocation_id`",
+                    )
+                    .at(span, "no allocation_id")
+                    .help("add `allocation_id: eipalloc-…` under `vip.aws`"),
+                );
+            }
+        }
+        for (i, c) in vip.checks.iter().enumerate() {
+            self.check_spec(i, c);
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in vip.checks.iter().enumerate() {
+            if names.insert(&c.name.value, i).is_some() {
+                let span = self.loc(&c.name);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::check_name",
+                        format!("check name `{}` is used twice", c.name.value),
+                    )
+                    .at(span, "duplicate check name")
+                    .help("each check becomes a keepalived `vrrp_script` and needs its own name"),
+                );
+            }
+        }
+        let notify = &vip.notify;
+        for (event, hooks) in [
+            ("master", &notify.master),
+            ("backup", &notify.backup),
+            ("fault", &notify.fault),
+            ("stop", &notify.stop),
+        ] {
+            for (i, h) in hooks.iter().enumerate() {
+                self.hook(&format!("vip.notify.{event}.{i}"), h);
+            }
+        }
+    }
+
+    fn advert_int(&mut self) {
+        let Some(vip) = &self.f.vip else { return };
+        let a = &vip.advert_int;
+        let span = self.loc_or(a, "vip.advert_int");
+        let ms = a.value.0.as_micros();
+        if a.value < Dur::from_millis(10) {
+            self.push(
+                Problem::new("hactl::stack::advert_int", format!("`vip.advert_int` is {}, below 10ms", a.value))
+                    .at(span, "too short")
+                    .help("VRRP v3 counts in centiseconds: the shortest interval is `10ms`; `100ms`–`1s` is usual"),
+            );
+            return;
+        }
+        let Some(version) = self.vrrp_version() else {
+            return;
+        };
+        let explicit = vip.vrrp_version.is_some();
+        if version == 2 {
+            if !a.value.is_whole_seconds() {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::advert_int",
+                        format!(
+                            "`vip.advert_int` is {}: VRRP v2 only counts whole seconds",
+                            a.value
+                        ),
+                    )
+                    .at(span, "sub-second needs VRRP v3")
+                    .help(if explicit {
+                        "remove `vrrp_version: 2` (hactl then uses v3) or use whole seconds"
+                    } else {
+                        "use whole seconds, or VRRP v3"
+                    }),
+                );
+            } else if a.value > Dur::from_secs(255) {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::advert_int",
+                        format!("`vip.advert_int` is {}, above 255s", a.value),
+                    )
+                    .at(span, "too long for VRRP v2")
+                    .help("VRRP v2 allows 1–255 s; 1s is usual"),
+                );
+            }
+        } else if ms % 10_000 != 0 {
+            self.push(
+                Problem::new(
+                    "hactl::stack::advert_int",
+                    format!("`vip.advert_int` is {}, not a multiple of 10ms", a.value),
+                )
+                .at(span, "VRRP v3 counts centiseconds")
+                .help("round it to a multiple of 10ms, e.g. `100ms`"),
+            );
+        } else if a.value > Dur::from_millis(40_950) {
+            self.push(
+                Problem::new(
+                    "hactl::stack::advert_int",
+                    format!("`vip.advert_int` is {}, above 40.95s", a.value),
+                )
+                .at(span, "too long for VRRP v3")
+                .help("VRRP v3 allows 10ms–40.95s"),
+            );
+        }
+    }
+
+    fn auth_pass(&mut self) {
+        let Some(vip) = &self.f.vip else { return };
+        let Some(pass) = &vip.auth_pass else { return };
+        let span = self.loc_or(pass, "vip.auth_pass");
+        if self.vrrp_version() == Some(3) {
+            let why = if vip.vrrp_version.is_some() {
+                "`vrrp_version: 3`"
+            } else {
+                "a sub-second `advert_int` (which needs VRRP v3)"
+            };
+            self.push(
+                Problem::new(
+                    "hactl::stack::auth_pass",
+                    format!("`auth_pass` cannot be used with {why}"),
+                )
+                .at(span, "VRRP v3 has no authentication")
+                .help("remove `auth_pass`, or use VRRP v2 with a whole-second `advert_int`"),
+            );
+        }
+        if let Value::Plain(p) = &pass.value {
+            let n = p.chars().count();
+            if n > 8 || n == 0 {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::auth_pass",
+                        format!(
+                            "`auth_pass` has {n} characters; VRRP PASS authentication takes 1–8"
+                        ),
+                    )
+                    .at(span, "must be 1–8 characters")
+                    .help("keepalived silently cuts it to 8 characters; write at most 8"),
+                );
+            }
+        }
+    }
+
+    fn check_spec(&mut self, i: usize, c: &CheckSpec) {
+        let base = format!("vip.checks.{i}");
+        let nspan = self.loc(&c.name);
+        if c.name.value.is_empty()
+            || !c
+                .name
+                .value
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            self.push(
+                Problem::new(
+                    "hactl::stack::check_name",
+                    format!("check name `{}` is not one word", c.name.value),
+                )
+                .at(nspan, "invalid check name")
+                .help(
+                    "use letters, digits, `_` and `-`: it becomes a keepalived `vrrp_script` name",
+                ),
+            );
+        }
+        let kinds = [c.service.is_some(), c.http.is_some(), c.script.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if kinds != 1 {
+            self.push(
+                Problem::new(
+                    "hactl::stack::check_kind",
+                    format!(
+                        "check `{}` has {} of `service`, `http`, `script`; it needs exactly one",
+                        c.name.value,
+                        if kinds == 0 { "none" } else { "more than one" }
+                    ),
+                )
+                .at(nspan, "one of service/http/script")
+                .help("`service: nginx` (running), `http: http://127.0.0.1/healthz` (2xx) or `script: /path/cmd`"),
+            );
+        }
+        if let Some(s) = &c.service {
+            let known = self.known_services();
+            if !known.iter().any(|k| k == &s.value) {
+                let span = self.loc(s);
+                let hint = match did_you_mean(&s.value, known.iter().map(String::as_str)) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None => format!("the services are {}", ticks(&known)),
+                };
+                self.push(
+                    Problem::new(
+                        "hactl::stack::check_service",
+                        format!(
+                            "check `{}` watches unknown service `{}`",
+                            c.name.value, s.value
+                        ),
+                    )
+                    .at(span, "unknown service")
+                    .help(hint),
+                );
+            }
+        }
+        if let Some(u) = &c.http {
+            if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+                let span = self.loc(u);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::check_http",
+                        format!("`{}` is not an http(s) URL", u.value),
+                    )
+                    .at(span, "not a URL")
+                    .help("e.g. `http://127.0.0.1:80/healthz` (checked with curl on the host)"),
+                );
+            }
+        }
+        if let Some(s) = &c.script {
+            if s.value.trim().is_empty() {
+                let span = self.loc(s);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::check_kind",
+                        format!("check `{}` has an empty script", c.name.value),
+                    )
+                    .at(span, "empty")
+                    .help("give a command line, e.g. `/usr/local/bin/healthcheck.sh`"),
+                );
+            }
+        }
+        let why = "keepalived's `vrrp_script` counts whole seconds and cannot run more often than every 1s";
+        let ipath = format!("{base}.interval");
+        let interval_ok =
+            self.dur_range(&c.interval, &ipath, Dur::from_secs(1), Dur::from_secs(3600))
+                & self.whole_seconds(&c.interval, &ipath, why);
+        let tpath = format!("{base}.timeout");
+        let timeout_ok =
+            self.dur_range(&c.timeout, &tpath, Dur::from_secs(1), Dur::from_secs(3600))
+                & self.whole_seconds(&c.timeout, &tpath, why);
+        if interval_ok && timeout_ok && c.timeout.value > c.interval.value {
+            let span = self.loc_or(&c.timeout, &tpath);
+            self.push(
+                Problem::new(
+                    "hactl::stack::check_timeout",
+                    format!(
+                        "check `{}` times out after {} but runs every {}",
+                        c.name.value, c.timeout.value, c.interval.value
+                    ),
+                )
+                .at(span, "longer than the interval")
+                .help(
+                    "a check must finish before the next one starts: make `timeout` ≤ `interval`",
+                ),
+            );
+        }
+        for (v, key) in [(&c.fall, "fall"), (&c.rise, "rise")] {
+            self.int_range(
+                v,
+                &format!("{base}.{key}"),
+                1,
+                255,
+                "hactl::stack::check_fall_rise",
+                "`fall`/`rise` count consecutive results before the state changes: 1 or more",
+            );
+        }
+        self.int_range(
+            &c.weight,
+            &format!("{base}.weight"),
+            -253,
+            253,
+            "hactl::stack::check_weight",
+            "keepalived weights are −253…253 (0 means a failing check puts the host in FAULT)",
+        );
+    }
+
+    fn hook(&mut self, path: &str, h: &HookSpec) {
+        let n = [h.command.is_some(), h.webhook.is_some(), h.email.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if n != 1 {
+            let span = self.at(path);
+            self.push(
+                Problem::new("hactl::stack::hook", format!("hook `{path}` needs exactly one of `command`, `webhook`, `email`"))
+                    .at(span, if n == 0 { "nothing to run" } else { "more than one" })
+                    .help("write one hook per list item: `- command: …`, `- webhook: https://…` or `- email: ops@example.com`"),
+            );
+        }
+        if let Some(w) = &h.webhook {
+            if !(w.value.starts_with("http://") || w.value.starts_with("https://")) {
+                let span = self.loc(w);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::hook",
+                        format!("webhook `{}` is not an http(s) URL", w.value),
+                    )
+                    .at(span, "not a URL")
+                    .help("e.g. `https://hooks.example.com/vrrp`"),
+                );
+            }
+        }
+        if let Some(e) = &h.email {
+            let v = &e.value;
+            let ok = v
+                .split_once('@')
+                .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+                && !v.contains(char::is_whitespace);
+            if !ok {
+                let span = self.loc(e);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::hook",
+                        format!("`{v}` is not an e-mail address"),
+                    )
+                    .at(span, "not an address")
+                    .help("e.g. `ops@example.com`"),
+                );
+            }
+        }
+    }
+
+    /// Base priority of host `i`: explicit, else 150 for the first host and 100, 99, … after.
+    fn base_priority(&self, i: usize) -> i64 {
+        match &self.f.hosts[i].priority {
+            Some(p) => p.value,
+            None if i == 0 => 150,
+            None => (101 - i as i64).max(MIN_VRRP_PRIORITY),
+        }
+    }
+
+    /// Ties and checks that cannot move the VIP, computed as keepalived does: a passing check
+    /// with a positive weight adds it, a failing one with a negative weight subtracts it, and
+    /// the result is clamped to 1–254.
+    fn priorities(&mut self) {
+        let Some(vip) = &self.f.vip else { return };
+        if self.f.provider.value != ProviderKind::Hosts {
+            return;
+        }
+        let members: Vec<usize> = (0..self.f.hosts.len())
+            .filter(|&i| host_roles(&self.f.hosts[i]).contains("vip"))
+            .collect();
+        let base: Vec<i64> = members.iter().map(|&i| self.base_priority(i)).collect();
+        if members.len() < 2
+            || base
+                .iter()
+                .any(|p| !(MIN_VRRP_PRIORITY..=MAX_VRRP_PRIORITY).contains(p))
+            || vip
+                .checks
+                .iter()
+                .any(|c| !(-253..=253).contains(&c.weight.value))
+        {
+            return;
+        }
+        let clamp = |p: i64| p.clamp(MIN_VRRP_PRIORITY, MAX_VRRP_PRIORITY);
+        let bonus: i64 = vip.checks.iter().map(|c| c.weight.value.max(0)).sum();
+        let all_pass: Vec<i64> = base.iter().map(|b| clamp(b + bonus)).collect();
+
+        let mut reported_base_tie = false;
+        for (k, &i) in members.iter().enumerate() {
+            if let Some(j) = (0..k).find(|&j| base[j] == base[k]) {
+                reported_base_tie = true;
+                let (a, b) = (
+                    &self.f.hosts[members[j]].name.value,
+                    &self.f.hosts[i].name.value,
+                );
+                let span = match &self.f.hosts[i].priority {
+                    Some(p) => self.loc(p),
+                    None => self.loc(&self.f.hosts[i].name),
+                };
+                let explicit = self.f.hosts[i].priority.is_some();
+                self.push(
+                    Problem::new(
+                        "hactl::stack::priority_tie",
+                        format!("hosts `{a}` and `{b}` have the same priority {}", base[k]),
+                    )
+                    .at(
+                        span,
+                        if explicit {
+                            "same priority as another host"
+                        } else {
+                            "default priority ties"
+                        },
+                    )
+                    .help(
+                        "with equal priorities the master is decided by the higher IP address, \
+                         not by you: give each host its own priority",
+                    ),
+                );
+            }
+        }
+        if !reported_base_tie {
+            for k in 0..members.len() {
+                if let Some(j) = (0..k).find(|&j| all_pass[j] == all_pass[k]) {
+                    let (a, b) = (
+                        &self.f.hosts[members[j]].name.value,
+                        &self.f.hosts[members[k]].name.value,
+                    );
+                    let span = self.f.hosts[members[k]]
+                        .priority
+                        .as_ref()
+                        .and_then(|p| self.loc(p))
+                        .or_else(|| self.loc(&self.f.hosts[members[k]].name));
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::priority_tie",
+                            format!(
+                                "when every check passes, hosts `{a}` and `{b}` both reach priority {}",
+                                all_pass[k]
+                            ),
+                        )
+                        .at(span, "ties after check weights")
+                        .help(
+                            "effective priorities are capped at 254: lower the base priorities or \
+                             the positive weights so the hosts stay apart",
+                        ),
+                    );
+                }
+            }
+            self.failover(vip.checks.as_slice(), &members, &base, &all_pass, bonus);
+        }
+    }
+
+    /// A check whose failure on the master leaves it still the highest cannot move the VIP.
+    fn failover(
+        &mut self,
+        checks: &[CheckSpec],
+        members: &[usize],
+        base: &[i64],
+        all_pass: &[i64],
+        bonus: i64,
+    ) {
+        let Some((top, &top_p)) = all_pass.iter().enumerate().max_by_key(|(_, p)| **p) else {
+            return;
+        };
+        let runner_up = all_pass
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != top)
+            .map(|(_, p)| *p)
+            .max()
+            .unwrap_or(MIN_VRRP_PRIORITY);
+        for (ci, c) in checks.iter().enumerate() {
+            let w = c.weight.value;
+            if w == 0 {
+                continue; // a failing weight-0 check puts the host in FAULT: it always gives up
+            }
+            let failed = if w > 0 {
+                base[top] + bonus - w
+            } else {
+                base[top] + bonus + w
+            };
+            let failed = failed.clamp(MIN_VRRP_PRIORITY, MAX_VRRP_PRIORITY);
+            if failed >= runner_up {
+                let master = &self.f.hosts[members[top]].name.value;
+                let span = self.loc_or(&c.weight, &format!("vip.checks.{ci}.weight"));
+                let need = top_p - runner_up + 1;
+                self.push(
+                    Problem::new(
+                        "hactl::stack::no_failover",
+                        format!(
+                            "when check `{}` fails on `{master}` (the master, {top_p}), its priority only drops to {failed}, not below the next host's {runner_up}",
+                            c.name.value
+                        ),
+                    )
+                    .at(span, "too small to move the VIP")
+                    .help(format!(
+                        "make the weight at least {need} in size ({}{need}), or 0 to put a failing host in FAULT",
+                        if w > 0 { "+" } else { "-" }
+                    )),
+                );
+            }
+        }
+    }
+
+    fn known_services(&self) -> Vec<String> {
+        let mut v: Vec<String> = BUILTIN_SERVICES.iter().map(|s| s.to_string()).collect();
+        v.extend(self.f.services.iter().map(|s| s.name.value.clone()));
+        v
+    }
+
+    fn nginx_haproxy(&mut self) {
+        if let Some(n) = &self.f.nginx {
+            self.port(&n.listen, "nginx.listen");
+            if !n.health_path.starts_with('/') {
+                let span = self.at("nginx.health_path");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::path",
+                        format!(
+                            "`nginx.health_path` `{}` does not start with `/`",
+                            n.health_path
+                        ),
+                    )
+                    .at(span, "not a URL path")
+                    .help("e.g. `/healthz`"),
+                );
+            }
+            if n.worker_connections == 0 {
+                let span = self.at("nginx.worker_connections");
+                self.push(
+                    Problem::new("hactl::stack::nginx", "`nginx.worker_connections` is 0")
+                        .at(span, "must be at least 1")
+                        .help("the default is 1024"),
+                );
+            }
+        }
+        if let Some(h) = &self.f.haproxy {
+            self.port(&h.listen, "haproxy.listen");
+            if let Some(p) = &h.backend_port {
+                self.port(p, "haproxy.backend_port");
+            }
+            if let Some(p) = &h.stats_port {
+                if p.value != 0 {
+                    self.port(p, "haproxy.stats_port");
+                }
+            }
+            self.dur_range(
+                &h.check_interval,
+                "haproxy.check_interval",
+                Dur::from_millis(100),
+                Dur::from_secs(3600),
+            );
+            self.int_range(
+                &h.fall,
+                "haproxy.fall",
+                1,
+                100,
+                "hactl::stack::haproxy",
+                "haproxy marks a server down after `fall` failed checks: 1 or more",
+            );
+            self.int_range(
+                &h.rise,
+                "haproxy.rise",
+                1,
+                100,
+                "hactl::stack::haproxy",
+                "haproxy marks a server up after `rise` passed checks: 1 or more",
+            );
+            self.dur_range(
+                &h.drain_timeout,
+                "haproxy.drain_timeout",
+                Dur::from_secs(1),
+                Dur::from_secs(3600),
+            );
+            if !h.check_path.starts_with('/') {
+                let span = self.at("haproxy.check_path");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::path",
+                        format!(
+                            "`haproxy.check_path` `{}` does not start with `/`",
+                            h.check_path
+                        ),
+                    )
+                    .at(span, "not a URL path")
+                    .help("e.g. `/healthz`"),
+                );
+            }
+            if !h.admin_socket.starts_with('/') {
+                let span = self.at("haproxy.admin_socket");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::path",
+                        "`haproxy.admin_socket` must be an absolute path",
+                    )
+                    .at(span, "not absolute")
+                    .help("the default is `/run/haproxy/admin.sock`"),
+                );
+            }
+        }
+    }
+
+    fn app(&mut self) {
+        let Some(app) = &self.f.app else { return };
+        if app.image.is_some() == app.archive.is_some() {
+            let span = self.key("app");
+            self.push(
+                Problem::new(
+                    "hactl::stack::app_source",
+                    if app.image.is_some() {
+                        "`app` has both `image` and `archive`"
+                    } else {
+                        "`app` has neither `image` nor `archive`"
+                    },
+                )
+                .at(span, "exactly one of image/archive")
+                .help("`image: ghcr.io/acme/web:1.4` pulls from a registry; `archive: app.tar` copies a saved image"),
+            );
+        }
+        self.port(&app.port, "app.port");
+        self.int_range(
+            &app.host_port,
+            "app.host_port",
+            1,
+            65435,
+            "hactl::stack::port",
+            "blue/green deploys use `host_port` and `host_port + 100`: keep it at most 65435",
+        );
+        self.int_range(
+            &app.replicas,
+            "app.replicas",
+            1,
+            64,
+            "hactl::stack::app",
+            "run 1–64 replicas per host",
+        );
+        for (i, v) in app.volumes.iter().enumerate() {
+            let parts: Vec<&str> = v.split(':').collect();
+            let ok = (parts.len() == 2
+                || (parts.len() == 3 && (parts[2] == "ro" || parts[2] == "rw")))
+                && parts[..2].iter().all(|p| !p.is_empty())
+                && parts[1].starts_with('/');
+            if !ok {
+                let span = self.at(&format!("app.volumes.{i}"));
+                self.push(
+                    Problem::new(
+                        "hactl::stack::app",
+                        format!("volume `{v}` is not `host_path:container_path[:ro]`"),
+                    )
+                    .at(span, "bad volume")
+                    .help("e.g. `/mnt/shared/uploads:/app/uploads` or `/etc/app:/config:ro`"),
+                );
+            }
+        }
+        let h = &app.health;
+        if !h.path.starts_with('/') {
+            let span = self.at("app.health.path");
+            self.push(
+                Problem::new(
+                    "hactl::stack::path",
+                    format!("`app.health.path` `{}` does not start with `/`", h.path),
+                )
+                .at(span, "not a URL path")
+                .help("e.g. `/healthz`"),
+            );
+        }
+        self.dur_range(
+            &h.interval,
+            "app.health.interval",
+            Dur::from_millis(100),
+            Dur::from_secs(300),
+        );
+        self.dur_range(
+            &h.timeout,
+            "app.health.timeout",
+            Dur::from_millis(100),
+            Dur::from_secs(300),
+        );
+        self.dur_range(
+            &h.deadline,
+            "app.health.deadline",
+            Dur::from_secs(1),
+            Dur::from_secs(3600),
+        );
+        self.int_range(
+            &h.healthy_threshold,
+            "app.health.healthy_threshold",
+            1,
+            100,
+            "hactl::stack::app",
+            "how many passing checks in a row make a new version healthy: 1 or more",
+        );
+        self.dur_range(
+            &app.stop_grace_period,
+            "app.stop_grace_period",
+            Dur::from_secs(0),
+            Dur::from_secs(600),
+        );
+    }
+
+    /// Hosts a service runs on: `hosts`, else hosts with its name as a role, else every host.
+    fn service_hosts(&self, si: usize) -> Vec<usize> {
+        let s = &self.f.services[si];
+        if let Some(hs) = &s.hosts {
+            return hs.value.iter().filter_map(|n| self.host_index(n)).collect();
+        }
+        let by_role: Vec<usize> = (0..self.f.hosts.len())
+            .filter(|&i| host_roles(&self.f.hosts[i]).contains(&s.name.value))
+            .collect();
+        if by_role.is_empty() {
+            (0..self.f.hosts.len()).collect()
+        } else {
+            by_role
+        }
+    }
+
+    fn services(&mut self) {
+        let mut names: HashMap<&str, ()> = HashMap::new();
+        for (si, s) in self.f.services.iter().enumerate() {
+            let base = format!("services.{si}");
+            let nspan = self.loc(&s.name);
+            if let Err(why) = name_ok(&s.name.value, 40, false) {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service",
+                        format!("service name `{}` {why}", s.name.value),
+                    )
+                    .at(nspan, "invalid service name")
+                    .help("use lowercase letters, digits and `-`"),
+                );
+            }
+            if BUILTIN_ROLES.contains(&s.name.value.as_str())
+                || BUILTIN_SERVICES.contains(&s.name.value.as_str())
+            {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service",
+                        format!("service name `{}` is reserved", s.name.value),
+                    )
+                    .at(nspan, "reserved name")
+                    .help(format!(
+                        "{} and {} name hactl's own parts; pick another name",
+                        ticks(BUILTIN_ROLES),
+                        ticks(BUILTIN_SERVICES)
+                    )),
+                );
+            }
+            if names.insert(&s.name.value, ()).is_some() {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service",
+                        format!("service name `{}` is used twice", s.name.value),
+                    )
+                    .at(nspan, "duplicate service")
+                    .help("every service needs its own name"),
+                );
+            }
+            let (kind, mode) = (s.kind.value, s.mode.value);
+            let expected = match kind {
+                ServiceKind::Syslog => HaMode::ActivePassive,
+                ServiceKind::Redis => HaMode::PrimaryReplica,
+            };
+            if mode != expected {
+                let span = self.loc_or(&s.mode, &format!("{base}.mode"));
+                let (k, m) = match kind {
+                    ServiceKind::Syslog => ("syslog", "active_passive"),
+                    ServiceKind::Redis => ("redis", "primary_replica"),
+                };
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_mode",
+                        format!("a `{k}` service runs as `{m}`"),
+                    )
+                    .at(span, format!("not supported for {k}"))
+                    .help(format!("set `mode: {m}`")),
+                );
+            }
+            if mode == HaMode::ActivePassive && self.f.vip.is_none() {
+                let span = self.loc_or(&s.mode, &format!("{base}.mode"));
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_vip",
+                        format!(
+                            "active/passive service `{}` needs a `vip` to live behind",
+                            s.name.value
+                        ),
+                    )
+                    .at(span, "no VIP in this stack")
+                    .help("add a `vip:` section; clients reach the active host through it"),
+                );
+            }
+            // Hosts named explicitly.
+            if let Some(hs) = &s.hosts {
+                let mut seen = BTreeSet::new();
+                for (j, n) in hs.value.iter().enumerate() {
+                    let span = self.at(&format!("{base}.hosts.{j}"));
+                    if self.host_index(n).is_none() {
+                        let help = self.unknown_host_help(n);
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::service_host",
+                                format!("service `{}` names unknown host `{n}`", s.name.value),
+                            )
+                            .at(span, "unknown host")
+                            .help(help),
+                        );
+                    } else if !seen.insert(n) {
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::service_host",
+                                format!("service `{}` names host `{n}` twice", s.name.value),
+                            )
+                            .at(span, "listed before")
+                            .help("list each host once"),
+                        );
+                    }
+                }
+            }
+            let count = self.service_hosts(si).len() as i64;
+            if mode == HaMode::PrimaryReplica && count < 2 && !self.f.hosts.is_empty() {
+                let span = s.hosts.as_ref().and_then(|h| self.loc(h)).or(nspan);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_hosts",
+                        format!("primary/replica service `{}` runs on {count} host(s); it needs at least 2", s.name.value),
+                    )
+                    .at(span, "not enough hosts")
+                    .help("a replica needs a host of its own"),
+                );
+            }
+            // Ports.
+            if kind == ServiceKind::Redis && s.ports.is_empty() {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_ports",
+                        format!("redis service `{}` lists no ports", s.name.value),
+                    )
+                    .at(nspan, "no `ports`")
+                    .help("one redis instance runs per port: `ports: [6379]`"),
+                );
+            }
+            let mut seen_ports = BTreeSet::new();
+            for (j, p) in s.ports.iter().enumerate() {
+                if self.port(p, &format!("{base}.ports.{j}")) && !seen_ports.insert(p.value) {
+                    let span = self.loc(p);
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::service_ports",
+                            format!("service `{}` lists port {} twice", s.name.value, p.value),
+                        )
+                        .at(span, "listed before")
+                        .help("list each port once"),
+                    );
+                }
+            }
+            for (j, proto) in s.protocols.iter().enumerate() {
+                let span = self.at(&format!("{base}.protocols.{j}"));
+                if kind != ServiceKind::Syslog {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::service",
+                            "`protocols` is only for syslog services",
+                        )
+                        .at(span, "not used by redis")
+                        .help("remove `protocols`"),
+                    );
+                    break;
+                }
+                if proto != "udp" && proto != "tcp" {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::service",
+                            format!("unknown syslog protocol `{proto}`"),
+                        )
+                        .at(span, "not `udp` or `tcp`")
+                        .help("syslog listens on `udp`, `tcp` or both"),
+                    );
+                }
+            }
+            // Promotion and quorum (redis only).
+            if kind != ServiceKind::Redis {
+                for (set, key) in [
+                    (s.promotion.is_some(), "promotion"),
+                    (s.quorum.is_some(), "quorum"),
+                    (s.down_after.is_some(), "down_after"),
+                ] {
+                    if set {
+                        let span = self.key(&format!("{base}.{key}"));
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::service",
+                                format!("`{key}` is only for redis services"),
+                            )
+                            .at(span, "not used by this service")
+                            .help(format!("remove `{key}`")),
+                        );
+                    }
+                }
+            } else {
+                let sentinel = s
+                    .promotion
+                    .as_ref()
+                    .is_none_or(|p| p.value == super::super::model::Promotion::Sentinel);
+                if let Some(q) = &s.quorum {
+                    let span = self.loc(q);
+                    if !sentinel {
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::service_quorum",
+                                "`quorum` is only used with `promotion: sentinel`",
+                            )
+                            .at(span, "no sentinels to vote")
+                            .help("remove `quorum` or set `promotion: sentinel`"),
+                        );
+                    } else if q.value < 1 || q.value > count.max(1) {
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::service_quorum",
+                                format!("sentinel quorum {} for `{}` needs 1–{} (one sentinel runs per host)", q.value, s.name.value, count.max(1)),
+                            )
+                            .at(span, "more votes than sentinels")
+                            .help("a quorum larger than the number of sentinels can never be reached: use a majority, e.g. 2 of 3"),
+                        );
+                    }
+                }
+                if let Some(d) = &s.down_after {
+                    self.dur_range(
+                        d,
+                        &format!("{base}.down_after"),
+                        Dur::from_millis(100),
+                        Dur::from_secs(3600),
+                    );
+                }
+            }
+            if let Some(p) = &s.password {
+                self.plain_secret(p, &format!("{base}.password"));
+            }
+        }
+    }
+
+    fn roles(&mut self) {
+        let mut known: Vec<String> = BUILTIN_ROLES.iter().map(|s| s.to_string()).collect();
+        known.extend(self.f.services.iter().map(|s| s.name.value.clone()));
+        for (i, h) in self.f.hosts.iter().enumerate() {
+            let Some(roles) = &h.roles else { continue };
+            for (j, r) in roles.value.iter().enumerate() {
+                if !known.iter().any(|k| k == r) {
+                    let span = self.at(&format!("hosts.{i}.roles.{j}"));
+                    let hint = match did_you_mean(r, known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("roles are {} or a service's name", ticks(BUILTIN_ROLES)),
+                    };
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::role",
+                            format!("host `{}` has unknown role `{r}`", h.name.value),
+                        )
+                        .at(span, "unknown role")
+                        .help(hint),
+                    );
+                }
+            }
+        }
+        if self.f.vip.is_some()
+            && self.f.provider.value == ProviderKind::Hosts
+            && !self.f.hosts.is_empty()
+            && !self.f.hosts.iter().any(|h| host_roles(h).contains("vip"))
+        {
+            let span = self.key("vip");
+            self.push(
+                Problem::new("hactl::stack::role", "no host has the `vip` role, so nothing would hold the VIP")
+                    .at(span, "no VRRP hosts")
+                    .help("add `vip` to the `roles` of the hosts that should hold it (it is in the default roles)"),
+            );
+        }
+    }
+
+    /// Two things listening on the same port of the same host.
+    fn ports(&mut self) {
+        struct L {
+            port: i64,
+            what: String,
+            span: Option<SourceSpan>,
+            hosts: BTreeSet<usize>,
+        }
+        let all: BTreeSet<usize> = if self.f.provider.value == ProviderKind::Aws {
+            [0].into()
+        } else {
+            (0..self.f.hosts.len()).collect()
+        };
+        let with_role = |role: &str| -> BTreeSet<usize> {
+            if self.f.provider.value == ProviderKind::Aws {
+                return all.clone();
+            }
+            all.iter()
+                .copied()
+                .filter(|&i| host_roles(&self.f.hosts[i]).contains(role))
+                .collect()
+        };
+        let mut ls: Vec<L> = Vec::new();
+        if let Some(n) = &self.f.nginx {
+            ls.push(L {
+                port: n.listen.value,
+                what: "nginx.listen".into(),
+                span: self.loc_or(&n.listen, "nginx"),
+                hosts: with_role("app"),
+            });
+        }
+        if let Some(h) = &self.f.haproxy {
+            let hosts = with_role("vip");
+            ls.push(L {
+                port: h.listen.value,
+                what: "haproxy.listen".into(),
+                span: self.loc_or(&h.listen, "haproxy"),
+                hosts: hosts.clone(),
+            });
+            if let Some(p) = h.stats_port.as_ref().filter(|p| p.value != 0) {
+                ls.push(L {
+                    port: p.value,
+                    what: "haproxy.stats_port".into(),
+                    span: self.loc(p),
+                    hosts,
+                });
+            }
+        }
+        if let Some(a) = &self.f.app {
+            let hosts = with_role("app");
+            let span = self.loc_or(&a.host_port, "app");
+            ls.push(L {
+                port: a.host_port.value,
+                what: "app.host_port".into(),
+                span,
+                hosts: hosts.clone(),
+            });
+            ls.push(L {
+                port: a.host_port.value + 100,
+                what: "app.host_port + 100 (the blue/green twin)".into(),
+                span,
+                hosts,
+            });
+        }
+        for (si, s) in self.f.services.iter().enumerate() {
+            let hosts: BTreeSet<usize> = if self.f.provider.value == ProviderKind::Aws {
+                all.clone()
+            } else {
+                self.service_hosts(si).into_iter().collect()
+            };
+            for (j, p) in s.ports.iter().enumerate() {
+                ls.push(L {
+                    port: p.value,
+                    what: format!("services.{si}.ports.{j} (`{}`)", s.name.value),
+                    span: self.loc(p),
+                    hosts: hosts.clone(),
+                });
+            }
+        }
+        for k in 0..ls.len() {
+            for j in 0..k {
+                let (a, b) = (&ls[j], &ls[k]);
+                if a.port != b.port || !(1..=65535).contains(&a.port) {
+                    continue;
+                }
+                let Some(&on) = a.hosts.intersection(&b.hosts).next() else {
+                    continue;
+                };
+                let host = if self.f.provider.value == ProviderKind::Aws {
+                    "every host".to_string()
+                } else {
+                    format!("host `{}`", self.f.hosts[on].name.value)
+                };
+                let (first, second) = if a.span.map(|s| s.offset()) <= b.span.map(|s| s.offset()) {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                let fline = self.line_of(first.span);
+                let p = Problem::new(
+                    "hactl::stack::port_conflict",
+                    format!(
+                        "`{}` and `{}` both listen on port {} on {host}",
+                        first.what, second.what, a.port
+                    ),
+                )
+                .at(second.span, "port already taken")
+                .help(format!(
+                    "`{}` ({fline}) already uses port {}: move one of them",
+                    first.what, a.port
+                ));
+                self.out.push(p);
+                break;
+            }
+        }
+    }
+
+    fn files_state_vault(&mut self) {
+        let known = self.known_services();
+        for (i, fs) in self.f.files.iter().enumerate() {
+            if !fs.dest.value.starts_with('/') {
+                let span = self.loc(&fs.dest);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::file",
+                        format!("destination `{}` is not an absolute path", fs.dest.value),
+                    )
+                    .at(span, "not absolute")
+                    .help("write the full path on the host, e.g. `/etc/app/app.conf`"),
+                );
+            }
+            if let Some(m) = &fs.mode {
+                let ok = (3..=4).contains(&m.len()) && m.chars().all(|c| ('0'..='7').contains(&c));
+                if !ok {
+                    let span = self.at(&format!("files.{i}.mode"));
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::file",
+                            format!("mode `{m}` is not an octal file mode"),
+                        )
+                        .at(span, "not octal")
+                        .help("quote an octal mode: `mode: \"0644\"`"),
+                    );
+                }
+            }
+            if let Some(r) = &fs.reload {
+                if !known.iter().any(|k| k == r) {
+                    let span = self.at(&format!("files.{i}.reload"));
+                    let hint = match did_you_mean(r, known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("the services are {}", ticks(&known)),
+                    };
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::file",
+                            format!("`reload` names unknown service `{r}`"),
+                        )
+                        .at(span, "unknown service")
+                        .help(hint),
+                    );
+                }
+            }
+        }
+        if let Some(st) = &self.f.state {
+            let b = st.backend.value.as_str();
+            if b != "local" && b != "s3" {
+                let span = self.loc_or(&st.backend, "state.backend");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::state",
+                        format!("unknown state backend `{b}`"),
+                    )
+                    .at(span, "not `local` or `s3`")
+                    .help("use `local` (a file beside the stack) or `s3`"),
+                );
+            } else if b == "s3" && st.bucket.is_none() {
+                let span = self.loc_or(&st.backend, "state.backend");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::state",
+                        "the `s3` state backend needs a `bucket`",
+                    )
+                    .at(span, "no bucket")
+                    .help("add `bucket: my-hactl-state` under `state`"),
+                );
+            }
+        }
+    }
+
+    fn aws(&mut self) {
+        let Some(aws) = &self.f.aws else { return };
+        let region = aws.region.value.as_str();
+        let parts: Vec<&str> = region.split('-').collect();
+        let region_ok = parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+        if !region_ok {
+            let span = self.loc(&aws.region);
+            self.push(
+                Problem::new(
+                    "hactl::stack::aws_region",
+                    format!("`{region}` is not an AWS region name"),
+                )
+                .at(span, "not a region")
+                .help("e.g. `eu-west-1` or `us-east-2`"),
+            );
+        }
+        // Zones.
+        let zones = &aws.zones.value;
+        let zspan = self.loc_or(&aws.zones, "aws.zones");
+        let distinct: BTreeSet<&String> = zones.iter().collect();
+        if distinct.len() < 2 {
+            self.push(
+                Problem::new(
+                    "hactl::stack::aws_zones",
+                    format!(
+                        "`aws.zones` names {} distinct zone(s); high availability needs at least 2",
+                        distinct.len()
+                    ),
+                )
+                .at(zspan, "fewer than 2 zones")
+                .help(format!("e.g. `zones: [{region}a, {region}b]`")),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (j, z) in zones.iter().enumerate() {
+            let span = self.at(&format!("aws.zones.{j}"));
+            if !seen.insert(z) {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_zones",
+                        format!("zone `{z}` is listed twice"),
+                    )
+                    .at(span, "listed before")
+                    .help("each zone once; hosts are spread round-robin over them"),
+                );
+            } else if region_ok
+                && !(z.starts_with(region)
+                    && z.len() > region.len()
+                    && z[region.len()..].chars().all(|c| c.is_ascii_lowercase()))
+            {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_zones",
+                        format!("zone `{z}` is not in region `{region}`"),
+                    )
+                    .at(span, "not in this region")
+                    .help(format!("zones are the region plus a letter: `{region}a`")),
+                );
+            }
+        }
+        // Network.
+        let net = &aws.network;
+        let new_vpc = net.vpc_cidr.is_some() || net.subnets.is_some();
+        let existing = net.vpc_id.is_some() || net.subnet_ids.is_some();
+        if new_vpc == existing
+            || (new_vpc && (net.vpc_cidr.is_none() || net.subnets.is_none()))
+            || (existing && (net.vpc_id.is_none() || net.subnet_ids.is_none()))
+        {
+            let span = self.key("aws.network");
+            self.push(
+                Problem::new("hactl::stack::aws_network", "`aws.network` needs either `vpc_cidr` + `subnets` (a new VPC) or `vpc_id` + `subnet_ids` (an existing one)")
+                    .at(span, "incomplete or mixed network")
+                    .help("e.g. `network: {vpc_cidr: 10.20.0.0/16, subnets: [10.20.1.0/24, 10.20.2.0/24]}`"),
+            );
+        }
+        let mut vpc: Option<IpNet> = None;
+        if let Some(c) = &net.vpc_cidr {
+            match c.value.parse::<IpNet>() {
+                Ok(IpNet::V4(n)) if (16..=28).contains(&n.prefix_len()) => vpc = Some(IpNet::V4(n)),
+                _ => {
+                    let span = self.loc(c);
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::aws_network",
+                            format!("`{}` is not an IPv4 VPC CIDR (/16–/28)", c.value),
+                        )
+                        .at(span, "bad VPC CIDR")
+                        .help("e.g. `10.20.0.0/16`"),
+                    );
+                }
+            }
+        }
+        let mut subnets: Vec<IpNet> = Vec::new();
+        if let Some(s) = &net.subnets {
+            if s.value.len() != zones.len() {
+                let span = self.loc_or(s, "aws.network.subnets");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_subnets",
+                        format!(
+                            "{} subnet(s) for {} zone(s): one subnet per zone, in zone order",
+                            s.value.len(),
+                            zones.len()
+                        ),
+                    )
+                    .at(span, "count differs from zones")
+                    .help("list exactly one subnet CIDR per entry of `aws.zones`"),
+                );
+            }
+            for (j, text) in s.value.iter().enumerate() {
+                let span = self.at(&format!("aws.network.subnets.{j}"));
+                match text.parse::<IpNet>() {
+                    Err(_) => self.push(
+                        Problem::new(
+                            "hactl::stack::aws_subnets",
+                            format!("`{text}` is not a CIDR"),
+                        )
+                        .at(span, "bad CIDR")
+                        .help("e.g. `10.20.1.0/24`"),
+                    ),
+                    Ok(n) => {
+                        if let Some(v) = vpc {
+                            if !v.contains(&n) {
+                                self.push(
+                                    Problem::new(
+                                        "hactl::stack::aws_subnets",
+                                        format!("subnet {n} is not inside the VPC {v}"),
+                                    )
+                                    .at(span, "outside vpc_cidr")
+                                    .help("every subnet must be carved out of `vpc_cidr`"),
+                                );
+                            }
+                        }
+                        if let Some(o) = subnets
+                            .iter()
+                            .find(|o| o.contains(&n.network()) || n.contains(&o.network()))
+                        {
+                            self.push(
+                                Problem::new(
+                                    "hactl::stack::aws_subnets",
+                                    format!("subnet {n} overlaps {o}"),
+                                )
+                                .at(span, "overlapping subnet")
+                                .help("subnets of one VPC may not overlap"),
+                            );
+                        }
+                        subnets.push(n);
+                    }
+                }
+            }
+        }
+        if let Some(ids) = &net.subnet_ids {
+            if ids.len() != zones.len() {
+                let span = self.key("aws.network.subnet_ids");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_subnets",
+                        format!(
+                            "{} subnet id(s) for {} zone(s): one per zone, in zone order",
+                            ids.len(),
+                            zones.len()
+                        ),
+                    )
+                    .at(span, "count differs from zones")
+                    .help("list exactly one `subnet-…` id per entry of `aws.zones`"),
+                );
+            }
+        }
+        if let Some(c) = &net.ssh_cidr {
+            if c.value.parse::<IpNet>().is_err() {
+                let span = self.loc(c);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_network",
+                        format!("`ssh_cidr` `{}` is not a CIDR", c.value),
+                    )
+                    .at(span, "bad CIDR")
+                    .help("e.g. `203.0.113.0/24` (your office) — avoid `0.0.0.0/0`"),
+                );
+            }
+        }
+        // The VIP on AWS lives in one of the subnets.
+        if let (Some(vn), false) = (self.vip_net, subnets.is_empty()) {
+            if !subnets.iter().any(|s| s.contains(&vn.addr())) {
+                let span = self.f.vip.as_ref().and_then(|v| self.loc(&v.address));
+                self.push(
+                    Problem::new("hactl::stack::vip_subnet", format!("the VIP {} is in none of the subnets", vn.addr()))
+                        .at(span, "outside every subnet")
+                        .help("on AWS the VIP is a private address of one subnet: pick it inside one of `aws.network.subnets`"),
+                );
+            }
+        }
+        // Hosts.
+        let h = &aws.hosts;
+        self.int_range(
+            &h.count,
+            "aws.hosts.count",
+            1,
+            100,
+            "hactl::stack::aws_hosts",
+            "at least 1 host (2 or more for high availability), spread over the zones",
+        );
+        if !h.ami.value.starts_with("ami-") {
+            let span = self.loc(&h.ami);
+            self.push(
+                Problem::new(
+                    "hactl::stack::aws_hosts",
+                    format!("`{}` is not an AMI id", h.ami.value),
+                )
+                .at(span, "not `ami-…`")
+                .help("e.g. `ami-0123456789abcdef0`"),
+            );
+        }
+        if !h.instance_type.value.contains('.') {
+            let span = self.loc(&h.instance_type);
+            self.push(
+                Problem::new(
+                    "hactl::stack::aws_hosts",
+                    format!("`{}` is not an instance type", h.instance_type.value),
+                )
+                .at(span, "not family.size")
+                .help("e.g. `t3.small`"),
+            );
+        }
+        self.int_range(
+            &h.root_volume_gb,
+            "aws.hosts.root_volume_gb",
+            8,
+            16384,
+            "hactl::stack::aws_hosts",
+            "EBS root volumes are 8–16384 GiB",
+        );
+        if let Some(pk) = &h.public_key {
+            self.plain_secret(pk, "aws.hosts.public_key");
+        }
+        // Balancer.
+        if let Some(b) = &aws.balancer {
+            let kind = b.kind.value.as_str();
+            if kind != "alb" && kind != "nlb" {
+                let span = self.loc_or(&b.kind, "aws.balancer.kind");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_balancer",
+                        format!("unknown balancer kind `{kind}`"),
+                    )
+                    .at(span, "not `alb` or `nlb`")
+                    .help("`alb` (HTTP/HTTPS) or `nlb` (TCP)"),
+                );
+            }
+            let protos: &[&str] = if kind == "nlb" {
+                &["TCP", "TLS", "UDP", "TCP_UDP"]
+            } else {
+                &["HTTP", "HTTPS"]
+            };
+            for (j, l) in b.listeners.iter().enumerate() {
+                self.port(&l.port, &format!("aws.balancer.listeners.{j}.port"));
+                if !protos.contains(&l.protocol.as_str()) {
+                    let span = self.at(&format!("aws.balancer.listeners.{j}.protocol"));
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::aws_balancer",
+                            format!("protocol `{}` is not available on an {kind}", l.protocol),
+                        )
+                        .at(span, "wrong protocol")
+                        .help(format!("use one of {}", ticks(protos))),
+                    );
+                }
+            }
+            self.port(&b.target_port, "aws.balancer.target_port");
+            let hc = &b.health_check;
+            let ip = "aws.balancer.health_check.interval";
+            let tp = "aws.balancer.health_check.timeout";
+            let a = self.dur_range(&hc.interval, ip, Dur::from_secs(5), Dur::from_secs(300))
+                & self.whole_seconds(&hc.interval, ip, "ELB health checks count whole seconds");
+            let t = self.dur_range(&hc.timeout, tp, Dur::from_secs(2), Dur::from_secs(120))
+                & self.whole_seconds(&hc.timeout, tp, "ELB health checks count whole seconds");
+            if a && t && hc.timeout.value >= hc.interval.value {
+                let span = self.loc_or(&hc.timeout, tp);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_balancer",
+                        format!(
+                            "health check timeout {} is not shorter than its interval {}",
+                            hc.timeout.value, hc.interval.value
+                        ),
+                    )
+                    .at(span, "must be < interval")
+                    .help("ELB requires the timeout to be shorter than the interval"),
+                );
+            }
+            self.int_range(
+                &hc.healthy_threshold,
+                "aws.balancer.health_check.healthy_threshold",
+                2,
+                10,
+                "hactl::stack::aws_balancer",
+                "ELB thresholds are 2–10",
+            );
+            self.int_range(
+                &hc.unhealthy_threshold,
+                "aws.balancer.health_check.unhealthy_threshold",
+                2,
+                10,
+                "hactl::stack::aws_balancer",
+                "ELB thresholds are 2–10",
+            );
+            if !hc.path.starts_with('/') {
+                let span = self.at("aws.balancer.health_check.path");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::path",
+                        format!("health check path `{}` does not start with `/`", hc.path),
+                    )
+                    .at(span, "not a URL path")
+                    .help("e.g. `/healthz`"),
+                );
+            }
+            self.dur_range(
+                &b.deregistration_delay,
+                "aws.balancer.deregistration_delay",
+                Dur::from_secs(0),
+                Dur::from_secs(3600),
+            );
+        }
+        if let Some(fs) = &aws.shared_fs {
+            let m = fs.performance_mode.value.as_str();
+            if m != "generalPurpose" && m != "maxIO" {
+                let span = self.loc_or(&fs.performance_mode, "aws.shared_fs.performance_mode");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_shared_fs",
+                        format!("unknown EFS performance mode `{m}`"),
+                    )
+                    .at(span, "not generalPurpose/maxIO")
+                    .help("use `generalPurpose` (the default) or `maxIO`"),
+                );
+            }
+            if !fs.mount_path.starts_with('/') {
+                let span = self.at("aws.shared_fs.mount_path");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_shared_fs",
+                        format!("mount path `{}` is not absolute", fs.mount_path),
+                    )
+                    .at(span, "not absolute")
+                    .help("e.g. `/mnt/shared`"),
+                );
+            }
+        }
+        if let Some(db) = &aws.database {
+            let engines = ["postgres", "mysql", "mariadb"];
+            if !engines.contains(&db.engine.value.as_str()) {
+                let span = self.loc(&db.engine);
+                let hint = match did_you_mean(&db.engine.value, engines) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("use one of {}", ticks(&engines)),
+                };
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_database",
+                        format!("unknown database engine `{}`", db.engine.value),
+                    )
+                    .at(span, "unknown engine")
+                    .help(hint),
+                );
+            }
+            if !db.instance_class.value.starts_with("db.") {
+                let span = self.loc(&db.instance_class);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_database",
+                        format!("`{}` is not an RDS instance class", db.instance_class.value),
+                    )
+                    .at(span, "not `db.…`")
+                    .help("e.g. `db.t3.micro`"),
+                );
+            }
+            self.int_range(
+                &db.storage_gb,
+                "aws.database.storage_gb",
+                20,
+                65536,
+                "hactl::stack::aws_database",
+                "RDS storage is 20–65536 GiB",
+            );
+            if let Some(p) = &db.port {
+                self.port(p, "aws.database.port");
+            }
+            self.plain_secret(&db.password, "aws.database.password");
+        }
+    }
+
+    /// Hosts and VIP as the rest of hactl uses them.
+    fn resolve(&self) -> Resolved {
+        let vip_iface = self.f.vip.as_ref().map(|v| v.interface.clone());
+        let members: Vec<usize> = (0..self.f.hosts.len())
+            .filter(|&i| host_roles(&self.f.hosts[i]).contains("vip"))
+            .collect();
+        let mut hosts = Vec::new();
+        for (i, h) in self.f.hosts.iter().enumerate() {
+            let Some(address) = self.addrs.get(i).copied().flatten() else {
+                continue;
+            };
+            let roles = host_roles(h);
+            let peers: Vec<IpAddr> = match &h.peers {
+                Some(p) => p
+                    .value
+                    .iter()
+                    .filter_map(|n| self.host_index(n))
+                    .filter_map(|k| self.addrs.get(k).copied().flatten())
+                    .collect(),
+                None if roles.contains("vip") => members
+                    .iter()
+                    .filter(|&&k| k != i)
+                    .filter_map(|&k| self.addrs.get(k).copied().flatten())
+                    .collect(),
+                None => Vec::new(),
+            };
+            hosts.push(Host {
+                name: h.name.value.clone(),
+                address,
+                ssh_target: h.ssh_host.clone().unwrap_or_else(|| address.to_string()),
+                priority: self
+                    .base_priority(i)
+                    .clamp(MIN_VRRP_PRIORITY, MAX_VRRP_PRIORITY) as u8,
+                peers,
+                interface: h
+                    .interface
+                    .clone()
+                    .or_else(|| vip_iface.clone())
+                    .unwrap_or_else(|| "eth0".into()),
+                roles,
+            });
+        }
+        let vip = match (self.vip_net, self.vrrp_version()) {
+            (Some(net), Some(version)) => Some(Vip {
+                address: net.addr(),
+                prefix: net.prefix_len(),
+                vrrp_version: version,
+            }),
+            _ => None,
+        };
+        Resolved { hosts, vip }
+    }
+}
+
+/// A host's roles, with the default `{vip, app}`.
+fn host_roles(h: &super::super::model::HostSpec) -> BTreeSet<String> {
+    match &h.roles {
+        Some(r) => r.value.iter().cloned().collect(),
+        None => ["vip", "app"].iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Names: lowercase letters, digits and `-` (plus `.`, `_` and uppercase for host names), not
+/// starting or ending with `-`, at most `max` characters.
+fn name_ok(name: &str, max: usize, host: bool) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.chars().count() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    let allowed = |c: char| {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || c == '-'
+            || (host && (c.is_ascii_uppercase() || c == '.' || c == '_'))
+    };
+    if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
+        return Err(format!("contains `{bad}`"));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("starts or ends with `-`".into());
+    }
+    Ok(())
+}
+
+fn parse_host_addr(text: &str) -> Result<IpAddr, String> {
+    if text.contains('/') {
+        return Err("has a prefix length; host addresses are written without one".into());
+    }
+    text.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| "is not an IPv4 or IPv6 address".into())
+}
+
+fn parse_vip(text: &str) -> Result<IpNet, String> {
+    if !text.contains('/') {
+        return Err(if text.parse::<IpAddr>().is_ok() {
+            "has no prefix length".into()
+        } else {
+            "is not an address with a prefix length".into()
+        });
+    }
+    text.trim()
+        .parse::<IpNet>()
+        .map_err(|_| "is not an address with a prefix length".into())
+}
+
+/// `vip.checks.0.weight` as users read it: `vip.checks[0].weight`.
+fn shown(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('.') {
+        if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+fn ticks<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{}`", i.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
