@@ -64,7 +64,7 @@ pub struct StackArgs {
 pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     match cli.command {
         Command::Validate(a) => validate::run(a),
-        Command::Render(a) => render::run(a),
+        Command::Render(a) => render::run(a).await,
         Command::Plan(a) => plan::run_plan(a).await,
         Command::Up(a) => plan::run_up(a).await,
         Command::Down(a) => plan::run_down(a).await,

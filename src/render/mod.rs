@@ -1,15 +1,29 @@
 //! Rendering: turns a validated stack into the exact files each host should have.
 //!
 //! A minijinja environment with strict undefined behaviour loads the templates embedded from
-//! `templates/` (or the stack's `templates_dir` overrides). `render_host` returns a
+//! `templates/` (or the stack's `templates_dir` overrides, see [`env`]). `render_host` returns a
 //! [`HostConfig`]: the files with their destination, mode, which service reloads when they
 //! change and which real binary checks them, plus the services that must be running. Nothing
-//! here does I/O on hosts; checking with the real binaries happens on the host at apply time.
+//! here does I/O on hosts: [`check_argv`] gives the command line that checks a file (the apply
+//! engine runs it on the host before activating the file), and [`check`] runs those same
+//! commands on this machine for `hactl render --check`.
+//!
+//! A file whose rendering read a secret (`{{ secret.NAME }}` or a `{secret: NAME}` value from
+//! the stack) is marked `sensitive`: its group and other permission bits are dropped (0644
+//! becomes 0600) and views show its size and hash, never its content.
+
+pub mod check;
+mod context;
+mod env;
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::stack::{Host, Stack};
 use crate::vault::Secrets;
+
+pub use context::NOTIFY_SCRIPT;
 
 /// The real tool that checks a file before it is activated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,10 +31,35 @@ use crate::vault::Secrets;
 pub enum CheckKind {
     /// `keepalived -t -f FILE`
     Keepalived,
-    /// `nginx -t -c FILE`
+    /// `nginx -t -q -c FILE`
     Nginx,
-    /// `haproxy -c -f FILE`
+    /// `haproxy -c -q -f FILE`
     Haproxy,
+}
+
+impl CheckKind {
+    /// The binary that does the check.
+    pub fn tool(self) -> &'static str {
+        match self {
+            CheckKind::Keepalived => "keepalived",
+            CheckKind::Nginx => "nginx",
+            CheckKind::Haproxy => "haproxy",
+        }
+    }
+}
+
+/// The command line that checks the file at `path` with the real tool. Exit status 0 means
+/// the file is valid; anything else (with the tool's stderr) means it must not be activated.
+pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
+    let args: &[&str] = match kind {
+        CheckKind::Keepalived => &["keepalived", "-t", "-f"],
+        CheckKind::Nginx => &["nginx", "-t", "-q", "-c"],
+        CheckKind::Haproxy => &["haproxy", "-c", "-q", "-f"],
+    };
+    args.iter()
+        .map(|s| s.to_string())
+        .chain(std::iter::once(path.to_string()))
+        .collect()
 }
 
 /// One file as it should be on a host.
@@ -40,6 +79,14 @@ pub struct RenderedFile {
     pub sensitive: bool,
 }
 
+impl RenderedFile {
+    /// Hex SHA-256 of the content: what plans and views show instead of sensitive content.
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&self.content))
+    }
+}
+
 /// Everything one host should have.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostConfig {
@@ -52,23 +99,213 @@ pub struct HostConfig {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RenderError {
     #[error("template `{template}` failed for host `{host}`: {message}")]
-    #[diagnostic(code(hactl::render::template))]
+    #[diagnostic(
+        code(hactl::render::template),
+        help("templates see `stack`, `host`, `hosts`, `vip`, `nginx`, `haproxy`, `app`, `vars`, `secret` and `outputs`; see docs/templates.md")
+    )]
     Template {
         template: String,
         host: String,
         message: String,
     },
+
+    #[error(
+        "template `{template}` uses secret `{name}`, which is not in the vault (host `{host}`)"
+    )]
+    #[diagnostic(
+        code(hactl::render::unknown_secret),
+        help("add it with `hactl secrets set {name}`, or fix the name in the template or stack")
+    )]
+    UnknownSecret {
+        template: String,
+        host: String,
+        name: String,
+    },
+
+    #[error("file `{dest}` has mode `{mode}`, which is not an octal permission")]
+    #[diagnostic(
+        code(hactl::render::mode),
+        help("write the mode as a quoted octal string, e.g. `\"0644\"`")
+    )]
+    BadMode { dest: String, mode: String },
+
+    #[error("the stack has a `vip` section but no resolved VIP")]
+    #[diagnostic(
+        code(hactl::render::unresolved_vip),
+        help("this is a bug in hactl: stack validation must resolve the VIP before rendering")
+    )]
+    UnresolvedVip,
+
+    #[error("cannot build the template context ({what}): {message}")]
+    #[diagnostic(code(hactl::render::context))]
+    Context { what: String, message: String },
+}
+
+/// Renders one template with a fresh context and tracker, so sensitivity is per file.
+struct Renderer<'a> {
+    stack: &'a Stack,
+    host: &'a Host,
+    env: minijinja::Environment<'static>,
+    secrets: Arc<Secrets>,
+}
+
+/// What a file is, before rendering.
+struct FileJob {
+    template: String,
+    path: String,
+    mode: u32,
+    owner: Option<String>,
+    service: Option<String>,
+    check: Option<CheckKind>,
+}
+
+impl Renderer<'_> {
+    fn render(&self, job: FileJob) -> Result<RenderedFile, RenderError> {
+        let tracker = Arc::new(context::Tracker::default());
+        let conv = context::Converter::new(self.secrets.clone(), tracker.clone());
+        let ctx = context::build(self.stack, self.host, &conv, &self.secrets, &tracker)?;
+        let result = self
+            .env
+            .get_template(&job.template)
+            .and_then(|t| t.render(ctx));
+        let touched = tracker.touched();
+        // A missing secret explains a strict-undefined failure better than minijinja can.
+        if let Some(name) = touched.missing.iter().next() {
+            return Err(RenderError::UnknownSecret {
+                template: job.template,
+                host: self.host.name.clone(),
+                name: name.clone(),
+            });
+        }
+        let text = result.map_err(|e| RenderError::Template {
+            template: job.template.clone(),
+            host: self.host.name.clone(),
+            message: describe(&e),
+        })?;
+        let sensitive = !touched.used.is_empty();
+        Ok(RenderedFile {
+            path: job.path,
+            content: text.into_bytes(),
+            mode: if sensitive {
+                job.mode & 0o700
+            } else {
+                job.mode
+            },
+            owner: job.owner,
+            service: job.service,
+            check: job.check,
+            sensitive,
+        })
+    }
+}
+
+/// The error and its causes on one line. Never minijinja's debug info: it dumps the context,
+/// and the context holds secrets.
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+fn parse_mode(dest: &str, mode: Option<&str>) -> Result<u32, RenderError> {
+    let Some(m) = mode else { return Ok(0o644) };
+    match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+        Ok(v) if v <= 0o7777 => Ok(v),
+        _ => Err(RenderError::BadMode {
+            dest: dest.to_string(),
+            mode: m.to_string(),
+        }),
+    }
 }
 
 /// Renders every file and the service list for one host.
 pub fn render_host(
-    _stack: &Stack,
+    stack: &Stack,
     host: &Host,
-    _secrets: &Secrets,
+    secrets: &Secrets,
 ) -> Result<HostConfig, RenderError> {
+    let f = &stack.file;
+    let templates_dir = f
+        .templates_dir
+        .as_ref()
+        .map(|d| stack.resolve_path(&d.value));
+    let renderer = Renderer {
+        stack,
+        host,
+        env: env::environment(templates_dir, stack.dir().to_path_buf()),
+        secrets: Arc::new(secrets.clone()),
+    };
+    let job = |template: &str, path: String, mode: u32, service: &str, check| FileJob {
+        template: template.to_string(),
+        path,
+        mode,
+        owner: Some("root".to_string()),
+        service: Some(service.to_string()),
+        check,
+    };
+
+    let mut files = Vec::new();
+    let mut services = Vec::new();
+    // Start order: the app first, then what proxies to it, then what routes to that, and the
+    // VIP last so a host only claims it once it can serve.
+    if f.app.is_some() && host.has_role("app") {
+        let path = format!("/etc/hactl/{}/docker-compose.yml", stack.name());
+        files.push(renderer.render(job("docker-compose.yml.j2", path, 0o644, "app", None))?);
+        services.push("app".to_string());
+    }
+    if f.nginx.is_some() && host.has_role("app") {
+        let path = "/etc/nginx/nginx.conf".to_string();
+        let check = Some(CheckKind::Nginx);
+        files.push(renderer.render(job("nginx.conf.j2", path, 0o644, "nginx", check))?);
+        services.push("nginx".to_string());
+    }
+    if f.haproxy.is_some() && host.has_role("vip") {
+        let path = "/etc/haproxy/haproxy.cfg".to_string();
+        let check = Some(CheckKind::Haproxy);
+        files.push(renderer.render(job("haproxy.cfg.j2", path, 0o644, "haproxy", check))?);
+        services.push("haproxy".to_string());
+    }
+    if f.vip.is_some() && host.has_role("vip") {
+        // The notify script comes first: keepalived.conf names it, so it must be in place
+        // before keepalived reloads.
+        if context::has_notify(stack) {
+            let path = NOTIFY_SCRIPT.to_string();
+            files.push(renderer.render(job(
+                "hactl-notify.sh.j2",
+                path,
+                0o700,
+                "keepalived",
+                None,
+            ))?);
+        }
+        let path = "/etc/keepalived/keepalived.conf".to_string();
+        let check = Some(CheckKind::Keepalived);
+        files.push(renderer.render(job("keepalived.conf.j2", path, 0o644, "keepalived", check))?);
+        services.push("keepalived".to_string());
+    }
+    for spec in &f.files {
+        let dest = spec.dest.value.clone();
+        let mode = parse_mode(&dest, spec.mode.as_deref())?;
+        files.push(renderer.render(FileJob {
+            template: spec.template.value.clone(),
+            path: dest,
+            mode,
+            owner: spec.owner.clone(),
+            service: spec.reload.clone(),
+            check: None,
+        })?);
+    }
     Ok(HostConfig {
         host: host.name.clone(),
-        files: Vec::new(),
-        services: Vec::new(),
+        files,
+        services,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! Rendered files on this machine: writing them under a directory (`hactl render --out`) and
+//! checking them with the real tools installed here (`hactl render --check`).
+//!
+//! The check runs exactly the command lines of [`check_argv`], the same ones the apply engine
+//! runs on each host, so a file that passes here fails on a host only because of the host
+//! (a missing interface, a missing check script), not because of the template.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{check_argv, CheckKind, HostConfig, RenderedFile};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CheckError {
+    #[error("cannot write {}: {source}", path.display())]
+    #[diagnostic(
+        code(hactl::render::write),
+        help("check that the directory is writable")
+    )]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{tool}` is not installed on this machine, so `{tool}` files cannot be checked")]
+    #[diagnostic(
+        code(hactl::render::tool_missing),
+        help("install it: `apt-get install {tool}`")
+    )]
+    ToolMissing { tool: String },
+
+    #[error("cannot run `{tool}`: {source}")]
+    #[diagnostic(code(hactl::render::tool_failed))]
+    Spawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{tool}` did not finish within {} s", TIMEOUT.as_secs())]
+    #[diagnostic(code(hactl::render::tool_timeout))]
+    Timeout { tool: String },
+}
+
+/// A hung checker must not hang `hactl`.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a host's file lands under `dir`: `dir/<host>/<absolute path without its leading />`.
+pub fn local_path(dir: &Path, host: &str, file: &RenderedFile) -> PathBuf {
+    dir.join(host).join(file.path.trim_start_matches('/'))
+}
+
+/// Writes every file of `config` under `dir/<host>/`, with the file's mode (so sensitive
+/// files are 0600 here too). Returns the local paths, in the config's file order.
+pub async fn write_host(dir: &Path, config: &HostConfig) -> Result<Vec<PathBuf>, CheckError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::with_capacity(config.files.len());
+    for file in &config.files {
+        let path = local_path(dir, &config.host, file);
+        let err = |source| CheckError::Write {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(err)?;
+        }
+        // Create it private first, so a sensitive file is never readable, even for a moment.
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = path.with_file_name(format!(".{name}.hactl-tmp"));
+        let mut opts = tokio::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true).mode(0o600);
+        let mut f = opts.open(&tmp).await.map_err(err)?;
+        tokio::io::AsyncWriteExt::write_all(&mut f, &file.content)
+            .await
+            .map_err(err)?;
+        drop(f);
+        tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode))
+            .await
+            .map_err(err)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(err)?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// The result of checking one file.
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    pub argv: Vec<String>,
+    pub ok: bool,
+    /// The tool's stdout and stderr, trimmed.
+    pub output: String,
+}
+
+/// Runs the real tool on the file at `path` on this machine.
+pub async fn run_check(kind: CheckKind, path: &Path) -> Result<CheckOutcome, CheckError> {
+    let argv = check_argv(kind, &path.to_string_lossy());
+    let tool = kind.tool().to_string();
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(TIMEOUT, cmd.output()).await {
+        Err(_) => return Err(CheckError::Timeout { tool }),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CheckError::ToolMissing { tool })
+        }
+        Ok(Err(source)) => return Err(CheckError::Spawn { tool, source }),
+        Ok(Ok(o)) => o,
+    };
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok(CheckOutcome {
+        argv,
+        ok: output.status.success(),
+        output: text.trim().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_argv_per_tool() {
+        assert_eq!(
+            check_argv(CheckKind::Keepalived, "/tmp/k.conf"),
+            ["keepalived", "-t", "-f", "/tmp/k.conf"]
+        );
+        assert_eq!(
+            check_argv(CheckKind::Nginx, "/tmp/n.conf"),
+            ["nginx", "-t", "-q", "-c", "/tmp/n.conf"]
+        );
+        assert_eq!(
+            check_argv(CheckKind::Haproxy, "/tmp/h.cfg"),
+            ["haproxy", "-c", "-q", "-f", "/tmp/h.cfg"]
+        );
+    }
+
+    #[test]
+    fn local_paths_nest_under_the_host() {
+        let f = RenderedFile {
+            path: "/etc/nginx/nginx.conf".into(),
+            content: Vec::new(),
+            mode: 0o644,
+            owner: None,
+            service: None,
+            check: None,
+            sensitive: false,
+        };
+        assert_eq!(
+            local_path(Path::new("/out"), "host1", &f),
+            Path::new("/out/host1/etc/nginx/nginx.conf")
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! The template context for one host, and the bookkeeping that tells which files saw a secret.
+//!
+//! Every value comes from the validated [`Stack`], serialized (`Spanned<T>` as `T`, durations
+//! as seconds), plus a few values resolved here so templates stay simple (the host's VRRP
+//! state, the VIP's bare address and prefix, the app's replicas). The shape is documented in
+//! `docs/templates.md` and in [`build`].
+//!
+//! Secrets reach a template two ways: `{{ secret.NAME }}` (the [`SecretsObject`] global) and any
+//! `{secret: NAME}` value written in the stack (`vip.auth_pass`, `app.env.*`, `vars.*`). Both
+//! are looked up in the decrypted [`Secrets`] only when a template touches them, and every
+//! touch is recorded in a [`Tracker`]: a file whose rendering read a secret is sensitive. A map
+//! or list that directly holds a `{secret: NAME}` becomes a [`Tracked`] object so the access
+//! is seen whatever the template does with it (print, compare, iterate, `|json`). Over-marking
+//! (a secret read by a condition but not printed) is the safe direction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use minijinja::value::{Enumerator, Object, ObjectRepr};
+use minijinja::Value;
+
+use super::RenderError;
+use crate::stack::{Host, Stack};
+use crate::vault::{Secret, Secrets};
+
+/// Where the notify script goes on a host (keepalived's `notify` directive names it).
+pub const NOTIFY_SCRIPT: &str = "/etc/keepalived/hactl-notify.sh";
+
+/// What one rendering touched: secrets read, and names asked for that the vault lacks.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    inner: Mutex<Touched>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    pub used: BTreeSet<String>,
+    pub missing: BTreeSet<String>,
+}
+
+impl Tracker {
+    fn used(&self, name: &str) {
+        self.lock().used.insert(name.to_string());
+    }
+    fn missing(&self, name: &str) {
+        self.lock().missing.insert(name.to_string());
+    }
+    pub fn touched(&self) -> Touched {
+        self.lock().clone()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Touched> {
+        // A poisoned lock only means a panic elsewhere; the sets are still meaningful.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `secret`: `{{ secret.NAME }}` reads NAME from the vault and records the read. Not iterable,
+/// so a template cannot dump the whole vault by accident.
+pub struct SecretsObject {
+    secrets: Arc<Secrets>,
+    tracker: Arc<Tracker>,
+}
+
+impl fmt::Debug for SecretsObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secrets>")
+    }
+}
+
+impl Object for SecretsObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        match self.secrets.get(name) {
+            Some(s) => {
+                self.tracker.used(name);
+                Some(Value::from(s.expose()))
+            }
+            None => {
+                // Strict undefined turns the `None` into an error; the tracker lets the caller
+                // name the missing secret instead of a bare "undefined value".
+                self.tracker.missing(name);
+                None
+            }
+        }
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secrets>")
+    }
+}
+
+/// One slot of a [`Tracked`] container.
+enum Slot {
+    Plain(Value),
+    Secret { name: String, value: Option<Secret> },
+}
+
+impl Slot {
+    fn get(&self, tracker: &Tracker) -> Value {
+        match self {
+            Slot::Plain(v) => v.clone(),
+            Slot::Secret {
+                name,
+                value: Some(s),
+            } => {
+                tracker.used(name);
+                Value::from(s.expose())
+            }
+            Slot::Secret { name, value: None } => {
+                // An empty string keeps the template going; the caller fails the file after
+                // rendering because `missing` is not empty.
+                tracker.missing(name);
+                Value::from("")
+            }
+        }
+    }
+}
+
+/// A map or list from the stack that directly holds `{secret: NAME}` values.
+pub struct Tracked {
+    keys: Vec<Value>,
+    slots: Vec<Slot>,
+    seq: bool,
+    tracker: Arc<Tracker>,
+}
+
+impl fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret values themselves.
+        let mut m = f.debug_map();
+        for (k, s) in self.keys.iter().zip(&self.slots) {
+            match s {
+                Slot::Plain(v) => m.entry(k, v),
+                Slot::Secret { name, .. } => m.entry(k, &format_args!("<secret {name}>")),
+            };
+        }
+        m.finish()
+    }
+}
+
+impl Object for Tracked {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        if self.seq {
+            ObjectRepr::Seq
+        } else {
+            ObjectRepr::Map
+        }
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let i = if self.seq {
+            usize::try_from(key.as_i64()?).ok()?
+        } else {
+            self.keys.iter().position(|k| k == key)?
+        };
+        Some(self.slots.get(i)?.get(&self.tracker))
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        if self.seq {
+            Enumerator::Seq(self.slots.len())
+        } else {
+            Enumerator::Values(self.keys.clone())
+        }
+    }
+}
+
+/// Turns serialized stack data into template values, replacing `{secret: NAME}` by tracked
+/// lookups in the vault.
+pub struct Converter {
+    secrets: Arc<Secrets>,
+    tracker: Arc<Tracker>,
+}
+
+impl Converter {
+    pub fn new(secrets: Arc<Secrets>, tracker: Arc<Tracker>) -> Self {
+        Converter { secrets, tracker }
+    }
+
+    /// `{secret: NAME}` as the stack's `Value::Secret` serializes.
+    fn secret_ref(v: &serde_json::Value) -> Option<&str> {
+        let map = v.as_object()?;
+        if map.len() != 1 {
+            return None;
+        }
+        map.get("secret")?.as_str()
+    }
+
+    fn slot(&self, v: &serde_json::Value) -> (Slot, bool) {
+        match Self::secret_ref(v) {
+            Some(name) => (
+                Slot::Secret {
+                    name: name.to_string(),
+                    value: self.secrets.get(name).cloned(),
+                },
+                true,
+            ),
+            None => (Slot::Plain(self.convert(v)), false),
+        }
+    }
+
+    /// A map's `{secret: NAME}` entries and a list's `{secret: NAME}` items become tracked
+    /// slots; the value passed in itself is always taken as data (so `vars: {secret: x}` is a
+    /// variable named `secret`, as YAML reads it).
+    pub fn convert(&self, v: &serde_json::Value) -> Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys = Vec::with_capacity(map.len());
+                let mut slots = Vec::with_capacity(map.len());
+                let mut any_secret = false;
+                for (k, v) in map {
+                    let (slot, secret) = self.slot(v);
+                    any_secret |= secret;
+                    keys.push(Value::from(k.as_str()));
+                    slots.push(slot);
+                }
+                self.container(keys, slots, any_secret, false)
+            }
+            serde_json::Value::Array(items) => {
+                let mut slots = Vec::with_capacity(items.len());
+                let mut any_secret = false;
+                for v in items {
+                    let (slot, secret) = self.slot(v);
+                    any_secret |= secret;
+                    slots.push(slot);
+                }
+                self.container(Vec::new(), slots, any_secret, true)
+            }
+            other => Value::from_serialize(other),
+        }
+    }
+
+    fn container(&self, keys: Vec<Value>, slots: Vec<Slot>, any_secret: bool, seq: bool) -> Value {
+        if any_secret {
+            return Value::from_object(Tracked {
+                keys,
+                slots,
+                seq,
+                tracker: self.tracker.clone(),
+            });
+        }
+        let plain = slots.into_iter().map(|s| match s {
+            Slot::Plain(v) => v,
+            Slot::Secret { .. } => Value::UNDEFINED,
+        });
+        if seq {
+            Value::from(plain.collect::<Vec<_>>())
+        } else {
+            Value::from_iter(keys.into_iter().zip(plain))
+        }
+    }
+}
+
+/// The VRRP state a host starts in: MASTER on the highest base priority VIP host, BACKUP
+/// elsewhere. With `preempt: false` or a `preempt_delay` every host starts BACKUP, because
+/// keepalived ignores both settings on an instance that starts as MASTER.
+pub fn vrrp_state(stack: &Stack, host: &Host) -> &'static str {
+    let Some(vip) = &stack.file.vip else {
+        return "BACKUP";
+    };
+    if !vip.preempt || vip.preempt_delay.is_some() || !host.has_role("vip") {
+        return "BACKUP";
+    }
+    let winner = stack
+        .hosts
+        .iter()
+        .filter(|h| h.has_role("vip"))
+        // max_by_key keeps the last of equals; ties are refused by validation, but the first
+        // host in file order is the deterministic choice if one slips through.
+        .rev()
+        .max_by_key(|h| h.priority);
+    match winner {
+        Some(w) if w.name == host.name => "MASTER",
+        _ => "BACKUP",
+    }
+}
+
+/// True when the VIP has at least one notify hook (and so a notify script).
+pub fn has_notify(stack: &Stack) -> bool {
+    stack.file.vip.as_ref().is_some_and(|v| {
+        let n = &v.notify;
+        !(n.master.is_empty() && n.backup.is_empty() && n.fault.is_empty() && n.stop.is_empty())
+    })
+}
+
+/// The image compose runs: the registry reference, or the name the archive is loaded under.
+pub fn app_image_ref(stack: &Stack) -> Option<String> {
+    let app = stack.file.app.as_ref()?;
+    Some(match &app.image {
+        Some(image) => image.value.clone(),
+        None => format!("localhost/hactl-{}-{}:latest", stack.name(), app.name),
+    })
+}
+
+fn to_json<T: serde::Serialize>(what: &str, v: &T) -> Result<serde_json::Value, RenderError> {
+    serde_json::to_value(v).map_err(|e| RenderError::Context {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> {
+    let mut v = to_json("host", h)?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("vrrp_state".into(), vrrp_state(stack, h).into());
+    }
+    Ok(v)
+}
+
+/// Builds the whole context for one host. Keys:
+///
+/// - `stack`: the stack file as written, defaults filled in.
+/// - `host`: the resolved host (`name`, `address`, `ssh_target`, `priority`, `peers`,
+///   `interface`, `roles`) plus `vrrp_state` (`MASTER`/`BACKUP`).
+/// - `hosts`: every resolved host, same shape, file order.
+/// - `vip`: the `vip` section with `address` (bare IP), `prefix`, `cidr`, `vrrp_version`
+///   resolved and `notify_script` (path, or none without hooks); none without a VIP.
+/// - `nginx`, `haproxy` (with `backend_port` resolved), `app` (with `image_ref`, `health_url`
+///   and `replicas_list: [{index, name, host_port}]`): the sections, or none.
+/// - `vars`, `secret`, `outputs` (empty until AWS outputs exist).
+pub fn build(
+    stack: &Stack,
+    host: &Host,
+    conv: &Converter,
+    secrets: &Arc<Secrets>,
+    tracker: &Arc<Tracker>,
+) -> Result<Value, RenderError> {
+    let f = &stack.file;
+    let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
+
+    ctx.insert("stack", conv.convert(&to_json("stack", f)?));
+    ctx.insert("host", conv.convert(&host_json(stack, host)?));
+    let hosts = stack
+        .hosts
+        .iter()
+        .map(|h| host_json(stack, h))
+        .collect::<Result<Vec<_>, _>>()?;
+    ctx.insert("hosts", conv.convert(&serde_json::Value::Array(hosts)));
+
+    let vip = match (&f.vip, &stack.vip) {
+        (Some(spec), Some(resolved)) => {
+            let mut v = to_json("vip", spec)?;
+            if let Some(m) = v.as_object_mut() {
+                m.insert("address".into(), resolved.address.to_string().into());
+                m.insert("prefix".into(), resolved.prefix.into());
+                m.insert(
+                    "cidr".into(),
+                    format!("{}/{}", resolved.address, resolved.prefix).into(),
+                );
+                m.insert("vrrp_version".into(), resolved.vrrp_version.into());
+                let notify = has_notify(stack).then_some(NOTIFY_SCRIPT);
+                m.insert("notify_script".into(), notify.into());
+            }
+            conv.convert(&v)
+        }
+        (Some(_), None) => return Err(RenderError::UnresolvedVip),
+        (None, _) => Value::from(()),
+    };
+    ctx.insert("vip", vip);
+
+    ctx.insert("nginx", conv.convert(&to_json("nginx", &f.nginx)?));
+
+    let haproxy = match &f.haproxy {
+        Some(h) => {
+            let mut v = to_json("haproxy", h)?;
+            let backend_port = h
+                .backend_port
+                .as_ref()
+                .map(|p| p.value)
+                .or_else(|| f.nginx.as_ref().map(|n| n.listen.value))
+                .unwrap_or(80);
+            if let Some(m) = v.as_object_mut() {
+                m.insert("backend_port".into(), backend_port.into());
+            }
+            conv.convert(&v)
+        }
+        None => Value::from(()),
+    };
+    ctx.insert("haproxy", haproxy);
+
+    let app = match &f.app {
+        Some(a) => {
+            let mut v = to_json("app", a)?;
+            let replicas: Vec<serde_json::Value> = (0..a.replicas.value.max(0))
+                .map(|i| {
+                    serde_json::json!({
+                        "index": i,
+                        "name": format!("{}-{}", a.name, i + 1),
+                        "host_port": a.host_port.value + i,
+                    })
+                })
+                .collect();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("image_ref".into(), app_image_ref(stack).into());
+                m.insert(
+                    "health_url".into(),
+                    format!("http://127.0.0.1:{}{}", a.port.value, a.health.path).into(),
+                );
+                m.insert("replicas_list".into(), replicas.into());
+            }
+            conv.convert(&v)
+        }
+        None => Value::from(()),
+    };
+    ctx.insert("app", app);
+
+    ctx.insert("vars", conv.convert(&to_json("vars", &f.vars)?));
+    ctx.insert(
+        "secret",
+        Value::from_object(SecretsObject {
+            secrets: secrets.clone(),
+            tracker: tracker.clone(),
+        }),
+    );
+    ctx.insert("outputs", Value::from(BTreeMap::<String, Value>::new()));
+    Ok(Value::from_iter(ctx))
+}

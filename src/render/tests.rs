@@ -1,0 +1,468 @@
+//! Snapshot tests: every template × fixture stack, plus the rules around them (which files a
+//! host gets, start order, sensitivity, unknown secrets, template overrides).
+//!
+//! Fixtures are YAML text loaded through `stack::load_bytes`, so they go through the same
+//! validation and resolution as a real stack file.
+
+use std::path::Path;
+
+use super::*;
+use crate::stack;
+use crate::vault::Secret;
+
+const LAB: &str = include_str!("../../stacks/lab.yaml");
+
+/// Two hosts, multicast, sub-second adverts (so VRRP v3), no preemption, a service check.
+const MULTICAST_V3: &str = r#"
+name: fast
+provider: hosts
+hosts:
+  - name: lb1
+    address: 198.18.0.21
+    priority: 120
+  - name: lb2
+    address: 198.18.0.22
+    priority: 110
+vip:
+  address: 198.18.0.200/24
+  interface: eth0
+  virtual_router_id: 77
+  advert_int: 100ms
+  mode: multicast
+  preempt: false
+  garp:
+    master_refresh: 60s
+  checks:
+    - name: nginx_up
+      service: nginx
+      interval: 1s
+      timeout: 2s
+      fall: 3
+      rise: 2
+      weight: 0
+nginx:
+  listen: 80
+"#;
+
+/// Notify hooks of every kind, a preempt delay and an auth password from the vault.
+const NOTIFY: &str = r#"
+name: hooks
+provider: hosts
+hosts:
+  - name: n1
+    address: 198.18.0.31
+    priority: 200
+  - name: n2
+    address: 198.18.0.32
+    priority: 100
+vip:
+  address: 198.18.0.210/24
+  virtual_router_id: 9
+  advert_int: 1s
+  auth_pass: {secret: vrrp_pass}
+  preempt_delay: 5s
+  checks:
+    - name: probe
+      script: /usr/bin/test -e /run/nginx.pid
+      weight: -20
+  notify:
+    master:
+      - command: echo "now master" >> /var/log/hactl-vrrp.log
+      - webhook: http://127.0.0.1:9000/hook
+    backup:
+      - command: logger backup
+    fault:
+      - email: ops@example.com
+    stop:
+      - webhook: http://127.0.0.1:9000/hook
+"#;
+
+/// The app behind nginx, two replicas, env with a secret, a user file from the stack dir.
+const APP: &str = r#"
+name: shop
+provider: hosts
+hosts:
+  - name: web1
+    address: 198.18.0.41
+  - name: web2
+    address: 198.18.0.42
+nginx:
+  listen: 80
+  health_path: /healthz
+app:
+  image: ghcr.io/acme/shop:1.4
+  port: 8080
+  host_port: 8000
+  replicas: 2
+  command: [gunicorn, "-b", "0.0.0.0:8080", "shop:app"]
+  env:
+    MODE: production
+    DB_PASSWORD: {secret: db_password}
+  volumes:
+    - /srv/shop/media:/app/media
+  health:
+    path: /ping
+    interval: 500ms
+    timeout: 2s
+  stop_grace_period: 20s
+vars:
+  greeting: hello
+files:
+  - template: motd.j2
+    dest: /etc/motd
+    mode: "0644"
+  - template: db.env.j2
+    dest: /etc/shop/db.env
+"#;
+
+fn load(name: &str, yaml: &str) -> Stack {
+    match stack::load_bytes(Path::new(name), yaml.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => panic!("fixture {name} is invalid: {e:?}"),
+    }
+}
+
+fn secrets(pairs: &[(&str, &str)]) -> Secrets {
+    let mut s = Secrets::default();
+    for (k, v) in pairs {
+        s.values.insert(k.to_string(), Secret::new(v.to_string()));
+    }
+    s
+}
+
+fn render(stack: &Stack, host: &str, secrets: &Secrets) -> HostConfig {
+    let h = stack.host(host).expect("fixture host exists");
+    match render_host(stack, h, secrets) {
+        Ok(c) => c,
+        Err(e) => panic!("render {host}: {e}"),
+    }
+}
+
+fn file<'a>(c: &'a HostConfig, path: &str) -> &'a RenderedFile {
+    c.files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("{} has no {path}: {:?}", c.host, paths(c)))
+}
+
+fn text(f: &RenderedFile) -> &str {
+    std::str::from_utf8(&f.content).expect("utf-8")
+}
+
+fn paths(c: &HostConfig) -> Vec<&str> {
+    c.files.iter().map(|f| f.path.as_str()).collect()
+}
+
+/// Snapshots every file of a host, named `<fixture>__<host>__<file name>`.
+fn snapshot_all(fixture: &str, c: &HostConfig) {
+    for f in &c.files {
+        let base = f.path.rsplit('/').next().unwrap_or(&f.path);
+        let name = format!("{fixture}__{}__{base}", c.host);
+        let header = format!(
+            "{} mode={:04o} service={:?} check={:?} sensitive={}",
+            f.path, f.mode, f.service, f.check, f.sensitive
+        );
+        insta::with_settings!({ description => header, omit_expression => true }, {
+            insta::assert_snapshot!(name, text(f));
+        });
+    }
+}
+
+#[test]
+fn lab_host1_and_host2_snapshots() {
+    let s = load("stacks/lab.yaml", LAB);
+    for host in ["host1", "host2", "host3"] {
+        let c = render(&s, host, &Secrets::default());
+        assert_eq!(
+            paths(&c),
+            [
+                "/etc/nginx/nginx.conf",
+                "/etc/haproxy/haproxy.cfg",
+                "/etc/keepalived/keepalived.conf"
+            ]
+        );
+        assert_eq!(c.services, ["nginx", "haproxy", "keepalived"]);
+        snapshot_all("lab", &c);
+    }
+}
+
+#[test]
+fn lab_master_is_the_highest_priority_host() {
+    let s = load("stacks/lab.yaml", LAB);
+    let k1 = render(&s, "host1", &Secrets::default());
+    let k2 = render(&s, "host2", &Secrets::default());
+    let k1 = text(file(&k1, "/etc/keepalived/keepalived.conf"));
+    let k2 = text(file(&k2, "/etc/keepalived/keepalived.conf"));
+    assert!(k1.contains("    state MASTER\n"), "{k1}");
+    assert!(k2.contains("    state BACKUP\n"), "{k2}");
+    assert!(k1.contains("    priority 150\n") && k2.contains("    priority 100\n"));
+    // keepalived 2.2.7 refuses two statements on one line: every `{` ends its line.
+    for line in k1.lines() {
+        if let Some(i) = line.find('{') {
+            assert_eq!(line[i..].trim(), "{", "statement after `{{`: {line}");
+        }
+    }
+}
+
+#[test]
+fn lab_nginx_answers_with_the_host_name() {
+    let s = load("stacks/lab.yaml", LAB);
+    let c = render(&s, "host2", &Secrets::default());
+    let n = text(file(&c, "/etc/nginx/nginx.conf"));
+    assert!(n.contains("return 200 \"host2\\n\";"), "{n}");
+    assert!(n.contains("location = /healthz {"), "{n}");
+    assert!(!n.contains("sites-enabled"), "{n}");
+}
+
+#[test]
+fn multicast_v3_snapshots() {
+    let s = load("fast.yaml", MULTICAST_V3);
+    for host in ["lb1", "lb2"] {
+        let c = render(&s, host, &Secrets::default());
+        let k = text(file(&c, "/etc/keepalived/keepalived.conf"));
+        assert!(k.contains("    vrrp_version 3\n"), "{k}");
+        assert!(k.contains("    advert_int 0.1\n"), "{k}");
+        assert!(k.contains("    nopreempt\n"), "{k}");
+        // nopreempt only works on an instance that starts as BACKUP: on every host.
+        assert!(k.contains("    state BACKUP\n"), "{k}");
+        assert!(!k.contains("unicast"), "{k}");
+        assert!(!k.contains("authentication"), "{k}");
+        snapshot_all("multicast_v3", &c);
+    }
+}
+
+#[test]
+fn notify_hooks_snapshots() {
+    let s = load("hooks.yaml", NOTIFY);
+    let vault = secrets(&[("vrrp_pass", "s3cr3t")]);
+    for host in ["n1", "n2"] {
+        let c = render(&s, host, &vault);
+        assert_eq!(
+            paths(&c),
+            [NOTIFY_SCRIPT, "/etc/keepalived/keepalived.conf"],
+            "the notify script is written before the config that names it"
+        );
+        let script = file(&c, NOTIFY_SCRIPT);
+        assert_eq!(script.mode, 0o700);
+        assert!(!script.sensitive);
+        let k = file(&c, "/etc/keepalived/keepalived.conf");
+        assert!(k.sensitive, "auth_pass comes from the vault");
+        assert_eq!(k.mode, 0o600);
+        assert!(text(k).contains("        auth_pass s3cr3t\n"));
+        assert!(text(k).contains("    notify /etc/keepalived/hactl-notify.sh\n"));
+        // preempt_delay is ignored by keepalived on an instance that starts as MASTER.
+        assert!(text(k).contains("    state BACKUP\n"));
+        assert!(text(k).contains("    preempt_delay 5\n"));
+        snapshot_all("notify", &c);
+    }
+}
+
+#[test]
+fn notify_script_is_valid_shell() {
+    let s = load("hooks.yaml", NOTIFY);
+    let vault = secrets(&[("vrrp_pass", "x")]);
+    let c = render(&s, "n1", &vault);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sh");
+    std::fs::write(&path, &file(&c, NOTIFY_SCRIPT).content).expect("write");
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("/bin/sh runs");
+    assert!(
+        out.status.success(),
+        "sh -n failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unknown_secret_names_template_and_secret() {
+    let s = load("hooks.yaml", NOTIFY);
+    let h = s.host("n1").expect("host");
+    match render_host(&s, h, &Secrets::default()) {
+        Err(RenderError::UnknownSecret { template, name, .. }) => {
+            assert_eq!(template, "keepalived.conf.j2");
+            assert_eq!(name, "vrrp_pass");
+        }
+        other => panic!("expected an unknown secret error, got {other:?}"),
+    }
+}
+
+/// The app fixture lives in a temp dir with its user templates beside it.
+fn app_stack(dir: &Path) -> Stack {
+    std::fs::write(
+        dir.join("motd.j2"),
+        "{{ vars.greeting }} from {{ host.name }} ({{ stack.name }})\n",
+    )
+    .expect("write motd.j2");
+    std::fs::write(
+        dir.join("db.env.j2"),
+        "DB_PASSWORD={{ secret.db_password }}\n",
+    )
+    .expect("write db.env.j2");
+    let path = dir.join("shop.yaml");
+    match stack::load_bytes(&path, APP.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => panic!("app fixture is invalid: {e:?}"),
+    }
+}
+
+#[test]
+fn app_snapshots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = app_stack(dir.path());
+    let vault = secrets(&[("db_password", "hunter2")]);
+    let c = render(&s, "web1", &vault);
+    assert_eq!(
+        paths(&c),
+        [
+            "/etc/hactl/shop/docker-compose.yml",
+            "/etc/nginx/nginx.conf",
+            "/etc/motd",
+            "/etc/shop/db.env"
+        ]
+    );
+    assert_eq!(c.services, ["app", "nginx"]);
+    let compose = file(&c, "/etc/hactl/shop/docker-compose.yml");
+    assert!(compose.sensitive, "env has a secret");
+    assert_eq!(compose.mode, 0o600);
+    assert!(text(compose).contains(r#""DB_PASSWORD": "hunter2""#));
+    let nginx = file(&c, "/etc/nginx/nginx.conf");
+    assert!(!nginx.sensitive);
+    assert!(text(nginx).contains("server 127.0.0.1:8001;"));
+    let motd = file(&c, "/etc/motd");
+    assert_eq!(text(motd), "hello from web1 (shop)\n");
+    assert!(!motd.sensitive);
+    let db = file(&c, "/etc/shop/db.env");
+    assert!(db.sensitive);
+    assert_eq!(db.mode, 0o600);
+    snapshot_all("app", &c);
+}
+
+#[test]
+fn compose_is_valid_yaml_with_the_replicas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = app_stack(dir.path());
+    let vault = secrets(&[("db_password", "hunter2")]);
+    let c = render(&s, "web2", &vault);
+    let compose = text(file(&c, "/etc/hactl/shop/docker-compose.yml"));
+    let doc: serde_json::Value = serde_saphyr::from_str(compose).expect("compose is YAML");
+    let services = doc["services"].as_object().expect("services map");
+    assert_eq!(services.len(), 2);
+    assert_eq!(doc["services"]["app-2"]["ports"][0], "127.0.0.1:8001:8080");
+    assert_eq!(doc["services"]["app-1"]["restart"], "unless-stopped");
+    assert_eq!(doc["services"]["app-1"]["command"][1], "-b");
+}
+
+#[test]
+fn templates_dir_overrides_an_embedded_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tdir = dir.path().join("tpl");
+    std::fs::create_dir(&tdir).expect("mkdir");
+    std::fs::write(tdir.join("nginx.conf.j2"), "# custom for {{ host.name }}\n").expect("write");
+    let yaml = format!("{LAB}\ntemplates_dir: tpl\n");
+    let path = dir.path().join("lab.yaml");
+    let s = match stack::load_bytes(&path, yaml.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => panic!("invalid: {e:?}"),
+    };
+    let c = render(&s, "host1", &Secrets::default());
+    assert_eq!(
+        text(file(&c, "/etc/nginx/nginx.conf")),
+        "# custom for host1\n"
+    );
+    // The others still come from the embedded set.
+    assert!(text(file(&c, "/etc/haproxy/haproxy.cfg")).contains("frontend hactl_http"));
+}
+
+#[test]
+fn a_typo_in_a_template_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bad.j2"), "{{ host.nmae }}\n").expect("write");
+    let yaml = format!("{LAB}\nfiles:\n  - template: bad.j2\n    dest: /etc/bad\n");
+    let s = match stack::load_bytes(&dir.path().join("lab.yaml"), yaml.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => panic!("invalid: {e:?}"),
+    };
+    let h = s.host("host1").expect("host");
+    match render_host(&s, h, &Secrets::default()) {
+        Err(RenderError::Template { template, host, .. }) => {
+            assert_eq!(template, "bad.j2");
+            assert_eq!(host, "host1");
+        }
+        other => panic!("expected a template error, got {other:?}"),
+    }
+}
+
+#[test]
+fn building_the_context_reads_no_secret() {
+    // Only what a template touches counts: the context holds `app.env.DB_PASSWORD`, but a
+    // file that does not use it must not be marked sensitive.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = app_stack(dir.path());
+    let vault = Arc::new(secrets(&[("db_password", "hunter2")]));
+    let tracker = Arc::new(context::Tracker::default());
+    let conv = context::Converter::new(vault.clone(), tracker.clone());
+    let h = s.host("web1").expect("host");
+    let ctx = context::build(&s, h, &conv, &vault, &tracker).expect("context");
+    assert!(ctx.get_attr("app").is_ok());
+    assert!(tracker.touched().used.is_empty());
+    let env = env::environment(None, s.dir().to_path_buf());
+    let out = env
+        .render_str("{{ app.env.MODE }}", ctx.clone())
+        .expect("renders");
+    assert_eq!(out, "production");
+    // Reading a plain key of a map that holds a secret does not count as reading the secret.
+    assert!(tracker.touched().used.is_empty());
+    let out = env
+        .render_str("{{ app.env.DB_PASSWORD }}", ctx)
+        .expect("renders");
+    assert_eq!(out, "hunter2");
+    assert_eq!(
+        tracker.touched().used.into_iter().collect::<Vec<_>>(),
+        ["db_password"]
+    );
+}
+
+/// Every fixture's checked files pass the real tools installed here (the lab stack is checked
+/// end to end through the binary in tests/it/render.rs).
+#[tokio::test]
+async fn fixtures_pass_the_real_tools() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app_dir = tempfile::tempdir().expect("tempdir");
+    let stacks = [
+        (load("fast.yaml", MULTICAST_V3), Secrets::default()),
+        (
+            load("hooks.yaml", NOTIFY),
+            secrets(&[("vrrp_pass", "s3cr3t")]),
+        ),
+        (app_stack(app_dir.path()), secrets(&[("db_password", "x")])),
+    ];
+    let mut checked = 0;
+    for (s, vault) in &stacks {
+        for h in &s.hosts {
+            let c = render(s, &h.name, vault);
+            let local = check::write_host(dir.path(), &c).await.expect("write");
+            for (f, path) in c.files.iter().zip(&local) {
+                let Some(kind) = f.check else { continue };
+                let o = match check::run_check(kind, path).await {
+                    Ok(o) => o,
+                    Err(e) => panic!("{}: cannot run the real check: {e} (install it)", f.path),
+                };
+                assert!(
+                    o.ok,
+                    "{} {}: {:?} failed:\n{}",
+                    h.name, f.path, o.argv, o.output
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(
+        checked,
+        2 * 2 + 2 + 2,
+        "nginx+keepalived on 2 hosts, keepalived on 2, nginx on 2"
+    );
+}
