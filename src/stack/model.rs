@@ -539,6 +539,10 @@ pub struct ServiceSpec {
     /// Listening ports (syslog: 514; redis: one instance per port, e.g. 9001, 9002).
     #[serde(default)]
     pub ports: Vec<Spanned<i64>>,
+    /// Ports haproxy (on the `vip` hosts) listens on for this service, one per entry of
+    /// `ports`, each routed to the current primary/active instance (seed 002: 8001 → 9001).
+    #[serde(default)]
+    pub proxy_ports: Vec<Spanned<i64>>,
     /// syslog: `udp`, `tcp` or both.
     #[serde(default)]
     pub protocols: Vec<String>,

@@ -137,9 +137,12 @@ impl Checker<'_> {
         }
         let span = self.loc_or(v, path);
         self.push(
-            Problem::new(code, format!("`{path}` is {}, outside {lo}–{hi}", v.value))
-                .at(span, format!("must be {lo}–{hi}"))
-                .help(help),
+            Problem::new(
+                code,
+                format!("`{}` is {}, outside {lo}–{hi}", shown(path), v.value),
+            )
+            .at(span, format!("must be {lo}–{hi}"))
+            .help(help),
         );
         false
     }
@@ -157,19 +160,38 @@ impl Checker<'_> {
 
     /// A duration within `lo..=hi`.
     fn dur_range(&mut self, v: &Spanned<Dur>, path: &str, lo: Dur, hi: Dur) -> bool {
+        self.dur_range_why(v, path, lo, hi, None)
+    }
+
+    /// A duration within `lo..=hi`, with a hint saying why the bounds are what they are.
+    fn dur_range_why(
+        &mut self,
+        v: &Spanned<Dur>,
+        path: &str,
+        lo: Dur,
+        hi: Dur,
+        why: Option<&str>,
+    ) -> bool {
         if v.value >= lo && v.value <= hi {
             return true;
         }
         let span = self.loc_or(v, path);
+        let (label, bound) = if v.value < lo {
+            ("too short", format!("the shortest allowed is `{lo}`"))
+        } else {
+            ("too long", format!("the longest allowed is `{hi}`"))
+        };
+        let help = match why {
+            Some(w) => format!("{w}; {bound}"),
+            None => bound,
+        };
         self.push(
             Problem::new(
                 "hactl::stack::duration",
-                format!("`{path}` is {}, outside {lo}–{hi}", v.value),
+                format!("`{}` is {}, outside {lo}–{hi}", shown(path), v.value),
             )
-            .at(span, format!("must be {lo}–{hi}"))
-            .help(format!(
-                "write a duration between {lo} and {hi}, e.g. `{lo}`"
-            )),
+            .at(span, label)
+            .help(help),
         );
         false
     }
@@ -200,7 +222,7 @@ impl Checker<'_> {
             self.push(
                 Problem::new(
                     "hactl::stack::plain_secret",
-                    format!("`{path}` is written in the stack file in clear text"),
+                    format!("`{}` is written in the stack file in clear text", shown(path)),
                 )
                 .at(span, "a secret in clear text")
                 .help(format!(
@@ -1002,15 +1024,23 @@ impl Checker<'_> {
                 );
             }
         }
-        let why = "keepalived's `vrrp_script` counts whole seconds and cannot run more often than every 1s";
+        let why = "keepalived's `vrrp_script` counts whole seconds, at least 1s";
         let ipath = format!("{base}.interval");
-        let interval_ok =
-            self.dur_range(&c.interval, &ipath, Dur::from_secs(1), Dur::from_secs(3600))
-                & self.whole_seconds(&c.interval, &ipath, why);
+        let interval_ok = self.dur_range_why(
+            &c.interval,
+            &ipath,
+            Dur::from_secs(1),
+            Dur::from_secs(3600),
+            Some(why),
+        ) && self.whole_seconds(&c.interval, &ipath, why);
         let tpath = format!("{base}.timeout");
-        let timeout_ok =
-            self.dur_range(&c.timeout, &tpath, Dur::from_secs(1), Dur::from_secs(3600))
-                & self.whole_seconds(&c.timeout, &tpath, why);
+        let timeout_ok = self.dur_range_why(
+            &c.timeout,
+            &tpath,
+            Dur::from_secs(1),
+            Dur::from_secs(3600),
+            Some(why),
+        ) && self.whole_seconds(&c.timeout, &tpath, why);
         if interval_ok && timeout_ok && c.timeout.value > c.interval.value {
             let span = self.loc_or(&c.timeout, &tpath);
             self.push(
@@ -1055,7 +1085,7 @@ impl Checker<'_> {
         if n != 1 {
             let span = self.at(path);
             self.push(
-                Problem::new("hactl::stack::hook", format!("hook `{path}` needs exactly one of `command`, `webhook`, `email`"))
+                Problem::new("hactl::stack::hook", format!("hook `{}` needs exactly one of `command`, `webhook`, `email`", shown(path)))
                     .at(span, if n == 0 { "nothing to run" } else { "more than one" })
                     .help("write one hook per list item: `- command: …`, `- webhook: https://…` or `- email: ops@example.com`"),
             );
@@ -1621,6 +1651,39 @@ impl Checker<'_> {
                     );
                 }
             }
+            if !s.proxy_ports.is_empty() && s.proxy_ports.len() != s.ports.len() {
+                let span = self.key(&format!("{base}.proxy_ports"));
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_ports",
+                        format!(
+                            "service `{}` has {} proxy port(s) for {} port(s)",
+                            s.name.value,
+                            s.proxy_ports.len(),
+                            s.ports.len()
+                        ),
+                    )
+                    .at(span, "one proxy port per port")
+                    .help("list one haproxy port per entry of `ports`, in the same order"),
+                );
+            }
+            if !s.proxy_ports.is_empty() && self.f.haproxy.is_none() {
+                let span = self.key(&format!("{base}.proxy_ports"));
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_ports",
+                        format!(
+                            "service `{}` has `proxy_ports` but the stack has no `haproxy`",
+                            s.name.value
+                        ),
+                    )
+                    .at(span, "nothing listens here")
+                    .help("add a `haproxy:` section, or remove `proxy_ports`"),
+                );
+            }
+            for (j, p) in s.proxy_ports.iter().enumerate() {
+                self.port(p, &format!("{base}.proxy_ports.{j}"));
+            }
             // Promotion and quorum (redis only).
             if kind != ServiceKind::Redis {
                 for (set, key) in [
@@ -1789,10 +1852,19 @@ impl Checker<'_> {
             } else {
                 self.service_hosts(si).into_iter().collect()
             };
+            let proxy_hosts = with_role("vip");
+            for (j, p) in s.proxy_ports.iter().enumerate() {
+                ls.push(L {
+                    port: p.value,
+                    what: format!("services[{si}].proxy_ports[{j}] (`{}`)", s.name.value),
+                    span: self.loc(p),
+                    hosts: proxy_hosts.clone(),
+                });
+            }
             for (j, p) in s.ports.iter().enumerate() {
                 ls.push(L {
                     port: p.value,
-                    what: format!("services.{si}.ports.{j} (`{}`)", s.name.value),
+                    what: format!("services[{si}].ports[{j}] (`{}`)", s.name.value),
                     span: self.loc(p),
                     hosts: hosts.clone(),
                 });
@@ -2148,9 +2220,6 @@ impl Checker<'_> {
             "hactl::stack::aws_hosts",
             "EBS root volumes are 8–16384 GiB",
         );
-        if let Some(pk) = &h.public_key {
-            self.plain_secret(pk, "aws.hosts.public_key");
-        }
         // Balancer.
         if let Some(b) = &aws.balancer {
             let kind = b.kind.value.as_str();
@@ -2189,9 +2258,9 @@ impl Checker<'_> {
             let ip = "aws.balancer.health_check.interval";
             let tp = "aws.balancer.health_check.timeout";
             let a = self.dur_range(&hc.interval, ip, Dur::from_secs(5), Dur::from_secs(300))
-                & self.whole_seconds(&hc.interval, ip, "ELB health checks count whole seconds");
+                && self.whole_seconds(&hc.interval, ip, "ELB health checks count whole seconds");
             let t = self.dur_range(&hc.timeout, tp, Dur::from_secs(2), Dur::from_secs(120))
-                & self.whole_seconds(&hc.timeout, tp, "ELB health checks count whole seconds");
+                && self.whole_seconds(&hc.timeout, tp, "ELB health checks count whole seconds");
             if a && t && hc.timeout.value >= hc.interval.value {
                 let span = self.loc_or(&hc.timeout, tp);
                 self.push(
