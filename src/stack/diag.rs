@@ -233,6 +233,11 @@ impl<'a> SourceMap<'a> {
         SourceMap { text, line_starts }
     }
 
+    /// The text this map indexes.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// Byte offset of 1-based `line` and character `column`, clamped to the text.
     pub fn offset(&self, line: usize, column: usize) -> usize {
         let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {

@@ -33,14 +33,14 @@ pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError>
     let fail = |problems: Vec<Problem>| StackError::invalid(path, text.clone(), problems);
     let map = SourceMap::new(&text);
 
-    let tree =
-        tree::Node::parse(&text, options()).map_err(|e| fail(vec![parse_problem(&e, &map)]))?;
+    let tree = tree::Node::parse(&text, options())
+        .map_err(|e| fail(vec![parse_problem(&e, &map, None)]))?;
     let unknown = tree::unknown_keys(&tree);
     if !unknown.is_empty() {
         return Err(fail(unknown));
     }
     let file: StackFile = serde_saphyr::from_str_with_options(&text, options())
-        .map_err(|e| fail(vec![parse_problem(&e, &map)]))?;
+        .map_err(|e| fail(vec![parse_problem(&e, &map, Some(&tree))]))?;
 
     let (problems, resolved) = checks::check(&file, &tree, &map);
     if !problems.is_empty() {
@@ -113,14 +113,31 @@ fn original(mut err: &YamlError) -> &YamlError {
 
 /// One parser error as a problem: stable code, a message without the parser's own excerpt,
 /// the span, and a hint.
-fn parse_problem(err: &YamlError, map: &SourceMap) -> Problem {
+///
+/// When the file already parsed into a tree (errors of the typed parse), the node at the
+/// error's position gives the whole token to underline and its path for the message.
+fn parse_problem(err: &YamlError, map: &SourceMap, tree: Option<&tree::Node>) -> Problem {
     use serde_saphyr::budget::BudgetBreach;
     let inner = original(err);
-    let span = err
+    let mut span = err
         .location()
         .or_else(|| inner.location())
         .filter(|l| l.line() > 0)
         .map(|l| map.span(l.line() as usize, l.column() as usize, 1));
+    let found = span.and_then(|s| tree.and_then(|t| t.find_at(s.offset())));
+    let mut path = None;
+    let mut token = None;
+    if let Some((p, node)) = found {
+        if let (tree::Kind::Scalar, Some(s)) = (&node.kind, node.span) {
+            span = Some(s);
+            token = map.text().get(s.offset()..s.offset() + s.len());
+        }
+        path = (!p.is_empty()).then_some(p);
+    }
+    let at_path = |m: String| match &path {
+        Some(p) => format!("`{p}`: {m}"),
+        None => m,
+    };
     let raw = DefaultMessageFormatter.format_message(inner).into_owned();
     let (code, message, label, help): (&'static str, String, &str, Option<String>) = match inner {
         YamlError::DuplicateMappingKey { key, .. } => (
@@ -164,7 +181,7 @@ fn parse_problem(err: &YamlError, map: &SourceMap) -> Problem {
             variant, expected, ..
         } => (
             "hactl::stack::type_error",
-            format!("unknown value `{variant}`"),
+            at_path(format!("unknown value `{variant}`")),
             "not one of the allowed values",
             Some(match did_you_mean(variant, expected.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
@@ -173,7 +190,10 @@ fn parse_problem(err: &YamlError, map: &SourceMap) -> Problem {
         ),
         YamlError::SerdeMissingField { field, .. } => (
             "hactl::stack::type_error",
-            format!("missing key `{field}`"),
+            match &path {
+                Some(p) => format!("missing key `{field}` in `{p}`"),
+                None => format!("missing key `{field}`"),
+            },
             "in this mapping",
             Some(format!(
                 "add `{field}:`; docs/stack.md lists what each section needs"
@@ -207,12 +227,12 @@ fn parse_problem(err: &YamlError, map: &SourceMap) -> Problem {
                 )
             } else if raw.contains("is not a duration") {
                 (
-                    raw.clone(),
+                    at_path(raw.clone()),
                     "durations look like `2s`, `500ms`, `1m`".into(),
                 )
             } else {
                 (
-                    raw.clone(),
+                    at_path(friendly_type(&raw, token)),
                     "docs/stack.md gives the type of every key".to_string(),
                 )
             };
@@ -226,6 +246,33 @@ fn parse_problem(err: &YamlError, map: &SourceMap) -> Problem {
         ),
     };
     Problem::new(code, message).at(span, label).maybe_help(help)
+}
+
+/// serde's type names as a stack file's author knows them.
+fn friendly_type(raw: &str, token: Option<&str>) -> String {
+    let words = [
+        ("i64", "a whole number"),
+        ("u64", "a whole number (0 or more)"),
+        ("u32", "a whole number (0 or more)"),
+        ("u16", "a whole number (0–65535)"),
+        ("u8", "a whole number (0–255)"),
+        ("usize", "a whole number (0 or more)"),
+        ("f64", "a number"),
+        ("bool", "`true` or `false`"),
+    ];
+    if let Some(ty) = raw.strip_prefix("invalid ") {
+        if let Some((_, w)) = words.iter().find(|(t, _)| *t == ty.trim()) {
+            return match token {
+                Some(t) => format!("expected {w}, found `{t}`"),
+                None => format!("expected {w}"),
+            };
+        }
+    }
+    let mut out = raw.to_string();
+    for (t, w) in words {
+        out = out.replace(&format!("expected {t}"), &format!("expected {w}"));
+    }
+    out
 }
 
 fn backticked(items: &[&str]) -> String {

@@ -92,6 +92,43 @@ impl Node {
         self.get_entry(path).and_then(|(k, n)| k.or(n.span))
     }
 
+    /// The deepest node whose span starts at byte `offset`, with its path as users read it
+    /// (`hosts[1].priority`). Used to place the typed parse's errors, which carry only a
+    /// position.
+    pub fn find_at(&self, offset: usize) -> Option<(String, &Node)> {
+        let mut best = None;
+        self.find_into(offset, String::new(), &mut best);
+        best
+    }
+
+    fn find_into<'a>(&'a self, offset: usize, path: String, best: &mut Option<(String, &'a Node)>) {
+        if self.span.is_some_and(|s| s.offset() == offset) {
+            *best = Some((path.clone(), self));
+        }
+        match &self.kind {
+            Kind::Map(entries) => {
+                for e in entries {
+                    // An error at a key (a missing sibling noticed there) belongs to the map.
+                    if e.key_span.is_some_and(|s| s.offset() == offset) {
+                        *best = Some((path.clone(), self));
+                    }
+                    let p = if path.is_empty() {
+                        e.key.clone()
+                    } else {
+                        format!("{path}.{}", e.key)
+                    };
+                    e.value.find_into(offset, p, best);
+                }
+            }
+            Kind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    item.find_into(offset, format!("{path}[{i}]"), best);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn get_entry(&self, path: &str) -> Option<(Option<SourceSpan>, &Node)> {
         if path.is_empty() {
             return None;
@@ -479,6 +516,9 @@ mod tests {
         let tree = Node::parse(text, serde_saphyr::Options::default()).expect("parses");
         let s = tree.span("hosts.0.peers.1").expect("span");
         assert_eq!(&text[s.offset()..s.offset() + s.len()], "c");
+        let (path, node) = tree.find_at(s.offset()).expect("found");
+        assert_eq!(path, "hosts[0].peers[1]");
+        assert_eq!(node.span, Some(s));
         let k = tree.key_span("hosts.0.peers").expect("span");
         assert_eq!(&text[k.offset()..k.offset() + k.len()], "peers");
         assert!(tree.get("hosts.3").is_none());
