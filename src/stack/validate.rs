@@ -221,7 +221,7 @@ fn parse_problem(err: &YamlError, map: &SourceMap, tree: Option<&tree::Node>) ->
             let (message, help) = if raw.contains("untagged enum Value") {
                 (
                     "expected a string or a secret reference".to_string(),
-                    "write the value inline (`pass: text`) or take it from the vault \
+                    "write the value inline as a string (quote numbers: `pass: '12345'`) or take it from the vault \
                      (`pass: {secret: NAME}`)"
                         .to_string(),
                 )

@@ -2508,3 +2508,226 @@ fn ticks<S: AsRef<str>>(items: &[S]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::load_bytes;
+    use crate::stack::Stack;
+
+    const HOSTS: &str = "name: t\nprovider: hosts\nhosts:\n  - {name: a, address: 192.0.2.11}\n  - {name: b, address: 192.0.2.12}\n  - {name: c, address: 192.0.2.13}\n";
+
+    fn load(text: &str) -> Result<Stack, Vec<&'static str>> {
+        load_bytes(Path::new("t.yaml"), text.as_bytes()).map_err(|e| e.codes())
+    }
+
+    fn codes(text: &str) -> Vec<&'static str> {
+        load(text).err().unwrap_or_default()
+    }
+
+    fn vip(extra: &str) -> String {
+        format!("{HOSTS}vip:\n  address: 192.0.2.100/24\n  virtual_router_id: 9\n{extra}")
+    }
+
+    #[test]
+    fn defaults_resolve_priorities_peers_interface_roles_and_version() {
+        let s = load(&vip("  interface: ens3\n")).expect("valid");
+        let prio: Vec<u8> = s.hosts.iter().map(|h| h.priority).collect();
+        assert_eq!(prio, vec![150, 100, 99]);
+        let a = &s.hosts[0];
+        assert_eq!(a.ssh_target, "192.0.2.11");
+        assert_eq!(a.interface, "ens3");
+        assert_eq!(
+            a.peers,
+            vec![
+                "192.0.2.12".parse::<std::net::IpAddr>().expect("ip"),
+                "192.0.2.13".parse().expect("ip")
+            ]
+        );
+        assert!(a.has_role("vip") && a.has_role("app"));
+        let v = s.vip.expect("vip");
+        assert_eq!(
+            (v.address.to_string(), v.prefix, v.vrrp_version),
+            ("192.0.2.100".into(), 24, 2)
+        );
+        let s = load(&vip("  advert_int: 100ms\n")).expect("valid");
+        assert_eq!(s.vip.expect("vip").vrrp_version, 3, "sub-second picks v3");
+    }
+
+    #[test]
+    fn explicit_peers_and_roles_resolve() {
+        let text = "name: t\nprovider: hosts\nhosts:\n  - {name: a, address: 192.0.2.11, peers: [b], ssh_host: jump-a}\n  - {name: b, address: 192.0.2.12, peers: [a]}\n  - {name: w, address: 192.0.2.20, roles: [app]}\nvip:\n  address: 192.0.2.100/24\n  virtual_router_id: 9\n";
+        let s = load(text).expect("valid");
+        assert_eq!(
+            s.hosts[0].peers,
+            vec!["192.0.2.12".parse::<std::net::IpAddr>().expect("ip")]
+        );
+        assert_eq!(s.hosts[0].ssh_target, "jump-a");
+        assert!(
+            s.hosts[2].peers.is_empty(),
+            "a host without the vip role has no peers"
+        );
+        assert!(!s.hosts[2].has_role("vip"));
+    }
+
+    #[test]
+    fn ipv6_hosts_and_vip_work() {
+        let text = "name: t\nprovider: hosts\nhosts:\n  - {name: a, address: '2001:db8::11'}\n  - {name: b, address: '2001:db8::12'}\nvip:\n  address: 2001:db8::100/64\n  virtual_router_id: 9\n";
+        assert_eq!(codes(text), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn priority_ties_are_found_before_and_after_weights() {
+        let tie = HOSTS.replace(
+            "address: 192.0.2.12}",
+            "address: 192.0.2.12, priority: 150}",
+        );
+        assert_eq!(
+            codes(&format!(
+                "{tie}vip: {{address: 192.0.2.100/24, virtual_router_id: 9}}\n"
+            )),
+            vec!["hactl::stack::priority_tie"]
+        );
+        // 200 and 180 both reach the 254 cap with +100.
+        let capped = "name: t\nprovider: hosts\nhosts:\n  - {name: a, address: 192.0.2.11, priority: 200}\n  - {name: b, address: 192.0.2.12, priority: 180}\nvip:\n  address: 192.0.2.100/24\n  virtual_router_id: 9\n  checks: [{name: n, service: nginx, weight: 100}]\n";
+        assert_eq!(codes(capped), vec!["hactl::stack::priority_tie"]);
+    }
+
+    #[test]
+    fn a_check_too_weak_to_move_the_vip_is_refused() {
+        // +100 on 50/1/2 (seed 004) moves it; +20 on 150/100/99 cannot (130 > 120).
+        let seed = "name: t\nprovider: hosts\nhosts:\n  - {name: a, address: 192.0.2.11, priority: 50}\n  - {name: b, address: 192.0.2.12, priority: 1}\n  - {name: c, address: 192.0.2.13, priority: 2}\nvip:\n  address: 192.0.2.100/24\n  virtual_router_id: 9\n  checks: [{name: n, service: nginx, weight: 100}]\n";
+        assert_eq!(codes(seed), Vec::<&str>::new());
+        let weak = vip("  checks: [{name: n, service: nginx, weight: 20}]\n");
+        assert_eq!(codes(&weak), vec!["hactl::stack::no_failover"]);
+        let fault = vip("  checks: [{name: n, service: nginx, weight: 0}]\n");
+        assert_eq!(
+            codes(&fault),
+            Vec::<&str>::new(),
+            "weight 0 means FAULT: always moves"
+        );
+    }
+
+    #[test]
+    fn vrrp_timing_and_auth_rules() {
+        assert_eq!(
+            codes(&vip("  advert_int: 1500ms\n  vrrp_version: 2\n")),
+            vec!["hactl::stack::advert_int"]
+        );
+        assert_eq!(
+            codes(&vip("  advert_int: 1500ms\n")),
+            Vec::<&str>::new(),
+            "v3 takes 1.5s"
+        );
+        assert_eq!(
+            codes(&vip("  advert_int: 300s\n")),
+            vec!["hactl::stack::advert_int"]
+        );
+        assert_eq!(
+            codes(&vip("  advert_int: 50s\n  vrrp_version: 3\n")),
+            vec!["hactl::stack::advert_int"]
+        );
+        assert_eq!(codes(&vip("  auth_pass: '12345678'\n")), Vec::<&str>::new());
+        assert_eq!(
+            codes(&vip("  auth_pass: {secret: vrrp}\n")),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            codes(&vip("  auth_pass: ok\n  vrrp_version: 3\n")),
+            vec!["hactl::stack::auth_pass"]
+        );
+    }
+
+    #[test]
+    fn peers_must_be_symmetric_but_defaults_count() {
+        // a lists b explicitly; b has no list (= everyone), so it is symmetric.
+        let text = HOSTS.replace(
+            "address: 192.0.2.11}",
+            "address: 192.0.2.11, peers: [b, c]}",
+        );
+        assert_eq!(
+            codes(&format!(
+                "{text}vip: {{address: 192.0.2.100/24, virtual_router_id: 9}}\n"
+            )),
+            Vec::<&str>::new()
+        );
+        let text = HOSTS
+            .replace("address: 192.0.2.11}", "address: 192.0.2.11, peers: [b]}")
+            .replace(
+                "address: 192.0.2.12}",
+                "address: 192.0.2.12, peers: [c, c]}",
+            );
+        let got = codes(&format!(
+            "{text}vip: {{address: 192.0.2.100/24, virtual_router_id: 9}}\n"
+        ));
+        assert!(got.contains(&"hactl::stack::peer_asymmetric"), "{got:?}");
+        assert!(got.contains(&"hactl::stack::peer_duplicate"), "{got:?}");
+    }
+
+    #[test]
+    fn ports_only_conflict_on_a_shared_host() {
+        let split = "name: t\nprovider: hosts\nhosts:\n  - {name: lb, address: 192.0.2.11, roles: [vip]}\n  - {name: web, address: 192.0.2.12, roles: [app]}\nvip: {address: 192.0.2.100/24, virtual_router_id: 9}\nnginx: {listen: 80}\nhaproxy: {listen: 80}\n";
+        assert_eq!(codes(split), Vec::<&str>::new());
+        let shared = split.replace("roles: [app]", "roles: [app, vip]");
+        assert_eq!(codes(&shared), vec!["hactl::stack::port_conflict"]);
+        let twin = format!(
+            "{HOSTS}app: {{image: x, port: 80, host_port: 8000}}\nhaproxy: {{listen: 8100}}\n"
+        );
+        assert_eq!(
+            codes(&twin),
+            vec!["hactl::stack::port_conflict"],
+            "blue/green twin port"
+        );
+    }
+
+    #[test]
+    fn services_and_roles() {
+        let redis = format!("{HOSTS}services:\n  - {{name: redis, kind: redis, mode: primary_replica, ports: [9001, 9002], quorum: 2, password: {{secret: r}}}}\n");
+        assert_eq!(codes(&redis), Vec::<&str>::new());
+        let syslog_no_vip = format!("{HOSTS}services:\n  - {{name: logs, kind: syslog, mode: active_passive, ports: [514]}}\n");
+        assert_eq!(codes(&syslog_no_vip), vec!["hactl::stack::service_vip"]);
+        let wrong_mode = format!(
+            "{HOSTS}services:\n  - {{name: r, kind: redis, mode: active_passive, ports: [1]}}\n"
+        );
+        let got = codes(&wrong_mode);
+        assert!(got.contains(&"hactl::stack::service_mode"), "{got:?}");
+        let role = HOSTS.replace(
+            "address: 192.0.2.13}",
+            "address: 192.0.2.13, roles: [redis]}",
+        );
+        assert_eq!(codes(&role), vec!["hactl::stack::role"]);
+    }
+
+    #[test]
+    fn aws_sections() {
+        let ok = "name: t\nprovider: aws\naws:\n  region: eu-west-1\n  zones: [eu-west-1a, eu-west-1b]\n  network: {vpc_cidr: 10.0.0.0/16, subnets: [10.0.1.0/24, 10.0.2.0/24]}\n  hosts: {count: 2, instance_type: t3.small, ami: ami-1}\n  database: {engine: postgres, instance_class: db.t3.micro, username: app, password: {secret: db}}\n";
+        let s = load(ok).expect("valid");
+        assert!(s.hosts.is_empty() && s.vip.is_none());
+        assert_eq!(
+            codes(&ok.replace("eu-west-1b]", "us-east-1b]")),
+            vec!["hactl::stack::aws_zones"]
+        );
+        assert_eq!(
+            codes(&ok.replace("10.0.2.0/24", "10.0.1.128/25")),
+            vec!["hactl::stack::aws_subnets"]
+        );
+        assert_eq!(
+            codes(&ok.replace("{secret: db}", "hunter2")),
+            vec!["hactl::stack::plain_secret"]
+        );
+        assert_eq!(
+            codes(&ok.replace("engine: postgres", "engine: postgress")),
+            vec!["hactl::stack::aws_database"]
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(super::name_ok("web-1", 40, false), Ok(()));
+        assert!(super::name_ok("-web", 40, false).is_err());
+        assert!(super::name_ok("Web", 40, false).is_err());
+        assert_eq!(super::name_ok("Web_1.lan", 63, true), Ok(()));
+        assert_eq!(super::shown("vip.checks.0.weight"), "vip.checks[0].weight");
+    }
+}
