@@ -1591,28 +1591,6 @@ impl Checker<'_> {
                 }
             }
             let count = self.service_hosts(si).len() as i64;
-            if mode == HaMode::PrimaryReplica && count < 2 && !self.f.hosts.is_empty() {
-                let span = s.hosts.as_ref().and_then(|h| self.loc(h)).or(nspan);
-                self.push(
-                    Problem::new(
-                        "hactl::stack::service_hosts",
-                        format!("primary/replica service `{}` runs on {count} host(s); it needs at least 2", s.name.value),
-                    )
-                    .at(span, "not enough hosts")
-                    .help("a replica needs a host of its own"),
-                );
-            }
-            // Ports.
-            if kind == ServiceKind::Redis && s.ports.is_empty() {
-                self.push(
-                    Problem::new(
-                        "hactl::stack::service_ports",
-                        format!("redis service `{}` lists no ports", s.name.value),
-                    )
-                    .at(nspan, "no `ports`")
-                    .help("one redis instance runs per port: `ports: [6379]`"),
-                );
-            }
             let mut seen_ports = BTreeSet::new();
             for (j, p) in s.ports.iter().enumerate() {
                 if self.port(p, &format!("{base}.ports.{j}")) && !seen_ports.insert(p.value) {
