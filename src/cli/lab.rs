@@ -1,22 +1,208 @@
-//! `hactl lab up|status|down`: local lab hosts.
+//! `hactl lab up|status|down|exec|check`: local lab hosts (see `crate::lab`). Arguments here,
+//! the work in `crate::lab`, the printing in `crate::view`.
 
-use clap::Subcommand;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 
-use crate::ExitStatus;
+use clap::{Args, Subcommand};
+
+use crate::lab::{self, Lab, LabError};
+use crate::{view, ExitStatus};
+
+/// The lab directory shared by every lab command.
+#[derive(Debug, Clone, Args)]
+pub struct LabDir {
+    /// The lab directory (keys, known_hosts, ssh_config, per-host state).
+    #[arg(
+        long = "dir",
+        env = "HACTL_LAB_DIR",
+        default_value = lab::DEFAULT_DIR,
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Create (or complete) the lab with N hosts.
+    /// Create (or complete) the lab with N hosts; running hosts are left alone.
     Up {
+        /// How many hosts (host1 .. hostN, 198.18.0.11 ..), 1 to 80.
         #[arg(long, default_value_t = 3)]
         hosts: usize,
+        /// One JSON document on stdout instead of human output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: LabDir,
     },
-    /// Show the lab's hosts and processes.
-    Status,
+    /// Show the bridge, the safety route, and each host's address, PID 1, processes and sshd.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: LabDir,
+    },
     /// Remove every host, link, route, mount and process of the lab.
-    Down,
+    Down {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: LabDir,
+    },
+    /// Run a command inside a lab host (its network, mount, UTS and PID namespaces); the
+    /// command's output and exit code pass through.
+    Exec {
+        #[command(flatten)]
+        dir: LabDir,
+        /// The host (host1, host2, ...).
+        host: String,
+        /// The command and its arguments (after `--`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "CMD"
+        )]
+        cmd: Vec<String>,
+    },
+    /// Check that traffic to each address goes to the lab bridge (`ip route get` via hactl0);
+    /// exits 1 if one does not. Run it before sending load to a lab address.
+    Check {
+        #[arg(required = true, value_name = "ADDR")]
+        addrs: Vec<Ipv4Addr>,
+    },
+    /// Write the demo app's image archive (busybox httpd serving its version; no registry).
+    DemoImage(super::deploy::DemoImageArgs),
+    /// Internal: PID 1 of a lab host (mounts its private view, then becomes sshd).
+    #[command(name = "__init", hide = true)]
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        name: String,
+    },
 }
 
-pub async fn run(_cmd: LabCommand) -> miette::Result<ExitStatus> {
-    Ok(ExitStatus::Success)
+pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
+    match cmd {
+        LabCommand::Up { hosts, json, dir } => {
+            let lab = Lab::open(dir.dir)?;
+            let exe = std::env::current_exe().map_err(|e| LabError::Io {
+                path: PathBuf::from("/proc/self/exe"),
+                source: e,
+            })?;
+            let report = lab.up(hosts, &exe).await?;
+            if json {
+                view::print_json(&report)?;
+            } else {
+                view::print_out(&human_up(&report));
+            }
+            Ok(ExitStatus::Success)
+        }
+        LabCommand::Status { json, dir } => {
+            let lab = Lab::open(dir.dir)?;
+            let report = lab.status().await?;
+            if json {
+                view::print_json(&report)?;
+            } else {
+                view::print_out(&human_status(&report));
+            }
+            Ok(ExitStatus::Success)
+        }
+        LabCommand::Down { json, dir } => {
+            let lab = Lab::open(dir.dir)?;
+            let report = lab.down().await?;
+            if json {
+                view::print_json(&report)?;
+            } else {
+                view::print_out(&format!(
+                    "lab down: removed {} host(s), {} process(es), the bridge and the safety route in {:.2} s\n",
+                    report.hosts.len(),
+                    report.processes_killed,
+                    report.elapsed_ms as f64 / 1000.0
+                ));
+            }
+            Ok(ExitStatus::Success)
+        }
+        LabCommand::Exec { dir, host, cmd } => {
+            let lab = Lab::open(dir.dir)?;
+            let mut c = lab.exec_command(&host, &cmd)?;
+            // replace this process: the command's stdio, signals and exit code are the caller's
+            let err = c.exec();
+            Err(LabError::Spawn {
+                program: "nsenter".into(),
+                source: err,
+            }
+            .into())
+        }
+        LabCommand::Check { addrs } => {
+            for a in addrs {
+                lab::ensure_lab_route(a).await?;
+                view::print_out(&format!("{a}: via {}\n", lab::net::BRIDGE));
+            }
+            Ok(ExitStatus::Success)
+        }
+        LabCommand::DemoImage(a) => super::deploy::run_demo_image(a),
+        LabCommand::Init { dir, name } => {
+            let sshd = lab::tool_path("sshd").unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
+            Err(lab::init::run(&dir, &name, &sshd).into())
+        }
+    }
+}
+
+fn human_up(r: &lab::UpReport) -> String {
+    let started = r.hosts.iter().filter(|h| h.started).count();
+    let mut s = format!(
+        "lab up: {} host(s) on {} {} ({} started, {} already running) in {:.2} s\n",
+        r.hosts.len(),
+        r.bridge,
+        r.gateway,
+        started,
+        r.hosts.len() - started,
+        r.elapsed_ms as f64 / 1000.0
+    );
+    for h in &r.hosts {
+        let _ = writeln!(
+            s,
+            "  {:<7} {:<13} pid {:<8} {}",
+            h.name,
+            h.address,
+            h.pid,
+            if h.started { "started" } else { "running" }
+        );
+    }
+    let _ = writeln!(s, "known_hosts  {}", r.known_hosts.display());
+    let _ = writeln!(s, "client key   {}", r.identity_file.display());
+    let _ = writeln!(
+        s,
+        "ssh config   {}  (ssh -F {} host1 hostname)",
+        r.ssh_config.display(),
+        r.ssh_config.display()
+    );
+    s
+}
+
+fn human_status(r: &lab::StatusReport) -> String {
+    let mut s = format!(
+        "bridge: {}\nsafety route unreachable {}: {}\n",
+        r.bridge.as_deref().unwrap_or("absent"),
+        lab::net::LAB_RANGE,
+        if r.safety_route { "present" } else { "absent" }
+    );
+    if r.hosts.is_empty() {
+        s.push_str("no lab hosts\n");
+    }
+    for h in &r.hosts {
+        let _ = writeln!(
+            s,
+            "  {:<7} {:<13} pid1 {:<8} processes {:<4} sshd {}",
+            h.name,
+            h.address,
+            h.pid.map_or("-".to_string(), |p| p.to_string()),
+            h.processes,
+            if h.sshd { "reachable" } else { "unreachable" }
+        );
+    }
+    s
 }

@@ -1,0 +1,256 @@
+//! `hactl lab __init`: what runs as PID 1 of a lab host, inside its network namespace and its
+//! fresh mount, UTS and PID namespaces. It mounts the host's private view of the machine and
+//! then `exec`s `sshd -D`, which stays PID 1 (and reaps orphans) until `lab down`.
+//!
+//! This is plain blocking code on purpose: it runs before anything else in a process that is
+//! about to be replaced by sshd, and every step is a system call or a small file write.
+
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use super::host::HostPaths;
+use super::net::host_addr;
+use super::LabError;
+
+/// The podman engine settings every host gets (runc, ulimits, lab-range subnets).
+const CONTAINERS_CONF: &str = include_str!("containers.conf");
+
+/// The cgroup v1 controllers podman/runc expect in this machine's hybrid layout.
+const CGROUP_V1: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+];
+
+/// podman's storage.conf for a host: graphroot on the lab dir (ext4: the overlay driver
+/// cannot sit on the /var overlay), runroot on the host's private /run.
+pub fn render_storage_conf(graphroot: &Path) -> String {
+    format!(
+        "# Written by hactl lab for this host.\n[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"/run/containers/storage\"\n",
+        graphroot.display()
+    )
+}
+
+/// /etc/hosts of a host.
+pub fn render_etc_hosts(name: &str, addr: std::net::Ipv4Addr) -> String {
+    format!("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{addr} {name}\n")
+}
+
+fn cstr(s: &str) -> Result<CString, LabError> {
+    CString::new(s).map_err(|_| LabError::Internal(format!("NUL byte in {s:?}")))
+}
+
+/// mount(2) with a clear error.
+fn mount(
+    source: &str,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), LabError> {
+    let src = cstr(source)?;
+    let tgt = cstr(target)?;
+    let fst = fstype.map(cstr).transpose()?;
+    let dat = data.map(cstr).transpose()?;
+    // SAFETY: every pointer is a valid NUL-terminated string (or NULL) for the call's duration.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fst.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            dat.as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr().cast::<libc::c_void>()),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(LabError::Mount {
+            target: target.to_string(),
+            detail: format!(
+                "{} ({source}, {})",
+                std::io::Error::last_os_error(),
+                data.unwrap_or("")
+            ),
+        })
+    }
+}
+
+fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, LabError> {
+    r.map_err(|e| LabError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+fn write(path: &str, text: &str) -> Result<(), LabError> {
+    let p = Path::new(path);
+    if let Some(parent) = p.parent() {
+        io(parent, std::fs::create_dir_all(parent))?;
+    }
+    io(p, std::fs::write(p, text))
+}
+
+/// Sets up the host's mounts and files, then becomes its sshd. Returns only on failure.
+pub fn run(lab_dir: &Path, name: &str, sshd: &Path) -> LabError {
+    match setup(lab_dir, name) {
+        Ok(paths) => {
+            let err = std::process::Command::new(sshd)
+                .arg("-D")
+                .arg("-f")
+                .arg(paths.sshd_config())
+                .arg("-E")
+                .arg(paths.sshd_log())
+                .exec();
+            LabError::Spawn {
+                program: sshd.display().to_string(),
+                source: err,
+            }
+        }
+        Err(e) => e,
+    }
+}
+
+fn setup(lab_dir: &Path, name: &str) -> Result<HostPaths, LabError> {
+    let index =
+        super::net::host_index(name).ok_or_else(|| LabError::UnknownHost(name.to_string()))?;
+    let h = host_addr(index).ok_or_else(|| LabError::UnknownHost(name.to_string()))?;
+    let paths = HostPaths::new(lab_dir, name);
+    let d = |s: &str| -> String { paths.dir.join(s).display().to_string() };
+
+    // SAFETY: sethostname with a valid buffer and its length; we own this UTS namespace.
+    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(LabError::Mount {
+            target: "hostname".into(),
+            detail: std::io::Error::last_os_error().to_string(),
+        });
+    }
+    // nothing we mount may propagate back to the machine (unshare already does this; be sure)
+    mount("none", "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    // copy-on-write /etc and /var: a host's writes land in hosts/hostN/{etc,var}.upper
+    for (what, target) in [("etc", "/etc"), ("var", "/var")] {
+        mount(
+            &format!("lab-{what}"),
+            target,
+            Some("overlay"),
+            0,
+            Some(&format!(
+                "lowerdir={target},upperdir={},workdir={}",
+                d(&format!("{what}.upper")),
+                d(&format!("{what}.work"))
+            )),
+        )?;
+    }
+    // private /run: pid files, sockets, podman's runroot
+    mount("lab-run", "/run", Some("tmpfs"), 0, Some("mode=755"))?;
+    for dir in ["/run/sshd", "/run/lock", "/run/shm"] {
+        io(Path::new(dir), std::fs::create_dir_all(dir))?;
+    }
+    // private home (a copy of /etc/skel made by `lab up`): the machine's /root dotfiles are slow
+    mount(
+        &paths.root_home().display().to_string(),
+        "/root",
+        None,
+        libc::MS_BIND,
+        None,
+    )?;
+    // the systemctl stand-in, only inside this host's mount namespace
+    let stand_in: PathBuf = lab_dir.join("systemctl");
+    mount(
+        &stand_in.display().to_string(),
+        "/usr/bin/systemctl",
+        None,
+        libc::MS_BIND,
+        None,
+    )?;
+    // `ip netns exec` remounted /sys: re-create the cgroup v1/v2 hybrid layout podman and runc
+    // need. A controller this kernel lacks is not fatal (podman only needs the common ones).
+    mount(
+        "lab-cgroup",
+        "/sys/fs/cgroup",
+        Some("tmpfs"),
+        0,
+        Some("mode=755"),
+    )?;
+    let mut warnings = Vec::new();
+    for c in CGROUP_V1 {
+        let target = format!("/sys/fs/cgroup/{c}");
+        io(Path::new(&target), std::fs::create_dir_all(&target))?;
+        if let Err(e) = mount("cgroup", &target, Some("cgroup"), 0, Some(c)) {
+            warnings.push(e.to_string());
+        }
+    }
+    for (target, fstype, data) in [
+        (
+            "/sys/fs/cgroup/systemd",
+            "cgroup",
+            Some("none,name=systemd"),
+        ),
+        ("/sys/fs/cgroup/unified", "cgroup2", None),
+    ] {
+        io(Path::new(target), std::fs::create_dir_all(target))?;
+        if let Err(e) = mount(fstype, target, Some(fstype), 0, data) {
+            warnings.push(e.to_string());
+        }
+    }
+    for w in warnings {
+        eprintln!("hactl lab __init {name}: warning: {w}");
+    }
+
+    // identity files and podman's settings, written through the /etc overlay
+    write("/etc/hostname", &format!("{name}\n"))?;
+    write("/etc/hosts", &render_etc_hosts(name, h.address))?;
+    write("/etc/containers/containers.conf", CONTAINERS_CONF)?;
+    write(
+        "/etc/containers/storage.conf",
+        &render_storage_conf(&paths.storage()),
+    )?;
+    io(Path::new("/"), std::env::set_current_dir("/"))?;
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_conf() {
+        insta::assert_snapshot!(
+            render_storage_conf(Path::new("/srv/hactl-lab/hosts/host1/containers-storage")),
+            @r#"
+        # Written by hactl lab for this host.
+        [storage]
+        driver = "overlay"
+        graphroot = "/srv/hactl-lab/hosts/host1/containers-storage"
+        runroot = "/run/containers/storage"
+        "#
+        );
+    }
+
+    #[test]
+    fn containers_conf_stays_in_the_lab_range() {
+        let range = crate::lab::net::lab_range();
+        let mut subnets = 0;
+        for line in CONTAINERS_CONF
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+        {
+            for part in line.split('"') {
+                if let Ok(n) = part.parse::<ipnet::Ipv4Net>() {
+                    assert!(range.contains(&n), "{n} is outside {range}");
+                    subnets += 1;
+                }
+            }
+        }
+        assert_eq!(subnets, 2, "default_subnet and one pool");
+        assert!(CONTAINERS_CONF.contains("runtime = \"runc\""));
+    }
+
+    #[test]
+    fn etc_hosts() {
+        assert_eq!(
+            render_etc_hosts("host2", std::net::Ipv4Addr::new(198, 18, 0, 12)),
+            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n198.18.0.12 host2\n"
+        );
+    }
+}
