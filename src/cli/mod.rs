@@ -1,10 +1,13 @@
 //! Command-line arguments (clap derive structs only) and dispatch: one file per command, each
 //! doing load → engine → view. Settings come from arguments, then the environment.
 
+mod aws;
 mod lab;
+mod outputs;
 mod plan;
 mod render;
 mod secrets;
+mod state;
 mod status;
 mod validate;
 
@@ -40,6 +43,11 @@ pub enum Command {
     Up(plan::UpArgs),
     /// Remove what hactl created, and nothing else.
     Down(plan::DownArgs),
+    /// The outputs saved in the state (LB DNS name, DB endpoint, EFS id, host addresses).
+    Outputs(outputs::OutputsArgs),
+    /// Inspect and repair the state and its lock.
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Per host: reachable, VRRP state, priority, services, VIP holder.
     Status(status::StatusArgs),
     /// Local lab hosts in network namespaces.
@@ -68,6 +76,8 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Plan(a) => plan::run_plan(a).await,
         Command::Up(a) => plan::run_up(a).await,
         Command::Down(a) => plan::run_down(a).await,
+        Command::Outputs(a) => outputs::run(a).await,
+        Command::State(c) => state::run(c).await,
         Command::Status(a) => status::run(a).await,
         Command::Lab(c) => lab::run(c).await,
         Command::Secrets(c) => secrets::run(c).await,

@@ -1,2 +1,361 @@
-//! hactl's state: resource ids, outputs, serial and lineage, with a leased lock, kept in a local
+//! hactl's state: resource ids, outputs, serial and lineage, with a lock, kept in a local
 //! file or in S3.
+//!
+//! The state is a cache and a record, not the source of truth: AWS resources carry
+//! `hactl:stack`/`hactl:address` tags and every plan reads them, so a lost state is rebuilt
+//! by `hactl state refresh`. What the state adds is the outputs (for `hactl outputs` and
+//! templates without an AWS call), the pinned SSH host keys, and a lineage + serial that stop
+//! one run from overwriting another stack's or a newer state.
+//!
+//! Backends: `local` (`.hactl/<stack>.state.json` under the working directory, written
+//! atomically by rename; locked with an OS file lock on `.hactl/<stack>.lock`, which the kernel
+//! releases when the holder dies) and `s3` (the state object at `key`, the lock object at
+//! `key.lock` created with `If-None-Match: *`, so exactly one writer wins; a dead holder's lock
+//! stays until `hactl state force-unlock ID`).
+
+mod lock;
+mod s3;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use lock::{LockGuard, LockInfo};
+
+use crate::stack::Stack;
+
+/// The state document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Random id fixed when the state is first created: a state from elsewhere is refused.
+    pub lineage: String,
+    /// Incremented on every write.
+    pub serial: u64,
+    pub stack: String,
+    /// address → what hactl knows about it.
+    #[serde(default)]
+    pub resources: BTreeMap<String, ResourceState>,
+    /// Outputs: `balancer.dns_name`, `database.endpoint`, `shared_fs.id`, `hosts[]`, …
+    #[serde(default)]
+    pub outputs: serde_json::Value,
+    /// SSH host keys pinned at first contact, by host address.
+    #[serde(default)]
+    pub host_keys: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceState {
+    pub kind: String,
+    pub id: String,
+}
+
+impl State {
+    pub fn new(stack: &str) -> State {
+        State {
+            version: 1,
+            lineage: random_id(),
+            serial: 0,
+            stack: stack.to_string(),
+            resources: BTreeMap::new(),
+            outputs: serde_json::Value::Object(Default::default()),
+            host_keys: BTreeMap::new(),
+        }
+    }
+}
+
+/// 16 random bytes as hex: lineages and lock ids.
+pub fn random_id() -> String {
+    let b: [u8; 16] = rand::random();
+    hex::encode(b)
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum StateError {
+    #[error("cannot {what} `{path}`: {source}")]
+    #[diagnostic(code(hactl::state::io))]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state `{path}` is not valid: {message}")]
+    #[diagnostic(
+        code(hactl::state::corrupt),
+        help("restore it from a backup, or delete it and run `hactl state refresh` to rebuild it from the resources' tags")
+    )]
+    Corrupt { path: String, message: String },
+    #[error("the state `{path}` belongs to stack `{found}`, not `{expected}`")]
+    #[diagnostic(
+        code(hactl::state::wrong_stack),
+        help("point `state.path`/`state.key` at this stack's own state")
+    )]
+    WrongStack {
+        path: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "the state changed under us: lineage {found} (serial {found_serial}) is not ours ({ours})"
+    )]
+    #[diagnostic(
+        code(hactl::state::lineage),
+        help("another state was written to the same place; inspect it before retrying")
+    )]
+    Lineage {
+        found: String,
+        found_serial: u64,
+        ours: String,
+    },
+    #[error("the state is locked by {holder}")]
+    #[diagnostic(
+        code(hactl::state::locked),
+        help("wait for that run to finish (or pass `--lock-wait 5m`); if it died, `hactl state force-unlock {id}`")
+    )]
+    Locked { holder: String, id: String },
+    #[error("the lock is held by `{found}`, not `{given}`")]
+    #[diagnostic(
+        code(hactl::state::unlock_id),
+        help("`hactl state lock-info` shows the id of the current lock")
+    )]
+    UnlockMismatch { found: String, given: String },
+    #[error("{0}")]
+    #[diagnostic(
+        code(hactl::state::local_unlock),
+        help("a local lock is an OS file lock: it is released when its holder exits; stop that process instead")
+    )]
+    LocalUnlock(String),
+    #[error("the `s3` state backend needs `state.bucket`")]
+    #[diagnostic(
+        code(hactl::state::no_bucket),
+        help("add `bucket:` (and optionally `key:`) under `state:`")
+    )]
+    NoBucket,
+    #[error("S3 {op} `s3://{bucket}/{key}` failed: {message}")]
+    #[diagnostic(
+        code(hactl::state::s3),
+        help("check the bucket exists and the credentials may read and write it")
+    )]
+    S3 {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Where a stack's state lives.
+pub enum Backend {
+    Local { state: PathBuf, lock: PathBuf },
+    S3(s3::S3Backend),
+}
+
+impl Backend {
+    /// The backend the stack names (default: local under the working directory).
+    pub async fn for_stack(stack: &Stack) -> Result<Backend, StateError> {
+        let name = stack.name();
+        let spec = stack.file.state.as_ref();
+        match spec.map(|s| s.backend.value.as_str()) {
+            Some("s3") => {
+                let spec = spec.ok_or(StateError::NoBucket)?;
+                let bucket = spec.bucket.clone().ok_or(StateError::NoBucket)?;
+                let key = spec
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| format!("hactl/{name}.state.json"));
+                let region = stack
+                    .file
+                    .aws
+                    .as_ref()
+                    .map(|a| a.region.value.clone())
+                    .unwrap_or_else(|| "us-east-1".into());
+                Ok(Backend::S3(s3::S3Backend::new(&region, bucket, key).await))
+            }
+            _ => {
+                let state = match spec.and_then(|s| s.path.as_deref()) {
+                    Some(p) => PathBuf::from(p),
+                    None => Path::new(".hactl").join(format!("{name}.state.json")),
+                };
+                let lock = state.with_extension("lock");
+                Ok(Backend::Local { state, lock })
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Local { state, .. } => state.display().to_string(),
+            Backend::S3(s) => s.describe(),
+        }
+    }
+
+    /// Reads the state; `None` when there is none yet.
+    pub async fn read(&self, stack: &str) -> Result<Option<State>, StateError> {
+        let (text, path) = match self {
+            Backend::Local { state, .. } => match tokio::fs::read_to_string(state).await {
+                Ok(t) => (t, state.display().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => {
+                    return Err(StateError::Io {
+                        what: "read",
+                        path: state.clone(),
+                        source,
+                    })
+                }
+            },
+            Backend::S3(s) => match s.get(s.key()).await? {
+                Some(t) => (t, s.describe()),
+                None => return Ok(None),
+            },
+        };
+        let st: State = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if st.stack != stack {
+            return Err(StateError::WrongStack {
+                path,
+                found: st.stack,
+                expected: stack.to_string(),
+            });
+        }
+        Ok(Some(st))
+    }
+
+    /// Writes the state with the next serial, refusing to overwrite another lineage.
+    pub async fn write(&self, st: &mut State) -> Result<(), StateError> {
+        if let Some(cur) = self.read(&st.stack).await? {
+            if cur.lineage != st.lineage {
+                return Err(StateError::Lineage {
+                    found: cur.lineage,
+                    found_serial: cur.serial,
+                    ours: st.lineage.clone(),
+                });
+            }
+        }
+        st.serial += 1;
+        let text = serde_json::to_string_pretty(st).map_err(|e| StateError::Corrupt {
+            path: self.describe(),
+            message: e.to_string(),
+        })? + "\n";
+        match self {
+            Backend::Local { state, .. } => write_atomic(state, text.as_bytes()).await,
+            Backend::S3(s) => s.put(s.key(), text).await,
+        }
+    }
+
+    /// Takes the lock for `operation`, waiting up to `wait` for a holder to let go.
+    pub async fn lock(&self, operation: &str, wait: Duration) -> Result<LockGuard, StateError> {
+        let info = LockInfo::new(operation);
+        match self {
+            Backend::Local { lock, .. } => lock::local_lock(lock, info, wait).await,
+            Backend::S3(s) => s.lock(info, wait).await,
+        }
+    }
+
+    /// Who holds the lock now (None: nobody).
+    pub async fn lock_info(&self) -> Result<Option<LockInfo>, StateError> {
+        match self {
+            Backend::Local { lock, .. } => lock::local_info(lock),
+            Backend::S3(s) => s.lock_info().await,
+        }
+    }
+
+    /// Removes a lock left by a dead run, if its id is `id`.
+    pub async fn force_unlock(&self, id: &str) -> Result<(), StateError> {
+        match self {
+            Backend::Local { lock, .. } => match lock::local_info(lock)? {
+                None => Err(StateError::LocalUnlock(
+                    "the local state is not locked".into(),
+                )),
+                Some(i) => Err(StateError::LocalUnlock(format!(
+                    "the local lock {} is held by a live process ({}, pid {})",
+                    i.id, i.who, i.pid
+                ))),
+            },
+            Backend::S3(s) => s.force_unlock(id).await,
+        }
+    }
+}
+
+/// Write to a temporary file beside `path`, then rename: a reader or a crash never sees half.
+async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let io = |what, source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| io("create the directory of", e))?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .map_err(|e| io("write", e))?;
+    let f = tokio::fs::File::open(&tmp)
+        .await
+        .map_err(|e| io("open", e))?;
+    f.sync_all().await.map_err(|e| io("sync", e))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(|e| io("replace", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_state_round_trip_and_lineage() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backend::Local {
+            state: dir.path().join("s.json"),
+            lock: dir.path().join("s.lock"),
+        };
+        assert!(b.read("x").await.unwrap().is_none());
+        let mut st = State::new("x");
+        b.write(&mut st).await.unwrap();
+        b.write(&mut st).await.unwrap();
+        let back = b.read("x").await.unwrap().unwrap();
+        assert_eq!(back.serial, 2);
+        assert_eq!(back.lineage, st.lineage);
+        // Another lineage may not overwrite it.
+        let mut other = State::new("x");
+        let err = b.write(&mut other).await.unwrap_err();
+        assert!(matches!(err, StateError::Lineage { .. }), "{err}");
+        // Nor is it read as another stack's.
+        let err = b.read("y").await.unwrap_err();
+        assert!(matches!(err, StateError::WrongStack { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn local_lock_excludes_and_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("s.lock");
+        let b = Backend::Local {
+            state: dir.path().join("s.json"),
+            lock: lock.clone(),
+        };
+        let g = b.lock("up", Duration::ZERO).await.unwrap();
+        let info = b.lock_info().await.unwrap().unwrap();
+        assert_eq!(info.operation, "up");
+        let Err(err) = b.lock("plan", Duration::ZERO).await else {
+            panic!("a second lock was granted")
+        };
+        assert!(matches!(err, StateError::Locked { .. }), "{err}");
+        let waiter = tokio::spawn(async move {
+            let b = Backend::Local {
+                state: dir.path().join("s.json"),
+                lock,
+            };
+            b.lock("down", Duration::from_secs(5)).await.map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        g.release().await;
+        waiter.await.unwrap().unwrap();
+    }
+}

@@ -2,6 +2,7 @@
 //! stand-ins (lab hosts in network namespaces, a moto server). A test that needs a stand-in
 //! that is missing fails loudly; none is skipped.
 
+mod aws;
 mod lab;
 mod render;
 mod spine;

@@ -1,0 +1,104 @@
+//! `hactl state lock-info | force-unlock ID | refresh`: inspect and repair the state and its
+//! lock. `refresh` rebuilds the state (ids and outputs) from the resources' ownership tags,
+//! which is how a lost or corrupted state is recovered.
+
+use clap::{Args, Subcommand};
+
+use super::aws::{read, record, region, RunArgs};
+use super::StackArgs;
+use crate::provider::aws::client::Clients;
+use crate::state::{Backend, State};
+use crate::{stack, view, ExitStatus};
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Who holds the state lock (id, user@host, pid, operation, since), if anyone.
+    LockInfo(StackArgs),
+    /// Remove a lock left behind by a run that died (S3 backend), given its id.
+    ForceUnlock(ForceUnlockArgs),
+    /// Rebuild the state from the resources' `hactl:stack` tags.
+    Refresh(RefreshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// The lock id shown by `hactl state lock-info` or in the "locked" error.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub async fn run(c: StateCommand) -> miette::Result<ExitStatus> {
+    match c {
+        StateCommand::LockInfo(a) => {
+            let stack = stack::load(&a.file)?;
+            let backend = Backend::for_stack(&stack).await?;
+            let info = backend.lock_info().await?;
+            if a.json {
+                view::print_json(&info)?;
+            } else {
+                match info {
+                    Some(i) => view::print_out(&format!(
+                        "locked by {}\n  id: {}\n  operation: {}\n  pid: {}\n  since: {} (unix)\n",
+                        i.who, i.id, i.operation, i.pid, i.created
+                    )),
+                    None => view::print_out(&format!("not locked ({})\n", backend.describe())),
+                }
+            }
+            Ok(ExitStatus::Success)
+        }
+        StateCommand::ForceUnlock(a) => {
+            let stack = stack::load(&a.stack.file)?;
+            let backend = Backend::for_stack(&stack).await?;
+            backend.force_unlock(&a.id).await?;
+            view::print_out(&format!("unlocked {} ({})\n", a.id, backend.describe()));
+            Ok(ExitStatus::Success)
+        }
+        StateCommand::Refresh(a) => {
+            let stack = stack::load(&a.stack.file)?;
+            let backend = Backend::for_stack(&stack).await?;
+            let guard = backend.lock("refresh", a.run.lock_wait).await?;
+            let r = async {
+                // A corrupt state is replaced; a valid one keeps its lineage and serial.
+                let mut st = match backend.read(stack.name()).await {
+                    Ok(Some(s)) => s,
+                    _ => State::new(stack.name()),
+                };
+                let fresh = st.serial == 0;
+                let clients = Clients::new(&region(&stack)).await;
+                let observed = read(&stack, &clients).await?;
+                record(&mut st, &observed);
+                if fresh {
+                    if let Backend::Local { state, .. } = &backend {
+                        // A corrupt file would make the lineage check refuse the write.
+                        let _ = tokio::fs::remove_file(state).await;
+                    }
+                }
+                backend.write(&mut st).await?;
+                Ok::<_, miette::Report>(st)
+            }
+            .await;
+            guard.release().await;
+            let st = r?;
+            if a.stack.json {
+                view::print_json(&st)?;
+            } else {
+                view::print_out(&format!(
+                    "state refreshed: {} resources, serial {} ({})\n",
+                    st.resources.len(),
+                    st.serial,
+                    backend.describe()
+                ));
+            }
+            Ok(ExitStatus::Success)
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! The pure diff: desired resources + observed resources → ordered steps (`+ ~ - -/+`), each
+//! with its reason, and the dependency waves they run in. No AWS types, no I/O: everything
+//! here is tested with plain values and snapshots.
+//!
+//! Rules:
+//! - Only the attributes and references the stack states are compared (AWS reports many
+//!   more); a change to one the API cannot modify ([`ResKind::forces_replace`]) replaces.
+//! - A resource replaced makes everything that references it change too: replaced when the
+//!   reference itself forces replacement, updated otherwise (e.g. the target group
+//!   attachment re-registers a replaced instance).
+//! - Two observed resources with one address (a create retried before its first answer came
+//!   back) are a duplicate: all but one are deleted.
+//! - Waves: a resource's wave is one more than the deepest thing it references. Creates and
+//!   updates run waves in order; deletes (and the delete half of a replace) run first, in
+//!   reverse order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::plan::{Action, Change, Kind, Plan};
+
+use super::model::{Observed, Resource};
+
+/// One step of an AWS plan: the change as shown, plus what apply needs to carry it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub change: Change,
+    pub desired: Option<Resource>,
+    pub observed: Option<Observed>,
+    /// Dependency depth (0 = references nothing managed).
+    pub wave: usize,
+}
+
+/// The steps and how many resources were checked and found right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    pub steps: Vec<Step>,
+    pub noop: usize,
+}
+
+impl Diff {
+    pub fn plan(&self, stack: &str) -> Plan {
+        Plan::new(
+            stack,
+            self.steps.iter().map(|s| s.change.clone()).collect(),
+            self.noop,
+            Vec::new(),
+        )
+    }
+}
+
+/// The dependency depth of every resource in `all` (unknown references count as depth 0).
+pub fn depths<'a>(all: impl IntoIterator<Item = &'a Resource>) -> BTreeMap<String, usize> {
+    let by_addr: BTreeMap<&str, &Resource> =
+        all.into_iter().map(|r| (r.addr.as_str(), r)).collect();
+    let mut memo = BTreeMap::new();
+    fn depth<'a>(
+        a: &'a str,
+        by: &BTreeMap<&'a str, &'a Resource>,
+        memo: &mut BTreeMap<String, usize>,
+        seen: &mut BTreeSet<&'a str>,
+    ) -> usize {
+        if let Some(d) = memo.get(a) {
+            return *d;
+        }
+        let Some(r) = by.get(a) else { return 0 };
+        if !seen.insert(a) {
+            return 0; // a cycle cannot be ordered; treat it as a root rather than loop
+        }
+        let d = r
+            .deps()
+            .filter(|d| by.contains_key(d))
+            .map(|d| depth(d, by, memo, seen) + 1)
+            .max()
+            .unwrap_or(0);
+        memo.insert(a.to_string(), d);
+        d
+    }
+    let addrs: Vec<&str> = by_addr.keys().copied().collect();
+    for a in addrs {
+        let mut seen = BTreeSet::new();
+        depth(a, &by_addr, &mut memo, &mut seen);
+    }
+    memo
+}
+
+fn show(v: Option<&str>) -> String {
+    match v {
+        None | Some("") => "(none)".into(),
+        Some(s) => s.to_string(),
+    }
+}
+
+fn change(addr: &str, action: Action, reason: String) -> Change {
+    Change {
+        addr: addr.to_string(),
+        host: None,
+        kind: Kind::Resource,
+        action,
+        reason,
+        before: None,
+        after: None,
+        diff: None,
+        sensitive: false,
+    }
+}
+
+/// What differs between a desired resource and its observed self: (key, before, after,
+/// forces replacement), for the keys the stack states.
+pub fn differences(want: &Resource, have: &Resource) -> Vec<(String, String, String, bool)> {
+    let mut out = Vec::new();
+    for (k, v) in &want.attrs {
+        let h = have.attrs.get(k);
+        if h != Some(v) {
+            out.push((
+                k.clone(),
+                show(h.map(String::as_str)),
+                show(Some(v)),
+                want.kind.forces_replace(k),
+            ));
+        }
+    }
+    for (k, v) in &want.refs {
+        let h = have.refs.get(k).cloned().unwrap_or_default();
+        if &h != v {
+            out.push((
+                k.clone(),
+                show(Some(&h.join(", "))),
+                show(Some(&v.join(", "))),
+                want.kind.forces_replace(k),
+            ));
+        }
+    }
+    out
+}
+
+/// Desired vs observed → the steps of `up`.
+pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
+    let mut by_addr: BTreeMap<&str, Vec<&Observed>> = BTreeMap::new();
+    for o in observed {
+        by_addr.entry(o.res.addr.as_str()).or_default().push(o);
+    }
+    let wanted: BTreeSet<&str> = desired.iter().map(|r| r.addr.as_str()).collect();
+    let mut depth = depths(desired.iter().chain(observed.iter().map(|o| &o.res)));
+    let mut steps = Vec::new();
+    let mut noop: usize = 0;
+    let mut replaced: BTreeSet<String> = BTreeSet::new();
+    let mut changed: BTreeMap<String, usize> = BTreeMap::new();
+
+    for want in desired {
+        let wave = depth.get(&want.addr).copied().unwrap_or(0);
+        let found = by_addr.get(want.addr.as_str()).cloned().unwrap_or_default();
+        // Duplicates: keep the first as read (AWS lists oldest first), delete the rest.
+        for extra in found.iter().skip(1) {
+            let mut c = change(
+                &want.addr,
+                Action::Delete,
+                format!("duplicate `{}`", extra.id),
+            );
+            c.before = Some(extra.id.clone());
+            steps.push(Step {
+                change: c,
+                desired: None,
+                observed: Some((*extra).clone()),
+                wave,
+            });
+        }
+        let Some(have) = found.first() else {
+            changed.insert(want.addr.clone(), steps.len());
+            steps.push(Step {
+                change: change(&want.addr, Action::Create, "not found".into()),
+                desired: Some(want.clone()),
+                observed: None,
+                wave,
+            });
+            continue;
+        };
+        let diffs = differences(want, &have.res);
+        if diffs.is_empty() {
+            noop += 1;
+            continue;
+        }
+        let replace = diffs.iter().any(|d| d.3);
+        let reason = diffs
+            .iter()
+            .map(|(k, b, a, r)| {
+                if *r {
+                    format!("{k} changed: {b} → {a}: replace")
+                } else {
+                    format!("{k}: {b} → {a}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut c = change(
+            &want.addr,
+            if replace {
+                Action::Replace
+            } else {
+                Action::Update
+            },
+            reason,
+        );
+        c.before = Some(have.id.clone());
+        if replace {
+            replaced.insert(want.addr.clone());
+        }
+        changed.insert(want.addr.clone(), steps.len());
+        steps.push(Step {
+            change: c,
+            desired: Some(want.clone()),
+            observed: Some((*have).clone()),
+            wave,
+        });
+    }
+
+    // Propagate replacements to whatever references a replaced resource, in wave order so a
+    // chain (subnet → instance → attachment) is followed to its end.
+    let mut order: Vec<&Resource> = desired.iter().collect();
+    order.sort_by_key(|r| depth.get(&r.addr).copied().unwrap_or(0));
+    for want in order {
+        let hits: Vec<(String, String)> = want
+            .refs
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(move |a| (k.clone(), a.clone())))
+            .filter(|(_, a)| replaced.contains(a))
+            .collect();
+        if hits.is_empty() {
+            continue;
+        }
+        let Some(have) = by_addr.get(want.addr.as_str()).and_then(|v| v.first()) else {
+            continue; // being created anyway
+        };
+        let forces = hits.iter().any(|(k, _)| want.kind.forces_replace(k));
+        let why = hits
+            .iter()
+            .map(|(_, a)| format!("{a} is replaced"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        match changed.get(&want.addr) {
+            Some(&i) => {
+                let s = &mut steps[i];
+                if forces && s.change.action == Action::Update {
+                    s.change.action = Action::Replace;
+                    replaced.insert(want.addr.clone());
+                }
+                s.change.reason = format!("{}; {why}", s.change.reason);
+            }
+            None => {
+                let mut c = change(
+                    &want.addr,
+                    if forces {
+                        Action::Replace
+                    } else {
+                        Action::Update
+                    },
+                    why,
+                );
+                c.before = Some(have.id.clone());
+                if forces {
+                    replaced.insert(want.addr.clone());
+                }
+                noop = noop.saturating_sub(1);
+                changed.insert(want.addr.clone(), steps.len());
+                steps.push(Step {
+                    change: c,
+                    desired: Some(want.clone()),
+                    observed: Some((*have).clone()),
+                    wave: depth.get(&want.addr).copied().unwrap_or(0),
+                });
+            }
+        }
+    }
+
+    // Observed resources the stack no longer asks for.
+    for o in observed {
+        if !wanted.contains(o.res.addr.as_str()) {
+            let wave = *depth.entry(o.res.addr.clone()).or_insert(0);
+            let mut c = change(&o.res.addr, Action::Delete, "not in the stack".into());
+            c.before = Some(o.id.clone());
+            steps.push(Step {
+                change: c,
+                desired: None,
+                observed: Some(o.clone()),
+                wave,
+            });
+        }
+    }
+    sort_steps(&mut steps);
+    Diff { steps, noop }
+}
+
+/// Every observed resource → a delete (`down`).
+pub fn destroy(observed: &[Observed]) -> Diff {
+    let depth = depths(observed.iter().map(|o| &o.res));
+    let mut steps: Vec<Step> = observed
+        .iter()
+        .map(|o| {
+            let mut c = change(&o.res.addr, Action::Delete, "stack down".into());
+            c.before = Some(o.id.clone());
+            Step {
+                change: c,
+                desired: None,
+                observed: Some(o.clone()),
+                wave: depth.get(&o.res.addr).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    sort_steps(&mut steps);
+    Diff { steps, noop: 0 }
+}
+
+/// Plan order: deletes first (deepest first), then creates/updates by wave; then address.
+fn sort_steps(steps: &mut [Step]) {
+    steps.sort_by(|a, b| {
+        let ka = (
+            a.change.action != Action::Delete,
+            key(a),
+            a.change.addr.clone(),
+        );
+        let kb = (
+            b.change.action != Action::Delete,
+            key(b),
+            b.change.addr.clone(),
+        );
+        ka.cmp(&kb)
+    });
+    fn key(s: &Step) -> i64 {
+        if s.change.action == Action::Delete {
+            -(s.wave as i64)
+        } else {
+            s.wave as i64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::aws::desired::{self, desired};
+    use crate::provider::aws::model::ResKind;
+
+    const STACK: &str = r#"
+name: web3
+provider: aws
+aws:
+  region: us-east-1
+  zones: [us-east-1a, us-east-1b]
+  network:
+    vpc_cidr: 10.20.0.0/16
+    subnets: [10.20.1.0/24, 10.20.2.0/24]
+    ssh_cidr: 203.0.113.0/24
+  hosts:
+    count: 2
+    instance_type: t2.micro
+    ami: ami-1e749f67
+  balancer:
+    kind: alb
+    health_check:
+      path: /healthz
+  shared_fs:
+    performance_mode: generalPurpose
+  database:
+    engine: postgres
+    instance_class: db.t3.micro
+    username: app
+    password: secret-pw
+"#;
+
+    fn want() -> Vec<Resource> {
+        let file: crate::stack::model::StackFile = serde_saphyr::from_str(STACK).unwrap();
+        desired(&file)
+    }
+
+    /// Pretends everything desired exists as asked, with made-up ids.
+    fn as_observed(rs: &[Resource]) -> Vec<Observed> {
+        rs.iter()
+            .enumerate()
+            .map(|(i, r)| Observed {
+                res: r.clone(),
+                id: format!("id-{i}"),
+                info: BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    fn render(d: &Diff) -> String {
+        crate::view::plan::render_plan(&d.plan("web3"), &[])
+    }
+
+    #[test]
+    fn empty_account_creates_everything_in_waves() {
+        let d = diff(&want(), &[]);
+        assert!(d.steps.iter().all(|s| s.change.action == Action::Create));
+        let waves: Vec<String> = d
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.wave, s.change.addr))
+            .collect();
+        insta::assert_snapshot!(waves.join("\n"));
+        insta::assert_snapshot!(render(&d));
+    }
+
+    #[test]
+    fn second_run_has_no_changes() {
+        let w = want();
+        let d = diff(&w, &as_observed(&w));
+        assert!(d.steps.is_empty(), "{:?}", d.steps);
+        assert_eq!(d.noop, w.len());
+    }
+
+    #[test]
+    fn instance_type_change_replaces_and_reregisters() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::Instance {
+                o.res.attrs.insert("instance_type".into(), "t2.nano".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        let att = d
+            .steps
+            .iter()
+            .find(|s| s.change.addr == desired::ATTACH)
+            .unwrap();
+        assert_eq!(att.change.action, Action::Update);
+        insta::assert_snapshot!(render(&d));
+    }
+
+    #[test]
+    fn health_check_path_is_an_in_place_update() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::TargetGroup {
+                o.res
+                    .attrs
+                    .insert("health_check.path".into(), "/old".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 1);
+        assert_eq!(d.steps[0].change.action, Action::Update);
+        insta::assert_snapshot!(render(&d));
+    }
+
+    #[test]
+    fn duplicates_and_strays_are_deleted() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        let mut dup = obs
+            .iter()
+            .find(|o| o.res.addr == desired::instance_addr(0))
+            .unwrap()
+            .clone();
+        dup.id = "i-dup".into();
+        obs.push(dup);
+        let mut stray = obs
+            .iter()
+            .find(|o| o.res.addr == desired::instance_addr(1))
+            .unwrap()
+            .clone();
+        stray.res.addr = desired::instance_addr(2);
+        stray.id = "i-stray".into();
+        obs.push(stray);
+        let d = diff(&w, &obs);
+        insta::assert_snapshot!(render(&d));
+    }
+
+    #[test]
+    fn down_deletes_in_reverse_waves() {
+        let w = want();
+        let d = destroy(&as_observed(&w));
+        let order: Vec<String> = d
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.wave, s.change.addr))
+            .collect();
+        // The VPC goes last, the things that reference others first.
+        assert_eq!(order.last().unwrap(), "0 aws_vpc.main");
+        insta::assert_snapshot!(order.join("\n"));
+    }
+
+    #[test]
+    fn security_groups_are_least_privilege() {
+        let rules: Vec<String> = want()
+            .iter()
+            .filter(|r| r.kind == ResKind::SecurityGroup)
+            .map(|r| format!("{}: {}", r.addr, r.get("ingress").unwrap()))
+            .collect();
+        insta::assert_snapshot!(rules.join("\n"), @r"
+        aws_security_group.lb: tcp/80 from 0.0.0.0/0
+        aws_security_group.hosts: tcp/22 from 203.0.113.0/24, tcp/80 from aws_security_group.lb
+        aws_security_group.efs: tcp/2049 from aws_security_group.hosts
+        aws_security_group.db: tcp/5432 from aws_security_group.hosts
+        ");
+    }
+
+    #[test]
+    fn names_fit_aws_limits() {
+        let n = desired::aws_name("a-very-long-stack-name-for-testing-limits", "lb", 32);
+        assert!(n.len() <= 32, "{n}");
+        assert!(n.ends_with("-lb"));
+        assert_eq!(desired::aws_name("web3", "lb", 32), "hactl-web3-lb");
+    }
+}

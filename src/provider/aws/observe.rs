@@ -1,0 +1,684 @@
+//! Reads everything that carries `hactl:stack=<name>` and describes it as [`Observed`]
+//! resources whose references are addresses (ids mapped back through the `hactl:address`
+//! tags). Listeners, target registrations and EFS mount targets have no tags of their own and
+//! are read through the balancer, target group and file system they belong to.
+//!
+//! All list calls of one round run concurrently: a no-op plan is two rounds of requests.
+
+use std::collections::BTreeMap;
+
+use super::client::Clients;
+use super::desired::{self, listener_addr, mount_target_addr};
+use super::model::{Observed, ResKind, Resource, TAG_ADDRESS, TAG_STACK};
+use super::{sdk_message, AwsError};
+
+fn api<E, R>(op: &'static str) -> impl Fn(aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| AwsError::Api {
+        op,
+        addr: "(read)".into(),
+        message: sdk_message(&e),
+    }
+}
+
+fn ec2_tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{TAG_STACK}"))
+        .values(stack)
+        .build()
+}
+
+/// A resource read from AWS before its references are mapped to addresses.
+struct Raw {
+    obs: Observed,
+}
+
+fn raw(kind: ResKind, addr: &str, id: &str) -> Raw {
+    Raw {
+        obs: Observed {
+            res: Resource::new(kind, addr),
+            id: id.to_string(),
+            info: BTreeMap::new(),
+        },
+    }
+}
+
+/// Everything of this stack that exists now.
+pub async fn observe(
+    c: &Clients,
+    stack: &str,
+    given_subnets: &[String],
+) -> Result<Vec<Observed>, AwsError> {
+    let f = || stack_filter(stack);
+    let (vpcs, subnets, igws, rtbs, sgs, insts, lbs, tgs, fss, dbs, dbsg) = tokio::join!(
+        c.ec2.describe_vpcs().filters(f()).send(),
+        c.ec2.describe_subnets().filters(f()).send(),
+        c.ec2.describe_internet_gateways().filters(f()).send(),
+        c.ec2.describe_route_tables().filters(f()).send(),
+        c.ec2.describe_security_groups().filters(f()).send(),
+        c.ec2
+            .describe_instances()
+            .filters(f())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .values("stopping")
+                    .values("stopped")
+                    .build()
+            )
+            .send(),
+        c.elb.describe_load_balancers().send(),
+        c.elb.describe_target_groups().send(),
+        c.efs.describe_file_systems().send(),
+        c.rds.describe_db_instances().send(),
+        c.rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(desired::aws_name(stack, "db", 255))
+            .send(),
+    );
+    let mut raws: Vec<Raw> = Vec::new();
+
+    for v in vpcs.map_err(api("DescribeVpcs"))?.vpcs() {
+        let (Some(id), Some(addr)) = (v.vpc_id(), ec2_tag(v.tags(), TAG_ADDRESS)) else {
+            continue;
+        };
+        let mut r = raw(ResKind::Vpc, addr, id);
+        r.obs.res = r.obs.res.attr("cidr", v.cidr_block().unwrap_or_default());
+        raws.push(r);
+    }
+    for s in subnets.map_err(api("DescribeSubnets"))?.subnets() {
+        let (Some(id), Some(addr)) = (s.subnet_id(), ec2_tag(s.tags(), TAG_ADDRESS)) else {
+            continue;
+        };
+        let mut r = raw(ResKind::Subnet, addr, id);
+        r.obs.res = r
+            .obs
+            .res
+            .attr("cidr", s.cidr_block().unwrap_or_default())
+            .attr("zone", s.availability_zone().unwrap_or_default())
+            .reference("vpc", s.vpc_id().map(str::to_string).into_iter().collect());
+        r.obs.info.insert(
+            "zone".into(),
+            s.availability_zone().unwrap_or_default().into(),
+        );
+        raws.push(r);
+    }
+    for g in igws
+        .map_err(api("DescribeInternetGateways"))?
+        .internet_gateways()
+    {
+        let (Some(id), Some(addr)) = (g.internet_gateway_id(), ec2_tag(g.tags(), TAG_ADDRESS))
+        else {
+            continue;
+        };
+        let mut r = raw(ResKind::InternetGateway, addr, id);
+        let vpcs = g
+            .attachments()
+            .iter()
+            .filter_map(|a| a.vpc_id().map(str::to_string))
+            .collect();
+        r.obs.res = r.obs.res.reference("vpc", vpcs);
+        raws.push(r);
+    }
+    for t in rtbs.map_err(api("DescribeRouteTables"))?.route_tables() {
+        let (Some(id), Some(addr)) = (t.route_table_id(), ec2_tag(t.tags(), TAG_ADDRESS)) else {
+            continue;
+        };
+        let mut r = raw(ResKind::RouteTable, addr, id);
+        let gw = t
+            .routes()
+            .iter()
+            .filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .filter_map(|r| r.gateway_id().map(str::to_string))
+            .collect();
+        let subnets = t
+            .associations()
+            .iter()
+            .filter(|a| a.main() != Some(true))
+            .filter_map(|a| a.subnet_id().map(str::to_string))
+            .collect();
+        let assoc: Vec<String> = t
+            .associations()
+            .iter()
+            .filter(|a| a.main() != Some(true))
+            .filter_map(|a| {
+                Some(format!(
+                    "{}={}",
+                    a.subnet_id()?,
+                    a.route_table_association_id()?
+                ))
+            })
+            .collect();
+        r.obs.info.insert("associations".into(), assoc.join(","));
+        r.obs.res = r
+            .obs
+            .res
+            .reference("vpc", t.vpc_id().map(str::to_string).into_iter().collect())
+            .reference("gateway", gw)
+            .reference("subnets", subnets);
+        raws.push(r);
+    }
+    for g in sgs
+        .map_err(api("DescribeSecurityGroups"))?
+        .security_groups()
+    {
+        let (Some(id), Some(addr)) = (g.group_id(), ec2_tag(g.tags(), TAG_ADDRESS)) else {
+            continue;
+        };
+        let mut r = raw(ResKind::SecurityGroup, addr, id);
+        // Rules keep group ids for now; they are mapped to addresses below with the rest.
+        let mut rules = Vec::new();
+        for p in g.ip_permissions() {
+            let proto = p.ip_protocol().unwrap_or("-1");
+            let port = p.from_port().unwrap_or(-1);
+            for range in p.ip_ranges() {
+                if let Some(c) = range.cidr_ip() {
+                    rules.push(desired::rule(port.into(), c));
+                }
+            }
+            for pair in p.user_id_group_pairs() {
+                if let Some(gid) = pair.group_id() {
+                    rules.push(format!("{proto}/{port} from {gid}"));
+                }
+            }
+        }
+        r.obs.res = r
+            .obs
+            .res
+            .attr("name", g.group_name().unwrap_or_default())
+            .reference("vpc", g.vpc_id().map(str::to_string).into_iter().collect());
+        r.obs.info.insert("rules".into(), rules.join("\n"));
+        raws.push(r);
+    }
+    for res in insts.map_err(api("DescribeInstances"))?.reservations() {
+        for i in res.instances() {
+            let (Some(id), Some(addr)) = (i.instance_id(), ec2_tag(i.tags(), TAG_ADDRESS)) else {
+                continue;
+            };
+            let mut r = raw(ResKind::Instance, addr, id);
+            let mut res = r
+                .obs
+                .res
+                .attr(
+                    "instance_type",
+                    i.instance_type().map(|t| t.as_str()).unwrap_or_default(),
+                )
+                .attr("ami", i.image_id().unwrap_or_default())
+                .reference(
+                    "subnet",
+                    i.subnet_id().map(str::to_string).into_iter().collect(),
+                )
+                .reference(
+                    "security_groups",
+                    i.security_groups()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_string))
+                        .collect(),
+                );
+            if let Some(k) = i.key_name() {
+                res = res.attr("key_name", k);
+            }
+            r.obs.res = res;
+            let info = &mut r.obs.info;
+            if let Some(ip) = i.private_ip_address() {
+                info.insert("private_ip".into(), ip.into());
+            }
+            if let Some(ip) = i.public_ip_address() {
+                info.insert("public_ip".into(), ip.into());
+            }
+            if let Some(z) = i.placement().and_then(|p| p.availability_zone()) {
+                info.insert("zone".into(), z.into());
+            }
+            raws.push(r);
+        }
+    }
+
+    // ELBv2 lists everything; our resources are the ones whose tags say so.
+    let lbs = lbs.map_err(api("DescribeLoadBalancers"))?;
+    let tgs = tgs.map_err(api("DescribeTargetGroups"))?;
+    let arns: Vec<String> = lbs
+        .load_balancers()
+        .iter()
+        .filter_map(|l| l.load_balancer_arn().map(str::to_string))
+        .chain(
+            tgs.target_groups()
+                .iter()
+                .filter_map(|t| t.target_group_arn().map(str::to_string)),
+        )
+        .collect();
+    let elb_tags = elb_tags(c, &arns).await?;
+    let ours = |arn: Option<&str>| -> Option<String> {
+        let t = elb_tags.get(arn?)?;
+        (t.get(TAG_STACK).map(String::as_str) == Some(stack))
+            .then(|| t.get(TAG_ADDRESS).cloned())
+            .flatten()
+    };
+    let mut our_lbs = Vec::new();
+    for l in lbs.load_balancers() {
+        let Some(addr) = ours(l.load_balancer_arn()) else {
+            continue;
+        };
+        let arn = l.load_balancer_arn().unwrap_or_default();
+        let mut r = raw(ResKind::Lb, &addr, arn);
+        let mut res = r
+            .obs
+            .res
+            .attr("name", l.load_balancer_name().unwrap_or_default())
+            .attr("kind", l.r#type().map(|t| t.as_str()).unwrap_or_default())
+            .reference(
+                "subnets",
+                l.availability_zones()
+                    .iter()
+                    .filter_map(|z| z.subnet_id().map(str::to_string))
+                    .collect(),
+            );
+        if !l.security_groups().is_empty() {
+            res = res.reference("security_groups", l.security_groups().to_vec());
+        }
+        r.obs.res = res;
+        r.obs
+            .info
+            .insert("dns_name".into(), l.dns_name().unwrap_or_default().into());
+        our_lbs.push((addr, arn.to_string()));
+        raws.push(r);
+    }
+    let mut our_tgs = Vec::new();
+    for t in tgs.target_groups() {
+        let Some(addr) = ours(t.target_group_arn()) else {
+            continue;
+        };
+        let arn = t.target_group_arn().unwrap_or_default();
+        let mut r = raw(ResKind::TargetGroup, &addr, arn);
+        r.obs.res = r
+            .obs
+            .res
+            .attr("name", t.target_group_name().unwrap_or_default())
+            .attr(
+                "protocol",
+                t.protocol().map(|p| p.as_str()).unwrap_or_default(),
+            )
+            .attr("port", t.port().unwrap_or_default())
+            .attr(
+                "health_check.path",
+                t.health_check_path().unwrap_or_default(),
+            )
+            .attr(
+                "health_check.interval",
+                t.health_check_interval_seconds().unwrap_or_default(),
+            )
+            .attr(
+                "health_check.timeout",
+                t.health_check_timeout_seconds().unwrap_or_default(),
+            )
+            .attr(
+                "health_check.healthy_threshold",
+                t.healthy_threshold_count().unwrap_or_default(),
+            )
+            .attr(
+                "health_check.unhealthy_threshold",
+                t.unhealthy_threshold_count().unwrap_or_default(),
+            )
+            .reference("vpc", t.vpc_id().map(str::to_string).into_iter().collect());
+        our_tgs.push((addr, arn.to_string()));
+        raws.push(r);
+    }
+
+    let mut our_fs = Vec::new();
+    for f in fss.map_err(api("DescribeFileSystems"))?.file_systems() {
+        let tag = |k: &str| {
+            f.tags()
+                .iter()
+                .find(|t| t.key() == k)
+                .map(|t| t.value().to_string())
+        };
+        if tag(TAG_STACK).as_deref() != Some(stack) {
+            continue;
+        }
+        if matches!(
+            f.life_cycle_state(),
+            aws_sdk_efs::types::LifeCycleState::Deleted
+                | aws_sdk_efs::types::LifeCycleState::Deleting
+        ) {
+            continue;
+        }
+        let Some(addr) = tag(TAG_ADDRESS) else {
+            continue;
+        };
+        let id = f.file_system_id();
+        let mut r = raw(ResKind::EfsFileSystem, &addr, id);
+        r.obs.res = r
+            .obs
+            .res
+            .attr("performance_mode", f.performance_mode().as_str())
+            .attr("encrypted", f.encrypted().unwrap_or(false));
+        r.obs.info.insert(
+            "dns_name".into(),
+            format!("{id}.efs.{}.amazonaws.com", c.region),
+        );
+        our_fs.push((addr, id.to_string()));
+        raws.push(r);
+    }
+
+    for d in dbs.map_err(api("DescribeDBInstances"))?.db_instances() {
+        let tag = |k: &str| {
+            d.tag_list()
+                .iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+        };
+        if tag(TAG_STACK) != Some(stack) || d.db_instance_status() == Some("deleting") {
+            continue;
+        }
+        let Some(addr) = tag(TAG_ADDRESS) else {
+            continue;
+        };
+        let id = d.db_instance_identifier().unwrap_or_default();
+        let mut r = raw(ResKind::DbInstance, addr, id);
+        r.obs.res = r
+            .obs
+            .res
+            .attr("identifier", id)
+            .attr("engine", d.engine().unwrap_or_default())
+            .attr("engine_version", d.engine_version().unwrap_or_default())
+            .attr("instance_class", d.db_instance_class().unwrap_or_default())
+            .attr("storage_gb", d.allocated_storage().unwrap_or_default())
+            .attr("multi_az", d.multi_az().unwrap_or(false))
+            .attr("db_name", d.db_name().unwrap_or_default())
+            .attr(
+                "port",
+                d.endpoint()
+                    .and_then(|e| e.port())
+                    .or(d.db_instance_port())
+                    .unwrap_or_default(),
+            )
+            .reference(
+                "subnet_group",
+                d.db_subnet_group()
+                    .and_then(|g| g.db_subnet_group_name())
+                    .map(str::to_string)
+                    .into_iter()
+                    .collect(),
+            )
+            .reference(
+                "security_groups",
+                d.vpc_security_groups()
+                    .iter()
+                    .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+                    .collect(),
+            );
+        if let Some(e) = d.endpoint() {
+            r.obs
+                .info
+                .insert("endpoint".into(), e.address().unwrap_or_default().into());
+            r.obs
+                .info
+                .insert("port".into(), e.port().unwrap_or_default().to_string());
+        }
+        raws.push(r);
+    }
+
+    // The DB subnet group is found by its name, then confirmed by its tags.
+    if let Ok(out) = dbsg {
+        for g in out.db_subnet_groups() {
+            let (Some(name), Some(arn)) = (g.db_subnet_group_name(), g.db_subnet_group_arn())
+            else {
+                continue;
+            };
+            let tags = c
+                .rds
+                .list_tags_for_resource()
+                .resource_name(arn)
+                .send()
+                .await
+                .map_err(api("ListTagsForResource"))?;
+            let tag = |k: &str| {
+                tags.tag_list()
+                    .iter()
+                    .find(|t| t.key() == Some(k))
+                    .and_then(|t| t.value())
+            };
+            if tag(TAG_STACK) != Some(stack) {
+                continue;
+            }
+            let Some(addr) = tag(TAG_ADDRESS) else {
+                continue;
+            };
+            let mut r = raw(ResKind::DbSubnetGroup, addr, name);
+            r.obs.res = r.obs.res.attr("name", name).reference(
+                "subnets",
+                g.subnets()
+                    .iter()
+                    .filter_map(|s| s.subnet_identifier().map(str::to_string))
+                    .collect(),
+            );
+            raws.push(r);
+        }
+    }
+
+    // Second round: what hangs off the balancer, target groups and file systems.
+    let listeners = futures::future::try_join_all(our_lbs.iter().map(|(addr, arn)| async move {
+        let out = c
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(api("DescribeListeners"))?;
+        let mut v = Vec::new();
+        for l in out.listeners() {
+            let port = l.port().unwrap_or_default();
+            let mut r = raw(
+                ResKind::Listener,
+                &listener_addr(port.into()),
+                l.listener_arn().unwrap_or_default(),
+            );
+            r.obs.res = r
+                .obs
+                .res
+                .attr("port", port)
+                .attr(
+                    "protocol",
+                    l.protocol().map(|p| p.as_str()).unwrap_or_default(),
+                )
+                .reference("lb", vec![addr.clone()])
+                .reference(
+                    "target_group",
+                    l.default_actions()
+                        .iter()
+                        .filter_map(|a| a.target_group_arn().map(str::to_string))
+                        .collect(),
+                );
+            v.push(r);
+        }
+        Ok::<_, AwsError>(v)
+    }));
+    let tg_details = futures::future::try_join_all(our_tgs.iter().map(|(addr, arn)| async move {
+        let (attrs, health) = tokio::join!(
+            c.elb
+                .describe_target_group_attributes()
+                .target_group_arn(arn)
+                .send(),
+            c.elb.describe_target_health().target_group_arn(arn).send()
+        );
+        let attrs = attrs.map_err(api("DescribeTargetGroupAttributes"))?;
+        let dereg = attrs
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+            .and_then(|a| a.value())
+            .unwrap_or("300")
+            .to_string();
+        let targets: Vec<String> = health
+            .map_err(api("DescribeTargetHealth"))?
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+            .collect();
+        let mut att = raw(ResKind::TargetAttachment, desired::ATTACH, arn);
+        att.obs.res = att
+            .obs
+            .res
+            .reference("target_group", vec![addr.clone()])
+            .reference("targets", targets);
+        Ok::<_, AwsError>((addr.clone(), dereg, att))
+    }));
+    let mounts = futures::future::try_join_all(our_fs.iter().map(|(addr, id)| async move {
+        let out = c
+            .efs
+            .describe_mount_targets()
+            .file_system_id(id)
+            .send()
+            .await
+            .map_err(api("DescribeMountTargets"))?;
+        let mut v = Vec::new();
+        for m in out.mount_targets() {
+            if matches!(
+                m.life_cycle_state(),
+                aws_sdk_efs::types::LifeCycleState::Deleted
+                    | aws_sdk_efs::types::LifeCycleState::Deleting
+            ) {
+                continue;
+            }
+            let sgs = c
+                .efs
+                .describe_mount_target_security_groups()
+                .mount_target_id(m.mount_target_id())
+                .send()
+                .await
+                .map(|o| o.security_groups().to_vec())
+                .unwrap_or_default();
+            let mut r = raw(ResKind::EfsMountTarget, "", m.mount_target_id());
+            r.obs.res = r
+                .obs
+                .res
+                .reference("file_system", vec![addr.clone()])
+                .reference("subnet", vec![m.subnet_id().to_string()])
+                .reference("security_groups", sgs);
+            r.obs.info.insert(
+                "zone".into(),
+                m.availability_zone_name().unwrap_or_default().into(),
+            );
+            v.push(r);
+        }
+        Ok::<_, AwsError>(v)
+    }));
+    let (listeners, tg_details, mounts) = tokio::join!(listeners, tg_details, mounts);
+    raws.extend(listeners?.into_iter().flatten());
+    for (addr, dereg, att) in tg_details? {
+        if let Some(tg) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
+            tg.obs
+                .res
+                .attrs
+                .insert("deregistration_delay".into(), dereg);
+        }
+        raws.push(att);
+    }
+    let mounts: Vec<Raw> = mounts?.into_iter().flatten().collect();
+
+    // Map ids (and ARNs, and the DB subnet group's name) back to addresses.
+    // The attachment's id is its target group's ARN: it must not shadow the group.
+    let mut by_id: BTreeMap<String, String> = raws
+        .iter()
+        .filter(|r| r.obs.res.kind != ResKind::TargetAttachment)
+        .map(|r| (r.obs.id.clone(), r.obs.res.addr.clone()))
+        .collect();
+    by_id.retain(|_, a| !a.is_empty());
+    let addr_of = |id: &String| by_id.get(id).cloned().unwrap_or_else(|| id.clone());
+    for mut m in mounts {
+        let subnet = m.obs.res.one_ref("subnet").unwrap_or_default().to_string();
+        let index = match by_id.get(&subnet) {
+            Some(a) => a
+                .strip_prefix("aws_subnet.public[")
+                .and_then(|s| s.strip_suffix(']'))
+                .map(str::to_string),
+            None => given_subnets
+                .iter()
+                .position(|s| *s == subnet)
+                .map(|i| i.to_string()),
+        };
+        m.obs.res.addr = match index.and_then(|i| i.parse().ok()) {
+            Some(i) => mount_target_addr(i),
+            None => format!("aws_efs_mount_target.shared[{subnet}]"),
+        };
+        raws.push(m);
+    }
+    let mut out = Vec::with_capacity(raws.len());
+    for mut r in raws {
+        for v in r.obs.res.refs.values_mut() {
+            *v = v.iter().map(addr_of).collect();
+            v.sort();
+            v.dedup();
+        }
+        if r.obs.res.kind == ResKind::SecurityGroup {
+            let mut rules: Vec<String> = r
+                .obs
+                .info
+                .get("rules")
+                .map(|s| {
+                    s.lines()
+                        .map(|l| match desired::parse_rule(l) {
+                            Some((p, port, from)) => {
+                                format!("{p}/{port} from {}", addr_of(&from))
+                            }
+                            None => l.to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            rules.sort();
+            rules.dedup();
+            let from: Vec<String> = rules
+                .iter()
+                .filter_map(|r| desired::parse_rule(r).map(|(_, _, f)| f))
+                .filter(|f| f.starts_with("aws_"))
+                .collect();
+            r.obs.res = r
+                .obs
+                .res
+                .attr("ingress", rules.join(", "))
+                .reference("ingress_from", from);
+        }
+        out.push(r.obs);
+    }
+    out.sort_by(|a, b| a.res.addr.cmp(&b.res.addr));
+    Ok(out)
+}
+
+/// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently.
+async fn elb_tags(
+    c: &Clients,
+    arns: &[String],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, AwsError> {
+    let chunks = futures::future::try_join_all(arns.chunks(20).map(|chunk| async move {
+        c.elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(api("DescribeTags"))
+    }))
+    .await?;
+    let mut out = BTreeMap::new();
+    for o in chunks {
+        for d in o.tag_descriptions() {
+            let tags = d
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect();
+            out.insert(d.resource_arn().unwrap_or_default().to_string(), tags);
+        }
+    }
+    Ok(out)
+}
