@@ -21,10 +21,7 @@ pub fn hactl() -> Command {
 
 /// Runs hactl with `args` and returns its output.
 pub fn run(args: &[&str]) -> Output {
-    hactl()
-        .args(args)
-        .output()
-        .expect("the hactl binary runs")
+    hactl().args(args).output().expect("the hactl binary runs")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -50,9 +47,32 @@ pub fn ok(args: &[&str]) -> String {
 
 static LAB: Mutex<()> = Mutex::new(());
 
-/// Lab tests share one set of namespaces: they take this guard so they run one at a time.
-pub fn lab_guard() -> MutexGuard<'static, ()> {
-    LAB.lock().unwrap_or_else(|e| e.into_inner())
+/// Held by a lab test for its whole run (see [`lab_guard`]).
+pub struct LabGuard {
+    _in_process: MutexGuard<'static, ()>,
+    _across_processes: std::fs::File,
+}
+
+/// Lab tests share one set of namespaces: they take this guard so they run one at a time,
+/// within this test binary (a mutex) and across test processes on the machine (an flock on
+/// /run/lock/hactl-lab-tests.lock, released when the guard drops or the process dies).
+pub fn lab_guard() -> LabGuard {
+    use std::os::fd::AsRawFd;
+    let m = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = std::fs::create_dir_all("/run/lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/lock/hactl-lab-tests.lock")
+        .expect("the lab test lock file opens (lab tests run as root)");
+    // SAFETY: flock on a file descriptor we own; it blocks until the other test run is done.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock on the lab test lock failed");
+    LabGuard {
+        _in_process: m,
+        _across_processes: f,
+    }
 }
 
 /// The lab directory the tests use (the default one, as the stacks name it).
