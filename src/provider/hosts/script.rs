@@ -57,6 +57,24 @@ pub fn service_argv(verb: &str, service: &str) -> Vec<String> {
     vec!["systemctl".into(), verb.into(), service.into()]
 }
 
+/// The command that runs `verb` on one of a stack's services. The app is no system unit:
+/// hactl runs it with compose through the `app-ctl` script `hactl up` renders (see
+/// `crate::deploy::remote`), which takes the same verbs as systemctl.
+pub fn stack_service_argv(stack: &str, verb: &str, service: &str) -> Vec<String> {
+    if service == "app" {
+        return vec![crate::deploy::remote::ctl_path(stack), verb.into()];
+    }
+    service_argv(verb, service)
+}
+
+/// `is-active` for a stack's service, quiet.
+fn is_active_cmd(stack: &str, service: &str) -> String {
+    if service == "app" {
+        return join(&stack_service_argv(stack, "is-active", service));
+    }
+    format!("systemctl is-active --quiet {}", q(service))
+}
+
 /// The temporary path a file is written to before it is checked and renamed into place: same
 /// directory (so the rename is atomic), hidden, and recognisable.
 pub fn temp_path(dest: &str) -> String {
@@ -64,6 +82,12 @@ pub fn temp_path(dest: &str) -> String {
         Some((dir, name)) => format!("{dir}/.{name}.hactl-new"),
         None => format!(".{dest}.hactl-new"),
     }
+}
+
+/// Where the original of a replaced file is kept: `"$S/backup"` + the quoted path, so the
+/// variable expands and the path stays one word.
+fn backup_path(path: &str) -> String {
+    format!("\"$S/backup\"{}", q(path))
 }
 
 fn dir_of(path: &str) -> &str {
@@ -124,7 +148,8 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
         };
         let _ = writeln!(
             s,
-            "if systemctl is-active --quiet {name} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"{pid}\"; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi"
+            "if {active} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"{pid}\"; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi",
+            active = is_active_cmd(stack, svc)
         );
     }
     s
@@ -200,7 +225,7 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
     s.push_str("rc=0\n");
     let (stops, others): (Vec<_>, Vec<_>) =
         steps.services.iter().partition(|(verb, _)| verb == "stop");
-    service_steps(&mut s, &stops);
+    service_steps(&mut s, stack, &stops);
     // Phase 1: new files beside their destinations.
     for (w, tmp) in steps.writes.iter().zip(&temps) {
         let t = q(tmp);
@@ -240,10 +265,10 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
     for (w, tmp) in steps.writes.iter().zip(&temps) {
         let p = q(&w.path);
         if w.backup_original {
-            let b = format!("$S/backup{}", q(&w.path));
+            let b = backup_path(&w.path);
             let _ = writeln!(
                 s,
-                "if [ -e {p} ] && [ ! -e \"{b}\" ]; then mkdir -p \"$(dirname \"{b}\")\" && cp -a {p} \"{b}\"; fi"
+                "if [ -e {p} ] && [ ! -e {b} ]; then mkdir -p \"$(dirname {b})\" && cp -a {p} {b}; fi"
             );
         }
         let _ = writeln!(
@@ -254,11 +279,11 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
     }
     for r in &steps.removes {
         let p = q(&r.path);
-        let b = format!("$S/backup{}", q(&r.path));
+        let b = backup_path(&r.path);
         if r.restore {
             let _ = writeln!(
                 s,
-                "if [ -e \"{b}\" ]; then mv -f \"{b}\" {p}; else rm -f {p}; fi && printf 'HACTL\\tok\\tremove\\t%s\\n' {p}"
+                "if [ -e {b} ]; then mv -f {b} {p}; else rm -f {p}; fi && printf 'HACTL\\tok\\tremove\\t%s\\n' {p}"
             );
         } else {
             let _ = writeln!(s, "rm -f {p} && printf 'HACTL\\tok\\tremove\\t%s\\n' {p}");
@@ -274,18 +299,18 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
         ManifestOp::Remove => s.push_str("rm -rf \"$S\"\n"),
         ManifestOp::Keep => {}
     }
-    service_steps(&mut s, &others);
+    service_steps(&mut s, stack, &others);
     s.push_str("exit $rc\n");
     s
 }
 
 /// Services in order; a failure is reported and the rest still run.
-fn service_steps(s: &mut String, services: &[&(String, String)]) {
+fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
     for (verb, svc) in services {
         let _ = writeln!(
             s,
             "if out=$({} 2>&1); then printf 'HACTL\\tok\\tservice\\t%s\\t%s\\n' {v} {n}; else rc=1; printf 'HACTL\\tfail\\tservice\\t%s\\t%s\\n' {v} {n}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; fi",
-            join(&service_argv(verb, svc)),
+            join(&stack_service_argv(stack, verb, svc)),
             v = q(verb),
             n = q(svc)
         );
