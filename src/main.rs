@@ -7,6 +7,7 @@
 mod cli;
 mod deploy;
 mod engine;
+mod ha;
 mod lab;
 mod plan;
 mod provider;

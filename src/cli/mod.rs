@@ -2,7 +2,10 @@
 //! doing load → engine → view. Settings come from arguments, then the environment.
 
 mod aws;
+mod drill;
+mod explain;
 mod lab;
+mod logs;
 mod outputs;
 mod plan;
 mod render;
@@ -50,6 +53,12 @@ pub enum Command {
     State(state::StateCommand),
     /// Per host: reachable, VRRP state, priority, services, VIP holder.
     Status(status::StatusArgs),
+    /// keepalived's priority arithmetic for the stack: who holds the VIP in each failure case.
+    Explain(explain::ExplainArgs),
+    /// Inject a fault on the VIP holder and measure the failover (lab and loopback only).
+    Drill(drill::DrillArgs),
+    /// Logs of keepalived, nginx, haproxy or the app from every host, merged in time order.
+    Logs(logs::LogsArgs),
     /// Local lab hosts in network namespaces.
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -79,6 +88,9 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Outputs(a) => outputs::run(a).await,
         Command::State(c) => state::run(c).await,
         Command::Status(a) => status::run(a).await,
+        Command::Explain(a) => explain::run(a),
+        Command::Drill(a) => drill::run(a).await,
+        Command::Logs(a) => logs::run(a).await,
         Command::Lab(c) => lab::run(c).await,
         Command::Secrets(c) => secrets::run(c).await,
     }

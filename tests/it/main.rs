@@ -3,6 +3,7 @@
 //! that is missing fails loudly; none is skipped.
 
 mod aws;
+mod ha;
 mod lab;
 mod render;
 mod spine;
