@@ -778,6 +778,23 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
     }
 }
 
+/// The instance ids registered in a target group now.
+async fn registered(ctx: &Ctx, addr: &str, tg: &str) -> Result<Vec<String>, AwsError> {
+    let out = ctx
+        .c
+        .elb
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .map_err(api("DescribeTargetHealth", addr))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+        .collect())
+}
+
 fn forward(tg: String) -> elbt::Action {
     elbt::Action::builder()
         .r#type(elbt::ActionTypeEnum::Forward)
@@ -1004,14 +1021,9 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
         }
         ResKind::TargetAttachment => {
             let want_ids = ctx.ref_ids(want, "targets").await?;
-            // Observed targets are addresses (or raw ids of instances not ours / gone).
-            let mut have_ids = Vec::new();
-            for t in refs(&have.res, "targets") {
-                have_ids.push(match ctx.id(a, &t).await {
-                    Ok(i) => i,
-                    Err(_) => t,
-                });
-            }
+            // What is registered now, read at apply time: the instances the plan saw may
+            // have been replaced by earlier steps of this run.
+            let have_ids = registered(ctx, a, id).await?;
             let add: Vec<_> = want_ids
                 .iter()
                 .filter(|w| !have_ids.contains(w))
@@ -1184,11 +1196,11 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
             .await?;
         }
         ResKind::TargetAttachment => {
-            let mut targets = Vec::new();
-            for t in o.res.refs.get("targets").cloned().unwrap_or_default() {
-                let i = ctx.id(a, &t).await.unwrap_or(t);
-                targets.push(elbt::TargetDescription::builder().id(i).build());
-            }
+            let targets: Vec<_> = registered(ctx, a, id)
+                .await?
+                .into_iter()
+                .map(|i| elbt::TargetDescription::builder().id(i).build())
+                .collect();
             if !targets.is_empty() {
                 retry_busy(ctx, "DeregisterTargets", a, || {
                     c.elb

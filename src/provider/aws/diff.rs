@@ -50,8 +50,13 @@ impl Diff {
 
 /// The dependency depth of every resource in `all` (unknown references count as depth 0).
 pub fn depths<'a>(all: impl IntoIterator<Item = &'a Resource>) -> BTreeMap<String, usize> {
-    let by_addr: BTreeMap<&str, &Resource> =
-        all.into_iter().map(|r| (r.addr.as_str(), r)).collect();
+    // The first description of an address wins: callers pass the desired side first, so a
+    // resource is ordered by what it will reference, not by what it references now.
+    let mut by_addr: BTreeMap<&str, &Resource> = BTreeMap::new();
+    for r in all {
+        by_addr.entry(r.addr.as_str()).or_insert(r);
+    }
+
     let mut memo = BTreeMap::new();
     fn depth<'a>(
         a: &'a str,
