@@ -270,13 +270,28 @@ pub async fn apply(stack: &Stack, obs: &Observed, plan: &Plan, mode: Mode) -> Ve
             Some((conn, steps))
         })
         .collect();
-    let mut reports: Vec<HostReport> = futures::stream::iter(
-        work.into_iter()
-            .map(|(conn, steps)| async move { hp::apply(conn, name, &steps).await }),
-    )
-    .buffer_unordered(parallelism)
-    .collect()
-    .await;
+    let mut reports: Vec<HostReport> =
+        futures::stream::iter(work.into_iter().map(|(conn, steps)| async move {
+            // The app runs an image that must be on the host (loaded from the stack's
+            // archive) and recorded before `app-ctl start` runs in the apply script.
+            let starts_app = steps
+                .services
+                .iter()
+                .any(|(v, s)| s == "app" && v != "stop");
+            if starts_app {
+                if let Err(e) = crate::deploy::exec::prepare_up(stack, conn).await {
+                    return HostReport {
+                        host: conn.host.clone(),
+                        error: Some(e),
+                        ..Default::default()
+                    };
+                }
+            }
+            hp::apply(conn, name, &steps).await
+        }))
+        .buffer_unordered(parallelism)
+        .collect()
+        .await;
     reports.sort_by(|a, b| a.host.cmp(&b.host));
     reports
 }

@@ -2,6 +2,7 @@
 //! doing load → engine → view. Settings come from arguments, then the environment.
 
 mod aws;
+mod deploy;
 mod drill;
 mod explain;
 mod lab;
@@ -59,6 +60,10 @@ pub enum Command {
     Drill(drill::DrillArgs),
     /// Logs of keepalived, nginx, haproxy or the app from every host, merged in time order.
     Logs(logs::LogsArgs),
+    /// Roll a new app version out host by host: drain, blue/green, health gate, rollback.
+    Deploy(deploy::DeployCommand),
+    /// Return the app to the previous good version (from the deploy history).
+    Rollback(deploy::RunArgs),
     /// Local lab hosts in network namespaces.
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -91,6 +96,8 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Explain(a) => explain::run(a),
         Command::Drill(a) => drill::run(a).await,
         Command::Logs(a) => logs::run(a).await,
+        Command::Deploy(c) => deploy::run_deploy(c).await,
+        Command::Rollback(a) => deploy::run_rollback(a).await,
         Command::Lab(c) => lab::run(c).await,
         Command::Secrets(c) => secrets::run(c).await,
     }

@@ -1,2 +1,90 @@
-//! Rolling deploys: batches, drain, health gate, rollback and the load probe. The decision
-//! logic here is pure; it drives hosts only through the provider traits.
+//! Rolling deploys of the stack's app: batches, drain, health gate, rollback and the load
+//! probe.
+//!
+//! - [`rollout`]: the decisions, pure (host order, batches, canary, failure budget, rollback
+//!   target, lock staleness, probe statistics) with unit tests beside them;
+//! - [`remote`]: what runs on the hosts, built as data (the `app-ctl` script `hactl up`
+//!   renders, the image load, haproxy drains, the lock, the history);
+//! - [`probe`]: the load probe (HTTP to the VIP or LB, bounded in count and time);
+//! - [`exec`]: the one place that drives hosts over SSH, in the order `rollout` decides;
+//! - [`demo_image`]: the lab's demo app image, built with no registry.
+
+pub mod demo_image;
+pub mod exec;
+pub mod probe;
+pub mod remote;
+pub mod rollout;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum DeployError {
+    #[error("stack `{0}` has no `app` section: there is nothing to deploy")]
+    #[diagnostic(
+        code(hactl::deploy::no_app),
+        help("add an `app:` section (image or archive, port, health) to the stack file")
+    )]
+    NoApp(String),
+
+    #[error("`hactl deploy` works on `provider: hosts` stacks; this one uses `{0}`")]
+    #[diagnostic(code(hactl::deploy::provider))]
+    Provider(String),
+
+    #[error("cannot read the image archive `{path}`: {message}")]
+    #[diagnostic(
+        code(hactl::deploy::archive),
+        help("the archive must be a docker-archive (`docker save`, `podman save`, or `hactl lab demo-image`) with a name in its manifest.json")
+    )]
+    Archive { path: String, message: String },
+
+    #[error("{host}: cannot connect: {message}")]
+    #[diagnostic(
+        code(hactl::deploy::connect),
+        help("every app host must be reachable before a deploy starts; nothing was changed")
+    )]
+    Connect { host: String, message: String },
+
+    #[error("the app is not set up on {hosts}")]
+    #[diagnostic(
+        code(hactl::deploy::not_up),
+        help("run `hactl up -f STACK` first: it renders the compose file, nginx's slot switch and `app-ctl`")
+    )]
+    NotUp { hosts: String },
+
+    #[error("the deploy lock of stack `{stack}` is held by {holder}")]
+    #[diagnostic(
+        code(hactl::deploy::locked),
+        help("wait for it with `--lock-wait 5m`; if that hactl is gone (another machine), remove `{lock}` on {host} by hand")
+    )]
+    Locked {
+        stack: String,
+        holder: String,
+        host: String,
+        lock: String,
+    },
+
+    #[error("{host}: {message}")]
+    #[diagnostic(code(hactl::deploy::remote))]
+    Remote { host: String, message: String },
+
+    #[error("the probe will not send to {addr}: {detail}")]
+    #[diagnostic(
+        code(hactl::deploy::probe_target),
+        help("the probe only sends to loopback, to lab addresses routed through the lab bridge, or to your own endpoint; is the lab up?")
+    )]
+    ProbeTarget { addr: String, detail: String },
+
+    #[error("bad probe URL: {0}")]
+    #[diagnostic(
+        code(hactl::deploy::probe_url),
+        help("write it as `http://IP:PORT/PATH`, e.g. `http://198.18.0.100:8080/`")
+    )]
+    ProbeUrl(String),
+
+    #[error(
+        "no version to roll back to: the deploy history has no earlier good version than `{0}`"
+    )]
+    #[diagnostic(
+        code(hactl::deploy::no_previous),
+        help("see `hactl deploy history -f STACK`; deploy a version explicitly with `--image` or `--archive`")
+    )]
+    NoPrevious(String),
+}

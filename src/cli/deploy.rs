@@ -1,0 +1,426 @@
+//! `hactl deploy`, `hactl rollback`, `hactl deploy history` and `hactl lab demo-image`:
+//! arguments here, the decisions in `crate::deploy`, the printing in `crate::view`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::deploy::demo_image;
+use crate::{view, ExitStatus};
+
+/// `hactl lab demo-image`.
+#[derive(Debug, Args)]
+pub struct DemoImageArgs {
+    /// The version the app serves and the image tag (`localhost/hactl-demo:VERSION`).
+    #[arg(long)]
+    pub version: String,
+    /// Build a version whose health endpoint fails (404), to exercise rollbacks.
+    #[arg(long)]
+    pub broken: bool,
+    /// Where to write the image archive (docker-archive, for `podman load`/`docker load`).
+    #[arg(short = 'o', long = "output", value_name = "FILE.tar")]
+    pub output: PathBuf,
+    /// One JSON document on stdout instead of human output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_demo_image(a: DemoImageArgs) -> miette::Result<ExitStatus> {
+    let img = demo_image::write(&a.version, a.broken, &a.output)?;
+    if a.json {
+        view::print_json(&img)?;
+    } else {
+        view::print_out(&format!(
+            "wrote {} ({}, {} bytes{}): load it with `podman load -i {}`\n",
+            img.path.display(),
+            img.reference,
+            img.bytes,
+            if img.broken {
+                ", health endpoint broken"
+            } else {
+                ""
+            },
+            img.path.display()
+        ));
+    }
+    Ok(ExitStatus::Success)
+}
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use clap::Subcommand;
+use miette::IntoDiagnostic;
+
+use crate::deploy::exec::{self, DeployReport, Options, Progress, Session, Target};
+use crate::deploy::probe::{self, ProbeConfig};
+use crate::deploy::{rollout, DeployError};
+use crate::stack;
+
+/// `hactl deploy`: a rolling deploy, or `hactl deploy history`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DeployCommand {
+    #[command(subcommand)]
+    pub sub: Option<DeploySub>,
+    #[command(flatten)]
+    pub args: DeployArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploySub {
+    /// The deploy history kept on the hosts: version, time, who, outcome.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The stack file.
+    #[arg(short = 'f', long = "file", env = "HACTL_STACK", value_name = "STACK")]
+    pub file: PathBuf,
+    /// One JSON document on stdout instead of human output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Settings shared by `deploy` and `rollback`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The stack file.
+    #[arg(short = 'f', long = "file", env = "HACTL_STACK", value_name = "STACK")]
+    pub file: Option<PathBuf>,
+    /// One JSON document on stdout instead of human output (progress stays on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Hosts updated at once; the first batch is the canary.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub batch: usize,
+    /// Go ahead without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Hosts that may fail (after the canary) before everything is rolled back.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_failed_hosts: usize,
+    /// Wait this long for another deploy's lock (`30s`, `5m`) instead of failing at once.
+    #[arg(long, value_name = "D", value_parser = parse_dur, default_value = "0s")]
+    pub lock_wait: Duration,
+    /// Send steady traffic to the public endpoint during the deploy (default URL: the VIP's
+    /// haproxy or nginx port) and report failed requests and p50/p99 latency.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub probe: Option<String>,
+    /// Probe requests per second.
+    #[arg(long, default_value_t = 20.0, value_name = "R")]
+    pub probe_rate: f64,
+    /// Failed probe requests tolerated; over it the deploy rolls back (default: not gating).
+    #[arg(long, value_name = "N")]
+    pub probe_budget: Option<u64>,
+    /// Keep probing this long after the last batch.
+    #[arg(long, value_name = "D", value_parser = parse_dur, default_value = "5s")]
+    pub probe_soak: Duration,
+    /// Hard limit on the probe's duration, whatever the deploy does.
+    #[arg(long, value_name = "D", value_parser = parse_dur, default_value = "10m")]
+    pub probe_max: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Deploy this registry reference (pulled by compose on each host).
+    #[arg(long, value_name = "REF", conflicts_with = "archive")]
+    pub image: Option<String>,
+    /// Deploy this image archive (docker-archive), copied over SSH and loaded where missing.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    crate::stack::duration::parse(s)
+        .map(|d| d.0)
+        .map_err(|e| e.to_string())
+}
+
+pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
+    if let Some(DeploySub::History(h)) = c.sub {
+        return run_history(h).await;
+    }
+    let a = c.args;
+    let file = stack_file(&a.run)?;
+    let stack = stack::load(&file)?;
+    check_stack(&stack)?;
+    let target = match (&a.image, &a.archive) {
+        (Some(i), _) => Target {
+            image: i.clone(),
+            archive: None,
+        },
+        (None, Some(p)) => exec::read_archive(p)?,
+        (None, None) => exec::stack_target(&stack)?,
+    };
+    let session = Session::open(&stack).await?;
+    let r = go(&session, &stack, target, &a.run, "deploy").await;
+    session.close().await;
+    finish(r?, a.run.json)
+}
+
+pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
+    let file = stack_file(&a)?;
+    let stack = stack::load(&file)?;
+    check_stack(&stack)?;
+    let session = Session::open(&stack).await?;
+    let r = async {
+        let history = session.history().await?;
+        let apps = session.inspect("").await?;
+        // the version most hosts run now
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for a in apps.values() {
+            if let Some(i) = &a.image {
+                *counts.entry(i.clone()).or_default() += 1;
+            }
+        }
+        let current = counts
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(i, _)| i)
+            .unwrap_or_default();
+        let prev = rollout::previous_good(&history, &current)
+            .ok_or_else(|| DeployError::NoPrevious(rollout::version_of(&current)))?;
+        Ok::<_, miette::Report>(Target {
+            image: prev,
+            archive: None,
+        })
+    }
+    .await;
+    let r = match r {
+        Ok(target) => go(&session, &stack, target, &a, "rollback").await,
+        Err(e) => Err(e),
+    };
+    session.close().await;
+    finish(r?, a.json)
+}
+
+fn stack_file(a: &RunArgs) -> miette::Result<PathBuf> {
+    a.file.clone().ok_or_else(|| {
+        miette::miette!(
+            code = "hactl::deploy::no_stack",
+            help = "pass `-f STACK` or set `HACTL_STACK`",
+            "which stack? no stack file given"
+        )
+    })
+}
+
+fn check_stack(stack: &stack::Stack) -> Result<(), DeployError> {
+    if stack.file.app.is_none() {
+        return Err(DeployError::NoApp(stack.name().into()));
+    }
+    if stack.file.provider.value != crate::stack::model::ProviderKind::Hosts {
+        return Err(DeployError::Provider("aws".into()));
+    }
+    Ok(())
+}
+
+/// The default probe URL: the VIP on haproxy's port (or nginx's).
+fn default_probe_url(stack: &stack::Stack) -> Option<String> {
+    let vip = stack.vip.as_ref()?;
+    let port = match (&stack.file.haproxy, &stack.file.nginx) {
+        (Some(h), _) => h.listen.value,
+        (None, Some(n)) => n.listen.value,
+        _ => 80,
+    };
+    Some(match vip.address {
+        std::net::IpAddr::V4(a) => format!("http://{a}:{port}/"),
+        std::net::IpAddr::V6(a) => format!("http://[{a}]:{port}/"),
+    })
+}
+
+async fn go(
+    session: &Session<'_>,
+    stack: &stack::Stack,
+    target: Target,
+    a: &RunArgs,
+    op: &'static str,
+) -> miette::Result<DeployReport> {
+    let probe = match &a.probe {
+        None => None,
+        Some(u) => {
+            let url = if u.is_empty() {
+                default_probe_url(stack).ok_or_else(|| {
+                    DeployError::ProbeUrl("the stack has no VIP: give `--probe URL`".into())
+                })?
+            } else {
+                u.clone()
+            };
+            let (addr, host_header, path) =
+                probe::parse_url(&url).map_err(DeployError::ProbeUrl)?;
+            let rate = a.probe_rate.clamp(0.1, 1000.0);
+            Some((
+                ProbeConfig {
+                    addr,
+                    host_header,
+                    path,
+                    rate,
+                    max_requests: (rate * a.probe_max.as_secs_f64()).ceil() as u64,
+                    max_duration: a.probe_max,
+                    timeout: Duration::from_secs(5),
+                },
+                url,
+            ))
+        }
+    };
+    if !a.auto_approve {
+        confirm(&format!(
+            "{op} {} ({}) to {} host(s) of stack `{}` in batches of {}",
+            rollout::version_of(&target.image),
+            target.image,
+            session.app_hosts.len(),
+            stack.name(),
+            a.batch.max(1)
+        ))?;
+    }
+    let opts = Options {
+        batch: a.batch.max(1),
+        max_failed_hosts: a.max_failed_hosts,
+        lock_wait: a.lock_wait,
+        probe,
+        probe_budget: a.probe_budget,
+        probe_soak: if a.probe.is_some() {
+            a.probe_soak
+        } else {
+            Duration::ZERO
+        },
+        op,
+    };
+    let progress = Progress::new(false);
+    Ok(exec::deploy(session, &target, &opts, &progress).await?)
+}
+
+fn finish(r: DeployReport, json: bool) -> miette::Result<ExitStatus> {
+    if json {
+        view::print_json(&r)?;
+    } else {
+        view::print_out(&human(&r));
+    }
+    Ok(match r.outcome {
+        rollout::Outcome::Deployed => ExitStatus::Success,
+        _ => ExitStatus::Failure,
+    })
+}
+
+fn human(r: &DeployReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for h in &r.hosts {
+        let _ = write!(s, "  {:<8} {:<16} {}", h.host, h.result, h.version);
+        if let Some(e) = &h.error {
+            let _ = write!(s, "  ({e})");
+        }
+        s.push('\n');
+    }
+    if let Some(p) = &r.probe {
+        let _ = writeln!(
+            s,
+            "probe {}: {} requests, {} failed, p50 {:.1} ms, p99 {:.1} ms",
+            p.url, p.stats.requests, p.stats.failed, p.stats.p50_ms, p.stats.p99_ms
+        );
+    }
+    let verb = match r.outcome {
+        rollout::Outcome::Deployed => format!("{} {}: deployed", r.op, r.version),
+        rollout::Outcome::RolledBack => format!("{} {}: rolled back", r.op, r.version),
+        rollout::Outcome::Failed => format!("{} {}: FAILED", r.op, r.version),
+    };
+    let _ = write!(s, "{verb} in {:.1} s", r.elapsed_ms as f64 / 1000.0);
+    if let Some(reason) = &r.reason {
+        let _ = write!(s, ": {reason}");
+    }
+    s.push('\n');
+    s
+}
+
+async fn run_history(h: HistoryArgs) -> miette::Result<ExitStatus> {
+    let stack = stack::load(&h.file)?;
+    check_stack(&stack)?;
+    let session = Session::open(&stack).await?;
+    let r = session.history().await;
+    session.close().await;
+    let entries = r?;
+    if h.json {
+        view::print_json(&entries)?;
+    } else {
+        use std::fmt::Write as _;
+        let mut s = String::from("TIME (UTC)           OP        VERSION      OUTCOME      WHO\n");
+        for e in &entries {
+            let _ = writeln!(
+                s,
+                "{:<20} {:<9} {:<12} {:<12} {}",
+                utc(e.time),
+                e.op,
+                e.version,
+                e.outcome.as_str(),
+                e.who
+            );
+        }
+        if entries.is_empty() {
+            s.push_str("(no deploys recorded)\n");
+        }
+        view::print_out(&s);
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` from unix seconds (civil-from-days, no time zone crate needed).
+fn utc(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let rem = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Asks for a "yes" on the terminal; refuses when there is no terminal to ask.
+fn confirm(what: &str) -> miette::Result<()> {
+    if !view::interactive() {
+        return Err(miette::miette!(
+            code = "hactl::approve::no_tty",
+            help =
+                "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
+            "refusing to {what} without approval: not running in a terminal"
+        ));
+    }
+    eprint!("{what}? Only `yes` is accepted: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .into_diagnostic()?;
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(miette::miette!(
+            code = "hactl::approve::declined",
+            "cancelled: nothing was changed"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+    }
+}

@@ -1,0 +1,568 @@
+//! What runs on the hosts for the app, built as data by pure functions (snapshot-tested, no
+//! SSH needed).
+//!
+//! Each app host gets one control script, `app-ctl` (rendered with the host's other files by
+//! `hactl up`, mode 0700), that knows the stack's compose project, its two slots and its health
+//! check. `hactl up` starts and stops the app through it (it stands where `systemctl VERB app`
+//! would), and every deploy step is one `app-ctl` call over SSH. Keeping the sequence on the
+//! host means a slow link never stretches the window between "new slot healthy" and "nginx
+//! switched", and the host's state stays consistent if hactl is killed mid-call:
+//!
+//! - `$A/active` (the slot nginx serves) and `$A/image` (what it runs) change only together,
+//!   after the new slot passed its health gate and nginx accepted the switch;
+//! - nginx's slot choice lives in its own include file (`app-upstream.conf`), written
+//!   atomically and checked with `nginx -t`, so `hactl up` and deploys never fight over
+//!   `nginx.conf`; the compose file takes the image and ports from the environment, so `up`
+//!   renders it once and deploys never rewrite it.
+//!
+//! The other scripts here (image load, haproxy drain, the deploy lock, the history) are sent
+//! whole on stdin like every other hactl script. Output is `HACTL\t…` records.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+
+use super::rollout::Slot;
+use crate::provider::hosts::script::{q, state_dir};
+use crate::stack::model::Runtime;
+use crate::stack::Stack;
+
+/// The haproxy backend hactl's template defines (templates/haproxy.cfg.j2).
+pub const HAPROXY_BACKEND: &str = "hactl_web";
+
+/// The app's state directory on a host (active slot, image, history).
+pub fn app_dir(stack: &str) -> String {
+    format!("{}/app", state_dir(stack))
+}
+
+/// The control script `hactl up` renders onto every app host.
+pub fn ctl_path(stack: &str) -> String {
+    format!("/etc/hactl/{stack}/app-ctl")
+}
+
+/// The compose file `hactl up` renders (templates/docker-compose.yml.j2).
+pub fn compose_path(stack: &str) -> String {
+    format!("/etc/hactl/{stack}/docker-compose.yml")
+}
+
+/// The nginx include that picks the slot: `set $hactl_app hactl_app_green;`.
+pub fn upstream_path(stack: &str) -> String {
+    format!("/etc/hactl/{stack}/app-upstream.conf")
+}
+
+/// The deploy lock: a directory, so taking it is one atomic `mkdir` (as Kamal does).
+pub fn lock_dir(stack: &str) -> String {
+    format!("{}/deploy.lock", state_dir(stack))
+}
+
+/// The environment variable that carries replica `i`'s host port into the compose file.
+pub fn port_var(i: u16) -> String {
+    format!("HACTL_APP_PORT_{}", i + 1)
+}
+
+/// Everything `app-ctl` needs, resolved from the stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppParams {
+    pub stack: String,
+    pub runtime: Runtime,
+    pub host_port: u16,
+    pub replicas: u16,
+    pub health_path: String,
+    pub health_interval_s: f64,
+    pub health_timeout_s: f64,
+    pub healthy_threshold: u32,
+    pub health_deadline_s: u64,
+    pub stop_grace_s: u64,
+    /// nginx fronts the app on this host (so switching means rewriting its include).
+    pub nginx: bool,
+}
+
+impl AppParams {
+    /// The app's parameters, or none when the stack has no `app`.
+    pub fn from_stack(stack: &Stack) -> Option<AppParams> {
+        let a = stack.file.app.as_ref()?;
+        Some(AppParams {
+            stack: stack.name().to_string(),
+            runtime: a.runtime.value,
+            host_port: u16::try_from(a.host_port.value).unwrap_or(8000),
+            replicas: u16::try_from(a.replicas.value.max(1)).unwrap_or(1),
+            health_path: a.health.path.clone(),
+            health_interval_s: a.health.interval.value.as_secs_f64().max(0.05),
+            health_timeout_s: a.health.timeout.value.as_secs_f64().max(0.1),
+            healthy_threshold: u32::try_from(a.health.healthy_threshold.value.max(1)).unwrap_or(1),
+            health_deadline_s: a.health.deadline.value.as_secs_f64().ceil().max(1.0) as u64,
+            stop_grace_s: a.stop_grace_period.value.as_secs_f64().ceil() as u64,
+            nginx: stack.file.nginx.is_some(),
+        })
+    }
+}
+
+/// The runtime's container CLI (`podman` / `docker`).
+fn container_cli(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Podman => "podman",
+        Runtime::Docker => "docker",
+    }
+}
+
+/// The label compose puts on a project's containers.
+fn project_label(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Podman => "io.podman.compose.project",
+        Runtime::Docker => "com.docker.compose.project",
+    }
+}
+
+fn secs(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The `app-ctl` script. Verbs:
+///
+/// - `start` / `reload`: bring the active slot (blue at first) up with the recorded image and
+///   gate on its health; `stop`: bring both slots down; `is-active`: the active slot is healthy.
+/// - `inspect IMAGE`: records for the deploy (active slot, image, running slots, health,
+///   whether IMAGE is present).
+/// - `deploy SLOT IMAGE`: start IMAGE in SLOT, gate on health, switch nginx, drain, stop the
+///   old slot; on a failed gate the new slot is stopped and nothing else changes.
+/// - `down SLOT`: stop one slot (a leftover of a killed deploy).
+pub fn ctl_script(p: &AppParams) -> String {
+    let mut s = String::new();
+    let cli = container_cli(p.runtime);
+    let compose = match p.runtime {
+        Runtime::Podman => "podman-compose",
+        Runtime::Docker => "docker compose",
+    };
+    let _ = writeln!(
+        s,
+        "#!/bin/sh\n# Written by hactl for stack `{}`. Do not edit: `hactl up` overwrites it.\n# The app's compose project in two slots (blue/green) behind nginx; see `hactl deploy`.",
+        p.stack
+    );
+    s.push_str("set -u\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+    let _ = writeln!(s, "A={}", q(&app_dir(&p.stack)));
+    let _ = writeln!(s, "C={}", q(&compose_path(&p.stack)));
+    let _ = writeln!(s, "U={}", q(&upstream_path(&p.stack)));
+    let _ = writeln!(s, "STACK={}", q(&p.stack));
+    s.push_str("umask 022\nmkdir -p \"$A\" || exit 1\n");
+    s.push_str("rec() { printf 'HACTL'; for f in \"$@\"; do printf '\\t%s' \"$f\"; done; printf '\\n'; }\n");
+    s.push_str("now_ms() { date +%s%3N; }\n");
+    s.push_str("active() { if [ \"$(cat \"$A/active\" 2>/dev/null)\" = green ]; then echo green; else echo blue; fi; }\n");
+    s.push_str("image() { cat \"$A/image\" 2>/dev/null; }\n");
+    // Ports of replica i per slot.
+    s.push_str("port() { if [ \"$1\" = green ]; then echo $((");
+    let _ = writeln!(
+        s,
+        "{} + $2)); else echo $(({} + $2)); fi; }}",
+        Slot::Green.port(p.host_port, 0),
+        Slot::Blue.port(p.host_port, 0)
+    );
+    // compose SLOT IMAGE ARGS...: the slot's project with its image and ports.
+    s.push_str("compose() {\n  sl=$1; im=$2; shift 2\n");
+    let _ = write!(s, "  env HACTL_APP_IMAGE=\"$im\" HACTL_SLOT=\"$sl\"");
+    for i in 0..p.replicas {
+        let _ = write!(s, " {}=\"$(port \"$sl\" {i})\"", port_var(i));
+    }
+    let _ = writeln!(s, " {compose} -p \"hactl-$STACK-$sl\" -f \"$C\" \"$@\"\n}}");
+    // healthy SLOT: every replica answers 2xx once.
+    let _ = writeln!(
+        s,
+        "healthy() {{\n  i=0\n  while [ $i -lt {n} ]; do\n    curl -fsS -m {t} -o /dev/null \"http://127.0.0.1:$(port \"$1\" $i){path}\" 2>/dev/null || return 1\n    i=$((i + 1))\n  done\n}}",
+        n = p.replicas,
+        t = secs(p.health_timeout_s),
+        path = p.health_path
+    );
+    // gate SLOT: `healthy_threshold` passes in a row before the deadline.
+    let _ = writeln!(
+        s,
+        "gate() {{\n  ok=0; end=$(( $(date +%s) + {deadline} ))\n  while :; do\n    if healthy \"$1\"; then ok=$((ok + 1)); [ $ok -ge {th} ] && return 0; else ok=0; fi\n    [ \"$(date +%s)\" -ge $end ] && return 1\n    sleep {iv}\n  done\n}}",
+        deadline = p.health_deadline_s,
+        th = p.healthy_threshold,
+        iv = secs(p.health_interval_s)
+    );
+    let _ = writeln!(
+        s,
+        "running() {{\n  for sl in blue green; do\n    [ -n \"$({cli} ps -q --filter label={label}=hactl-$STACK-$sl 2>/dev/null)\" ] && echo $sl\n  done\n}}",
+        label = project_label(p.runtime)
+    );
+    // point nginx at SLOT: atomic include, nginx -t, graceful reload; undo on failure.
+    if p.nginx {
+        s.push_str(concat!(
+            "point() {\n",
+            "  want=\"set \\$hactl_app hactl_app_$1;\"\n",
+            "  [ \"$(cat \"$U\" 2>/dev/null)\" = \"$want\" ] && return 0\n",
+            "  [ -f \"$U\" ] && cp -p \"$U\" \"$U.prev\"\n",
+            "  printf '%s\\n' \"$want\" > \"$U.new\" && mv -f \"$U.new\" \"$U\" || return 1\n",
+            "  systemctl is-active --quiet nginx >/dev/null 2>&1 || return 0\n",
+            "  if ! out=$(nginx -t -q 2>&1); then\n",
+            "    if [ -f \"$U.prev\" ]; then mv -f \"$U.prev\" \"$U\"; else rm -f \"$U\"; fi\n",
+            "    printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; return 1\n",
+            "  fi\n",
+            "  systemctl reload nginx || return 1\n",
+            "}\n",
+            // old workers finish their in-flight requests, then exit
+            "drain_nginx() {\n",
+            "  end=$(( $(date +%s) + $1 ))\n",
+            "  sleep 0.2\n",
+            "  while pgrep -f 'nginx: worker process is shutting down' >/dev/null 2>&1; do\n",
+            "    [ \"$(date +%s)\" -ge $end ] && return 1\n",
+            "    sleep 0.1\n",
+            "  done\n",
+            "}\n",
+        ));
+    } else {
+        s.push_str("point() { :; }\ndrain_nginx() { :; }\n");
+    }
+    let grace = p.stop_grace_s;
+    let _ = writeln!(s, "GRACE={grace}");
+    s.push_str(concat!(
+        "cmd=${1:-}\n",
+        "case $cmd in\n",
+        "start|reload|restart)\n",
+        "  sl=$(active); im=$(image)\n",
+        "  [ -n \"$im\" ] || { echo \"app-ctl: no image recorded in $A/image (hactl deploy or hactl up writes it)\" >&2; exit 2; }\n",
+        "  compose \"$sl\" \"$im\" up -d >\"$A/compose.log\" 2>&1 || { cat \"$A/compose.log\" >&2; exit 1; }\n",
+        "  gate \"$sl\" || { echo \"app-ctl: slot $sl ($im) did not become healthy\" >&2; exit 1; }\n",
+        "  [ -f \"$A/active\" ] || echo \"$sl\" > \"$A/active\"\n",
+        "  point \"$sl\" ;;\n",
+        "stop)\n",
+        "  for sl in blue green; do compose \"$sl\" \"$(image)\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1; done; : ;;\n",
+        "is-active)\n",
+        "  [ -f \"$A/active\" ] && healthy \"$(active)\" ;;\n",
+        "inspect)\n",
+        "  [ -f \"$A/active\" ] && rec app active \"$(active)\"\n",
+        "  rec app image \"$(image)\"\n",
+        "  for sl in $(running); do rec app running \"$sl\"; done\n",
+        "  if [ -f \"$A/active\" ] && healthy \"$(active)\"; then rec app healthy yes; else rec app healthy no; fi\n",
+    ));
+    let _ = writeln!(
+        s,
+        "  if [ -n \"${{2:-}}\" ] && {cli} image inspect \"$2\" >/dev/null 2>&1; then rec app has-image yes; else rec app has-image no; fi ;;"
+    );
+    s.push_str(concat!(
+        "deploy)\n",
+        "  sl=$2; im=$3; t0=$(now_ms); old=\"\"\n",
+        "  [ -f \"$A/active\" ] && old=$(active)\n",
+        "  [ \"$old\" = \"$sl\" ] && { rec fail deploy \"slot $sl is the active one\"; exit 2; }\n",
+        "  if ! compose \"$sl\" \"$im\" up -d >\"$A/compose.log\" 2>&1; then\n",
+        "    sed 's/^/HACTL\\tlog\\t/' \"$A/compose.log\"; compose \"$sl\" \"$im\" down -t 1 >/dev/null 2>&1\n",
+        "    rec fail start \"$sl\"; exit 4\n",
+        "  fi\n",
+        "  rec step started \"$(( $(now_ms) - t0 ))\"\n",
+        "  if ! gate \"$sl\"; then\n",
+        "    rec step unhealthy \"$(( $(now_ms) - t0 ))\"\n",
+        "    compose \"$sl\" \"$im\" down -t 1 >/dev/null 2>&1\n",
+        "    rec fail health \"$sl\"; exit 5\n",
+        "  fi\n",
+        "  rec step healthy \"$(( $(now_ms) - t0 ))\"\n",
+        "  if ! point \"$sl\"; then compose \"$sl\" \"$im\" down -t 1 >/dev/null 2>&1; rec fail switch \"$sl\"; exit 6; fi\n",
+        "  printf '%s\\n' \"$im\" > \"$A/image.new\" && printf '%s\\n' \"$sl\" > \"$A/active.new\" && mv -f \"$A/image.new\" \"$A/image\" && mv -f \"$A/active.new\" \"$A/active\"\n",
+        "  rec step switched \"$(( $(now_ms) - t0 ))\"\n",
+        "  drain_nginx \"$GRACE\" || rec log \"old nginx workers still busy after ${GRACE}s\"\n",
+        "  rec step drained \"$(( $(now_ms) - t0 ))\"\n",
+        "  if [ -n \"$old\" ]; then compose \"$old\" \"$im\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1 || rec log \"stopping slot $old failed\"; fi\n",
+        "  rec step stopped \"$(( $(now_ms) - t0 ))\"\n",
+        "  rec ok deploy \"$sl\" ;;\n",
+        "down)\n",
+        "  [ \"$2\" = \"$(active)\" ] && [ -f \"$A/active\" ] && { rec fail down \"slot $2 is the active one\"; exit 2; }\n",
+        "  compose \"$2\" \"$(image)\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1 && rec ok down \"$2\" ;;\n",
+        "*) echo \"usage: app-ctl start|stop|reload|is-active|inspect [IMAGE]|deploy SLOT IMAGE|down SLOT\" >&2; exit 2 ;;\n",
+        "esac\n",
+    ));
+    s
+}
+
+/// Runs one `app-ctl` verb (the deploy's per-host call).
+pub fn ctl_call(stack: &str, args: &[&str]) -> String {
+    let mut s = String::from("set -u\n");
+    let ctl = ctl_path(stack);
+    let _ = writeln!(
+        s,
+        "[ -x {c} ] || {{ printf 'HACTL\\tfail\\tno-ctl\\t%s\\n' {c}; exit 7; }}",
+        c = q(&ctl)
+    );
+    let mut line = q(&ctl).into_owned();
+    for a in args {
+        line.push(' ');
+        line.push_str(&q(a));
+    }
+    let _ = writeln!(s, "{line}");
+    s
+}
+
+fn heredoc_b64(s: &mut String, bytes: &[u8]) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    s.push_str("<<'HACTL_EOF'\n");
+    for chunk in b64.as_bytes().chunks(76) {
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str("HACTL_EOF\n");
+}
+
+/// Loads an image archive sent inside the script itself (base64 in a here-document, which
+/// the shell feeds through a pipe): nothing is written to a world-readable temporary file.
+pub fn load_image_script(runtime: Runtime, archive: &[u8], want: &str) -> String {
+    let cli = container_cli(runtime);
+    let mut s = String::from("set -u\n");
+    let _ = write!(s, "if ! out=$(base64 -d <<'HACTL_EOF' | {cli} load 2>&1\n");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(archive);
+    for chunk in b64.as_bytes().chunks(76) {
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str("HACTL_EOF\n); then printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; printf 'HACTL\\tfail\\tload\\n'; exit 1; fi\n");
+    let _ = writeln!(
+        s,
+        "if {cli} image inspect {w} >/dev/null 2>&1; then printf 'HACTL\\tok\\tload\\t%s\\n' {w}; else printf 'HACTL\\tfail\\tload-name\\t%s\\n' {w}; exit 1; fi",
+        w = q(want)
+    );
+    s
+}
+
+/// The haproxy runtime API through its admin socket: socat when installed, else python3.
+fn hapx_fn(socket: &str) -> String {
+    format!(
+        concat!(
+            "SOCK={}\n",
+            "hapx() {{\n",
+            "  if command -v socat >/dev/null 2>&1; then printf '%s\\n' \"$1\" | socat -t 3 - \"UNIX-CONNECT:$SOCK\"\n",
+            "  else python3 -c 'import socket,sys\n",
+            "s=socket.socket(socket.AF_UNIX); s.settimeout(3); s.connect(sys.argv[1]); s.sendall((sys.argv[2]+\"\\n\").encode())\n",
+            "out=b\"\"\n",
+            "while True:\n",
+            "    d=s.recv(65536)\n",
+            "    if not d: break\n",
+            "    out+=d\n",
+            "sys.stdout.write(out.decode())' \"$SOCK\" \"$1\"; fi\n",
+            "}}\n",
+            // current sessions and status of one server: `show stat` CSV fields 5 and 18
+            // (the status may hold spaces: `UP 1/2`)
+            "srv() {{ hapx 'show stat' | awk -F, -v b={} -v s=\"$1\" '$1==b && $2==s {{print $5\" \"$18}}'; }}\n",
+        ),
+        q(socket),
+        HAPROXY_BACKEND
+    )
+}
+
+/// Drains servers at one haproxy and waits (up to `timeout_s`) until their sessions reach 0.
+pub fn drain_script(socket: &str, servers: &[String], timeout_s: f64) -> String {
+    let mut s = String::from("set -u\n");
+    s.push_str(&hapx_fn(socket));
+    s.push_str(
+        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    );
+    for srv in servers {
+        let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state drain");
+        let _ = writeln!(s, "hapx {} >/dev/null", q(&cmd));
+    }
+    let list = servers
+        .iter()
+        .map(|x| q(x).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = writeln!(
+        s,
+        "end=$(( $(date +%s%3N) + {} ))\nwhile :; do\n  busy=0\n  for x in {list}; do set -- $(srv \"$x\"); [ \"${{1:-0}}\" -gt 0 ] 2>/dev/null && busy=1; done\n  [ $busy = 0 ] && break\n  [ \"$(date +%s%3N)\" -ge $end ] && {{ printf 'HACTL\\tlog\\tdrain timeout: sessions still open\\n'; break; }}\n  sleep 0.1\ndone",
+        (timeout_s * 1000.0) as u64
+    );
+    let _ = writeln!(
+        s,
+        "for x in {list}; do set -- $(srv \"$x\"); printf 'HACTL\\tdrained\\t%s\\t%s\\t%s\\n' \"$x\" \"${{1:-?}}\" \"${{2:-?}}\"; done"
+    );
+    s
+}
+
+/// Puts servers back in rotation at one haproxy.
+pub fn ready_script(socket: &str, servers: &[String]) -> String {
+    let mut s = String::from("set -u\n");
+    s.push_str(&hapx_fn(socket));
+    s.push_str(
+        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    );
+    for srv in servers {
+        let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state ready");
+        let _ = writeln!(
+            s,
+            "hapx {} >/dev/null && printf 'HACTL\\tready\\t%s\\n' {}",
+            q(&cmd),
+            q(srv)
+        );
+    }
+    s
+}
+
+/// Lists the servers a haproxy has in drain (a killed deploy leaves them so).
+pub fn drained_script(socket: &str) -> String {
+    let mut s = String::from("set -u\n");
+    s.push_str(&hapx_fn(socket));
+    s.push_str("[ -S \"$SOCK\" ] || exit 0\n");
+    let _ = writeln!(
+        s,
+        "hapx 'show stat' | awk -F, -v b={HAPROXY_BACKEND} '$1==b && $18 ~ /^DRAIN/ {{print \"HACTL\\tdrained\\t\" $2}}'"
+    );
+    s
+}
+
+/// Takes the deploy lock: `mkdir`, then the holder. Prints `lock acquired` or `lock held`
+/// with the holder's JSON (base64; empty while the holder is still being written).
+pub fn lock_script(stack: &str, holder_json: &[u8]) -> String {
+    let mut s = String::from("set -u\numask 077\n");
+    let _ = writeln!(s, "L={}", q(&lock_dir(stack)));
+    s.push_str("mkdir -p \"$(dirname \"$L\")\" || exit 1\n");
+    s.push_str("if mkdir \"$L\" 2>/dev/null; then\n  base64 -d > \"$L/holder.json.new\" ");
+    heredoc_b64(&mut s, holder_json);
+    s.push_str("  mv -f \"$L/holder.json.new\" \"$L/holder.json\" && printf 'HACTL\\tlock\\tacquired\\n'\nelse\n  printf 'HACTL\\tlock\\theld\\t'; base64 -w0 \"$L/holder.json\" 2>/dev/null; printf '\\n'\nfi\n");
+    s
+}
+
+/// Releases (or breaks, for a stale lock) the lock only if it still holds `token`.
+pub fn unlock_script(stack: &str, token: &str) -> String {
+    let mut s = String::from("set -u\n");
+    let _ = writeln!(s, "L={}", q(&lock_dir(stack)));
+    let _ = writeln!(
+        s,
+        "if grep -q {} \"$L/holder.json\" 2>/dev/null; then rm -rf \"$L\" && printf 'HACTL\\tlock\\treleased\\n'; else printf 'HACTL\\tlock\\tnot-ours\\n'; fi",
+        q(&format!("\"token\":\"{token}\""))
+    );
+    s
+}
+
+/// Appends one history line.
+pub fn history_append_script(stack: &str, line: &[u8]) -> String {
+    let mut s = String::from("set -u\numask 022\n");
+    let _ = writeln!(s, "A={}", q(&app_dir(stack)));
+    s.push_str("mkdir -p \"$A\" && base64 -d >> \"$A/history.jsonl\" ");
+    heredoc_b64(&mut s, line);
+    s
+}
+
+/// Prints the history file.
+pub fn history_read_script(stack: &str) -> String {
+    format!(
+        "cat {}/history.jsonl 2>/dev/null; exit 0\n",
+        q(&app_dir(stack))
+    )
+}
+
+/// Records the image the app runs when nothing is recorded yet (first `hactl up`).
+pub fn seed_image_script(stack: &str, image: &str) -> String {
+    let mut s = String::from("set -u\numask 022\n");
+    let _ = writeln!(s, "A={}", q(&app_dir(stack)));
+    let _ = writeln!(
+        s,
+        "mkdir -p \"$A\" && if [ ! -s \"$A/image\" ]; then printf '%s\\n' {} > \"$A/image\" && printf 'HACTL\\tok\\tseed\\n'; fi",
+        q(image)
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> AppParams {
+        AppParams {
+            stack: "lab".into(),
+            runtime: Runtime::Podman,
+            host_port: 8000,
+            replicas: 2,
+            health_path: "/healthz".into(),
+            health_interval_s: 0.5,
+            health_timeout_s: 1.0,
+            healthy_threshold: 2,
+            health_deadline_s: 10,
+            stop_grace_s: 5,
+            nginx: true,
+        }
+    }
+
+    #[test]
+    fn ctl_script_snapshot() {
+        insta::assert_snapshot!(ctl_script(&params()));
+    }
+
+    #[test]
+    fn ctl_script_docker_without_nginx() {
+        let p = AppParams {
+            runtime: Runtime::Docker,
+            nginx: false,
+            replicas: 1,
+            ..params()
+        };
+        let s = ctl_script(&p);
+        assert!(s.contains("docker compose -p \"hactl-$STACK-$sl\""));
+        assert!(s.contains("label=com.docker.compose.project="));
+        assert!(s.contains("point() { :; }"));
+        assert!(!s.contains("HACTL_APP_PORT_2"));
+    }
+
+    #[test]
+    fn ctl_script_is_valid_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &ctl_script(&params())])
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn call_quotes_arguments() {
+        assert_eq!(
+            ctl_call("lab", &["deploy", "green", "localhost/hactl-demo:v2"]),
+            "set -u\n[ -x /etc/hactl/lab/app-ctl ] || { printf 'HACTL\\tfail\\tno-ctl\\t%s\\n' /etc/hactl/lab/app-ctl; exit 7; }\n/etc/hactl/lab/app-ctl deploy green 'localhost/hactl-demo:v2'\n"
+        );
+        assert!(ctl_call("lab", &["inspect", "a b;rm"]).contains("'a b;rm'"));
+    }
+
+    #[test]
+    fn haproxy_scripts_snapshot() {
+        let servers = vec!["host2".to_string(), "host3".to_string()];
+        insta::assert_snapshot!(format!(
+            "{}\n----\n{}\n----\n{}",
+            drain_script("/run/haproxy/admin.sock", &servers, 30.0),
+            ready_script("/run/haproxy/admin.sock", &servers),
+            drained_script("/run/haproxy/admin.sock")
+        ));
+    }
+
+    #[test]
+    fn lock_scripts() {
+        let s = lock_script("lab", b"{\"token\":\"t1\"}");
+        assert!(s.contains("if mkdir \"$L\" 2>/dev/null"));
+        assert!(s.contains("L=/var/lib/hactl/lab/deploy.lock"));
+        let u = unlock_script("lab", "t1");
+        assert!(u.contains("grep -q '\"token\":\"t1\"'"));
+    }
+
+    #[test]
+    fn load_script_pipes_the_archive_and_checks_the_name() {
+        let s = load_image_script(Runtime::Podman, b"archive-bytes", "localhost/hactl-demo:v2");
+        assert!(s.contains("base64 -d <<'HACTL_EOF' | podman load"));
+        assert!(!s.contains("archive-bytes"));
+        assert!(s.contains("podman image inspect 'localhost/hactl-demo:v2'"));
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn history_scripts() {
+        let s = history_append_script("lab", b"{\"time\":1}\n");
+        assert!(s.contains(">> \"$A/history.jsonl\""));
+        assert_eq!(
+            history_read_script("lab"),
+            "cat /var/lib/hactl/lab/app/history.jsonl 2>/dev/null; exit 0\n"
+        );
+    }
+}

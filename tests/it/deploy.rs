@@ -1,0 +1,364 @@
+//! `hactl deploy` on real lab hosts (issue 4): three hosts behind the VIP and haproxy, the app
+//! run by podman-compose on each, the demo image loaded from archives made by
+//! `hactl lab demo-image`. Every test holds the lab guard, brings the lab up with 3 hosts,
+//! `hactl up`s the stack at v1, and takes the lab down at the end.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, lab_guard, ok, run, stderr, stdout};
+
+const STACK: &str = "stacks/lab-app.yaml";
+const HOSTS: [(&str, &str); 3] = [
+    ("host1", "198.18.0.11"),
+    ("host2", "198.18.0.12"),
+    ("host3", "198.18.0.13"),
+];
+
+/// The demo archives, built once per test run where the stack expects them.
+fn images() -> PathBuf {
+    let dir = support::root().join("target/lab-app");
+    std::fs::create_dir_all(&dir).expect("target/lab-app is writable");
+    for (v, broken, file) in [
+        ("v1", false, "demo-v1.tar"),
+        ("v2", false, "demo-v2.tar"),
+        ("v3", false, "demo-v3.tar"),
+        ("v9", true, "demo-broken.tar"),
+    ] {
+        let out = dir.join(file);
+        let mut args = vec!["lab", "demo-image", "--version", v, "-o"];
+        let out_s = out.to_string_lossy().into_owned();
+        args.push(&out_s);
+        if broken {
+            args.push("--broken");
+        }
+        ok(&args);
+    }
+    dir
+}
+
+fn archive(name: &str) -> String {
+    images().join(name).to_string_lossy().into_owned()
+}
+
+/// Refuses to send traffic anywhere but the lab.
+fn assert_lab_route(addr: &str) {
+    let out = Command::new("ip")
+        .args(["route", "get", addr])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dev hactl0"),
+        "{addr} does not route through the lab bridge: {text}"
+    );
+}
+
+/// What a host's nginx serves at `/`: `VERSION HOST`.
+fn serving(addr: &str) -> String {
+    assert_lab_route(addr);
+    let o = Command::new("curl")
+        .args(["-sS", "-m", "3", &format!("http://{addr}/")])
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn versions() -> Vec<String> {
+    HOSTS
+        .iter()
+        .map(|(_, a)| {
+            serving(a)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Containers of the app running on a host (one per slot that runs).
+fn app_containers(host: &str) -> Vec<String> {
+    let out = ok(&[
+        "lab",
+        "exec",
+        host,
+        "--",
+        "podman",
+        "ps",
+        "--filter",
+        "label=io.podman.compose.service=app-1",
+        "--format",
+        "{{.Names}}",
+    ]);
+    let mut v: Vec<String> = out
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if v.is_empty() {
+        // podman-compose 1.0 labels with the docker key only
+        let out = ok(&[
+            "lab",
+            "exec",
+            host,
+            "--",
+            "podman",
+            "ps",
+            "--filter",
+            "label=com.docker.compose.service=app-1",
+            "--format",
+            "{{.Names}}",
+        ]);
+        v = out
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+    }
+    v
+}
+
+/// Servers haproxy on host1 has in drain or maintenance.
+fn not_ready_servers() -> String {
+    ok(&[
+        "lab",
+        "exec",
+        "host1",
+        "--",
+        "sh",
+        "-c",
+        "printf 'show stat\\n' | python3 -c 'import socket,sys\ns=socket.socket(socket.AF_UNIX); s.connect(\"/run/haproxy/admin.sock\"); s.sendall(sys.stdin.buffer.read())\nb=b\"\"\nwhile True:\n    d=s.recv(65536)\n    if not d: break\n    b+=d\nsys.stdout.write(b.decode())' | awk -F, '$1==\"hactl_web\" && $2 ~ /^host/ && $18 !~ /^UP/ {print $2\" \"$18}'",
+    ])
+}
+
+/// Lab up with 3 hosts, the stack up at v1 everywhere.
+fn setup() {
+    let _ = run(&["lab", "down"]);
+    ok(&["lab", "up", "--hosts", "3"]);
+    images();
+    ok(&["up", "-f", STACK, "--auto-approve"]);
+    let t0 = Instant::now();
+    while versions() != ["v1", "v1", "v1"] {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "after `hactl up` every host should serve v1, got {:?}",
+            versions()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn teardown() {
+    ok(&["lab", "down"]);
+}
+
+fn deploy_json(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let mut all = vec!["deploy", "-f", STACK, "--auto-approve", "--json"];
+    all.extend_from_slice(args);
+    let o = run(&all);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "deploy --json is not JSON ({e}):\n{}\n{}",
+            stdout(&o),
+            stderr(&o)
+        )
+    });
+    (o.status.success(), v, stderr(&o))
+}
+
+fn assert_zero_failed_rollout(batch: &str) {
+    let (okk, v, err) = deploy_json(&[
+        "--archive",
+        &archive("demo-v2.tar"),
+        "--batch",
+        batch,
+        "--probe",
+        "--probe-rate",
+        "50",
+        "--probe-budget",
+        "0",
+        "--probe-soak",
+        "20s",
+    ]);
+    assert!(okk, "deploy failed: {v:#}\n{err}");
+    assert_eq!(v["outcome"], "deployed", "{v:#}");
+    assert_eq!(v["version"], "v2");
+    assert_eq!(versions(), ["v2", "v2", "v2"], "every host serves v2");
+    let p = &v["probe"];
+    let requests = p["requests"].as_u64().unwrap();
+    assert!(
+        requests >= 1500,
+        "the probe saw only {requests} requests: {p:#}"
+    );
+    assert_eq!(p["failed"], 0, "no request may fail: {p:#}\n{err}");
+    assert!(p["p99_ms"].as_f64().unwrap() > 0.0);
+    for (h, _) in HOSTS {
+        assert_eq!(app_containers(h).len(), 1, "{h} runs exactly one app slot");
+    }
+    assert_eq!(not_ready_servers(), "", "no server left drained");
+    eprintln!(
+        "batch {batch}: {} s, probe {} requests, p50 {} ms, p99 {} ms",
+        v["elapsed_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+        requests,
+        p["p50_ms"],
+        p["p99_ms"]
+    );
+}
+
+#[test]
+fn deploy_v2_under_load_has_zero_failed_requests_batch_1() {
+    let _g = lab_guard();
+    setup();
+    assert_zero_failed_rollout("1");
+    // the history on the hosts has the run, and rollback returns to v1
+    let h = ok(&["deploy", "history", "-f", STACK, "--json"]);
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    let last = h.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["version"].as_str(), last["outcome"].as_str()),
+        (Some("v2"), Some("deployed"))
+    );
+    let out = ok(&["rollback", "-f", STACK, "--auto-approve", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (r["op"].as_str(), r["version"].as_str()),
+        (Some("rollback"), Some("v1"))
+    );
+    assert_eq!(versions(), ["v1", "v1", "v1"]);
+    teardown();
+}
+
+#[test]
+fn deploy_v2_under_load_has_zero_failed_requests_batch_2() {
+    let _g = lab_guard();
+    setup();
+    assert_zero_failed_rollout("2");
+    teardown();
+}
+
+#[test]
+fn broken_version_fails_the_canary_and_rolls_back_with_zero_failed_requests() {
+    let _g = lab_guard();
+    setup();
+    let (okk, v, err) = deploy_json(&[
+        "--archive",
+        &archive("demo-broken.tar"),
+        "--probe",
+        "--probe-rate",
+        "50",
+        "--probe-budget",
+        "0",
+    ]);
+    assert!(!okk, "a broken version must exit non-zero: {v:#}");
+    assert_eq!(v["outcome"], "rolled_back", "{v:#}\n{err}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("canary") && reason.contains("health gate"),
+        "clear reason: {reason}"
+    );
+    let failed: Vec<&serde_json::Value> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["result"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "only the canary was tried: {v:#}");
+    assert!(failed[0]["error"].as_str().unwrap().contains("health gate"));
+    assert_eq!(versions(), ["v1", "v1", "v1"], "every host still serves v1");
+    assert_eq!(v["probe"]["failed"], 0, "{:#}", v["probe"]);
+    assert_eq!(not_ready_servers(), "");
+    for (h, _) in HOSTS {
+        assert_eq!(
+            app_containers(h).len(),
+            1,
+            "{h}: the broken slot was stopped"
+        );
+    }
+    teardown();
+}
+
+#[test]
+fn sigkill_mid_deploy_then_deploy_again_converges() {
+    let _g = lab_guard();
+    setup();
+    let mut child = support::hactl()
+        .args([
+            "deploy",
+            "-f",
+            STACK,
+            "--auto-approve",
+            "--archive",
+            &archive("demo-v2.tar"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hactl starts");
+    // wait until a host is in the middle of its blue/green, then kill -9
+    std::thread::sleep(Duration::from_millis(4500));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let (okk, v, err) = deploy_json(&["--archive", &archive("demo-v2.tar")]);
+    assert!(okk, "the second deploy converges: {v:#}\n{err}");
+    assert!(
+        err.contains("stale deploy lock"),
+        "the killed run's lock was broken: {err}"
+    );
+    assert_eq!(versions(), ["v2", "v2", "v2"]);
+    assert_eq!(not_ready_servers(), "", "no host left drained");
+    for (h, _) in HOSTS {
+        assert_eq!(app_containers(h).len(), 1, "{h}: one app version running");
+    }
+    teardown();
+}
+
+#[test]
+fn two_deploys_at_once_second_fails_naming_the_holder_or_waits() {
+    let _g = lab_guard();
+    setup();
+    let first = support::hactl()
+        .args([
+            "deploy",
+            "-f",
+            STACK,
+            "--auto-approve",
+            "--archive",
+            &archive("demo-v3.tar"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hactl starts");
+    let pid = first.id();
+    std::thread::sleep(Duration::from_millis(2000));
+    let o = run(&[
+        "deploy",
+        "-f",
+        STACK,
+        "--auto-approve",
+        "--archive",
+        &archive("demo-v2.tar"),
+    ]);
+    assert!(
+        !o.status.success(),
+        "the second deploy must not run alongside"
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("held by") && e.contains(&format!("pid {pid}")),
+        "names the holder: {e}"
+    );
+    // with --lock-wait it waits for the first and then runs
+    let (okk, v, err) = deploy_json(&["--archive", &archive("demo-v2.tar"), "--lock-wait", "2m"]);
+    assert!(okk, "{v:#}\n{err}");
+    assert!(err.contains("waiting for the deploy lock"), "{err}");
+    let mut first = first;
+    assert!(
+        first.wait().unwrap().success(),
+        "the first deploy finished fine"
+    );
+    assert_eq!(versions(), ["v2", "v2", "v2"]);
+    teardown();
+}
