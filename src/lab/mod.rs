@@ -683,6 +683,7 @@ impl Lab {
         futures::future::try_join_all(veths.iter().map(|v| net::del_link(v))).await?;
         net::del_link(BRIDGE).await?;
         net::remove_safety_route().await?;
+        net::release_netns_dir();
 
         let mut dirs = Vec::new();
         if let Ok(mut rd) = tokio::fs::read_dir(self.dir.join("hosts")).await {

@@ -326,6 +326,28 @@ pub fn netns_exists(name: &str) -> bool {
     netns_path(name).exists()
 }
 
+/// Unmounts /run/netns once it is empty: `ip netns add` turns it into a (shared) bind mount of
+/// itself on first use, and `down` promises to leave no mount behind. A directory with any
+/// namespace left in it (someone else's) is left alone; a busy mount is not an error.
+pub fn release_netns_dir() {
+    for _ in 0..4 {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some("/run/netns")))
+            .unwrap_or(false);
+        let empty = std::fs::read_dir("/run/netns")
+            .map(|mut rd| rd.next().is_none())
+            .unwrap_or(false);
+        if !mounted || !empty {
+            return;
+        }
+        // SAFETY: umount2 with a valid NUL-terminated path; failure (EBUSY) is harmless.
+        let rc = unsafe { libc::umount2(c"/run/netns".as_ptr(), 0) };
+        if rc != 0 {
+            return;
+        }
+    }
+}
+
 /// The lab host namespaces that exist (`host{N}` names only), sorted by index.
 pub fn lab_netns() -> Vec<usize> {
     let mut v: Vec<usize> = std::fs::read_dir("/run/netns")

@@ -311,6 +311,16 @@ fn assert_nothing_left() {
         !mounts.contains("hactl-lab") && !mounts.contains("/run/netns/host"),
         "mounts left: {mounts}"
     );
+    // `ip netns add` made /run/netns a mount point; with no namespace left, down unmounts it
+    let netns_empty = std::fs::read_dir("/run/netns").map_or(true, |mut d| d.next().is_none());
+    if netns_empty {
+        assert!(
+            !mounts
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some("/run/netns")),
+            "/run/netns is still mounted"
+        );
+    }
     // no process runs from the lab dir (sshd -f /srv/hactl-lab/..., unshare ... __init)
     let lab = support::lab_dir().display().to_string();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
