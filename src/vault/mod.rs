@@ -1,15 +1,48 @@
 //! The age vault: secrets encrypted in the repo, opened with each person's or CI's own key.
 //!
+//! One vault per stack (`secrets/<stack>.age` beside the stack's repo, or the stack's
+//! `vault.file`): an armored age file whose plaintext is a small YAML document
+//! `{stack: NAME, secrets: {name: value}}`. The stack name inside the ciphertext binds the vault
+//! to its stack, so a vault copied from another stack is refused instead of silently used. The
+//! recipients (`<vault>.recipients`, plain text) sit beside it so a review shows who can read.
+//!
 //! [`Secret`] is the only type that holds a decrypted value; it redacts itself in `Debug`,
-//! `Display` and `Serialize`, so a secret can only reach a template or a host by an explicit
-//! `expose()` call.
+//! `Display` and `Serialize`, and wipes its memory on drop, so a secret can only reach a
+//! template or a host by an explicit `expose()` call. Plaintext never touches disk except in
+//! `secrets edit`, which uses a private 0700 directory that is wiped on every exit path.
+//!
+//! The rest of hactl uses two functions: [`open`] (decrypt the stack's vault) and
+//! [`check_references`] (every `secret: NAME` in the stack names a secret that exists).
+
+mod edit;
+mod error;
+mod file;
+mod identity;
+mod payload;
+mod prompt;
+mod recipients;
+pub mod refs;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroize;
 
-/// A decrypted secret value that never prints itself.
+use crate::stack::Stack;
+
+pub use error::VaultError;
+pub use refs::{check_references, references};
+
+pub(crate) use edit::edit_plaintext;
+pub(crate) use file::{read_vault, write_recipients, write_vault, VaultPaths};
+pub(crate) use identity::ensure_identity;
+pub(crate) use payload::{decode_edit, encode_edit};
+pub(crate) use prompt::read_value;
+pub(crate) use recipients::{RecipientLine, Recipients};
+pub(crate) use refs::hint as refs_hint;
+
+/// A decrypted secret value that never prints itself and wipes its memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -20,6 +53,12 @@ impl Secret {
     /// The plain value, for the one place that must use it (a template, a host's stdin).
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
@@ -41,8 +80,36 @@ impl Serialize for Secret {
     }
 }
 
+/// Reading a secret from the vault's YAML. Integers are accepted (and kept as written) because
+/// people write `port: 5432` in an editor; anything else must be a string. The error names the
+/// type only, never the value.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The decrypted vault: name → secret.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Secrets {
     pub values: BTreeMap<String, Secret>,
 }
@@ -50,5 +117,78 @@ pub struct Secrets {
 impl Secrets {
     pub fn get(&self, name: &str) -> Option<&Secret> {
         self.values.get(name)
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+    /// Secret names, sorted (names are not secret).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    /// Sets a secret; returns true when it replaced an existing one.
+    pub fn insert(&mut self, name: String, value: Secret) -> bool {
+        self.values.insert(name, value).is_some()
+    }
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.values.remove(name).is_some()
+    }
+    /// The value of a stack field that is either inline or `{secret: NAME}`; `None` when the
+    /// named secret does not exist (which [`check_references`] reports beforehand).
+    pub fn resolve(&self, value: &crate::stack::model::Value) -> Option<Secret> {
+        match value {
+            crate::stack::model::Value::Plain(s) => Some(Secret::new(s.clone())),
+            crate::stack::model::Value::Secret(r) => self.get(&r.secret).cloned(),
+        }
+    }
+}
+
+/// A secret name: what `{{ secret.NAME }}` and `secret: NAME` can spell.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
+/// Opens the stack's vault. A stack with no vault file and no `secret:` reference has no
+/// secrets (not an error); a stack that references secrets needs its vault.
+pub fn open(stack: &Stack) -> Result<Secrets, VaultError> {
+    let paths = VaultPaths::of(stack);
+    if !paths.vault.exists() && references(stack).is_empty() {
+        tracing::debug!(vault = %paths.vault.display(), "no vault and no secret references");
+        return Ok(Secrets::default());
+    }
+    let (_, secrets) = read_vault(stack, &paths)?;
+    Ok(secrets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_redacts_everywhere() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s}"), "<redacted>");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
+        let mut all = Secrets::default();
+        all.insert("pw".into(), s);
+        let dbg = format!("{all:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert_eq!(all.get("pw").unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("db_password"));
+        assert!(valid_name("_x1"));
+        assert!(!valid_name("1abc"));
+        assert!(!valid_name("a-b"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a.b"));
     }
 }
