@@ -154,4 +154,32 @@ mod tests {
             Path::new("/out/host1/etc/nginx/nginx.conf")
         );
     }
+
+    #[tokio::test]
+    async fn sensitive_files_are_written_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |path: &str, mode, sensitive| RenderedFile {
+            path: path.into(),
+            content: b"x\n".to_vec(),
+            mode,
+            owner: None,
+            service: None,
+            check: None,
+            sensitive,
+        };
+        let config = HostConfig {
+            host: "h".into(),
+            files: vec![
+                file("/etc/a.conf", 0o644, false),
+                file("/etc/secret.conf", 0o600, true),
+            ],
+            services: Vec::new(),
+        };
+        let paths = write_host(dir.path(), &config).await.expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("written").permissions().mode() & 0o7777;
+        assert_eq!(mode(&paths[0]), 0o644);
+        assert_eq!(mode(&paths[1]), 0o600);
+        assert_eq!(std::fs::read(&paths[1]).expect("read"), b"x\n");
+    }
 }

@@ -35,8 +35,8 @@ vip:
   checks:
     - name: nginx_up
       service: nginx
-      interval: 1s
-      timeout: 2s
+      interval: 2s
+      timeout: 1s
       fall: 3
       rise: 2
       weight: 0
@@ -64,7 +64,7 @@ vip:
   checks:
     - name: probe
       script: /usr/bin/test -e /run/nginx.pid
-      weight: -20
+      weight: -150
   notify:
     master:
       - command: echo "now master" >> /var/log/hactl-vrrp.log
