@@ -2,8 +2,8 @@
 //!
 //! Every value comes from the validated [`Stack`], serialized (`Spanned<T>` as `T`, durations
 //! as seconds), plus a few values resolved here so templates stay simple (the host's VRRP
-//! state, the VIP's bare address and prefix, the app's replicas). The shape is documented in
-//! `docs/templates.md` and in [`build`].
+//! state, the VIP's bare address and prefix, the app's replicas). The shape is documented on
+//! [`build`].
 //!
 //! Secrets reach a template two ways: `{{ secret.NAME }}` (the [`SecretsObject`] global) and any
 //! `{secret: NAME}` value written in the stack (`vip.auth_pass`, `app.env.*`, `vars.*`). Both

@@ -101,7 +101,7 @@ pub enum RenderError {
     #[error("template `{template}` failed for host `{host}`: {message}")]
     #[diagnostic(
         code(hactl::render::template),
-        help("templates see `stack`, `host`, `hosts`, `vip`, `nginx`, `haproxy`, `app`, `vars`, `secret` and `outputs`; see docs/templates.md")
+        help("templates see `stack`, `host`, `hosts`, `vip`, `nginx`, `haproxy`, `app`, `vars`, `secret` and `outputs`; a typo in a name is an error, never an empty string")
     )]
     Template {
         template: String,
