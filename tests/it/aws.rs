@@ -604,7 +604,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(rules(lb_sg), ["80 0.0.0.0/0"]);
     assert_eq!(
         rules(hosts_sg),
-        [format!("22 198.18.0.0/24"), format!("80 {lb_id}")]
+        ["22 198.18.0.0/24".to_string(), format!("80 {lb_id}")]
     );
     assert_eq!(rules(efs_sg), [format!("2049 {hosts_id}")]);
     assert_eq!(rules(db_sg), [format!("5432 {hosts_id}")]);
