@@ -40,6 +40,8 @@ pub enum SecretsCommand {
     Recipients(RecipientsCommand),
     /// Re-encrypt the vault to the recipients listed now.
     Rekey(StackArgs),
+    /// Check that every `secret: NAME` in the stack names a secret in the vault.
+    Check(StackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +96,7 @@ fn run_blocking(cmd: SecretsCommand) -> miette::Result<ExitStatus> {
         SecretsCommand::Recipients(RecipientsCommand::Remove(a)) => recipients_remove(&a),
         SecretsCommand::Recipients(RecipientsCommand::List(a)) => recipients_list(&a),
         SecretsCommand::Rekey(a) => rekey(&a),
+        SecretsCommand::Check(a) => check(&a),
         SecretsCommand::Edit(_) => Err(miette::miette!("edit runs on the async path")),
     }
 }
@@ -428,6 +431,17 @@ fn rekey(args: &StackArgs) -> miette::Result<ExitStatus> {
         "note: if this removed anyone, their key still opens the old vault in git history: \
          rotate the secrets they could read",
     );
+    Ok(ExitStatus::Success)
+}
+
+fn check(args: &StackArgs) -> miette::Result<ExitStatus> {
+    let (stack, _) = load(args)?;
+    vault::open_checked(&stack)?;
+    view::note(&format!(
+        "every secret reference in `{}` is in its vault ({} checked)",
+        stack.path.display(),
+        vault::references(&stack).len()
+    ));
     Ok(ExitStatus::Success)
 }
 

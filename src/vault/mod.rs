@@ -25,6 +25,7 @@ pub mod refs;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroize;
@@ -163,6 +164,21 @@ pub fn open(stack: &Stack) -> Result<Secrets, VaultError> {
     }
     let (_, secrets) = read_vault(stack, &paths)?;
     Ok(secrets)
+}
+
+/// [`open`], then [`check_references`]: what every command that renders or applies a stack
+/// calls, so an unknown `secret: NAME` stops it before anything runs, with `file:line:col`.
+pub fn open_checked(stack: &Stack) -> miette::Result<Secrets> {
+    let secrets = open(stack)?;
+    let problems = check_references(stack, &secrets);
+    if problems.is_empty() {
+        Ok(secrets)
+    } else {
+        Err(
+            crate::stack::StackError::invalid(&stack.path, Arc::clone(&stack.source), problems)
+                .into(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -674,4 +674,40 @@ fn lab_vault_opens_with_the_demo_key_and_warns() {
     assert!(canary.len() >= 32, "the canary is long");
     let recipients = std::fs::read_to_string(root.join("secrets/lab.recipients")).unwrap();
     assert!(recipients.lines().any(|l| l.starts_with("age1")));
+    // The real lab stack names the demo key itself: its references all resolve.
+    let o = w.secrets_for(&root.join("stacks/lab.yaml"), &["check"], None, &[]);
+    ok(&o);
+    assert!(support::stderr(&o).contains("lives inside the git repository"));
+}
+
+/// `secret: NAME` values that the vault lacks are errors at their line:col, all at once, with
+/// a suggestion; the ones it has pass.
+#[test]
+fn unknown_secret_references_are_reported_with_positions() {
+    let w = world_with_secret();
+    let stack = format!(
+        "{STACK}vip:\n  address: 198.18.0.100/24\n  virtual_router_id: 51\n  \
+         auth_pass: {{secret: db_pasword}}\n\
+         app:\n  image: nginx\n  port: 8000\n  env:\n    DB: {{secret: db_password}}\n    \
+         TOKEN: {{secret: api_token}}\n"
+    );
+    std::fs::write(w.stack(), &stack).unwrap();
+    let o = w.secrets(&["check"], None, &[]);
+    fails_with(&o, "2 problems");
+    let err = support::stderr(&o);
+    assert!(
+        err.contains("unknown secret `db_pasword` in `vip.auth_pass`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `db_password`?"), "{err}");
+    assert!(
+        err.contains("unknown secret `api_token` in `app.env.TOKEN`"),
+        "{err}"
+    );
+    assert!(err.contains("demo.yaml:11:14"), "{err}");
+    assert!(err.contains("demo.yaml:17:12"), "{err}");
+    assert!(!err.contains(CANARY));
+    ok(&w.secrets(&["set", "api_token"], Some("t"), &[]));
+    std::fs::write(w.stack(), stack.replace("db_pasword", "db_password")).unwrap();
+    ok(&w.secrets(&["check"], None, &[]));
 }
