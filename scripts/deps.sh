@@ -19,6 +19,11 @@ want curl curl
 want nsenter util-linux
 want busybox busybox-static
 want python3 python3
+# issue 6: the HA services (syslog active/passive, redis primary/replica with sentinel)
+want rsyslogd rsyslog
+want redis-server redis-server
+want redis-sentinel redis-sentinel
+want redis-cli redis-tools
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_apt+=(busybox-static)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 

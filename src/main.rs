@@ -12,6 +12,7 @@ mod lab;
 mod plan;
 mod provider;
 mod render;
+mod services;
 mod stack;
 mod state;
 mod vault;

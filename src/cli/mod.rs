@@ -5,6 +5,7 @@ mod aws;
 mod deploy;
 mod drill;
 mod explain;
+mod heal;
 mod lab;
 mod logs;
 mod outputs;
@@ -58,6 +59,9 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Inject a fault on the VIP holder and measure the failover (lab and loopback only).
     Drill(drill::DrillArgs),
+    /// Find hosts and services that are down and converge: reconfigure hosts that came back,
+    /// make every redis instance follow its port's one primary (`--watch` to keep at it).
+    Heal(heal::HealArgs),
     /// Logs of keepalived, nginx, haproxy or the app from every host, merged in time order.
     Logs(logs::LogsArgs),
     /// Roll a new app version out host by host: drain, blue/green, health gate, rollback.
@@ -95,6 +99,7 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Status(a) => status::run(a).await,
         Command::Explain(a) => explain::run(a),
         Command::Drill(a) => drill::run(a).await,
+        Command::Heal(a) => heal::run(a).await,
         Command::Logs(a) => logs::run(a).await,
         Command::Deploy(c) => deploy::run_deploy(c).await,
         Command::Rollback(a) => deploy::run_rollback(a).await,

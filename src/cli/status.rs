@@ -9,6 +9,8 @@ use serde::Serialize;
 use super::StackArgs;
 use crate::provider::hosts::script::{self, Record};
 use crate::provider::hosts::{self as hp, Connection};
+use crate::services::{redis, Service};
+use crate::stack::model::ServiceKind;
 use crate::stack::{self, Host, Stack};
 use crate::{view, ExitStatus};
 
@@ -41,6 +43,10 @@ struct HostStatus {
     last_transition: Option<String>,
     checks: Vec<CheckResult>,
     services: std::collections::BTreeMap<String, String>,
+    /// HA services' roles on this host: `redis:9001` → `primary (2 replicas)`, `syslog` →
+    /// `active`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    roles: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +93,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         last_transition: None,
         checks: Vec::new(),
         services: Default::default(),
+        roles: Default::default(),
     };
     let conn = match conn {
         Ok(c) => c,
@@ -116,7 +123,27 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         .unwrap_or_default();
     let vip_addr = stack.vip.as_ref().map(|v| v.address.to_string());
     let instance = vip.map(|v| v.instance.clone()).unwrap_or_default();
-    let text = script::status_script(vip_addr.as_deref(), &instance, &services, &checks);
+    let svcs: Vec<Service<'_>> = Service::all(stack)
+        .into_iter()
+        .filter(|s| s.runs_on(&host.name))
+        .collect();
+    for svc in &svcs {
+        services.extend(svc.units());
+    }
+    let mut text = script::status_script(vip_addr.as_deref(), &instance, &services, &checks);
+    // The vault is opened only when a redis password lives there (a missing key only means
+    // the instances show as down: status never fails on the vault).
+    let secrets = if svcs.iter().any(|s| s.password_secret().is_some()) {
+        crate::vault::open(stack).unwrap_or_default()
+    } else {
+        crate::vault::Secrets::default()
+    };
+    for svc in svcs.iter().filter(|s| s.kind == ServiceKind::Redis) {
+        text.push_str(&redis::probe_script(
+            svc,
+            svc_password(svc, &secrets).as_deref(),
+        ));
+    }
     let out = hp::query(&conn, &text).await;
     conn.close().await;
     let out = match out {
@@ -146,6 +173,33 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
             _ => {}
         }
     }
+    let probed = redis::parse_probe(&out);
+    for svc in &svcs {
+        match svc.kind {
+            ServiceKind::Redis => {
+                for port in &svc.ports {
+                    let state = probed
+                        .states
+                        .get(port)
+                        .map(|s| s.describe())
+                        .unwrap_or_else(|| "down".into());
+                    st.roles.insert(format!("{}:{port}", svc.name), state);
+                }
+            }
+            ServiceKind::Syslog => {
+                let running = svc
+                    .units()
+                    .iter()
+                    .all(|u| st.services.get(u).map(String::as_str) == Some("active"));
+                let role = match (running, st.holds_vip) {
+                    (true, true) => "active",
+                    (true, false) => "passive",
+                    (false, _) => "down",
+                };
+                st.roles.insert(svc.name.clone(), role.into());
+            }
+        }
+    }
     if vip.is_some() {
         let (p, fault) = effective(host.priority, &st.checks);
         st.effective_priority = Some(p);
@@ -165,6 +219,17 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         st.last_transition = transition;
     }
     st
+}
+
+/// A redis service's password for the status probe: inline, or from the vault when it opens.
+fn svc_password(svc: &Service<'_>, secrets: &crate::vault::Secrets) -> Option<String> {
+    match svc.spec.password.as_ref().map(|p| &p.value) {
+        Some(crate::stack::model::Value::Plain(p)) => Some(p.clone()),
+        Some(crate::stack::model::Value::Secret(r)) => {
+            secrets.get(&r.secret).map(|s| s.expose().to_string())
+        }
+        None => None,
+    }
 }
 
 pub async fn run(args: StatusArgs) -> miette::Result<ExitStatus> {
@@ -263,6 +328,15 @@ fn render(s: &Status) -> String {
             services,
             if h.holds_vip { "  ← VIP" } else { "" }
         );
+        if !h.roles.is_empty() {
+            let roles = h
+                .roles
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let _ = writeln!(out, "{:<12} roles: {roles}", "");
+        }
     }
     if let Some(v) = &s.vip {
         match v.holders.len() {

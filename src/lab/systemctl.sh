@@ -3,7 +3,8 @@
 # writes it to <lab>/systemctl and each host bind-mounts it over /usr/bin/systemctl in its own
 # mount namespace only (the machine's systemctl is untouched).
 #
-# Units: nginx, keepalived (logs to /var/log/keepalived.log), haproxy; ".service" is optional.
+# Units: nginx, keepalived (logs to /var/log/keepalived.log), haproxy, rsyslog (alias syslog),
+# redis-server@PORT, redis-sentinel; ".service" is optional.
 # Verbs: start stop restart reload reload-or-restart try-restart is-active is-enabled status
 #        show enable disable daemon-reload. Several units per call, like systemctl.
 # Unknown units behave like systemd's "not found": start/stop exit 5, status exits 4,
@@ -48,6 +49,36 @@ unit_def() {
       pidf=/run/haproxy.pid
       do_start() { mkdir -p /run/haproxy; haproxy -D -f /etc/haproxy/haproxy.cfg -p $pidf; }
       do_reload() { haproxy -D -f /etc/haproxy/haproxy.cfg -p $pidf -sf $(cat $pidf); } ;;
+    # rsyslog (systemd's alias `syslog` too). It only reopens its files on HUP, so a changed
+    # configuration needs a restart.
+    rsyslog|syslog)
+      pidf=/run/rsyslogd.pid
+      do_start() { mkdir -p /var/log/hactl /var/spool/rsyslog; rsyslogd -i "$pidf"; }
+      do_reload() { do_stop && start; } ;;
+    # redis-server@PORT runs /etc/redis/redis-PORT.conf like Debian's template unit; hactl's
+    # pre-start script (its ExecStartPre on a real host) writes that file with the role first.
+    # redis cannot reload a configuration: reload restarts it.
+    redis-server@*)
+      rport=${1#redis-server@}
+      pidf=/run/redis/redis-server-$rport.pid
+      do_start() {
+        mkdir -p /run/redis /var/log/redis "/var/lib/redis/$rport"
+        if [ -x /etc/redis/hactl/prestart.sh ]; then
+          /etc/redis/hactl/prestart.sh redis "$rport" >>/var/log/redis/prestart.log 2>&1 || return 1
+        fi
+        redis-server "/etc/redis/redis-$rport.conf" --daemonize yes --pidfile "$pidf"
+      }
+      do_reload() { do_stop && start; } ;;
+    redis-sentinel|sentinel)
+      pidf=/run/redis/redis-sentinel.pid
+      do_start() {
+        mkdir -p /run/redis /var/log/redis
+        if [ -x /etc/redis/hactl/prestart.sh ]; then
+          /etc/redis/hactl/prestart.sh sentinel >>/var/log/redis/prestart.log 2>&1 || return 1
+        fi
+        redis-sentinel /etc/redis/sentinel.conf --daemonize yes --pidfile "$pidf"
+      }
+      do_reload() { do_stop && start; } ;;
     *) return 1 ;;
   esac
 }

@@ -35,6 +35,26 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "docker-compose.yml.j2",
         include_str!("../../templates/docker-compose.yml.j2"),
     ),
+    (
+        "rsyslog-hactl.conf.j2",
+        include_str!("../../templates/rsyslog-hactl.conf.j2"),
+    ),
+    (
+        "redis.conf.j2",
+        include_str!("../../templates/redis.conf.j2"),
+    ),
+    (
+        "sentinel.conf.j2",
+        include_str!("../../templates/sentinel.conf.j2"),
+    ),
+    (
+        "redis-prestart.sh.j2",
+        include_str!("../../templates/redis-prestart.sh.j2"),
+    ),
+    (
+        "haproxy-redis.cfg.j2",
+        include_str!("../../templates/haproxy-redis.cfg.j2"),
+    ),
 ];
 
 /// Builds the environment for one stack.

@@ -15,6 +15,7 @@
 pub mod check;
 mod context;
 mod env;
+mod services;
 
 use std::sync::Arc;
 
@@ -264,6 +265,8 @@ pub fn render_host(
         files.push(renderer.render(job("nginx.conf.j2", path, 0o644, "nginx", check))?);
         services.push("nginx".to_string());
     }
+    // HA services (syslog, redis) before haproxy and keepalived, which front them.
+    services::render(&renderer, &mut files, &mut services)?;
     if f.haproxy.is_some() && host.has_role("vip") {
         let path = "/etc/haproxy/haproxy.cfg".to_string();
         let check = Some(CheckKind::Haproxy);

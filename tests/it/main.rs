@@ -7,6 +7,7 @@ mod deploy;
 mod ha;
 mod lab;
 mod render;
+mod services;
 mod spine;
 mod stack;
 mod support;

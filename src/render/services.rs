@@ -1,0 +1,226 @@
+//! The files of the HA services (`services:` in the stack) for one host: rsyslog's receiver
+//! configuration for syslog, and for redis each instance's base configuration, the sentinel's
+//! seed and the pre-start script that picks an instance's role from what is live.
+//!
+//! Each template sees the usual context plus one object for its service (`syslog` or `redis`)
+//! with every default resolved (ports, log file, sentinel settings, the initial primary), so the
+//! templates hold no defaults of their own. The haproxy side of redis (one `listen` per proxied
+//! port, routing to `role:master` only) is `haproxy-redis.cfg.j2`, included by `haproxy.cfg.j2`.
+//!
+//! What these files never hold is an instance's role: a primary that came back must not be
+//! told by a file that it is the primary. See `templates/redis-prestart.sh.j2`.
+
+use std::sync::Arc;
+
+use minijinja::Value;
+use serde_json::json;
+
+use super::{context, describe, FileJob, RenderError, RenderedFile, Renderer};
+use crate::services::{Service, FAILOVER_TIMEOUT, SENTINEL_PORT};
+use crate::stack::model::{ServiceKind, Value as StackValue};
+
+/// Where the redis pre-start script goes; the units (systemd `ExecStartPre`, the lab's
+/// stand-in) run it before every start.
+pub const REDIS_PRESTART: &str = "/etc/redis/hactl/prestart.sh";
+
+/// Renders one file with the usual context plus `extra` (one object for the service), built
+/// with the file's own converter so a secret it holds marks this file sensitive.
+fn render_with(
+    r: &Renderer<'_>,
+    job: FileJob,
+    extra: impl FnOnce(&context::Converter) -> Value,
+) -> Result<RenderedFile, RenderError> {
+    let tracker = Arc::new(context::Tracker::default());
+    let conv = context::Converter::new(r.secrets.clone(), tracker.clone());
+    let extra = extra(&conv);
+    let base = context::build(r.stack, r.host, &conv, &r.secrets, &tracker)?;
+    let ctx = minijinja::value::merge_maps([extra, base]);
+    let result = r
+        .env
+        .get_template(&job.template)
+        .and_then(|t| t.render(ctx));
+    let touched = tracker.touched();
+    if let Some(name) = touched.missing.iter().next() {
+        return Err(RenderError::UnknownSecret {
+            template: job.template,
+            host: r.host.name.clone(),
+            name: name.clone(),
+        });
+    }
+    let text = result.map_err(|e| RenderError::Template {
+        template: job.template.clone(),
+        host: r.host.name.clone(),
+        message: describe(&e),
+    })?;
+    let sensitive = !touched.used.is_empty();
+    Ok(RenderedFile {
+        path: job.path,
+        content: text.into_bytes(),
+        mode: if sensitive {
+            job.mode & 0o700
+        } else {
+            job.mode
+        },
+        owner: job.owner,
+        service: job.service,
+        check: job.check,
+        sensitive,
+    })
+}
+
+fn job(template: &str, path: String, mode: u32, service: Option<String>) -> FileJob {
+    FileJob {
+        template: template.to_string(),
+        path,
+        mode,
+        owner: Some("root".to_string()),
+        service,
+        check: None,
+    }
+}
+
+/// The service's password as the templates see it: a `{secret: NAME}` stays a reference, which
+/// the converter resolves (and records, so the file becomes sensitive) when a template reads it.
+fn password(conv: &context::Converter, svc: &Service<'_>) -> Value {
+    match svc.spec.password.as_ref().map(|p| &p.value) {
+        Some(StackValue::Secret(r)) => {
+            // the converter turns a map holding {secret: NAME} into a tracked slot
+            let holder = conv.convert(&json!({ "password": { "secret": r.secret } }));
+            holder.get_attr("password").unwrap_or(Value::from(()))
+        }
+        Some(StackValue::Plain(p)) => Value::from(p.clone()),
+        None => Value::from(()),
+    }
+}
+
+/// Appends the files and units of every service that runs on the renderer's host.
+pub(super) fn render(
+    r: &Renderer<'_>,
+    files: &mut Vec<RenderedFile>,
+    services: &mut Vec<String>,
+) -> Result<(), RenderError> {
+    for svc in Service::all(r.stack) {
+        if !svc.runs_on(&r.host.name) {
+            continue;
+        }
+        match svc.kind {
+            ServiceKind::Syslog => {
+                let extra = |_: &context::Converter| {
+                    Value::from_serialize(json!({
+                        "syslog": {
+                            "name": svc.name,
+                            "ports": svc.ports,
+                            "udp": svc.udp,
+                            "tcp": svc.tcp,
+                            "log_file": svc.log_file(),
+                        }
+                    }))
+                };
+                files.push(render_with(
+                    r,
+                    job(
+                        "rsyslog-hactl.conf.j2",
+                        "/etc/rsyslog.conf".into(),
+                        0o644,
+                        Some("rsyslog".into()),
+                    ),
+                    extra,
+                )?);
+            }
+            ServiceKind::Redis => render_redis(r, &svc, files)?,
+        }
+        for unit in svc.units() {
+            if !services.contains(&unit) {
+                services.push(unit);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_redis(
+    r: &Renderer<'_>,
+    svc: &Service<'_>,
+    files: &mut Vec<RenderedFile>,
+) -> Result<(), RenderError> {
+    let addresses: Vec<String> = svc.hosts.iter().map(|h| h.address.to_string()).collect();
+    let initial = svc
+        .initial_primary()
+        .map(|h| h.address.to_string())
+        .unwrap_or_default();
+    // the pre-start wait: the sentinels need down_after, then their election
+    let wait = svc.down_after + crate::services::SENTINEL_ELECTION * 2;
+    let object = |port: Option<u16>, conv: &context::Converter| -> Value {
+        let mut m = std::collections::BTreeMap::<&str, Value>::new();
+        m.insert("name", Value::from(svc.name.clone()));
+        m.insert("ports", Value::from_serialize(&svc.ports));
+        m.insert("addresses", Value::from_serialize(&addresses));
+        m.insert("initial_primary", Value::from(initial.clone()));
+        m.insert("sentinel_port", Value::from(SENTINEL_PORT));
+        m.insert("quorum", Value::from(svc.quorum));
+        m.insert(
+            "down_after_ms",
+            Value::from(u64::try_from(svc.down_after.as_millis()).unwrap_or(u64::MAX)),
+        );
+        m.insert(
+            "failover_timeout_ms",
+            Value::from(u64::try_from(FAILOVER_TIMEOUT.as_millis()).unwrap_or(u64::MAX)),
+        );
+        m.insert(
+            "prestart_wait_tenths",
+            Value::from(u64::try_from(wait.as_millis() / 100).unwrap_or(u64::MAX)),
+        );
+        m.insert("prestart", Value::from(REDIS_PRESTART));
+        m.insert("data_root", Value::from("/var/lib/redis"));
+        m.insert(
+            "sentinel_runtime_conf",
+            Value::from("/etc/redis/sentinel.conf"),
+        );
+        m.insert("replica_priority", Value::from(100));
+        m.insert("min_replicas_to_write", Value::from(1));
+        m.insert("min_replicas_max_lag", Value::from(10));
+        m.insert("password", password(conv, svc));
+        if let Some(p) = port {
+            m.insert("port", Value::from(p));
+            m.insert("data_dir", Value::from(format!("/var/lib/redis/{p}")));
+            m.insert(
+                "runtime_conf",
+                Value::from(format!("/etc/redis/redis-{p}.conf")),
+            );
+        }
+        let mut outer = std::collections::BTreeMap::new();
+        outer.insert("redis", Value::from_iter(m));
+        Value::from_iter(outer)
+    };
+    // The pre-start script first: every unit runs it.
+    files.push(render_with(
+        r,
+        job("redis-prestart.sh.j2", REDIS_PRESTART.into(), 0o755, None),
+        |c| object(None, c),
+    )?);
+    for &port in &svc.ports {
+        files.push(render_with(
+            r,
+            job(
+                "redis.conf.j2",
+                format!("/etc/redis/hactl/redis-{port}.conf"),
+                0o644,
+                Some(format!("redis-server@{port}")),
+            ),
+            |c| object(Some(port), c),
+        )?);
+    }
+    if svc.sentinel() {
+        files.push(render_with(
+            r,
+            job(
+                "sentinel.conf.j2",
+                "/etc/redis/hactl/sentinel.conf".into(),
+                0o644,
+                Some("redis-sentinel".into()),
+            ),
+            |c| object(None, c),
+        )?);
+    }
+    Ok(())
+}

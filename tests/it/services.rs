@@ -1,0 +1,530 @@
+//! HA services on real lab hosts (issue 6): syslog active/passive behind the VIP (seed 000) and
+//! redis primary/replica with sentinel behind haproxy (seed 002), each with a client that
+//! counts what arrived (or was acknowledged) across a failure, plus `hactl heal` bringing a
+//! dead primary's host back as a replica. The numbers are printed (`--nocapture`) and recorded
+//! in docs/benchmarks.md.
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::{lab_guard, ok, run, stderr, stdout};
+
+const VIP: &str = "198.18.0.100";
+const SYSLOG_STACK: &str = "stacks/lab-syslog.yaml";
+const REDIS_STACK: &str = "stacks/lab-redis.yaml";
+
+/// Refuses to send traffic anywhere but the lab: the address must route through `hactl0`.
+fn assert_lab_route(addr: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["route", "get", addr])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dev hactl0"),
+        "{addr} does not route through the lab bridge: {text}"
+    );
+}
+
+fn lab_exec(host: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["lab", "exec", host, "--"];
+    args.extend_from_slice(cmd);
+    ok(&args)
+}
+
+fn status_json(stack: &str) -> serde_json::Value {
+    let o = run(&["status", "-f", stack, "--json"]);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json is JSON ({e}): {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        )
+    })
+}
+
+fn vip_holders(v: &serde_json::Value) -> Vec<String> {
+    v["vip"]["holders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn role(v: &serde_json::Value, host: &str, key: &str) -> String {
+    v["hosts"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["name"] == host))
+        .and_then(|h| h["roles"][key].as_str())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// Waits until `f` is true, up to `limit`; returns how long it took.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The numbers `N` in every `MARK-N` of a text.
+fn numbers(text: &str, mark: &str) -> Vec<u64> {
+    text.match_indices(mark)
+        .filter_map(|(i, _)| {
+            let rest = &text[i + mark.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// syslog
+
+/// Sends `count` numbered messages over UDP, one every `gap`.
+fn udp_sender(count: u64, gap: Duration) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+        let to: SocketAddr = format!("{VIP}:514").parse().expect("address");
+        for n in 1..=count {
+            // A send error (ICMP port unreachable from the stopped receiver) is a lost message,
+            // which is what is being measured.
+            let _ = sock.send_to(format!("<14>hactltest: udp-{n}-end").as_bytes(), to);
+            std::thread::sleep(gap);
+        }
+        count
+    })
+}
+
+/// Sends `count` numbered messages over TCP with the client's retry: plain syslog over TCP has
+/// no acknowledgement, so when the connection breaks the client reconnects (to the VIP, which
+/// may take a moment to move) and sends again everything of the last `window`; duplicates are
+/// counted apart. Returns (sent, reconnects).
+fn tcp_sender(count: u64, gap: Duration, window: Duration) -> std::thread::JoinHandle<(u64, u32)> {
+    std::thread::spawn(move || {
+        let to: SocketAddr = format!("{VIP}:514").parse().expect("address");
+        let connect = || loop {
+            if let Ok(s) = TcpStream::connect_timeout(&to, Duration::from_millis(200)) {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_nonblocking(true);
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut s = connect();
+        let mut recent: std::collections::VecDeque<(Instant, u64)> = Default::default();
+        let mut reconnects = 0;
+        let mut n = 1;
+        while n <= count {
+            // The receiver closing the connection shows as EOF (or an error) on a read.
+            let mut buf = [0u8; 64];
+            let broken = match s.read(&mut buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+                Err(_) => true,
+            };
+            let line = format!("<14>hactltest: tcp-{n}-end\n");
+            if broken || s.write_all(line.as_bytes()).is_err() {
+                reconnects += 1;
+                s = connect();
+                let cutoff = Instant::now() - window;
+                let resend: Vec<u64> = recent
+                    .iter()
+                    .filter(|(t, _)| *t >= cutoff)
+                    .map(|(_, m)| *m)
+                    .collect();
+                for m in resend {
+                    let _ = s.write_all(format!("<14>hactltest: tcp-{m}-end\n").as_bytes());
+                }
+                continue; // send n again on the new connection
+            }
+            recent.push_back((Instant::now(), n));
+            while recent.len() > 2000 {
+                recent.pop_front();
+            }
+            n += 1;
+            std::thread::sleep(gap);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        (count, reconnects)
+    })
+}
+
+#[test]
+fn syslog_vip_follows_rsyslog_and_tcp_with_retry_loses_nothing() {
+    let _g = lab_guard();
+    ok(&["lab", "up", "--hosts", "3"]);
+    ok(&["up", "-f", SYSLOG_STACK, "--auto-approve"]);
+    assert_lab_route(VIP);
+    let ready = wait_until(Duration::from_secs(20), || {
+        vip_holders(&status_json(SYSLOG_STACK)) == ["host1"]
+            && TcpStream::connect_timeout(
+                &format!("{VIP}:514").parse().expect("address"),
+                Duration::from_millis(300),
+            )
+            .is_ok()
+    });
+    assert!(
+        ready.is_some(),
+        "the VIP never settled on host1 with rsyslog"
+    );
+    let st = status_json(SYSLOG_STACK);
+    assert_eq!(role(&st, "host1", "syslog"), "active");
+    assert_eq!(role(&st, "host2", "syslog"), "passive");
+
+    // 100 messages a second per protocol for 8 s; rsyslog stops on host1 after 2 s.
+    let (count, gap) = (800u64, Duration::from_millis(10));
+    let udp = udp_sender(count, gap);
+    let tcp = tcp_sender(count, gap, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(2));
+    let t_stop = Instant::now();
+    lab_exec("host1", &["systemctl", "stop", "rsyslog"]);
+    let moved = wait_until(Duration::from_secs(10), || {
+        vip_holders(&status_json(SYSLOG_STACK)) == ["host2"]
+    });
+    let moved_after = t_stop.elapsed();
+    let udp_sent = udp.join().expect("udp sender");
+    let (tcp_sent, reconnects) = tcp.join().expect("tcp sender");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(moved.is_some(), "the VIP did not move to host2");
+
+    let mut udp_seen = BTreeSet::new();
+    let mut tcp_seen = BTreeSet::new();
+    let mut tcp_total = 0usize;
+    let mut per_host = Vec::new();
+    for host in ["host1", "host2", "host3"] {
+        let log = lab_exec(
+            host,
+            &[
+                "sh",
+                "-c",
+                "cat /var/log/hactl/syslog.log 2>/dev/null || true",
+            ],
+        );
+        let u = numbers(&log, "udp-");
+        let t = numbers(&log, "tcp-");
+        per_host.push(format!("{host}: udp {} tcp {}", u.len(), t.len()));
+        tcp_total += t.len();
+        udp_seen.extend(u);
+        tcp_seen.extend(t);
+    }
+    let udp_lost = udp_sent - udp_seen.len() as u64;
+    let tcp_lost = tcp_sent - tcp_seen.len() as u64;
+    let tcp_dups = tcp_total - tcp_seen.len();
+    eprintln!(
+        "syslog failover: VIP moved to host2 within {moved_after:?} of the stop (status polled); \
+         UDP sent {udp_sent} lost {udp_lost}; TCP sent {tcp_sent} lost {tcp_lost} (duplicates \
+         {tcp_dups}, reconnects {reconnects}); arrivals {}",
+        per_host.join(", ")
+    );
+    assert_eq!(tcp_lost, 0, "TCP with retry lost messages");
+    assert!(reconnects >= 1, "the TCP client never saw the failover");
+    assert!(
+        per_host[1].contains("udp ") && !per_host[1].starts_with("host2: udp 0"),
+        "no UDP message reached host2 after the move: {per_host:?}"
+    );
+    // UDP has no retry: what was sent while the VIP pointed at the stopped receiver is lost,
+    // at most the failover time's worth (100/s for a few seconds).
+    assert!(
+        udp_lost < 500,
+        "UDP lost {udp_lost} of {udp_sent}: more than the failover explains"
+    );
+
+    // rsyslog back on host1: preempt takes the VIP home.
+    lab_exec("host1", &["systemctl", "start", "rsyslog"]);
+    let back = wait_until(Duration::from_secs(15), || {
+        vip_holders(&status_json(SYSLOG_STACK)) == ["host1"]
+    });
+    assert!(back.is_some(), "the VIP did not return to host1");
+    ok(&["down", "-f", SYSLOG_STACK, "--auto-approve"]);
+    ok(&["lab", "down"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// redis
+
+/// A minimal RESP client: one command, one reply line (`+OK`, `:42`, `-ERR …`, `$n` + data).
+struct Resp {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Resp {
+    fn connect(addr: &str, port: u16, timeout: Duration) -> Option<Resp> {
+        let sa: SocketAddr = format!("{addr}:{port}").parse().ok()?;
+        let s = TcpStream::connect_timeout(&sa, timeout).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        s.set_write_timeout(Some(timeout)).ok()?;
+        s.set_nodelay(true).ok()?;
+        Some(Resp { s, buf: Vec::new() })
+    }
+
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let l = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Some(l);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn cmd(&mut self, args: &[&str]) -> Option<String> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.s.write_all(out.as_bytes()).ok()?;
+        let first = self.line()?;
+        if let Some(n) = first.strip_prefix('$') {
+            if n == "-1" {
+                return Some(String::new());
+            }
+            return self.line();
+        }
+        Some(first)
+    }
+}
+
+/// The writer: INCR on the VIP's proxy port, recording each acknowledged value and when.
+fn writer(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(Instant, u64)>> {
+    std::thread::spawn(move || {
+        let mut acks = Vec::new();
+        let mut conn: Option<Resp> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => {
+                    conn = Resp::connect(VIP, 8001, Duration::from_millis(500));
+                    if conn.is_none() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    continue;
+                }
+            };
+            match c.cmd(&["INCR", "hactl:counter"]) {
+                Some(r) if r.starts_with(':') => {
+                    if let Ok(v) = r[1..].parse() {
+                        acks.push((Instant::now(), v));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // -ERR, -READONLY, -NOREPLICAS, or a broken connection: not acknowledged.
+                _ => {
+                    conn = None;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        acks
+    })
+}
+
+fn primaries(st: &serde_json::Value, key: &str) -> Vec<String> {
+    ["host1", "host2", "host3"]
+        .iter()
+        .filter(|h| role(st, h, key).starts_with("primary"))
+        .map(|h| h.to_string())
+        .collect()
+}
+
+#[test]
+fn redis_primary_host_dies_sentinel_promotes_and_heal_brings_it_back_as_replica() {
+    let _g = lab_guard();
+    ok(&["lab", "up", "--hosts", "3"]);
+    ok(&["up", "-f", REDIS_STACK, "--auto-approve"]);
+    assert_lab_route(VIP);
+    let ready = wait_until(Duration::from_secs(30), || {
+        Resp::connect(VIP, 8001, Duration::from_millis(500))
+            .and_then(|mut c| c.cmd(&["INCR", "hactl:warmup"]))
+            .is_some_and(|r| r.starts_with(':'))
+    });
+    assert!(ready.is_some(), "writes through the VIP never succeeded");
+    let st = status_json(REDIS_STACK);
+    assert_eq!(primaries(&st, "redis:9001"), ["host1"], "{st:#}");
+    assert_eq!(primaries(&st, "redis:9002"), ["host1"], "{st:#}");
+    assert!(role(&st, "host2", "redis:9001").starts_with("replica of 198.18.0.11"));
+
+    // What the stack's timings predict, from hactl itself.
+    let heal = run(&["heal", "-f", REDIS_STACK, "--dry-run", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&heal.stdout).expect("heal --json");
+    assert!(
+        heal.status.success(),
+        "a healthy stack needs no healing: {h:#}"
+    );
+    let predicted = Duration::from_millis(
+        h["services"][0]["predicted_failover_ms"]
+            .as_u64()
+            .expect("a prediction"),
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(stop.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    // Kill host1 the hard way: its PID 1, and with it every process of the host.
+    let lab: serde_json::Value =
+        serde_json::from_str(&ok(&["lab", "status", "--json"])).expect("lab status --json");
+    let pid = lab["hosts"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["name"] == "host1"))
+        .and_then(|h| h["pid"].as_u64())
+        .expect("host1 runs");
+    let t_kill = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_secs(12));
+    stop.store(true, Ordering::Relaxed);
+    let acks = w.join().expect("writer");
+
+    let before: Vec<u64> = acks
+        .iter()
+        .filter(|(t, _)| *t < t_kill)
+        .map(|(_, v)| *v)
+        .collect();
+    let after: Vec<(Instant, u64)> = acks.iter().filter(|(t, _)| *t >= t_kill).copied().collect();
+    assert!(
+        !before.is_empty(),
+        "no write was acknowledged before the kill"
+    );
+    let (t_first, first_after) = *after.first().expect("writes resumed after the failover");
+    let last_before = *before.iter().max().expect("acks");
+    let failover = t_first - t_kill;
+    // Acknowledged before the failure but absent after it: the counter resumed below them.
+    let lost = last_before.saturating_sub(first_after.saturating_sub(1));
+    let mut check = Resp::connect(VIP, 8001, Duration::from_millis(500)).expect("connect");
+    let final_value: u64 = check
+        .cmd(&["GET", "hactl:counter"])
+        .and_then(|v| v.parse().ok())
+        .expect("the counter");
+    let last_ack = acks.last().map(|(_, v)| *v).unwrap_or(0);
+    eprintln!(
+        "redis failover (host1 killed): writes resumed after {failover:?} (predicted {predicted:?}); \
+         acknowledged {} writes ({} before, {} after); acknowledged writes lost: {lost}; \
+         final counter {final_value}, last ack {last_ack}",
+        acks.len(),
+        before.len(),
+        after.len()
+    );
+    assert!(
+        failover <= predicted + Duration::from_secs(1),
+        "failover took {failover:?}, more than the predicted {predicted:?} (+1 s)"
+    );
+    assert!(
+        final_value >= last_ack,
+        "the counter went back after the failover"
+    );
+    assert_eq!(lost, 0, "acknowledged writes were lost");
+    let st = status_json(REDIS_STACK);
+    let new_primary = primaries(&st, "redis:9001");
+    assert_eq!(new_primary.len(), 1, "one primary for 9001: {st:#}");
+    assert_ne!(new_primary[0], "host1");
+
+    // host1 comes back empty (a lab host restarts clean): heal reconfigures it as a replica.
+    ok(&["lab", "up", "--hosts", "3"]);
+    let t_heal = Instant::now();
+    let o = run(&["heal", "-f", REDIS_STACK]);
+    eprintln!("heal:\n{}{}", stdout(&o), stderr(&o));
+    let healed = wait_until(Duration::from_secs(30), || {
+        let st = status_json(REDIS_STACK);
+        ["redis:9001", "redis:9002"].iter().all(|k| {
+            primaries(&st, k).len() == 1 && role(&st, "host1", k).starts_with("replica of")
+        })
+    });
+    assert!(
+        healed.is_some(),
+        "host1 did not rejoin as a replica: {:#}",
+        status_json(REDIS_STACK)
+    );
+    eprintln!(
+        "heal: host1 back as a replica {:?} after `lab up`",
+        t_heal.elapsed()
+    );
+    let o = run(&["heal", "-f", REDIS_STACK]);
+    assert!(
+        o.status.success(),
+        "a second heal round converges: {}",
+        stdout(&o)
+    );
+    let plan = run(&["plan", "-f", REDIS_STACK, "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "plan after heal: {}",
+        stdout(&plan)
+    );
+    // the data survived: the counter is still there, on the new primary
+    let mut c = Resp::connect(VIP, 8001, Duration::from_millis(500)).expect("connect");
+    let v: u64 = c
+        .cmd(&["GET", "hactl:counter"])
+        .and_then(|v| v.parse().ok())
+        .expect("the counter");
+    assert!(v >= last_ack);
+
+    ok(&["down", "-f", REDIS_STACK, "--auto-approve"]);
+    ok(&["lab", "down"]);
+}
+
+#[test]
+fn redis_render_routes_each_proxy_port_to_the_primary_only() {
+    let out = ok(&["render", "-f", REDIS_STACK, "--host", "host2"]);
+    for want in [
+        "listen redis_9001",
+        "bind *:8001",
+        "listen redis_9002",
+        "bind *:8002",
+        "tcp-check expect string role:master",
+        "server host1 198.18.0.11:9001 check",
+        "on-marked-down shutdown-sessions",
+        "sentinel monitor redis-9001 @PRIMARY_9001@ 9001 2",
+        "sentinel down-after-milliseconds redis-9001 2000",
+        "include /etc/redis/hactl/redis-$PORT.conf",
+        "replica-announce-ip 198.18.0.12",
+    ] {
+        assert!(out.contains(want), "`{want}` missing from:\n{out}");
+    }
+    // roles are live state: no rendered file says `replicaof`
+    assert!(!out.contains("\nreplicaof "), "{out}");
+    let syslog = ok(&["render", "-f", SYSLOG_STACK, "--host", "host1"]);
+    for want in [
+        "input(type=\"imudp\" port=\"514\"",
+        "input(type=\"imtcp\" port=\"514\"",
+        "file=\"/var/log/hactl/syslog.log\"",
+        "systemctl is-active --quiet syslog",
+    ] {
+        assert!(syslog.contains(want), "`{want}` missing from:\n{syslog}");
+    }
+}
+
+#[test]
+fn heal_refuses_aws_stacks_with_a_clear_error() {
+    let o = run(&["heal", "-f", "stacks/seed-003-aws-web.yaml"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("hactl::heal::aws_unsupported"),
+        "{}",
+        stderr(&o)
+    );
+}
