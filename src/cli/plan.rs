@@ -53,7 +53,7 @@ struct Prepared {
 
 async fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
     let stack = stack::load(&args.file)?;
-    let secrets = vault::open(&stack)?;
+    let secrets = vault::open_checked(&stack)?;
     let configs = engine::render_all(&stack, &secrets)?;
     let observed = engine::observe(&stack, configs).await;
     Ok(Prepared { stack, observed })

@@ -10,7 +10,6 @@ use serde_json::json;
 use super::StackArgs;
 use crate::render::check;
 use crate::render::{self, HostConfig, RenderedFile};
-use crate::vault::Secrets;
 use crate::{stack, view, ExitStatus};
 
 #[derive(Debug, Args)]
@@ -45,9 +44,7 @@ enum RenderCmdError {
 
 pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&args.stack.file)?;
-    // The vault is wired in by the secrets work; until then templates see an empty vault, and
-    // a stack that needs a secret fails with `hactl::render::unknown_secret`.
-    let secrets = Secrets::default();
+    let secrets = crate::vault::open_checked(&stack)?;
 
     let hosts: Vec<&stack::Host> = match &args.host {
         Some(name) => match stack.host(name) {

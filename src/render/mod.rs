@@ -257,6 +257,20 @@ pub fn render_host(
     if f.app.is_some() && host.has_role("app") {
         let path = format!("/etc/hactl/{}/docker-compose.yml", stack.name());
         files.push(renderer.render(job("docker-compose.yml.j2", path, 0o644, "app", None))?);
+        // The app is no system unit: `app-ctl` runs its compose project in two slots and
+        // takes systemctl's verbs (built as data in `deploy::remote`, not a template: its
+        // logic is hactl's, not the user's to override).
+        if let Some(params) = crate::deploy::remote::AppParams::from_stack(stack) {
+            files.push(RenderedFile {
+                path: crate::deploy::remote::ctl_path(stack.name()),
+                content: crate::deploy::remote::ctl_script(&params).into_bytes(),
+                mode: 0o700,
+                owner: Some("root".to_string()),
+                service: Some("app".to_string()),
+                check: None,
+                sensitive: false,
+            });
+        }
         services.push("app".to_string());
     }
     if f.nginx.is_some() && host.has_role("app") {
@@ -292,6 +306,11 @@ pub fn render_host(
         services.push("keepalived".to_string());
     }
     for spec in &f.files {
+        if let Some(only) = &spec.hosts {
+            if !only.value.iter().any(|h| h == &host.name) {
+                continue;
+            }
+        }
         let dest = spec.dest.value.clone();
         let mode = parse_mode(&dest, spec.mode.as_deref())?;
         files.push(renderer.render(FileJob {

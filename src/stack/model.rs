@@ -603,6 +603,9 @@ pub struct FileSpec {
     /// Service reloaded when this file changes.
     #[serde(default)]
     pub reload: Option<String>,
+    /// Only these hosts get the file; default: every host.
+    #[serde(default)]
+    pub hosts: Option<Spanned<Vec<String>>>,
 }
 
 /// AWS resources for `provider: aws` (seed 003).

@@ -1914,6 +1914,21 @@ impl Checker<'_> {
                     );
                 }
             }
+            if let Some(hs) = &fs.hosts {
+                for h in &hs.value {
+                    if !self.f.hosts.iter().any(|x| &x.name.value == h) {
+                        let span = self.loc(hs);
+                        self.push(
+                            Problem::new(
+                                "hactl::stack::file",
+                                format!("`files[{i}].hosts` names unknown host `{h}`"),
+                            )
+                            .at(span, "unknown host")
+                            .help("list host names from `hosts:`"),
+                        );
+                    }
+                }
+            }
             if let Some(r) = &fs.reload {
                 if !known.iter().any(|k| k == r) {
                     let span = self.at(&format!("files.{i}.reload"));
