@@ -276,12 +276,10 @@ pub fn vrrp_state(stack: &Stack, host: &Host) -> &'static str {
     }
 }
 
-/// True when the VIP has at least one notify hook (and so a notify script).
+/// True when hosts get the notify script: always with a VIP. Even without user hooks it records
+/// every transition (state and time) in `/run/hactl/vrrp-<instance>.state` for `hactl status`.
 pub fn has_notify(stack: &Stack) -> bool {
-    stack.file.vip.as_ref().is_some_and(|v| {
-        let n = &v.notify;
-        !(n.master.is_empty() && n.backup.is_empty() && n.fault.is_empty() && n.stop.is_empty())
-    })
+    stack.file.vip.is_some()
 }
 
 /// The image compose runs: the registry reference, or the name the archive is loaded under.
@@ -315,7 +313,7 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
 ///   `interface`, `roles`) plus `vrrp_state` (`MASTER`/`BACKUP`).
 /// - `hosts`: every resolved host, same shape, file order.
 /// - `vip`: the `vip` section with `address` (bare IP), `prefix`, `cidr`, `vrrp_version`
-///   resolved and `notify_script` (path, or none without hooks); none without a VIP.
+///   resolved and `notify_script` (its path); none without a VIP.
 /// - `nginx`, `haproxy` (with `backend_port` resolved), `app` (with `image_ref`, `health_url`
 ///   and `replicas_list: [{index, name, host_port}]`): the sections, or none.
 /// - `vars`, `secret`, `outputs` (empty until AWS outputs exist).

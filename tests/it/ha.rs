@@ -144,3 +144,354 @@ fn explain_seed_004_stack() {
         assert!(rows.iter().any(|r| r == want), "no row `{want}` in:\n{out}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lab tests: they hold the lab guard, bring the lab up themselves and leave it down.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, lab_guard};
+
+const LAB_STACK: &str = "stacks/lab.yaml";
+const VIP: &str = "198.18.0.100";
+
+/// hactl with the lab demo vault's key (the demo stack's vault opens with it).
+fn hactl(args: &[&str]) -> Output {
+    support::hactl()
+        .env("HACTL_AGE_KEY_FILE", "secrets/lab.demo-key")
+        .args(args)
+        .output()
+        .expect("the hactl binary runs")
+}
+
+fn must(args: &[&str]) -> String {
+    let o = hactl(args);
+    assert!(
+        o.status.success(),
+        "hactl {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Takes the lab down when the test ends, passed or not.
+struct LabDown;
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = hactl(&["lab", "down"]);
+    }
+}
+
+/// Refuses to send traffic anywhere but the lab: the address must route through `hactl0`.
+fn assert_lab_route(addr: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["route", "get", addr])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dev hactl0"),
+        "{addr} does not route through the lab bridge: {text}"
+    );
+}
+
+fn holders(stack: &str) -> Vec<String> {
+    let o = hactl(&["status", "-f", stack, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v["vip"]["holders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_holders(stack: &str, want: &[&str], limit: Duration) -> Vec<String> {
+    let t = Instant::now();
+    loop {
+        let h = holders(stack);
+        if h == want || t.elapsed() > limit {
+            return h;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Lab up with 3 hosts, the stack applied, host1 holding the VIP.
+fn lab_ready(stack: &str) -> LabDown {
+    must(&["lab", "up", "--hosts", "3"]);
+    let guard = LabDown;
+    must(&["up", "-f", stack, "--auto-approve"]);
+    assert_lab_route(VIP);
+    let h = wait_holders(stack, &["host1"], Duration::from_secs(10));
+    assert_eq!(h, vec!["host1".to_string()], "host1 never took the VIP");
+    guard
+}
+
+/// A copy of the lab stack in a temp dir with `edit` applied to its text.
+fn stack_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
+    let text = std::fs::read_to_string(support::root().join(LAB_STACK)).expect("lab.yaml");
+    let path = dir.join("lab.yaml");
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    std::fs::write(&path, edited).expect("write stack copy");
+    path.display().to_string()
+}
+
+/// An independent probe: a GET every 20 ms against the VIP from its own threads, bounded.
+struct IndependentProbe {
+    t0: Instant,
+    results: Arc<Mutex<Vec<(u64, bool, String)>>>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn get(addr: SocketAddr) -> (bool, String) {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return (false, "connect".into());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n").is_err() {
+        return (false, "write".into());
+    }
+    let mut buf = String::new();
+    if s.read_to_string(&mut buf).is_err() {
+        return (false, "read".into());
+    }
+    let ok = buf.starts_with("HTTP/1.1 200");
+    let body = buf
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (ok, body)
+}
+
+impl IndependentProbe {
+    fn start(limit: Duration) -> IndependentProbe {
+        assert_lab_route(VIP);
+        let addr: SocketAddr = format!("{VIP}:80").parse().expect("addr");
+        let t0 = Instant::now();
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r2, s2) = (results.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut handles = Vec::new();
+            let mut i = 0u64;
+            while !s2.load(Ordering::Relaxed) && t0.elapsed() < limit {
+                let target = Duration::from_millis(i * 20);
+                if let Some(d) = target.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(d);
+                }
+                let sent = t0.elapsed().as_millis() as u64;
+                let r3 = r2.clone();
+                handles.push(std::thread::spawn(move || {
+                    let (ok, who) = get(addr);
+                    r3.lock().expect("lock").push((sent, ok, who));
+                }));
+                i += 1;
+            }
+            for h in handles {
+                let _ = h.join();
+            }
+        });
+        IndependentProbe {
+            t0,
+            results,
+            stop,
+            thread,
+        }
+    }
+
+    /// (outage of the first failure burst in ms, its failed requests, total requests).
+    fn finish(self) -> (Option<u64>, usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        let _ = self.t0;
+        let mut r = self.results.lock().expect("lock").clone();
+        r.sort_by_key(|x| x.0);
+        let total = r.len();
+        let Some(first) = r.iter().position(|x| !x.1) else {
+            return (Some(0), 0, total);
+        };
+        // The burst ends at the first success after which 1 s passes without a failure.
+        let mut i = first;
+        let mut failed = 0;
+        let mut recovered = None;
+        while i < r.len() {
+            if !r[i].1 {
+                failed += 1;
+                i += 1;
+                continue;
+            }
+            let t = r[i].0;
+            let next_fail = r[i..].iter().find(|x| !x.1).map(|x| x.0);
+            match next_fail {
+                Some(nf) if nf < t + 1000 => i += 1,
+                _ => {
+                    recovered = Some(t);
+                    break;
+                }
+            }
+        }
+        (recovered.map(|t| t - r[first].0), failed, total)
+    }
+}
+
+fn drill_json(stack: &str, scenario: &str) -> (Output, serde_json::Value) {
+    let o = hactl(&["drill", "-f", stack, "--scenario", scenario, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "drill --json is not JSON ({e}):\n{}\n{}",
+            stdout(&o),
+            stderr(&o)
+        )
+    });
+    (o, v)
+}
+
+#[test]
+fn drill_service_stop_agrees_with_an_independent_probe() {
+    let _g = lab_guard();
+    let _down = lab_ready(LAB_STACK);
+    let probe = IndependentProbe::start(Duration::from_secs(25));
+    let (o, v) = drill_json(LAB_STACK, "service-stop");
+    let (outage, failed, _total) = probe.finish();
+    assert!(o.status.success(), "{v:#}\n{}", stderr(&o));
+    for key in [
+        "scenario",
+        "old_holder",
+        "new_holder",
+        "outage_ms",
+        "expected_ms",
+        "failed_requests",
+        "total_requests",
+        "failback_ms",
+        "holders_after",
+        "split_brain",
+    ] {
+        assert!(v.get(key).is_some(), "no `{key}` in {v:#}");
+    }
+    assert_eq!(v["scenario"], "service-stop");
+    assert_eq!(v["old_holder"], "host1");
+    assert_eq!(v["new_holder"], "host2", "{v:#}");
+    assert_eq!(v["holders_after"], serde_json::json!(["host1"]), "{v:#}");
+    assert_eq!(v["split_brain"], false);
+    let drill_outage = v["outage_ms"].as_u64().expect("outage_ms");
+    let drill_failed = v["failed_requests"].as_u64().expect("failed") as usize;
+    assert!(drill_outage > 0 && drill_failed > 0, "{v:#}");
+    let outage = outage.expect("the independent probe saw no recovery");
+    // Both probe every 20 ms; they start at different phases and the failure edges are a
+    // few ms wide, so they agree within 150 ms, and so do the failed counts (±8 requests).
+    let diff = drill_outage.abs_diff(outage);
+    assert!(
+        diff <= 150,
+        "drill says {drill_outage} ms, the independent probe {outage} ms\n{v:#}"
+    );
+    assert!(
+        drill_failed.abs_diff(failed) <= 8,
+        "drill counted {drill_failed} failed requests, the independent probe {failed}\n{v:#}"
+    );
+    assert!(
+        v["within_expectation"] == true,
+        "outage above the VRRP bound: {v:#}"
+    );
+    // logs: the transitions of the drill from every host involved, in time order.
+    let logs = must(&[
+        "logs",
+        "-f",
+        LAB_STACK,
+        "--service",
+        "keepalived",
+        "--since",
+        "2m",
+    ]);
+    for (host, what) in [
+        ("host1", "Entering FAULT STATE"),
+        ("host2", "Entering MASTER STATE"),
+        ("host2", "Entering BACKUP STATE"),
+        ("host1", "Entering MASTER STATE"),
+        ("host3", "Entering BACKUP STATE"),
+    ] {
+        assert!(
+            logs.lines()
+                .any(|l| l.starts_with(host) && l.contains(what)),
+            "no `{what}` from {host} in:\n{logs}"
+        );
+    }
+    let times: Vec<&str> = logs
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "logs are not in time order:\n{logs}");
+}
+
+#[test]
+fn vrrp_v3_sub_second_failover_median_below_one_second() {
+    let _g = lab_guard();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = stack_copy(dir.path(), |t| {
+        t.replace("  advert_int: 1s\n", "  advert_int: 100ms\n")
+            .replace("  auth_pass: lab-demo\n", "")
+    });
+    let _down = lab_ready(&stack);
+    let mut outages = Vec::new();
+    for i in 0..5 {
+        let (o, v) = drill_json(&stack, "service-stop");
+        assert!(o.status.success(), "drill {i}: {v:#}\n{}", stderr(&o));
+        assert_eq!(v["split_brain"], false, "{v:#}");
+        outages.push(v["outage_ms"].as_u64().expect("outage_ms"));
+        wait_holders(&stack, &["host1"], Duration::from_secs(5));
+    }
+    outages.sort_unstable();
+    let median = outages[2];
+    assert!(
+        median < 1000,
+        "median outage {median} ms over 5 drills (all: {outages:?})"
+    );
+}
+
+#[test]
+fn vip_two_holders_after_sigkill_then_up_repairs() {
+    let _g = lab_guard();
+    let _down = lab_ready(LAB_STACK);
+    let (o, v) = drill_json(LAB_STACK, "keepalived-kill");
+    assert!(
+        !o.status.success(),
+        "a split brain must exit non-zero: {v:#}"
+    );
+    assert_eq!(v["split_brain"], true, "{v:#}");
+    let during: Vec<String> = serde_json::from_value(v["holders_during"].clone()).expect("list");
+    assert_eq!(
+        during,
+        vec!["host1".to_string(), "host2".to_string()],
+        "{v:#}"
+    );
+    let after: Vec<String> = serde_json::from_value(v["holders_after"].clone()).expect("list");
+    assert_eq!(after.len(), 2, "{v:#}");
+    // status agrees and exits non-zero too.
+    let s = hactl(&["status", "-f", LAB_STACK]);
+    assert!(!s.status.success(), "{}", stdout(&s));
+    assert!(stdout(&s).contains("SPLIT BRAIN"), "{}", stdout(&s));
+    // `up` starts keepalived again: host1 rejoins with the higher priority, host2 releases.
+    must(&["up", "-f", LAB_STACK, "--auto-approve"]);
+    let h = wait_holders(LAB_STACK, &["host1"], Duration::from_secs(10));
+    assert_eq!(
+        h,
+        vec!["host1".to_string()],
+        "up did not repair the split brain"
+    );
+}
