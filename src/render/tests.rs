@@ -2,15 +2,20 @@
 //! host gets, start order, sensitivity, unknown secrets, template overrides).
 //!
 //! Fixtures are YAML text loaded through `stack::load_bytes`, so they go through the same
-//! validation and resolution as a real stack file.
+//! validation and resolution as a real stack file. The lab stack is the real
+//! `stacks/lab.yaml` with its real vault (the committed demo key): snapshots redact every
+//! secret value, and failure messages never print a file that holds one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::stack;
 use crate::vault::Secret;
 
-const LAB: &str = include_str!("../../stacks/lab.yaml");
+/// The real lab stack file: its vault and its `files:` templates resolve from its directory.
+fn lab_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("stacks/lab.yaml")
+}
 
 /// Two hosts, multicast, sub-second adverts (so VRRP v3), no preemption, a service check.
 const MULTICAST_V3: &str = r#"
@@ -122,6 +127,39 @@ fn load(name: &str, yaml: &str) -> Stack {
     }
 }
 
+/// The lab stack and its decrypted vault (`vault.identity_file` names the demo key).
+fn lab() -> (Stack, Secrets) {
+    let s = match stack::load(&lab_path()) {
+        Ok(s) => s,
+        Err(e) => panic!("stacks/lab.yaml is invalid: {e:?}"),
+    };
+    let vault = match crate::vault::open(&s) {
+        Ok(v) => v,
+        Err(e) => panic!("the lab vault does not open with its demo key: {e}"),
+    };
+    for name in ["vrrp_password", "canary"] {
+        assert!(vault.contains(name), "the lab vault has no `{name}`");
+    }
+    (s, vault)
+}
+
+/// `text` with every secret value replaced by `<secret NAME>`: what snapshots and failure
+/// messages show. Longer values go first so one value inside another is never half-replaced.
+fn redact(text: &str, secrets: &Secrets) -> String {
+    let mut values: Vec<(&str, &str)> = secrets
+        .values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    let mut out = text.to_string();
+    for (name, value) in values {
+        out = out.replace(value, &format!("<secret {name}>"));
+    }
+    out
+}
+
 fn secrets(pairs: &[(&str, &str)]) -> Secrets {
     let mut s = Secrets::default();
     for (k, v) in pairs {
@@ -153,9 +191,22 @@ fn paths(c: &HostConfig) -> Vec<&str> {
     c.files.iter().map(|f| f.path.as_str()).collect()
 }
 
-/// Snapshots every file of a host, named `<fixture>__<host>__<file name>`.
-fn snapshot_all(fixture: &str, c: &HostConfig) {
+/// Snapshots every file of a host, named `<fixture>__<host>__<file name>`, with every secret
+/// value redacted: no snapshot ever holds one.
+fn snapshot_all(fixture: &str, c: &HostConfig, secrets: &Secrets) {
     for f in &c.files {
+        // app-ctl is built as data by `deploy::remote` and snapshotted there.
+        if f.path.ends_with("/app-ctl") {
+            continue;
+        }
+        let shown = redact(text(f), secrets);
+        for (name, value) in &secrets.values {
+            assert!(
+                value.expose().is_empty() || !shown.contains(value.expose()),
+                "{}: secret `{name}` survived redaction",
+                f.path
+            );
+        }
         let base = f.path.rsplit('/').next().unwrap_or(&f.path);
         let name = format!("{fixture}__{}__{base}", c.host);
         let header = format!(
@@ -163,36 +214,122 @@ fn snapshot_all(fixture: &str, c: &HostConfig) {
             f.path, f.mode, f.service, f.check, f.sensitive
         );
         insta::with_settings!({ description => header, omit_expression => true }, {
-            insta::assert_snapshot!(name, text(f));
+            insta::assert_snapshot!(name, shown);
         });
     }
 }
 
 #[test]
-fn lab_host1_and_host2_snapshots() {
-    let s = load("stacks/lab.yaml", LAB);
+fn lab_snapshots() {
+    let (s, vault) = lab();
     for host in ["host1", "host2", "host3"] {
-        let c = render(&s, host, &Secrets::default());
-        assert_eq!(
-            paths(&c),
-            [
-                "/etc/nginx/nginx.conf",
-                "/etc/haproxy/haproxy.cfg",
-                "/etc/keepalived/keepalived.conf"
-            ]
-        );
+        let c = render(&s, host, &vault);
+        let mut expected = vec![
+            "/etc/nginx/nginx.conf",
+            "/etc/haproxy/haproxy.cfg",
+            NOTIFY_SCRIPT,
+            "/etc/keepalived/keepalived.conf",
+        ];
+        if host == "host1" {
+            expected.push("/etc/hactl-lab/canary.conf");
+        }
+        assert_eq!(paths(&c), expected);
         assert_eq!(c.services, ["nginx", "haproxy", "keepalived"]);
-        snapshot_all("lab", &c);
+        // keepalived.conf reads the VRRP password from the vault: owner-only.
+        let k = file(&c, "/etc/keepalived/keepalived.conf");
+        assert!(k.sensitive, "auth_pass comes from the vault");
+        assert_eq!(k.mode, 0o600);
+        for plain in [
+            "/etc/nginx/nginx.conf",
+            "/etc/haproxy/haproxy.cfg",
+            NOTIFY_SCRIPT,
+        ] {
+            assert!(!file(&c, plain).sensitive, "{plain} reads no secret");
+        }
+        snapshot_all("lab", &c, &vault);
+    }
+}
+
+#[test]
+fn lab_vrrp_password_comes_from_the_vault() {
+    let (s, vault) = lab();
+    let pass = vault
+        .get("vrrp_password")
+        .expect("checked by lab()")
+        .expose();
+    for host in ["host1", "host2", "host3"] {
+        let c = render(&s, host, &vault);
+        let k = text(file(&c, "/etc/keepalived/keepalived.conf"));
+        // The message shows the redacted file, never the password.
+        assert!(
+            k.contains(&format!("        auth_pass {pass}\n")),
+            "{host}: no auth_pass line with the vault's password:\n{}",
+            redact(k, &vault)
+        );
+    }
+}
+
+#[test]
+fn lab_files_hosts_filter_and_sensitive_canary() {
+    const CANARY: &str = "/etc/hactl-lab/canary.conf";
+    let (s, vault) = lab();
+    let canary = vault.get("canary").expect("checked by lab()").expose();
+    let c1 = render(&s, "host1", &vault);
+    let f = file(&c1, CANARY);
+    assert!(f.sensitive, "the canary file reads `secret.canary`");
+    assert_eq!(f.mode, 0o600);
+    assert_eq!(f.owner, None, "no owner in the stack: the default");
+    assert_eq!(f.service, None, "no reload in the stack");
+    assert!(
+        text(f).ends_with(&format!("\ncanary={canary}\n")),
+        "host1's canary file does not end with the vault's canary:\n{}",
+        redact(text(f), &vault)
+    );
+    // `hosts: [host1]`: no other host gets the file, and no other file holds the canary.
+    for host in ["host1", "host2", "host3"] {
+        let c = render(&s, host, &vault);
+        assert_eq!(
+            c.files.iter().any(|f| f.path == CANARY),
+            host == "host1",
+            "{host}: {:?}",
+            paths(&c)
+        );
+        for f in c.files.iter().filter(|f| f.path != CANARY) {
+            assert!(
+                !text(f).contains(canary),
+                "{host} {}: holds the canary",
+                f.path
+            );
+        }
+    }
+}
+
+/// Without the `hosts:` filter the same entry reaches every host.
+#[test]
+fn files_without_hosts_go_to_every_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("note.j2"), "{{ host.name }}\n").expect("write");
+    let yaml = format!("{MULTICAST_V3}files:\n  - template: note.j2\n    dest: /etc/note\n");
+    let s = match stack::load_bytes(&dir.path().join("fast.yaml"), yaml.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => panic!("invalid: {e:?}"),
+    };
+    for host in ["lb1", "lb2"] {
+        let c = render(&s, host, &Secrets::default());
+        let f = file(&c, "/etc/note");
+        assert_eq!(text(f), format!("{host}\n"));
+        assert!(!f.sensitive);
+        assert_eq!(f.mode, 0o644);
     }
 }
 
 #[test]
 fn lab_master_is_the_highest_priority_host() {
-    let s = load("stacks/lab.yaml", LAB);
-    let k1 = render(&s, "host1", &Secrets::default());
-    let k2 = render(&s, "host2", &Secrets::default());
-    let k1 = text(file(&k1, "/etc/keepalived/keepalived.conf"));
-    let k2 = text(file(&k2, "/etc/keepalived/keepalived.conf"));
+    let (s, vault) = lab();
+    let k1 = render(&s, "host1", &vault);
+    let k2 = render(&s, "host2", &vault);
+    let k1 = redact(text(file(&k1, "/etc/keepalived/keepalived.conf")), &vault);
+    let k2 = redact(text(file(&k2, "/etc/keepalived/keepalived.conf")), &vault);
     assert!(k1.contains("    state MASTER\n"), "{k1}");
     assert!(k2.contains("    state BACKUP\n"), "{k2}");
     assert!(k1.contains("    priority 150\n") && k2.contains("    priority 100\n"));
@@ -206,8 +343,8 @@ fn lab_master_is_the_highest_priority_host() {
 
 #[test]
 fn lab_nginx_answers_with_the_host_name() {
-    let s = load("stacks/lab.yaml", LAB);
-    let c = render(&s, "host2", &Secrets::default());
+    let (s, vault) = lab();
+    let c = render(&s, "host2", &vault);
     let n = text(file(&c, "/etc/nginx/nginx.conf"));
     assert!(n.contains("return 200 \"host2\\n\";"), "{n}");
     assert!(n.contains("location = /healthz {"), "{n}");
@@ -227,7 +364,7 @@ fn multicast_v3_snapshots() {
         assert!(k.contains("    state BACKUP\n"), "{k}");
         assert!(!k.contains("unicast"), "{k}");
         assert!(!k.contains("authentication"), "{k}");
-        snapshot_all("multicast_v3", &c);
+        snapshot_all("multicast_v3", &c, &Secrets::default());
     }
 }
 
@@ -253,7 +390,7 @@ fn notify_hooks_snapshots() {
         // preempt_delay is ignored by keepalived on an instance that starts as MASTER.
         assert!(text(k).contains("    state BACKUP\n"));
         assert!(text(k).contains("    preempt_delay 5\n"));
-        snapshot_all("notify", &c);
+        snapshot_all("notify", &c, &vault);
     }
 }
 
@@ -319,6 +456,7 @@ fn app_snapshots() {
         paths(&c),
         [
             "/etc/hactl/shop/docker-compose.yml",
+            "/etc/hactl/shop/app-ctl",
             "/etc/nginx/nginx.conf",
             "/etc/motd",
             "/etc/shop/db.env"
@@ -329,6 +467,11 @@ fn app_snapshots() {
     assert!(compose.sensitive, "env has a secret");
     assert_eq!(compose.mode, 0o600);
     assert!(text(compose).contains(r#""DB_PASSWORD": "hunter2""#));
+    // app-ctl drives the compose project (blue/green slots): owner-only executable, no secret.
+    let ctl = file(&c, "/etc/hactl/shop/app-ctl");
+    assert_eq!(ctl.mode, 0o700);
+    assert!(!ctl.sensitive);
+    assert_eq!(ctl.service.as_deref(), Some("app"));
     let nginx = file(&c, "/etc/nginx/nginx.conf");
     assert!(!nginx.sensitive);
     assert!(text(nginx).contains("server 127.0.0.1:8001;"));
@@ -338,7 +481,7 @@ fn app_snapshots() {
     let db = file(&c, "/etc/shop/db.env");
     assert!(db.sensitive);
     assert_eq!(db.mode, 0o600);
-    snapshot_all("app", &c);
+    snapshot_all("app", &c, &vault);
 }
 
 #[test]
@@ -351,7 +494,15 @@ fn compose_is_valid_yaml_with_the_replicas() {
     let doc: serde_json::Value = serde_saphyr::from_str(compose).expect("compose is YAML");
     let services = doc["services"].as_object().expect("services map");
     assert_eq!(services.len(), 2);
-    assert_eq!(doc["services"]["app-2"]["ports"][0], "127.0.0.1:8001:8080");
+    // app-ctl sets the port per slot; the default is the first (blue) slot's.
+    assert_eq!(
+        doc["services"]["app-2"]["ports"][0],
+        "127.0.0.1:${HACTL_APP_PORT_2:-8001}:8080"
+    );
+    assert_eq!(
+        doc["services"]["app-1"]["image"],
+        "${HACTL_APP_IMAGE:-ghcr.io/acme/shop:1.4}"
+    );
     assert_eq!(doc["services"]["app-1"]["restart"], "unless-stopped");
     assert_eq!(doc["services"]["app-1"]["command"][1], "-b");
 }
@@ -362,35 +513,35 @@ fn templates_dir_overrides_an_embedded_template() {
     let tdir = dir.path().join("tpl");
     std::fs::create_dir(&tdir).expect("mkdir");
     std::fs::write(tdir.join("nginx.conf.j2"), "# custom for {{ host.name }}\n").expect("write");
-    let yaml = format!("{LAB}\ntemplates_dir: tpl\n");
-    let path = dir.path().join("lab.yaml");
+    let yaml = format!("{MULTICAST_V3}templates_dir: tpl\n");
+    let path = dir.path().join("fast.yaml");
     let s = match stack::load_bytes(&path, yaml.as_bytes()) {
         Ok(s) => s,
         Err(e) => panic!("invalid: {e:?}"),
     };
-    let c = render(&s, "host1", &Secrets::default());
+    let c = render(&s, "lb1", &Secrets::default());
     assert_eq!(
         text(file(&c, "/etc/nginx/nginx.conf")),
-        "# custom for host1\n"
+        "# custom for lb1\n"
     );
     // The others still come from the embedded set.
-    assert!(text(file(&c, "/etc/haproxy/haproxy.cfg")).contains("frontend hactl_http"));
+    assert!(text(file(&c, "/etc/keepalived/keepalived.conf")).contains("vrrp_instance VI_1 {"));
 }
 
 #[test]
 fn a_typo_in_a_template_is_an_error_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("bad.j2"), "{{ host.nmae }}\n").expect("write");
-    let yaml = format!("{LAB}\nfiles:\n  - template: bad.j2\n    dest: /etc/bad\n");
-    let s = match stack::load_bytes(&dir.path().join("lab.yaml"), yaml.as_bytes()) {
+    let yaml = format!("{MULTICAST_V3}files:\n  - template: bad.j2\n    dest: /etc/bad\n");
+    let s = match stack::load_bytes(&dir.path().join("fast.yaml"), yaml.as_bytes()) {
         Ok(s) => s,
         Err(e) => panic!("invalid: {e:?}"),
     };
-    let h = s.host("host1").expect("host");
+    let h = s.host("lb1").expect("host");
     match render_host(&s, h, &Secrets::default()) {
         Err(RenderError::Template { template, host, .. }) => {
             assert_eq!(template, "bad.j2");
-            assert_eq!(host, "host1");
+            assert_eq!(host, "lb1");
         }
         other => panic!("expected a template error, got {other:?}"),
     }
