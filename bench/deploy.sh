@@ -7,6 +7,12 @@
 # size (alternating v2/v1). Writes bench/out/deploy.md and the deploy section of
 # docs/benchmarks.md. Needs root (lab hosts in network namespaces) and podman-compose.
 set -euo pipefail
+# The lab is shared with the test suite: hold its lock for the whole run. `flock -o` keeps the
+# lock in flock itself, so lab hosts started below do not inherit (and keep) it.
+if [ -z "${HACTL_LAB_LOCKED:-}" ]; then
+  mkdir -p /run/lock
+  HACTL_LAB_LOCKED=1 exec flock -o /run/lock/hactl-lab-tests.lock bash "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SIZES=${SIZES:-"3 10"}
@@ -17,9 +23,6 @@ OUT=bench/out; mkdir -p "$OUT"
 IMG="$PWD/target/lab-app"; mkdir -p "$IMG"
 "$H" lab demo-image --version v1 -o "$IMG/demo-v1.tar" >/dev/null
 "$H" lab demo-image --version v2 -o "$IMG/demo-v2.tar" >/dev/null
-# the lab is shared with the test suite: take its lock for the whole run
-exec 9>/run/lock/hactl-lab-tests.lock
-flock 9
 
 stack_for() { # N -> stack file: lab-app.yaml grown to N hosts
   python3 - "$1" "$IMG/demo-v1.tar" > "$OUT/deploy-stack-$1.yaml" <<'PY'

@@ -677,6 +677,14 @@ fn local_machine() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+fn who() -> String {
+    format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        local_machine()
+    )
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1020,7 +1028,19 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
         .as_ref()
         .map(|a| a.runtime.value)
         .unwrap_or(Runtime::Podman);
-    let seed = remote::seed_image_script(stack.name(), &target.image);
+    let entry = HistoryEntry {
+        time: unix_now(),
+        version: rollout::version_of(&target.image),
+        image: target.image.clone(),
+        who: who(),
+        outcome: Outcome::Deployed,
+        op: "up".into(),
+        // the same on every host: the history shows one `up`, not one per host
+        id: format!("up-{}", target.image),
+    };
+    let mut line = serde_json::to_vec(&entry).unwrap_or_default();
+    line.push(b'\n');
+    let seed = remote::seed_image_script(stack.name(), &target.image, &line);
     let out = conn.run_script(&seed).await.map_err(|e| e.to_string())?;
     if !out.success {
         return Err(format!(

@@ -158,16 +158,20 @@ pub fn ctl_script(p: &AppParams) -> String {
         Slot::Blue.port(p.host_port, 0)
     );
     // compose SLOT IMAGE ARGS...: the slot's project with its image and ports.
-    s.push_str("compose() {\n  sl=$1; im=$2; shift 2\n");
-    let _ = write!(s, "  env HACTL_APP_IMAGE=\"$im\" HACTL_SLOT=\"$sl\"");
+    // (sh has no locals: helpers use prefixed names so they never clobber the caller's)
+    s.push_str("compose() {\n  c_sl=$1; c_im=$2; shift 2\n");
+    let _ = write!(s, "  env HACTL_APP_IMAGE=\"$c_im\" HACTL_SLOT=\"$c_sl\"");
     for i in 0..p.replicas {
-        let _ = write!(s, " {}=\"$(port \"$sl\" {i})\"", port_var(i));
+        let _ = write!(s, " {}=\"$(port \"$c_sl\" {i})\"", port_var(i));
     }
-    let _ = writeln!(s, " {compose} -p \"hactl-$STACK-$sl\" -f \"$C\" \"$@\"\n}}");
+    let _ = writeln!(
+        s,
+        " {compose} -p \"hactl-$STACK-$c_sl\" -f \"$C\" \"$@\"\n}}"
+    );
     // healthy SLOT: every replica answers 2xx once.
     let _ = writeln!(
         s,
-        "healthy() {{\n  i=0\n  while [ $i -lt {n} ]; do\n    curl -fsS -m {t} -o /dev/null \"http://127.0.0.1:$(port \"$1\" $i){path}\" 2>/dev/null || return 1\n    i=$((i + 1))\n  done\n}}",
+        "healthy() {{\n  h_i=0\n  while [ $h_i -lt {n} ]; do\n    curl -fsS -m {t} -o /dev/null \"http://127.0.0.1:$(port \"$1\" $h_i){path}\" 2>/dev/null || return 1\n    h_i=$((h_i + 1))\n  done\n}}",
         n = p.replicas,
         t = secs(p.health_timeout_s),
         path = p.health_path
@@ -175,14 +179,14 @@ pub fn ctl_script(p: &AppParams) -> String {
     // gate SLOT: `healthy_threshold` passes in a row before the deadline.
     let _ = writeln!(
         s,
-        "gate() {{\n  ok=0; end=$(( $(date +%s) + {deadline} ))\n  while :; do\n    if healthy \"$1\"; then ok=$((ok + 1)); [ $ok -ge {th} ] && return 0; else ok=0; fi\n    [ \"$(date +%s)\" -ge $end ] && return 1\n    sleep {iv}\n  done\n}}",
+        "gate() {{\n  g_ok=0; g_end=$(( $(date +%s) + {deadline} ))\n  while :; do\n    if healthy \"$1\"; then g_ok=$((g_ok + 1)); [ $g_ok -ge {th} ] && return 0; else g_ok=0; fi\n    [ \"$(date +%s)\" -ge $g_end ] && return 1\n    sleep {iv}\n  done\n}}",
         deadline = p.health_deadline_s,
         th = p.healthy_threshold,
         iv = secs(p.health_interval_s)
     );
     let _ = writeln!(
         s,
-        "running() {{\n  for sl in blue green; do\n    [ -n \"$({cli} ps -q --filter label={label}=hactl-$STACK-$sl 2>/dev/null)\" ] && echo $sl\n  done\n}}",
+        "running() {{\n  for r_sl in blue green; do\n    [ -n \"$({cli} ps -q --filter label={label}=hactl-$STACK-$r_sl 2>/dev/null)\" ] && echo $r_sl\n  done\n}}",
         label = project_label(p.runtime)
     );
     // point nginx at SLOT: atomic include, nginx -t, graceful reload; undo on failure.
@@ -202,10 +206,10 @@ pub fn ctl_script(p: &AppParams) -> String {
             "}\n",
             // old workers finish their in-flight requests, then exit
             "drain_nginx() {\n",
-            "  end=$(( $(date +%s) + $1 ))\n",
+            "  d_end=$(( $(date +%s) + $1 ))\n",
             "  sleep 0.2\n",
             "  while pgrep -f 'nginx: worker process is shutting down' >/dev/null 2>&1; do\n",
-            "    [ \"$(date +%s)\" -ge $end ] && return 1\n",
+            "    [ \"$(date +%s)\" -ge $d_end ] && return 1\n",
             "    sleep 0.1\n",
             "  done\n",
             "}\n",
@@ -226,7 +230,7 @@ pub fn ctl_script(p: &AppParams) -> String {
         "  [ -f \"$A/active\" ] || echo \"$sl\" > \"$A/active\"\n",
         "  point \"$sl\" ;;\n",
         "stop)\n",
-        "  for sl in blue green; do compose \"$sl\" \"$(image)\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1; done; : ;;\n",
+        "  for s_sl in blue green; do compose \"$s_sl\" \"$(image)\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1; done; : ;;\n",
         "is-active)\n",
         "  [ -f \"$A/active\" ] && healthy \"$(active)\" ;;\n",
         "inspect)\n",
@@ -445,15 +449,18 @@ pub fn history_read_script(stack: &str) -> String {
     )
 }
 
-/// Records the image the app runs when nothing is recorded yet (first `hactl up`).
-pub fn seed_image_script(stack: &str, image: &str) -> String {
+/// Records the image the app runs when nothing is recorded yet (first `hactl up`), with a
+/// history line, so a later `hactl rollback` knows the version `up` started.
+pub fn seed_image_script(stack: &str, image: &str, history_line: &[u8]) -> String {
     let mut s = String::from("set -u\numask 022\n");
     let _ = writeln!(s, "A={}", q(&app_dir(stack)));
     let _ = writeln!(
         s,
-        "mkdir -p \"$A\" && if [ ! -s \"$A/image\" ]; then printf '%s\\n' {} > \"$A/image\" && printf 'HACTL\\tok\\tseed\\n'; fi",
+        "mkdir -p \"$A\" || exit 1\n[ -s \"$A/image\" ] && exit 0\nprintf '%s\\n' {} > \"$A/image\" && printf 'HACTL\\tok\\tseed\\n' || exit 1",
         q(image)
     );
+    s.push_str("base64 -d >> \"$A/history.jsonl\" ");
+    heredoc_b64(&mut s, history_line);
     s
 }
 
@@ -491,7 +498,7 @@ mod tests {
             ..params()
         };
         let s = ctl_script(&p);
-        assert!(s.contains("docker compose -p \"hactl-$STACK-$sl\""));
+        assert!(s.contains("docker compose -p \"hactl-$STACK-$c_sl\""));
         assert!(s.contains("label=com.docker.compose.project="));
         assert!(s.contains("point() { :; }"));
         assert!(!s.contains("HACTL_APP_PORT_2"));

@@ -240,7 +240,8 @@ pub fn parse_history(text: &str) -> Vec<HistoryEntry> {
 pub fn merge_history(per_host: Vec<Vec<HistoryEntry>>) -> Vec<HistoryEntry> {
     let mut all: Vec<HistoryEntry> = per_host.into_iter().flatten().collect();
     all.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
-    all.dedup_by(|a, b| a.id == b.id);
+    let mut seen = BTreeSet::new();
+    all.retain(|e| seen.insert(e.id.clone()));
     all
 }
 

@@ -314,8 +314,10 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
 /// - `hosts`: every resolved host, same shape, file order.
 /// - `vip`: the `vip` section with `address` (bare IP), `prefix`, `cidr`, `vrrp_version`
 ///   resolved and `notify_script` (its path); none without a VIP.
-/// - `nginx`, `haproxy` (with `backend_port` resolved), `app` (with `image_ref`, `health_url`
-///   and `replicas_list: [{index, name, host_port}]`): the sections, or none.
+/// - `nginx`, `haproxy` (with `backend_port` resolved), `app` (with `image_ref`, `health_url`,
+///   `replicas_list: [{index, name, host_port, green_port, port_var}]`, and `slot_file` /
+///   `slot_include`: the nginx include that picks the blue or green slot): the sections, or
+///   none.
 /// - `vars`, `secret`, `outputs` (empty until AWS outputs exist).
 pub fn build(
     stack: &Stack,
@@ -386,6 +388,9 @@ pub fn build(
                         "index": i,
                         "name": format!("{}-{}", a.name, i + 1),
                         "host_port": a.host_port.value + i,
+                        // blue/green: the second slot's port (see `deploy::rollout::Slot`)
+                        "green_port": a.host_port.value + 100 + i,
+                        "port_var": crate::deploy::remote::port_var(i as u16),
                     })
                 })
                 .collect();
@@ -396,6 +401,14 @@ pub fn build(
                     format!("http://127.0.0.1:{}{}", a.port.value, a.health.path).into(),
                 );
                 m.insert("replicas_list".into(), replicas.into());
+                let slot_file = crate::deploy::remote::upstream_path(stack.name());
+                // a glob that matches exactly that file: nginx accepts a glob with no match
+                let slot_include = match slot_file.rsplit_once('.') {
+                    Some((base, ext)) => format!("{base}[.]{ext}"),
+                    None => slot_file.clone(),
+                };
+                m.insert("slot_file".into(), slot_file.into());
+                m.insert("slot_include".into(), slot_include.into());
             }
             conv.convert(&v)
         }
