@@ -34,8 +34,9 @@ export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABL
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export HOME=$WORK ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false
 
-STACK=$ROOT/stacks/seed-003-aws-web.yaml
-[ -f "$STACK" ] || STACK=$ROOT/tests/fixtures/aws/web.yaml
+# The moto-ready seed-003 stack (moto's own AMI, us-east-1, no S3 backend): the same shape as
+# stacks/seed-003-aws-web.yaml, whose AMI and key pair are placeholders for a real account.
+STACK=$ROOT/tests/fixtures/aws/web.yaml
 sed 's/STACKNAME/bench/' "$STACK" >"$WORK/stack.yaml"
 cd "$WORK"
 "$HACTL" secrets init -f stack.yaml >/dev/null 2>&1
@@ -51,7 +52,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 : >"$WORK/hactl_up"; : >"$WORK/hactl_plan"; : >"$WORK/hactl_down"; : >"$WORK/ansible_up"
 for i in $(seq "$RUNS"); do
   reset
-  t0=$(now); "$HACTL" up -f stack.yaml --auto-approve >"$WORK/up.$i.log" 2>&1; t1=$(now)
+  t0=$(now); "$HACTL" up -f stack.yaml --auto-approve >"$WORK/up.$i.log" 2>&1 || { echo "hactl up failed:" >&2; tail -20 "$WORK/up.$i.log" >&2; exit 1; }; t1=$(now)
   echo "$t1 - $t0" | bc -l >>"$WORK/hactl_up"
   t0=$(now); "$HACTL" plan -f stack.yaml --detailed-exitcode >/dev/null 2>&1; t1=$(now)
   echo "$t1 - $t0" | bc -l >>"$WORK/hactl_plan"
@@ -59,7 +60,7 @@ for i in $(seq "$RUNS"); do
   echo "$t1 - $t0" | bc -l >>"$WORK/hactl_down"
   reset
   t0=$(now)
-  ansible-playbook -i localhost, -c local "$ROOT/bench/ansible/seed003.yml" \
+  ansible-playbook -i localhost, -c local -e ansible_python_interpreter="$(command -v python3)" "$ROOT/bench/ansible/seed003.yml" \
     -e "endpoint=$AWS_ENDPOINT_URL" >"$WORK/ansible.$i.log" 2>&1 \
     || { echo "ansible run $i failed:" >&2; tail -30 "$WORK/ansible.$i.log" >&2; exit 1; }
   t1=$(now)
