@@ -41,8 +41,16 @@ fi
 
 need_pip=()
 command -v podman-compose >/dev/null 2>&1 || need_pip+=(podman-compose)
+# moto's server mode (the AWS tests) needs the `server` extra, not only the library.
 command -v moto_server >/dev/null 2>&1 || need_pip+=('moto[server]')
-command -v ansible-playbook >/dev/null 2>&1 || need_pip+=(ansible-core)
+# bench/provision.sh drives the amazon.aws collection, which ships in the full `ansible`
+# package (ansible-core alone has no collections): check for the collection itself.
+if ! command -v ansible-playbook >/dev/null 2>&1 \
+  || ! python3 -c 'import ansible_collections.amazon.aws' >/dev/null 2>&1; then
+  need_pip+=(ansible)
+fi
+# amazon.aws talks to AWS (moto) through boto3/botocore.
+python3 -c 'import boto3, botocore' >/dev/null 2>&1 || need_pip+=(boto3)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "deps: pip install ${need_pip[*]}"
   python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"
