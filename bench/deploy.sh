@@ -17,8 +17,13 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SIZES=${SIZES:-"3 10"}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -q
-H="$CARGO_TARGET_DIR/release/hactl"
+# HACTL_BIN: an already built hactl (e.g. a debug build); default: a release build
+if [ -n "${HACTL_BIN:-}" ]; then
+  H=$HACTL_BIN
+else
+  cargo build --release -q
+  H="$CARGO_TARGET_DIR/release/hactl"
+fi
 OUT=bench/out; mkdir -p "$OUT"
 IMG="$PWD/target/lab-app"; mkdir -p "$IMG"
 "$H" lab demo-image --version v1 -o "$IMG/demo-v1.tar" >/dev/null
@@ -70,7 +75,7 @@ done
 "$H" lab down >/dev/null 2>&1 || true
 
 {
-  echo "Deploy of a new app version (batch 1, haproxy drain, blue/green, health gate), median of $RUNS runs per size, probe at 20 req/s on the VIP. Machine: $(nproc) cores; $(date -u +%Y-%m-%d)."
+  echo "Deploy of a new app version (batch 1, haproxy drain, blue/green, health gate), median of $RUNS runs per size, probe at 20 req/s on the VIP. Machine: $(nproc) cores; $(date -u +%Y-%m-%d); binary: \`$H\`."
   echo
   echo "| hosts | batches | deploy wall time | configured waits (health gate minimum × batches) | drain per batch | on-host time per batch (slowest host) | hactl overhead per batch | probe requests / failed | outcome |"
   echo "|---|---|---|---|---|---|---|---|---|"

@@ -739,20 +739,24 @@ async fn deploy_locked(
         );
         s.ready(&back).await?;
     }
+    // The probe covers the whole deploy, image loading included.
+    let probe = match &opts.probe {
+        Some((cfg, url)) => {
+            progress.say("", &format!("probe: {url} at {} req/s", cfg.rate));
+            Some((
+                Probe::start(cfg.clone(), Duration::from_secs(20)).await?,
+                url.clone(),
+            ))
+        }
+        None => None,
+    };
+
     let missing: Vec<String> = apps
         .values()
         .filter(|a| !a.has_target_image)
         .map(|a| a.host.clone())
         .collect();
     s.ensure_image(&missing, target, progress).await?;
-
-    let probe = match &opts.probe {
-        Some((cfg, url)) => {
-            progress.say("", &format!("probe: {url} at {} req/s", cfg.rate));
-            Some((Probe::start(cfg.clone()).await?, url.clone()))
-        }
-        None => None,
-    };
 
     let prio: Vec<(String, u8)> = s
         .app_hosts

@@ -145,9 +145,26 @@ async fn one_request(cfg: &ProbeConfig) -> Result<String, String> {
 }
 
 impl Probe {
-    /// Checks the target and starts sending.
-    pub async fn start(cfg: ProbeConfig) -> Result<Probe, DeployError> {
+    /// Checks the target, waits (up to `ready_within`) until it answers 2xx once, and starts
+    /// sending. An endpoint that does not serve before the deploy would blame the deploy for
+    /// failures that are not its own (a VIP still being claimed just after `hactl up`).
+    pub async fn start(cfg: ProbeConfig, ready_within: Duration) -> Result<Probe, DeployError> {
         check_target(cfg.addr.ip()).await?;
+        let t0 = Instant::now();
+        loop {
+            match one_request(&cfg).await {
+                Ok(_) => break,
+                Err(e) if t0.elapsed() >= ready_within => {
+                    return Err(DeployError::ProbeTarget {
+                        addr: cfg.addr.to_string(),
+                        detail: format!(
+                            "it does not answer before the deploy (last: {e}); nothing was changed"
+                        ),
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let started = Instant::now();
@@ -272,7 +289,7 @@ mod tests {
             max_duration: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
         };
-        let p = Probe::start(cfg).await.unwrap();
+        let p = Probe::start(cfg, Duration::from_secs(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         let r = p.finish("http://x/").await;
         assert_eq!(r.stats.requests, 30, "bounded by max_requests");
@@ -282,7 +299,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_connections_are_failures() {
+    async fn a_dead_endpoint_is_refused_before_the_deploy() {
         // bind then drop: nothing listens on this port
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -297,10 +314,14 @@ mod tests {
             max_duration: Duration::from_secs(3),
             timeout: Duration::from_secs(1),
         };
-        let p = Probe::start(cfg).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let r = p.finish("u").await;
-        assert_eq!((r.stats.requests, r.stats.failed), (5, 5));
-        assert!(r.failures[0].contains("connect"));
+        let err = Probe::start(cfg, Duration::from_millis(300))
+            .await
+            .err()
+            .expect("a dead endpoint is refused before the deploy");
+        assert!(
+            err.to_string()
+                .contains("does not answer before the deploy"),
+            "{err}"
+        );
     }
 }

@@ -309,7 +309,7 @@ fn heredoc_b64(s: &mut String, bytes: &[u8]) {
 pub fn load_image_script(runtime: Runtime, archive: &[u8], want: &str) -> String {
     let cli = container_cli(runtime);
     let mut s = String::from("set -u\n");
-    let _ = write!(s, "if ! out=$(base64 -d <<'HACTL_EOF' | {cli} load 2>&1\n");
+    let _ = writeln!(s, "if ! out=$(base64 -d <<'HACTL_EOF' | {cli} load 2>&1");
     let b64 = base64::engine::general_purpose::STANDARD.encode(archive);
     for chunk in b64.as_bytes().chunks(76) {
         s.push_str(std::str::from_utf8(chunk).unwrap_or_default());

@@ -57,7 +57,7 @@ fn assert_lab_route(addr: &str) {
 
 /// What a host's nginx serves at `/`: `VERSION HOST`.
 fn serving(addr: &str) -> String {
-    assert_lab_route(addr);
+    assert_lab_route(addr.split(':').next().unwrap_or(addr));
     let o = Command::new("curl")
         .args(["-sS", "-m", "3", &format!("http://{addr}/")])
         .output()
@@ -148,6 +148,15 @@ fn setup() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // and the VIP answers through haproxy (keepalived needs a few adverts to claim it)
+    assert_lab_route("198.18.0.100");
+    while serving("198.18.0.100:8080").split_whitespace().next() != Some("v1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the VIP does not serve v1 through haproxy"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn teardown() {
@@ -180,7 +189,7 @@ fn assert_zero_failed_rollout(batch: &str) {
         "--probe-budget",
         "0",
         "--probe-soak",
-        "20s",
+        "25s",
     ]);
     assert!(okk, "deploy failed: {v:#}\n{err}");
     assert_eq!(v["outcome"], "deployed", "{v:#}");
@@ -296,8 +305,24 @@ fn sigkill_mid_deploy_then_deploy_again_converges() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("hactl starts");
-    // wait until a host is in the middle of its blue/green, then kill -9
-    std::thread::sleep(Duration::from_millis(4500));
+    // wait until a host is in the middle of its blue/green (its new slot starting), then kill -9
+    let err = child.stderr.take().expect("stderr is piped");
+    let t0 = Instant::now();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
+    loop {
+        let line = lines
+            .next()
+            .expect("hactl deploy printed its progress")
+            .unwrap_or_default();
+        if line.contains("starting v2") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no host started: {line}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1200));
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     let (okk, v, err) = deploy_json(&["--archive", &archive("demo-v2.tar")]);
