@@ -91,6 +91,13 @@ fn lab_up(n: usize) {
     ok(&["lab", "up", "--hosts", &n.to_string()]);
 }
 
+/// A lab as `lab up` makes it: whatever an earlier test or person left on the hosts is gone
+/// (hosts restart with empty overlays).
+fn fresh_lab(n: usize) {
+    ok(&["lab", "down"]);
+    lab_up(n);
+}
+
 fn lab_down() {
     ok(&["lab", "down"]);
 }
@@ -106,7 +113,7 @@ fn pids(host: &str, process: &str) -> Vec<u32> {
 #[test]
 fn spine_end_to_end_on_three_lab_hosts() {
     let _g = lab_guard();
-    lab_up(3);
+    fresh_lab(3);
     let out = ok(&["up", "-f", STACK, "--auto-approve", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("up --json is JSON");
     assert_eq!(v["outcome"], "applied", "{out}");
@@ -195,10 +202,24 @@ fn spine_end_to_end_on_three_lab_hosts() {
     );
 }
 
-/// A copy of the lab stack in a temp dir with `edit` applied to its text.
+/// A copy of the lab stack in a temp dir with `edit` applied to its text. The copy sits in a
+/// `stacks/` folder beside links to the repo's `secrets/` and stack templates, as in the repo,
+/// so its vault and `files:` templates resolve the same way.
 fn stack_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
     let text = std::fs::read_to_string(support::root().join(STACK)).expect("lab.yaml");
-    let path = dir.join("lab.yaml");
+    let stacks = dir.join("stacks");
+    std::fs::create_dir_all(&stacks).expect("mkdir stacks");
+    let link = |from: &Path, to: &Path| {
+        if !to.exists() {
+            std::os::unix::fs::symlink(from, to).expect("symlink");
+        }
+    };
+    link(&support::root().join("secrets"), &dir.join("secrets"));
+    link(
+        &support::root().join("stacks/templates"),
+        &stacks.join("templates"),
+    );
+    let path = stacks.join("lab.yaml");
     std::fs::write(&path, edit(text)).expect("write stack copy");
     path.display().to_string()
 }
@@ -206,7 +227,7 @@ fn stack_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
 #[test]
 fn one_changed_value_touches_one_file_and_reloads_one_service() {
     let _g = lab_guard();
-    lab_up(3);
+    fresh_lab(3);
     ok(&["up", "-f", STACK, "--auto-approve"]);
     let before_ka = pids("host2", "keepalived");
     let before_ha = pids("host2", "haproxy");
@@ -259,7 +280,7 @@ fn one_changed_value_touches_one_file_and_reloads_one_service() {
 #[test]
 fn unreachable_host_is_reported_and_the_others_converge() {
     let _g = lab_guard();
-    lab_up(3);
+    fresh_lab(3);
     // Kill host3's sshd: it is the host's PID 1, so the whole host goes down.
     let pid = std::fs::read_to_string(support::lab_dir().join("hosts/host3/init.pid"))
         .expect("host3 init.pid");
