@@ -238,10 +238,24 @@ fn lab_ready(stack: &str) -> LabDown {
     guard
 }
 
-/// A copy of the lab stack in a temp dir with `edit` applied to its text.
+/// A copy of the lab stack in a temp dir with `edit` applied to its text. The copy sits in a
+/// `stacks/` folder beside links to the repo's `secrets/` and stack templates, as in the repo,
+/// so its vault and `files:` templates resolve the same way.
 fn stack_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
     let text = std::fs::read_to_string(support::root().join(LAB_STACK)).expect("lab.yaml");
-    let path = dir.join("lab.yaml");
+    let stacks = dir.join("stacks");
+    std::fs::create_dir_all(&stacks).expect("mkdir stacks");
+    let link = |from: &Path, to: &Path| {
+        if from.exists() && !to.exists() {
+            std::os::unix::fs::symlink(from, to).expect("symlink");
+        }
+    };
+    link(&support::root().join("secrets"), &dir.join("secrets"));
+    link(
+        &support::root().join("stacks/templates"),
+        &stacks.join("templates"),
+    );
+    let path = stacks.join("lab.yaml");
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit changed nothing");
     std::fs::write(&path, edited).expect("write stack copy");
@@ -444,8 +458,12 @@ fn vrrp_v3_sub_second_failover_median_below_one_second() {
     let _g = lab_guard();
     let dir = tempfile::tempdir().expect("tempdir");
     let stack = stack_copy(dir.path(), |t| {
+        // VRRP v3 has no authentication: drop `auth_pass`, whatever its value.
         t.replace("  advert_int: 1s\n", "  advert_int: 100ms\n")
-            .replace("  auth_pass: lab-demo\n", "")
+            .lines()
+            .filter(|l| !l.starts_with("  auth_pass:"))
+            .map(|l| format!("{l}\n"))
+            .collect()
     });
     let _down = lab_ready(&stack);
     let mut outages = Vec::new();
@@ -494,4 +512,135 @@ fn vip_two_holders_after_sigkill_then_up_repairs() {
         vec!["host1".to_string()],
         "up did not repair the split brain"
     );
+}
+
+/// A webhook receiver on the lab bridge address: one POST per VRRP transition, each with the
+/// host, the instance and the new state, matching keepalived's own log of its transitions.
+#[test]
+fn webhook_gets_one_post_per_transition() {
+    use std::net::TcpListener;
+    let _g = lab_guard();
+    must(&["lab", "up", "--hosts", "3"]);
+    let _down = LabDown;
+    // The bridge address exists once the lab is up; the hosts reach it over hactl0.
+    let listener = TcpListener::bind("198.18.0.1:0").expect("bind on the lab bridge");
+    let port = listener.local_addr().expect("addr").port();
+    let posts: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let p2 = posts.clone();
+    listener.set_nonblocking(false).expect("blocking");
+    let raw: Arc<Mutex<Vec<String>>> = Arc::default();
+    let raw2 = raw.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let (p3, raw3) = (p2.clone(), raw2.clone());
+            // One thread per connection: the hosts' hooks arrive at the same moment.
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then Content-Length bytes of body.
+                loop {
+                    let n = match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = head
+                        .lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() < len {
+                        continue;
+                    }
+                    raw3.lock().expect("lock").push(text.clone());
+                    if head.starts_with("POST /hook ") {
+                        if let Ok(v) = serde_json::from_str(&body[..len]) {
+                            p3.lock().expect("lock").push(v);
+                        }
+                    }
+                    break;
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://198.18.0.1:{port}/hook");
+    let stack = stack_copy(dir.path(), |t| {
+        let hooks = ["master", "backup", "fault", "stop"]
+            .iter()
+            .map(|s| format!("    {s}:\n      - webhook: {url}\n"))
+            .collect::<String>();
+        t.replace("  checks:\n", &format!("  notify:\n{hooks}  checks:\n"))
+    });
+    must(&["up", "-f", &stack, "--auto-approve"]);
+    assert_lab_route(VIP);
+    let h = wait_holders(&stack, &["host1"], Duration::from_secs(10));
+    assert_eq!(h, vec!["host1".to_string()]);
+    // A failover and a failback.
+    must(&["lab", "exec", "host1", "--", "systemctl", "stop", "nginx"]);
+    assert_eq!(
+        wait_holders(&stack, &["host2"], Duration::from_secs(6)),
+        vec!["host2".to_string()]
+    );
+    must(&["lab", "exec", "host1", "--", "systemctl", "start", "nginx"]);
+    assert_eq!(
+        wait_holders(&stack, &["host1"], Duration::from_secs(8)),
+        vec!["host1".to_string()]
+    );
+    std::thread::sleep(Duration::from_secs(2));
+
+    // keepalived's own record of the transitions, per host.
+    let logs = must(&["logs", "-f", &stack, "--service", "keepalived"]);
+    let mut want: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for l in logs.lines() {
+        let Some(host) = l.split_whitespace().next() else {
+            continue;
+        };
+        if let Some(rest) = l.split("(VI_1) Entering ").nth(1) {
+            let state = rest.split_whitespace().next().unwrap_or("").to_string();
+            want.entry(host.to_string()).or_default().push(state);
+        }
+    }
+    let posts = posts.lock().expect("lock").clone();
+    let mut got: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for p in &posts {
+        assert_eq!(p["instance"], "VI_1", "{p}");
+        assert!(p["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{p}");
+        got.entry(p["host"].as_str().expect("host").to_string())
+            .or_default()
+            .push(p["state"].as_str().expect("state").to_string());
+    }
+    assert_eq!(
+        got, want,
+        "webhook POSTs per host differ from keepalived's transitions\nposts: {posts:#?}\nraw: {:#?}\nlogs:\n{logs}",
+        raw.lock().expect("lock")
+    );
+    assert_eq!(
+        got.get("host1").map(Vec::as_slice),
+        Some(
+            &[
+                "BACKUP".to_string(),
+                "MASTER".into(),
+                "FAULT".into(),
+                "BACKUP".into(),
+                "MASTER".into()
+            ][..]
+        ),
+        "{posts:#?}"
+    );
+    // status shows the last transition the notify script recorded.
+    let o = hactl(&["status", "-f", &stack, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    let t = v["hosts"][0]["last_transition"].as_str().unwrap_or("");
+    assert!(t.starts_with("MASTER"), "{v:#}");
 }
