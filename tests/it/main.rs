@@ -3,6 +3,7 @@
 //! that is missing fails loudly; none is skipped.
 
 mod aws;
+mod canary;
 mod deploy;
 mod ha;
 mod lab;

@@ -1,13 +1,20 @@
 //! SSH connections: openssh with native multiplexing and strict host keys.
 //!
 //! Host keys are always checked strictly against the stack's `known_hosts` (or the user's):
-//! hactl never turns checking off. The control sockets live in a private temporary directory
-//! that disappears with the process.
+//! hactl never turns checking off. The one exception is [`Connection::pin`], first contact
+//! with a host hactl itself created (an EC2 instance): `accept-new` records the key into the
+//! stack's own known_hosts file and still refuses a key that differs from one already there;
+//! every later connection is strict against that file.
+//!
+//! Control masters persist between runs for a minute (like ssh's `ControlPersist`), in a
+//! private per-user directory, keyed by every setting that shaped the connection: a no-op
+//! `hactl plan` on 20 hosts then costs one round trip per host instead of 20 handshakes. A
+//! master is reused only after a real command went through it.
 
 use openssh::Stdio;
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 
 use crate::stack::{Host, Stack};
@@ -36,7 +43,6 @@ pub enum HostError {
 pub struct Connection {
     pub host: String,
     session: Session,
-    _control_dir: tempfile::TempDir,
 }
 
 /// A finished remote script.
@@ -74,30 +80,88 @@ fn classify(host: &str, target: &str, err: &openssh::Error) -> HostError {
 impl Connection {
     /// Opens the host's control master with the stack's SSH settings.
     pub async fn open(stack: &Stack, host: &Host) -> Result<Connection, HostError> {
+        Self::open_checked(stack, host, KnownHosts::Strict).await
+    }
+
+    /// First contact with a host hactl created: connects with `accept-new` (the key goes into
+    /// the stack's known_hosts file; a different key already there is still refused), then
+    /// closes. Only for hosts whose key the state has not pinned yet.
+    pub async fn pin(stack: &Stack, host: &Host) -> Result<(), HostError> {
+        Self::open_checked(stack, host, KnownHosts::Add)
+            .await?
+            .close()
+            .await;
+        Ok(())
+    }
+
+    async fn open_checked(
+        stack: &Stack,
+        host: &Host,
+        check: KnownHosts,
+    ) -> Result<Connection, HostError> {
         let ssh = &stack.file.ssh;
-        let control_dir = tempfile::Builder::new()
-            .prefix("hactl-ssh-")
-            .tempdir()
-            .map_err(|e| HostError::Connect {
+        let connect_err = |message: String| HostError::Connect {
+            host: host.name.clone(),
+            target: host.ssh_target.clone(),
+            message,
+        };
+        let identity = ssh
+            .identity_file
+            .as_ref()
+            .map(|k| stack.resolve_path(&k.value));
+        let known_hosts = ssh
+            .known_hosts
+            .as_ref()
+            .map(|k| stack.resolve_path(&k.value));
+        let config = ssh
+            .config_file
+            .as_ref()
+            .map(|c| stack.resolve_path(&c.value));
+        // Masters persist between runs (like ssh's ControlPersist), keyed by everything that
+        // decides how the connection was made, so a later run never reuses a master made with
+        // other keys, known_hosts or checking mode.
+        let key = crate::plan::sha256_hex(
+            format!(
+                "{}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}",
+                ssh.user,
+                ssh.port,
+                host.ssh_target,
+                identity,
+                known_hosts,
+                config,
+                ssh.proxy_jump,
+                matches!(check, KnownHosts::Strict)
+            )
+            .as_bytes(),
+        );
+        let dir = control_root()
+            .map_err(|e| connect_err(format!("cannot prepare the SSH control directory: {e}")))?
+            .join(&key[..16]);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| connect_err(format!("cannot create `{}`: {e}", dir.display())))?;
+        if let Some(session) = resume(&dir).await {
+            tracing::debug!(host = %host.name, "reusing a live SSH master");
+            return Ok(Connection {
                 host: host.name.clone(),
-                target: host.ssh_target.clone(),
-                message: format!("cannot create a private control directory: {e}"),
-            })?;
+                session,
+            });
+        }
         let mut b = SessionBuilder::default();
         b.user(ssh.user.clone())
             .port(ssh.port)
-            .known_hosts_check(KnownHosts::Strict)
+            .known_hosts_check(check)
             .connect_timeout(ssh.connect_timeout.value.0)
             .server_alive_interval(Duration::from_secs(5))
-            .control_directory(control_dir.path());
-        if let Some(k) = &ssh.identity_file {
-            b.keyfile(stack.resolve_path(&k.value));
+            .control_persist(ControlPersist::IdleFor(PERSIST))
+            .control_directory(&dir);
+        if let Some(k) = &identity {
+            b.keyfile(k);
         }
-        if let Some(k) = &ssh.known_hosts {
-            b.user_known_hosts_file(stack.resolve_path(&k.value));
+        if let Some(k) = &known_hosts {
+            b.user_known_hosts_file(k);
         }
-        if let Some(c) = &ssh.config_file {
-            b.config_file(stack.resolve_path(&c.value));
+        if let Some(c) = &config {
+            b.config_file(c);
         }
         if let Some(j) = &ssh.proxy_jump {
             b.jump_hosts([j.as_str()]);
@@ -106,10 +170,10 @@ impl Connection {
             .connect_mux(&host.ssh_target)
             .await
             .map_err(|e| classify(&host.name, &host.ssh_target, &e))?;
+        tracing::debug!(host = %host.name, "new SSH master");
         Ok(Connection {
             host: host.name.clone(),
             session,
-            _control_dir: control_dir,
         })
     }
 
@@ -151,7 +215,64 @@ impl Connection {
         })
     }
 
+    /// Ends this run's use of the connection. The master stays up for the next run (it exits
+    /// by itself after `PERSIST` idle seconds).
     pub async fn close(self) {
-        let _ = self.session.close().await;
+        let _ = self.session.detach();
     }
+}
+
+/// How long an idle master waits for the next run before it exits.
+const PERSIST: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(60) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// The private directory for control sockets: `$XDG_RUNTIME_DIR/hactl-ssh`, else
+/// `$TMPDIR/hactl-ssh-UID`; created 0700 and refused when someone else owns it.
+fn control_root() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let root = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d).join("hactl-ssh"),
+        _ => std::env::temp_dir().join(format!("hactl-ssh-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&root)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "`{}` is not a private directory of this user",
+            root.display()
+        )));
+    }
+    Ok(root)
+}
+
+/// A live master left by an earlier run in `dir`, proven by a real round trip; dead ones are
+/// told to exit and their directories removed.
+async fn resume(dir: &std::path::Path) -> Option<Session> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut found = None;
+    for e in entries.flatten() {
+        let sock = e.path().join("master");
+        if found.is_none() && sock.exists() {
+            let session = Session::resume_mux(sock.into_boxed_path(), None);
+            let probe = tokio::time::timeout(Duration::from_secs(2), async {
+                session.command("true").status().await
+            })
+            .await;
+            if matches!(probe, Ok(Ok(s)) if s.success()) {
+                found = Some(session);
+                continue;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), session.close()).await;
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+    found
 }
