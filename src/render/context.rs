@@ -302,6 +302,16 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
     let mut v = to_json("host", h)?;
     if let Some(m) = v.as_object_mut() {
         m.insert("vrrp_state".into(), vrrp_state(stack, h).into());
+        // The VRRP source address: `source_ip` when the host sets one, else its address.
+        let source = stack
+            .file
+            .hosts
+            .iter()
+            .find(|s| s.name.value == h.name)
+            .and_then(|s| s.source_ip.as_ref())
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| h.address.to_string());
+        m.insert("source_ip".into(), source.into());
     }
     Ok(v)
 }

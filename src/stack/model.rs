@@ -165,6 +165,10 @@ pub struct HostSpec {
     /// Base VRRP priority, 1–254. Default: 150 for the first host, then 100, 99, 98, …
     #[serde(default)]
     pub priority: Option<Spanned<i64>>,
+    /// Source address of this host's VRRP adverts (`unicast_src_ip`, or `mcast_src_ip` in
+    /// multicast mode); default: `address`. Seed 001 had it hard-coded.
+    #[serde(default)]
+    pub source_ip: Option<Spanned<String>>,
     /// Network interface for VRRP; defaults to `vip.interface`.
     #[serde(default)]
     pub interface: Option<String>,

@@ -644,3 +644,50 @@ fn webhook_gets_one_post_per_transition() {
     let t = v["hosts"][0]["last_transition"].as_str().unwrap_or("");
     assert!(t.starts_with("MASTER"), "{v:#}");
 }
+
+/// Seed 001's hard-coded VRRP source address is a parameter: `hosts[].source_ip` becomes
+/// `unicast_src_ip` (and `mcast_src_ip` in multicast mode); without it, the host's address.
+#[test]
+fn vrrp_source_ip_is_a_parameter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string("tests/fixtures/ha/seed-004-2-node.yaml")
+        .or_else(|_| {
+            std::fs::read_to_string(support::root().join("tests/fixtures/ha/seed-004-2-node.yaml"))
+        })
+        .expect("fixture");
+    let edited = text.replace(
+        "    address: 192.168.200.20\n",
+        "    address: 192.168.200.20\n    source_ip: 192.168.200.21\n",
+    );
+    assert_ne!(edited, text);
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, &edited).expect("write");
+    let out_dir = dir.path().join("out");
+    let p = path.display().to_string();
+    let o = out_dir.display().to_string();
+    ok(&["render", "-f", &p, "--out", &o]);
+    let conf = |h: &str| {
+        std::fs::read_to_string(out_dir.join(h).join("etc/keepalived/keepalived.conf"))
+            .expect("keepalived.conf rendered")
+    };
+    assert!(
+        conf("node1").contains("    unicast_src_ip 192.168.200.21\n"),
+        "{}",
+        conf("node1")
+    );
+    assert!(
+        conf("node2").contains("    unicast_src_ip 192.168.200.52\n"),
+        "{}",
+        conf("node2")
+    );
+    let multi = edited.replace("  mode: unicast\n", "  mode: multicast\n");
+    std::fs::write(&path, &multi).expect("write");
+    std::fs::remove_dir_all(&out_dir).expect("clean");
+    ok(&["render", "-f", &p, "--out", &o]);
+    assert!(
+        conf("node1").contains("    mcast_src_ip 192.168.200.21\n"),
+        "{}",
+        conf("node1")
+    );
+    assert!(!conf("node2").contains("mcast_src_ip"), "{}", conf("node2"));
+}
