@@ -392,9 +392,11 @@ fn remote_fault(scenario: Scenario, service: &str) -> Option<(String, String)> {
             "systemctl stop keepalived\n".into(),
             "systemctl start keepalived\n".into(),
         )),
-        // Every keepalived process, by its pid files: parent, VRRP and checker children.
+        // Every keepalived process, by its pid files, in one kill(1): the VRRP child first,
+        // because the parent's death makes the kernel SIGTERM the children, and a VRRP child
+        // that gets that SIGTERM first releases the VIP cleanly (no split brain to see).
         Scenario::KeepalivedKill => Some((
-            "for f in /run/keepalived.pid /run/vrrp.pid /run/checkers.pid; do [ -s \"$f\" ] && kill -9 \"$(head -n1 \"$f\")\" 2>/dev/null; done; exit 0\n".into(),
+            "p=''; for f in /run/vrrp.pid /run/checkers.pid /run/keepalived.pid; do [ -s \"$f\" ] && p=\"$p $(head -n1 \"$f\")\"; done; [ -n \"$p\" ] && kill -9 $p 2>/dev/null; exit 0\n".into(),
             "systemctl start keepalived\n".into(),
         )),
         Scenario::HostDown | Scenario::LinkDown => None,

@@ -338,6 +338,24 @@ fn render(s: &Status) -> String {
             let _ = writeln!(out, "{:<12} roles: {roles}", "");
         }
     }
+    // The notify script records `STATE UNIX-TIME` on every transition.
+    let transitions: Vec<String> = s
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let t = h.last_transition.as_deref()?;
+            let (state, secs) = t.split_once(' ')?;
+            let secs: i64 = secs.trim().parse().ok()?;
+            Some(format!(
+                "{} {state} since {}",
+                h.name,
+                crate::ha::logs::format_ms(secs * 1000)
+            ))
+        })
+        .collect();
+    if !transitions.is_empty() {
+        let _ = writeln!(out, "\nlast transition: {}", transitions.join("; "));
+    }
     if let Some(v) = &s.vip {
         match v.holders.len() {
             0 => {
