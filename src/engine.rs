@@ -39,10 +39,22 @@ pub fn render_all(
     stack: &Stack,
     secrets: &Secrets,
 ) -> Result<BTreeMap<String, HostConfig>, render::RenderError> {
+    render_all_with_outputs(stack, secrets, &serde_json::Value::Null)
+}
+
+/// [`render_all`] with a provider's outputs (an AWS stack's hosts, after provisioning).
+pub fn render_all_with_outputs(
+    stack: &Stack,
+    secrets: &Secrets,
+    outputs: &serde_json::Value,
+) -> Result<BTreeMap<String, HostConfig>, render::RenderError> {
     stack
         .hosts
         .iter()
-        .map(|h| Ok((h.name.clone(), render::render_host(stack, h, secrets)?)))
+        .map(|h| {
+            let cfg = render::render_host_with_outputs(stack, h, secrets, outputs)?;
+            Ok((h.name.clone(), cfg))
+        })
         .collect()
 }
 

@@ -12,7 +12,7 @@ use super::StackArgs;
 use crate::plan::{Action, Plan};
 use crate::provider::aws::apply::{self, Ctx, Event};
 use crate::provider::aws::client::Clients;
-use crate::provider::aws::{desired, diff, observe, outputs};
+use crate::provider::aws::{desired, diff, hosts, observe, outputs};
 use crate::stack::model::ProviderKind;
 use crate::stack::Stack;
 use crate::state::{Backend, ResourceState, State};
@@ -100,7 +100,11 @@ pub async fn plan(
     let r = async {
         let clients = Clients::new(&region(&stack)).await;
         let observed = read(&stack, &clients).await?;
-        let d = diff::diff(&desired::desired(&stack.file), &observed);
+        let key = public_key(&stack)?;
+        let inputs = desired::Inputs {
+            public_key: key.as_ref().map(|k| k.expose()),
+        };
+        let d = diff::diff(&desired::desired(&stack.file, &inputs), &observed);
         Ok::<_, miette::Report>(d.plan(stack.name()))
     }
     .await;
@@ -123,12 +127,183 @@ pub async fn up(
     args: &StackArgs,
     run: &RunArgs,
     auto_approve: bool,
+    provision_only: bool,
 ) -> miette::Result<ExitStatus> {
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("up", run.lock_wait).await?;
-    let r = converge(&stack, &backend, args, run, auto_approve, false).await;
+    let r = async {
+        let status = converge(&stack, &backend, args, run, auto_approve, false).await?;
+        if status != ExitStatus::Success || !hosts::has_host_config(&stack) {
+            return Ok(status);
+        }
+        if provision_only {
+            if !args.json {
+                view::print_out("\nHosts: not configured (`--provision-only`).\n");
+            }
+            return Ok(status);
+        }
+        configure_hosts(&stack, &backend, args, auto_approve).await
+    }
+    .await;
     guard.release().await;
     r
+}
+
+/// Where hactl keeps the host keys it pinned for a stack's instances (when the stack names no
+/// `ssh.known_hosts` of its own): beside the local state, rebuilt from the state on each run.
+fn known_hosts_path(stack: &str) -> std::path::PathBuf {
+    let rel = std::path::Path::new(".hactl").join(format!("{stack}.known_hosts"));
+    std::env::current_dir().map(|d| d.join(&rel)).unwrap_or(rel)
+}
+
+/// The second layer of `up`: the instances in the state's outputs are configured over SSH by
+/// the spine's flow (render with the outputs → observe → plan → apply), then the EFS mount
+/// step runs (or says why it cannot).
+async fn configure_hosts(
+    stack: &Stack,
+    backend: &Backend,
+    args: &StackArgs,
+    auto_approve: bool,
+) -> miette::Result<ExitStatus> {
+    let name = stack.name().to_string();
+    let mut st = backend
+        .read(&name)
+        .await?
+        .unwrap_or_else(|| State::new(&name));
+    let instances = hosts::instances(&st.outputs);
+    let mut s = stack.clone();
+    s.hosts = hosts::hosts(stack, &instances);
+    if !args.json {
+        view::print_out(&format!(
+            "\nConfiguring {} instance(s) over SSH:\n",
+            s.hosts.len()
+        ));
+    }
+    if stack.file.ssh.known_hosts.is_none() {
+        let path = known_hosts_path(&name);
+        pin_host_keys(&s, &instances, &mut st, &path).await?;
+        backend.write(&mut st).await?;
+        s.file.ssh.known_hosts = Some(crate::stack::model::unspanned(
+            path.to_string_lossy().into_owned(),
+        ));
+    }
+    let secrets = vault::open_checked(&s)?;
+    let mut configs = crate::engine::render_all_with_outputs(&s, &secrets, &st.outputs)?;
+    let mount_path = hosts::efs_mount(stack);
+    let efs_dns = st.outputs["shared_fs"]["dns_name"]
+        .as_str()
+        .unwrap_or_default();
+    if let (Some(path), false) = (&mount_path, efs_dns.is_empty()) {
+        for cfg in configs.values_mut() {
+            cfg.files.push(crate::render::RenderedFile {
+                path: hosts::fstab_path(&name),
+                content: hosts::fstab_line(efs_dns, path).into_bytes(),
+                mode: 0o644,
+                owner: Some("root".into()),
+                service: None,
+                check: None,
+                sensitive: false,
+            });
+        }
+    }
+    let status = super::plan::up_rendered(s.clone(), configs, args.json, auto_approve).await?;
+    match mount_path {
+        Some(path) if !efs_dns.is_empty() => {
+            let failed = mount_step(&s, &path, args.json).await;
+            Ok(if failed { ExitStatus::Failure } else { status })
+        }
+        _ => Ok(status),
+    }
+}
+
+/// Host keys: only current instances' keys are kept (a replaced instance is a new host); the
+/// stack's known_hosts file is rewritten from the state; each instance not pinned yet is
+/// contacted once with `accept-new`, one at a time so the lines it adds are its own, and those
+/// lines are recorded in the state under its instance id.
+async fn pin_host_keys(
+    s: &Stack,
+    instances: &[hosts::Instance],
+    st: &mut State,
+    path: &std::path::Path,
+) -> miette::Result<()> {
+    st.host_keys
+        .retain(|id, _| instances.iter().any(|i| &i.instance_id == id));
+    let io = |e: std::io::Error| miette::miette!("cannot write `{}`: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, st.host_keys.values().cloned().collect::<String>()).map_err(io)?;
+    let lines = || -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let mut with_file = s.clone();
+    with_file.file.ssh.known_hosts = Some(crate::stack::model::unspanned(
+        path.to_string_lossy().into_owned(),
+    ));
+    for (inst, host) in instances.iter().zip(&s.hosts) {
+        if st.host_keys.contains_key(&inst.instance_id) {
+            continue;
+        }
+        let before = lines();
+        match crate::provider::hosts::Connection::pin(&with_file, host).await {
+            Ok(()) => {
+                let new: Vec<String> = lines().difference(&before).cloned().collect();
+                if !new.is_empty() {
+                    eprintln!("{}: host key pinned at first contact", host.name);
+                    st.host_keys
+                        .insert(inst.instance_id.clone(), new.join("\n") + "\n");
+                }
+            }
+            // The strict connection that follows reports it with the other hosts.
+            Err(e) => eprintln!("{}: first contact failed: {e}", host.name),
+        }
+    }
+    Ok(())
+}
+
+/// The EFS mount on every instance. Returns true when a mount was tried and failed; a host
+/// that cannot mount NFS at all is reported as not run, with the reason.
+async fn mount_step(s: &Stack, path: &str, json: bool) -> bool {
+    let all: Vec<&crate::stack::Host> = s.hosts.iter().collect();
+    let conns = crate::provider::hosts::connect_all(s, &all).await;
+    let mut failed = false;
+    let mut text = String::new();
+    let mut records = Vec::new();
+    for (host, conn) in conns {
+        let outcome = match conn {
+            Ok(c) => {
+                let r =
+                    crate::provider::hosts::query(&c, &hosts::mount_script(s.name(), path)).await;
+                c.close().await;
+                match r {
+                    Ok(out) => hosts::parse_mount(&out),
+                    Err(e) => hosts::MountOutcome::Failed(e.to_string()),
+                }
+            }
+            Err(e) => hosts::MountOutcome::NotRun(format!("cannot connect: {e}")),
+        };
+        let line = match &outcome {
+            hosts::MountOutcome::Mounted => "mounted".to_string(),
+            hosts::MountOutcome::AlreadyMounted => "already mounted".to_string(),
+            hosts::MountOutcome::NotRun(r) => format!("not run: {r}"),
+            hosts::MountOutcome::Failed(r) => {
+                failed = true;
+                format!("FAILED: {r}")
+            }
+        };
+        text.push_str(&format!("{host}: mount EFS on {path}: {line}\n"));
+        records.push(serde_json::json!({"host": host, "path": path, "mount": outcome}));
+    }
+    if json {
+        let _ = view::print_json(&serde_json::json!({ "efs_mount": records }));
+    } else {
+        view::print_out(&format!("\n{text}"));
+    }
+    failed
 }
 
 pub async fn down(
@@ -188,10 +363,14 @@ async fn converge(
         .unwrap_or_else(|| State::new(&name));
     let clients = Clients::new(&region(stack)).await;
     let observed = read(stack, &clients).await?;
+    let key = if destroy { None } else { public_key(stack)? };
     let d = if destroy {
         diff::destroy(&observed)
     } else {
-        diff::diff(&desired::desired(&stack.file), &observed)
+        let inputs = desired::Inputs {
+            public_key: key.as_ref().map(|k| k.expose()),
+        };
+        diff::diff(&desired::desired(&stack.file, &inputs), &observed)
     };
     let plan = d.plan(&name);
     if !args.json {
@@ -217,6 +396,7 @@ async fn converge(
             .map(|a| a.hosts.root_volume_gb.value as i32)
             .unwrap_or(20),
         db_credentials,
+        public_key: key,
         wait_timeout: Duration::from_secs(
             std::env::var("HACTL_AWS_WAIT_SECS")
                 .ok()
@@ -356,6 +536,23 @@ fn done(a: Action) -> &'static str {
         Action::Delete => "deleted",
         _ => "done",
     }
+}
+
+/// The hosts' public key (`aws.hosts.public_key`), inline or from the vault.
+pub(crate) fn public_key(stack: &Stack) -> miette::Result<Option<vault::Secret>> {
+    let Some(v) = stack
+        .file
+        .aws
+        .as_ref()
+        .and_then(|a| a.hosts.public_key.as_ref())
+    else {
+        return Ok(None);
+    };
+    let secrets = vault::open(stack)?;
+    let key = secrets
+        .resolve(&v.value)
+        .ok_or_else(|| crate::provider::aws::AwsError::PublicKey("aws.hosts.public_key".into()))?;
+    Ok(Some(key))
 }
 
 /// The RDS master credentials, resolved from the stack (inline or from the vault).

@@ -33,6 +33,10 @@ pub struct UpArgs {
     /// Apply without asking.
     #[arg(long)]
     pub auto_approve: bool,
+    /// `provider: aws`: create and update the AWS resources only, without configuring the
+    /// instances over SSH (e.g. they are not reachable from where this runs).
+    #[arg(long)]
+    pub provision_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -88,7 +92,7 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     if super::aws::is_aws(&stack) {
-        return super::aws::up(stack, &a.stack, &a.run, a.auto_approve).await;
+        return super::aws::up(stack, &a.stack, &a.run, a.auto_approve, a.provision_only).await;
     }
     let p = prepare(&a.stack).await?;
     let plan = engine::plan_up(&p.stack, &p.observed);
@@ -103,6 +107,27 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
     let p = prepare(&a.stack).await?;
     let plan = engine::plan_down(&p.stack, &p.observed);
     apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
+}
+
+/// The hosts layer of an AWS `up`: the instances, already built into `stack.hosts` and
+/// rendered with the state's outputs, go through the same observe → plan → apply as a hosts
+/// stack (see `cli/aws.rs`).
+pub(crate) async fn up_rendered(
+    stack: stack::Stack,
+    configs: std::collections::BTreeMap<String, crate::render::HostConfig>,
+    json: bool,
+    auto_approve: bool,
+) -> miette::Result<ExitStatus> {
+    let observed = engine::observe(&stack, configs).await;
+    let plan = engine::plan_up(&stack, &observed);
+    apply(
+        Prepared { stack, observed },
+        plan,
+        json,
+        auto_approve,
+        Mode::Up,
+    )
+    .await
 }
 
 #[derive(serde::Serialize)]

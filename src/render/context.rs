@@ -328,10 +328,13 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
 ///   `replicas_list: [{index, name, host_port, green_port, port_var}]`, and `slot_file` /
 ///   `slot_include`: the nginx include that picks the blue or green slot): the sections, or
 ///   none.
-/// - `vars`, `secret`, `outputs` (empty until AWS outputs exist).
+/// - `vars`, `secret`, `outputs` (what the provider recorded in the state after provisioning:
+///   `outputs.balancer.dns_name`, `outputs.database.endpoint`/`port`, `outputs.shared_fs.id`/
+///   `dns_name`, `outputs.hosts`; an empty map for stacks without a provider's outputs).
 pub fn build(
     stack: &Stack,
     host: &Host,
+    outputs: &serde_json::Value,
     conv: &Converter,
     secrets: &Arc<Secrets>,
     tracker: &Arc<Tracker>,
@@ -434,6 +437,10 @@ pub fn build(
             tracker: tracker.clone(),
         }),
     );
-    ctx.insert("outputs", Value::from(BTreeMap::<String, Value>::new()));
+    let outputs = match outputs {
+        serde_json::Value::Object(_) => conv.convert(outputs),
+        _ => Value::from(BTreeMap::<String, Value>::new()),
+    };
+    ctx.insert("outputs", outputs);
     Ok(Value::from_iter(ctx))
 }

@@ -146,6 +146,7 @@ pub enum RenderError {
 struct Renderer<'a> {
     stack: &'a Stack,
     host: &'a Host,
+    outputs: &'a serde_json::Value,
     env: minijinja::Environment<'static>,
     secrets: Arc<Secrets>,
 }
@@ -164,7 +165,14 @@ impl Renderer<'_> {
     fn render(&self, job: FileJob) -> Result<RenderedFile, RenderError> {
         let tracker = Arc::new(context::Tracker::default());
         let conv = context::Converter::new(self.secrets.clone(), tracker.clone());
-        let ctx = context::build(self.stack, self.host, &conv, &self.secrets, &tracker)?;
+        let ctx = context::build(
+            self.stack,
+            self.host,
+            self.outputs,
+            &conv,
+            &self.secrets,
+            &tracker,
+        )?;
         let result = self
             .env
             .get_template(&job.template)
@@ -224,11 +232,22 @@ fn parse_mode(dest: &str, mode: Option<&str>) -> Result<u32, RenderError> {
     }
 }
 
-/// Renders every file and the service list for one host.
+/// Renders every file and the service list for one host (no provider outputs).
 pub fn render_host(
     stack: &Stack,
     host: &Host,
     secrets: &Secrets,
+) -> Result<HostConfig, RenderError> {
+    render_host_with_outputs(stack, host, secrets, &serde_json::Value::Null)
+}
+
+/// [`render_host`] with the provider's outputs from the state (`{{ outputs.… }}`): how an
+/// AWS stack's hosts see the balancer's DNS name, the database endpoint and the file system.
+pub fn render_host_with_outputs(
+    stack: &Stack,
+    host: &Host,
+    secrets: &Secrets,
+    outputs: &serde_json::Value,
 ) -> Result<HostConfig, RenderError> {
     let f = &stack.file;
     let templates_dir = f
@@ -238,6 +257,7 @@ pub fn render_host(
     let renderer = Renderer {
         stack,
         host,
+        outputs,
         env: env::environment(templates_dir, stack.dir().to_path_buf()),
         secrets: Arc::new(secrets.clone()),
     };

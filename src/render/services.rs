@@ -33,7 +33,7 @@ fn render_with(
     let tracker = Arc::new(context::Tracker::default());
     let conv = context::Converter::new(r.secrets.clone(), tracker.clone());
     let extra = extra(&conv);
-    let base = context::build(r.stack, r.host, &conv, &r.secrets, &tracker)?;
+    let base = context::build(r.stack, r.host, r.outputs, &conv, &r.secrets, &tracker)?;
     let ctx = minijinja::value::merge_maps([extra, base]);
     let result = r
         .env
@@ -177,7 +177,13 @@ fn render_redis(
             Value::from("/etc/redis/sentinel.conf"),
         );
         m.insert("replica_priority", Value::from(100));
-        m.insert("min_replicas_to_write", Value::from(1));
+        // With three or more hosts a primary that lost every replica is the isolated side of a
+        // partition: it stops taking writes. With two, the survivor of a failure has no replica
+        // by definition, so the guard would refuse every write after any failover.
+        m.insert(
+            "min_replicas_to_write",
+            Value::from(u8::from(svc.hosts.len() >= 3)),
+        );
         m.insert("min_replicas_max_lag", Value::from(10));
         m.insert("password", password(conv, svc));
         if let Some(p) = port {

@@ -82,7 +82,15 @@ impl Drop for Moto {
     }
 }
 
-/// A stack from tests/fixtures/aws in its own directory (the local state lives under it).
+/// The seed file the acceptance test names, relative to the working directory.
+pub const SEED: &str = "stacks/seed-003-aws-web.yaml";
+/// Its stack name: every test has its own moto server, so one name serves them all.
+pub const NAME: &str = "aws-web";
+
+/// `stacks/seed-003-aws-web.yaml` as it is in the repo (plus its `files:` template), copied into
+/// a temporary checkout-like directory with its own vault (`secrets/aws-web.age`, under an age
+/// identity in the temp HOME) holding the DB password and a fresh SSH public key. hactl runs
+/// there as `hactl … -f stacks/seed-003-aws-web.yaml`; the local state lives under it.
 pub struct Workdir {
     pub dir: tempfile::TempDir,
     pub stack: PathBuf,
@@ -90,29 +98,47 @@ pub struct Workdir {
 }
 
 impl Workdir {
-    pub fn new(fixture: &str, name: &str, edit: impl Fn(String) -> String) -> Workdir {
+    /// The seed, optionally edited (appended sections, lab variants).
+    pub fn seed(edit: impl Fn(String) -> String) -> Workdir {
         let dir = tempfile::tempdir().expect("temp dir");
-        let text = std::fs::read_to_string(root().join("tests/fixtures/aws").join(fixture))
-            .expect("fixture");
-        let stack = dir.path().join("stack.yaml");
-        std::fs::write(&stack, edit(text.replace("STACKNAME", name))).expect("write stack");
+        let text = std::fs::read_to_string(root().join(SEED)).expect("the seed file");
+        std::fs::create_dir_all(dir.path().join("stacks/templates")).unwrap();
+        std::fs::copy(
+            root().join("stacks/templates/aws-web-app.env.j2"),
+            dir.path().join("stacks/templates/aws-web-app.env.j2"),
+        )
+        .expect("the seed's template");
+        let stack = dir.path().join(SEED);
+        std::fs::write(&stack, edit(text)).expect("write stack");
         let w = Workdir {
             dir,
             stack,
-            name: name.into(),
+            name: NAME.into(),
         };
-        // The stack's vault with the DB password, under an age identity in the temp HOME.
         let o = w
             .base()
-            .args(["secrets", "init", "-f"])
-            .arg(&w.stack)
+            .args(["secrets", "init", "-f", SEED])
             .output()
             .unwrap();
         assert!(o.status.success(), "secrets init: {}", stderr(&o));
-        let mut set = w
+        w.set_secret("db_password", b"moto-only-pw");
+        // The instances' key pair: a real ed25519 key (EC2 and moto parse the material).
+        let key = w.dir.path().join("id_ed25519");
+        let o = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "aws-web-test", "-f"])
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen runs (openssh-client)");
+        assert!(o.status.success(), "ssh-keygen: {}", stderr(&o));
+        let public = std::fs::read(key.with_extension("pub")).unwrap();
+        w.set_secret("ssh_public_key", &public);
+        w
+    }
+
+    fn set_secret(&self, name: &str, value: &[u8]) {
+        let mut set = self
             .base()
-            .args(["secrets", "set", "db_password", "-f"])
-            .arg(&w.stack)
+            .args(["secrets", "set", name, "-f", SEED])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,15 +146,10 @@ impl Workdir {
             .unwrap();
         {
             use std::io::Write;
-            set.stdin
-                .take()
-                .unwrap()
-                .write_all(b"moto-only-pw")
-                .unwrap();
+            set.stdin.take().unwrap().write_all(value).unwrap();
         }
         let o = set.wait_with_output().unwrap();
-        assert!(o.status.success(), "secrets set: {}", stderr(&o));
-        w
+        assert!(o.status.success(), "secrets set {name}: {}", stderr(&o));
     }
 
     /// hactl in this directory, with HOME here (the age identity lives under it).
@@ -143,7 +164,11 @@ impl Workdir {
 
     pub fn rewrite(&self, from: &str, to: &str) {
         let t = std::fs::read_to_string(&self.stack).unwrap();
-        assert!(t.contains(from), "{from} not in the stack");
+        assert_eq!(
+            t.matches(from).count(),
+            1,
+            "{from} is not once in the stack"
+        );
         std::fs::write(&self.stack, t.replace(from, to)).unwrap();
     }
 
@@ -151,7 +176,7 @@ impl Workdir {
         let mut c = self.base();
         c.envs(moto.env());
         c.args(args);
-        c.arg("-f").arg(&self.stack);
+        c.args(["-f", SEED]);
         c
     }
 
@@ -203,6 +228,7 @@ pub struct Counts {
     igws: usize,
     route_tables: usize,
     sgs: usize,
+    key_pairs: usize,
     instances: usize,
     lbs: usize,
     tgs: usize,
@@ -258,6 +284,14 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .await
         .unwrap()
         .security_groups()
+        .len();
+    c.key_pairs = ec2
+        .describe_key_pairs()
+        .filters(by_stack(name))
+        .send()
+        .await
+        .unwrap()
+        .key_pairs()
         .len();
     c.instances = ec2
         .describe_instances()
@@ -386,6 +420,7 @@ pub fn full() -> Counts {
         igws: 1,
         route_tables: 1,
         sgs: 4,
+        key_pairs: 1,
         instances: 2,
         lbs: 1,
         tgs: 1,
@@ -514,7 +549,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
         .unwrap();
     assert_eq!(vpcs.vpcs().len(), 1);
     let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
-    assert_eq!(vpcs.vpcs()[0].cidr_block(), Some("10.30.0.0/16"));
+    assert_eq!(vpcs.vpcs()[0].cidr_block(), Some("10.20.0.0/16"));
 
     let subnets = ec2
         .describe_subnets()
@@ -604,7 +639,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(rules(lb_sg), ["80 0.0.0.0/0"]);
     assert_eq!(
         rules(hosts_sg),
-        ["22 198.18.0.0/24".to_string(), format!("80 {lb_id}")]
+        ["22 203.0.113.0/24".to_string(), format!("80 {lb_id}")]
     );
     assert_eq!(rules(efs_sg), [format!("2049 {hosts_id}")]);
     assert_eq!(rules(db_sg), [format!("5432 {hosts_id}")]);
@@ -632,6 +667,23 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert!(insts
         .iter()
         .all(|i| i.security_groups()[0].group_id() == Some(hosts_id)));
+
+    // The stack's own key pair, imported from the vault, tagged, used by both instances.
+    let keys = ec2
+        .describe_key_pairs()
+        .filters(by_stack(name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.key_pairs().len(), 1);
+    let key = &keys.key_pairs()[0];
+    let key_name = key.key_name().unwrap();
+    assert_eq!(key_name, format!("hactl-{name}-hosts"));
+    assert!(key
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("hactl:address") && t.value() == Some("aws_key_pair.hosts")));
+    assert!(insts.iter().all(|i| i.key_name() == Some(key_name)));
     let mut inst_ids: Vec<String> = insts
         .iter()
         .map(|i| i.instance_id().unwrap().to_string())
@@ -662,7 +714,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(tg.health_check_interval_seconds(), Some(10));
     assert_eq!(tg.health_check_timeout_seconds(), Some(5));
     assert_eq!(tg.healthy_threshold_count(), Some(2));
-    assert_eq!(tg.unhealthy_threshold_count(), Some(3));
+    assert_eq!(tg.unhealthy_threshold_count(), Some(2));
     let tg_arn = tg.target_group_arn().unwrap();
     let attrs = elb
         .describe_target_group_attributes()
@@ -675,7 +727,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
         .iter()
         .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
         .and_then(|a| a.value());
-    assert_eq!(dereg, Some("15"));
+    assert_eq!(dereg, Some("30"));
     let ls = elb
         .describe_listeners()
         .load_balancer_arn(lb.load_balancer_arn().unwrap())
@@ -777,15 +829,15 @@ fn aws_seed003_up_noop_replace_update_down() {
     let rt = rt();
     let conf = rt.block_on(moto.sdk());
     let decoy = rt.block_on(make_decoy(&conf));
-    let w = Workdir::new("web.yaml", "seed3", |t| t);
+    let w = Workdir::seed(|t| t);
 
-    let out = w.ok(&moto, &["up", "--auto-approve"]);
+    let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Applied."), "{out}");
-    rt.block_on(verify_seed003(&conf, "seed3"));
-    assert_eq!(rt.block_on(counts(&conf, "seed3")), full());
+    rt.block_on(verify_seed003(&conf, NAME));
+    assert_eq!(rt.block_on(counts(&conf, NAME)), full());
 
     // Converged: a second up changes nothing and a detailed plan exits 0.
-    let out = w.ok(&moto, &["up", "--auto-approve"]);
+    let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
     let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -814,14 +866,17 @@ fn aws_seed003_up_noop_replace_update_down() {
     assert_eq!(before["outputs"], after["outputs"]);
 
     // Instance type: a replacement, with its reason; health-check path: an in-place update.
-    w.rewrite("instance_type: t2.micro", "instance_type: t2.small");
-    w.rewrite("path: /healthz", "path: /ready");
+    w.rewrite("instance_type: t3.small", "instance_type: t3.medium");
+    w.rewrite(
+        "      path: /healthz\n      interval: 10s",
+        "      path: /ready\n      interval: 10s",
+    );
     let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     let plan = stdout(&o);
     assert!(
         plan.contains(
-            "-/+ aws_instance.web[0]  (instance_type changed: t2.micro → t2.small: replace)"
+            "-/+ aws_instance.web[0]  (instance_type changed: t3.small → t3.medium: replace)"
         ),
         "{plan}"
     );
@@ -833,17 +888,17 @@ fn aws_seed003_up_noop_replace_update_down() {
         plan.contains("~ aws_lb_target_group_attachment.web"),
         "{plan}"
     );
-    let out = w.ok(&moto, &["up", "--auto-approve"]);
+    let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Applied."), "{out}");
-    let c = rt.block_on(counts(&conf, "seed3"));
+    let c = rt.block_on(counts(&conf, NAME));
     assert_eq!(c, full(), "replaced, not duplicated");
-    let out = w.ok(&moto, &["up", "--auto-approve"]);
+    let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     let types: Vec<String> = rt
         .block_on(
             ec2.describe_instances()
-                .filters(by_stack("seed3"))
+                .filters(by_stack(NAME))
                 .filters(live())
                 .send(),
         )
@@ -853,17 +908,21 @@ fn aws_seed003_up_noop_replace_update_down() {
         .flat_map(|r| r.instances())
         .map(|i| i.instance_type().unwrap().as_str().to_string())
         .collect();
-    assert_eq!(types, ["t2.small", "t2.small"]);
+    assert_eq!(types, ["t3.medium", "t3.medium"]);
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
     let tg = rt
-        .block_on(elb.describe_target_groups().names("hactl-seed3-web").send())
+        .block_on(
+            elb.describe_target_groups()
+                .names("hactl-aws-web-web")
+                .send(),
+        )
         .unwrap();
     assert_eq!(tg.target_groups()[0].health_check_path(), Some("/ready"));
 
     // Down: everything tagged goes, the decoy stays.
     let out = w.ok(&moto, &["down", "--auto-approve"]);
     assert!(out.contains("Applied."), "{out}");
-    assert_eq!(rt.block_on(counts(&conf, "seed3")), Counts::default());
+    assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     rt.block_on(decoy_intact(&conf, &decoy));
     let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
     assert_eq!(
@@ -876,7 +935,7 @@ fn aws_seed003_up_noop_replace_update_down() {
 /// Runs `up` and kills it with SIGKILL once `after` progress lines have been printed.
 fn up_killed_after(w: &Workdir, moto: &Moto, after: usize) -> usize {
     let mut child = w
-        .cmd(moto, &["up", "--auto-approve"])
+        .cmd(moto, &["up", "--auto-approve", "--provision-only"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -903,30 +962,30 @@ fn aws_sigkill_at_five_points_converges_without_duplicates() {
     let moto = Moto::start();
     let rt = rt();
     let conf = rt.block_on(moto.sdk());
-    let w = Workdir::new("web.yaml", "kill5", |t| t);
+    let w = Workdir::seed(|t| t);
     // Points spread over the waves: network, security groups, instances and the
     // balancer/EFS/RDS, registrations and mount targets.
     for point in [1, 3, 6, 4, 2] {
         let seen = up_killed_after(&w, &moto, point);
         assert!(seen >= 1, "the run printed progress before the kill");
     }
-    let out = w.ok(&moto, &["up", "--auto-approve"]);
+    let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(
         out.contains("Applied.") || out.contains("Nothing to do."),
         "{out}"
     );
     assert_eq!(
-        rt.block_on(counts(&conf, "kill5")),
+        rt.block_on(counts(&conf, NAME)),
         full(),
         "no duplicate, no orphan"
     );
-    rt.block_on(verify_seed003(&conf, "kill5"));
-    let out = w.ok(&moto, &["up", "--auto-approve"]);
+    rt.block_on(verify_seed003(&conf, NAME));
+    let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
     // Kills during down converge too.
     up_killed_after_cmd(&w, &moto, &["down", "--auto-approve"], 3);
     w.ok(&moto, &["down", "--auto-approve"]);
-    assert_eq!(rt.block_on(counts(&conf, "kill5")), Counts::default());
+    assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
 }
 
 fn up_killed_after_cmd(w: &Workdir, moto: &Moto, args: &[&str], after: usize) {
@@ -968,10 +1027,10 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     );
     rt.block_on(s3.create_bucket().bucket("hactl-state").send())
         .unwrap();
-    let w = Workdir::new("web.yaml", "lock2", s3_stack);
+    let w = Workdir::seed(s3_stack);
 
     let first = w
-        .cmd(&moto, &["up", "--auto-approve"])
+        .cmd(&moto, &["up", "--auto-approve", "--provision-only"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -992,7 +1051,7 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     };
     assert_eq!(info["operation"], "up");
     // A second run that may not wait fails, naming the holder.
-    let o = w.run(&moto, &["up", "--auto-approve"]);
+    let o = w.run(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
@@ -1001,7 +1060,16 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     );
     // A third that may wait gets it once the first is done, and has nothing to do.
     let third = w
-        .cmd(&moto, &["up", "--auto-approve", "--lock-wait", "5m"])
+        .cmd(
+            &moto,
+            &[
+                "up",
+                "--auto-approve",
+                "--provision-only",
+                "--lock-wait",
+                "5m",
+            ],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1015,7 +1083,7 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
         "{}",
         stdout(&third)
     );
-    assert_eq!(rt.block_on(counts(&conf, "lock2")), full());
+    assert_eq!(rt.block_on(counts(&conf, NAME)), full());
 
     // The state in S3 is whole: valid JSON, this stack's, with every resource.
     let obj = rt
@@ -1028,9 +1096,9 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
         .unwrap();
     let bytes = rt.block_on(obj.body.collect()).unwrap().into_bytes();
     let st: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(st["stack"], "lock2");
+    assert_eq!(st["stack"], NAME);
     assert!(st["serial"].as_u64().unwrap() > 10);
-    assert_eq!(st["resources"].as_object().unwrap().len(), 20);
+    assert_eq!(st["resources"].as_object().unwrap().len(), 21);
     // Unlocked now; a lock left by a dead run is removed by force-unlock with its id.
     let o = w.run(&moto, &["state", "lock-info", "--json"]);
     assert_eq!(stdout(&o).trim(), "null");
@@ -1049,4 +1117,173 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     assert!(!o.status.success());
     w.ok(&moto, &["state", "force-unlock", "deadbeef"]);
     w.ok(&moto, &["plan"]);
+}
+
+/// The seed for the lab: the same file, with SSH going through an ssh_config that maps the
+/// instance names to lab hosts (the feature users need for bastions/NAT), lab login settings,
+/// and the app from the lab's demo image archive (the lab has no registry).
+fn lab_variant(text: String) -> String {
+    let ssh_start = text.find("\nssh:\n").expect("ssh section") + 1;
+    let ssh_end = text[ssh_start..].find("\n\n").expect("end of ssh") + ssh_start;
+    let text = format!(
+        "{}ssh:\n  user: root\n  identity_file: /srv/hactl-lab/id_ed25519\n  config_file: ssh_config\n  connect_timeout: 5s\n{}",
+        &text[..ssh_start],
+        &text[ssh_end..]
+    );
+    let app_start = text.find("\napp:\n").expect("app section") + 1;
+    let app_end = text[app_start..].find("\n\n").expect("end of app") + app_start;
+    format!(
+        "{}app:\n  archive: ../demo-v1.tar\n  port: 8080\n  host_port: 8000\n  replicas: 1\n  runtime: podman\n  health:\n    path: /healthz\n    interval: 250ms\n    timeout: 1s\n    healthy_threshold: 2\n    deadline: 8s\n{}",
+        &text[..app_start],
+        &text[app_end..]
+    )
+}
+
+fn lab(args: &[&str]) -> String {
+    crate::support::ok(args)
+}
+
+/// The whole of seed 003 on moto + two lab hosts: `up` provisions on moto, then pushes nginx,
+/// the app (compose) and the EFS mount entry to the instances, which the stack's ssh_config
+/// maps to the lab; host keys are pinned at first contact into the state; the EFS mount step
+/// is reported as not run (no NFS client here); a second `up` changes nothing on both layers.
+#[test]
+fn aws_seed003_configures_instances_on_lab_hosts() {
+    let _guard = crate::support::lab_guard();
+    let _ = crate::support::run(&["lab", "down"]);
+    lab(&["lab", "up", "--hosts", "2"]);
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = Workdir::seed(lab_variant);
+    std::fs::write(
+        w.dir.path().join("stacks/ssh_config"),
+        "# web-0/web-1 are EC2 instances on moto; here they are the lab's hosts.\n\
+         Host web-0\n  HostName 198.18.0.11\n\nHost web-1\n  HostName 198.18.0.12\n",
+    )
+    .unwrap();
+    let archive = w.dir.path().join("demo-v1.tar");
+    lab(&[
+        "lab",
+        "demo-image",
+        "--version",
+        "v1",
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+
+    let o = w.run(&moto, &["up", "--auto-approve"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "up failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert_eq!(rt.block_on(counts(&conf, NAME)), full());
+    assert!(out.contains("Configuring 2 instance(s) over SSH"), "{out}");
+    assert!(
+        err.contains("web-0: host key pinned at first contact"),
+        "{err}"
+    );
+    assert!(
+        err.contains("web-1: host key pinned at first contact"),
+        "{err}"
+    );
+    for f in [
+        "web-0:/etc/nginx/nginx.conf",
+        "web-1:/etc/nginx/nginx.conf",
+        "web-0:/etc/hactl/aws-web/docker-compose.yml",
+        "web-1:/etc/hactl/aws-web/efs.fstab",
+        "web-1:/etc/hactl/aws-web/app.env",
+    ] {
+        assert!(out.contains(f), "{f} not in the plan:\n{out}");
+    }
+    // EFS over NFS cannot run here: reported as not run, with the reason, never as mounted.
+    for h in ["web-0", "web-1"] {
+        assert!(
+            out.contains(&format!(
+                "{h}: mount EFS on /mnt/shared: not run: the host kernel has no NFS client"
+            )),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("mount EFS on /mnt/shared: mounted"), "{out}");
+
+    // The host keys are in the state (by instance id) and in hactl's own known_hosts file.
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.state_path()).unwrap()).unwrap();
+    let keys = st["host_keys"].as_object().unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let ids: Vec<String> = st["outputs"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.iter().all(|i| keys.contains_key(i)));
+    let kh = std::fs::read_to_string(w.dir.path().join(".hactl/aws-web.known_hosts")).unwrap();
+    assert!(kh.lines().count() >= 2, "{kh}");
+
+    // What reached the lab hosts: the app's env file names moto's database endpoint, nginx
+    // answers its health check.
+    let endpoint = st["outputs"]["database"]["endpoint"].as_str().unwrap();
+    for host in ["host1", "host2"] {
+        let env = lab(&[
+            "lab",
+            "exec",
+            host,
+            "--",
+            "cat",
+            "/etc/hactl/aws-web/app.env",
+        ]);
+        assert!(env.contains(&format!("DATABASE_HOST={endpoint}")), "{env}");
+        let fstab = lab(&[
+            "lab",
+            "exec",
+            host,
+            "--",
+            "cat",
+            "/etc/hactl/aws-web/efs.fstab",
+        ]);
+        assert!(fstab.contains(" /mnt/shared nfs4 "), "{fstab}");
+    }
+    for addr in ["198.18.0.11", "198.18.0.12"] {
+        let t0 = Instant::now();
+        loop {
+            let o = Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "2",
+                ])
+                .arg(format!("http://{addr}/healthz"))
+                .output()
+                .expect("curl runs");
+            if String::from_utf8_lossy(&o.stdout) == "200" {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "nginx on {addr} does not answer /healthz"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    // Converged on both layers; host keys are now checked strictly from the pinned file.
+    let o = w.run(&moto, &["up", "--auto-approve"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "second up\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert_eq!(out.matches("Nothing to do.").count(), 2, "{out}");
+    assert!(!err.contains("pinned"), "{err}");
+
+    w.ok(&moto, &["down", "--auto-approve"]);
+    assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
+    lab(&["lab", "down"]);
 }

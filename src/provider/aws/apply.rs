@@ -29,7 +29,7 @@ use crate::vault::Secret;
 use super::client::Clients;
 use super::desired::parse_rule;
 use super::diff::Step;
-use super::model::{is_addr, Observed, ResKind, Resource, TAG_ADDRESS, TAG_STACK};
+use super::model::{is_addr, Observed, ResKind, Resource, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK};
 use super::{sdk_code, sdk_message, AwsError};
 
 /// What apply needs besides the steps.
@@ -39,6 +39,8 @@ pub struct Ctx {
     /// Salt for idempotency tokens: the state's lineage.
     pub lineage: String,
     pub root_volume_gb: i32,
+    /// The hosts' public key to import as the stack's key pair (from the vault or the stack).
+    pub public_key: Option<Secret>,
     /// RDS master username and password (from the vault).
     pub db_credentials: Option<(Secret, Secret)>,
     /// How long to wait for one resource to become ready or gone.
@@ -477,6 +479,37 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             };
             update(ctx, r, &empty).await?;
             Ok(id)
+        }
+        ResKind::KeyPair => {
+            let name = r.get("name").unwrap_or_default();
+            let material = ctx
+                .public_key
+                .as_ref()
+                .ok_or_else(|| AwsError::PublicKey("aws.hosts.public_key".into()))?;
+            let mut tags = ctx.ec2_tags(ec2t::ResourceType::KeyPair, a);
+            tags.tags.get_or_insert_with(Vec::new).push(
+                ec2t::Tag::builder()
+                    .key(TAG_PUBLIC_KEY)
+                    .value(r.get("public_key_sha256").unwrap_or_default())
+                    .build(),
+            );
+            match c
+                .ec2
+                .import_key_pair()
+                .key_name(name)
+                .public_key_material(aws_sdk_ec2::primitives::Blob::new(
+                    material.expose().trim().as_bytes(),
+                ))
+                .tag_specifications(tags)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                // A retried import whose first answer was lost: the pair exists, tagged.
+                Err(e) if sdk_code(&e).as_deref() == Some("InvalidKeyPair.Duplicate") => {}
+                Err(e) => return Err(api("ImportKeyPair", a)(e)),
+            }
+            Ok(name.to_string())
         }
         ResKind::Instance => {
             let mut req = c
@@ -1087,7 +1120,7 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                 .map_err(api("ModifyDBInstance", a))?;
         }
         // Nothing else has attributes that change in place.
-        ResKind::Vpc | ResKind::Subnet | ResKind::EfsFileSystem => {}
+        ResKind::Vpc | ResKind::Subnet | ResKind::EfsFileSystem | ResKind::KeyPair => {}
     }
     Ok(())
 }
@@ -1151,6 +1184,12 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
         ResKind::SecurityGroup => {
             retry_busy(ctx, "DeleteSecurityGroup", a, || {
                 c.ec2.delete_security_group().group_id(id).send()
+            })
+            .await?;
+        }
+        ResKind::KeyPair => {
+            retry_busy(ctx, "DeleteKeyPair", a, || {
+                c.ec2.delete_key_pair().key_name(id).send()
             })
             .await?;
         }

@@ -32,6 +32,7 @@ pub const SG_LB: &str = "aws_security_group.lb";
 pub const SG_HOSTS: &str = "aws_security_group.hosts";
 pub const SG_EFS: &str = "aws_security_group.efs";
 pub const SG_DB: &str = "aws_security_group.db";
+pub const KEY_PAIR: &str = "aws_key_pair.hosts";
 pub const LB: &str = "aws_lb.main";
 pub const TG: &str = "aws_lb_target_group.web";
 pub const ATTACH: &str = "aws_lb_target_group_attachment.web";
@@ -99,8 +100,23 @@ pub fn subnets(aws: &AwsSpec) -> Vec<String> {
     (0..aws.zones.value.len()).map(subnet_addr).collect()
 }
 
+/// The hosts' SSH public key as given (`aws.hosts.public_key`, resolved from the vault when it
+/// is a `{secret: NAME}`): hactl imports it as the stack's own EC2 key pair.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub public_key: Option<&'a str>,
+}
+
+/// The key pair's fingerprint as hactl compares it: the SHA-256 of the key line's type and
+/// base64 body (a trailing comment does not count), truncated. EC2's own fingerprint depends
+/// on the key type, so hactl records this one in a tag instead.
+pub fn public_key_sha256(key: &str) -> String {
+    let canon: Vec<&str> = key.split_whitespace().take(2).collect();
+    crate::plan::sha256_hex(canon.join(" ").as_bytes())[..32].to_string()
+}
+
 /// Every resource the stack asks for, in a stable order.
-pub fn desired(file: &StackFile) -> Vec<Resource> {
+pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
     let Some(aws) = &file.aws else {
         return Vec::new();
     };
@@ -189,6 +205,17 @@ pub fn desired(file: &StackFile) -> Vec<Resource> {
         out.push(sg(stack, SG_DB, "db", &vpc, vec![rule(port, SG_HOSTS)]));
     }
 
+    // The stack's own key pair, imported from `hosts.public_key`; instances use it.
+    let key_pair = inputs.public_key.map(|k| {
+        let name = aws_name(stack, "hosts", 255);
+        out.push(
+            Resource::new(ResKind::KeyPair, KEY_PAIR)
+                .attr("name", &name)
+                .attr("public_key_sha256", public_key_sha256(k)),
+        );
+        name
+    });
+
     // Instances, round-robin over the zones' subnets.
     let count = aws.hosts.count.value.max(0) as usize;
     let mut instances = Vec::new();
@@ -202,7 +229,11 @@ pub fn desired(file: &StackFile) -> Vec<Resource> {
             .attr("ami", &aws.hosts.ami.value)
             .reference("subnet", vec![subnet])
             .reference("security_groups", vec![SG_HOSTS.into()]);
-        if let Some(k) = &aws.hosts.key_name {
+        if let Some(name) = &key_pair {
+            r = r
+                .attr("key_name", name)
+                .reference("key_pair", vec![KEY_PAIR.into()]);
+        } else if let Some(k) = &aws.hosts.key_name {
             r = r.attr("key_name", k);
         }
         instances.push(r.addr.clone());

@@ -373,7 +373,14 @@ aws:
 
     fn want() -> Vec<Resource> {
         let file: crate::stack::model::StackFile = serde_saphyr::from_str(STACK).unwrap();
-        desired(&file)
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHactlTestKeyOnlyNotARealOne0000000000000 t@x";
+        desired(
+            &file,
+            &crate::provider::aws::desired::Inputs {
+                public_key: Some(key),
+            },
+        )
     }
 
     /// Pretends everything desired exists as asked, with made-up ids.

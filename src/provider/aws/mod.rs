@@ -12,6 +12,7 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod diff;
+pub mod hosts;
 pub mod model;
 pub mod observe;
 pub mod outputs;
@@ -44,6 +45,12 @@ pub enum AwsError {
     #[error("the database needs `{0}`, which is not in the vault")]
     #[diagnostic(code(hactl::aws::credentials), help("add it with `hactl secrets set`"))]
     Credentials(String),
+    #[error("the hosts' key pair needs `{0}`, which is not in the vault")]
+    #[diagnostic(
+        code(hactl::aws::public_key),
+        help("add the public key (one `ssh-ed25519 AAAA…` line) with `hactl secrets set`")
+    )]
+    PublicKey(String),
 }
 
 /// The code and message of an SDK error.

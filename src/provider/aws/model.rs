@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const TAG_STACK: &str = "hactl:stack";
 /// The tag that names the resource's address in the stack.
 pub const TAG_ADDRESS: &str = "hactl:address";
+/// The tag on an imported key pair that records which public key it holds
+/// ([`super::desired::public_key_sha256`]): EC2 cannot show the material back.
+pub const TAG_PUBLIC_KEY: &str = "hactl:public-key-sha256";
 
 /// The kinds of resources the AWS provider manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -25,6 +28,7 @@ pub enum ResKind {
     InternetGateway,
     RouteTable,
     SecurityGroup,
+    KeyPair,
     Instance,
     Lb,
     TargetGroup,
@@ -45,6 +49,7 @@ impl ResKind {
             ResKind::InternetGateway => "aws_internet_gateway",
             ResKind::RouteTable => "aws_route_table",
             ResKind::SecurityGroup => "aws_security_group",
+            ResKind::KeyPair => "aws_key_pair",
             ResKind::Instance => "aws_instance",
             ResKind::Lb => "aws_lb",
             ResKind::TargetGroup => "aws_lb_target_group",
@@ -66,9 +71,11 @@ impl ResKind {
                 | (ResKind::Subnet, "cidr" | "zone" | "vpc")
                 | (ResKind::RouteTable, "vpc")
                 | (ResKind::SecurityGroup, "vpc" | "name")
+                // EC2 cannot change an imported key's material: a new key is a new pair.
+                | (ResKind::KeyPair, "name" | "public_key_sha256")
                 | (
                     ResKind::Instance,
-                    "instance_type" | "ami" | "key_name" | "subnet"
+                    "instance_type" | "ami" | "key_name" | "key_pair" | "subnet"
                 )
                 | (ResKind::Lb, "kind" | "name")
                 | (ResKind::TargetGroup, "port" | "protocol" | "vpc" | "name")

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::client::Clients;
 use super::desired::{self, listener_addr, mount_target_addr};
-use super::model::{Observed, ResKind, Resource, TAG_ADDRESS, TAG_STACK};
+use super::model::{Observed, ResKind, Resource, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK};
 use super::{sdk_message, AwsError};
 
 fn api<E, R>(op: &'static str) -> impl Fn(aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
@@ -59,12 +59,13 @@ pub async fn observe(
     given_subnets: &[String],
 ) -> Result<Vec<Observed>, AwsError> {
     let f = || stack_filter(stack);
-    let (vpcs, subnets, igws, rtbs, sgs, insts, lbs, tgs, fss, dbs, dbsg) = tokio::join!(
+    let (vpcs, subnets, igws, rtbs, sgs, keys, insts, lbs, tgs, fss, dbs, dbsg) = tokio::join!(
         c.ec2.describe_vpcs().filters(f()).send(),
         c.ec2.describe_subnets().filters(f()).send(),
         c.ec2.describe_internet_gateways().filters(f()).send(),
         c.ec2.describe_route_tables().filters(f()).send(),
         c.ec2.describe_security_groups().filters(f()).send(),
+        c.ec2.describe_key_pairs().filters(f()).send(),
         c.ec2
             .describe_instances()
             .filters(f())
@@ -201,6 +202,21 @@ pub async fn observe(
         r.obs.info.insert("rules".into(), rules.join("\n"));
         raws.push(r);
     }
+    for k in keys.map_err(api("DescribeKeyPairs"))?.key_pairs() {
+        let (Some(name), Some(addr)) = (k.key_name(), ec2_tag(k.tags(), TAG_ADDRESS)) else {
+            continue;
+        };
+        // The name is the id: RunInstances and DeleteKeyPair take it.
+        let mut r = raw(ResKind::KeyPair, addr, name);
+        r.obs.res = r.obs.res.attr("name", name).attr(
+            "public_key_sha256",
+            ec2_tag(k.tags(), TAG_PUBLIC_KEY).unwrap_or_default(),
+        );
+        if let Some(id) = k.key_pair_id() {
+            r.obs.info.insert("key_pair_id".into(), id.into());
+        }
+        raws.push(r);
+    }
     for res in insts.map_err(api("DescribeInstances"))?.reservations() {
         for i in res.instances() {
             let (Some(id), Some(addr)) = (i.instance_id(), ec2_tag(i.tags(), TAG_ADDRESS)) else {
@@ -227,7 +243,10 @@ pub async fn observe(
                         .collect(),
                 );
             if let Some(k) = i.key_name() {
-                res = res.attr("key_name", k);
+                // Mapped to the key pair's address below when it is this stack's own.
+                res = res
+                    .attr("key_name", k)
+                    .reference("key_pair", vec![k.to_string()]);
             }
             r.obs.res = res;
             let info = &mut r.obs.info;
@@ -619,6 +638,15 @@ pub async fn observe(
             *v = v.iter().map(addr_of).collect();
             v.sort();
             v.dedup();
+        }
+        // A key pair the stack does not own (`hosts.key_name`) is no reference.
+        if r.obs
+            .res
+            .refs
+            .get("key_pair")
+            .is_some_and(|k| !k.iter().all(|a| a.starts_with("aws_")))
+        {
+            r.obs.res.refs.remove("key_pair");
         }
         if r.obs.res.kind == ResKind::SecurityGroup {
             let mut rules: Vec<String> = r
