@@ -161,11 +161,12 @@ impl<'a> Service<'a> {
             ServiceKind::Redis => {
                 let (inter, fall, rise) = haproxy_timing(stack);
                 let detect = self.down_after;
-                let promote = if self.sentinel() {
-                    SENTINEL_ELECTION
+                let (detect, promote) = if self.sentinel() {
+                    (detect, SENTINEL_ELECTION)
                 } else {
-                    // `hactl heal --watch` promotes on its next round
-                    Duration::ZERO
+                    // `hactl heal --watch` promotes: its round waits out the SSH connect
+                    // timeout to the dead host (plus the round's `--interval`, not known here).
+                    (stack.file.ssh.connect_timeout.value.0, Duration::ZERO)
                 };
                 // haproxy: the new primary's check must pass `rise` times, and the first of
                 // those can start up to one interval after the promotion.
@@ -176,7 +177,8 @@ impl<'a> Service<'a> {
                     route,
                     total: detect + promote + route,
                     note: format!(
-                        "down_after {} + election {} + haproxy (rise {rise} + 1) x {} ms; the old primary's server is down after fall {fall} x {} ms, which overlaps",
+                        "{} {} + election {} + haproxy (rise {rise} + 1) x {} ms; the old primary's server is down after fall {fall} x {} ms, which overlaps",
+                        if self.sentinel() { "down_after" } else { "heal's ssh connect_timeout (+ its --interval)" },
                         fmt_dur(detect),
                         fmt_dur(promote),
                         inter.as_millis(),

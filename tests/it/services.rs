@@ -553,3 +553,125 @@ fn heal_refuses_aws_stacks_with_a_clear_error() {
         stderr(&o)
     );
 }
+
+/// The root-namespace pid of a lab host's PID 1.
+fn host_pid(host: &str) -> u64 {
+    let lab: serde_json::Value =
+        serde_json::from_str(&ok(&["lab", "status", "--json"])).expect("lab status --json");
+    lab["hosts"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["name"] == host))
+        .and_then(|h| h["pid"].as_u64())
+        .unwrap_or_else(|| panic!("{host} runs"))
+}
+
+#[test]
+fn two_hosts_heal_watch_promotes_the_replica_and_demotes_the_returning_primary() {
+    const STACK2: &str = "stacks/lab-redis-2.yaml";
+    let _g = lab_guard();
+    ok(&["lab", "up", "--hosts", "3"]);
+    ok(&["up", "-f", STACK2, "--auto-approve"]);
+    assert_lab_route(VIP);
+    let ready = wait_until(Duration::from_secs(30), || {
+        Resp::connect(VIP, 8001, Duration::from_millis(500))
+            .and_then(|mut c| c.cmd(&["INCR", "hactl:warmup"]))
+            .is_some_and(|r| r.starts_with(':'))
+    });
+    assert!(ready.is_some(), "writes through the VIP never succeeded");
+    let heal = run(&["heal", "-f", STACK2, "--dry-run", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&heal.stdout).expect("heal --json");
+    let interval = Duration::from_secs(1);
+    let predicted = Duration::from_millis(
+        h["services"][0]["predicted_failover_ms"]
+            .as_u64()
+            .expect("a prediction"),
+    ) + interval;
+
+    // hactl is the promoter: heal --watch runs for the whole scenario.
+    let mut watch = crate::support::hactl()
+        .args([
+            "heal",
+            "-f",
+            STACK2,
+            "--watch",
+            "--interval",
+            "1s",
+            "--rounds",
+            "40",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("heal --watch starts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(stop.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    let t_kill = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &host_pid("host1").to_string()])
+        .status()
+        .expect("kill runs")
+        .success());
+    std::thread::sleep(Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    let acks = w.join().expect("writer");
+    let before: Vec<u64> = acks
+        .iter()
+        .filter(|(t, _)| *t < t_kill)
+        .map(|(_, v)| *v)
+        .collect();
+    let mut prev = t_kill;
+    let mut prev_v = before.last().copied().unwrap_or(0);
+    let (mut gap, mut gap_end, mut first_after, mut last_before) = (Duration::ZERO, t_kill, 0, 0);
+    for (t, v) in acks.iter().filter(|(t, _)| *t >= t_kill) {
+        if *t - prev > gap {
+            gap = *t - prev;
+            gap_end = *t;
+            first_after = *v;
+            last_before = prev_v;
+        }
+        prev = *t;
+        prev_v = *v;
+    }
+    assert!(gap_end > t_kill, "writes never resumed after host1 died");
+    let failover = gap_end - t_kill;
+    let lost = last_before.saturating_sub(first_after.saturating_sub(1));
+    eprintln!(
+        "redis 2 hosts, hactl heal --watch promotes: writes resumed after {failover:?} \
+         (predicted {predicted:?} with --interval 1s); acknowledged {} writes; acknowledged \
+         writes lost: {lost}",
+        acks.len()
+    );
+    let st = status_json(STACK2);
+    assert!(
+        role(&st, "host2", "redis:9001").starts_with("primary"),
+        "{st:#}"
+    );
+
+    // host1 comes back empty; the running heal --watch reconfigures it as a replica of host2.
+    if !run(&["lab", "up", "--hosts", "3"]).status.success() {
+        ok(&["lab", "up", "--hosts", "3"]);
+    }
+    let back = wait_until(Duration::from_secs(30), || {
+        let st = status_json(STACK2);
+        ["redis:9001", "redis:9002"].iter().all(|k| {
+            role(&st, "host1", k).starts_with("replica of 198.18.0.12")
+                && role(&st, "host2", k).starts_with("primary")
+        })
+    });
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("heal --watch output");
+    eprintln!("heal --watch:\n{}", stdout(&out));
+    assert!(
+        back.is_some(),
+        "host1 did not come back as a replica: {:#}",
+        status_json(STACK2)
+    );
+    assert!(
+        failover <= predicted + Duration::from_secs(2),
+        "failover took {failover:?}, predicted {predicted:?} (+2 s)"
+    );
+    assert_eq!(lost, 0, "acknowledged writes were lost");
+    ok(&["down", "-f", STACK2, "--auto-approve"]);
+    ok(&["lab", "down"]);
+}
