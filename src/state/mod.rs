@@ -41,7 +41,10 @@ pub struct State {
     /// Outputs: `balancer.dns_name`, `database.endpoint`, `shared_fs.id`, `hosts[]`, …
     #[serde(default)]
     pub outputs: serde_json::Value,
-    /// SSH host keys pinned at first contact, by host address.
+    /// SSH host keys pinned at first contact (accept-new once, strict after): instance id →
+    /// the known_hosts lines its first contact added. Only current instances are kept, so a
+    /// replaced instance is contacted anew; `.hactl/<stack>.known_hosts` is rebuilt from here.
+    /// (Local state: `known_hosts` beside it; S3 state: the team shares the pins.)
     #[serde(default)]
     pub host_keys: BTreeMap<String, String>,
 }
