@@ -157,6 +157,9 @@ pub struct HostTimings {
     pub started: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy: Option<u64>,
+    /// When the health gate gave up (a failed host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unhealthy: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switched: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -590,7 +593,8 @@ impl<'a> Session<'a> {
                     let ms = ms.parse().ok();
                     match *name {
                         "started" => t.started = ms,
-                        "healthy" | "unhealthy" => t.healthy = ms,
+                        "healthy" => t.healthy = ms,
+                        "unhealthy" => t.unhealthy = ms,
                         "switched" => t.switched = ms,
                         "drained" => t.drained = ms,
                         "stopped" => t.stopped = ms,

@@ -256,6 +256,7 @@ pub fn ctl_script(p: &AppParams) -> String {
         "  if ! gate \"$sl\"; then\n",
         "    rec step unhealthy \"$(( $(now_ms) - t0 ))\"\n",
         "    compose \"$sl\" \"$im\" down -t 1 >/dev/null 2>&1\n",
+        "    rec step stopped \"$(( $(now_ms) - t0 ))\"\n",
         "    rec fail health \"$sl\"; exit 5\n",
         "  fi\n",
         "  rec step healthy \"$(( $(now_ms) - t0 ))\"\n",
