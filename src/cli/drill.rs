@@ -156,7 +156,11 @@ impl<'a> Conns<'a> {
             .open
             .get(host)
             .ok_or_else(|| format!("{host}: not connected"))?;
-        let out = c.run_script(text).await.map_err(|e| e.to_string())?;
+        // A host cut off mid-drill would hold the query until SSH's keepalive gives up.
+        let out = tokio::time::timeout(Duration::from_secs(3), c.run_script(text))
+            .await
+            .map_err(|_| format!("{host}: no answer within 3 s"))?
+            .map_err(|e| e.to_string())?;
         if out.success {
             Ok(out.stdout)
         } else {
@@ -577,9 +581,8 @@ pub async fn run(args: DrillArgs) -> miette::Result<ExitStatus> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let want_back = restored && model.preempt && expect.new_holder.as_deref() != Some(&old);
     loop {
-        if args.scenario == Scenario::HostDown {
-            conns.reconnect().await;
-        }
+        // A host that was cut off (link-down, host-down) lost its SSH connection: reopen it.
+        conns.reconnect().await;
         let (h, u) = conns.holders(&vip_s).await;
         holders_after = h;
         unreachable_after = u;
@@ -597,9 +600,6 @@ pub async fn run(args: DrillArgs) -> miette::Result<ExitStatus> {
         if Instant::now() >= deadline {
             notes.push("the VIP did not settle on one holder within 15 s of the restore".into());
             break;
-        }
-        if args.scenario == Scenario::HostDown {
-            conns.reconnect().await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
