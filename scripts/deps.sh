@@ -25,6 +25,9 @@ want redis-server redis-server
 want redis-sentinel redis-sentinel
 want redis-cli redis-tools
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_apt+=(busybox-static)
+# issue 4: lab hosts run the app with podman-compose and see /usr but not /root, so a pip or
+# pyenv install under /root is invisible to them: Debian's package puts it in /usr/bin.
+[ -x /usr/bin/podman-compose ] || need_apt+=(podman-compose)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
