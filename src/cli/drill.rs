@@ -396,11 +396,12 @@ fn remote_fault(scenario: Scenario, service: &str) -> Option<(String, String)> {
             "systemctl stop keepalived\n".into(),
             "systemctl start keepalived\n".into(),
         )),
-        // Every keepalived process, by its pid files, in one kill(1): the VRRP child first,
-        // because the parent's death makes the kernel SIGTERM the children, and a VRRP child
-        // that gets that SIGTERM first releases the VIP cleanly (no split brain to see).
+        // keepalived and its children (VRRP, checker) in one kill(1), children first: the
+        // parent's death makes the kernel SIGTERM the children, and a VRRP child that gets
+        // that SIGTERM first releases the VIP cleanly (no split brain to see). The children
+        // are found from the parent (`pgrep -P`), not from their pid files, which can be stale.
         Scenario::KeepalivedKill => Some((
-            "p=''; for f in /run/vrrp.pid /run/checkers.pid /run/keepalived.pid; do [ -s \"$f\" ] && p=\"$p $(head -n1 \"$f\")\"; done; [ -n \"$p\" ] && kill -9 $p 2>/dev/null; exit 0\n".into(),
+            "p=$(head -n1 /run/keepalived.pid 2>/dev/null); [ -n \"$p\" ] && kill -9 $(pgrep -P \"$p\") \"$p\" 2>/dev/null; exit 0\n".into(),
             "systemctl start keepalived\n".into(),
         )),
         Scenario::HostDown | Scenario::LinkDown => None,
