@@ -1188,14 +1188,22 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
         err.contains("web-1: host key pinned at first contact"),
         "{err}"
     );
-    for f in [
-        "web-0:/etc/nginx/nginx.conf",
-        "web-1:/etc/nginx/nginx.conf",
-        "web-0:/etc/hactl/aws-web/docker-compose.yml",
-        "web-1:/etc/hactl/aws-web/efs.fstab",
-        "web-1:/etc/hactl/aws-web/app.env",
-    ] {
-        assert!(out.contains(f), "{f} not in the plan:\n{out}");
+    // Both instances got nginx, the app (compose + app-ctl), its env file and the EFS entry.
+    for h in ["web-0", "web-1"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{h}: ok — ")))
+            .unwrap_or_else(|| panic!("no apply report for {h}:\n{out}"));
+        for want in [
+            "/etc/nginx/nginx.conf",
+            "/etc/hactl/aws-web/docker-compose.yml",
+            "/etc/hactl/aws-web/app.env",
+            "/etc/hactl/aws-web/efs.fstab",
+            "start app",
+            "start nginx",
+        ] {
+            assert!(line.contains(want), "{want} not in: {line}");
+        }
     }
     // EFS over NFS cannot run here: reported as not run, with the reason, never as mounted.
     for h in ["web-0", "web-1"] {
