@@ -532,6 +532,14 @@ fn redis_render_routes_each_proxy_port_to_the_primary_only() {
     }
     // roles are live state: no rendered file says `replicaof`
     assert!(!out.contains("\nreplicaof "), "{out}");
+    // three hosts: an isolated primary stops taking writes; two hosts: no sentinel, no guard
+    assert!(out.contains("min-replicas-to-write 1"), "{out}");
+    let two = ok(&["render", "-f", "stacks/lab-redis-2.yaml", "--host", "host1"]);
+    assert!(two.contains("min-replicas-to-write 0"), "{two}");
+    assert!(
+        !two.contains("redis-sentinel") && !two.contains("sentinel monitor"),
+        "{two}"
+    );
     let syslog = ok(&["render", "-f", SYSLOG_STACK, "--host", "host1"]);
     for want in [
         "input(type=\"imudp\" port=\"514\"",
