@@ -14,9 +14,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 PROFILE=${PROFILE:-debug}
 if [ "$PROFILE" = release ]; then cargo build --release -q; else cargo build -q; fi
 H="$CARGO_TARGET_DIR/$PROFILE/hactl"
-# The lab is shared with the tests: hold their lock for the whole benchmark.
-exec 9>/run/lock/hactl-lab-tests.lock
-flock 9
+# The lab is shared with the tests: hold their lock for the whole benchmark. `flock -o` keeps
+# the lock's descriptor out of the lab hosts started below (they would hold it until `lab down`).
+if [ -z "${HACTL_BENCH_LOCKED:-}" ]; then
+  HACTL_BENCH_LOCKED=1 exec flock -o /run/lock/hactl-lab-tests.lock bash "$0" "$@"
+fi
 OUT="$PWD/bench/out"; mkdir -p "$OUT"
 LAB=/srv/hactl-lab
 command -v ansible-playbook >/dev/null || python3 -m pip install -q --root-user-action=ignore ansible-core

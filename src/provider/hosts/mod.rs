@@ -35,7 +35,8 @@ pub async fn connect_all(
     .await
 }
 
-/// Observes files, services and the manifest on one host in one round trip.
+/// Observes files, services and the manifest on one host: one round trip, plus one more only
+/// when a non-sensitive file differs (to fetch its content for the diff).
 pub async fn observe(
     conn: &Connection,
     stack: &str,
@@ -55,27 +56,15 @@ pub async fn observe(
         host: conn.host.clone(),
         ..Default::default()
     };
-    let mut contents = BTreeMap::new();
+    let sums: BTreeMap<String, String> = script::parse_sums(&out.stdout).into_iter().collect();
+    let mut modes = BTreeMap::new();
     for rec in script::parse(&out.stdout) {
         match rec {
             Record::Manifest(bytes) => {
                 obs.manifest = serde_json::from_slice::<Manifest>(&bytes).ok();
             }
-            Record::File { path, sha256, mode } => {
-                obs.files.insert(
-                    path,
-                    Some(ObservedFile {
-                        sha256,
-                        mode,
-                        content: None,
-                    }),
-                );
-            }
-            Record::Content { path, bytes } => {
-                contents.insert(path, bytes);
-            }
-            Record::Missing(path) => {
-                obs.files.insert(path, None);
+            Record::Mode { path, mode } => {
+                modes.insert(path, mode);
             }
             Record::Service { name, active, pid } => {
                 obs.services.insert(name, ObservedService { active, pid });
@@ -83,9 +72,31 @@ pub async fn observe(
             _ => {}
         }
     }
-    for (path, bytes) in contents {
-        if let Some(Some(f)) = obs.files.get_mut(&path) {
-            f.content = Some(bytes);
+    let mut fetch = Vec::new();
+    for p in probes {
+        let found = match (sums.get(&p.path), modes.get(&p.path)) {
+            (Some(sha), Some(mode)) => Some(ObservedFile {
+                sha256: sha.clone(),
+                mode: *mode,
+                content: None,
+            }),
+            _ => None,
+        };
+        if let (Some(f), Some(want)) = (&found, &p.want_sha256) {
+            if &f.sha256 != want && !p.sensitive {
+                fetch.push(p.path.clone());
+            }
+        }
+        obs.files.insert(p.path.clone(), found);
+    }
+    if !fetch.is_empty() {
+        let out = conn.run_script(&script::fetch_script(&fetch)).await?;
+        for rec in script::parse(&out.stdout) {
+            if let Record::Content { path, bytes } = rec {
+                if let Some(Some(f)) = obs.files.get_mut(&path) {
+                    f.content = Some(bytes);
+                }
+            }
         }
     }
     Ok(obs)

@@ -121,38 +121,80 @@ pub struct Probe {
 /// The observe script: digests and modes of files, contents of changed non-sensitive files,
 /// service states and pids, and the manifest.
 pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> String {
+    // Process spawns dominate a host's cost on a small machine, so the common case forks
+    // little: one `sha256sum` and one `stat` for every file together, and services whose pid
+    // file names a live process are known without asking systemctl (shell builtins only).
     let mut s = String::from("set -u\n");
     let _ = writeln!(s, "S={}", q(&state_dir(stack)));
     s.push_str(
         "if [ -f \"$S/manifest.json\" ]; then printf 'HACTL\\tmanifest\\t'; base64 -w0 \"$S/manifest.json\"; echo; fi\n",
     );
-    for p in probes {
-        let path = q(&p.path);
-        let fetch = match (&p.want_sha256, p.sensitive) {
-            (Some(want), false) => format!(
-                " if [ \"$h\" != {} ]; then printf 'HACTL\\tcontent\\t%s\\t' {path}; base64 -w0 {path}; echo; fi;",
-                q(want)
-            ),
-            _ => String::new(),
-        };
+    if !probes.is_empty() {
+        let paths = probes
+            .iter()
+            .map(|p| q(&p.path).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         let _ = writeln!(
             s,
-            "if [ -f {path} ]; then h=$(sha256sum {path} | cut -c1-64); m=$(stat -c %a {path}); printf 'HACTL\\tfile\\t%s\\t%s\\t%s\\n' {path} \"$h\" \"$m\";{fetch} else printf 'HACTL\\tmissing\\t%s\\n' {path}; fi"
+            "echo HACTL-SUMS; sha256sum -- {paths} 2>/dev/null; echo HACTL-END"
+        );
+        let _ = writeln!(
+            s,
+            "stat --printf 'HACTL\\tmode\\t%a\\t%n\\n' -- {paths} 2>/dev/null"
         );
     }
     for svc in services {
         let name = q(svc);
-        let pid = match pid_file(svc) {
-            Some(f) => format!("$(head -n1 {} 2>/dev/null)", q(f)),
+        let by_pid = match pid_file(svc) {
+            Some(f) => format!(
+                "if read p < {f} 2>/dev/null && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"$p\"; el",
+                f = q(f)
+            ),
             None => String::new(),
         };
         let _ = writeln!(
             s,
-            "if {active} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"{pid}\"; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi",
+            "{by_pid}if {active} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t\\n' {name}; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi",
             active = is_active_cmd(stack, svc)
         );
     }
     s
+}
+
+/// Fetches the current content of files (for diffs), only when they differ and are not
+/// sensitive: the second, rarer round trip of an observe.
+pub fn fetch_script(paths: &[String]) -> String {
+    let mut s = String::from("set -u\n");
+    for p in paths {
+        let path = q(p);
+        let _ = writeln!(
+            s,
+            "printf 'HACTL\\tcontent\\t%s\\t' {path}; base64 -w0 {path}; echo"
+        );
+    }
+    s
+}
+
+/// Reads `sha256sum` lines between the `HACTL-SUMS`/`HACTL-END` markers: path → digest.
+pub fn parse_sums(stdout: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in stdout.lines() {
+        match line {
+            "HACTL-SUMS" => inside = true,
+            "HACTL-END" => inside = false,
+            _ if inside => {
+                if let Some((h, p)) = line.split_once("  ") {
+                    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        out.push((p.to_string(), h.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A file to write during apply.
@@ -398,6 +440,10 @@ pub enum Record {
         bytes: Vec<u8>,
     },
     Missing(String),
+    Mode {
+        path: String,
+        mode: u32,
+    },
     Service {
         name: String,
         active: bool,
@@ -445,6 +491,10 @@ pub fn parse(stdout: &str) -> Vec<Record> {
             ["fail", rest @ ..] => Some(Record::Fail(rest.iter().map(|s| s.to_string()).collect())),
             ["check-failed", path] => Some(Record::CheckFailed(path.to_string())),
             ["log", text @ ..] => Some(Record::Log(text.join("\t"))),
+            ["mode", mode, path] => Some(Record::Mode {
+                path: path.to_string(),
+                mode: u32::from_str_radix(mode, 8).unwrap_or(0),
+            }),
             ["vip", v] => Some(Record::Vip(*v == "yes")),
             ["check", name, r] => Some(Record::Check {
                 name: name.to_string(),
