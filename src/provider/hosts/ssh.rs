@@ -118,16 +118,22 @@ impl Connection {
             .as_ref()
             .map(|c| stack.resolve_path(&c.value));
         // Masters persist between runs (like ssh's ControlPersist), keyed by everything that
-        // decides how the connection was made, so a later run never reuses a master made with
-        // other keys, known_hosts or checking mode.
+        // decides how the connection was made — including the known_hosts *content*, so
+        // editing that file (a rotated or revoked key) never lets a master made under the old
+        // one be reused — and the checking mode.
+        let known_hosts_text = known_hosts
+            .as_ref()
+            .map(|p| std::fs::read(p).unwrap_or_default())
+            .unwrap_or_default();
         let key = crate::plan::sha256_hex(
             format!(
-                "{}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}",
+                "{}\0{}\0{}\0{:?}\0{:?}\0{}\0{:?}\0{:?}\0{}",
                 ssh.user,
                 ssh.port,
                 host.ssh_target,
                 identity,
                 known_hosts,
+                crate::plan::sha256_hex(&known_hosts_text),
                 config,
                 ssh.proxy_jump,
                 matches!(check, KnownHosts::Strict)
