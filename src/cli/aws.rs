@@ -319,35 +319,6 @@ pub async fn down(
     r
 }
 
-fn confirm(destroy: bool) -> miette::Result<()> {
-    if !view::interactive() {
-        return Err(miette::miette!(
-            code = "hactl::approve::no_tty",
-            help =
-                "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
-            "refusing to {} without approval: not running in a terminal",
-            if destroy {
-                "remove these"
-            } else {
-                "apply these changes"
-            }
-        ));
-    }
-    eprint!("Do you want to apply this plan? Only `yes` is accepted: ");
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| miette::miette!("cannot read the answer: {e}"))?;
-    if line.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(miette::miette!(
-            code = "hactl::approve::declined",
-            "cancelled: nothing was changed"
-        ))
-    }
-}
-
 async fn converge(
     stack: &Stack,
     backend: &Backend,
@@ -377,7 +348,11 @@ async fn converge(
         view::print_out(&view::plan::render_plan(&plan, &[]));
     }
     if plan.has_changes() && !auto_approve {
-        confirm(destroy)?;
+        view::confirm(if destroy {
+            "remove these"
+        } else {
+            "apply these changes"
+        })?;
     }
 
     let db_credentials = if plan.has_changes() && !destroy {

@@ -46,11 +46,9 @@ pub fn run_demo_image(a: DemoImageArgs) -> miette::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-use std::io::BufRead;
 use std::time::Duration;
 
 use clap::Subcommand;
-use miette::IntoDiagnostic;
 
 use crate::deploy::exec::{self, DeployReport, Options, Progress, Session, Target};
 use crate::deploy::probe::{self, ProbeConfig};
@@ -267,7 +265,7 @@ async fn go(
         }
     };
     if !a.auto_approve {
-        confirm(&format!(
+        view::confirm(&format!(
             "{op} {} ({}) to {} host(s) of stack `{}` in batches of {}",
             rollout::version_of(&target.image),
             target.image,
@@ -385,32 +383,6 @@ fn utc(t: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Asks for a "yes" on the terminal; refuses when there is no terminal to ask.
-fn confirm(what: &str) -> miette::Result<()> {
-    if !view::interactive() {
-        return Err(miette::miette!(
-            code = "hactl::approve::no_tty",
-            help =
-                "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
-            "refusing to {what} without approval: not running in a terminal"
-        ));
-    }
-    eprint!("{what}? Only `yes` is accepted: ");
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .into_diagnostic()?;
-    if line.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(miette::miette!(
-            code = "hactl::approve::declined",
-            "cancelled: nothing was changed"
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,7 @@
 //! report. The plan is printed before anything changes; applying needs `--auto-approve` or a
 //! "yes" at a terminal prompt, and is refused (with a hint) when no terminal can be asked.
 
-use std::io::BufRead;
-
 use clap::Args;
-use miette::IntoDiagnostic;
 
 use super::StackArgs;
 use crate::engine::{self, Mode};
@@ -151,7 +148,10 @@ async fn apply(
     let mut reports = Vec::new();
     if plan.has_changes() {
         if !auto_approve {
-            confirm(mode)?;
+            view::confirm(match mode {
+                Mode::Up => "apply these changes",
+                Mode::Down => "remove these",
+            })?;
         }
         reports = engine::apply(&p.stack, &p.observed, &plan, mode).await;
     }
@@ -182,34 +182,4 @@ async fn apply(
     } else {
         ExitStatus::Success
     })
-}
-
-/// Asks for a "yes" on the terminal; refuses when there is no terminal to ask.
-fn confirm(mode: Mode) -> miette::Result<()> {
-    let verb = match mode {
-        Mode::Up => "apply these changes",
-        Mode::Down => "remove these",
-    };
-    if !view::interactive() {
-        return Err(miette::miette!(
-            code = "hactl::approve::no_tty",
-            help =
-                "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
-            "refusing to {verb} without approval: not running in a terminal"
-        ));
-    }
-    eprint!("Do you want to {verb}? Only `yes` is accepted: ");
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .into_diagnostic()?;
-    if line.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(miette::miette!(
-            code = "hactl::approve::declined",
-            "cancelled: nothing was changed"
-        ))
-    }
 }

@@ -73,3 +73,31 @@ pub fn note(text: &str) {
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
+
+/// Asks "Do you want to WHAT?" on the terminal and accepts only `yes`; refuses at once (with a
+/// hint) when there is no terminal to ask, so CI never hangs on a prompt.
+pub fn confirm(what: &str) -> miette::Result<()> {
+    use std::io::BufRead;
+    if !interactive() {
+        return Err(miette::miette!(
+            code = "hactl::approve::no_tty",
+            help =
+                "re-run with `--auto-approve` (CI), or run it in a terminal to answer the prompt",
+            "refusing to {what} without approval: not running in a terminal"
+        ));
+    }
+    eprint!("Do you want to {what}? Only `yes` is accepted: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| miette::miette!("cannot read the answer: {e}"))?;
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(miette::miette!(
+            code = "hactl::approve::declined",
+            "cancelled: nothing was changed"
+        ))
+    }
+}
