@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, lab_guard, ok, run, stderr, stdout};
+use crate::support::{self, assert_lab_route, lab_guard, ok, run, stderr, stdout};
 
 const STACK: &str = "stacks/lab-app.yaml";
 const HOSTS: [(&str, &str); 3] = [
@@ -40,19 +40,6 @@ fn images() -> PathBuf {
 
 fn archive(name: &str) -> String {
     images().join(name).to_string_lossy().into_owned()
-}
-
-/// Refuses to send traffic anywhere but the lab.
-fn assert_lab_route(addr: &str) {
-    let out = Command::new("ip")
-        .args(["route", "get", addr])
-        .output()
-        .expect("ip runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("dev hactl0"),
-        "{addr} does not route through the lab bridge: {text}"
-    );
 }
 
 /// What a host's nginx serves at `/`: `VERSION HOST`.

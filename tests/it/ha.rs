@@ -156,7 +156,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, lab_guard};
+use crate::support::{self, assert_lab_route, lab_guard};
 
 const LAB_STACK: &str = "stacks/lab.yaml";
 const VIP: &str = "198.18.0.100";
@@ -188,19 +188,6 @@ impl Drop for LabDown {
     fn drop(&mut self) {
         let _ = hactl(&["lab", "down"]);
     }
-}
-
-/// Refuses to send traffic anywhere but the lab: the address must route through `hactl0`.
-fn assert_lab_route(addr: &str) {
-    let out = std::process::Command::new("ip")
-        .args(["route", "get", addr])
-        .output()
-        .expect("ip runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("dev hactl0"),
-        "{addr} does not route through the lab bridge: {text}"
-    );
 }
 
 fn holders(stack: &str) -> Vec<String> {

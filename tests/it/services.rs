@@ -11,52 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{lab_guard, ok, run, stderr, stdout};
+use crate::support::{
+    assert_lab_route, lab_exec, lab_guard, ok, run, status_json, stderr, stdout, vip_holders,
+};
 
 const VIP: &str = "198.18.0.100";
 const SYSLOG_STACK: &str = "stacks/lab-syslog.yaml";
 const REDIS_STACK: &str = "stacks/lab-redis.yaml";
-
-/// Refuses to send traffic anywhere but the lab: the address must route through `hactl0`.
-fn assert_lab_route(addr: &str) {
-    let out = std::process::Command::new("ip")
-        .args(["route", "get", addr])
-        .output()
-        .expect("ip runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("dev hactl0"),
-        "{addr} does not route through the lab bridge: {text}"
-    );
-}
-
-fn lab_exec(host: &str, cmd: &[&str]) -> String {
-    let mut args = vec!["lab", "exec", host, "--"];
-    args.extend_from_slice(cmd);
-    ok(&args)
-}
-
-fn status_json(stack: &str) -> serde_json::Value {
-    let o = run(&["status", "-f", stack, "--json"]);
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json is JSON ({e}): {}\n{}",
-            stdout(&o),
-            stderr(&o)
-        )
-    })
-}
-
-fn vip_holders(v: &serde_json::Value) -> Vec<String> {
-    v["vip"]["holders"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|h| h.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn role(v: &serde_json::Value, host: &str, key: &str) -> String {
     v["hosts"]

@@ -8,23 +8,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, lab_guard, ok, run, stderr, stdout};
+use crate::support::{
+    self, assert_lab_route, lab_exec, lab_guard, ok, run, status_json, stderr, stdout, vip_holders,
+};
 
 const VIP: &str = "198.18.0.100";
 const STACK: &str = "stacks/lab.yaml";
-
-/// Refuses to send traffic anywhere but the lab: the address must route through `hactl0`.
-fn assert_lab_route(addr: &str) {
-    let out = std::process::Command::new("ip")
-        .args(["route", "get", addr])
-        .output()
-        .expect("ip runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("dev hactl0"),
-        "{addr} does not route through the lab bridge: {text}"
-    );
-}
 
 /// One bounded HTTP/1.0 GET; returns (status, body) or None on any failure.
 fn get(addr: &str, port: u16, path: &str) -> Option<(u16, String)> {
@@ -57,34 +46,6 @@ fn wait_for_body(want: &str, limit: Duration) -> Option<Duration> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
-}
-
-fn status_json(stack: &str) -> serde_json::Value {
-    let o = run(&["status", "-f", stack, "--json"]);
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json is not JSON ({e}):\n{}\n{}",
-            stdout(&o),
-            stderr(&o)
-        )
-    })
-}
-
-fn holders(v: &serde_json::Value) -> Vec<String> {
-    v["vip"]["holders"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|h| h.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn lab_exec(host: &str, cmd: &[&str]) -> String {
-    let mut args = vec!["lab", "exec", host, "--"];
-    args.extend_from_slice(cmd);
-    ok(&args)
 }
 
 fn lab_up(n: usize) {
@@ -136,7 +97,7 @@ fn spine_end_to_end_on_three_lab_hosts() {
         stderr(&o)
     );
     let s = status_json(STACK);
-    assert_eq!(holders(&s), vec!["host1".to_string()], "{s:#}");
+    assert_eq!(vip_holders(&s), vec!["host1".to_string()], "{s:#}");
 
     // Failover: nginx stops on the master → the VIP moves within 2 s.
     lab_exec("host1", &["systemctl", "stop", "nginx"]);
@@ -147,7 +108,7 @@ fn spine_end_to_end_on_three_lab_hosts() {
         "failover took {moved:?}, more than 2 s"
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(holders(&status_json(STACK)), vec!["host2".to_string()]);
+    assert_eq!(vip_holders(&status_json(STACK)), vec!["host2".to_string()]);
 
     // And back when nginx returns (preemption by the higher priority).
     lab_exec("host1", &["systemctl", "start", "nginx"]);
@@ -156,7 +117,7 @@ fn spine_end_to_end_on_three_lab_hosts() {
         "the VIP did not come back to host1"
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(holders(&status_json(STACK)), vec!["host1".to_string()]);
+    assert_eq!(vip_holders(&status_json(STACK)), vec!["host1".to_string()]);
 
     // down: hactl's services stop, its files go, replaced originals come back.
     ok(&["down", "-f", STACK, "--auto-approve"]);

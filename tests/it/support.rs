@@ -79,3 +79,47 @@ pub fn lab_guard() -> LabGuard {
 pub fn lab_dir() -> &'static Path {
     Path::new("/srv/hactl-lab")
 }
+
+/// Refuses to send traffic anywhere but the lab: the address must route through `hactl0`.
+pub fn assert_lab_route(addr: &str) {
+    let out = Command::new("ip")
+        .args(["route", "get", addr])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dev hactl0"),
+        "{addr} does not route through the lab bridge: {text}"
+    );
+}
+
+/// Runs a command inside a lab host and returns its stdout (it must succeed).
+pub fn lab_exec(host: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["lab", "exec", host, "--"];
+    args.extend_from_slice(cmd);
+    ok(&args)
+}
+
+/// `hactl status --json` for a stack (whatever its exit code: split brain exits 1).
+pub fn status_json(stack: &str) -> serde_json::Value {
+    let o = run(&["status", "-f", stack, "--json"]);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json is not JSON ({e}):\n{}\n{}",
+            stdout(&o),
+            stderr(&o)
+        )
+    })
+}
+
+/// The VIP holders in a `status --json` document.
+pub fn vip_holders(v: &serde_json::Value) -> Vec<String> {
+    v["vip"]["holders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
