@@ -26,6 +26,8 @@ use crate::vault::{Secret, Secrets};
 
 /// Where the notify script goes on a host (keepalived's `notify` directive names it).
 pub const NOTIFY_SCRIPT: &str = "/etc/keepalived/hactl-notify.sh";
+/// The loop that runs sub-second checks for keepalived (see [`has_fast_checks`]).
+pub const CHECK_SCRIPT: &str = "/etc/keepalived/hactl-check.sh";
 
 /// What one rendering touched: secrets read, and names asked for that the vault lacks.
 #[derive(Debug, Default)]
@@ -282,6 +284,23 @@ pub fn has_notify(stack: &Stack) -> bool {
     stack.file.vip.is_some()
 }
 
+/// True when a VRRP check runs more often than once a second. keepalived 2.2's `vrrp_script`
+/// refuses `interval 0.1`, so such a check runs as a loop ([`CHECK_SCRIPT`], started by a
+/// 1 s `vrrp_script` and finishing inside that second) that writes the result to a
+/// `vrrp_track_file`; keepalived watches the file with inotify and acts on it at once.
+pub fn has_fast_checks(stack: &Stack) -> bool {
+    stack
+        .file
+        .vip
+        .as_ref()
+        .is_some_and(|v| v.checks.iter().any(|c| c.sub_second()))
+}
+
+/// The file a sub-second check's loop keeps current for keepalived's `vrrp_track_file`.
+pub fn track_file(instance: &str, check: &str) -> String {
+    format!("/run/hactl/check-{instance}-{check}")
+}
+
 /// The image compose runs: the registry reference, or the name the archive is loaded under.
 pub fn app_image_ref(stack: &Stack) -> Option<String> {
     let app = stack.file.app.as_ref()?;
@@ -364,6 +383,31 @@ pub fn build(
                 m.insert("vrrp_version".into(), resolved.vrrp_version.into());
                 let notify = has_notify(stack).then_some(NOTIFY_SCRIPT);
                 m.insert("notify_script".into(), notify.into());
+                m.insert("check_script".into(), CHECK_SCRIPT.into());
+                let instance = m
+                    .get("instance")
+                    .and_then(|i| i.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(checks) = m.get_mut("checks").and_then(|c| c.as_array_mut()) {
+                    for (json, c) in checks.iter_mut().zip(&spec.checks) {
+                        let Some(o) = json.as_object_mut() else {
+                            continue;
+                        };
+                        o.insert("sub_second".into(), c.sub_second().into());
+                        o.insert("run_timeout".into(), c.run_timeout().as_secs_f64().into());
+                        o.insert(
+                            "track_file".into(),
+                            track_file(&instance, &c.name.value).into(),
+                        );
+                        // keepalived multiplies the file's number by the weight; with weight 0
+                        // any non-zero number means FAULT. So: a positive weight counts while
+                        // the check passes (1), otherwise a failure is 1.
+                        let (ok, fail) = if c.weight.value > 0 { (1, 0) } else { (0, 1) };
+                        o.insert("ok_value".into(), ok.into());
+                        o.insert("fail_value".into(), fail.into());
+                    }
+                }
             }
             conv.convert(&v)
         }

@@ -320,6 +320,16 @@ pub fn render_host_with_outputs(
                 None,
             ))?);
         }
+        if context::has_fast_checks(stack) {
+            let path = context::CHECK_SCRIPT.to_string();
+            files.push(renderer.render(job(
+                "hactl-check.sh.j2",
+                path,
+                0o700,
+                "keepalived",
+                None,
+            ))?);
+        }
         let path = "/etc/keepalived/keepalived.conf".to_string();
         let check = Some(CheckKind::Keepalived);
         files.push(renderer.render(job("keepalived.conf.j2", path, 0o644, "keepalived", check))?);

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::context::CHECK_SCRIPT;
 use super::*;
 use crate::stack;
 use crate::vault::Secret;
@@ -45,6 +46,48 @@ vip:
       fall: 3
       rise: 2
       weight: 0
+nginx:
+  listen: 80
+"#;
+
+/// Sub-second checks of each kind and weight sign beside a whole-second one.
+const FAST_CHECKS: &str = r#"
+name: quick
+provider: hosts
+hosts:
+  - name: q1
+    address: 198.18.0.41
+    priority: 150
+  - name: q2
+    address: 198.18.0.42
+    priority: 100
+vip:
+  address: 198.18.0.201/24
+  interface: eth0
+  virtual_router_id: 78
+  advert_int: 100ms
+  checks:
+    - name: nginx
+      http: http://127.0.0.1:80/healthz
+      interval: 100ms
+      fall: 1
+      rise: 1
+      weight: 0
+    - name: haproxy
+      service: haproxy
+      interval: 200ms
+      weight: -60
+    - name: disk
+      script: /usr/local/bin/disk-ok
+      interval: 500ms
+      timeout: 250ms
+      fall: 2
+      rise: 3
+      weight: 60
+    - name: slow
+      script: /usr/local/bin/slow-ok
+      interval: 5s
+      timeout: 2s
 nginx:
   listen: 80
 "#;
@@ -366,6 +409,58 @@ fn multicast_v3_snapshots() {
         assert!(!k.contains("authentication"), "{k}");
         snapshot_all("multicast_v3", &c, &Secrets::default());
     }
+}
+
+#[test]
+fn sub_second_checks_run_as_a_loop_reporting_through_track_files() {
+    let s = load("quick.yaml", FAST_CHECKS);
+    let c = render(&s, "q1", &Secrets::default());
+    assert_eq!(
+        paths(&c),
+        [
+            "/etc/nginx/nginx.conf",
+            NOTIFY_SCRIPT,
+            CHECK_SCRIPT,
+            "/etc/keepalived/keepalived.conf"
+        ],
+        "the check loop is written before the config that names it"
+    );
+    assert_eq!(file(&c, CHECK_SCRIPT).mode, 0o700);
+    let k = text(file(&c, "/etc/keepalived/keepalived.conf"));
+    // keepalived starts each sub-second loop once a second; the loop reports via the file.
+    assert!(
+        k.contains("    script \"/bin/sh /etc/keepalived/hactl-check.sh nginx\"\n    interval 1\n"),
+        "{k}"
+    );
+    assert!(k.contains("vrrp_track_file trk_nginx {\n    file \"/run/hactl/check-VI_1-nginx\"\n    weight 0\n    init_file 0 overwrite\n"), "{k}");
+    assert!(k.contains("vrrp_track_file trk_haproxy {\n    file \"/run/hactl/check-VI_1-haproxy\"\n    weight -60\n    init_file 0 overwrite\n"), "{k}");
+    // A positive weight counts while the check passes: the file holds 1 when OK.
+    assert!(
+        k.contains("    weight 60\n    init_file 1 overwrite\n"),
+        "{k}"
+    );
+    assert!(
+        k.contains(
+            "    track_file {\n        trk_nginx\n        trk_haproxy\n        trk_disk\n    }\n"
+        ),
+        "{k}"
+    );
+    // The whole-second check stays a plain vrrp_script.
+    assert!(
+        k.contains("    script \"/usr/local/bin/slow-ok\"\n    interval 5\n    timeout 2\n"),
+        "{k}"
+    );
+    assert!(!k.contains("trk_slow"), "{k}");
+    let loop_ = text(file(&c, CHECK_SCRIPT));
+    // The default timeout (1 s) shrinks to the interval; a written one is kept.
+    assert!(loop_.contains("curl -fsS -m 0.1 -o /dev/null"), "{loop_}");
+    assert!(
+        loop_.contains("timeout -s KILL 0.25 /usr/local/bin/disk-ok"),
+        "{loop_}"
+    );
+    assert!(loop_.contains("STEP=0.2 STEP_CS=20"), "{loop_}");
+    assert!(!loop_.contains("slow"), "{loop_}");
+    snapshot_all("fast_checks", &c, &Secrets::default());
 }
 
 #[test]

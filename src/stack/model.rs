@@ -278,7 +278,8 @@ pub struct CheckSpec {
     /// A command line.
     #[serde(default)]
     pub script: Option<Spanned<String>>,
-    /// Whole seconds (keepalived's floor is 1 s).
+    /// Whole seconds, or under a second (`100ms`): keepalived's `vrrp_script` counts whole
+    /// seconds, so a sub-second check runs as a loop that reports through a `track_file`.
     #[serde(default = "default_check_interval")]
     pub interval: Spanned<Dur>,
     #[serde(default = "default_check_timeout")]
@@ -291,6 +292,23 @@ pub struct CheckSpec {
     /// it fails (negative). 0 means a failing check puts the instance in FAULT.
     #[serde(default = "default_weight")]
     pub weight: Spanned<i64>,
+}
+
+impl CheckSpec {
+    /// Whether the check runs more often than keepalived's `vrrp_script` can (once a second).
+    pub fn sub_second(&self) -> bool {
+        self.interval.value < Dur::from_secs(1)
+    }
+
+    /// The timeout a run gets: as written, or — when the stack leaves it to the default —
+    /// never longer than the interval (the 1 s default would not fit a `100ms` check).
+    pub fn run_timeout(&self) -> Dur {
+        if self.timeout.referenced.line() == 0 {
+            self.timeout.value.min(self.interval.value)
+        } else {
+            self.timeout.value
+        }
+    }
 }
 
 fn default_check_interval() -> Spanned<Dur> {

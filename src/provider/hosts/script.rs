@@ -365,7 +365,7 @@ pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     if let Some(svc) = &check.service {
         join(&service_argv("is-active", &svc.value)) + " --quiet"
     } else if let Some(url) = &check.http {
-        let secs = check.timeout.value.as_secs_f64().max(0.1);
+        let secs = check.run_timeout().as_secs_f64().max(0.01);
         join(&[
             "curl".into(),
             "-fsS".into(),

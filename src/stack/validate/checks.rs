@@ -11,7 +11,7 @@
 //! The VRRP rules follow keepalived: priorities 1–254 (255 belongs to an address owner);
 //! `advert_int` in whole seconds up to 255 for VRRP v2, in centiseconds up to 40.95 s for v3;
 //! PASS authentication only in v2 and only 8 characters (keepalived silently truncates);
-//! `vrrp_script` intervals and timeouts in whole seconds; script weights −253…253; effective
+//! `vrrp_script` intervals and timeouts in whole seconds (or under a second, run as a loop); script weights −253…253; effective
 //! priorities clamped to 1…254.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1024,31 +1024,45 @@ impl Checker<'_> {
                 );
             }
         }
-        let why = "keepalived's `vrrp_script` counts whole seconds, at least 1s";
+        // keepalived's `vrrp_script` counts whole seconds; under a second hactl runs the check
+        // as a loop that keeps a `vrrp_track_file` current (see templates/hactl-check.sh.j2),
+        // down to 50 ms (each run forks the check command).
+        let why = "keepalived's `vrrp_script` counts whole seconds; under 1s hactl runs the check in a loop, down to 50ms";
         let ipath = format!("{base}.interval");
         let interval_ok = self.dur_range_why(
             &c.interval,
             &ipath,
-            Dur::from_secs(1),
+            Dur::from_millis(50),
             Dur::from_secs(3600),
             Some(why),
-        ) && self.whole_seconds(&c.interval, &ipath, why);
+        ) && (c.sub_second() || self.whole_seconds(&c.interval, &ipath, why));
         let tpath = format!("{base}.timeout");
-        let timeout_ok = self.dur_range_why(
-            &c.timeout,
-            &tpath,
-            Dur::from_secs(1),
-            Dur::from_secs(3600),
-            Some(why),
-        ) && self.whole_seconds(&c.timeout, &tpath, why);
-        if interval_ok && timeout_ok && c.timeout.value > c.interval.value {
+        let timeout = Spanned::new(c.run_timeout(), c.timeout.referenced, c.timeout.defined);
+        let timeout_ok = if c.sub_second() {
+            self.dur_range_why(
+                &timeout,
+                &tpath,
+                Dur::from_millis(10),
+                Dur::from_secs(3600),
+                None,
+            )
+        } else {
+            self.dur_range_why(
+                &timeout,
+                &tpath,
+                Dur::from_secs(1),
+                Dur::from_secs(3600),
+                Some(why),
+            ) && self.whole_seconds(&timeout, &tpath, why)
+        };
+        if interval_ok && timeout_ok && timeout.value > c.interval.value {
             let span = self.loc_or(&c.timeout, &tpath);
             self.push(
                 Problem::new(
                     "hactl::stack::check_timeout",
                     format!(
                         "check `{}` times out after {} but runs every {}",
-                        c.name.value, c.timeout.value, c.interval.value
+                        c.name.value, timeout.value, c.interval.value
                     ),
                 )
                 .at(span, "longer than the interval")
