@@ -84,6 +84,10 @@ pub fn render_sshd_config(h: &HostAddr, paths: &HostPaths, authorized_keys: &Pat
          StrictModes no\n\
          # many parallel pushes (one multiplexed connection per host, many sessions)\n\
          MaxStartups 100:30:200\n\
+         # OpenSSH 9.2's default key exchange (sntrup761x25519) costs ~0.12 s of client CPU per\n\
+         # connection here, half of a cold `ssh host true`; every client of the lab (hactl,\n\
+         # Ansible in bench/) gets classic X25519 instead.\n\
+         KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org\n\
          MaxSessions 100\n\
          Subsystem sftp internal-sftp\n\
          LogLevel INFO\n",
