@@ -92,7 +92,7 @@ runs = sys.argv[2]
 def med(v): return sorted(v)[(len(v) - 1) // 2] if v else None
 def f(v): return "-" if v is None else str(v)
 print("## Failover: outage per drill scenario, advert_int 1 s and 100 ms\n")
-print(f"Command: `bash bench/failover.sh` (RUNS={runs}; 3 lab hosts, `stacks/lab.yaml` with only "
+print(f"Command: `bash bench/failover.sh` (RUNS={runs} per invocation, rows may combine invocations with KEEP=1: every run is listed; 3 lab hosts, `stacks/lab.yaml` with only "
       f"`advert_int` changed, and for 100 ms (VRRP v3, no auth) the nginx check's interval/timeout "
       f"too (a 100 ms check runs as hactl's loop behind a `vrrp_track_file`); {datetime.date.today()}, {os.cpu_count()} cores). "
       "Outage = first failed request -> first success after the last failure, by a 50 req/s probe "
