@@ -20,7 +20,7 @@ export HACTL_AGE_KEY_FILE=${HACTL_AGE_KEY_FILE:-$PWD/secrets/lab.demo-key}
 
 # A copy of stacks/lab.yaml with a given advert_int, laid out like the repo (secrets/ and
 # stacks/templates reachable by the same relative paths). A sub-second advert_int comes with the
-# nginx check at the same interval (hactl runs it as a loop behind a vrrp_track_file): with a
+# nginx check at the same interval (hactl runs it as a loop behind a track_file): with a
 # 1 s check, detection alone would dominate the outage.
 stack_for() {
   local adv=$1 d="$OUT/failover-$1"
@@ -94,7 +94,7 @@ def f(v): return "-" if v is None else str(v)
 print("## Failover: outage per drill scenario, advert_int 1 s and 100 ms\n")
 print(f"Command: `bash bench/failover.sh` (RUNS={runs} per invocation, rows may combine invocations with KEEP=1: every run is listed; 3 lab hosts, `stacks/lab.yaml` with only "
       f"`advert_int` changed, and for 100 ms (VRRP v3, no auth) the nginx check's interval/timeout "
-      f"too (a 100 ms check runs as hactl's loop behind a `vrrp_track_file`); {datetime.date.today()}, {os.cpu_count()} cores). "
+      f"too (a 100 ms check runs as hactl's loop behind a `track_file`); {datetime.date.today()}, {os.cpu_count()} cores). "
       "Outage = first failed request -> first success after the last failure, by a 50 req/s probe "
       "inside `hactl drill`. *keepalived bound* = the drill's `expected_ms`, from keepalived's "
       "documented timers for this stack: Master_Down_Interval = 3 x advert_int + Skew_Time "

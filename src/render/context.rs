@@ -287,7 +287,7 @@ pub fn has_notify(stack: &Stack) -> bool {
 /// True when a VRRP check runs more often than once a second. keepalived 2.2's `vrrp_script`
 /// refuses `interval 0.1`, so such a check runs as a loop ([`CHECK_SCRIPT`], started by a
 /// 1 s `vrrp_script` and finishing inside that second) that writes the result to a
-/// `vrrp_track_file`; keepalived watches the file with inotify and acts on it at once.
+/// `track_file`; keepalived watches the file with inotify and acts on it at once.
 pub fn has_fast_checks(stack: &Stack) -> bool {
     stack
         .file
@@ -296,9 +296,11 @@ pub fn has_fast_checks(stack: &Stack) -> bool {
         .is_some_and(|v| v.checks.iter().any(|c| c.sub_second()))
 }
 
-/// The file a sub-second check's loop keeps current for keepalived's `vrrp_track_file`.
+/// The file a sub-second check's loop keeps current for keepalived's `track_file`. Directly
+/// in /run: keepalived drops a track file whose directory does not exist when it loads its
+/// configuration, and after a reboot nothing has made /run/hactl yet.
 pub fn track_file(instance: &str, check: &str) -> String {
-    format!("/run/hactl/check-{instance}-{check}")
+    format!("/run/hactl-check-{instance}-{check}")
 }
 
 /// The image compose runs: the registry reference, or the name the archive is loaded under.

@@ -432,8 +432,8 @@ fn sub_second_checks_run_as_a_loop_reporting_through_track_files() {
         k.contains("    script \"/bin/sh /etc/keepalived/hactl-check.sh nginx\"\n    interval 1\n"),
         "{k}"
     );
-    assert!(k.contains("vrrp_track_file trk_nginx {\n    file \"/run/hactl/check-VI_1-nginx\"\n    weight 0\n    init_file 0 overwrite\n"), "{k}");
-    assert!(k.contains("vrrp_track_file trk_haproxy {\n    file \"/run/hactl/check-VI_1-haproxy\"\n    weight -60\n    init_file 0 overwrite\n"), "{k}");
+    assert!(k.contains("track_file trk_nginx {\n    file \"/run/hactl-check-VI_1-nginx\"\n    weight 0\n    init_file 0 overwrite\n"), "{k}");
+    assert!(k.contains("track_file trk_haproxy {\n    file \"/run/hactl-check-VI_1-haproxy\"\n    weight -60\n    init_file 0 overwrite\n"), "{k}");
     // A positive weight counts while the check passes: the file holds 1 when OK.
     assert!(
         k.contains("    weight 60\n    init_file 1 overwrite\n"),

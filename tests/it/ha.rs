@@ -442,7 +442,7 @@ fn drill_service_stop_agrees_with_an_independent_probe() {
 
 /// advert_int 100 ms (VRRP v3) with the nginx check every 100 ms: keepalived's own
 /// `vrrp_script` cannot run more than once a second (a fault right after a run took 1 s to
-/// notice: medians of 1020 ms), so the check runs as hactl's loop behind a `vrrp_track_file`.
+/// notice: medians of 1020 ms), so the check runs as hactl's loop behind a `track_file`.
 #[test]
 fn vrrp_v3_sub_second_failover_median_below_one_second() {
     let _g = lab_guard();

@@ -1025,7 +1025,7 @@ impl Checker<'_> {
             }
         }
         // keepalived's `vrrp_script` counts whole seconds; under a second hactl runs the check
-        // as a loop that keeps a `vrrp_track_file` current (see templates/hactl-check.sh.j2),
+        // as a loop that keeps a `track_file` current (see templates/hactl-check.sh.j2),
         // down to 50 ms (each run forks the check command).
         let why = "keepalived's `vrrp_script` counts whole seconds; under 1s hactl runs the check in a loop, down to 50ms";
         let ipath = format!("{base}.interval");
