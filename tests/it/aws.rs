@@ -1380,6 +1380,7 @@ async fn registered_targets(conf: &aws_config::SdkConfig) -> Vec<String> {
 /// host key pinned anew and configured over SSH as `up` does — and `plan` then shows nothing
 /// to change. The lab's host2 stands in for the replacement (the ssh_config maps `web-1` to
 /// it); hactl's files are removed from it first, so it comes back as a fresh machine would.
+/// Then a stopped instance (which still exists) is terminated and replaced the same way.
 #[test]
 fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     let _guard = crate::support::lab_guard();
@@ -1541,6 +1542,41 @@ fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     assert_eq!(out.matches("\nNothing to heal.\n").count(), 2, "{out}");
     assert_eq!(out.matches("\nNothing to do.\n").count(), 2, "{out}");
     eprintln!("heal replaced and configured an instance in {heal_time:?}");
+
+    // A stopped instance still exists: heal terminates it before launching its replacement.
+    let stopped = after
+        .iter()
+        .find(|i| i.address == "aws_instance.web[0]")
+        .unwrap()
+        .clone();
+    rt.block_on(ec2.stop_instances().instance_ids(&stopped.id).send())
+        .unwrap();
+    let out = w.ok(&moto, &["heal"]);
+    assert!(
+        out.contains(&format!(
+            "-/+ aws_instance.web[0]  ({} is stopped: replace)",
+            stopped.id
+        )),
+        "{out}"
+    );
+    let now = rt.block_on(instances(&conf, NAME));
+    assert_eq!(
+        now.iter()
+            .find(|i| i.id == stopped.id)
+            .map(|i| i.state.as_str()),
+        Some("terminated")
+    );
+    let running: Vec<&Ec2Instance> = now.iter().filter(|i| i.state == "running").collect();
+    let web0 = running
+        .iter()
+        .find(|i| i.address == "aws_instance.web[0]")
+        .unwrap_or_else(|| panic!("no running web[0]: {now:?}"));
+    assert_eq!(web0.zone, stopped.zone);
+    let mut want: Vec<String> = running.iter().map(|i| i.id.clone()).collect();
+    want.sort();
+    assert_eq!(rt.block_on(registered_targets(&conf)), want);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
     w.ok(&moto, &["down", "--auto-approve"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
