@@ -1,6 +1,10 @@
-//! `plan`, `up` and `down` for `provider: aws` stacks: lock the state → read by tags → diff →
-//! print → (apply in waves, saving the state after every change) → outputs → unlock.
-//! `cli/plan.rs` dispatches here when the stack's provider is `aws`.
+//! `plan`, `up`, `down` and `heal` for `provider: aws` stacks: lock the state → read by tags →
+//! diff → print → (apply in waves, saving the state after every change) → outputs → unlock.
+//! `cli/plan.rs` and `cli/heal.rs` dispatch here when the stack's provider is `aws`.
+//!
+//! `heal` is `up` with a narrower diff ([`diff::repairs`]: dead or missing instances and their
+//! target registrations only), through the same apply, state recording and host configuration;
+//! it is not a second implementation of any of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +91,20 @@ struct ApplyOutput<'a> {
     outcome: &'a str,
     plan: &'a Plan,
     outputs: &'a serde_json::Value,
+    /// `heal`: differences `up` would make that are not repairs (left alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_repairs: Option<usize>,
+}
+
+/// Which run [`converge`] makes: the diff it applies and the words it reports with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Up,
+    Down,
+    /// Repairs only; with `dry_run` the plan is printed and nothing changes.
+    Heal {
+        dry_run: bool,
+    },
 }
 
 pub async fn plan(
@@ -132,7 +150,7 @@ pub async fn up(
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("up", run.lock_wait).await?;
     let r = async {
-        let status = converge(&stack, &backend, args, run, auto_approve, false).await?;
+        let status = converge(&stack, &backend, args, run, auto_approve, Op::Up).await?;
         if status != ExitStatus::Success || !hosts::has_host_config(&stack) {
             return Ok(status);
         }
@@ -306,6 +324,37 @@ async fn mount_step(s: &Stack, path: &str, json: bool) -> bool {
     failed
 }
 
+/// One `heal` round of an AWS stack: under the state lock, replace the instances that are dead
+/// or gone and re-register the target group ([`diff::repairs`]), record what exists in the
+/// state, then configure the instances over SSH exactly as `up` does (pinning a new instance's
+/// host key at first contact), which also reconfigures any instance whose files drifted.
+pub async fn heal(
+    stack: &Stack,
+    args: &StackArgs,
+    run: &RunArgs,
+    dry_run: bool,
+    provision_only: bool,
+) -> miette::Result<ExitStatus> {
+    let backend = Backend::for_stack(stack).await?;
+    let guard = backend.lock("heal", run.lock_wait).await?;
+    let r = async {
+        let status = converge(stack, &backend, args, run, true, Op::Heal { dry_run }).await?;
+        if status != ExitStatus::Success || dry_run || !hosts::has_host_config(stack) {
+            return Ok(status);
+        }
+        if provision_only {
+            if !args.json {
+                view::print_out("\nHosts: not configured (`--provision-only`).\n");
+            }
+            return Ok(status);
+        }
+        configure_hosts(stack, &backend, args, true).await
+    }
+    .await;
+    guard.release().await;
+    r
+}
+
 pub async fn down(
     stack: Stack,
     args: &StackArgs,
@@ -314,7 +363,7 @@ pub async fn down(
 ) -> miette::Result<ExitStatus> {
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("down", run.lock_wait).await?;
-    let r = converge(&stack, &backend, args, run, auto_approve, true).await;
+    let r = converge(&stack, &backend, args, run, auto_approve, Op::Down).await;
     guard.release().await;
     r
 }
@@ -325,27 +374,75 @@ async fn converge(
     args: &StackArgs,
     run: &RunArgs,
     auto_approve: bool,
-    destroy: bool,
+    op: Op,
 ) -> miette::Result<ExitStatus> {
+    let destroy = op == Op::Down;
     let name = stack.name().to_string();
     let st = backend
         .read(&name)
         .await?
         .unwrap_or_else(|| State::new(&name));
     let clients = Clients::new(&region(stack)).await;
-    let observed = read(stack, &clients).await?;
+    let mut observed = read(stack, &clients).await?;
     let key = if destroy { None } else { public_key(stack)? };
-    let d = if destroy {
-        diff::destroy(&observed)
-    } else {
-        let inputs = desired::Inputs {
-            public_key: key.as_ref().map(|k| k.expose()),
-        };
-        diff::diff(&desired::desired(&stack.file, &inputs), &observed)
+    let inputs = desired::Inputs {
+        public_key: key.as_ref().map(|k| k.expose()),
+    };
+    let mut not_repairs = None;
+    let d = match op {
+        Op::Down => diff::destroy(&observed),
+        Op::Up => diff::diff(&desired::desired(&stack.file, &inputs), &observed),
+        Op::Heal { .. } => {
+            observe::instance_status(&clients, &mut observed).await?;
+            let last_ids = st
+                .resources
+                .iter()
+                .map(|(a, r)| (a.clone(), r.id.clone()))
+                .collect();
+            let r = diff::repairs(
+                &desired::desired(&stack.file, &inputs),
+                &observed,
+                &last_ids,
+            );
+            not_repairs = Some(r.others);
+            r.diff
+        }
     };
     let plan = d.plan(&name);
     if !args.json {
-        view::print_out(&view::plan::render_plan(&plan, &[]));
+        let mut text = view::plan::render_plan(&plan, &[]);
+        if let Some(n @ 1..) = not_repairs {
+            text.push_str(&format!(
+                "{n} other difference(s) are not repairs: `hactl plan` shows them, `hactl up` applies them.\n"
+            ));
+        }
+        view::print_out(&text);
+    }
+    if let Op::Heal { dry_run: true } = op {
+        if args.json {
+            view::print_json(&ApplyOutput {
+                outcome: if plan.has_changes() {
+                    "repairs_pending"
+                } else {
+                    "no_changes"
+                },
+                plan: &plan,
+                outputs: &st.outputs,
+                not_repairs,
+            })?;
+        } else {
+            view::print_out(if plan.has_changes() {
+                "\nDry run: nothing was changed.\n"
+            } else {
+                "\nNothing to heal.\n"
+            });
+        }
+        // Like `heal --dry-run` on hosts: work left to do is not a healthy stack.
+        return Ok(if plan.has_changes() {
+            ExitStatus::Failure
+        } else {
+            ExitStatus::Success
+        });
     }
     if plan.has_changes() && !auto_approve {
         view::confirm(if destroy {
@@ -355,7 +452,7 @@ async fn converge(
         })?;
     }
 
-    let db_credentials = if plan.has_changes() && !destroy {
+    let db_credentials = if plan.has_changes() && op == Op::Up {
         db_credentials(stack)?
     } else {
         None
@@ -464,15 +561,18 @@ async fn converge(
             outcome,
             plan: &plan,
             outputs: &st.outputs,
+            not_repairs,
         })?;
     } else {
         let mut text = String::new();
         for e in &save_errors {
             text.push_str(&format!("state: {e}\n"));
         }
-        text.push_str(match outcome {
-            "failed" => "\nFailed: see above. Re-run to resume from what exists.\n",
-            "applied" => "\nApplied.\n",
+        text.push_str(match (outcome, op) {
+            ("failed", _) => "\nFailed: see above. Re-run to resume from what exists.\n",
+            ("applied", Op::Heal { .. }) => "\nHealed.\n",
+            ("applied", _) => "\nApplied.\n",
+            (_, Op::Heal { .. }) => "\nNothing to heal.\n",
             _ => "\nNothing to do.\n",
         });
         if !destroy {

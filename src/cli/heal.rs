@@ -9,9 +9,15 @@
 //! an old primary rejoins as a replica, never as a second primary. hactl promotes a replica
 //! itself only with `promotion: hactl`; with sentinels it leaves promotion to them.
 //!
-//! `--watch` repeats the round every `--interval` until interrupted (or `--rounds` rounds).
-//! `provider: aws` (replacing a terminated instance) is not implemented: it is refused with an
-//! error rather than half done.
+//! On `provider: aws` a round is `up` restricted to repairs (`cli/aws.rs`): an instance of the
+//! stack that is terminated, shutting down, gone, stopped or impaired is replaced in its zone
+//! with the stack's image, type and tags, the target group registers the new one and drops the
+//! dead one, the state records what exists, then every instance is configured over SSH as `up`
+//! does (`--provision-only` skips that). Other differences are reported, not applied.
+//!
+//! `--watch` repeats the round every `--interval` until interrupted (or `--rounds` rounds). A
+//! round of an AWS stack that fails (AWS error, state locked by another run) is reported and
+//! the watch goes on: the next round starts again from what exists.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -47,22 +53,17 @@ pub struct HealArgs {
     /// Report what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub run: super::aws::RunArgs,
+    /// `provider: aws`: replace and register instances only, without configuring them over SSH.
+    #[arg(long)]
+    pub provision_only: bool,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     crate::stack::duration::parse(s)
         .map(|d| d.0)
         .map_err(|e| e.to_string())
-}
-
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum HealError {
-    #[error("`hactl heal` does not support `provider: aws` yet")]
-    #[diagnostic(
-        code(hactl::heal::aws_unsupported),
-        help("replace a dead instance with `hactl up` (it re-creates what is missing); `heal` converges `provider: hosts` stacks")
-    )]
-    AwsUnsupported,
 }
 
 /// One service port's outcome in a round.
@@ -107,7 +108,7 @@ struct Round {
 pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     if super::aws::is_aws(&stack) {
-        return Err(HealError::AwsUnsupported.into());
+        return run_aws(&a, &stack).await;
     }
     let secrets = vault::open(&stack)?;
     let mut n = 0u32;
@@ -126,6 +127,31 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
             } else {
                 ExitStatus::Failure
             });
+        }
+        tokio::time::sleep(a.interval).await;
+    }
+}
+
+/// The rounds of an AWS stack; each prints its own plan, progress and outcome (`cli/aws.rs`).
+async fn run_aws(a: &HealArgs, stack: &Stack) -> miette::Result<ExitStatus> {
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let last = !a.watch || a.rounds.is_some_and(|max| n >= max);
+        if a.watch && !a.stack.json {
+            view::print_out(&format!("heal round {n} of `{}`:\n", stack.name()));
+        }
+        let r = super::aws::heal(stack, &a.stack, &a.run, a.dry_run, a.provision_only).await;
+        let status = match r {
+            Ok(s) => s,
+            Err(e) if !last => {
+                view::print_error(&e);
+                ExitStatus::Failure
+            }
+            Err(e) => return Err(e),
+        };
+        if last {
+            return Ok(status);
         }
         tokio::time::sleep(a.interval).await;
     }

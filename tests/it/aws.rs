@@ -1143,18 +1143,9 @@ fn lab(args: &[&str]) -> String {
     crate::support::ok(args)
 }
 
-/// The whole of seed 003 on moto + two lab hosts: `up` provisions on moto, then pushes nginx,
-/// the app (compose) and the EFS mount entry to the instances, which the stack's ssh_config
-/// maps to the lab; host keys are pinned at first contact into the state; the EFS mount step
-/// is reported as not run (no NFS client here); a second `up` changes nothing on both layers.
-#[test]
-fn aws_seed003_configures_instances_on_lab_hosts() {
-    let _guard = crate::support::lab_guard();
-    let _ = crate::support::run(&["lab", "down"]);
-    lab(&["lab", "up", "--hosts", "2"]);
-    let moto = Moto::start();
-    let rt = rt();
-    let conf = rt.block_on(moto.sdk());
+/// The lab variant's working directory: the seed, an ssh_config that sends `web-0`/`web-1` to
+/// the lab's host1/host2, and the demo image archive the app runs from.
+fn lab_workdir() -> Workdir {
     let w = Workdir::seed(lab_variant);
     std::fs::write(
         w.dir.path().join("stacks/ssh_config"),
@@ -1171,6 +1162,22 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
         "-o",
         archive.to_str().unwrap(),
     ]);
+    w
+}
+
+/// The whole of seed 003 on moto + two lab hosts: `up` provisions on moto, then pushes nginx,
+/// the app (compose) and the EFS mount entry to the instances, which the stack's ssh_config
+/// maps to the lab; host keys are pinned at first contact into the state; the EFS mount step
+/// is reported as not run (no NFS client here); a second `up` changes nothing on both layers.
+#[test]
+fn aws_seed003_configures_instances_on_lab_hosts() {
+    let _guard = crate::support::lab_guard();
+    let _ = crate::support::run(&["lab", "down"]);
+    lab(&["lab", "up", "--hosts", "2"]);
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = lab_workdir();
 
     let o = w.run(&moto, &["up", "--auto-approve"]);
     let (out, err) = (stdout(&o), stderr(&o));
@@ -1290,6 +1297,286 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
     );
     assert_eq!(out.matches("Nothing to do.").count(), 2, "{out}");
     assert!(!err.contains("pinned"), "{err}");
+
+    w.ok(&moto, &["down", "--auto-approve"]);
+    assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
+    lab(&["lab", "down"]);
+}
+
+/// One EC2 instance of the stack as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ec2Instance {
+    id: String,
+    address: String,
+    zone: String,
+    state: String,
+    stack_tag: String,
+}
+
+/// Every instance carrying the stack's tag, in any state, read with the SDK.
+async fn instances(conf: &aws_config::SdkConfig, name: &str) -> Vec<Ec2Instance> {
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let out = ec2
+        .describe_instances()
+        .filters(by_stack(name))
+        .send()
+        .await
+        .unwrap();
+    let tag = |i: &aws_sdk_ec2::types::Instance, k: &str| {
+        i.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .unwrap_or_default()
+            .to_string()
+    };
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| Ec2Instance {
+            id: i.instance_id().unwrap().to_string(),
+            address: tag(i, "hactl:address"),
+            zone: i
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .unwrap_or_default()
+                .to_string(),
+            state: i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default(),
+            stack_tag: tag(i, "hactl:stack"),
+        })
+        .collect()
+}
+
+/// The ids registered in the stack's target group, sorted, read with the SDK.
+async fn registered_targets(conf: &aws_config::SdkConfig) -> Vec<String> {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(conf);
+    let tgs = elb.describe_target_groups().send().await.unwrap();
+    assert_eq!(
+        tgs.target_groups().len(),
+        1,
+        "one target group on this moto"
+    );
+    let arn = tgs.target_groups()[0].target_group_arn().unwrap();
+    let mut ids: Vec<String> = elb
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Issue 6: an instance terminated through the API is replaced by `hactl heal` — in the same
+/// zone, with the stack's tags, registered in the target group instead of the dead one, its
+/// host key pinned anew and configured over SSH as `up` does — and `plan` then shows nothing
+/// to change. The lab's host2 stands in for the replacement (the ssh_config maps `web-1` to
+/// it); hactl's files are removed from it first, so it comes back as a fresh machine would.
+/// Then a stopped instance (which still exists) is terminated and replaced the same way.
+#[test]
+fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
+    let _guard = crate::support::lab_guard();
+    let _ = crate::support::run(&["lab", "down"]);
+    lab(&["lab", "up", "--hosts", "2"]);
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = lab_workdir();
+    w.ok(&moto, &["up", "--auto-approve"]);
+
+    let before = rt.block_on(instances(&conf, NAME));
+    assert_eq!(before.len(), 2, "{before:?}");
+    let dead = before
+        .iter()
+        .find(|i| i.address == "aws_instance.web[1]")
+        .unwrap()
+        .clone();
+    assert_eq!(dead.state, "running");
+    // A fresh machine has none of hactl's files.
+    lab(&[
+        "lab",
+        "exec",
+        "host2",
+        "--",
+        "rm",
+        "-f",
+        "/etc/hactl/aws-web/app.env",
+        "/etc/hactl/aws-web/efs.fstab",
+    ]);
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    rt.block_on(ec2.terminate_instances().instance_ids(&dead.id).send())
+        .unwrap();
+    // `plan` sees the hole; `heal --dry-run` plans the repair, changes nothing and exits 1.
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let o = w.run(&moto, &["heal", "--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let dry: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(dry["outcome"], "repairs_pending");
+    assert_eq!(dry["not_repairs"], 0);
+    let planned: Vec<(&str, &str)> = dry["plan"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["addr"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            ("aws_instance.web[1]", "create"),
+            ("aws_lb_target_group_attachment.web", "update")
+        ]
+    );
+    assert_eq!(
+        rt.block_on(instances(&conf, NAME)).len(),
+        2,
+        "dry run launched nothing"
+    );
+
+    let t0 = Instant::now();
+    let o = w.run(&moto, &["heal"]);
+    let heal_time = t0.elapsed();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "heal failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        out.contains(&format!(
+            "+ aws_instance.web[1]  ({} is terminated or gone: launch a replacement)",
+            dead.id
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ aws_lb_target_group_attachment.web"),
+        "{out}"
+    );
+    assert!(out.contains("\nHealed.\n"), "{out}");
+    assert!(
+        err.contains("web-1: host key pinned at first contact"),
+        "{err}"
+    );
+    assert!(!err.contains("web-0: host key pinned"), "{err}");
+
+    // Through the API: the dead one stays terminated, a new one runs in its zone with the
+    // stack's tags, and the target group holds exactly the running instances.
+    let after = rt.block_on(instances(&conf, NAME));
+    let running: Vec<&Ec2Instance> = after.iter().filter(|i| i.state == "running").collect();
+    assert_eq!(running.len(), 2, "{after:?}");
+    let old = after.iter().find(|i| i.id == dead.id).unwrap();
+    assert_eq!(old.state, "terminated");
+    let new = running
+        .iter()
+        .find(|i| i.address == "aws_instance.web[1]")
+        .unwrap_or_else(|| panic!("no running web[1]: {after:?}"));
+    assert_ne!(new.id, dead.id);
+    assert_eq!(new.zone, dead.zone, "replaced in the same zone");
+    assert_eq!(new.stack_tag, NAME);
+    let mut want: Vec<String> = running.iter().map(|i| i.id.clone()).collect();
+    want.sort();
+    assert_eq!(rt.block_on(registered_targets(&conf)), want);
+
+    // The new instance was configured: its report lists the files a fresh host lacked, and
+    // they are on the lab host, rendered with the outputs.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("web-1: ok — "))
+        .unwrap_or_else(|| panic!("no apply report for web-1:\n{out}"));
+    for f in ["/etc/hactl/aws-web/app.env", "/etc/hactl/aws-web/efs.fstab"] {
+        assert!(line.contains(f), "{f} not in: {line}");
+    }
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.state_path()).unwrap()).unwrap();
+    let endpoint = st["outputs"]["database"]["endpoint"].as_str().unwrap();
+    let env = lab(&[
+        "lab",
+        "exec",
+        "host2",
+        "--",
+        "cat",
+        "/etc/hactl/aws-web/app.env",
+    ]);
+    assert!(env.contains(&format!("DATABASE_HOST={endpoint}")), "{env}");
+    let fstab = lab(&[
+        "lab",
+        "exec",
+        "host2",
+        "--",
+        "cat",
+        "/etc/hactl/aws-web/efs.fstab",
+    ]);
+    assert!(fstab.contains(" /mnt/shared nfs4 "), "{fstab}");
+    // The state follows: the new id in the outputs and the host keys, the dead one gone.
+    let hosts = st["outputs"]["hosts"].as_array().unwrap();
+    assert_eq!(hosts[1]["instance_id"], new.id.as_str());
+    let keys = st["host_keys"].as_object().unwrap();
+    assert!(
+        keys.contains_key(&new.id) && !keys.contains_key(&dead.id),
+        "{keys:?}"
+    );
+
+    // Converged: `plan` has nothing to change; `heal --watch` rounds find nothing to heal on
+    // AWS nor to configure on the hosts.
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "plan after heal\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let out = w.ok(
+        &moto,
+        &["heal", "--watch", "--rounds", "2", "--interval", "200ms"],
+    );
+    assert!(out.contains("heal round 2 of `aws-web`:"), "{out}");
+    assert_eq!(out.matches("\nNothing to heal.\n").count(), 2, "{out}");
+    assert_eq!(out.matches("\nNothing to do.\n").count(), 2, "{out}");
+    eprintln!("heal replaced and configured an instance in {heal_time:?}");
+
+    // A stopped instance still exists: heal terminates it before launching its replacement.
+    let stopped = after
+        .iter()
+        .find(|i| i.address == "aws_instance.web[0]")
+        .unwrap()
+        .clone();
+    rt.block_on(ec2.stop_instances().instance_ids(&stopped.id).send())
+        .unwrap();
+    let out = w.ok(&moto, &["heal"]);
+    assert!(
+        out.contains(&format!(
+            "-/+ aws_instance.web[0]  ({} is stopped: replace)",
+            stopped.id
+        )),
+        "{out}"
+    );
+    let now = rt.block_on(instances(&conf, NAME));
+    assert_eq!(
+        now.iter()
+            .find(|i| i.id == stopped.id)
+            .map(|i| i.state.as_str()),
+        Some("terminated")
+    );
+    let running: Vec<&Ec2Instance> = now.iter().filter(|i| i.state == "running").collect();
+    let web0 = running
+        .iter()
+        .find(|i| i.address == "aws_instance.web[0]")
+        .unwrap_or_else(|| panic!("no running web[0]: {now:?}"));
+    assert_eq!(web0.zone, stopped.zone);
+    let mut want: Vec<String> = running.iter().map(|i| i.id.clone()).collect();
+    want.sort();
+    assert_eq!(rt.block_on(registered_targets(&conf)), want);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
     w.ok(&moto, &["down", "--auto-approve"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());

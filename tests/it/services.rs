@@ -517,17 +517,6 @@ fn redis_render_routes_each_proxy_port_to_the_primary_only() {
     }
 }
 
-#[test]
-fn heal_refuses_aws_stacks_with_a_clear_error() {
-    let o = run(&["heal", "-f", "stacks/seed-003-aws-web.yaml"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("hactl::heal::aws_unsupported"),
-        "{}",
-        stderr(&o)
-    );
-}
-
 /// The root-namespace pid of a lab host's PID 1.
 fn host_pid(host: &str) -> u64 {
     let lab: serde_json::Value =

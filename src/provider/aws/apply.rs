@@ -151,7 +151,12 @@ where
                         }
                     }
                     (Some(d), _) => {
-                        let salt = s.observed.as_ref().map(|o| o.id.as_str()).unwrap_or("");
+                        let salt = s
+                            .observed
+                            .as_ref()
+                            .map(|o| o.id.as_str())
+                            .or(s.replaces.as_deref())
+                            .unwrap_or("");
                         create(&ctx, d, salt).await.map(Some)
                     }
                     (None, _) => Ok(None),

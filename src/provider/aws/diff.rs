@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::{Action, Change, Kind, Plan};
 
-use super::model::{Observed, Resource};
+use super::model::{Observed, ResKind, Resource};
 
 /// One step of an AWS plan: the change as shown, plus what apply needs to carry it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,11 @@ pub struct Step {
     pub observed: Option<Observed>,
     /// Dependency depth (0 = references nothing managed).
     pub wave: usize,
+    /// For a create: the id of a resource that is gone and that this one replaces (a
+    /// terminated instance, in `heal`). It salts the idempotency token, because AWS answers a
+    /// RunInstances that repeats the first launch's ClientToken with that first instance,
+    /// terminated or not.
+    pub replaces: Option<String>,
 }
 
 /// The steps and how many resources were checked and found right.
@@ -167,6 +172,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 desired: None,
                 observed: Some((*extra).clone()),
                 wave,
+                replaces: None,
             });
         }
         let Some(have) = found.first() else {
@@ -176,6 +182,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 desired: Some(want.clone()),
                 observed: None,
                 wave,
+                replaces: None,
             });
             continue;
         };
@@ -215,6 +222,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             desired: Some(want.clone()),
             observed: Some((*have).clone()),
             wave,
+            replaces: None,
         });
     }
 
@@ -271,6 +279,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     desired: Some(want.clone()),
                     observed: Some((*have).clone()),
                     wave: depth.get(&want.addr).copied().unwrap_or(0),
+                    replaces: None,
                 });
             }
         }
@@ -287,6 +296,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 desired: None,
                 observed: Some(o.clone()),
                 wave,
+                replaces: None,
             });
         }
     }
@@ -307,11 +317,141 @@ pub fn destroy(observed: &[Observed]) -> Diff {
                 desired: None,
                 observed: Some(o.clone()),
                 wave: depth.get(&o.res.addr).copied().unwrap_or(0),
+                replaces: None,
             }
         })
         .collect();
     sort_steps(&mut steps);
     Diff { steps, noop: 0 }
+}
+
+/// Why an observed instance of the stack no longer serves, if it does not: stopped or stopping
+/// (EC2 keeps it, but it serves nothing until someone starts it), or a failed EC2 status check
+/// (`impaired`, read by `observe::instance_status`). Terminated and shutting-down instances are
+/// never observed: to the diff they are missing.
+pub fn dead(o: &Observed) -> Option<String> {
+    if o.res.kind != ResKind::Instance {
+        return None;
+    }
+    if let Some(s @ ("stopped" | "stopping")) = o.info.get("state").map(String::as_str) {
+        return Some(s.to_string());
+    }
+    (o.info.get("status").map(String::as_str) == Some("impaired"))
+        .then(|| "impaired (EC2 status check failed)".to_string())
+}
+
+/// What `heal` plans: the repairs, and how many other differences `up` would make that are
+/// not repairs (left alone, counted so the report can say so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repairs {
+    pub diff: Diff,
+    pub others: usize,
+}
+
+/// The part of `up`'s diff that repairs what failed, computed from the same desired and
+/// observed resources (`last_ids`: address → id as the state last recorded them):
+/// - a desired instance that is missing (terminated, shutting down, gone) is launched again
+///   under its address, so in the same subnet and zone, from the same image and type, with the
+///   same tags; its idempotency token is salted with the id it replaces;
+/// - a [`dead`] one is replaced: terminated (and waited for), then launched again;
+/// - the target group registration follows: the new instances in, the dead ones out — also
+///   when only the registration drifted (a target deregistered by hand).
+///
+/// Everything else (a changed stack, drift in other resources) is `up`'s job, not a repair:
+/// it is counted in [`Repairs::others`] and not planned.
+pub fn repairs(
+    desired: &[Resource],
+    observed: &[Observed],
+    last_ids: &BTreeMap<String, String>,
+) -> Repairs {
+    let full = diff(desired, observed);
+    let depth = depths(desired.iter().chain(observed.iter().map(|o| &o.res)));
+    let wave = |addr: &str| depth.get(addr).copied().unwrap_or(0);
+    let mut steps = Vec::new();
+    let mut others = 0;
+    let mut dead_instances: Vec<(&Resource, &Observed, String)> = Vec::new();
+    for want in desired.iter().filter(|r| r.kind == ResKind::Instance) {
+        let found = observed.iter().find(|o| o.res.addr == want.addr);
+        if let Some((o, why)) = found.and_then(|o| dead(o).map(|w| (o, w))) {
+            dead_instances.push((want, o, why));
+        }
+    }
+    for s in full.steps {
+        let kind = s
+            .desired
+            .as_ref()
+            .map(|d| d.kind)
+            .or(s.observed.as_ref().map(|o| o.res.kind));
+        let addr = s.change.addr.clone();
+        match (kind, s.change.action) {
+            (Some(ResKind::Instance), Action::Create) => {
+                let was = last_ids.get(&addr).cloned();
+                let mut s = s;
+                s.change.reason = match &was {
+                    Some(id) => format!("{id} is terminated or gone: launch a replacement"),
+                    None => "missing: launch it".into(),
+                };
+                s.replaces = was;
+                steps.push(s);
+            }
+            // Planned below, from the instances repaired and the registrations observed.
+            (Some(ResKind::TargetAttachment), Action::Update) => {}
+            // A dead instance is replaced from the stack as it is now, whatever else differs.
+            (Some(ResKind::Instance), _) if dead_instances.iter().any(|d| d.0.addr == addr) => {}
+            _ => others += 1,
+        }
+    }
+    for (want, o, why) in &dead_instances {
+        let mut c = change(
+            &want.addr,
+            Action::Replace,
+            format!("{} is {why}: replace", o.id),
+        );
+        c.before = Some(o.id.clone());
+        steps.push(Step {
+            change: c,
+            desired: Some((*want).clone()),
+            observed: Some((*o).clone()),
+            wave: wave(&want.addr),
+            replaces: None,
+        });
+    }
+    let repaired: Vec<String> = steps.iter().map(|s| s.change.addr.clone()).collect();
+    let want_attach = desired.iter().find(|r| r.kind == ResKind::TargetAttachment);
+    let have_attach = want_attach.and_then(|w| observed.iter().find(|o| o.res.addr == w.addr));
+    if let (Some(want), Some(have)) = (want_attach, have_attach) {
+        let mut why: Vec<String> = differences(want, &have.res)
+            .into_iter()
+            .filter(|(k, ..)| k == "targets")
+            .map(|(k, b, a, _)| format!("{k}: {b} → {a}"))
+            .collect();
+        let moved: Vec<&String> = repaired
+            .iter()
+            .filter(|a| want.refs.get("targets").is_some_and(|t| t.contains(a)))
+            .collect();
+        if !moved.is_empty() || !why.is_empty() {
+            why.extend(moved.iter().map(|a| format!("{a} is replaced")));
+            let mut c = change(&want.addr, Action::Update, why.join("; "));
+            c.before = Some(have.id.clone());
+            steps.push(Step {
+                change: c,
+                desired: Some(want.clone()),
+                observed: Some(have.clone()),
+                wave: wave(&want.addr),
+                replaces: None,
+            });
+        }
+    }
+    let touched: BTreeSet<&str> = steps.iter().map(|s| s.change.addr.as_str()).collect();
+    let noop = desired
+        .iter()
+        .filter(|r| !touched.contains(r.addr.as_str()))
+        .count();
+    sort_steps(&mut steps);
+    Repairs {
+        diff: Diff { steps, noop },
+        others,
+    }
 }
 
 /// Plan order: deletes first (deepest first), then creates/updates by wave; then address.
@@ -342,7 +482,6 @@ fn sort_steps(steps: &mut [Step]) {
 mod tests {
     use super::*;
     use crate::provider::aws::desired::{self, desired};
-    use crate::provider::aws::model::ResKind;
 
     const STACK: &str = r#"
 name: web3
@@ -491,6 +630,95 @@ aws:
         // The VPC goes last, the things that reference others first.
         assert_eq!(order.last().unwrap(), "0 aws_vpc.main");
         insta::assert_snapshot!(order.join("\n"));
+    }
+
+    /// `heal`'s plan: web[0] was terminated (gone from the observed set, its id still
+    /// registered), web[1] is stopped; the target group's health check drifted, which is `up`'s
+    /// job and only counted.
+    #[test]
+    fn repairs_relaunch_terminated_replace_stopped_and_reregister() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        obs.retain(|o| o.res.addr != desired::instance_addr(0));
+        for o in &mut obs {
+            match o.res.kind {
+                ResKind::Instance => {
+                    o.info.insert("state".into(), "stopped".into());
+                }
+                ResKind::TargetAttachment => {
+                    o.res = o
+                        .res
+                        .clone()
+                        .reference("targets", vec!["i-dead0".into(), desired::instance_addr(1)]);
+                }
+                ResKind::TargetGroup => {
+                    o.res
+                        .attrs
+                        .insert("health_check.path".into(), "/old".into());
+                }
+                _ => {}
+            }
+        }
+        let last = BTreeMap::from([(desired::instance_addr(0), "i-dead0".to_string())]);
+        let r = repairs(&w, &obs, &last);
+        assert_eq!(r.others, 1, "the health check drift is not a repair");
+        let addrs: Vec<&str> = r
+            .diff
+            .steps
+            .iter()
+            .map(|s| s.change.addr.as_str())
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                desired::instance_addr(0).as_str(),
+                &desired::instance_addr(1),
+                desired::ATTACH
+            ]
+        );
+        let (web0, web1) = (&r.diff.steps[0], &r.diff.steps[1]);
+        assert_eq!(web0.change.action, Action::Create);
+        assert_eq!(web0.replaces.as_deref(), Some("i-dead0"));
+        assert_eq!(web1.change.action, Action::Replace);
+        let stopped = obs.iter().find(|o| o.res.addr == desired::instance_addr(1));
+        assert_eq!(
+            web1.observed.as_ref(),
+            stopped,
+            "terminated before the launch"
+        );
+        assert!(web1.wave < r.diff.steps[2].wave, "registered after launch");
+        insta::assert_snapshot!(crate::view::plan::render_plan(&r.diff.plan("web3"), &[]));
+    }
+
+    #[test]
+    fn repairs_nothing_when_every_instance_runs() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            o.info.insert("state".into(), "running".into());
+        }
+        let r = repairs(&w, &obs, &BTreeMap::new());
+        assert!(r.diff.steps.is_empty(), "{:?}", r.diff.steps);
+        assert_eq!(r.others, 0);
+        assert_eq!(r.diff.noop, w.len());
+    }
+
+    #[test]
+    fn an_impaired_instance_is_dead_a_pending_one_is_not() {
+        let w = want();
+        let mut o = as_observed(&w)
+            .into_iter()
+            .find(|o| o.res.kind == ResKind::Instance)
+            .unwrap();
+        o.info.insert("state".into(), "pending".into());
+        assert_eq!(dead(&o), None);
+        o.info.insert("status".into(), "impaired".into());
+        assert_eq!(
+            dead(&o).as_deref(),
+            Some("impaired (EC2 status check failed)")
+        );
+        o.info.insert("state".into(), "stopping".into());
+        assert_eq!(dead(&o).as_deref(), Some("stopping"));
     }
 
     #[test]

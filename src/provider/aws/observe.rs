@@ -259,6 +259,10 @@ pub async fn observe(
             if let Some(z) = i.placement().and_then(|p| p.availability_zone()) {
                 info.insert("zone".into(), z.into());
             }
+            // `heal` replaces a stopped one; the diff of `up` does not look at it.
+            if let Some(s) = i.state().and_then(|s| s.name()) {
+                info.insert("state".into(), s.as_str().into());
+            }
             raws.push(r);
         }
     }
@@ -681,6 +685,43 @@ pub async fn observe(
     }
     out.sort_by(|a, b| a.res.addr.cmp(&b.res.addr));
     Ok(out)
+}
+
+/// The EC2 status checks of the observed instances, for `heal`: an instance whose instance or
+/// system check reads `impaired` gets `info["status"] = "impaired"` (anything else leaves it
+/// alone). A second round trip that only `heal` pays: `plan` and `up` never replace a running
+/// instance for its health.
+pub async fn instance_status(c: &Clients, observed: &mut [Observed]) -> Result<(), AwsError> {
+    let ids: Vec<String> = observed
+        .iter()
+        .filter(|o| o.res.kind == ResKind::Instance)
+        .map(|o| o.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let out = c
+        .ec2
+        .describe_instance_status()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .map_err(api("DescribeInstanceStatus"))?;
+    for s in out.instance_statuses() {
+        let impaired = |x: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| {
+            x.and_then(|x| x.status()) == Some(&aws_sdk_ec2::types::SummaryStatus::Impaired)
+        };
+        if !(impaired(s.instance_status()) || impaired(s.system_status())) {
+            continue;
+        }
+        if let Some(o) = observed
+            .iter_mut()
+            .find(|o| Some(o.id.as_str()) == s.instance_id())
+        {
+            o.info.insert("status".into(), "impaired".into());
+        }
+    }
+    Ok(())
 }
 
 /// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently.

@@ -86,11 +86,14 @@ impl Connection {
     /// First contact with a host hactl created: connects with `accept-new` (the key goes into
     /// the stack's known_hosts file; a different key already there is still refused), then
     /// closes. Only for hosts whose key the state has not pinned yet.
+    ///
+    /// Always a new master, ended at once: first contact must read *this* host's key. A master
+    /// kept from an earlier pin under the same name and known_hosts content (an instance
+    /// replaced within a minute, reached by its ssh_config alias) would answer without ssh ever
+    /// writing the new key, and the strict connection that follows would then be refused.
     pub async fn pin(stack: &Stack, host: &Host) -> Result<(), HostError> {
-        Self::open_checked(stack, host, KnownHosts::Add)
-            .await?
-            .close()
-            .await;
+        let c = Self::open_checked(stack, host, KnownHosts::Add).await?;
+        let _ = c.session.close().await;
         Ok(())
     }
 
@@ -145,7 +148,13 @@ impl Connection {
             .join(&key[..16]);
         std::fs::create_dir_all(&dir)
             .map_err(|e| connect_err(format!("cannot create `{}`: {e}", dir.display())))?;
-        if let Some(session) = resume(&dir).await {
+        // First contact never reuses a master (see `pin`).
+        let reused = if matches!(check, KnownHosts::Add) {
+            None
+        } else {
+            resume(&dir).await
+        };
+        if let Some(session) = reused {
             tracing::debug!(host = %host.name, "reusing a live SSH master");
             return Ok(Connection {
                 host: host.name.clone(),
