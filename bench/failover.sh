@@ -115,12 +115,12 @@ missing = [a for a in ("1s", "100ms") if not any(x["advert"] == a for x in rows)
 if missing:
     print(f"\n**Not measured by this run: advert_int {', '.join(missing)}** (see the note below the table).")
 kill = [x for x in rows if x["scenario"] == "keepalived-kill"]
+sb = sum(1 for x in kill if x['split_brain'])
 print("\nkeepalived-kill: SIGKILL leaves the old master's address in place, so clients barely notice, "
       "but two hosts hold the VIP until `hactl up` restarts keepalived; the drill reports that as split "
-      f"brain and exits non-zero ({sum(1 for x in kill if x['split_brain'])} of {len(kill)} runs here). "
-      "A run without split brain is most likely one where the VRRP child got the SIGTERM the kernel sends when its "
-      "parent dies before its own SIGKILL, and released the VIP cleanly (outage = Skew_Time); the drill "
-      "now kills the children (found with `pgrep -P`) before the parent.")
+      f"brain and exits non-zero ({sb} of {len(kill)} runs here)." + ("" if sb == len(kill) else
+      " A run without split brain is most likely one where a VRRP child got the SIGTERM the kernel sends "
+      "when its parent dies before its own SIGKILL, and released the VIP cleanly (outage = Skew_Time)."))
 if missing:
     print("\nRe-run with `ADVERTS=<missing> KEEP=1 bash bench/failover.sh` to add the missing rows.")
 PY
