@@ -271,9 +271,10 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
     // Phase 1: new files beside their destinations.
     for (w, tmp) in steps.writes.iter().zip(&temps) {
         let t = q(tmp);
+        // Forks are most of a first run's cost on the host: test before `mkdir`.
         let _ = write!(
             s,
-            "mkdir -p {dir} && base64 -d > {t} ",
+            "{{ [ -d {dir} ] || mkdir -p {dir}; }} && base64 -d > {t} ",
             dir = q(dir_of(&w.path))
         );
         heredoc(&mut s, &w.content);
@@ -308,9 +309,10 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
         let p = q(&w.path);
         if w.backup_original {
             let b = backup_path(&w.path);
+            let bd = backup_path(dir_of(&w.path));
             let _ = writeln!(
                 s,
-                "if [ -e {p} ] && [ ! -e {b} ]; then mkdir -p \"$(dirname {b})\" && cp -a {p} {b}; fi"
+                "if [ -e {p} ] && [ ! -e {b} ]; then {{ [ -d {bd} ] || mkdir -p {bd}; }} && cp -a {p} {b}; fi"
             );
         }
         let _ = writeln!(
