@@ -29,6 +29,13 @@ pub const NOTIFY_SCRIPT: &str = "/etc/keepalived/hactl-notify.sh";
 /// The loop that runs sub-second checks for keepalived (see [`has_fast_checks`]).
 pub const CHECK_SCRIPT: &str = "/etc/keepalived/hactl-check.sh";
 
+/// The EC2 API credentials of `vip.aws` on a host (0600: it holds the secret key). The notify
+/// script reads it, so the key is never in the script, its argv or the plan.
+pub const AWS_CREDENTIALS: &str = "/etc/keepalived/hactl-aws-vip.env";
+
+/// Where the notify script logs each EC2 call's outcome (never a credential).
+pub const AWS_VIP_LOG: &str = "/var/log/hactl/aws-vip.log";
+
 /// What one rendering touched: secrets read, and names asked for that the vault lacks.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -303,6 +310,39 @@ pub fn track_file(instance: &str, check: &str) -> String {
     format!("/run/hactl-check-{instance}-{check}")
 }
 
+/// `vip.aws` with what the notify script needs resolved: `region` (or `aws.region`),
+/// `endpoint` (or the region's public one), `eni` (this host's, none to ask the metadata
+/// service), `has_credentials` (so the script never touches the secret values to find out),
+/// `credentials_file` and `log_file`.
+fn resolve_vip_aws(
+    stack: &Stack,
+    host: &Host,
+    aws: &crate::stack::model::VipAwsSpec,
+    a: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let region = aws
+        .region
+        .as_ref()
+        .map(|r| r.value.clone())
+        .or_else(|| stack.file.aws.as_ref().map(|s| s.region.value.clone()))
+        .unwrap_or_default();
+    let endpoint = aws
+        .endpoint
+        .as_ref()
+        .map(|e| e.value.clone())
+        .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com/"));
+    let eni = aws.interfaces.get(&host.name).map(|e| e.value.clone());
+    a.insert("region".into(), region.into());
+    a.insert("endpoint".into(), endpoint.into());
+    a.insert("eni".into(), eni.into());
+    a.insert(
+        "has_credentials".into(),
+        aws.secret_access_key.is_some().into(),
+    );
+    a.insert("credentials_file".into(), AWS_CREDENTIALS.into());
+    a.insert("log_file".into(), AWS_VIP_LOG.into());
+}
+
 /// The image compose runs: the registry reference, or the name the archive is loaded under.
 pub fn app_image_ref(stack: &Stack) -> Option<String> {
     let app = stack.file.app.as_ref()?;
@@ -344,7 +384,8 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
 ///   `interface`, `roles`) plus `vrrp_state` (`MASTER`/`BACKUP`).
 /// - `hosts`: every resolved host, same shape, file order.
 /// - `vip`: the `vip` section with `address` (bare IP), `prefix`, `cidr`, `vrrp_version`
-///   resolved and `notify_script` (its path); none without a VIP.
+///   resolved and `notify_script` (its path), and `vip.aws` resolved for this host (see
+///   [`resolve_vip_aws`]); none without a VIP.
 /// - `nginx`, `haproxy` (with `backend_port` resolved), `app` (with `image_ref`, `health_url`,
 ///   `replicas_list: [{index, name, host_port, green_port, port_var}]`, and `slot_file` /
 ///   `slot_include`: the nginx include that picks the blue or green slot): the sections, or
@@ -409,6 +450,11 @@ pub fn build(
                         o.insert("ok_value".into(), ok.into());
                         o.insert("fail_value".into(), fail.into());
                     }
+                }
+                if let (Some(aws), Some(serde_json::Value::Object(a))) =
+                    (&spec.aws, m.get_mut("aws"))
+                {
+                    resolve_vip_aws(stack, host, aws, a);
                 }
             }
             conv.convert(&v)

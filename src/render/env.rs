@@ -28,6 +28,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/hactl-check.sh.j2"),
     ),
     (
+        "hactl-aws-vip.env.j2",
+        include_str!("../../templates/hactl-aws-vip.env.j2"),
+    ),
+    (
         "haproxy.cfg.j2",
         include_str!("../../templates/haproxy.cfg.j2"),
     ),

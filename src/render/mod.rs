@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::stack::{Host, Stack};
 use crate::vault::Secrets;
 
-pub use context::NOTIFY_SCRIPT;
+pub use context::{AWS_CREDENTIALS, NOTIFY_SCRIPT};
 
 /// The real tool that checks a file before it is activated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -329,6 +329,19 @@ pub fn render_host_with_outputs(
                 "keepalived",
                 None,
             ))?);
+        }
+        // vip.aws credentials from the vault: their own 0600 file, read by the notify script,
+        // so the script itself stays plain and shows in plans.
+        let aws_keys = f.vip.as_ref().and_then(|v| v.aws.as_ref());
+        if aws_keys.is_some_and(|a| a.secret_access_key.is_some()) {
+            files.push(renderer.render(FileJob {
+                template: "hactl-aws-vip.env.j2".to_string(),
+                path: AWS_CREDENTIALS.to_string(),
+                mode: 0o600,
+                owner: Some("root".to_string()),
+                service: None,
+                check: None,
+            })?);
         }
         let path = "/etc/keepalived/keepalived.conf".to_string();
         let check = Some(CheckKind::Keepalived);

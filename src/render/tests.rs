@@ -125,6 +125,55 @@ vip:
       - webhook: http://127.0.0.1:9000/hook
 "#;
 
+/// Seed 000 on EC2: a secondary private IP moved by the notify hook with keys from the vault,
+/// through an explicit endpoint, a master hook besides.
+const AWS_SECONDARY: &str = r#"
+name: syslog-aws
+provider: hosts
+hosts:
+  - name: s1
+    address: 10.20.1.11
+    priority: 150
+  - name: s2
+    address: 10.20.1.12
+    priority: 100
+vip:
+  address: 10.20.1.50/24
+  virtual_router_id: 60
+  aws:
+    mode: secondary_ip
+    region: eu-west-1
+    endpoint: https://vpce-0a1b2c3d.ec2.eu-west-1.vpce.amazonaws.com/
+    interfaces:
+      s1: eni-0a1b2c3d4e5f60718
+      s2: eni-0b2c3d4e5f6071829
+    access_key_id: {secret: vip_key_id}
+    secret_access_key: {secret: vip_secret_key}
+    attempts: 3
+    deadline: 15s
+  notify:
+    master:
+      - webhook: http://127.0.0.1:9000/hook
+"#;
+
+/// An Elastic IP on the VIP, the instance role's credentials and interfaces from IMDSv2.
+const AWS_ELASTIC: &str = r#"
+name: eip
+provider: hosts
+hosts:
+  - name: e1
+    address: 10.30.1.11
+  - name: e2
+    address: 10.30.1.12
+vip:
+  address: 10.30.1.50/24
+  virtual_router_id: 61
+  aws:
+    mode: elastic_ip
+    allocation_id: eipalloc-0123456789abcdef0
+    region: us-east-2
+"#;
+
 /// The app behind nginx, two replicas, env with a secret, a user file from the stack dir.
 const APP: &str = r#"
 name: shop
@@ -510,6 +559,104 @@ fn notify_script_is_valid_shell() {
 }
 
 #[test]
+fn aws_vip_secondary_ip_snapshots() {
+    let s = load("syslog-aws.yaml", AWS_SECONDARY);
+    let vault = secrets(&[
+        ("vip_key_id", "AKIAFIXTUREKEYID0001"),
+        ("vip_secret_key", "fixture/Secret+Key=never-in-the-script"),
+    ]);
+    for (host, eni) in [
+        ("s1", "eni-0a1b2c3d4e5f60718"),
+        ("s2", "eni-0b2c3d4e5f6071829"),
+    ] {
+        let c = render(&s, host, &vault);
+        assert_eq!(
+            paths(&c),
+            [
+                NOTIFY_SCRIPT,
+                AWS_CREDENTIALS,
+                "/etc/keepalived/keepalived.conf"
+            ],
+            "the script and its credentials are in place before keepalived reloads"
+        );
+        let keys = file(&c, AWS_CREDENTIALS);
+        assert!(keys.sensitive && keys.mode == 0o600, "{:o}", keys.mode);
+        assert!(text(keys)
+            .lines()
+            .any(|l| l.starts_with("HACTL_AWS_SECRET_ACCESS_KEY=")
+                && l.contains("fixture/Secret+Key=never-in-the-script")));
+        let script = file(&c, NOTIFY_SCRIPT);
+        assert!(
+            !script.sensitive,
+            "the script reads the keys, it does not hold them"
+        );
+        let t = text(script);
+        assert!(!t.contains("AKIAFIXTUREKEYID0001") && !t.contains("fixture/Secret"));
+        assert!(t.contains(&format!("AWS_ENI={eni}\n")), "{t}");
+        assert!(t.contains("    aws_move assign || failed aws-vip\n"), "{t}");
+        assert!(
+            t.contains("    aws_move unassign || failed aws-vip\n"),
+            "{t}"
+        );
+        assert!(!t.contains("AssociateAddress&"), "{t}");
+        // The move comes before the user's master hook.
+        let (mv, hook) = (t.find("aws_move assign"), t.find("failed webhook"));
+        assert!(mv < hook, "{t}");
+        snapshot_all("aws_secondary", &c, &vault);
+    }
+}
+
+#[test]
+fn aws_vip_elastic_ip_with_instance_role_snapshots() {
+    let s = load("eip.yaml", AWS_ELASTIC);
+    let c = render(&s, "e1", &Secrets::default());
+    assert_eq!(
+        paths(&c),
+        [NOTIFY_SCRIPT, "/etc/keepalived/keepalived.conf"],
+        "no credentials file without keys: the instance role signs"
+    );
+    let t = text(file(&c, NOTIFY_SCRIPT));
+    assert!(
+        t.contains("AWS_ENI=''\n"),
+        "asks IMDSv2 for the interface: {t}"
+    );
+    assert!(
+        t.contains("AWS_ENDPOINT='https://ec2.us-east-2.amazonaws.com/'\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("    aws_move assign associate || failed aws-vip\n"),
+        "{t}"
+    );
+    assert!(t.contains("iam/security-credentials/"), "{t}");
+    snapshot_all("aws_elastic", &c, &Secrets::default());
+}
+
+/// Every variant of the AWS part of the notify script parses as POSIX sh (dash).
+#[test]
+fn aws_vip_notify_scripts_are_valid_shell() {
+    let vault = secrets(&[("vip_key_id", "k"), ("vip_secret_key", "s")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, yaml) in [("a.yaml", AWS_SECONDARY), ("b.yaml", AWS_ELASTIC)] {
+        let s = load(name, yaml);
+        let host = &s.hosts[0].name;
+        let c = render(&s, host, &vault);
+        let path = dir.path().join(format!("{name}.sh"));
+        std::fs::write(&path, &file(&c, NOTIFY_SCRIPT).content).expect("write");
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .expect("/bin/sh runs");
+        assert!(
+            out.status.success(),
+            "{name}: sh -n failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn unknown_secret_names_template_and_secret() {
     let s = load("hooks.yaml", NOTIFY);
     let h = s.host("n1").expect("host");
@@ -686,6 +833,10 @@ async fn fixtures_pass_the_real_tools() {
             secrets(&[("vrrp_pass", "s3cr3t")]),
         ),
         (app_stack(app_dir.path()), secrets(&[("db_password", "x")])),
+        (
+            load("syslog-aws.yaml", AWS_SECONDARY),
+            secrets(&[("vip_key_id", "k"), ("vip_secret_key", "s")]),
+        ),
     ];
     let mut checked = 0;
     for (s, vault) in &stacks {
@@ -709,7 +860,7 @@ async fn fixtures_pass_the_real_tools() {
     }
     assert_eq!(
         checked,
-        2 * 2 + 2 + 2,
-        "nginx+keepalived on 2 hosts, keepalived on 2, nginx on 2"
+        2 * 2 + 2 + 2 + 2,
+        "nginx+keepalived on 2 hosts, keepalived on 2, nginx on 2, keepalived on 2"
     );
 }

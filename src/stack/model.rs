@@ -355,14 +355,53 @@ pub struct HookSpec {
     pub email: Option<Spanned<String>>,
 }
 
-/// Seed 000: on AWS, the VIP is a secondary private IP or an Elastic IP moved by the API.
+/// Seed 000: on AWS (or hosts on EC2), the VIP is a secondary private IP, or an Elastic IP on
+/// that private IP, that the new master's notify hook moves with the EC2 API.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipAwsSpec {
-    /// `secondary_ip` or `elastic_ip`.
+    /// `secondary_ip` (AssignPrivateIpAddresses with reassignment) or `elastic_ip` (the same,
+    /// then AssociateAddress of `allocation_id` to that private IP).
     pub mode: Spanned<String>,
+    /// The Elastic IP's allocation id (`eipalloc-…`), `elastic_ip` only.
     #[serde(default)]
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<Spanned<String>>,
+    /// The hosts' region; default `aws.region` with `provider: aws`.
+    #[serde(default)]
+    pub region: Option<Spanned<String>>,
+    /// The EC2 API endpoint (a VPC endpoint, a test server); default
+    /// `https://ec2.REGION.amazonaws.com/`.
+    #[serde(default)]
+    pub endpoint: Option<Spanned<String>>,
+    /// Each VIP host's network interface id (`host: eni-…`). Empty: each host asks the instance
+    /// metadata service for its primary interface.
+    #[serde(default)]
+    pub interfaces: BTreeMap<String, Spanned<String>>,
+    /// API credentials, both or neither; without them the hook uses the instance role's.
+    #[serde(default)]
+    pub access_key_id: Option<Spanned<Value>>,
+    /// Must be `{secret: NAME}`.
+    #[serde(default)]
+    pub secret_access_key: Option<Spanned<Value>>,
+    /// The instance metadata service (IMDSv2); `http://[fd00:ec2::254]` on IPv6-only instances.
+    #[serde(default = "default_metadata_endpoint")]
+    pub metadata_endpoint: Spanned<String>,
+    /// API calls per move before the hook gives up (1–20).
+    #[serde(default = "default_aws_attempts")]
+    pub attempts: Spanned<i64>,
+    /// The longest one move may take, retries included (1 s–5 min).
+    #[serde(default = "default_aws_deadline")]
+    pub deadline: Spanned<Dur>,
+}
+
+fn default_metadata_endpoint() -> Spanned<String> {
+    unspanned("http://169.254.169.254".into())
+}
+fn default_aws_attempts() -> Spanned<i64> {
+    unspanned(5)
+}
+fn default_aws_deadline() -> Spanned<Dur> {
+    unspanned(Dur::from_secs(20))
 }
 
 /// nginx on every app host.

@@ -30,6 +30,14 @@ pub fn references(stack: &Stack) -> Vec<SecretUse> {
     if let Some(p) = f.vip.as_ref().and_then(|v| v.auth_pass.as_ref()) {
         fields.push(("vip.auth_pass".into(), p));
     }
+    if let Some(aws) = f.vip.as_ref().and_then(|v| v.aws.as_ref()) {
+        if let Some(k) = &aws.access_key_id {
+            fields.push(("vip.aws.access_key_id".into(), k));
+        }
+        if let Some(k) = &aws.secret_access_key {
+            fields.push(("vip.aws.secret_access_key".into(), k));
+        }
+    }
     if let Some(app) = &f.app {
         for (k, v) in &app.env {
             fields.push((format!("app.env.{k}"), v));

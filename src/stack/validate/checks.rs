@@ -68,6 +68,7 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     c.ports();
     c.files_state_vault();
     c.aws();
+    c.vip_aws();
     let resolved = c.resolve();
     (c.out, resolved)
 }
@@ -775,37 +776,6 @@ impl Checker<'_> {
                     .at(span, "empty")
                     .help("keepalived's `enable_script_security` needs a user to run scripts, e.g. `root`"),
             );
-        }
-        if let Some(aws) = &vip.aws {
-            let mode = aws.mode.value.as_str();
-            if mode != "secondary_ip" && mode != "elastic_ip" {
-                let span = self.loc(&aws.mode);
-                let hint = match did_you_mean(mode, ["secondary_ip", "elastic_ip"]) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => {
-                        "use `secondary_ip` (a private IP moved between instances) or `elastic_ip`"
-                            .into()
-                    }
-                };
-                self.push(
-                    Problem::new(
-                        "hactl::stack::vip_aws",
-                        format!("unknown VIP mode on AWS `{mode}`"),
-                    )
-                    .at(span, "not `secondary_ip` or `elastic_ip`")
-                    .help(hint),
-                );
-            } else if mode == "elastic_ip" && aws.allocation_id.is_none() {
-                let span = self.loc(&aws.mode);
-                self.push(
-                    Problem::new(
-                        "hactl::stack::vip_aws",
-                        "`elastic_ip` needs the Elastic IP's `allocation_id`",
-                    )
-                    .at(span, "no allocation_id")
-                    .help("add `allocation_id: eipalloc-…` under `vip.aws`"),
-                );
-            }
         }
         for (i, c) in vip.checks.iter().enumerate() {
             self.check_spec(i, c);
@@ -1990,16 +1960,7 @@ impl Checker<'_> {
     fn aws(&mut self) {
         let Some(aws) = &self.f.aws else { return };
         let region = aws.region.value.as_str();
-        let parts: Vec<&str> = region.split('-').collect();
-        let region_ok = parts.len() >= 3
-            && parts.iter().all(|p| {
-                !p.is_empty()
-                    && p.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            })
-            && parts
-                .last()
-                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+        let region_ok = region_name_ok(region);
         if !region_ok {
             let span = self.loc(&aws.region);
             self.push(
@@ -2384,6 +2345,263 @@ impl Checker<'_> {
         }
     }
 
+    /// `vip.aws`: what the notify hook needs to move the VIP with the EC2 API. Everything it
+    /// would only find out on a failover (a typo in an interface id, no region, a VIP that
+    /// AssignPrivateIpAddresses cannot take) is refused here, while nothing is at stake.
+    fn vip_aws(&mut self) {
+        let Some(vip) = &self.f.vip else { return };
+        let Some(aws) = &vip.aws else { return };
+        let mode = aws.mode.value.as_str();
+        if mode != "secondary_ip" && mode != "elastic_ip" {
+            let span = self.loc(&aws.mode);
+            let hint = match did_you_mean(mode, ["secondary_ip", "elastic_ip"]) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "use `secondary_ip` (a private IP moved between instances) or \
+                         `elastic_ip` (an Elastic IP on that private IP)"
+                    .into(),
+            };
+            self.push(
+                Problem::new(
+                    "hactl::stack::vip_aws",
+                    format!("unknown VIP mode on AWS `{mode}`"),
+                )
+                .at(span, "not `secondary_ip` or `elastic_ip`")
+                .help(hint),
+            );
+        }
+        match (&aws.allocation_id, mode) {
+            (None, "elastic_ip") => {
+                let span = self.loc(&aws.mode);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        "`elastic_ip` needs the Elastic IP's `allocation_id`",
+                    )
+                    .at(span, "no allocation_id")
+                    .help("add `allocation_id: eipalloc-…` under `vip.aws`"),
+                );
+            }
+            (Some(a), "secondary_ip") => {
+                let span = self.loc(a);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        "`allocation_id` is only used with `mode: elastic_ip`",
+                    )
+                    .at(span, "ignored with `secondary_ip`")
+                    .help("remove it, or set `mode: elastic_ip` to move the Elastic IP too"),
+                );
+            }
+            (Some(a), _) if !ec2_id_ok(&a.value, "eipalloc") => {
+                let span = self.loc(a);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!("`{}` is not an Elastic IP allocation id", a.value),
+                    )
+                    .at(span, "not `eipalloc-` and 8 or 17 hex digits")
+                    .help("copy it from `aws ec2 describe-addresses` (AllocationId)"),
+                );
+            }
+            _ => {}
+        }
+        // The region: the hook signs every call for it.
+        let stack_region = self.f.aws.as_ref().map(|a| &a.region);
+        match (&aws.region, stack_region) {
+            (Some(r), _) if !region_name_ok(&r.value) => {
+                let span = self.loc(r);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::aws_region",
+                        format!("`{}` is not an AWS region name", r.value),
+                    )
+                    .at(span, "not a region")
+                    .help("e.g. `eu-west-1` or `us-east-2`"),
+                );
+            }
+            (None, None) => {
+                let span = self.key("vip.aws");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        "`vip.aws` needs the hosts' `region`",
+                    )
+                    .at(span, "no region")
+                    .help("add `region: eu-west-1` (the region of the hosts' VPC) under `vip.aws`"),
+                );
+            }
+            _ => {}
+        }
+        for (value, path, example) in [
+            (
+                &aws.endpoint,
+                "vip.aws.endpoint",
+                "https://vpce-0a1b….ec2.eu-west-1.vpce.amazonaws.com",
+            ),
+            (
+                &Some(aws.metadata_endpoint.clone()),
+                "vip.aws.metadata_endpoint",
+                "http://169.254.169.254",
+            ),
+        ] {
+            let Some(u) = value else { continue };
+            let rest = u
+                .value
+                .strip_prefix("https://")
+                .or_else(|| u.value.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                let span = self.loc_or(u, path);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!("`{}` is not an http(s) URL: `{}`", shown(path), u.value),
+                    )
+                    .at(span, "not a URL")
+                    .help(format!("e.g. `{example}`")),
+                );
+            }
+        }
+        // AssignPrivateIpAddresses moves IPv4 addresses (IPv6 has its own calls).
+        if let Some(net) = self.vip_net {
+            if !net.addr().is_ipv4() {
+                let span = self.at("vip.address");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!(
+                            "the VIP {} is IPv6; `vip.aws` moves IPv4 private addresses",
+                            net.addr()
+                        ),
+                    )
+                    .at(span, "not IPv4")
+                    .help("use an IPv4 VIP from the hosts' subnet"),
+                );
+            }
+        }
+        // Interfaces: none (each host asks the metadata service), or one per VIP host.
+        let vip_hosts: Vec<&str> = self
+            .f
+            .hosts
+            .iter()
+            .filter(|h| host_roles(h).contains("vip"))
+            .map(|h| h.name.value.as_str())
+            .collect();
+        for (name, eni) in &aws.interfaces {
+            let path = format!("vip.aws.interfaces.{name}");
+            if !vip_hosts.contains(&name.as_str()) {
+                let span = self.key(&path);
+                let known = self.f.hosts.iter().any(|h| &h.name.value == name);
+                let hint = match did_you_mean(name, vip_hosts.iter().copied()) {
+                    Some(s) if !known => format!("did you mean `{s}`?"),
+                    _ => format!("the VIP hosts are {}", ticks(&vip_hosts)),
+                };
+                let what = if known {
+                    "has no `vip` role"
+                } else {
+                    "is not a host"
+                };
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!("`vip.aws.interfaces` names `{name}`, which {what}"),
+                    )
+                    .at(span, "not a VIP host")
+                    .help(hint),
+                );
+            }
+            if !ec2_id_ok(&eni.value, "eni") {
+                let span = self.loc_or(eni, &path);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!("`{}` is not a network interface id", eni.value),
+                    )
+                    .at(span, "not `eni-` and 8 or 17 hex digits")
+                    .help(
+                        "copy it from `aws ec2 describe-network-interfaces` (NetworkInterfaceId)",
+                    ),
+                );
+            }
+        }
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, eni) in &aws.interfaces {
+            if let Some(first) = seen.insert(eni.value.as_str(), name.as_str()) {
+                let span = self.loc_or(eni, &format!("vip.aws.interfaces.{name}"));
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!(
+                            "hosts `{first}` and `{name}` have the same interface `{}`",
+                            eni.value
+                        ),
+                    )
+                    .at(span, "used twice")
+                    .help("each host has its own network interface; the VIP moves between them"),
+                );
+            }
+        }
+        if !aws.interfaces.is_empty() {
+            let missing: Vec<&str> = vip_hosts
+                .iter()
+                .copied()
+                .filter(|h| !aws.interfaces.contains_key(*h))
+                .collect();
+            if !missing.is_empty() {
+                let span = self.key("vip.aws.interfaces");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        format!("`vip.aws.interfaces` has no interface for {}", ticks(&missing)),
+                    )
+                    .at(span, "incomplete")
+                    .help("list every VIP host's interface, or none to ask the instance metadata service"),
+                );
+            }
+        }
+        // Credentials: both or neither (the instance role); the secret key only from the vault.
+        match (&aws.access_key_id, &aws.secret_access_key) {
+            (Some(k), None) => {
+                let span = self.loc_or(k, "vip.aws.access_key_id");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        "`vip.aws.access_key_id` without `secret_access_key`",
+                    )
+                    .at(span, "half a credential")
+                    .help("add `secret_access_key: {secret: NAME}`, or remove both to use the instance role"),
+                );
+            }
+            (None, Some(k)) => {
+                let span = self.loc_or(k, "vip.aws.secret_access_key");
+                self.push(
+                    Problem::new(
+                        "hactl::stack::vip_aws",
+                        "`vip.aws.secret_access_key` without `access_key_id`",
+                    )
+                    .at(span, "half a credential")
+                    .help("add `access_key_id`, or remove both to use the instance role"),
+                );
+            }
+            (Some(_), Some(secret)) => self.plain_secret(secret, "vip.aws.secret_access_key"),
+            (None, None) => {}
+        }
+        self.int_range(
+            &aws.attempts,
+            "vip.aws.attempts",
+            1,
+            20,
+            "hactl::stack::vip_aws",
+            "a handful of attempts rides out throttling; `deadline` bounds the time anyway",
+        );
+        self.dur_range_why(
+            &aws.deadline,
+            "vip.aws.deadline",
+            Dur::from_secs(1),
+            Dur::from_secs(300),
+            Some("the hook gives up on the move after this long, retries included"),
+        );
+    }
+
     /// Hosts and VIP as the rest of hactl uses them.
     fn resolve(&self) -> Resolved {
         let vip_iface = self.f.vip.as_ref().map(|v| v.interface.clone());
@@ -2436,6 +2654,32 @@ impl Checker<'_> {
         };
         Resolved { hosts, vip }
     }
+}
+
+/// `eu-west-1`, `us-gov-east-1`: lowercase words and digits joined by `-`, ending in a number.
+fn region_name_ok(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// An EC2 id: `prefix-` and 8 or 17 lowercase hex digits (`eni-0a1b2c3d`, `eipalloc-…`).
+fn ec2_id_ok(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| {
+            (hex.len() == 8 || hex.len() == 17)
+                && hex
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        })
 }
 
 /// A host's roles, with the default `{vip, app}`.

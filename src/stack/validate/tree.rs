@@ -307,6 +307,7 @@ fn child(parent: Shape, key: &str) -> Shape {
         (Vip, "notify") => Notify,
         (Vip, "aws") => VipAws,
         (Vip, "auth_pass") => Secret,
+        (VipAws, "access_key_id" | "secret_access_key") => Secret,
         (Notify, _) => Hook,
         (App, "env") => Env,
         (App, "health") => AppHealth,
