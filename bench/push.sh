@@ -39,7 +39,9 @@ hosts = "".join(f"  - name: host{i}\n    address: 198.18.0.{10+i}\n    priority:
 print(head + "hosts:\n" + hosts + "\nvip:" + tail, end="")
 PY
 
-fresh_lab() { "$H" lab down >/dev/null 2>&1 || true; "$H" lab up --hosts "$N" >/dev/null; }
+# Fresh hosts for every first run, then 2 s for the 20 new hosts to settle (same for both tools:
+# the push is measured, not the lab's own start-up).
+fresh_lab() { "$H" lab down >/dev/null 2>&1 || true; "$H" lab up --hosts "$N" >/dev/null; sleep 2; }
 
 # Ansible's inputs: the same rendered files as templates, an inventory, a playbook.
 "$H" render -f "$OUT/push-stack.yaml" --out "$OUT/render" >/dev/null
@@ -120,7 +122,7 @@ speed=$(python3 -c "print(f'{$af/$hf:.1f}')"); speedn=$(python3 -c "print(f'{$an
 cat > "$OUT/push.md" <<MD
 ## Push: 3 templated files + service (re)start on $N lab hosts
 
-Command: \`bash bench/push.sh\` (N=$N, median of $RUNS, fresh lab hosts before every first run,
+Command: \`bash bench/push.sh\` (N=$N, median of $RUNS, fresh lab hosts (settled 2 s) before every first run,
 $PROFILE build of hactl; $(date -u +%Y-%m-%d), $(nproc) cores). Ansible: ansible-core $(ansible-playbook --version | head -1 | grep -o '[0-9][0-9.]*' | head -1),
 forks 20, pipelining, ControlPersist, no fact gathering, \`template\` with \`validate\` by the
 real binary, handlers restart the services. hactl: \`hactl up --auto-approve\` (render, observe,

@@ -44,7 +44,7 @@ unit_def() {
         mkdir -p /var/log
         setsid keepalived -n -l -G -D </dev/null >>/var/log/keepalived.log 2>&1 &
       }
-      do_reload() { kill -HUP "$(head -1 $pidf)"; } ;;
+      do_reload() { main_pid && kill -HUP "$pid"; } ;;
     haproxy)
       pidf=/run/haproxy.pid
       do_start() { mkdir -p /run/haproxy; haproxy -D -f /etc/haproxy/haproxy.cfg -p $pidf; }
@@ -83,13 +83,14 @@ unit_def() {
   esac
 }
 
-main_pid() { [ -s "$pidf" ] && head -1 "$pidf"; }
-active() { local p; p=$(main_pid) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
-wait_up() { for _ in $(seq 100); do active && return 0; sleep 0.05; done; return 1; }
+# Polled while services start and stop: builtins only (no `head`/`seq` forks), short sleeps.
+main_pid() { pid=""; [ -s "$pidf" ] && { read -r pid <"$pidf" || [ -n "$pid" ]; }; }
+active() { main_pid && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+wait_up() { local i; for ((i = 0; i < 250; i++)); do active && return 0; sleep 0.02; done; return 1; }
 do_stop() {
   active || return 0
-  kill "$(main_pid)"
-  for _ in $(seq 100); do active || { rm -f "$pidf"; return 0; }; sleep 0.05; done
+  kill "$pid"
+  local i; for ((i = 0; i < 250; i++)); do active || { rm -f "$pidf"; return 0; }; sleep 0.02; done
   return 1
 }
 start() {
@@ -134,14 +135,14 @@ one() {
     status)
       local en=disabled; enabled && en=enabled
       if active; then
-        printf '● %s.service - %s (hactl lab stand-in)\n     Loaded: loaded (lab stand-in; %s)\n     Active: active (running)\n   Main PID: %s\n' "$u" "$u" "$en" "$(main_pid)"
+        printf '● %s.service - %s (hactl lab stand-in)\n     Loaded: loaded (lab stand-in; %s)\n     Active: active (running)\n   Main PID: %s\n' "$u" "$u" "$en" "$pid"
       else
         printf '○ %s.service - %s (hactl lab stand-in)\n     Loaded: loaded (lab stand-in; %s)\n     Active: inactive (dead)\n' "$u" "$u" "$en"
         return 3
       fi ;;
     show)
       local en=disabled; enabled && en=enabled
-      if active; then show_props "$u" loaded active running "$(main_pid)" "$en"
+      if active; then show_props "$u" loaded active running "$pid" "$en"
       else show_props "$u" loaded inactive dead 0 "$en"; fi ;;
     *) echo "lab systemctl: unsupported verb '$verb'" >&2; return 1 ;;
   esac
