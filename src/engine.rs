@@ -58,10 +58,39 @@ pub fn render_all_with_outputs(
         .collect()
 }
 
+/// Renders every host's configuration while connecting to them, then observes. A cold SSH
+/// handshake is mostly waiting (on the host's sshd and the network) and rendering is CPU here,
+/// so they overlap: the connections are started first, rendered meanwhile. A render error
+/// returns at once (dropping the connects: a master that completes anyway idles out).
+pub async fn render_and_observe(
+    stack: &Stack,
+    secrets: &Secrets,
+) -> Result<Observed, render::RenderError> {
+    let hosts: Vec<_> = stack.hosts.iter().collect();
+    let mut connect = Box::pin(hp::connect_all(stack, &hosts));
+    // One poll starts every connection (each gets as far as spawning its ssh).
+    let started = futures::poll!(&mut connect);
+    let configs = render_all(stack, secrets)?;
+    let conns = match started {
+        std::task::Poll::Ready(c) => c,
+        std::task::Poll::Pending => connect.await,
+    };
+    Ok(observe_connected(stack, configs, conns).await)
+}
+
 /// Connects to every host and observes what the rendered configuration touches.
 pub async fn observe(stack: &Stack, configs: BTreeMap<String, HostConfig>) -> Observed {
     let hosts: Vec<_> = stack.hosts.iter().collect();
-    let mut conns = hp::connect_all(stack, &hosts).await;
+    let conns = hp::connect_all(stack, &hosts).await;
+    observe_connected(stack, configs, conns).await
+}
+
+async fn observe_connected(
+    stack: &Stack,
+    configs: BTreeMap<String, HostConfig>,
+    mut conns: BTreeMap<String, Result<hp::Connection, hp::HostError>>,
+) -> Observed {
+    let hosts: Vec<_> = stack.hosts.iter().collect();
     let mut failures = Vec::new();
     let mut live = BTreeMap::new();
     for h in &hosts {

@@ -55,8 +55,7 @@ struct Prepared {
 async fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
     let stack = stack::load(&args.file)?;
     let secrets = vault::open_checked(&stack)?;
-    let configs = engine::render_all(&stack, &secrets)?;
-    let observed = engine::observe(&stack, configs).await;
+    let observed = engine::render_and_observe(&stack, &secrets).await?;
     Ok(Prepared { stack, observed })
 }
 
