@@ -281,11 +281,25 @@ pub fn host_root_batch(h: &HostAddr) -> String {
 }
 
 /// The `ip -batch` lines run inside host `h`'s namespace: its address and links. No default
-/// route: a host can reach the lab subnet and nothing else.
+/// route: a host can reach the lab subnet and nothing else. The MAC address is fixed per host
+/// (locally administered, `02:68:63:00:00:<index>`) like a real machine's NIC: a host that is
+/// killed and started again keeps it, so the neighbour caches of the machine and of the other
+/// hosts stay right (a new random MAC left them pointing at the dead one for seconds, and an
+/// SSH connect right after the restart timed out).
 pub fn host_ns_batch(h: &HostAddr) -> String {
     format!(
-        "addr add {addr}/{PREFIX} dev eth0\nlink set lo up\nlink set eth0 up\n",
-        addr = h.address
+        "addr add {addr}/{PREFIX} dev eth0\nlink set eth0 address {mac}\nlink set lo up\nlink set eth0 up\n",
+        addr = h.address,
+        mac = host_mac(h.index)
+    )
+}
+
+/// The fixed MAC address of host `index`'s `eth0`.
+pub fn host_mac(index: usize) -> String {
+    format!(
+        "02:68:63:00:{:02x}:{:02x}",
+        (index >> 8) & 0xff,
+        index & 0xff
     )
 }
 
@@ -531,6 +545,7 @@ mod tests {
         ");
         insta::assert_snapshot!(host_ns_batch(&h), @r"
         addr add 198.18.0.12/24 dev eth0
+        link set eth0 address 02:68:63:00:00:02
         link set lo up
         link set eth0 up
         ");

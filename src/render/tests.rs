@@ -864,3 +864,30 @@ async fn fixtures_pass_the_real_tools() {
         "nginx+keepalived on 2 hosts, keepalived on 2, nginx on 2, keepalived on 2"
     );
 }
+
+/// The HA services' files (rsyslog, redis, sentinel, their pre-start script and haproxy's
+/// redis proxies) for the lab stacks, one host each.
+#[test]
+fn services_snapshots() {
+    for (fixture, file_name) in [
+        ("lab_redis", "lab-redis.yaml"),
+        ("lab_syslog", "lab-syslog.yaml"),
+    ] {
+        let path = lab_path().with_file_name(file_name);
+        let s = match stack::load(&path) {
+            Ok(s) => s,
+            Err(e) => panic!("stacks/{file_name} is invalid: {e:?}"),
+        };
+        let c = render(&s, "host2", &Secrets::default());
+        snapshot_all(fixture, &c, &Secrets::default());
+    }
+    let s = stack::load(&lab_path().with_file_name("lab-redis.yaml")).expect("lab-redis.yaml");
+    let c = render(&s, "host2", &Secrets::default());
+    let pre = c
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("prestart.sh"))
+        .unwrap_or_else(|| panic!("no prestart script: {:?}", paths(&c)));
+    // A fresh sentinel knows the replicas at once (not from the primary's next INFO).
+    assert!(text(pre).contains("echo \"sentinel known-replica $NAME-9001 $h 9001\""));
+}

@@ -309,12 +309,12 @@ fn primaries(st: &serde_json::Value, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// Once flaky (out of CI for it), for two reasons found in the sentinels' logs: a sentinel
+/// learnt the replicas only from the primary's INFO, every 10 s, so a kill soon after `up`
+/// found "no good slave" and the retry came 2 x failover-timeout later (the pre-start script now
+/// writes `known-replica` lines); and the restarted host1 got a new MAC, so the first SSH
+/// connect after `lab up` timed out on stale neighbour entries (lab hosts now keep theirs).
 #[test]
-// Flaky on the 2-core CI machine: passes alone (failover 3.3–4.4 s, 0 writes lost), but in the
-// full suite writes once never resumed within 12 s, and in a lone run host1 once did not rejoin
-// as a replica within 30 s. Kept out of CI until that is understood (see issue 6's note); run
-// it with `cargo test --test it -- --ignored services::redis_primary`.
-#[ignore = "flaky in the full suite on 2 cores; see issue 6"]
 fn redis_primary_host_dies_sentinel_promotes_and_heal_brings_it_back_as_replica() {
     let _g = lab_guard();
     ok(&["lab", "up", "--hosts", "3"]);
@@ -401,12 +401,31 @@ fn redis_primary_host_dies_sentinel_promotes_and_heal_brings_it_back_as_replica(
     let failover = gap_end - t_kill;
     // Acknowledged before the failure but absent after it: the counter resumed below them.
     let lost = last_before.saturating_sub(first_after.saturating_sub(1));
-    let mut check = Resp::connect(VIP, 8001, Duration::from_millis(500)).expect("connect");
-    let final_value: u64 = check
-        .cmd(&["GET", "hactl:counter"])
-        .and_then(|v| v.parse().ok())
-        .expect("the counter");
     let last_ack = acks.last().map(|(_, v)| *v).unwrap_or(0);
+    eprintln!(
+        "redis failover: {} acks ({} before the kill, {} after), writes resumed after {failover:?} \
+         (predicted {predicted:?}), last ack {last_ack}",
+        acks.len(),
+        before.len(),
+        after.len()
+    );
+    // The counter through the VIP, as a client sees it (retried: a connection can land in the
+    // moment haproxy flips its check).
+    let mut answers = Vec::new();
+    let mut final_value: Option<u64> = None;
+    wait_until(Duration::from_secs(5), || {
+        let a = Resp::connect(VIP, 8001, Duration::from_millis(500))
+            .and_then(|mut c| c.cmd(&["GET", "hactl:counter"]));
+        final_value = a.as_deref().and_then(|v| v.parse().ok());
+        answers.push(a);
+        final_value.is_some()
+    });
+    let final_value = final_value.unwrap_or_else(|| {
+        panic!(
+            "no counter through the VIP (answers {answers:?}); status {:#}",
+            status_json(REDIS_STACK)
+        )
+    });
     eprintln!(
         "redis failover (host1 killed): writes resumed after {failover:?} (predicted {predicted:?}; \
          longest silence {gap:?}); acknowledged {} writes ({} before, {} after); acknowledged writes lost: {lost}; \
