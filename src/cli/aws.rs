@@ -389,16 +389,20 @@ async fn converge(
         public_key: key.as_ref().map(|k| k.expose()),
     };
     let mut not_repairs = None;
+    let last_ids: std::collections::BTreeMap<String, String> = st
+        .resources
+        .iter()
+        .map(|(a, r)| (a.clone(), r.id.clone()))
+        .collect();
     let d = match op {
         Op::Down => diff::destroy(&observed),
-        Op::Up => diff::diff(&desired::desired(&stack.file, &inputs), &observed),
+        Op::Up => {
+            let mut d = diff::diff(&desired::desired(&stack.file, &inputs), &observed);
+            diff::salt_relaunches(&mut d, &last_ids);
+            d
+        }
         Op::Heal { .. } => {
             observe::instance_status(&clients, &mut observed).await?;
-            let last_ids = st
-                .resources
-                .iter()
-                .map(|(a, r)| (a.clone(), r.id.clone()))
-                .collect();
             let r = diff::repairs(
                 &desired::desired(&stack.file, &inputs),
                 &observed,

@@ -348,6 +348,21 @@ pub struct Repairs {
     pub others: usize,
 }
 
+/// Instances `up` creates where the state recorded an earlier one under the same address (it
+/// was terminated or deleted outside hactl): their RunInstances ClientToken is salted with that
+/// id, as `heal` does — AWS answers a repeated token with the first, terminated instance.
+pub fn salt_relaunches(d: &mut Diff, last_ids: &BTreeMap<String, String>) {
+    for s in &mut d.steps {
+        let instance = s
+            .desired
+            .as_ref()
+            .is_some_and(|r| r.kind == ResKind::Instance);
+        if instance && s.change.action == Action::Create && s.replaces.is_none() {
+            s.replaces = last_ids.get(&s.change.addr).cloned();
+        }
+    }
+}
+
 /// The part of `up`'s diff that repairs what failed, computed from the same desired and
 /// observed resources (`last_ids`: address → id as the state last recorded them):
 /// - a desired instance that is missing (terminated, shutting down, gone) is launched again
@@ -688,6 +703,30 @@ aws:
         );
         assert!(web1.wave < r.diff.steps[2].wave, "registered after launch");
         insta::assert_snapshot!(crate::view::plan::render_plan(&r.diff.plan("web3"), &[]));
+    }
+
+    /// `up` after an instance was terminated outside hactl: the relaunch carries the dead id in
+    /// its token salt; a first launch (no id recorded) does not.
+    #[test]
+    fn up_salts_the_token_of_a_relaunched_instance() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        obs.retain(|o| o.res.kind != ResKind::Instance);
+        let mut d = diff(&w, &obs);
+        let last = BTreeMap::from([(desired::instance_addr(0), "i-dead0".to_string())]);
+        salt_relaunches(&mut d, &last);
+        let salt = |addr: &str| {
+            d.steps
+                .iter()
+                .find(|s| s.change.addr == addr)
+                .map(|s| s.replaces.clone())
+                .expect("a create step")
+        };
+        assert_eq!(
+            salt(&desired::instance_addr(0)),
+            Some("i-dead0".to_string())
+        );
+        assert_eq!(salt(&desired::instance_addr(1)), None);
     }
 
     #[test]
