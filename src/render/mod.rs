@@ -163,9 +163,20 @@ struct FileJob {
 
 impl Renderer<'_> {
     fn render(&self, job: FileJob) -> Result<RenderedFile, RenderError> {
+        self.render_with(job, |_| minijinja::Value::from(()))
+    }
+
+    /// Renders one file with the usual context plus `extra` (e.g. one object for a service),
+    /// built with the file's own converter so a secret it holds marks this file sensitive.
+    fn render_with(
+        &self,
+        job: FileJob,
+        extra: impl FnOnce(&context::Converter) -> minijinja::Value,
+    ) -> Result<RenderedFile, RenderError> {
         let tracker = Arc::new(context::Tracker::default());
         let conv = context::Converter::new(self.secrets.clone(), tracker.clone());
-        let ctx = context::build(
+        let extra = extra(&conv);
+        let base = context::build(
             self.stack,
             self.host,
             self.outputs,
@@ -173,6 +184,11 @@ impl Renderer<'_> {
             &self.secrets,
             &tracker,
         )?;
+        let ctx = if extra.is_none() {
+            base
+        } else {
+            minijinja::value::merge_maps([extra, base])
+        };
         let result = self
             .env
             .get_template(&job.template)

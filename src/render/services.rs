@@ -10,63 +10,16 @@
 //! What these files never hold is an instance's role: a primary that came back must not be
 //! told by a file that it is the primary. See `templates/redis-prestart.sh.j2`.
 
-use std::sync::Arc;
-
 use minijinja::Value;
 use serde_json::json;
 
-use super::{context, describe, FileJob, RenderError, RenderedFile, Renderer};
+use super::{context, FileJob, RenderError, RenderedFile, Renderer};
 use crate::services::{Service, FAILOVER_TIMEOUT, SENTINEL_PORT};
 use crate::stack::model::{ServiceKind, Value as StackValue};
 
 /// Where the redis pre-start script goes; the units (systemd `ExecStartPre`, the lab's
 /// stand-in) run it before every start.
 pub const REDIS_PRESTART: &str = "/etc/redis/hactl/prestart.sh";
-
-/// Renders one file with the usual context plus `extra` (one object for the service), built
-/// with the file's own converter so a secret it holds marks this file sensitive.
-fn render_with(
-    r: &Renderer<'_>,
-    job: FileJob,
-    extra: impl FnOnce(&context::Converter) -> Value,
-) -> Result<RenderedFile, RenderError> {
-    let tracker = Arc::new(context::Tracker::default());
-    let conv = context::Converter::new(r.secrets.clone(), tracker.clone());
-    let extra = extra(&conv);
-    let base = context::build(r.stack, r.host, r.outputs, &conv, &r.secrets, &tracker)?;
-    let ctx = minijinja::value::merge_maps([extra, base]);
-    let result = r
-        .env
-        .get_template(&job.template)
-        .and_then(|t| t.render(ctx));
-    let touched = tracker.touched();
-    if let Some(name) = touched.missing.iter().next() {
-        return Err(RenderError::UnknownSecret {
-            template: job.template,
-            host: r.host.name.clone(),
-            name: name.clone(),
-        });
-    }
-    let text = result.map_err(|e| RenderError::Template {
-        template: job.template.clone(),
-        host: r.host.name.clone(),
-        message: describe(&e),
-    })?;
-    let sensitive = !touched.used.is_empty();
-    Ok(RenderedFile {
-        path: job.path,
-        content: text.into_bytes(),
-        mode: if sensitive {
-            job.mode & 0o700
-        } else {
-            job.mode
-        },
-        owner: job.owner,
-        service: job.service,
-        check: job.check,
-        sensitive,
-    })
-}
 
 fn job(template: &str, path: String, mode: u32, service: Option<String>) -> FileJob {
     FileJob {
@@ -116,8 +69,7 @@ pub(super) fn render(
                         }
                     }))
                 };
-                files.push(render_with(
-                    r,
+                files.push(r.render_with(
                     job(
                         "rsyslog-hactl.conf.j2",
                         "/etc/rsyslog.conf".into(),
@@ -199,14 +151,12 @@ fn render_redis(
         Value::from_iter(outer)
     };
     // The pre-start script first: every unit runs it.
-    files.push(render_with(
-        r,
+    files.push(r.render_with(
         job("redis-prestart.sh.j2", REDIS_PRESTART.into(), 0o755, None),
         |c| object(None, c),
     )?);
     for &port in &svc.ports {
-        files.push(render_with(
-            r,
+        files.push(r.render_with(
             job(
                 "redis.conf.j2",
                 format!("/etc/redis/hactl/redis-{port}.conf"),
@@ -217,8 +167,7 @@ fn render_redis(
         )?);
     }
     if svc.sentinel() {
-        files.push(render_with(
-            r,
+        files.push(r.render_with(
             job(
                 "sentinel.conf.j2",
                 "/etc/redis/hactl/sentinel.conf".into(),
