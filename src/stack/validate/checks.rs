@@ -1832,7 +1832,7 @@ impl Checker<'_> {
                         format!("client host `{n}` also runs service `{name}`"),
                     )
                     .at(span, "a service host")
-                    .help("clients are hosts outside the service (an app server): remove it from `clients`, or give the service an explicit `hosts` list without it"),
+                    .help(format!("clients are hosts outside the service (an app server): remove `{n}` from `clients` or from the service's hosts")),
                 );
             } else if host_roles(&self.f.hosts[hi]).contains("vip") {
                 self.push(
@@ -3124,6 +3124,62 @@ mod tests {
             "address: 192.0.2.13, roles: [redis]}",
         );
         assert_eq!(codes(&role), vec!["hactl::stack::role"]);
+    }
+
+    #[test]
+    fn redis_clients() {
+        // c is the client: no roles, outside the service
+        let hosts = HOSTS.replace("address: 192.0.2.13}", "address: 192.0.2.13, roles: []}");
+        let svc = |kind: &str, mode: &str, extra: &str| {
+            format!("{hosts}haproxy: {{listen: 8080}}\nservices:\n  - {{name: s, kind: {kind}, mode: {mode}, hosts: [a, b], ports: [9001], proxy_ports: [8001]{extra}}}\n")
+        };
+        let ok = svc(
+            "redis",
+            "primary_replica",
+            ", clients: [c], client_ports: [7001]",
+        );
+        assert_eq!(codes(&ok), Vec::<&str>::new());
+        let s = load(&ok).expect("valid");
+        let c = s.hosts.iter().find(|h| h.name == "c").expect("c");
+        assert!(crate::services::haproxy_client_only(&s, c));
+        assert!(!crate::services::haproxy_client_only(&s, &s.hosts[0]));
+        // a client port on the service's own port of the client host is fine: redis is not there
+        assert_eq!(
+            codes(&svc(
+                "redis",
+                "primary_replica",
+                ", clients: [c], client_ports: [9001]"
+            )),
+            Vec::<&str>::new()
+        );
+        // syslog has no client haproxy
+        let syslog = format!(
+            "{}vip: {{address: 192.0.2.100/24, virtual_router_id: 9}}\n",
+            svc(
+                "syslog",
+                "active_passive",
+                ", clients: [c], client_ports: [7001]"
+            )
+        );
+        assert_eq!(codes(&syslog), vec!["hactl::stack::service_client"]);
+        // no `vip` host to forward to
+        let no_front = svc(
+            "redis",
+            "primary_replica",
+            ", clients: [c], client_ports: [7001]",
+        )
+        .replace("address: 192.0.2.11}", "address: 192.0.2.11, roles: [s]}")
+        .replace("address: 192.0.2.12}", "address: 192.0.2.12, roles: [s]}");
+        assert_eq!(codes(&no_front), vec!["hactl::stack::service_client"]);
+        // a client twice
+        assert_eq!(
+            codes(&svc(
+                "redis",
+                "primary_replica",
+                ", clients: [c, c], client_ports: [7001]"
+            )),
+            vec!["hactl::stack::service_client"]
+        );
     }
 
     #[test]
