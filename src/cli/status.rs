@@ -112,6 +112,8 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
             services.push("haproxy".to_string());
         }
         services.push("keepalived".to_string());
+    } else if crate::services::haproxy_client_only(stack, host) {
+        services.push("haproxy".to_string());
     }
     let checks: Vec<(String, String)> = vip
         .map(|v| {

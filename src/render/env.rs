@@ -63,6 +63,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "haproxy-redis.cfg.j2",
         include_str!("../../templates/haproxy-redis.cfg.j2"),
     ),
+    (
+        "haproxy-client.cfg.j2",
+        include_str!("../../templates/haproxy-client.cfg.j2"),
+    ),
 ];
 
 /// Builds the environment for one stack.

@@ -322,6 +322,11 @@ pub fn render_host_with_outputs(
         let check = Some(CheckKind::Haproxy);
         files.push(renderer.render(job("haproxy.cfg.j2", path, 0o644, "haproxy", check))?);
         services.push("haproxy".to_string());
+    } else if crate::services::haproxy_client_only(stack, host) {
+        // A client host (seed 002's `app`): its own haproxy in front of the front hosts',
+        // checked, started and reloaded like theirs (the file names the unit and the check).
+        files.push(services::render_client_haproxy(&renderer)?);
+        services.push("haproxy".to_string());
     }
     if f.vip.is_some() && host.has_role("vip") {
         // The notify script comes first: keepalived.conf names it, so it must be in place

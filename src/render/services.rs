@@ -7,6 +7,10 @@
 //! templates hold no defaults of their own. The haproxy side of redis (one `listen` per proxied
 //! port, routing to `role:master` only) is `haproxy-redis.cfg.j2`, included by `haproxy.cfg.j2`.
 //!
+//! A client host of a redis service (`clients:`) gets `haproxy-client.cfg.j2` as its whole
+//! haproxy.cfg instead: one `listen` per client port, the front (`vip`) hosts as its servers,
+//! the first active and the rest `backup` ([`render_client_haproxy`]).
+//!
 //! What these files never hold is an instance's role: a primary that came back must not be
 //! told by a file that it is the primary. See `templates/redis-prestart.sh.j2`.
 
@@ -14,7 +18,7 @@ use minijinja::Value;
 use serde_json::json;
 
 use super::{context, FileJob, RenderError, RenderedFile, Renderer};
-use crate::services::{Service, FAILOVER_TIMEOUT, SENTINEL_PORT};
+use crate::services::{front_hosts, Service, FAILOVER_TIMEOUT, SENTINEL_PORT};
 use crate::stack::model::{ServiceKind, Value as StackValue};
 
 /// Where the redis pre-start script goes; the units (systemd `ExecStartPre`, the lab's
@@ -178,4 +182,50 @@ fn render_redis(
         )?);
     }
     Ok(())
+}
+
+/// The haproxy.cfg of a client host (see [`crate::services::haproxy_client_only`]). The
+/// template gets `client_listens`: one entry per client port of every service this host is a
+/// client of, `{name, service, port, proxy_port, client_port, servers: [{name, address,
+/// backup}]}`, with the front hosts in stack order so the first is the active server.
+pub(super) fn render_client_haproxy(r: &Renderer<'_>) -> Result<RenderedFile, RenderError> {
+    let fronts = front_hosts(r.stack);
+    let servers: Vec<serde_json::Value> = fronts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| json!({ "name": h.name, "address": h.address.to_string(), "backup": i > 0 }))
+        .collect();
+    let mut listens = Vec::new();
+    for svc in Service::all(r.stack) {
+        if !svc.has_client(&r.host.name) {
+            continue;
+        }
+        // validation makes the three lists the same length
+        for ((&port, &proxy_port), &client_port) in svc
+            .ports
+            .iter()
+            .zip(&svc.proxy_ports)
+            .zip(&svc.client_ports)
+        {
+            listens.push(json!({
+                "name": format!("{}_{client_port}", svc.name),
+                "service": svc.name,
+                "port": port,
+                "proxy_port": proxy_port,
+                "client_port": client_port,
+                "servers": servers,
+            }));
+        }
+    }
+    let job = FileJob {
+        template: "haproxy-client.cfg.j2".to_string(),
+        path: "/etc/haproxy/haproxy.cfg".to_string(),
+        mode: 0o644,
+        owner: Some("root".to_string()),
+        service: Some("haproxy".to_string()),
+        check: Some(super::CheckKind::Haproxy),
+    };
+    r.render_with(job, |_| {
+        Value::from_serialize(json!({ "client_listens": listens }))
+    })
 }

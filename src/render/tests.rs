@@ -891,3 +891,31 @@ fn services_snapshots() {
     // A fresh sentinel knows the replicas at once (not from the primary's next INFO).
     assert!(text(pre).contains("echo \"sentinel known-replica $NAME-9001 $h 9001\""));
 }
+
+/// Seed 002's client host: haproxy alone (no redis, no keepalived), checked and reloaded like
+/// the front hosts', the first `vip` host active and the others `backup`; the front hosts'
+/// haproxy.cfg is the one of the same stack without clients.
+#[test]
+fn redis_client_host_gets_the_backup_pattern_haproxy() {
+    let path = lab_path().with_file_name("lab-redis-client.yaml");
+    let s = stack::load(&path).unwrap_or_else(|e| panic!("lab-redis-client.yaml: {e:?}"));
+    let c = render(&s, "host4", &Secrets::default());
+    assert_eq!(paths(&c), ["/etc/haproxy/haproxy.cfg"]);
+    assert_eq!(c.services, ["haproxy"]);
+    let f = &c.files[0];
+    assert_eq!(f.check, Some(CheckKind::Haproxy));
+    assert_eq!(f.service.as_deref(), Some("haproxy"));
+    snapshot_all("lab_redis_client", &c, &Secrets::default());
+
+    let plain = stack::load(&path.with_file_name("lab-redis.yaml")).expect("lab-redis.yaml");
+    let front = |s: &Stack| {
+        let c = render(s, "host1", &Secrets::default());
+        let f = c
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/haproxy/haproxy.cfg");
+        // the header names the stack; the rest must not change
+        text(f.expect("host1 has haproxy")).replace("lab-redis-client", "lab-redis")
+    };
+    assert_eq!(front(&s), front(&plain));
+}

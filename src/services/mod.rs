@@ -27,6 +27,20 @@ pub const SENTINEL_ELECTION: Duration = Duration::from_millis(1500);
 /// How long a failover may take before the sentinels try again (`failover-timeout`).
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The hosts whose haproxy serves the services' `proxy_ports`: every `vip` host, in stack
+/// order. A client host's haproxy sends to the first and keeps the others as backups.
+pub fn front_hosts(stack: &Stack) -> Vec<&Host> {
+    stack.hosts.iter().filter(|h| h.has_role("vip")).collect()
+}
+
+/// Whether `host` runs haproxy only as a client of the front hosts: it is a client of some
+/// service and not a `vip` host itself (validation refuses a host that is both).
+pub fn haproxy_client_only(stack: &Stack, host: &Host) -> bool {
+    stack.file.haproxy.is_some()
+        && !host.has_role("vip")
+        && Service::all(stack).iter().any(|s| s.has_client(&host.name))
+}
+
 /// One `services:` entry with every default resolved.
 #[derive(Debug, Clone)]
 pub struct Service<'a> {
@@ -36,6 +50,12 @@ pub struct Service<'a> {
     /// The hosts that run it, in stack order; the first is the initial primary/active.
     pub hosts: Vec<&'a Host>,
     pub ports: Vec<u16>,
+    /// The `vip` hosts' haproxy ports, one per port (empty: not proxied).
+    pub proxy_ports: Vec<u16>,
+    /// Hosts outside the service with a local haproxy in front of the `vip` hosts' (seed
+    /// 002's `app`), in stack order, and their local ports, one per proxy port.
+    pub clients: Vec<&'a Host>,
+    pub client_ports: Vec<u16>,
     pub udp: bool,
     pub tcp: bool,
     pub promotion: Promotion,
@@ -66,6 +86,14 @@ impl<'a> Service<'a> {
                 ServiceKind::Redis => REDIS_PORT,
             });
         }
+        let clients: Vec<&Host> = match &spec.clients {
+            Some(names) => stack
+                .hosts
+                .iter()
+                .filter(|h| names.value.contains(&h.name))
+                .collect(),
+            None => Vec::new(),
+        };
         let protocols: Vec<&str> = spec.protocols.iter().map(String::as_str).collect();
         // no protocols given: syslog clients use both, so the receiver takes both
         let both = protocols.is_empty();
@@ -75,6 +103,9 @@ impl<'a> Service<'a> {
             kind,
             hosts,
             ports,
+            proxy_ports: spec.proxy_ports.iter().map(|p| port(p.value)).collect(),
+            clients,
+            client_ports: spec.client_ports.iter().map(|p| port(p.value)).collect(),
             udp: both || protocols.contains(&"udp"),
             tcp: both || protocols.contains(&"tcp"),
             promotion: spec
@@ -107,6 +138,11 @@ impl<'a> Service<'a> {
 
     pub fn runs_on(&self, host: &str) -> bool {
         self.hosts.iter().any(|h| h.name == host)
+    }
+
+    /// Whether `host` is one of the service's client hosts (it gets the client haproxy).
+    pub fn has_client(&self, host: &str) -> bool {
+        !self.client_ports.is_empty() && self.clients.iter().any(|h| h.name == host)
     }
 
     /// The host that is primary (or active) when nothing is running yet.

@@ -604,6 +604,15 @@ pub struct ServiceSpec {
     /// `ports`, each routed to the current primary/active instance (seed 002: 8001 → 9001).
     #[serde(default)]
     pub proxy_ports: Vec<Spanned<i64>>,
+    /// redis: hosts outside the service (app servers, seed 002's `app`) that get a local
+    /// haproxy: each of `client_ports` on 127.0.0.1 forwards to the first `vip` host's proxy
+    /// port, with the other `vip` hosts as `backup` servers used only while it is down.
+    #[serde(default)]
+    pub clients: Option<Spanned<Vec<String>>>,
+    /// The client hosts' local ports, one per entry of `proxy_ports`, same order (seed 002:
+    /// 7001 → 8001 on the front hosts → the primary on 9001).
+    #[serde(default)]
+    pub client_ports: Vec<Spanned<i64>>,
     /// syslog: `udp`, `tcp` or both.
     #[serde(default)]
     pub protocols: Vec<String>,

@@ -657,3 +657,212 @@ fn two_hosts_heal_watch_promotes_the_replica_and_demotes_the_returning_primary()
     ok(&["down", "-f", STACK2, "--auto-approve"]);
     ok(&["lab", "down"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// redis, client side (seed 002's `app` host)
+
+const CLIENT_STACK: &str = "stacks/lab-redis-client.yaml";
+
+/// One INCR through host4's local haproxy, run inside host4: the reply, or None when the
+/// command did not run.
+fn client_incr(port: u16, key: &str) -> Option<String> {
+    let port = port.to_string();
+    let o = run(&[
+        "lab",
+        "exec",
+        "host4",
+        "--",
+        "redis-cli",
+        "-p",
+        &port,
+        "INCR",
+        key,
+    ]);
+    o.status.success().then(|| stdout(&o).trim().to_string())
+}
+
+/// The client's load: a loop inside host4 that runs `redis-cli -p PORT INCR KEY` (a new
+/// connection each time, as a short-lived client would) for `secs` seconds and prints each
+/// attempt as `<unix ns> <reply>`.
+fn client_load(port: u16, key: &str, secs: u32) -> std::process::Child {
+    let script = format!(
+        "end=$(($(date +%s) + {secs})); while [ $(date +%s) -lt $end ]; do \
+         r=$(redis-cli -p {port} INCR {key} 2>&1 | tr -d '\\n'); echo \"$(date +%s%N) $r\"; done"
+    );
+    crate::support::hactl()
+        .args(["lab", "exec", "host4", "--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the client loop starts")
+}
+
+/// host4's haproxy's servers for one `listen`, from its stats page (CSV, read inside host4):
+/// (name, status, sessions so far).
+fn client_servers(listen: &str) -> Vec<(String, String, u64)> {
+    let csv = lab_exec("host4", &["curl", "-sf", "http://127.0.0.1:8404/;csv"]);
+    csv.lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        // pxname, svname, …, stot (7), …, status (17)
+        .filter(|f| f.len() > 17 && f[0] == listen && f[1] != "FRONTEND" && f[1] != "BACKEND")
+        .map(|f| {
+            (
+                f[1].to_string(),
+                f[17].to_string(),
+                f[7].parse().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_nanos()
+}
+
+/// Seed 002's client pattern: host4 (no redis, no VIP) writes through its own haproxy on
+/// 127.0.0.1:7001, which forwards to host1's haproxy with host2's and host3's as backups.
+/// haproxy stops on host1 while the client writes; writes must carry on through a backup
+/// front host, and the counter must never go back.
+#[test]
+fn redis_client_haproxy_fails_over_to_the_backup_front_host() {
+    let _g = lab_guard();
+    ok(&["lab", "up", "--hosts", "4"]);
+    ok(&["up", "-f", CLIENT_STACK, "--auto-approve"]);
+    // The client's traffic stays inside the lab: host4 to the front hosts, over the bridge.
+    for a in ["198.18.0.11", "198.18.0.12", "198.18.0.14"] {
+        assert_lab_route(a);
+    }
+    let ready = wait_until(Duration::from_secs(30), || {
+        [7001, 7002]
+            .iter()
+            .all(|&p| client_incr(p, "hactl:warmup").is_some_and(|r| r.parse::<u64>().is_ok()))
+    });
+    assert!(
+        ready.is_some(),
+        "writes through host4's 127.0.0.1:7001/7002 never succeeded"
+    );
+    let st = status_json(CLIENT_STACK);
+    let host4 = st["hosts"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["name"] == "host4"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(host4["services"]["haproxy"], "active", "{st:#}");
+    assert_eq!(primaries(&st, "redis:9001"), ["host1"], "{st:#}");
+    // Nothing else listens on the client ports: they are host4's, on loopback only.
+    let listening = lab_exec("host1", &["sh", "-c", "ss -Hltn 'sport = :7001' | wc -l"]);
+    assert_eq!(listening.trim(), "0", "host1 listens on 7001");
+
+    // 4 s of writes; haproxy stops on host1 after 1.5 s.
+    let load = client_load(7001, "hactl:client", 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t_stop = unix_ns();
+    lab_exec("host1", &["systemctl", "stop", "haproxy"]);
+    let stopped = run(&[
+        "lab",
+        "exec",
+        "host1",
+        "--",
+        "systemctl",
+        "is-active",
+        "haproxy",
+    ]);
+    let out = load.wait_with_output().expect("the client loop ends");
+    assert!(out.status.success(), "client loop: {}", stderr(&out));
+    assert!(
+        !stopped.status.success(),
+        "haproxy still runs on host1: {}",
+        stdout(&stopped)
+    );
+
+    let mut acks: Vec<(u128, u64)> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((t, reply)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(t) = t.parse::<u128>() else { continue };
+        match reply.trim().parse::<u64>() {
+            Ok(v) => acks.push((t, v)),
+            Err(_) => failures.push(format!(
+                "{:+} ms: {reply}",
+                (t as i128 - t_stop as i128) / 1_000_000
+            )),
+        }
+    }
+    let after: Vec<&(u128, u64)> = acks.iter().filter(|(t, _)| *t > t_stop).collect();
+    assert!(
+        acks.iter().any(|(t, _)| *t < t_stop),
+        "no write was acknowledged before the stop"
+    );
+    // The outage as the client sees it: the longest silence between two acknowledged writes
+    // from the last one before the stop on.
+    let mut gap = Duration::ZERO;
+    let mut prev = acks
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= t_stop)
+        .map(|(t, _)| *t)
+        .unwrap_or(t_stop);
+    for (t, _) in &after {
+        let d = Duration::from_nanos(u64::try_from(*t - prev).unwrap_or(u64::MAX));
+        gap = gap.max(d);
+        prev = *t;
+    }
+    let increasing = acks.windows(2).all(|w| w[1].1 > w[0].1);
+    let last_after = after.last().map(|(t, _)| (*t - t_stop) / 1_000_000);
+    eprintln!(
+        "redis client failover (haproxy stopped on host1): {} writes through host4:7001 \
+         acknowledged ({} after the stop, the last {last_after:?} ms after it), {} failed {:?}; \
+         longest silence {gap:?}",
+        acks.len(),
+        after.len(),
+        failures.len(),
+        failures
+    );
+    // With host1's haproxy gone, every write acknowledged after the stop went through a
+    // backup front host: writes carried on for the rest of the load.
+    assert!(
+        after.len() >= 5 && last_after.is_some_and(|ms| ms >= 1500),
+        "writes did not carry on through the backup: {} after the stop",
+        after.len()
+    );
+    assert!(increasing, "the counter went back: {acks:?}");
+    // Only a connection in flight at the stop may break (host1's haproxy closes it); the rest
+    // are retried or sent to the backup by host4's haproxy, unseen by the client.
+    assert!(failures.len() <= 5, "writes failed: {failures:?}");
+    // haproxy's own budget for noticing a dead server: fall x check_interval (2 x 500 ms),
+    // which `observe layer4` usually cuts to the first refused connection.
+    assert!(
+        gap <= Duration::from_millis(1500),
+        "writes stopped for {gap:?} (budget 1.5 s)"
+    );
+
+    // host2's haproxy (the first backup) carried them, host1's is marked down, host3's unused.
+    let servers = client_servers("redis_7001");
+    let server = |name: &str| servers.iter().find(|s| s.0 == name).cloned();
+    eprintln!("host4's haproxy after the stop: {servers:?}");
+    assert!(
+        server("host1").is_some_and(|s| s.1.starts_with("DOWN")),
+        "{servers:?}"
+    );
+    assert!(server("host2").is_some_and(|s| s.2 > 0), "{servers:?}");
+    assert!(server("host3").is_some_and(|s| s.2 == 0), "{servers:?}");
+
+    // host1's haproxy back: once its check passes, new connections go to it again.
+    let host1_before = server("host1").map(|s| s.2).unwrap_or(0);
+    lab_exec("host1", &["systemctl", "start", "haproxy"]);
+    let back = wait_until(Duration::from_secs(10), || {
+        client_incr(7001, "hactl:client").is_some_and(|r| r.parse::<u64>().is_ok())
+            && client_servers("redis_7001")
+                .iter()
+                .any(|s| s.0 == "host1" && s.1.starts_with("UP") && s.2 > host1_before)
+    });
+    eprintln!("host1's haproxy back: writes through it again after {back:?}");
+    assert!(back.is_some(), "writes did not return to host1's haproxy");
+    ok(&["down", "-f", CLIENT_STACK, "--auto-approve"]);
+    ok(&["lab", "down"]);
+}

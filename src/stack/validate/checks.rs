@@ -1646,6 +1646,7 @@ impl Checker<'_> {
             for (j, p) in s.proxy_ports.iter().enumerate() {
                 self.port(p, &format!("{base}.proxy_ports.{j}"));
             }
+            self.service_clients(si);
             // Promotion and quorum (redis only).
             if kind != ServiceKind::Redis {
                 for (set, key) in [
@@ -1704,6 +1705,156 @@ impl Checker<'_> {
             if let Some(p) = &s.password {
                 self.plain_secret(p, &format!("{base}.password"));
             }
+        }
+    }
+
+    /// `clients` and `client_ports`: the client-side haproxy of seed 002's `app` host.
+    ///
+    /// A client must be a host outside the service and not a `vip` host: a front host already
+    /// serves the proxy ports itself (a client haproxy there would send to itself first), and
+    /// a service host is one the clients' traffic is meant to fail over away from, so putting
+    /// the client there ties its fate to one redis host. Client ports are forwarded to the
+    /// proxy ports, so they need `proxy_ports`, one per entry, and at least one `vip` host.
+    fn service_clients(&mut self, si: usize) {
+        let s = &self.f.services[si];
+        let base = format!("services.{si}");
+        let name = &s.name.value;
+        let clients = s
+            .clients
+            .as_ref()
+            .map(|c| c.value.as_slice())
+            .unwrap_or(&[]);
+        if s.clients.is_none() && s.client_ports.is_empty() {
+            return;
+        }
+        if s.kind.value != ServiceKind::Redis {
+            let key = if s.clients.is_some() {
+                "clients"
+            } else {
+                "client_ports"
+            };
+            let span = self.key(&format!("{base}.{key}"));
+            self.push(
+                Problem::new(
+                    "hactl::stack::service_client",
+                    format!("`{key}` is only for redis services"),
+                )
+                .at(span, "not used by this service")
+                .help(format!("remove `{key}`")),
+            );
+            return;
+        }
+        if s.client_ports.is_empty() || clients.is_empty() {
+            let (key, missing) = if s.client_ports.is_empty() {
+                ("clients", "client_ports")
+            } else {
+                ("client_ports", "clients")
+            };
+            let span = self.key(&format!("{base}.{key}"));
+            self.push(
+                Problem::new(
+                    "hactl::stack::service_client",
+                    format!("service `{name}` has `{key}` but no `{missing}`"),
+                )
+                .at(span, format!("needs `{missing}`"))
+                .help("client hosts get one local port per proxy port: set both `clients` and `client_ports`, or neither"),
+            );
+            return;
+        }
+        if s.proxy_ports.is_empty() {
+            let span = self.key(&format!("{base}.client_ports"));
+            self.push(
+                Problem::new(
+                    "hactl::stack::service_ports",
+                    format!("service `{name}` has `client_ports` but no `proxy_ports`"),
+                )
+                .at(span, "nothing to forward to")
+                .help("a client port forwards to the front hosts' haproxy: list `proxy_ports` too, one per entry of `ports`"),
+            );
+        } else if s.client_ports.len() != s.proxy_ports.len() {
+            let span = self.key(&format!("{base}.client_ports"));
+            self.push(
+                Problem::new(
+                    "hactl::stack::service_ports",
+                    format!(
+                        "service `{name}` has {} client port(s) for {} proxy port(s)",
+                        s.client_ports.len(),
+                        s.proxy_ports.len()
+                    ),
+                )
+                .at(span, "one client port per proxy port")
+                .help("list one client port per entry of `proxy_ports`, in the same order"),
+            );
+        }
+        let mut seen_ports = BTreeSet::new();
+        for (j, p) in s.client_ports.iter().enumerate() {
+            if self.port(p, &format!("{base}.client_ports.{j}")) && !seen_ports.insert(p.value) {
+                let span = self.loc(p);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_ports",
+                        format!("service `{name}` lists client port {} twice", p.value),
+                    )
+                    .at(span, "listed before")
+                    .help("list each port once"),
+                );
+            }
+        }
+        let service_hosts = self.service_hosts(si);
+        let mut seen = BTreeSet::new();
+        for (j, n) in clients.iter().enumerate() {
+            let span = self.at(&format!("{base}.clients.{j}"));
+            let Some(hi) = self.host_index(n) else {
+                let help = self.unknown_host_help(n);
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_client",
+                        format!("service `{name}` names unknown client host `{n}`"),
+                    )
+                    .at(span, "unknown host")
+                    .help(help),
+                );
+                continue;
+            };
+            if !seen.insert(n) {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_client",
+                        format!("service `{name}` names client host `{n}` twice"),
+                    )
+                    .at(span, "listed before")
+                    .help("list each host once"),
+                );
+            } else if service_hosts.contains(&hi) {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_client",
+                        format!("client host `{n}` also runs service `{name}`"),
+                    )
+                    .at(span, "a service host")
+                    .help(format!("clients are hosts outside the service (an app server): remove `{n}` from `clients` or from the service's hosts")),
+                );
+            } else if host_roles(&self.f.hosts[hi]).contains("vip") {
+                self.push(
+                    Problem::new(
+                        "hactl::stack::service_client",
+                        format!("client host `{n}` is a `vip` host, whose haproxy already serves the proxy ports"),
+                    )
+                    .at(span, "a front host")
+                    .help(format!("programs on `{n}` can use the proxy ports directly; or give `{n}` `roles` without `vip`")),
+                );
+            }
+        }
+        if !self.f.hosts.iter().any(|h| host_roles(h).contains("vip")) {
+            let span = self.key(&format!("{base}.clients"));
+            self.push(
+                Problem::new(
+                    "hactl::stack::service_client",
+                    format!("service `{name}` has clients but no host has the `vip` role"),
+                )
+                .at(span, "no front host to forward to")
+                .help("client ports forward to the haproxy of the `vip` hosts: give at least one host the `vip` role"),
+            );
         }
     }
 
@@ -1783,6 +1934,17 @@ impl Checker<'_> {
                 span: self.loc_or(&h.listen, "haproxy"),
                 hosts: hosts.clone(),
             });
+            // client hosts' haproxy has the stats page too (not the HTTP frontend)
+            let clients = self
+                .f
+                .services
+                .iter()
+                .filter(|s| !s.client_ports.is_empty());
+            let hosts: BTreeSet<usize> = clients
+                .flat_map(|s| s.clients.iter().flat_map(|c| c.value.iter()))
+                .filter_map(|n| self.host_index(n))
+                .chain(hosts)
+                .collect();
             if let Some(p) = h.stats_port.as_ref().filter(|p| p.value != 0) {
                 ls.push(L {
                     port: p.value,
@@ -1815,6 +1977,20 @@ impl Checker<'_> {
                 self.service_hosts(si).into_iter().collect()
             };
             let proxy_hosts = with_role("vip");
+            let client_hosts: BTreeSet<usize> = s
+                .clients
+                .iter()
+                .flat_map(|c| c.value.iter())
+                .filter_map(|n| self.host_index(n))
+                .collect();
+            for (j, p) in s.client_ports.iter().enumerate() {
+                ls.push(L {
+                    port: p.value,
+                    what: format!("services[{si}].client_ports[{j}] (`{}`)", s.name.value),
+                    span: self.loc(p),
+                    hosts: client_hosts.clone(),
+                });
+            }
             for (j, p) in s.proxy_ports.iter().enumerate() {
                 ls.push(L {
                     port: p.value,
@@ -2948,6 +3124,62 @@ mod tests {
             "address: 192.0.2.13, roles: [redis]}",
         );
         assert_eq!(codes(&role), vec!["hactl::stack::role"]);
+    }
+
+    #[test]
+    fn redis_clients() {
+        // c is the client: no roles, outside the service
+        let hosts = HOSTS.replace("address: 192.0.2.13}", "address: 192.0.2.13, roles: []}");
+        let svc = |kind: &str, mode: &str, extra: &str| {
+            format!("{hosts}haproxy: {{listen: 8080}}\nservices:\n  - {{name: s, kind: {kind}, mode: {mode}, hosts: [a, b], ports: [9001], proxy_ports: [8001]{extra}}}\n")
+        };
+        let ok = svc(
+            "redis",
+            "primary_replica",
+            ", clients: [c], client_ports: [7001]",
+        );
+        assert_eq!(codes(&ok), Vec::<&str>::new());
+        let s = load(&ok).expect("valid");
+        let c = s.hosts.iter().find(|h| h.name == "c").expect("c");
+        assert!(crate::services::haproxy_client_only(&s, c));
+        assert!(!crate::services::haproxy_client_only(&s, &s.hosts[0]));
+        // a client port on the service's own port of the client host is fine: redis is not there
+        assert_eq!(
+            codes(&svc(
+                "redis",
+                "primary_replica",
+                ", clients: [c], client_ports: [9001]"
+            )),
+            Vec::<&str>::new()
+        );
+        // syslog has no client haproxy
+        let syslog = format!(
+            "{}vip: {{address: 192.0.2.100/24, virtual_router_id: 9}}\n",
+            svc(
+                "syslog",
+                "active_passive",
+                ", clients: [c], client_ports: [7001]"
+            )
+        );
+        assert_eq!(codes(&syslog), vec!["hactl::stack::service_client"]);
+        // no `vip` host to forward to
+        let no_front = svc(
+            "redis",
+            "primary_replica",
+            ", clients: [c], client_ports: [7001]",
+        )
+        .replace("address: 192.0.2.11}", "address: 192.0.2.11, roles: [s]}")
+        .replace("address: 192.0.2.12}", "address: 192.0.2.12, roles: [s]}");
+        assert_eq!(codes(&no_front), vec!["hactl::stack::service_client"]);
+        // a client twice
+        assert_eq!(
+            codes(&svc(
+                "redis",
+                "primary_replica",
+                ", clients: [c, c], client_ports: [7001]"
+            )),
+            vec!["hactl::stack::service_client"]
+        );
     }
 
     #[test]
