@@ -190,15 +190,7 @@ impl Workdir {
     }
 
     pub fn ok(&self, moto: &Moto, args: &[&str]) -> String {
-        let o = self.run(moto, args);
-        assert!(
-            o.status.success(),
-            "hactl {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-            o.status.code(),
-            stdout(&o),
-            stderr(&o)
-        );
-        stdout(&o)
+        crate::support::succeeded(args, &self.run(moto, args))
     }
 
     pub fn state_path(&self) -> PathBuf {

@@ -18,7 +18,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::aws::Moto;
-use crate::support::{self, assert_lab_route, lab_exec, lab_guard, stderr, stdout, vip_holders};
+use crate::support::{self, assert_lab_route, lab_exec, lab_guard, stderr, vip_holders};
 
 const BRIDGE: &str = "198.18.0.1";
 const VIP: &str = "198.18.0.100";
@@ -258,15 +258,7 @@ vip:
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.cmd(args).output().expect("hactl runs");
-        assert!(
-            o.status.success(),
-            "hactl {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-            o.status.code(),
-            stdout(&o),
-            stderr(&o)
-        );
-        stdout(&o)
+        support::succeeded(args, &self.cmd(args).output().expect("hactl runs"))
     }
 
     fn set_secret(&self, name: &str, value: &str) {

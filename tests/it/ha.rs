@@ -171,15 +171,7 @@ fn hactl(args: &[&str]) -> Output {
 }
 
 fn must(args: &[&str]) -> String {
-    let o = hactl(args);
-    assert!(
-        o.status.success(),
-        "hactl {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
+    support::succeeded(args, &hactl(args))
 }
 
 /// Takes the lab down when the test ends, passed or not.

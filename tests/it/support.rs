@@ -34,15 +34,20 @@ pub fn stderr(o: &Output) -> String {
 
 /// Asserts success and returns stdout, showing both streams on failure.
 pub fn ok(args: &[&str]) -> String {
-    let o = run(args);
+    succeeded(args, &run(args))
+}
+
+/// Asserts that the hactl run `args` gave `o` succeeded; returns its stdout, and shows both
+/// streams and the exit code when it did not. Every test module's "must succeed" helper.
+pub fn succeeded(args: &[&str], o: &Output) -> String {
     assert!(
         o.status.success(),
         "hactl {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
-        stdout(&o),
-        stderr(&o)
+        stdout(o),
+        stderr(o)
     );
-    stdout(&o)
+    stdout(o)
 }
 
 static LAB: Mutex<()> = Mutex::new(());
