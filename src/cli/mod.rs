@@ -11,6 +11,7 @@ mod logs;
 mod outputs;
 mod plan;
 mod render;
+mod schema;
 mod secrets;
 mod state;
 mod status;
@@ -42,6 +43,8 @@ pub enum Command {
     Validate(StackArgs),
     /// Render every file hactl would push, for every host (or one).
     Render(render::RenderArgs),
+    /// Print the stack file format as a JSON Schema (for editors and pipelines).
+    Schema,
     /// Show what `up` would change on each host, with diffs.
     Plan(plan::PlanArgs),
     /// Provision and configure everything the stack describes.
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     match cli.command {
         Command::Validate(a) => validate::run(a),
         Command::Render(a) => render::run(a).await,
+        Command::Schema => schema::run(),
         Command::Plan(a) => plan::run_plan(a).await,
         Command::Up(a) => plan::run_up(a).await,
         Command::Down(a) => plan::run_down(a).await,

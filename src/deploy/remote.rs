@@ -168,13 +168,14 @@ pub fn ctl_script(p: &AppParams) -> String {
         s,
         " {compose} -p \"hactl-$STACK-$c_sl\" -f \"$C\" \"$@\"\n}}"
     );
-    // healthy SLOT: every replica answers 2xx once.
+    // healthy SLOT: every replica answers 2xx once. The path is the stack's: quoted as its
+    // own shell word (validation allows only URL path characters, this is the second fence).
     let _ = writeln!(
         s,
-        "healthy() {{\n  h_i=0\n  while [ $h_i -lt {n} ]; do\n    curl -fsS -m {t} -o /dev/null \"http://127.0.0.1:$(port \"$1\" $h_i){path}\" 2>/dev/null || return 1\n    h_i=$((h_i + 1))\n  done\n}}",
+        "healthy() {{\n  h_i=0\n  while [ $h_i -lt {n} ]; do\n    curl -fsS -m {t} -o /dev/null \"http://127.0.0.1:$(port \"$1\" $h_i)\"{path} 2>/dev/null || return 1\n    h_i=$((h_i + 1))\n  done\n}}",
         n = p.replicas,
         t = secs(p.health_timeout_s),
-        path = p.health_path
+        path = q(&p.health_path)
     );
     // gate SLOT: `healthy_threshold` passes in a row before the deadline.
     let _ = writeln!(

@@ -23,6 +23,13 @@ pub enum CheckError {
         source: std::io::Error,
     },
 
+    #[error("file `{path}` of host `{host}` would be written outside the output directory")]
+    #[diagnostic(
+        code(hactl::render::outside_out),
+        help("host names are one path component and destinations have no `..` segment; `hactl validate` says where")
+    )]
+    Outside { host: String, path: String },
+
     #[error("`{tool}` is not installed on this machine, so `{tool}` files cannot be checked")]
     #[diagnostic(
         code(hactl::render::tool_missing),
@@ -46,18 +53,45 @@ pub enum CheckError {
 /// A hung checker must not hang `hactl`.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where a host's file lands under `dir`: `dir/<host>/<absolute path without its leading />`.
-pub fn local_path(dir: &Path, host: &str, file: &RenderedFile) -> PathBuf {
-    dir.join(host).join(file.path.trim_start_matches('/'))
+/// Where a host's file lands under `dir`: `dir/<host>/<absolute path without its leading />`,
+/// normalized on its text. A host name that is not one plain path component (`..`, `a/b`) or
+/// a destination with a `..` segment is refused, so nothing is ever written outside `dir`
+/// whatever the stack says (`validate` refuses both too; this is the second fence).
+pub fn local_path(dir: &Path, host: &str, file: &RenderedFile) -> Result<PathBuf, CheckError> {
+    let outside = || CheckError::Outside {
+        host: host.to_string(),
+        path: file.path.clone(),
+    };
+    if host.is_empty() || host == "." || host == ".." || host.contains(['/', '\0']) {
+        return Err(outside());
+    }
+    let mut out = dir.join(host);
+    let mut any = false;
+    for seg in file.path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(outside()),
+            s if s.contains('\0') => return Err(outside()),
+            s => {
+                out.push(s);
+                any = true;
+            }
+        }
+    }
+    if !any {
+        return Err(outside());
+    }
+    Ok(out)
 }
 
-/// Writes every file of `config` under `dir/<host>/`, with the file's mode (so sensitive
-/// files are 0600 here too). Returns the local paths, in the config's file order.
+/// Writes every file of `config` under `dir/<host>/`, with the file's permission bits (so
+/// sensitive files are 0600 here too) but never setuid, setgid or sticky: these are copies
+/// to read, not programs to run. Returns the local paths, in the config's file order.
 pub async fn write_host(dir: &Path, config: &HostConfig) -> Result<Vec<PathBuf>, CheckError> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::with_capacity(config.files.len());
     for file in &config.files {
-        let path = local_path(dir, &config.host, file);
+        let path = local_path(dir, &config.host, file)?;
         let err = |source| CheckError::Write {
             path: path.clone(),
             source,
@@ -75,7 +109,7 @@ pub async fn write_host(dir: &Path, config: &HostConfig) -> Result<Vec<PathBuf>,
             .await
             .map_err(err)?;
         drop(f);
-        tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode))
+        tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode & 0o777))
             .await
             .map_err(err)?;
         tokio::fs::rename(&tmp, &path).await.map_err(err)?;
@@ -150,9 +184,69 @@ mod tests {
             sensitive: false,
         };
         assert_eq!(
-            local_path(Path::new("/out"), "host1", &f),
+            local_path(Path::new("/out"), "host1", &f).expect("inside"),
             Path::new("/out/host1/etc/nginx/nginx.conf")
         );
+    }
+
+    #[test]
+    fn render_out_never_leaves_the_output_directory() {
+        let f = |path: &str| RenderedFile {
+            path: path.into(),
+            content: Vec::new(),
+            mode: 0o4755,
+            owner: None,
+            service: None,
+            check: None,
+            sensitive: false,
+        };
+        let out = Path::new("/out");
+        for (host, dest) in [
+            ("..", "/x"),
+            (".", "/x"),
+            ("a/b", "/x"),
+            ("", "/x"),
+            ("web1", "/../../x"),
+            ("web1", "/etc/../../x"),
+            ("web1", "/"),
+        ] {
+            assert!(
+                matches!(
+                    local_path(out, host, &f(dest)),
+                    Err(CheckError::Outside { .. })
+                ),
+                "{host} {dest} was allowed"
+            );
+        }
+        assert_eq!(
+            local_path(out, "web1", &f("/etc//./app.conf")).expect("inside"),
+            Path::new("/out/web1/etc/app.conf")
+        );
+    }
+
+    #[tokio::test]
+    async fn render_out_drops_setuid_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = HostConfig {
+            host: "web1".into(),
+            files: vec![RenderedFile {
+                path: "/usr/local/bin/tool".into(),
+                content: b"#!/bin/sh\n".to_vec(),
+                mode: 0o4755,
+                owner: None,
+                service: None,
+                check: None,
+                sensitive: false,
+            }],
+            services: Vec::new(),
+        };
+        let paths = write_host(dir.path(), &config).await.expect("written");
+        let mode = std::fs::metadata(&paths[0])
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
     }
 
     #[tokio::test]

@@ -7,11 +7,15 @@
 //! directory (where user `files:` templates live).
 //!
 //! The filters are the small formatting helpers the config formats need: durations arrive in
-//! templates as seconds (floats), and each tool wants them written its own way.
+//! templates as seconds (floats), and each tool wants them written its own way; and one
+//! escaping filter per output format ([`escape`]), which every template uses for every value
+//! it did not write itself.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+use super::escape;
 
 /// The templates built into the binary, by name.
 pub const EMBEDDED: &[(&str, &str)] = &[
@@ -69,50 +73,94 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
 ];
 
-/// Builds the environment for one stack.
-pub fn environment(templates_dir: Option<PathBuf>, stack_dir: PathBuf) -> Environment<'static> {
+/// Builds the environment for one stack. With `confine`, a template name (a `files:` entry,
+/// an `{% include %}`) must resolve, symlinks followed, inside `templates_dir` or the stack's
+/// folder: a stack from an untrusted pull request cannot read `/etc/shadow` into its output.
+pub fn environment(
+    templates_dir: Option<PathBuf>,
+    stack_dir: PathBuf,
+    confine: bool,
+) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
-    env.set_loader(move |name| load(templates_dir.as_deref(), &stack_dir, name));
+    env.set_loader(move |name| load(templates_dir.as_deref(), &stack_dir, name, confine));
     env.add_filter("secs", secs);
     env.add_filter("whole_secs", whole_secs);
     env.add_filter("ms", ms);
     env.add_filter("dur", dur);
-    env.add_filter("sh", sh);
+    env.add_filter("sh", escape::sh);
+    env.add_filter("keepalived", escape::keepalived);
+    env.add_filter("haproxy", escape::haproxy);
+    env.add_filter("nginx", escape::nginx);
+    env.add_filter("redis", escape::redis);
+    env.add_filter("redis_resp", escape::redis_resp);
+    env.add_filter("compose", escape::compose);
+    env.add_filter("compose_default", escape::compose_default);
     env.add_filter("json", json);
     env.add_filter("hostport", hostport);
     env
 }
 
 fn load(
-    templates_dir: Option<&std::path::Path>,
-    stack_dir: &std::path::Path,
+    templates_dir: Option<&Path>,
+    stack_dir: &Path,
     name: &str,
+    confine: bool,
 ) -> Result<Option<String>, Error> {
     if let Some(dir) = templates_dir {
-        if let Some(text) = read_if_exists(&dir.join(name))? {
+        if let Some(text) = read_if_exists(dir, name, confine)? {
             return Ok(Some(text));
         }
     }
     if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name) {
         return Ok(Some((*text).to_string()));
     }
-    read_if_exists(&stack_dir.join(name))
+    read_if_exists(stack_dir, name, confine)
 }
 
-fn read_if_exists(path: &std::path::Path) -> Result<Option<String>, Error> {
-    match std::fs::read_to_string(path) {
+/// Reads `root/name` if it exists. With `confine`, the file (symlinks resolved) must lie under
+/// `root` (symlinks resolved too); `name` may not be absolute.
+fn read_if_exists(root: &Path, name: &str, confine: bool) -> Result<Option<String>, Error> {
+    let path = root.join(name);
+    if confine {
+        let outside = || {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "template `{name}` is outside {}; templates stay in the stack's folder unless the stack sets `allow_templates_outside_stack_dir: true`",
+                    root.display()
+                ),
+            )
+        };
+        if Path::new(name).is_absolute() {
+            return Err(outside());
+        }
+        let real = match path.canonicalize() {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(cannot_read(&path, &e)),
+        };
+        let real_root = root.canonicalize().map_err(|e| cannot_read(root, &e))?;
+        if !real.starts_with(&real_root) {
+            return Err(outside());
+        }
+    }
+    match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("cannot read template {}: {e}", path.display()),
-        )),
+        Err(e) => Err(cannot_read(&path, &e)),
     }
+}
+
+fn cannot_read(path: &Path, e: &std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("cannot read template {}: {e}", path.display()),
+    )
 }
 
 /// Seconds as keepalived writes them: `1`, `0.1`, `2.5` (no trailing `.0`).
@@ -143,11 +191,6 @@ fn dur(v: f64) -> String {
     } else {
         format!("{ms}ms")
     }
-}
-
-/// Quotes a word for `/bin/sh` (single quotes, only when needed).
-fn sh(v: String) -> String {
-    shell_escape::unix::escape(v.into()).into_owned()
 }
 
 /// JSON text of any value; also a valid YAML flow scalar/sequence, which is how the compose
@@ -189,15 +232,18 @@ mod tests {
 
     #[test]
     fn quotes_for_shell_and_brackets_ipv6() {
-        assert_eq!(sh("plain".into()), "plain");
-        assert_eq!(sh("it's a b".into()), r#"'it'\''s a b'"#);
+        assert_eq!(escape::sh("plain".into()).expect("ok"), "plain");
+        assert_eq!(
+            escape::sh("it's a b".into()).expect("ok"),
+            r#"'it'\''s a b'"#
+        );
         assert_eq!(hostport("198.18.0.11".into(), 80), "198.18.0.11:80");
         assert_eq!(hostport("fd00::1".into(), 80), "[fd00::1]:80");
     }
 
     #[test]
     fn strict_undefined_is_an_error() {
-        let env = environment(None, PathBuf::from("."));
+        let env = environment(None, PathBuf::from("."), true);
         let r = env.render_str("{{ nope }}", ());
         assert!(r.is_err(), "undefined must fail, got {r:?}");
     }

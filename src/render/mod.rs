@@ -15,6 +15,7 @@
 pub mod check;
 mod context;
 mod env;
+pub mod escape;
 mod services;
 
 use std::sync::Arc;
@@ -136,6 +137,13 @@ pub enum RenderError {
         help("this is a bug in hactl: stack validation must resolve the VIP before rendering")
     )]
     UnresolvedVip,
+
+    #[error("`templates_dir` `{path}` is outside the stack's folder")]
+    #[diagnostic(
+        code(hactl::render::outside_stack_dir),
+        help("keep templates beside the stack file, or set `allow_templates_outside_stack_dir: true` in a stack you trust")
+    )]
+    OutsideStackDir { path: String },
 
     #[error("cannot build the template context ({what}): {message}")]
     #[diagnostic(code(hactl::render::context))]
@@ -270,11 +278,26 @@ pub fn render_host_with_outputs(
         .templates_dir
         .as_ref()
         .map(|d| stack.resolve_path(&d.value));
+    let confine = !f.allow_templates_outside_stack_dir;
+    if let (true, Some(dir)) = (confine, &templates_dir) {
+        // validate refuses `..` and absolute paths; this catches a symlink that leads out
+        let inside = match (dir.canonicalize(), stack.dir().canonicalize()) {
+            (Ok(d), Ok(root)) => d.starts_with(root),
+            // a missing directory reads nothing: the embedded templates apply
+            (Err(_), _) => true,
+            (Ok(_), Err(_)) => false,
+        };
+        if !inside {
+            return Err(RenderError::OutsideStackDir {
+                path: dir.display().to_string(),
+            });
+        }
+    }
     let renderer = Renderer {
         stack,
         host,
         outputs,
-        env: env::environment(templates_dir, stack.dir().to_path_buf()),
+        env: env::environment(templates_dir, stack.dir().to_path_buf(), confine),
         secrets: Arc::new(secrets.clone()),
     };
     let job = |template: &str, path: String, mode: u32, service: &str, check| FileJob {
@@ -393,5 +416,7 @@ pub fn render_host_with_outputs(
     })
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;

@@ -803,7 +803,7 @@ fn building_the_context_reads_no_secret() {
         context::build(&s, h, &serde_json::Value::Null, &conv, &vault, &tracker).expect("context");
     assert!(ctx.get_attr("app").is_ok());
     assert!(tracker.touched().used.is_empty());
-    let env = env::environment(None, s.dir().to_path_buf());
+    let env = env::environment(None, s.dir().to_path_buf(), true);
     let out = env
         .render_str("{{ app.env.MODE }}", ctx.clone())
         .expect("renders");

@@ -113,6 +113,25 @@ impl Serialize for Dur {
     }
 }
 
+/// In the JSON Schema: a string with a unit (`2s`, `500ms`, `1.5s`, `1m`, `1h`) or a number
+/// of seconds. Named `Duration`, which `stack::schema::string_fields` knows to leave out (the
+/// string is parsed, never written out as given).
+impl schemars::JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: a number with a unit (`ms`, `s`, `m`, `h`), e.g. `2s` or `500ms`, or a number of seconds.",
+            "anyOf": [
+                { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)?$" },
+                { "type": "number", "minimum": 0 }
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

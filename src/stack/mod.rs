@@ -12,7 +12,8 @@
 pub mod diag;
 pub mod duration;
 pub mod model;
-mod validate;
+pub mod schema;
+pub(crate) mod validate;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

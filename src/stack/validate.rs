@@ -4,8 +4,8 @@
 //! Each stage reports everything it can see before giving up: the UTF-8 check names the first
 //! bad byte's line and column (the parser's own error has no position); the tree pass lists
 //! every unknown key at once; the typed parse can only report its first error (as every YAML
-//! parser), and the semantic checks ([`checks`]) run over the whole model and report every
-//! problem. A later stage never runs on a file an earlier stage refused, so a problem is never
+//! parser), and the semantic checks ([`checks`], and [`strings`]: every string against the
+//! allowlist of where it lands) run over the whole model and report every problem. A later stage never runs on a file an earlier stage refused, so a problem is never
 //! reported twice in two forms.
 //!
 //! The parser's own messages are used without its source excerpt (miette draws that), and its
@@ -13,6 +13,7 @@
 //! just has an alias bomb in it.
 
 mod checks;
+pub(crate) mod strings;
 mod tree;
 
 use std::path::Path;
@@ -42,7 +43,9 @@ pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError>
     let file: StackFile = serde_saphyr::from_str_with_options(&text, options())
         .map_err(|e| fail(vec![parse_problem(&e, &map, Some(&tree))]))?;
 
-    let (problems, resolved) = checks::check(&file, &tree, &map);
+    let (mut problems, resolved) = checks::check(&file, &tree, &map);
+    problems.extend(strings::check(&file, &tree));
+    problems.extend(strings::local_paths(&file, &tree));
     if !problems.is_empty() {
         return Err(fail(problems));
     }

@@ -41,6 +41,49 @@ fn every_example_stack_validates() {
     }
 }
 
+/// `hactl schema` is the stack format as a JSON Schema; every example stack names the committed
+/// copy in its first line (so editors validate it) and passes it.
+#[test]
+fn every_example_stack_matches_the_json_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&support::ok(&["schema"])).expect("`hactl schema` prints JSON");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(support::root().join("docs/stack.schema.json"))
+            .expect("docs/stack.schema.json"),
+    )
+    .expect("docs/stack.schema.json is JSON");
+    assert_eq!(
+        schema, committed,
+        "docs/stack.schema.json is stale: run `hactl schema > docs/stack.schema.json`"
+    );
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let stacks = yaml_files(&support::root().join("stacks"));
+    for s in &stacks {
+        let text = std::fs::read_to_string(s).expect("readable");
+        assert_eq!(
+            text.lines().next(),
+            Some("# yaml-language-server: $schema=../docs/stack.schema.json"),
+            "{} does not start with the yaml-language-server modeline",
+            s.display()
+        );
+        let doc: serde_json::Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", s.display()));
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", s.display());
+    }
+    // and the schema refuses what validate refuses for its shape: an unknown key, a wrong type
+    for bad in [
+        serde_json::json!({"name": "x", "provider": "hosts", "hostz": []}),
+        serde_json::json!({"name": "x", "provider": "cloud"}),
+        serde_json::json!({"name": "x", "provider": "hosts", "vip": {"address": "a", "virtual_router_id": "one"}}),
+    ] {
+        assert!(!validator.is_valid(&bad), "the schema accepted {bad}");
+    }
+}
+
 #[test]
 fn every_seed_has_an_example_stack() {
     for seed in [
