@@ -12,8 +12,8 @@
 //! |---|---|---|
 //! | `sh` | POSIX shell word | single quotes (`shell-escape`); NUL refused |
 //! | `keepalived` | keepalived.conf token or `"…"` | no escapes exist (keepalived's `parser.c`): refuse quotes, `\`, `#`, `!`, `$` (its `$NAME` definitions), braces, control characters; `quoted=true` allows spaces; `max=N` refuses longer values (`auth_pass`: 8, keepalived.conf(5), which cuts silently) |
-//! | `haproxy` | haproxy.cfg argument | double-quoted with `\\`, `\"`, `\$` escaped (haproxy configuration manual §2.2); control characters refused |
-//! | `nginx` | nginx.conf argument | double-quoted with `\\` and `\"` escaped; `$` (variables) and control characters refused |
+//! | `haproxy` | haproxy.cfg argument | a plain word bare, else double-quoted with `\\`, `\"`, `\$` escaped (haproxy configuration manual §2.2); control characters refused |
+//! | `nginx` | nginx.conf argument | a plain word bare, else double-quoted with `\\` and `\"` escaped; `$` (variables) and control characters refused |
 //! | `redis` | redis.conf / sentinel.conf string | double-quoted, `\\`, `\"` and every non-printable byte as `\xHH` (redis `sdssplitargs`), so `\x41` stays four characters |
 //! | `redis_resp` | redis protocol in haproxy `tcp-check send-binary` | a RESP array as hex: binary safe, nothing to escape |
 //! | `compose` | docker-compose YAML value | `$` doubled (compose interpolation), then JSON (a YAML flow scalar); lists element-wise |
@@ -86,11 +86,23 @@ pub fn keepalived(v: Value, kwargs: Kwargs) -> Result<String, Error> {
     Ok(s)
 }
 
-/// A haproxy argument: always double-quoted, with `\`, `"` and `$` escaped.
+/// Characters that mean nothing to haproxy's or nginx's parser: a word of only these is
+/// written bare, so the usual values (`/healthz`, `web1`) read as before.
+fn bare_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/:@+%,=-".contains(c))
+}
+
+/// A haproxy argument: bare when it is a plain word, else double-quoted with `\`, `"` and `$`
+/// escaped.
 pub fn haproxy(v: Value) -> Result<String, Error> {
     let s = plain_string(&v);
     if let Some(c) = first_bad(&s, char::is_control) {
         return Err(refuse("haproxy.cfg", describe(c)));
+    }
+    if bare_word(&s) {
+        return Ok(s);
     }
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -104,12 +116,16 @@ pub fn haproxy(v: Value) -> Result<String, Error> {
     Ok(out)
 }
 
-/// An nginx argument: double-quoted with `\` and `"` escaped. `$` starts a variable in many
-/// directives and has no escape, so it is refused, as are control characters.
+/// An nginx argument: bare when it is a plain word, else double-quoted with `\` and `"`
+/// escaped. `$` starts a variable in many directives and has no escape, so it is refused, as
+/// are control characters.
 pub fn nginx(v: Value) -> Result<String, Error> {
     let s = plain_string(&v);
     if let Some(c) = first_bad(&s, |c| c.is_control() || c == '$') {
         return Err(refuse("nginx.conf", describe(c)));
+    }
+    if bare_word(&s) {
+        return Ok(s);
     }
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -219,7 +235,8 @@ mod tests {
 
     #[test]
     fn haproxy_quotes_and_escapes_and_refuses_newlines() {
-        assert_eq!(haproxy(s("/run/a.sock")).expect("ok"), "\"/run/a.sock\"");
+        assert_eq!(haproxy(s("/run/a.sock")).expect("ok"), "/run/a.sock");
+        assert_eq!(haproxy(s("/a b")).expect("ok"), "\"/a b\"");
         assert_eq!(haproxy(s(r#"a"b\c$d"#)).expect("ok"), r#""a\"b\\c\$d""#);
         let e = haproxy(s("/x mode 666\nlisten evil")).expect_err("refused");
         assert!(e.to_string().contains("newline"), "{e}");
@@ -268,6 +285,8 @@ mod tests {
     #[test]
     fn nginx_and_compose_escape_for_their_formats() {
         assert_eq!(nginx(s(r#"/a"b"#)).expect("ok"), r#""/a\"b""#);
+        assert_eq!(nginx(s("/healthz")).expect("ok"), "/healthz");
+        assert_eq!(nginx(s("_")).expect("ok"), "_");
         assert!(nginx(s("/$host")).is_err());
         assert_eq!(compose(s("a$b")).expect("ok"), r#""a$$b""#);
         assert_eq!(

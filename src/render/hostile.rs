@@ -665,3 +665,141 @@ fn the_base_stack_covers_the_files_that_matter() {
         }
     }
 }
+
+/// Regression (issue 15 §2): a redis password with `"`, a newline and `\x41` broke redis.conf,
+/// injected lines into haproxy.cfg and was decoded by redis into something else. Each file now
+/// writes it as data for its own format.
+#[test]
+fn redis_password_is_written_as_data_in_every_file() {
+    let w = World::new();
+    let pw = "p\"w\nx\\x41 y";
+    let vault = vault_with(Some(("redis_pass", pw)));
+    let files = render_web1(w.dir.path(), &base_json(), &vault).expect("renders");
+    let text = |p: &str| {
+        files
+            .iter()
+            .find(|(path, _, _)| path.ends_with(p))
+            .map(|(_, c, _)| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_else(|| panic!("no {p}"))
+    };
+    let redis = text("redis-9001.conf");
+    assert!(
+        redis.contains(r#"requirepass "p\"w\x0ax\\x41 y""#),
+        "redis.conf does not hold the escaped password"
+    );
+    assert!(text("sentinel.conf").contains(r#"auth-pass cache-9001 "p\"w\x0ax\\x41 y""#));
+    let haproxy = text("haproxy.cfg");
+    assert!(
+        !haproxy.contains("p\"w"),
+        "the raw password reached haproxy.cfg"
+    );
+    let resp = hex::encode(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()));
+    assert!(haproxy.contains(&format!("tcp-check send-binary {resp}")));
+    assert!(text("prestart.sh").contains("REDISCLI_AUTH='p\"w\nx\\x41 y'"));
+    let (_, content, _) = files
+        .iter()
+        .find(|(p, _, _)| p.ends_with("haproxy.cfg"))
+        .expect("haproxy.cfg");
+    w.real_check(CheckKind::Haproxy, content)
+        .unwrap_or_else(|e| panic!("haproxy -c: {e}"));
+}
+
+/// Regression (issue 15 §2): keepalived cut a vault `auth_pass` longer than 8 characters
+/// silently; a value it cannot write (a newline, a quote) broke the file. Both are refused when
+/// rendering, with a message that never shows the secret.
+#[test]
+fn keepalived_auth_pass_from_the_vault_is_checked_when_rendering() {
+    let w = World::new();
+    for (pass, why) in [
+        ("123456789", "at most 8"),
+        ("ab\ncd", "newline"),
+        ("ab\"cd", "`\"`"),
+    ] {
+        let vault = vault_with(Some(("vrrp_pass", pass)));
+        let e = render_web1(w.dir.path(), &base_json(), &vault).expect_err("refused");
+        assert!(e.contains("keepalived.conf (`vip.auth_pass`)"), "{e}");
+        assert!(e.contains(why), "{e}");
+        assert!(!e.contains(pass), "the secret is in the message: {e}");
+    }
+}
+
+/// Regression (issue 15 §2): `app.health.path` went unquoted into the root `app-ctl` script.
+/// Validation refuses such a path; the script quotes it anyway, as one shell word.
+#[test]
+fn app_ctl_quotes_the_health_path() {
+    let path = "/healthz\"; id >/tmp/x; echo \"";
+    let p = crate::deploy::remote::AppParams {
+        stack: "s".into(),
+        runtime: crate::stack::model::Runtime::Podman,
+        host_port: 8000,
+        replicas: 1,
+        health_path: path.into(),
+        health_interval_s: 0.5,
+        health_timeout_s: 1.0,
+        healthy_threshold: 2,
+        health_deadline_s: 10,
+        stop_grace_s: 5,
+        nginx: true,
+    };
+    let script = crate::deploy::remote::ctl_script(&p);
+    assert!(
+        script.contains("$h_i)\"'/healthz\"; id >/tmp/x; echo \"' 2>/dev/null"),
+        "{script}"
+    );
+    let words = lines(&script, Format::Shell);
+    let curl = words
+        .iter()
+        .find(|l| l.first().is_some_and(|w| w == "curl"))
+        .expect("the curl line");
+    assert!(!curl.iter().any(|w| w == "id"), "{curl:?}");
+}
+
+/// Regression (issue 15 §4): a `files:` template (or an `{% include %}` in one) read any local
+/// file into the output. Templates now resolve inside the stack's folder, symlinks followed,
+/// unless the stack opts out with `allow_templates_outside_stack_dir: true`.
+#[test]
+fn templates_stay_in_the_stack_folder_unless_the_stack_opts_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret_file = outside.path().join("secret.txt");
+    std::fs::write(&secret_file, "outside-content\n").expect("write");
+    std::os::unix::fs::symlink(&secret_file, dir.path().join("link.j2")).expect("symlink");
+    std::fs::write(
+        dir.path().join("inc.j2"),
+        format!("{{% include {:?} %}}\n", secret_file.display().to_string()),
+    )
+    .expect("write");
+    let stack_text = |template: &str, opt_out: bool| {
+        format!(
+            "name: t\nprovider: hosts\nallow_templates_outside_stack_dir: {opt_out}\nhosts:\n  - {{name: a, address: 192.0.2.11, roles: [app]}}\nfiles:\n  - {{template: {template}, dest: /etc/x}}\n"
+        )
+    };
+    for template in ["link.j2", "inc.j2"] {
+        let s = stack::load_bytes(
+            &dir.path().join("s.yaml"),
+            stack_text(template, false).as_bytes(),
+        )
+        .expect("valid");
+        let h = s.host("a").expect("host");
+        let e = render_host(&s, h, &Secrets::default()).expect_err("refused");
+        let msg = e.to_string();
+        assert!(msg.contains("outside"), "{template}: {msg}");
+        assert!(!msg.contains("outside-content"), "{template}: {msg}");
+
+        let s = stack::load_bytes(
+            &dir.path().join("s.yaml"),
+            stack_text(template, true).as_bytes(),
+        )
+        .expect("valid");
+        let h = s.host("a").expect("host");
+        let c = render_host(&s, h, &Secrets::default()).expect("the stack opted out");
+        assert_eq!(c.files[0].content, b"outside-content\n");
+    }
+    // and validate refuses the plain spellings with file:line:col
+    let e = stack::load_bytes(
+        &dir.path().join("s.yaml"),
+        stack_text("/etc/hostname", false).as_bytes(),
+    )
+    .expect_err("refused");
+    assert_eq!(e.codes(), ["hactl::stack::outside_stack_dir"]);
+}

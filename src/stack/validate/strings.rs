@@ -322,7 +322,8 @@ fn walk(
             let kind = kind_of(pattern).unwrap_or(Kind::Line);
             if let Err(why) = kind.check(s) {
                 let path = concrete.join(".");
-                out.push(problem(&shown(concrete), s, why, kind, tree.span(&path)));
+                let field = format!("`{}`", shown(concrete));
+                out.push(problem(&field, s, why, kind, tree.span(&path)));
             }
         }
         serde_json::Value::Array(items) => {
@@ -345,7 +346,7 @@ fn walk(
                     if let Err(why) = kind.check(k) {
                         let path = concrete.join(".");
                         out.push(problem(
-                            &format!("key of {}", shown(&concrete[..concrete.len() - 1])),
+                            &format!("a key of `{}`", shown(&concrete[..concrete.len() - 1])),
                             k,
                             why,
                             kind,
@@ -390,22 +391,31 @@ fn shown(path: &[String]) -> String {
     out
 }
 
+/// `field` is how the message names the value: "`app.health.path`", "a key of `app.env`".
 fn problem(field: &str, value: &str, why: String, kind: Kind, span: Option<SourceSpan>) -> Problem {
     Problem::new(
         CODE,
-        format!("`{field}` is not {}: {} {why}", kind.what(), quoted(value)),
+        format!("{field} is not {}: {} {why}", kind.what(), quoted(value)),
     )
     .at(span, format!("not {}", kind.what()))
     .help(kind.help())
 }
 
-/// A value as a message shows it: short, control characters escaped.
+/// A value as a message shows it: short, control characters escaped (`\n`), so the message
+/// stays on one line and shows what is there.
 fn quoted(value: &str) -> String {
-    let mut s: String = value.chars().take(60).collect::<String>();
+    let mut s = String::new();
+    for c in value.chars().take(60) {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
     if value.chars().count() > 60 {
         s.push('…');
     }
-    format!("`{}`", s.escape_debug())
+    format!("`{s}`")
 }
 
 /// The first character `ok` refuses, described.
@@ -452,7 +462,7 @@ impl Kind {
             Kind::Owner => "a `user` or `user:group`",
             Kind::UrlPath => "a URL path",
             Kind::HttpUrl => "an http(s) URL",
-            Kind::AbsPath => "an absolute path",
+            Kind::AbsPath => "a plain absolute path",
             Kind::LocalPath => "a local path",
             Kind::ImageRef => "an image reference",
             Kind::Volume => "a volume",
