@@ -13,6 +13,9 @@ want keepalived keepalived
 want nginx nginx
 want haproxy haproxy
 want podman podman
+# both of podman 4.3's network backends are tested in the lab (CNI comes with podman)
+[ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
 want runc runc
 want ip iproute2
 want curl curl
