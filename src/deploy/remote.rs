@@ -113,6 +113,31 @@ fn project_label(rt: Runtime) -> &'static str {
     }
 }
 
+/// Shell that makes sure the runtime's daemon answers before a container command. podman has
+/// no daemon. Docker's does, and on a host where it is installed but stopped (a fresh lab
+/// host, a host after `systemctl stop docker`) every `docker` call fails: start the unit
+/// (`docker.service`, Debian's docker.io and Docker's own packages alike) when its socket is
+/// missing. Stopping is left to the operator.
+fn runtime_ready(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Podman => "",
+        Runtime::Docker => {
+            "[ -S /run/docker.sock ] || systemctl start docker >/dev/null || { echo 'docker.service is not running and did not start' >&2; return 1; }\n"
+        }
+    }
+}
+
+/// The compose command of a runtime. Docker's Compose v2 plugin (`docker compose`) where it is
+/// installed, else the standalone Compose v1 (`docker-compose`), which is all Debian 12's
+/// packages offer (docker.io ships no compose plugin). Both label containers with
+/// `com.docker.compose.project`.
+fn compose_cmd(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Podman => "podman-compose",
+        Runtime::Docker => "$DOCKER_COMPOSE",
+    }
+}
+
 fn secs(x: f64) -> String {
     let s = format!("{x:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -130,10 +155,7 @@ fn secs(x: f64) -> String {
 pub fn ctl_script(p: &AppParams) -> String {
     let mut s = String::new();
     let cli = container_cli(p.runtime);
-    let compose = match p.runtime {
-        Runtime::Podman => "podman-compose",
-        Runtime::Docker => "docker compose",
-    };
+    let compose = compose_cmd(p.runtime);
     let _ = writeln!(
         s,
         "#!/bin/sh\n# Written by hactl for stack `{}`. Do not edit: `hactl up` overwrites it.\n# The app's compose project in two slots (blue/green) behind nginx; see `hactl deploy`.",
@@ -145,6 +167,14 @@ pub fn ctl_script(p: &AppParams) -> String {
     let _ = writeln!(s, "U={}", q(&upstream_path(&p.stack)));
     let _ = writeln!(s, "STACK={}", q(&p.stack));
     s.push_str("umask 022\nmkdir -p \"$A\" || exit 1\n");
+    // only the verbs that change containers start the daemon (compose); queries (inspect,
+    // is-active) report what runs without starting anything
+    if p.runtime == Runtime::Docker {
+        let _ = writeln!(s, "ready() {{\n  {}}}", runtime_ready(p.runtime));
+        s.push_str("compose_cmd() {\n  [ -n \"${DOCKER_COMPOSE:-}\" ] && return 0\n  if docker compose version >/dev/null 2>&1; then DOCKER_COMPOSE='docker compose'; else DOCKER_COMPOSE=docker-compose; fi\n}\n");
+    } else {
+        s.push_str("ready() { :; }\ncompose_cmd() { :; }\n");
+    }
     s.push_str("rec() { printf 'HACTL'; for f in \"$@\"; do printf '\\t%s' \"$f\"; done; printf '\\n'; }\n");
     s.push_str("now_ms() { date +%s%3N; }\n");
     s.push_str("active() { if [ \"$(cat \"$A/active\" 2>/dev/null)\" = green ]; then echo green; else echo blue; fi; }\n");
@@ -159,7 +189,7 @@ pub fn ctl_script(p: &AppParams) -> String {
     );
     // compose SLOT IMAGE ARGS...: the slot's project with its image and ports.
     // (sh has no locals: helpers use prefixed names so they never clobber the caller's)
-    s.push_str("compose() {\n  c_sl=$1; c_im=$2; shift 2\n");
+    s.push_str("compose() {\n  ready || return 1\n  compose_cmd\n  c_sl=$1; c_im=$2; shift 2\n");
     let _ = write!(s, "  env HACTL_APP_IMAGE=\"$c_im\" HACTL_SLOT=\"$c_sl\"");
     for i in 0..p.replicas {
         let _ = write!(s, " {}=\"$(port \"$c_sl\" {i})\"", port_var(i));
@@ -310,6 +340,13 @@ fn heredoc_b64(s: &mut String, bytes: &[u8]) {
 pub fn load_image_script(runtime: Runtime, archive: &[u8], want: &str) -> String {
     let cli = container_cli(runtime);
     let mut s = String::from("set -u\n");
+    if runtime == Runtime::Docker {
+        let _ = writeln!(
+            s,
+            "ready() {{\n  {}}}\nready || exit 1",
+            runtime_ready(runtime)
+        );
+    }
     let _ = writeln!(s, "if ! out=$(base64 -d <<'HACTL_EOF' | {cli} load 2>&1");
     let b64 = base64::engine::general_purpose::STANDARD.encode(archive);
     for chunk in b64.as_bytes().chunks(76) {
@@ -491,6 +528,14 @@ mod tests {
     }
 
     #[test]
+    fn ctl_script_docker_snapshot() {
+        insta::assert_snapshot!(ctl_script(&AppParams {
+            runtime: Runtime::Docker,
+            ..params()
+        }));
+    }
+
+    #[test]
     fn ctl_script_docker_without_nginx() {
         let p = AppParams {
             runtime: Runtime::Docker,
@@ -499,7 +544,32 @@ mod tests {
             ..params()
         };
         let s = ctl_script(&p);
-        assert!(s.contains("docker compose -p \"hactl-$STACK-$c_sl\""));
+        assert!(s.contains("$DOCKER_COMPOSE -p \"hactl-$STACK-$c_sl\""));
+        // the v2 plugin where it exists, else Debian 12's docker-compose (v1)
+        assert!(s.contains(
+            "if docker compose version >/dev/null 2>&1; then DOCKER_COMPOSE='docker compose'; else DOCKER_COMPOSE=docker-compose; fi\n"
+        ));
+        // compose (the verbs that change containers) starts the daemon when its socket is
+        // missing; queries do not
+        assert!(s.contains("ready() {\n  [ -S /run/docker.sock ] || systemctl start docker"));
+        assert!(s.contains("compose() {\n  ready || return 1\n  compose_cmd\n"));
+        let load = load_image_script(Runtime::Docker, b"x", "localhost/a:1");
+        assert!(load.contains("[ -S /run/docker.sock ] || systemctl start docker"));
+        assert!(
+            load.find("ready || exit 1").expect("ready")
+                < load.find("| docker load").expect("load")
+        );
+        for script in [&s, &load] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", script])
+                .output()
+                .expect("sh runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         assert!(s.contains("label=com.docker.compose.project="));
         assert!(s.contains("point() { :; }"));
         assert!(!s.contains("HACTL_APP_PORT_2"));

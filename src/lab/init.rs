@@ -41,6 +41,20 @@ pub fn render_storage_conf(graphroot: &Path) -> String {
     )
 }
 
+/// dockerd's daemon.json for a host: storage on the lab dir, its bridge and the pool compose
+/// networks come from inside the lab range (Docker's defaults, 172.17.0.0/16 and the
+/// 172.x/192.168.x pools, are outside it), ulimits within the lab's hard limit (as podman's).
+pub fn render_docker_daemon_json(data_root: &Path) -> String {
+    let v = serde_json::json!({
+        "data-root": data_root.display().to_string(),
+        "bip": "198.19.128.1/24",
+        "default-address-pools": [{"base": "198.19.192.0/18", "size": 24}],
+        "storage-driver": "overlay2",
+        "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 20000, "Soft": 20000}},
+    });
+    format!("{v:#}\n")
+}
+
 /// /etc/hosts of a host.
 pub fn render_etc_hosts(name: &str, addr: std::net::Ipv4Addr) -> String {
     format!("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{addr} {name}\n")
@@ -247,6 +261,10 @@ fn setup(lab_dir: &Path, name: &str) -> Result<HostPaths, LabError> {
         CNI_DEFAULT_CONFLIST,
     )?;
     write(
+        "/etc/docker/daemon.json",
+        &render_docker_daemon_json(&paths.docker_root()),
+    )?;
+    write(
         "/etc/containers/storage.conf",
         &render_storage_conf(&paths.storage()),
     )?;
@@ -289,6 +307,27 @@ mod tests {
         }
         assert_eq!(subnets, 2, "default_subnet and one pool");
         assert!(CONTAINERS_CONF.contains("runtime = \"runc\""));
+    }
+
+    #[test]
+    fn docker_networks_stay_in_the_lab_range() {
+        let range = crate::lab::net::lab_range();
+        let text = render_docker_daemon_json(Path::new("/srv/hactl-lab/hosts/host1/docker"));
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["data-root"], "/srv/hactl-lab/hosts/host1/docker");
+        let bip: ipnet::Ipv4Net = v["bip"].as_str().and_then(|s| s.parse().ok()).expect("bip");
+        let pool: ipnet::Ipv4Net = v["default-address-pools"][0]["base"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("pool");
+        for n in [bip, pool] {
+            assert!(range.contains(&n), "{n} is outside {range}");
+        }
+        // apart from podman's default network and pool
+        for podman in ["198.19.0.0/24", "198.19.64.0/18"] {
+            let p: ipnet::Ipv4Net = podman.parse().expect("net");
+            assert!(!p.contains(&bip.trunc()) && !pool.contains(&p) && !p.contains(&pool));
+        }
     }
 
     #[test]
