@@ -267,13 +267,26 @@ async fn nothing_created(conf: &aws_config::SdkConfig) {
 }
 
 /// `plan` and `up` both refuse; stderr names the key (`file:line:col`) and what AWS said.
-fn refused(w: &Workdir, moto: &Moto, located: &str, said: &[&str]) {
+/// `plan`'s diagnostic is snapshotted as `name` (ids AWS made up are filtered).
+fn refused(w: &Workdir, moto: &Moto, name: &str, located: &str, said: &[&str]) {
     for args in [
         &["plan"][..],
         &["up", "--auto-approve", "--provision-only"][..],
     ] {
         let o = w.run(moto, args);
         let err = stderr(&o);
+        if args == ["plan"] {
+            insta::with_settings!({
+                filters => vec![
+                    (r"subnet-[0-9a-f]{8,}", "subnet-[ID]"),
+                    (r"vpc-[0-9a-f]{8,}", "vpc-[ID]"),
+                ],
+                prepend_module_to_snapshot => false,
+                omit_expression => true,
+            }, {
+                insta::assert_snapshot!(name, err);
+            });
+        }
         assert_eq!(o.status.code(), Some(1), "{args:?}\n{}{err}", stdout(&o));
         assert!(err.contains("nothing was created"), "{err}");
         assert!(
@@ -302,6 +315,7 @@ fn aws_unknown_zone_is_refused_before_anything_is_created() {
     refused(
         &w,
         &moto,
+        "preflight_unknown_zone",
         "13:23",
         &[
             "hactl::aws::zone",
@@ -329,6 +343,7 @@ fn aws_instance_type_not_offered_in_a_zone_is_refused() {
     refused(
         &w,
         &moto,
+        "preflight_instance_type",
         "20:20",
         &[
             "hactl::aws::instance_type",
@@ -398,6 +413,7 @@ fn aws_subnet_ids_in_the_wrong_zone_are_refused() {
     refused(
         &w,
         &moto,
+        "preflight_subnet_zone",
         &format!("16:{}", 18 + a.len() + 2),
         &[
             "hactl::aws::subnet",
@@ -460,14 +476,15 @@ fn aws_existing_vpc_cidr_comes_from_the_account() {
     w.ok(&moto, &["down", "--auto-approve"]);
 
     // A VPC id that does not exist: refused, pointing at `vpc_id`.
-    let w = fixture(|t| nlb(t).replace(&vpc, "vpc-0000000000000dead"));
+    let w = fixture(|t| nlb(t).replace(&vpc, "vpc-0dead0dead"));
     refused(
         &w,
         &moto,
+        "preflight_unknown_vpc",
         "15:13",
         &[
             "hactl::aws::vpc",
-            "VPC `vpc-0000000000000dead` does not exist in us-east-1",
+            "VPC `vpc-0dead0dead` does not exist in us-east-1",
         ],
     );
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());

@@ -279,11 +279,10 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
                 .reference("vpc", vec![vpc.clone()]),
         );
         for l in &b.listeners {
-            let proto = if alb {
-                l.protocol.to_uppercase()
-            } else {
-                "TCP".to_string()
-            };
+            // The protocol as written, never a silent substitute: `validate` refuses the ones
+            // hactl cannot build yet (UDP, TCP_UDP, TLS, HTTPS), and a listener that differs
+            // from what AWS reports is planned as a change.
+            let proto = l.protocol.to_uppercase();
             out.push(
                 Resource::new(ResKind::Listener, listener_addr(l.port.value))
                     .attr("port", l.port.value)
