@@ -130,6 +130,7 @@ pub async fn plan(
     run: &RunArgs,
     detailed_exitcode: bool,
 ) -> miette::Result<ExitStatus> {
+    warn(&stack);
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("plan", run.lock_wait).await?;
     let r = async {
@@ -174,6 +175,7 @@ pub async fn up(
     auto_approve: bool,
     provision_only: bool,
 ) -> miette::Result<ExitStatus> {
+    warn(&stack);
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("up", run.lock_wait).await?;
     let r = async {
@@ -656,6 +658,14 @@ async fn converge(
     } else {
         ExitStatus::Success
     })
+}
+
+/// The stack's warnings (e.g. a load balancer subnet below /27), on stderr before a run: they
+/// do not stop it, and `validate` is not the only place a user should see them.
+fn warn(stack: &Stack) {
+    for w in &stack.warnings {
+        view::print_warning(&miette::Report::new(w.clone()));
+    }
 }
 
 fn verb(a: Action) -> &'static str {

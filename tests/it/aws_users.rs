@@ -165,6 +165,16 @@ fn aws_tag_cleanup_is_a_retag_not_a_replacement() {
     let (_, db_sg) = rt.block_on(vpc_and_group(&conf, "db"));
     rt.block_on(untag(&conf, &[&vpc, &hosts_sg]));
     assert!(rt.block_on(hactl_tags(&conf, &vpc)).is_empty());
+    // `state refresh` with a valid state keeps what it recorded, tags or not.
+    let recorded = |w: &Workdir| -> serde_json::Value {
+        let st: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(w.state_path()).unwrap()).unwrap();
+        st["resources"].clone()
+    };
+    let before_refresh = recorded(&w);
+    w.ok(&moto, &["state", "refresh"]);
+    assert_eq!(recorded(&w), before_refresh);
+    assert_eq!(before_refresh["aws_vpc.main"]["id"], vpc.as_str());
 
     let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
     let plan = stdout(&o);
@@ -234,6 +244,57 @@ fn aws_tag_cleanup_is_a_retag_not_a_replacement() {
         Some(0),
         "{st}"
     );
+}
+
+/// Issue 17 §3: the target group's health check matcher is compared like the other health
+/// check settings: changed through the API (`200-499`), `plan` shows the drift as an in-place
+/// update and `up` sets the stack's (AWS's default for an ALB, `200`) back.
+#[test]
+fn aws_health_check_matcher_drift_is_planned_and_repaired() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = fixture(|t| t);
+    w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
+    let matcher = || {
+        let tg = rt
+            .block_on(
+                elb.describe_target_groups()
+                    .names(format!("hactl-{NAME}-web"))
+                    .send(),
+            )
+            .unwrap();
+        let tg = &tg.target_groups()[0];
+        (
+            tg.target_group_arn().unwrap().to_string(),
+            tg.matcher().and_then(|m| m.http_code()).map(str::to_string),
+        )
+    };
+    let (arn, m) = matcher();
+    assert_eq!(m.as_deref(), Some("200"));
+    rt.block_on(
+        elb.modify_target_group()
+            .target_group_arn(&arn)
+            .matcher(
+                aws_sdk_elasticloadbalancingv2::types::Matcher::builder()
+                    .http_code("200-499")
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let plan = stdout(&o);
+    assert_eq!(o.status.code(), Some(2), "{plan}{}", stderr(&o));
+    assert!(
+        plan.contains("~ aws_lb_target_group.web  (health_check.matcher: 200-499 → 200)"),
+        "{plan}"
+    );
+    w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
+    assert_eq!(matcher().1.as_deref(), Some("200"));
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
 
 /// Nothing of the stack exists in the account: no VPC but the default one, no tagged
