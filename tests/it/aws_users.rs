@@ -246,6 +246,180 @@ fn aws_tag_cleanup_is_a_retag_not_a_replacement() {
     );
 }
 
+/// The ids of the stack's subnets, gateway, route table, key pair (its `key-…` id) and every
+/// instance, read by tag (instances: all in the account).
+async fn tagged_ec2_ids(conf: &aws_config::SdkConfig) -> Vec<String> {
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let f = || {
+        Filter::builder()
+            .name("tag:hactl:stack")
+            .values(NAME)
+            .build()
+    };
+    let mut ids = Vec::new();
+    let s = ec2.describe_subnets().filters(f()).send().await.unwrap();
+    ids.extend(
+        s.subnets()
+            .iter()
+            .filter_map(|x| x.subnet_id().map(str::to_string)),
+    );
+    let g = ec2
+        .describe_internet_gateways()
+        .filters(f())
+        .send()
+        .await
+        .unwrap();
+    ids.extend(
+        g.internet_gateways()
+            .iter()
+            .filter_map(|x| x.internet_gateway_id().map(str::to_string)),
+    );
+    let r = ec2
+        .describe_route_tables()
+        .filters(f())
+        .send()
+        .await
+        .unwrap();
+    ids.extend(
+        r.route_tables()
+            .iter()
+            .filter_map(|x| x.route_table_id().map(str::to_string)),
+    );
+    let k = ec2.describe_key_pairs().filters(f()).send().await.unwrap();
+    ids.extend(
+        k.key_pairs()
+            .iter()
+            .filter_map(|x| x.key_pair_id().map(str::to_string)),
+    );
+    ids.extend(all_instance_ids(conf).await);
+    ids
+}
+
+/// Issue 17 §1, every kind that carries tags: subnets, gateway, route table, key pair (and its
+/// fingerprint tag), instances, balancer, target group, file system, DB instance and DB subnet
+/// group all lose their `hactl:*` tags; `plan` re-tags each in place and creates, replaces and
+/// deletes nothing; `up` restores every tag and launches nothing.
+#[test]
+fn aws_every_kind_that_loses_its_tags_is_retagged_in_place() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = fixture(|t| {
+        t.replace(
+            "    ami: ami-1e749f67\n",
+            "    ami: ami-1e749f67\n    public_key: {secret: ssh_public_key}\n",
+        )
+    });
+    w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
+    let before = rt.block_on(all_instance_ids(&conf));
+    let ec2_ids = rt.block_on(tagged_ec2_ids(&conf));
+    assert_eq!(ec2_ids.len(), 2 + 1 + 1 + 1 + 2, "{ec2_ids:?}");
+    // The console clean-up, service by service.
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let mut req = ec2.delete_tags().set_resources(Some(ec2_ids.clone()));
+    for k in ["hactl:stack", "hactl:address", "hactl:public-key-sha256"] {
+        req = req.tags(aws_sdk_ec2::types::Tag::builder().key(k).build());
+    }
+    rt.block_on(req.send()).unwrap();
+    let keys = vec!["hactl:stack".to_string(), "hactl:address".to_string()];
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
+    let lb = rt
+        .block_on(elb.describe_load_balancers().send())
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    let tg = rt
+        .block_on(elb.describe_target_groups().send())
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    rt.block_on(
+        elb.remove_tags()
+            .resource_arns(&lb)
+            .resource_arns(&tg)
+            .set_tag_keys(Some(keys.clone()))
+            .send(),
+    )
+    .unwrap();
+    let efs = aws_sdk_efs::Client::new(&conf);
+    let fs = rt
+        .block_on(efs.describe_file_systems().send())
+        .unwrap()
+        .file_systems()[0]
+        .file_system_id()
+        .to_string();
+    rt.block_on(
+        efs.untag_resource()
+            .resource_id(&fs)
+            .set_tag_keys(Some(keys.clone()))
+            .send(),
+    )
+    .unwrap();
+    let rds = aws_sdk_rds::Client::new(&conf);
+    let db = rt.block_on(rds.describe_db_instances().send()).unwrap();
+    let db_arn = db.db_instances()[0].db_instance_arn().unwrap().to_string();
+    let groups = rt.block_on(rds.describe_db_subnet_groups().send()).unwrap();
+    let group_arn = groups.db_subnet_groups()[0]
+        .db_subnet_group_arn()
+        .unwrap()
+        .to_string();
+    for arn in [&db_arn, &group_arn] {
+        rt.block_on(
+            rds.remove_tags_from_resource()
+                .resource_name(arn)
+                .set_tag_keys(Some(keys.clone()))
+                .send(),
+        )
+        .unwrap();
+    }
+
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let plan = stdout(&o);
+    assert_eq!(o.status.code(), Some(2), "{plan}{}", stderr(&o));
+    for addr in [
+        "aws_subnet.public[0]",
+        "aws_subnet.public[1]",
+        "aws_internet_gateway.main",
+        "aws_route_table.public",
+        "aws_instance.web[0]",
+        "aws_instance.web[1]",
+        "aws_lb.main",
+        "aws_lb_target_group.web",
+        "aws_efs_file_system.shared",
+        "aws_db_instance.main",
+        "aws_db_subnet_group.main",
+    ] {
+        assert!(
+            plan.contains(&format!(
+                "~ {addr}  (re-tag: hactl:stack, hactl:address missing)"
+            )),
+            "{addr}: {plan}"
+        );
+    }
+    assert!(
+        plan.contains(
+            "~ aws_key_pair.hosts  (re-tag: hactl:stack, hactl:address, hactl:public-key-sha256 missing)"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to create, 12 to update, 0 to delete"),
+        "{plan}"
+    );
+    w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
+    assert_eq!(rt.block_on(all_instance_ids(&conf)), before);
+    assert_eq!(rt.block_on(tagged_ec2_ids(&conf)).len(), ec2_ids.len());
+    assert_eq!(rt.block_on(counts(&conf, NAME)), crate::aws::full());
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    w.ok(&moto, &["down", "--auto-approve"]);
+    assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
+}
+
 /// Issue 17 §3: the target group's health check matcher is compared like the other health
 /// check settings: changed through the API (`200-499`), `plan` shows the drift as an in-place
 /// update and `up` sets the stack's (AWS's default for an ALB, `200`) back.
