@@ -13,8 +13,8 @@
 //!   associated one) are returned for the rules that admit traffic "from the VPC", instead of a
 //!   guess.
 //!
-//! All four questions are asked at once; every refusal names the stack key (`file:line:col`)
-//! and what AWS said.
+//! All of it is asked in one round of concurrent calls; every refusal names the stack key
+//! (`file:line:col`) and what AWS said.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -85,8 +85,20 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
     let net = &aws.network;
     let itype = aws.hosts.instance_type.value.clone();
     let subnet_ids = net.subnet_ids.clone().unwrap_or_default();
-    let (azs, subnets, vpcs) = tokio::join!(
+    // One round: the offerings of the type in every zone of the region (a handful of rows),
+    // so the zones the instances go to need not be known first.
+    let (azs, offerings, subnets, vpcs) = tokio::join!(
         c.ec2.describe_availability_zones().send(),
+        c.ec2
+            .describe_instance_type_offerings()
+            .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+            .filters(
+                Filter::builder()
+                    .name("instance-type")
+                    .values(&itype)
+                    .build()
+            )
+            .send(),
         async {
             if subnet_ids.is_empty() {
                 return Ok(Vec::new());
@@ -116,6 +128,7 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
         },
     );
     let azs = azs.map_err(api("DescribeAvailabilityZones"))?;
+    let offerings = offerings.map_err(api("DescribeInstanceTypeOfferings"))?;
     let subnets: Vec<_> = subnets.map_err(api("DescribeSubnets"))?;
     let vpcs: Vec<_> = vpcs.map_err(api("DescribeVpcs"))?;
 
@@ -243,20 +256,7 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
         .filter(|z| names.contains(&z.as_str()))
         .collect();
     if !wanted.is_empty() {
-        let o = c
-            .ec2
-            .describe_instance_type_offerings()
-            .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
-            .filters(
-                Filter::builder()
-                    .name("instance-type")
-                    .values(&itype)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(api("DescribeInstanceTypeOfferings"))?;
-        let offered: BTreeSet<&str> = o
+        let offered: BTreeSet<&str> = offerings
             .instance_type_offerings()
             .iter()
             .filter_map(|x| x.location())
