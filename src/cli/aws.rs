@@ -84,9 +84,12 @@ pub(crate) async fn read(
 }
 
 /// The state's resources and outputs, rebuilt from what was observed.
+/// Of two resources at one address (a duplicate not deleted yet), the first as observed is
+/// kept, as the diff keeps it: the one the state recorded, else the oldest.
 pub(crate) fn record(st: &mut State, observed: &[crate::provider::aws::model::Observed]) {
     st.resources = observed
         .iter()
+        .rev()
         .map(|o| {
             (
                 o.res.addr.clone(),
