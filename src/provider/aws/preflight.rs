@@ -147,14 +147,15 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
         .collect();
     let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
     for (j, z) in aws.zones.value.iter().enumerate() {
-        let span = stack.span_of(&format!("aws.zones.{j}"));
+        // Located only when refused: finding a key re-reads the file's tree.
+        let span = || stack.span_of(&format!("aws.zones.{j}"));
         match known.iter().find(|(n, _)| n == z) {
             None => problems.push(
                 Problem::new(
                     "hactl::aws::zone",
                     format!("zone `{z}` does not exist in {region}"),
                 )
-                .at(span, "no such zone")
+                .at(span(), "no such zone")
                 .help(format!(
                     "DescribeAvailabilityZones lists {} in {region}",
                     names.join(", ")
@@ -165,7 +166,7 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
                     "hactl::aws::zone",
                     format!("zone `{z}` is `{state}`, not available"),
                 )
-                .at(span, "not available")
+                .at(span(), "not available")
                 .help("pick an available zone (DescribeAvailabilityZones)"),
             ),
             Some(_) => {}
@@ -175,14 +176,14 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
     // Existing subnets: the zone each is really in, compared with the zone it is listed for.
     let mut zone_of_slot: Vec<String> = aws.zones.value.clone();
     for (j, id) in subnet_ids.iter().enumerate() {
-        let span = stack.span_of(&format!("aws.network.subnet_ids.{j}"));
+        let span = || stack.span_of(&format!("aws.network.subnet_ids.{j}"));
         let Some(s) = subnets.iter().find(|s| s.subnet_id() == Some(id.as_str())) else {
             problems.push(
                 Problem::new(
                     "hactl::aws::subnet",
                     format!("subnet `{id}` does not exist in {region}"),
                 )
-                .at(span, "no such subnet")
+                .at(span(), "no such subnet")
                 .help("DescribeSubnets does not return it: check the id and the region"),
             );
             continue;
@@ -197,7 +198,7 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
                             "subnet `{id}` is in {real}, but it is listed for {listed} (`aws.zones[{j}]`)"
                         ),
                     )
-                    .at(span, "in another zone")
+                    .at(span(), "in another zone")
                     .help("list one subnet of each zone, in the order of `aws.zones` (DescribeSubnets gives each subnet's AvailabilityZone); with two subnets in one zone the hosts, the balancer, EFS and the database all end up there"),
                 );
             }
@@ -209,7 +210,7 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
                         "hactl::aws::subnet",
                         format!("subnet `{id}` is in {in_vpc}, not in `vpc_id` {vpc}"),
                     )
-                    .at(span, "in another VPC")
+                    .at(span(), "in another VPC")
                     .help("every subnet of the stack must be in `network.vpc_id`"),
                 );
             }
