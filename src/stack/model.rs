@@ -789,6 +789,23 @@ pub struct LbHealthSpec {
     pub healthy_threshold: Spanned<i64>,
     #[serde(default = "default_lb_threshold")]
     pub unhealthy_threshold: Spanned<i64>,
+    /// The HTTP codes that count as healthy: `200`, `200,202` or `200-299` (ELB `Matcher`).
+    /// Default: AWS's own, `200` for an ALB and `200-399` for an NLB.
+    #[serde(default)]
+    pub matcher: Option<Spanned<String>>,
+}
+
+impl LbHealthSpec {
+    /// The matcher as sent to ELB: the stack's, or AWS's default for the balancer kind
+    /// (ELB `CreateTargetGroup`: "200" for HTTP target groups, "200-399" for an NLB's HTTP
+    /// health checks).
+    pub fn matcher_or_default(&self, kind: &str) -> String {
+        match &self.matcher {
+            Some(m) => m.value.clone(),
+            None if kind == "nlb" => "200-399".into(),
+            None => "200".into(),
+        }
+    }
 }
 
 impl Default for LbHealthSpec {
@@ -799,6 +816,7 @@ impl Default for LbHealthSpec {
             timeout: default_lb_timeout(),
             healthy_threshold: default_lb_threshold(),
             unhealthy_threshold: default_lb_threshold(),
+            matcher: None,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! hactl's state: resource ids, outputs, serial and lineage, with a lock, kept in a local
 //! file or in S3.
 //!
-//! The state is a cache and a record, not the source of truth: AWS resources carry
-//! `hactl:stack`/`hactl:address` tags and every plan reads them, so a lost state is rebuilt
-//! by `hactl state refresh`. What the state adds is the outputs (for `hactl outputs` and
+//! The state records every resource's id, and every plan reads those ids first: a resource
+//! whose `hactl:stack`/`hactl:address` tags were removed (a console tag clean-up) is still
+//! found, re-tagged, and never replaced for it. The tags find the rest, and rebuild a lost
+//! state (`hactl state refresh`). The state also holds the outputs (for `hactl outputs` and
 //! templates without an AWS call), the pinned SSH host keys, and a lineage + serial that stop
 //! one run from overwriting another stack's or a newer state.
 //!
