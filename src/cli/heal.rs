@@ -172,6 +172,9 @@ async fn round(stack: &Stack, secrets: &Secrets, n: u32, dry_run: bool) -> miett
     let mut apply = Vec::new();
     if !dry_run && plan.has_changes() {
         apply = engine::apply(stack, &obs, &plan, Mode::Up).await;
+        for r in &mut apply {
+            r.redact(secrets);
+        }
     }
     let mut ports = Vec::new();
     let mut services = Vec::new();

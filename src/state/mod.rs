@@ -47,6 +47,10 @@ pub struct State {
     /// (Local state: `known_hosts` beside it; S3 state: the team shares the pins.)
     #[serde(default)]
     pub host_keys: BTreeMap<String, String>,
+    /// The stack's key for keyed digests in plans (64 hex digits, see
+    /// [`crate::plan::DigestKey`]): why the state file is written owner-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +69,37 @@ impl State {
             resources: BTreeMap::new(),
             outputs: serde_json::Value::Object(Default::default()),
             host_keys: BTreeMap::new(),
+            digest_key: Some(crate::plan::DigestKey::random().to_hex()),
         }
     }
+}
+
+/// The stack's key for keyed digests in plans: read from the state and, when `create` (an
+/// `up`/`down` of a `provider: hosts` stack; `plan` writes nothing), created and saved there
+/// on first use. An AWS stack's state gets one when it is created (its runs write the state
+/// themselves). When there is no key, or the state cannot be read or written, the key is
+/// this run's alone: digests then differ between runs, and still reveal nothing.
+pub async fn digest_key(stack: &Stack, create: bool) -> crate::plan::DigestKey {
+    use crate::plan::DigestKey;
+    let Ok(backend) = Backend::for_stack(stack).await else {
+        return DigestKey::random();
+    };
+    let mut st = match backend.read(stack.name()).await {
+        Ok(Some(st)) => st,
+        Ok(None) if create && stack.file.aws.is_none() => State::new(stack.name()),
+        _ => return DigestKey::random(),
+    };
+    if let Some(k) = st.digest_key.as_deref().and_then(DigestKey::from_hex) {
+        return k;
+    }
+    let k = DigestKey::random();
+    if create && stack.file.aws.is_none() {
+        st.digest_key = Some(k.to_hex());
+        if backend.write(&mut st).await.is_err() {
+            return DigestKey::random();
+        }
+    }
+    k
 }
 
 /// 16 random bytes as hex: lineages and lock ids.
@@ -296,9 +329,19 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
             .map_err(|e| io("create the directory of", e))?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    tokio::fs::write(&tmp, bytes)
+    // Owner-only from creation: the state holds the digest key and pinned host keys.
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
         .await
         .map_err(|e| io("write", e))?;
+    tokio::io::AsyncWriteExt::write_all(&mut f, bytes)
+        .await
+        .map_err(|e| io("write", e))?;
+    drop(f);
     let f = tokio::fs::File::open(&tmp)
         .await
         .map_err(|e| io("open", e))?;
