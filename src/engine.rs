@@ -212,6 +212,8 @@ pub fn steps_up(plan: &Plan, cfg: &HostConfig, o: &ObservedHost) -> ApplySteps {
                         owner: f.owner.clone(),
                         check: f.check,
                         backup_original: existed && prev.file(path).is_none(),
+                        // set by `apply`, which has the stack
+                        replace_symlink: false,
                     });
                 }
             }
@@ -308,10 +310,17 @@ pub async fn apply(stack: &Stack, obs: &Observed, plan: &Plan, mode: Mode) -> Ve
         .filter(|(host, _)| plan.for_host(host).next().is_some())
         .filter_map(|(host, conn)| {
             let o = obs.hosts.get(host)?;
-            let steps = match mode {
+            let mut steps = match mode {
                 Mode::Up => steps_up(plan, obs.configs.get(host)?, o),
                 Mode::Down => steps_down(plan, host, o),
             };
+            for w in &mut steps.writes {
+                w.replace_symlink = stack
+                    .file
+                    .files
+                    .iter()
+                    .any(|f| f.replace_symlink && f.dest.value == w.path);
+            }
             Some((conn, steps))
         })
         .collect();

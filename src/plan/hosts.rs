@@ -152,7 +152,8 @@ pub fn diff(
             None => (Some(Action::Create), "missing".to_string(), None),
             Some(o) if o.kind == FileKind::Symlink => (
                 Some(Action::Update),
-                "a symbolic link on the host: `up` refuses to replace it".to_string(),
+                "a symbolic link on the host: `up` refuses it unless the file says `replace_symlink: true`"
+                    .to_string(),
                 Some("symlink".to_string()),
             ),
             Some(o) if o.kind == FileKind::Other => (

@@ -224,6 +224,9 @@ pub struct WriteFile {
     pub check: Option<CheckKind>,
     /// The file exists and hactl did not write it: keep the original for `down`.
     pub backup_original: bool,
+    /// A symbolic link at `path` is replaced by the file instead of refused (the stack's
+    /// `files[].replace_symlink`).
+    pub replace_symlink: bool,
 }
 
 /// A file to remove during apply or down.
@@ -347,10 +350,12 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             s,
             "pin {dir} || {{ [ -d {dir} ] || mkdir -p {dir}; pin {dir}; }} || {{ cleanup; fail dir {p}; exit 1; }}"
         );
-        let _ = writeln!(
-            s,
-            "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
-        );
+        if !w.replace_symlink {
+            let _ = writeln!(
+                s,
+                "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
+            );
+        }
         let _ = write!(s, "{{ base64 -d && chmod {:o} /proc/self/fd/1", w.mode);
         if let Some(owner) = &w.owner {
             let _ = write!(s, " && chown {} /proc/self/fd/1", q(owner));
@@ -380,10 +385,13 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
         let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
         let name = q(base_of(&w.path));
         let t = q_temp(&w.path, nonce);
-        let _ = writeln!(
-            s,
-            "pin {dir} || {{ cleanup; fail dir {p}; exit 1; }}\n[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
-        );
+        let _ = writeln!(s, "pin {dir} || {{ cleanup; fail dir {p}; exit 1; }}");
+        if !w.replace_symlink {
+            let _ = writeln!(
+                s,
+                "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
+            );
+        }
         if w.backup_original {
             let b = backup_path(&w.path);
             let bd = backup_path(dir_of(&w.path));
@@ -448,7 +456,7 @@ pub fn describe_fail(fields: &[String]) -> String {
                 "refused to write `{path}`: its directory is not a plain path on the host (a symbolic link or `..` is on the way); nothing was changed on this host"
             ),
             "symlink" => format!(
-                "refused to replace `{path}`: it is a symbolic link on the host; remove the link (hactl never writes through one); nothing was changed on this host"
+                "refused to replace `{path}`: it is a symbolic link on the host; remove the link, or let `up` replace it with `replace_symlink: true` on the file (hactl never writes through a link); nothing was changed on this host"
             ),
             "unsafe-dir" => format!(
                 "refused to check `{path}`: its directory can be changed by users other than root; nothing was changed on this host"
@@ -669,6 +677,7 @@ mod tests {
                     owner: None,
                     check: Some(CheckKind::Nginx),
                     backup_original: true,
+                    replace_symlink: false,
                 },
                 WriteFile {
                     path: "/etc/keepalived/keepalived.conf".into(),
@@ -677,6 +686,7 @@ mod tests {
                     owner: Some("root".into()),
                     check: Some(CheckKind::Keepalived),
                     backup_original: false,
+                    replace_symlink: false,
                 },
             ],
             removes: vec![RemoveFile {
@@ -711,6 +721,7 @@ mod tests {
                 owner: None,
                 check: None,
                 backup_original: false,
+                replace_symlink: false,
             }],
             ..Default::default()
         };
@@ -822,6 +833,7 @@ mod tests {
             owner: Some("nobody".into()),
             check: None,
             backup_original: true,
+            replace_symlink: false,
         }
     }
 
@@ -884,6 +896,32 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(left, ["app.conf"], "{left:?}");
+    }
+
+    #[test]
+    fn replace_symlink_replaces_the_link_never_its_target() {
+        let sb = Sandbox::new();
+        std::os::unix::fs::symlink(&sb.victim, sb.path("home/app.conf")).expect("plant");
+        let mut w = user_file(sb.path("home/app.conf"));
+        w.replace_symlink = true;
+        let steps = ApplySteps {
+            writes: vec![w],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(ok, "{out}");
+        sb.assert_victim_untouched();
+        let meta = std::fs::symlink_metadata(sb.path("home/app.conf")).expect("written");
+        assert!(
+            meta.file_type().is_file(),
+            "the link is replaced by the file"
+        );
+        // the original link is kept (as a link) for `down`
+        let kept = format!("{}{}", sb.path("state/backup"), sb.path("home/app.conf"));
+        assert!(std::fs::symlink_metadata(&kept)
+            .expect("backup")
+            .file_type()
+            .is_symlink());
     }
 
     #[test]
