@@ -324,7 +324,11 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir)
+        // owner-only from its first use, like the file
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .await
             .map_err(|e| io("create the directory of", e))?;
     }
@@ -376,6 +380,29 @@ mod tests {
         // Nor is it read as another stack's.
         let err = b.read("y").await.unwrap_err();
         assert!(matches!(err, StateError::WrongStack { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn local_state_holding_the_digest_key_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".hactl/s.json");
+        let b = Backend::Local {
+            state: state.clone(),
+            lock: dir.path().join(".hactl/s.lock"),
+        };
+        let mut st = State::new("x");
+        assert!(st
+            .digest_key
+            .as_deref()
+            .and_then(crate::plan::DigestKey::from_hex)
+            .is_some());
+        b.write(&mut st).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o600);
+        assert_eq!(mode(&dir.path().join(".hactl")), 0o700);
+        let back = b.read("x").await.unwrap().unwrap();
+        assert_eq!(back.digest_key, st.digest_key);
     }
 
     #[tokio::test]

@@ -149,10 +149,6 @@ impl HostReport {
 
 /// Runs one host's apply script and reports what it did.
 pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostReport {
-    let mut report = HostReport {
-        host: conn.host.clone(),
-        ..Default::default()
-    };
     // Fresh for every run: the temporary names on the host cannot be guessed beforehand.
     let nonce = crate::state::random_id();
     let out = match conn
@@ -161,12 +157,38 @@ pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostRe
     {
         Ok(o) => o,
         Err(e) => {
-            report.error = Some(e.to_string());
-            return report;
+            return HostReport {
+                host: conn.host.clone(),
+                error: Some(e.to_string()),
+                ..Default::default()
+            }
         }
     };
+    report_from(
+        &conn.host,
+        &out.stdout,
+        &out.stderr,
+        out.success,
+        steps,
+        &nonce,
+    )
+}
+
+/// The report of one host's apply script from its output (`success`: exit status 0).
+pub fn report_from(
+    host: &str,
+    stdout: &str,
+    stderr: &str,
+    success: bool,
+    steps: &ApplySteps,
+    nonce: &str,
+) -> HostReport {
+    let mut report = HostReport {
+        host: host.to_string(),
+        ..Default::default()
+    };
     let mut errors = Vec::new();
-    for rec in script::parse(&out.stdout) {
+    for rec in script::parse(stdout) {
         match rec {
             Record::Ok(f) => match f.as_slice() {
                 [kind, path] if kind == "file" || kind == "remove" => {
@@ -181,16 +203,16 @@ pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostRe
             Record::CheckFailed(path) => errors.push(format!(
                 "`{path}` was refused by its check; nothing was changed on this host"
             )),
-            Record::Log(line) => report.log.push(checker_paths(&line, steps, &nonce)),
+            Record::Log(line) => report.log.push(checker_paths(&line, steps, nonce)),
             _ => {}
         }
     }
-    if out.success && errors.is_empty() {
+    if success && errors.is_empty() {
         report.ok = true;
     } else if errors.is_empty() {
         report.error = Some(format!(
             "apply script failed: {}",
-            out.stderr.trim().lines().last().unwrap_or("no output")
+            stderr.trim().lines().last().unwrap_or("no output")
         ));
     } else {
         report.error = Some(errors.join("; "));
@@ -212,4 +234,88 @@ fn checker_paths(line: &str, steps: &ApplySteps, nonce: &str) -> String {
 /// Runs a read-only shell snippet (status probes) and returns its stdout.
 pub async fn query(conn: &Connection, script: &str) -> Result<String, HostError> {
     Ok(conn.run_script(script).await?.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::CheckKind;
+    use script::WriteFile;
+
+    #[test]
+    fn checker_output_names_the_destination_and_is_redacted_of_secrets() {
+        // The real apply script and the real nginx, here: a rendered nginx.conf whose secret
+        // nginx quotes when it refuses the file.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "this test runs the apply script as root, as on a host: run the tests as root"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        std::fs::create_dir(root.join("etc")).expect("mkdir");
+        let dest = root.join("etc/nginx.conf").display().to_string();
+        let steps = ApplySteps {
+            writes: vec![WriteFile {
+                path: dest.clone(),
+                content: b"events {}\nhttp { s3cret-canary-value on; }\n".to_vec(),
+                mode: 0o600,
+                owner: None,
+                check: Some(CheckKind::Nginx),
+                backup_original: false,
+                replace_symlink: false,
+            }],
+            ..Default::default()
+        };
+        let state = root.join("state").display().to_string();
+        let script = script::apply_script_at(&state, "t", &steps, "feedc0de");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh runs");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        let mut report = report_from(
+            "h",
+            &stdout,
+            &stderr,
+            out.status.success(),
+            &steps,
+            "feedc0de",
+        );
+        assert!(!report.ok);
+        assert!(
+            report
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("was refused by its check"),
+            "{report:?}"
+        );
+        let log = report.log.join("\n");
+        assert!(
+            log.contains("s3cret-canary-value"),
+            "nginx quotes it: {log}"
+        );
+        assert!(
+            log.contains(&dest),
+            "the destination, not /proc/self/cwd: {log}"
+        );
+        assert!(!log.contains("/proc/self/cwd"), "{log}");
+        let mut secrets = crate::vault::Secrets::default();
+        secrets.insert(
+            "canary".into(),
+            crate::vault::Secret::new("s3cret-canary-value".into()),
+        );
+        report.redact(&secrets);
+        let shown = serde_json::to_string(&report).unwrap_or_default();
+        assert!(!shown.contains("s3cret-canary-value"), "{shown}");
+        assert!(shown.contains("(secret canary)"), "{shown}");
+        assert!(
+            !std::path::Path::new(&dest).exists(),
+            "a refused file is not activated"
+        );
+    }
 }
