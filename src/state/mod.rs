@@ -86,7 +86,11 @@ pub async fn digest_key(stack: &Stack, create: bool) -> crate::plan::DigestKey {
     };
     let mut st = match backend.read(stack.name()).await {
         Ok(Some(st)) => st,
-        Ok(None) if create && stack.file.aws.is_none() => State::new(stack.name()),
+        Ok(None) if create && stack.file.aws.is_none() => {
+            let mut st = State::new(stack.name());
+            st.digest_key = None;
+            st
+        }
         _ => return DigestKey::random(),
     };
     if let Some(k) = st.digest_key.as_deref().and_then(DigestKey::from_hex) {

@@ -157,6 +157,23 @@ fn up_never_writes_through_a_link_a_host_user_planted() {
         "700 root\n700 root\n700 root\n"
     );
 
+    // `down` removes and restores in the pinned directories: the user's file goes, root's
+    // original comes back, the victim stays as it was.
+    let args = ["down", "-f", &stack, "--auto-approve"];
+    let o = run(&args);
+    succeeded(&args, &o);
+    assert_eq!(
+        sh(
+            "host1",
+            &format!("ls -A {USER_DIR}; stat -c '%a' {ROOT_ONLY}; cat {ROOT_ONLY}")
+        ),
+        format!(".app.conf.hactl-new\n600\n{ROOT_ONLY_TEXT}\n")
+    );
+    assert_victim_untouched();
+    let args = ["up", "-f", &stack, "--auto-approve"];
+    let o = run(&args);
+    succeeded(&args, &o);
+
     // The user makes a destination a link to root's file: `plan` shows a link, never the
     // target's content; `up` refuses and says so; the target is untouched.
     as_user(&format!("ln -s {VICTIM} {USER_DIR}/linked.conf"));
@@ -173,6 +190,17 @@ fn up_never_writes_through_a_link_a_host_user_planted() {
         "plan printed the link's target:\n{text}"
     );
     assert!(text.contains("symbolic link"), "{text}");
+    // the digest key lives in the stack's state (made by the first `up`): two plans agree
+    let digests = || {
+        let args = ["plan", "-f", &stack, "--json"];
+        let o = run(&args);
+        let v: serde_json::Value =
+            serde_json::from_str(&succeeded(&args, &o)).expect("plan --json is JSON");
+        v["changes"].to_string()
+    };
+    let first = digests();
+    assert!(first.contains("hmac:"), "{first}");
+    assert_eq!(first, digests());
     let o = run(&["up", "-f", &stack, "--auto-approve"]);
     let text = both(&o);
     assert!(!o.status.success(), "up must fail on a link:\n{text}");
