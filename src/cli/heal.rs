@@ -190,6 +190,12 @@ async fn round(stack: &Stack, secrets: &Secrets, n: u32, dry_run: bool) -> miett
         }
         ports.extend(heal_redis(&svc, &obs, secrets, dry_run).await);
     }
+    // remote output quoted in failures: never a secret value
+    for p in &mut ports {
+        for f in &mut p.failed {
+            *f = secrets.redact(f);
+        }
+    }
     let hosts_ok = if dry_run {
         reconfigured.is_empty()
     } else {
