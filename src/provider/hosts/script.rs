@@ -6,6 +6,11 @@
 //! script per phase keeps a host to one round trip for observing and one for applying. Every
 //! argument is quoted with `shell-escape`, never by hand. The output is line-oriented,
 //! tab-separated records prefixed `HACTL` that `parse_*` read back.
+//!
+//! Host users are not trusted: writes never follow a link or a renamed directory a user
+//! planted ([`apply_script_at`]), and observing never reads through a link nor fetches what
+//! an unprivileged user could not read ([`observe_script`], [`fetch_script`]); see
+//! docs/security.md.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
