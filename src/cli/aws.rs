@@ -256,7 +256,8 @@ async fn configure_hosts(
             });
         }
     }
-    let status = super::plan::up_rendered(s.clone(), configs, args.json, auto_approve).await?;
+    let status =
+        super::plan::up_rendered(s.clone(), configs, secrets, args.json, auto_approve).await?;
     match mount_path {
         Some(path) if !efs_dns.is_empty() => {
             let failed = mount_step(&s, &path, args.json).await;

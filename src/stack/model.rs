@@ -676,6 +676,11 @@ pub struct FileSpec {
     /// Only these hosts get the file; default: every host.
     #[serde(default)]
     pub hosts: Option<Spanned<Vec<String>>>,
+    /// `dest` may be a symbolic link on the host, which `up` then replaces by the file (the
+    /// rename replaces the link itself; nothing is written through it). Without it a link at
+    /// `dest` is refused: a host user who owns the directory could point it anywhere.
+    #[serde(default)]
+    pub replace_symlink: bool,
 }
 
 /// AWS resources for `provider: aws` (seed 003).

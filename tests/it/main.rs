@@ -8,6 +8,7 @@ mod aws_vip;
 mod canary;
 mod deploy;
 mod ha;
+mod hostile;
 mod lab;
 mod render;
 mod services;
