@@ -261,6 +261,8 @@ enum Format {
     Shell,
     Yaml,
     Rsyslog,
+    /// An environment file: one `NAME=VALUE` per line, the value literal.
+    EnvFile,
 }
 
 fn format_of(path: &str) -> Option<Format> {
@@ -271,6 +273,7 @@ fn format_of(path: &str) -> Option<Format> {
         "nginx.conf" => Format::Nginx,
         "docker-compose.yml" => Format::Yaml,
         "rsyslog.conf" => Format::Rsyslog,
+        "compose.env" => Format::EnvFile,
         n if n.ends_with(".sh") || n.ends_with(".env") || n == "app-ctl" => Format::Shell,
         n if n.starts_with("redis") && n.ends_with(".conf") || n == "sentinel.conf" => {
             Format::Redis
@@ -286,7 +289,7 @@ fn lines(text: &str, f: Format) -> Vec<Vec<String>> {
         Format::Haproxy => (true, true),
         Format::Nginx | Format::Redis => (true, true),
         Format::Shell => (true, true),
-        Format::Rsyslog | Format::Yaml => (true, false),
+        Format::Rsyslog | Format::Yaml | Format::EnvFile => (true, false),
     };
     let specials: &[char] = match f {
         Format::Nginx => &[';', '{', '}'],
@@ -368,6 +371,15 @@ fn lines(text: &str, f: Format) -> Vec<Vec<String>> {
 fn structure(path: &str, content: &[u8]) -> Option<Vec<String>> {
     let f = format_of(path)?;
     let text = String::from_utf8_lossy(content);
+    if f == Format::EnvFile {
+        // one variable per line whatever the value holds: the names are the structure
+        return Some(
+            text.lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| l.split_once('=').map(|(n, _)| n).unwrap_or(l).to_string())
+                .collect(),
+        );
+    }
     if f == Format::Yaml {
         let doc: Json = match serde_saphyr::from_str(&text) {
             Ok(d) => d,
@@ -655,6 +667,7 @@ fn the_base_stack_covers_the_files_that_matter() {
         "/etc/haproxy/haproxy.cfg",
         "/etc/nginx/nginx.conf",
         "/etc/hactl/hostile/docker-compose.yml",
+        "/etc/hactl/hostile/compose.env",
         "/etc/motd",
     ] {
         assert!(paths.contains_key(p), "web1 has no {p}: {paths:?}");

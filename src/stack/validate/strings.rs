@@ -144,7 +144,7 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("app.image", Kind::ImageRef),
     ("app.archive", Kind::LocalPath),
     ("app.command[]", Kind::Line),
-    ("app.env.*", Kind::Text),
+    ("app.env.*", Kind::Line),
     ("app.env.*.secret", Kind::SecretName),
     ("app.volumes[]", Kind::Volume),
     ("app.health.path", Kind::UrlPath),
@@ -181,6 +181,7 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("aws.balancer.kind", Kind::Owned),
     ("aws.balancer.listeners[].protocol", Kind::AwsId),
     ("aws.balancer.health_check.path", Kind::UrlPath),
+    ("aws.balancer.health_check.matcher", Kind::AwsId),
     ("aws.shared_fs.performance_mode", Kind::AwsId),
     ("aws.shared_fs.mount_path", Kind::AbsPath),
     ("aws.database.engine", Kind::AwsId),
@@ -501,7 +502,7 @@ impl Kind {
             Kind::CheckCommand => "keepalived runs it without a shell: the program's absolute path, then letters, digits, spaces and `/._=:,@+%-`; put anything more in a script file and name that",
             Kind::Email => "e.g. `ops@example.com`",
             Kind::SecretName => "letters, digits and `_`, not starting with a digit (see `hactl secrets set`)",
-            Kind::AwsId => "AWS identifiers use letters, digits and `._:/-`",
+            Kind::AwsId => "AWS identifiers use letters, digits and `._:/,-`",
             Kind::S3Bucket => "S3 bucket names are 3–63 lowercase letters, digits, `.` and `-`",
             Kind::ServerNames => "e.g. `example.com www.example.com` or `_`",
             Kind::AuthPass => "use printable characters other than spaces, quotes, `\\`, `#`, `!`, `$`, `{` and `}`",
@@ -674,7 +675,7 @@ impl Kind {
                 if s.is_empty() {
                     return Ok(());
                 }
-                only(s, |c| alnum(c) || "._:/-".contains(c))
+                only(s, |c| alnum(c) || "._:/,-".contains(c))
             }
             Kind::S3Bucket => {
                 only(s, |c| {
