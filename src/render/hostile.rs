@@ -636,8 +636,13 @@ fn lookup(doc: &Json, path: &[String]) -> Option<String> {
 }
 
 proptest! {
+    // 256 cases in the suite (~5 s of CPU in a debug build); `HACTL_PROPTEST_CASES=N` runs
+    // more, for a long local soak.
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: std::env::var("HACTL_PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256),
         failure_persistence: None,
         .. ProptestConfig::default()
     })]

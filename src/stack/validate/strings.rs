@@ -289,8 +289,20 @@ pub fn tokens(pattern: &str) -> Vec<String> {
 }
 
 /// Whether `pattern` (a [`FIELDS`] path) names the field at `path` (tokens).
+#[cfg(test)]
 pub fn matches(pattern: &str, path: &[String]) -> bool {
-    let pat = tokens(pattern);
+    tokens_match(&tokens(pattern), path)
+}
+
+/// [`FIELDS`] with each pattern split into tokens once: `validate` looks up every string of a
+/// file, and a 10,000-host file has tens of thousands.
+static FIELD_TOKENS: std::sync::LazyLock<Vec<(Vec<String>, Kind)>> =
+    std::sync::LazyLock::new(|| FIELDS.iter().map(|(p, k)| (tokens(p), *k)).collect());
+
+static KEY_TOKENS: std::sync::LazyLock<Vec<(Vec<String>, Kind)>> =
+    std::sync::LazyLock::new(|| KEYS.iter().map(|(p, k)| (tokens(p), *k)).collect());
+
+fn tokens_match(pat: &[String], path: &[String]) -> bool {
     pat.len() == path.len()
         && pat
             .iter()
@@ -300,9 +312,9 @@ pub fn matches(pattern: &str, path: &[String]) -> bool {
 
 /// The kind of the string at `path` (tokens), if the table names it.
 pub fn kind_of(path: &[String]) -> Option<Kind> {
-    FIELDS
+    FIELD_TOKENS
         .iter()
-        .find(|(p, _)| matches(p, path))
+        .find(|(p, _)| tokens_match(p, path))
         .map(|(_, k)| *k)
 }
 
@@ -337,9 +349,9 @@ fn walk(
             }
         }
         serde_json::Value::Object(map) => {
-            let key_kind = KEYS
+            let key_kind = KEY_TOKENS
                 .iter()
-                .find(|(p, _)| matches(p, pattern))
+                .find(|(p, _)| tokens_match(p, pattern))
                 .map(|(_, k)| *k);
             for (k, item) in map {
                 concrete.push(k.clone());
