@@ -22,10 +22,13 @@
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Error, ErrorKind, Value};
 
+/// How every refusal of these filters starts, so `render` can tell them from template bugs.
+pub const REFUSED: &str = "a value cannot be written into";
+
 fn refuse(format: &str, what: String) -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
-        format!("a value cannot be written into {format}: it {what}"),
+        format!("{REFUSED} {format}: it {what}"),
     )
 }
 

@@ -542,13 +542,15 @@ impl World {
         let o = rt
             .block_on(check::run_check(kind, &path))
             .map_err(|e| format!("cannot run {}: {e} (install it)", kind.tool()))?;
-        // What keepalived -t says about this machine rather than the file: a script user or
-        // a check program that exists on the hosts but not here.
+        // What keepalived -t says about this machine rather than the file: a script user, a
+        // check program or an interface that exists on the hosts but not here.
         let host_facts = [
             "Error setting global script uid/gid",
             "Unable to set default user",
             "not found/accessible",
             "not found, ignoring",
+            "doesn't exist",
+            "Non-existent interface specified",
         ];
         let only_host_facts = kind == CheckKind::Keepalived
             && o.output
@@ -736,6 +738,7 @@ fn keepalived_auth_pass_from_the_vault_is_checked_when_rendering() {
         let vault = vault_with(Some(("vrrp_pass", pass)));
         let e = render_web1(w.dir.path(), &base_json(), &vault).expect_err("refused");
         assert!(e.contains("keepalived.conf (`vip.auth_pass`)"), "{e}");
+        assert!(e.contains("cannot write a value for host `web1`"), "{e}");
         assert!(e.contains(why), "{e}");
         assert!(!e.contains(pass), "the secret is in the message: {e}");
     }

@@ -138,6 +138,17 @@ pub enum RenderError {
     )]
     UnresolvedVip,
 
+    #[error("template `{template}` cannot write a value for host `{host}`: {message}")]
+    #[diagnostic(
+        code(hactl::render::unwritable),
+        help("the value comes from the stack or the vault: change it so it fits the file's format (`hactl secrets set NAME` for a secret); `hactl validate` checks the stack's own values")
+    )]
+    Unwritable {
+        template: String,
+        host: String,
+        message: String,
+    },
+
     #[error("`templates_dir` `{path}` is outside the stack's folder")]
     #[diagnostic(
         code(hactl::render::outside_stack_dir),
@@ -217,10 +228,22 @@ impl Renderer<'_> {
                 name: name.clone(),
             });
         }
-        let text = result.map_err(|e| RenderError::Template {
-            template: job.template.clone(),
-            host: self.host.name.clone(),
-            message: describe(&e),
+        let text = result.map_err(|e| {
+            let message = describe(&e);
+            let (template, host) = (job.template.clone(), self.host.name.clone());
+            if message.contains(escape::REFUSED) {
+                RenderError::Unwritable {
+                    template,
+                    host,
+                    message,
+                }
+            } else {
+                RenderError::Template {
+                    template,
+                    host,
+                    message,
+                }
+            }
         })?;
         let sensitive = !touched.used.is_empty();
         Ok(RenderedFile {

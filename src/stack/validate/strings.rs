@@ -48,7 +48,8 @@ pub enum Kind {
     /// What ssh connects to: a DNS name, an address, `user@host:port`, comma-separated hops.
     /// Never starting with `-` (ssh would read it as an option).
     SshTarget,
-    /// A network interface name (Linux: at most 15 characters, no `/` or spaces).
+    /// A network interface name (Linux: at most 15 characters, no `/` or spaces), starting with
+    /// a letter or digit.
     Interface,
     /// A POSIX user name (`useradd`'s rule): `[A-Za-z_][A-Za-z0-9_.-]*`, at most 32.
     UserName,
@@ -501,7 +502,7 @@ impl Kind {
             Kind::LowerName => "use lowercase letters, digits, `_` and `-`, starting with a letter or digit, e.g. `web`",
             Kind::HostName => "use letters, digits, `.`, `_` and `-`, starting with a letter or digit, e.g. `web1`",
             Kind::SshTarget => "a DNS name or address, optionally `user@host:port`; it must not start with `-`",
-            Kind::Interface => "name a network interface: up to 15 letters, digits, `_`, `.` and `-`, e.g. `eth0`",
+            Kind::Interface => "name a network interface: up to 15 letters, digits, `_`, `.` and `-`, starting with a letter or digit, e.g. `eth0`",
             Kind::UserName => "a user name of letters, digits, `_`, `.` and `-`, e.g. `root` or `keepalived_script`",
             Kind::Owner => "e.g. `app` or `app:app`",
             Kind::UrlPath => "a path such as `/healthz`: letters, digits and `/-._~%:@!*+,=`; percent-encode anything else",
@@ -572,8 +573,9 @@ impl Kind {
                     return Ok(());
                 }
                 only(s, |c| alnum(c) || "_.-".contains(c))?;
-                if s == "." || s == ".." {
-                    return Err("is not a name".into());
+                // `-eth0` would read as an option to `ip` and friends
+                if !s.starts_with(|c: char| alnum(c)) {
+                    return Err("does not start with a letter or digit".into());
                 }
                 max_len(s, 15)
             }
