@@ -84,7 +84,8 @@ pub enum Kind {
     AwsId,
     /// An S3 bucket name: 3–63 of `[a-z0-9.-]`.
     S3Bucket,
-    /// nginx `server_name`: space-separated names of `[A-Za-z0-9.*_-]`.
+    /// nginx `server_name`: space-separated names of `[A-Za-z0-9._-]`, each `_`, `name`,
+    /// `.name`, `*.name` or `name.*`.
     ServerNames,
     /// keepalived's `auth_pass`: printable ASCII without spaces, quotes, `\`, `#`, `!`, `$`,
     /// braces (its length is checked with the VRRP rules).
@@ -706,6 +707,23 @@ impl Kind {
                 if s.split(' ').all(str::is_empty) {
                     return Err("names no server".into());
                 }
+                // nginx's forms: `_`, `name`, `.name`, `*.name`, `name.*` (ngx_http_core_module)
+                for n in s.split(' ').filter(|n| !n.is_empty()) {
+                    let core = n
+                        .strip_prefix("*.")
+                        .or_else(|| n.strip_suffix(".*"))
+                        .or_else(|| n.strip_prefix('.'))
+                        .unwrap_or(n);
+                    let ok = n == "_"
+                        || (!core.is_empty()
+                            && !core.contains('*')
+                            && !core.starts_with(['.', '-'])
+                            && !core.ends_with('.')
+                            && !core.contains(".."));
+                    if !ok {
+                        return Err(format!("has `{n}`, which is not a server name"));
+                    }
+                }
                 Ok(())
             }
             Kind::AuthPass => only(s, |c| c.is_ascii_graphic() && !"\"'\\#!${}".contains(c)),
@@ -946,6 +964,22 @@ mod tests {
         assert!(nginx_block("location /x {").is_err());
         assert!(nginx_block("return 200 \"x").is_err());
         assert!(nginx_block("add_header X-A b").is_err());
+    }
+
+    #[test]
+    fn server_names_take_nginx_forms_only() {
+        for ok in [
+            "_",
+            "example.com www.example.com",
+            "*.example.com",
+            ".example.com",
+            "www.*",
+        ] {
+            assert!(Kind::ServerNames.check(ok).is_ok(), "{ok} refused");
+        }
+        for bad in ["*", "a*b.com", "example.com;", "..x", "-x"] {
+            assert!(Kind::ServerNames.check(bad).is_err(), "{bad} passed");
+        }
     }
 
     #[test]
