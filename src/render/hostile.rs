@@ -824,3 +824,90 @@ fn templates_stay_in_the_stack_folder_unless_the_stack_opts_out() {
     .expect_err("refused");
     assert_eq!(e.codes(), ["hactl::stack::outside_stack_dir"]);
 }
+
+/// The redis password round trip, end to end on this machine: redis-server reads the rendered
+/// `requirepass` line, and the exact bytes haproxy's check sends (`tcp-check send-binary`) are
+/// answered `+OK`, while the password with `\x41` decoded is refused. Loopback only; needs
+/// `redis-server` (installed by scripts/deps.sh) and fails loudly without it.
+#[test]
+fn redis_accepts_exactly_the_rendered_password() {
+    use std::io::{Read, Write};
+    let w = World::new();
+    let pw = "p\"w\nx\\x41 y";
+    let files = render_web1(
+        w.dir.path(),
+        &base_json(),
+        &vault_with(Some(("redis_pass", pw))),
+    )
+    .expect("renders");
+    let text = |p: &str| {
+        files
+            .iter()
+            .find(|(path, _, _)| path.ends_with(p))
+            .map(|(_, c, _)| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_else(|| panic!("no {p}"))
+    };
+    let requirepass = text("redis-9001.conf")
+        .lines()
+        .find(|l| l.starts_with("requirepass "))
+        .expect("requirepass")
+        .to_string();
+    let send = text("haproxy.cfg")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tcp-check send-binary "))
+        .map(|h| hex::decode(h.trim()).expect("hex"))
+        .expect("send-binary");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("r.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\n{requirepass}\n",
+            dir.path().display()
+        ),
+    )
+    .expect("conf");
+    let mut server = match std::process::Command::new("redis-server")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("cannot run redis-server: {e} (install it: scripts/deps.sh)"),
+    };
+    let auth = |bytes: &[u8]| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(mut s) => {
+                    s.write_all(bytes).expect("send");
+                    let mut buf = [0u8; 128];
+                    let n = s.read(&mut buf).expect("answer");
+                    return String::from_utf8_lossy(&buf[..n]).into_owned();
+                }
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return format!("no answer: {e}"),
+            }
+        }
+    };
+    let exact = auth(&send);
+    let decoded = "p\"w\nxA y";
+    let wrong = auth(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{decoded}\r\n", decoded.len()).as_bytes());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        exact, "+OK\r\n",
+        "haproxy's AUTH was refused: {requirepass}"
+    );
+    assert!(
+        wrong.starts_with("-WRONGPASS"),
+        "redis decoded `\\x41`: {wrong}"
+    );
+}
