@@ -488,12 +488,19 @@ fn same_structure(a: Option<&[String]>, b: Option<&[String]>, value: &str, own: 
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
             let ((kx, nx), (ky, ny)) = (split(x), split(y));
-            nx == ny
-                && (kx == ky
-                    || (!value.is_empty()
-                        && !own.is_empty()
-                        && kx.replace(value, "\u{0}") == ky.replace(own, "\u{0}")))
+            nx == ny && (kx == ky || (!own.is_empty() && swapped(&ky, own, &kx, value)))
         })
+}
+
+/// Whether `new` is `base` with one occurrence of `own` replaced by `value`.
+fn swapped(base: &str, own: &str, new: &str, value: &str) -> bool {
+    base.match_indices(own).any(|(i, _)| {
+        let (pre, post) = (&base[..i], &base[i + own.len()..]);
+        new.len() == pre.len() + value.len() + post.len()
+            && new.starts_with(pre)
+            && new.ends_with(post)
+            && &new[pre.len()..new.len() - post.len()] == value
+    })
 }
 
 struct World {
@@ -694,6 +701,20 @@ proptest! {
         let r = W.with(|w| w.case(t, &v));
         prop_assert!(r.is_ok(), "{:?} = {:?}: {}", t, v, r.err().unwrap_or_default());
     }
+}
+
+#[test]
+fn a_keyword_made_of_the_value_is_the_same_structure() {
+    // found by a soak: check name `_` makes `chk__`, check name `root-` makes `chk_root-`
+    let b = vec!["chk_nginx_up ×1".to_string()];
+    for v in ["_", "root-", "1"] {
+        let a = vec![format!("chk_{v} ×1")];
+        assert!(same_structure(Some(&a), Some(&b), v, "nginx_up"), "{v}");
+    }
+    let extra = vec!["chk_x ×2".to_string()];
+    assert!(!same_structure(Some(&extra), Some(&b), "x", "nginx_up"));
+    let other = vec!["vrrp_script ×1".to_string()];
+    assert!(!same_structure(Some(&other), Some(&b), "x", "nginx_up"));
 }
 
 #[test]
