@@ -1,9 +1,27 @@
 //! AWS SDK clients: the standard credential chain (`AWS_PROFILE`, environment, files,
 //! instance role), `AWS_ENDPOINT_URL` (tests reach moto through it), the stack's region unless
-//! `AWS_REGION` overrides it, and the SDK's standard retry mode (`AWS_RETRY_MODE=adaptive`
-//! selects adaptive), all over rustls.
+//! `AWS_REGION` overrides it, all over rustls.
+//!
+//! Retries: AWS throttles (`Throttling`, `RequestLimitExceeded`) under load and inside long
+//! waits, so every client uses the SDK's adaptive retry mode (standard retries plus a
+//! client-side rate limiter that slows down after throttling) with [`MAX_ATTEMPTS`] attempts,
+//! where the SDK's default is 3 (terraform-provider-aws retries each call up to 25 times).
+//! `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` in the environment still choose otherwise.
 
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
+
+/// Attempts per call (the first one included) before a retryable error is returned.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Adaptive retries with [`MAX_ATTEMPTS`], unless the environment names a mode or a count.
+fn retry_config() -> Option<RetryConfig> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if set("AWS_RETRY_MODE") || set("AWS_MAX_ATTEMPTS") {
+        return None; // aws-config reads them
+    }
+    Some(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS))
+}
 
 /// The shared SDK configuration for `region`.
 pub async fn sdk_config(region: &str) -> aws_config::SdkConfig {
@@ -11,6 +29,9 @@ pub async fn sdk_config(region: &str) -> aws_config::SdkConfig {
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
     {
         loader = loader.region(Region::new(region.to_string()));
+    }
+    if let Some(r) = retry_config() {
+        loader = loader.retry_config(r);
     }
     loader.load().await
 }
@@ -37,6 +58,32 @@ impl Clients {
                 .region()
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| region.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::retry::RetryMode;
+
+    #[tokio::test]
+    async fn clients_retry_adaptively_with_more_attempts() {
+        if std::env::var_os("AWS_RETRY_MODE").is_some()
+            || std::env::var_os("AWS_MAX_ATTEMPTS").is_some()
+        {
+            panic!("unset AWS_RETRY_MODE / AWS_MAX_ATTEMPTS to run this test");
+        }
+        let c = Clients::new("us-east-1").await;
+        for r in [
+            c.ec2.config().retry_config(),
+            c.elb.config().retry_config(),
+            c.efs.config().retry_config(),
+            c.rds.config().retry_config(),
+        ] {
+            let r = r.expect("a retry config");
+            assert_eq!(r.mode(), RetryMode::Adaptive);
+            assert_eq!(r.max_attempts(), MAX_ATTEMPTS);
         }
     }
 }

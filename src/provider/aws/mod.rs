@@ -16,6 +16,7 @@ pub mod hosts;
 pub mod model;
 pub mod observe;
 pub mod outputs;
+pub mod wait;
 
 /// An AWS call that failed: the service's error code and message, not a debug dump.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -30,12 +31,27 @@ pub enum AwsError {
         addr: String,
         message: String,
     },
-    #[error("timed out waiting for `{addr}` to become {what}")]
+    #[error("timed out after {after} waiting for `{addr}` to become {what} (last seen: {last})")]
     #[diagnostic(
         code(hactl::aws::timeout),
-        help("re-run `hactl up`: it picks up where it stopped")
+        help("re-run `hactl up`: it picks up where it stopped; a kind that needs longer takes `aws.timeouts` in the stack")
     )]
-    Timeout { addr: String, what: &'static str },
+    Timeout {
+        addr: String,
+        what: &'static str,
+        after: String,
+        last: String,
+    },
+    #[error("`{addr}` is `{status}` instead of becoming {what}")]
+    #[diagnostic(
+        code(hactl::aws::failed_state),
+        help("AWS will not leave this state by itself: see the resource in the AWS console (its status reason), fix the cause, then re-run `hactl up`")
+    )]
+    Failed {
+        addr: String,
+        what: &'static str,
+        status: String,
+    },
     #[error("`{addr}` needs `{dep}`, which has no id")]
     #[diagnostic(
         code(hactl::aws::missing_dep),
