@@ -45,6 +45,7 @@ import json
 import os
 import random
 import re
+import signal
 import threading
 import time
 import uuid
@@ -252,6 +253,7 @@ class Layer:
             params.update(query)
             action = (params.get("Action") or [""])[0]
             values = [v for k, vs in params.items() if not k.startswith("Filter.") for v in vs]
+        values = [v for v in values if isinstance(v, str)]
         with self.lock:
             self.stats["requests"] += 1
             fault = self.fault(service, action, params, values)
@@ -488,6 +490,9 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     settings = json.loads(os.environ.get("AWS_LIKE") or "{}")
+    # Stop at once on SIGTERM/SIGINT, whatever the parent shell did to their dispositions.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: os._exit(0))
     from werkzeug.serving import run_simple
     run_simple(args.host, args.port, Layer(moto_app(), settings), threaded=True)
 

@@ -75,6 +75,12 @@ pub enum Event {
 }
 
 /// Runs the steps; `on_event` is awaited after each one (the caller saves the state there).
+///
+/// Deletes all run before any create or update. Within each phase a step starts as soon as
+/// the steps it depends on are done (a create after the creates of what it references; a
+/// delete after the deletes of what references it), at most `parallelism` at a time: the run
+/// takes as long as its longest dependency chain, not the sum of its waves' slowest steps
+/// (measured on `bench/aws-like.sh`). After a failure nothing new starts; what runs finishes.
 pub async fn apply<F, Fut>(
     ctx: Arc<Ctx>,
     steps: &[Step],
@@ -85,37 +91,58 @@ where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
-    let mut deletes: BTreeMap<usize, Vec<&Step>> = BTreeMap::new();
-    let mut forwards: BTreeMap<usize, Vec<&Step>> = BTreeMap::new();
+    let mut deletes: Vec<&Step> = Vec::new();
+    let mut forwards: Vec<&Step> = Vec::new();
     for s in steps {
         match s.change.action {
-            Action::Delete => deletes.entry(s.wave).or_default().push(s),
+            Action::Delete => deletes.push(s),
             Action::Replace => {
-                deletes.entry(s.wave).or_default().push(s);
-                forwards.entry(s.wave).or_default().push(s);
+                deletes.push(s);
+                forwards.push(s);
             }
-            _ => forwards.entry(s.wave).or_default().push(s),
+            _ => forwards.push(s),
         }
     }
-    let mut errors = Vec::new();
-    for (_, wave) in deletes.into_iter().rev() {
-        errors.extend(run_wave(&ctx, wave, parallelism, true, on_event.clone()).await);
-        if !errors.is_empty() {
-            return errors;
-        }
+    let errors = run_graph(&ctx, &deletes, parallelism, true, on_event.clone()).await;
+    if !errors.is_empty() {
+        return errors;
     }
-    for (_, wave) in forwards {
-        errors.extend(run_wave(&ctx, wave, parallelism, false, on_event.clone()).await);
-        if !errors.is_empty() {
-            return errors;
-        }
-    }
-    errors
+    run_graph(&ctx, &forwards, parallelism, false, on_event).await
 }
 
-async fn run_wave<F, Fut>(
+/// For each step, the steps of the same phase that must be done before it starts.
+fn prerequisites(steps: &[&Step], deleting: bool) -> Vec<Vec<usize>> {
+    let deps = |s: &Step| -> Vec<String> {
+        let r = if deleting {
+            s.observed.as_ref().map(|o| &o.res)
+        } else {
+            s.desired.as_ref().or(s.observed.as_ref().map(|o| &o.res))
+        };
+        r.map(|r| r.deps().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (0..steps.len())
+                .filter(|&j| j != i)
+                .filter(|&j| {
+                    if deleting {
+                        // j references i: j goes first.
+                        deps(steps[j]).contains(&s.change.addr)
+                    } else {
+                        deps(s).contains(&steps[j].change.addr)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn run_graph<F, Fut>(
     ctx: &Arc<Ctx>,
-    wave: Vec<&Step>,
+    steps: &[&Step],
     parallelism: usize,
     deleting: bool,
     on_event: F,
@@ -124,97 +151,133 @@ where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
-    let results: Vec<Option<AwsError>> = futures::stream::iter(wave.into_iter().map(|s| {
-        let ctx = ctx.clone();
-        let on_event = on_event.clone();
-        async move {
-            let addr = s.change.addr.clone();
-            let action = if deleting {
-                Action::Delete
-            } else {
-                s.change.action
-            };
-            on_event(Event::Started {
-                addr: addr.clone(),
-                action,
-            })
-            .await;
-            let t0 = Instant::now();
-            let r = if deleting {
-                match &s.observed {
-                    Some(o) => delete(&ctx, o).await.map(|_| None),
-                    None => Ok(None),
+    let pre = prerequisites(steps, deleting);
+    let n = steps.len();
+    let mut done = vec![false; n];
+    let mut started = vec![false; n];
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut errors = Vec::new();
+    loop {
+        if errors.is_empty() {
+            let mut ready: Vec<usize> = (0..n)
+                .filter(|&i| !started[i] && pre[i].iter().all(|&j| done[j]))
+                .collect();
+            // A dependency cycle cannot be ordered: start its first step in wave order
+            // (shallowest creates, deepest deletes) as a root, as the waves did, rather
+            // than stop.
+            if ready.is_empty() && running.is_empty() {
+                ready.extend((0..n).filter(|&i| !started[i]).min_by_key(|&i| {
+                    let w = steps[i].wave;
+                    (if deleting { usize::MAX - w } else { w }, i)
+                }));
+            }
+            for i in ready {
+                if running.len() >= parallelism.max(1) {
+                    break;
                 }
-            } else {
-                match (&s.desired, s.change.action) {
-                    (Some(d), Action::Update) => {
-                        let o = s.observed.as_ref();
-                        match o {
-                            Some(o) => update(&ctx, d, o).await.map(|_| Some(o.id.clone())),
-                            None => Ok(None),
-                        }
-                    }
-                    (Some(d), _) => {
-                        let salt = s
-                            .observed
-                            .as_ref()
-                            .map(|o| o.id.as_str())
-                            .or(s.replaces.as_deref())
-                            .unwrap_or("");
-                        create(&ctx, d, salt).await.map(Some)
-                    }
-                    (None, _) => Ok(None),
-                }
-            };
-            match r {
-                Ok(id) => {
-                    let kind = s
-                        .desired
-                        .as_ref()
-                        .map(|d| d.kind)
-                        .or(s.observed.as_ref().map(|o| o.res.kind))
-                        .unwrap_or(ResKind::Vpc);
-                    {
-                        let mut ids = ctx.ids.lock().await;
-                        match &id {
-                            Some(id) => {
-                                ids.insert(addr.clone(), id.clone());
-                            }
-                            // A duplicate's delete leaves the address's real resource alone.
-                            None if s.desired.is_none() || deleting => {
-                                let dup = s.change.reason.starts_with("duplicate");
-                                if !dup {
-                                    ids.remove(&addr);
-                                }
-                            }
-                            None => {}
-                        }
-                    }
-                    on_event(Event::Done {
-                        addr,
-                        action,
-                        id,
-                        kind,
-                        elapsed: t0.elapsed(),
-                    })
-                    .await;
-                    None
-                }
-                Err(e) => {
-                    on_event(Event::Failed {
-                        addr,
-                        error: e.to_string(),
-                    })
-                    .await;
-                    Some(e)
-                }
+                started[i] = true;
+                let step = run_step(ctx, steps[i], deleting, on_event.clone());
+                running.push(async move { (i, step.await) });
             }
         }
-    }))
-    .buffer_unordered(parallelism.max(1))
-    .collect()
+        match running.next().await {
+            Some((i, r)) => {
+                done[i] = true;
+                errors.extend(r);
+            }
+            None => break,
+        }
+    }
+    errors
+}
+
+/// One step: its events, its call(s), and the id it leaves in the context.
+async fn run_step<F, Fut>(ctx: &Arc<Ctx>, s: &Step, deleting: bool, on_event: F) -> Option<AwsError>
+where
+    F: Fn(Event) -> Fut + Clone,
+    Fut: Future<Output = ()>,
+{
+    let addr = s.change.addr.clone();
+    let action = if deleting {
+        Action::Delete
+    } else {
+        s.change.action
+    };
+    on_event(Event::Started {
+        addr: addr.clone(),
+        action,
+    })
     .await;
-    results.into_iter().flatten().collect()
+    let t0 = Instant::now();
+    let r = if deleting {
+        match &s.observed {
+            Some(o) => delete(ctx, o).await.map(|_| None),
+            None => Ok(None),
+        }
+    } else {
+        match (&s.desired, s.change.action) {
+            (Some(d), Action::Update) => {
+                let o = s.observed.as_ref();
+                match o {
+                    Some(o) => update(ctx, d, o).await.map(|_| Some(o.id.clone())),
+                    None => Ok(None),
+                }
+            }
+            (Some(d), _) => {
+                let salt = s
+                    .observed
+                    .as_ref()
+                    .map(|o| o.id.as_str())
+                    .or(s.replaces.as_deref())
+                    .unwrap_or("");
+                create(ctx, d, salt).await.map(Some)
+            }
+            (None, _) => Ok(None),
+        }
+    };
+    match r {
+        Ok(id) => {
+            let kind = s
+                .desired
+                .as_ref()
+                .map(|d| d.kind)
+                .or(s.observed.as_ref().map(|o| o.res.kind))
+                .unwrap_or(ResKind::Vpc);
+            {
+                let mut ids = ctx.ids.lock().await;
+                match &id {
+                    Some(id) => {
+                        ids.insert(addr.clone(), id.clone());
+                    }
+                    // A duplicate's delete leaves the address's real resource alone.
+                    None if s.desired.is_none() || deleting => {
+                        let dup = s.change.reason.starts_with("duplicate");
+                        if !dup {
+                            ids.remove(&addr);
+                        }
+                    }
+                    None => {}
+                }
+            }
+            on_event(Event::Done {
+                addr,
+                action,
+                id,
+                kind,
+                elapsed: t0.elapsed(),
+            })
+            .await;
+            None
+        }
+        Err(e) => {
+            on_event(Event::Failed {
+                addr,
+                error: e.to_string(),
+            })
+            .await;
+            Some(e)
+        }
+    }
 }
 
 fn api<E, R>(

@@ -180,8 +180,10 @@ pub fn db_available(status: &str) -> Poll {
     }
 }
 
-/// Polls `check` with exponential backoff (250 ms → 10 s) until it is ready, failed, or
-/// `timeout` has passed. A throttling error is a pending poll; a NotFound error is one while
+/// Polls `check` until it is ready, failed, or `timeout` has passed. The pause between polls
+/// is a twentieth of the time waited so far (at least the first pause, at most 10 s): a
+/// resource is seen ready at most 5% (or 10 s) after it became so, and a 40-minute wait costs
+/// about 300 describes. A throttling error is a pending poll; a NotFound error is one while
 /// `propagation` has not passed since the wait began (the id may not have propagated yet).
 pub async fn until<F, Fut>(
     addr: &str,
@@ -250,7 +252,7 @@ where
             });
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(10));
+        delay = (t0.elapsed() / 20).clamp(first_delay, Duration::from_secs(10));
     }
 }
 
@@ -284,7 +286,9 @@ where
             }
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(5));
+        // Short pauses (at most 500 ms): a new id usually propagates within seconds, and
+        // every run's longest chain pays this once per link.
+        delay = (delay * 3 / 2).min(Duration::from_millis(500));
     }
 }
 
