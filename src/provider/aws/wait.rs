@@ -181,9 +181,9 @@ pub fn db_available(status: &str) -> Poll {
 }
 
 /// Polls `check` until it is ready, failed, or `timeout` has passed. The pause between polls
-/// is a twentieth of the time waited so far (at least the first pause, at most 10 s): a
-/// resource is seen ready at most 5% (or 10 s) after it became so, and a 40-minute wait costs
-/// about 300 describes. A throttling error is a pending poll; a NotFound error is one while
+/// is a fortieth of the time waited so far (at least the first pause, at most 10 s): a
+/// resource is seen ready at most 2.5% (or 10 s) after it became so, and a 40-minute wait
+/// costs about 400 describes. A throttling error is a pending poll; a NotFound error is one while
 /// `propagation` has not passed since the wait began (the id may not have propagated yet).
 pub async fn until<F, Fut>(
     addr: &str,
@@ -252,7 +252,7 @@ where
             });
         }
         tokio::time::sleep(delay).await;
-        delay = (t0.elapsed() / 20).clamp(first_delay, Duration::from_secs(10));
+        delay = (t0.elapsed() / 40).clamp(first_delay, Duration::from_secs(10));
     }
 }
 
@@ -273,7 +273,6 @@ where
     Fut: Future<Output = Result<T, aws_sdk_ec2::error::SdkError<E, R>>>,
 {
     let t0 = Instant::now();
-    let mut delay = Duration::from_millis(250);
     loop {
         match f().await {
             Ok(v) => return Ok(v),
@@ -285,10 +284,9 @@ where
                 }
             }
         }
-        tokio::time::sleep(delay).await;
-        // Short pauses (at most 500 ms): a new id usually propagates within seconds, and
-        // every run's longest chain pays this once per link.
-        delay = (delay * 3 / 2).min(Duration::from_millis(500));
+        // A short, even pause: a new id usually propagates within seconds, and every run's
+        // longest chain pays the overshoot once per link.
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
