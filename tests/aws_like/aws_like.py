@@ -29,6 +29,8 @@ and moto does not, each behaviour off until a test turns it on:
   balancer's security groups and subnets answer `DependencyViolation` for this long (the
   balancer's network interfaces linger on AWS).
 - DeleteTargetGroup answers `ResourceInUse` while a listener forwards to it: moto already does.
+- ModifyDBInstance `DBPortNumber` moves the endpoint's port (moto stores it and shows the old
+  one): always on.
 
 Settings come from the `AWS_LIKE` environment variable (a JSON object) at start, and can be
 changed at any time with `POST /_aws_like/config` (a JSON object merged into the settings;
@@ -210,6 +212,8 @@ class Layer:
         self.lb_deps = {}
         # subnet / security group id -> when its balancer was deleted
         self.lingering = {}
+        # DB instance identifier -> the port ModifyDBInstance moved it to
+        self.db_ports = {}
         self.stats = {k: 0 for k in
                       ("requests", "throttled", "not_found", "rewritten", "dependency_violation")}
 
@@ -371,7 +375,10 @@ class Layer:
             if key and params.get(key):
                 kind = "db_instance" if action == "CreateDBInstance" else "db_subnet_group"
                 self.fresh[params[key][0]] = (now, service, kind)
-            if action in ("CreateDBInstance", "DescribeDBInstances"):
+            if action == "ModifyDBInstance" and params.get("DBPortNumber"):
+                ident = params.get("DBInstanceIdentifier", [""])[0]
+                self.db_ports[ident] = params["DBPortNumber"][0]
+            if action in ("CreateDBInstance", "DescribeDBInstances", "ModifyDBInstance"):
                 out = self.rewrite_dbs(out)
         elif service == "elasticfilesystem":
             try:
@@ -444,6 +451,12 @@ class Layer:
         ready = self.settings["rds_ready_secs"]
         for db in doc.getElementsByTagName("DBInstance"):
             ident = child(db, "DBInstanceIdentifier")
+            port = self.db_ports.get(text_of(ident)) if ident is not None else None
+            endpoint = child(db, "Endpoint")
+            if port is not None and endpoint is not None and child(endpoint, "Port") is not None:
+                if text_of(child(endpoint, "Port")) != port:
+                    set_text(child(endpoint, "Port"), port)
+                    changed = True
             age = self.age(text_of(ident)) if ident is not None else None
             if age is None:
                 continue

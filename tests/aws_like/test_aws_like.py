@@ -200,6 +200,16 @@ class LayerTest(unittest.TestCase):
         self.assertEqual(db()["DBInstanceStatus"], "incompatible-parameters")
         self.assertNotIn("Endpoint", db())
 
+    def test_db_port_changes_move_the_endpoint(self):
+        rds = self.client("rds")
+        rds.create_db_instance(
+            DBInstanceIdentifier="d", DBInstanceClass="db.t3.micro", Engine="postgres",
+            MasterUsername="u", MasterUserPassword="password1", AllocatedStorage=20)
+        rds.modify_db_instance(DBInstanceIdentifier="d", DBPortNumber=5433,
+                               ApplyImmediately=True)
+        d = rds.describe_db_instances(DBInstanceIdentifier="d")["DBInstances"][0]
+        self.assertEqual(d["Endpoint"]["Port"], 5433)
+
     def test_efs_mount_targets_are_creating_then_available(self):
         _, a, _, _ = self.network()
         self.layer.configure({"efs_ready_secs": 3})

@@ -418,3 +418,36 @@ fn aws_like_plan_while_the_database_creates_changes_nothing() {
         stdout(&o)
     );
 }
+
+/// A `database.port` change is an in-place update that is really sent (ModifyDBInstance
+/// `DBPortNumber`): after `up` the next `plan` is empty, not the same change again.
+#[test]
+fn aws_like_database_port_change_is_applied() {
+    let layer = AwsLike::start(json!({}));
+    let stack = Stack::new(|s| s);
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    std::fs::write(
+        &stack.file,
+        text.replacen("    name: app\n", "    name: app\n    port: 5433\n", 1),
+    )
+    .unwrap();
+    let (plan, _) = stack.ok(&layer, &["plan"], 2 * MINUTE);
+    assert!(plan.contains("port: 5432 → 5433"), "{plan}");
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the port change was not applied:\n{}",
+        stdout(&o)
+    );
+}
