@@ -1,16 +1,21 @@
 //! Carrying out a diff's steps against AWS.
 //!
-//! Order: deletes first (and the delete half of replacements), deepest wave first; then
-//! creates and updates, wave by wave. Within a wave, steps run concurrently, at most
-//! `parallelism` at a time. A failed step stops the run after its wave finishes (nothing that
-//! depends on it starts); the state is saved after every step, so a re-run resumes.
+//! Order: deletes first (and the delete half of replacements), then creates and updates.
+//! Within each phase a step starts as soon as the steps it depends on are done (a create after
+//! the creates of what it references, a delete after the deletes of what references it), at
+//! most `parallelism` at a time, so a run takes as long as its longest dependency chain. After a
+//! failed step nothing new starts (nothing that depends on it, nor anything else); the state
+//! is saved after every step, so a re-run resumes.
 //!
 //! Idempotency: every create carries the ownership tags in the create call itself (EC2
 //! TagSpecifications, ELB/RDS/EFS Tags), so a resource never exists untagged and a re-run finds
 //! it by tags instead of creating it again; instances also send a ClientToken and file systems
 //! a CreationToken derived from the state's lineage and the address, so a create retried by the
 //! SDK returns the first one on AWS. Mount targets and listeners are unique by zone / port.
-//! Waiting uses tokio sleeps with exponential backoff.
+//!
+//! AWS as it behaves ([`super::wait`]): calls that name a resource of this run retry NotFound
+//! while the new id propagates; waits poll with tokio sleeps, treat throttling as pending, end
+//! at a failure state with the AWS status, and have per-kind limits (`aws.timeouts`).
 
 use std::collections::BTreeMap;
 use std::future::Future;

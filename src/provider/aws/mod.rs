@@ -1,11 +1,12 @@
 //! The AWS provider (seed 003): VPC, subnets per zone, internet gateway and routes, security
 //! groups, EC2 instances across zones, an ALB/NLB with target group and listeners, EFS with a
-//! mount target per zone, and RDS — planned from tags, applied in dependency waves.
+//! mount target per zone, and RDS — planned from tags, applied in dependency order.
 //!
 //! Layout: [`model`] (the resource shape), [`desired`] (stack → resources, pure), [`diff`]
 //! (desired + observed → steps, pure), [`observe`] (read everything carrying
 //! `hactl:stack=<name>`), [`apply`] (steps → API calls, parallel within a wave, idempotent
-//! creates), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses). Only `observe` and
+//! creates), [`wait`] (eventual consistency, throttling, ready and failure states, per-kind
+//! limits), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses). Only `observe` and
 //! `apply` talk to AWS.
 
 pub mod apply;
