@@ -1505,3 +1505,92 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::aws::desired::{desired, Inputs};
+    use crate::provider::aws::diff;
+
+    const STACK: &str = r#"
+name: web3
+provider: aws
+aws:
+  region: us-east-1
+  zones: [us-east-1a, us-east-1b]
+  network:
+    vpc_cidr: 10.20.0.0/16
+    subnets: [10.20.1.0/24, 10.20.2.0/24]
+  hosts:
+    count: 2
+    instance_type: t2.micro
+    ami: ami-1e749f67
+  balancer:
+    kind: alb
+  shared_fs:
+    performance_mode: generalPurpose
+  database:
+    engine: postgres
+    instance_class: db.t3.micro
+    username: app
+    password: secret-pw
+"#;
+
+    fn prerequisite_addrs(steps: &[&Step], deleting: bool, addr: &str) -> Vec<String> {
+        let pre = prerequisites(steps, deleting);
+        let i = steps
+            .iter()
+            .position(|s| s.change.addr == addr)
+            .unwrap_or_else(|| panic!("no step for {addr}"));
+        let mut v: Vec<String> = pre[i]
+            .iter()
+            .map(|&j| steps[j].change.addr.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A step waits for the steps of what it references, not for a whole wave: the database
+    /// does not wait for the load balancer, so the run is as long as its longest chain.
+    #[test]
+    fn a_step_waits_only_for_what_it_references() {
+        let file: crate::stack::model::StackFile = serde_saphyr::from_str(STACK).unwrap();
+        let want = desired(&file, &Inputs { public_key: None });
+        let d = diff::diff(&want, &[]);
+        let steps: Vec<&Step> = d.steps.iter().collect();
+        assert_eq!(
+            prerequisite_addrs(&steps, false, "aws_db_instance.main"),
+            ["aws_db_subnet_group.main", "aws_security_group.db"]
+        );
+        assert_eq!(
+            prerequisite_addrs(&steps, false, "aws_lb_listener.port_80"),
+            ["aws_lb.main", "aws_lb_target_group.web"]
+        );
+        assert!(prerequisite_addrs(&steps, false, "aws_vpc.main").is_empty());
+
+        // Down: a resource goes after everything that references it.
+        let observed: Vec<Observed> = want
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Observed {
+                res: r.clone(),
+                id: format!("id-{i}"),
+                info: BTreeMap::new(),
+            })
+            .collect();
+        let d = diff::destroy(&observed);
+        let steps: Vec<&Step> = d.steps.iter().collect();
+        let vpc = prerequisite_addrs(&steps, true, "aws_vpc.main");
+        for a in [
+            "aws_subnet.public[0]",
+            "aws_security_group.lb",
+            "aws_lb_target_group.web",
+        ] {
+            assert!(
+                vpc.iter().any(|v| v == a),
+                "{a} not before the VPC: {vpc:?}"
+            );
+        }
+        assert!(prerequisite_addrs(&steps, true, "aws_db_instance.main").is_empty());
+    }
+}

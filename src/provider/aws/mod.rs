@@ -4,7 +4,7 @@
 //!
 //! Layout: [`model`] (the resource shape), [`desired`] (stack → resources, pure), [`diff`]
 //! (desired + observed → steps, pure), [`observe`] (read everything carrying
-//! `hactl:stack=<name>`), [`apply`] (steps → API calls, parallel within a wave, idempotent
+//! `hactl:stack=<name>`), [`apply`] (steps → API calls, in dependency order, idempotent
 //! creates), [`wait`] (eventual consistency, throttling, ready and failure states, per-kind
 //! limits), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses). Only `observe` and
 //! `apply` talk to AWS.
