@@ -258,11 +258,13 @@ pub fn ctl_script(p: &AppParams) -> String {
     );
     // compose SLOT IMAGE ARGS...: the slot's project with its image and ports.
     // (sh has no locals: helpers use prefixed names so they never clobber the caller's)
-    s.push_str("compose() {
+    s.push_str(
+        "compose() {
   ready || return 1
   compose_cmd
   c_sl=$1; c_im=$2; shift 2
-");
+",
+    );
     let _ = write!(
         s,
         "  (umask 022; exec env HACTL_APP_IMAGE=\"$c_im\" HACTL_SLOT=\"$c_sl\""
