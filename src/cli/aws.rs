@@ -534,6 +534,12 @@ async fn converge(
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1800),
         ),
+        timeouts: stack
+            .file
+            .aws
+            .as_ref()
+            .map(|a| crate::provider::aws::wait::Timeouts::from_spec(&a.timeouts))
+            .unwrap_or_default(),
         ids: Mutex::new(
             observed
                 .iter()

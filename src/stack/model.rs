@@ -787,6 +787,27 @@ pub struct AwsSpec {
     pub shared_fs: Option<AwsSharedFsSpec>,
     #[serde(default)]
     pub database: Option<AwsDatabaseSpec>,
+    /// How long each kind may take to become ready or gone; unset: Terraform's defaults.
+    #[serde(default)]
+    pub timeouts: AwsTimeoutsSpec,
+}
+
+/// Per-kind wait limits (`aws.timeouts`). Defaults (terraform-provider-aws's): instances,
+/// load balancers and EFS 10 min, databases 40 min (a Multi-AZ create takes that long), and
+/// 2 min for a new id to become known everywhere (`propagation`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsTimeoutsSpec {
+    #[serde(default)]
+    pub instance: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub load_balancer: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub file_system: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub database: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub propagation: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

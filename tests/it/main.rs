@@ -3,6 +3,7 @@
 //! that is missing fails loudly; none is skipped.
 
 mod aws;
+mod aws_like;
 mod aws_users;
 mod aws_vip;
 mod canary;

@@ -146,6 +146,24 @@ pub fn differences(want: &Resource, have: &Resource) -> Vec<(String, String, Str
     out
 }
 
+/// [`differences`] without the attributes AWS does not report yet ([`UNKNOWN`]): RDS has no
+/// endpoint and reports port 0 until the instance is available, which is no port change.
+pub fn known_differences(want: &Resource, have: &Observed) -> Vec<(String, String, String, bool)> {
+    let unknown: Vec<&str> = have
+        .info
+        .get(UNKNOWN)
+        .map(|u| u.split(',').collect())
+        .unwrap_or_default();
+    differences(want, &have.res)
+        .into_iter()
+        .filter(|d| !unknown.contains(&d.0.as_str()))
+        .collect()
+}
+
+/// The `info` key under which `observe` lists (comma-separated) the attributes AWS does not
+/// report yet for a resource, e.g. `port` of a database that is still `creating`.
+pub const UNKNOWN: &str = "unknown";
+
 /// Desired vs observed → the steps of `up`.
 pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
     let mut by_addr: BTreeMap<&str, Vec<&Observed>> = BTreeMap::new();
@@ -191,7 +209,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             });
             continue;
         };
-        let diffs = differences(want, &have.res);
+        let diffs = known_differences(want, have);
         // Found through the state, without its ownership tags: an in-place re-tag, never a
         // reason to replace it (nor anything that references it).
         let retag = have.info.get(INFO_RETAG).filter(|t| !t.is_empty());
@@ -591,6 +609,38 @@ aws:
         let d = diff(&w, &as_observed(&w));
         assert!(d.steps.is_empty(), "{:?}", d.steps);
         assert_eq!(d.noop, w.len());
+    }
+
+    /// RDS reports no endpoint and port 0 while `creating`: observe leaves the port out and
+    /// marks it unknown, and the plan has no change for it; once known, a real port change
+    /// is an update.
+    #[test]
+    fn creating_database_without_a_port_plans_nothing() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        let db = obs
+            .iter_mut()
+            .find(|o| o.res.kind == ResKind::DbInstance)
+            .unwrap();
+        db.res.attrs.remove("port");
+        db.info.insert(UNKNOWN.into(), "port".into());
+        let d = diff(&w, &obs);
+        assert!(d.steps.is_empty(), "{:?}", d.steps);
+
+        let db = obs
+            .iter_mut()
+            .find(|o| o.res.kind == ResKind::DbInstance)
+            .unwrap();
+        db.info.remove(UNKNOWN);
+        db.res.attrs.insert("port".into(), "3306".into());
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+        assert_eq!(d.steps[0].change.action, Action::Update);
+        assert!(
+            d.steps[0].change.reason.contains("port"),
+            "{}",
+            d.steps[0].change.reason
+        );
     }
 
     #[test]

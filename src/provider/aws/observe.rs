@@ -725,13 +725,6 @@ pub async fn observe(
             .attr("storage_gb", d.allocated_storage().unwrap_or_default())
             .attr("multi_az", d.multi_az().unwrap_or(false))
             .attr("db_name", d.db_name().unwrap_or_default())
-            .attr(
-                "port",
-                d.endpoint()
-                    .and_then(|e| e.port())
-                    .or(d.db_instance_port())
-                    .unwrap_or_default(),
-            )
             .reference(
                 "subnet_group",
                 d.db_subnet_group()
@@ -747,6 +740,16 @@ pub async fn observe(
                     .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
                     .collect(),
             );
+        // The port is known from the endpoint only: until the instance is available RDS has
+        // none and reports `DbInstancePort` 0, which must not plan a port change.
+        match d.endpoint().and_then(|e| e.port()) {
+            Some(port) => r.obs.res = r.obs.res.attr("port", port),
+            None => {
+                r.obs
+                    .info
+                    .insert(super::diff::UNKNOWN.into(), "port".into());
+            }
+        }
         if let Some(e) = d.endpoint() {
             r.obs
                 .info

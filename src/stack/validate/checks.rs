@@ -2458,6 +2458,18 @@ impl Checker<'_> {
                 Dur::from_secs(3600),
             );
         }
+        let t = &aws.timeouts;
+        for (v, path) in [
+            (&t.instance, "aws.timeouts.instance"),
+            (&t.load_balancer, "aws.timeouts.load_balancer"),
+            (&t.file_system, "aws.timeouts.file_system"),
+            (&t.database, "aws.timeouts.database"),
+            (&t.propagation, "aws.timeouts.propagation"),
+        ] {
+            if let Some(v) = v {
+                self.dur_range(v, path, Dur::from_secs(1), Dur::from_secs(4 * 3600));
+            }
+        }
         if let Some(fs) = &aws.shared_fs {
             let m = fs.performance_mode.value.as_str();
             if m != "generalPurpose" && m != "maxIO" {
