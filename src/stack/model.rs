@@ -795,18 +795,23 @@ pub struct AwsSpec {
 /// Per-kind wait limits (`aws.timeouts`). Defaults (terraform-provider-aws's): instances,
 /// load balancers and EFS 10 min, databases 40 min (a Multi-AZ create takes that long), and
 /// 2 min for a new id to become known everywhere (`propagation`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsTimeoutsSpec {
     #[serde(default)]
+    #[schemars(with = "Option<Dur>")]
     pub instance: Option<Spanned<Dur>>,
     #[serde(default)]
+    #[schemars(with = "Option<Dur>")]
     pub load_balancer: Option<Spanned<Dur>>,
     #[serde(default)]
+    #[schemars(with = "Option<Dur>")]
     pub file_system: Option<Spanned<Dur>>,
     #[serde(default)]
+    #[schemars(with = "Option<Dur>")]
     pub database: Option<Spanned<Dur>>,
     #[serde(default)]
+    #[schemars(with = "Option<Dur>")]
     pub propagation: Option<Spanned<Dur>>,
 }
 
