@@ -14,5 +14,7 @@ cargo clippy --all-targets -- -D warnings
 cargo build --all-targets
 # Leftovers of an interrupted earlier run would make the lab tests fail: start clean.
 "$CARGO_TARGET_DIR/debug/hactl" lab down >/dev/null 2>&1 || true
-cargo test --all-targets -- --test-threads=2
+# The fuzz harness of stack::load + render (src/stack/fuzz.rs) runs for a fixed time, not a
+# case count: a one-minute smoke run here, longer by hand (`HACTL_FUZZ_SECS=600`).
+HACTL_FUZZ_SECS="${HACTL_FUZZ_SECS:-60}" cargo test --all-targets -- --test-threads=2
 echo "test.sh: done in $(( $(date +%s) - t0 )) s"
