@@ -114,7 +114,12 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
     let mut n = 0u32;
     loop {
         n += 1;
-        let r = round(&stack, &secrets, n, a.dry_run).await?;
+        // The stack's lock for each round (not the whole `--watch`, so an `up` can run
+        // between two rounds).
+        let guard = super::plan::lock(&stack, "heal", a.run.lock_wait).await?;
+        let r = round(&stack, &secrets, n, a.dry_run).await;
+        guard.release().await;
+        let r = r?;
         if a.stack.json {
             view::print_json(&r)?;
         } else {
