@@ -187,6 +187,17 @@ fn parse_problem(err: &YamlError, map: &SourceMap, tree: Option<&tree::Node>) ->
                     format!("the file nests too deeply (more than {MAX_DEPTH} levels)"),
                     "a stack file needs only a few levels; look for runaway `[` or `{`",
                 ),
+                // A big file without aliases (a generated stack of ~30,000 hosts) hits the
+                // parser's node and event budgets: say so, not "alias bomb".
+                BudgetBreach::Nodes { .. }
+                | BudgetBreach::Events { .. }
+                | BudgetBreach::ScalarBytes { .. } => (
+                    "the file holds more values than a stack file may (250,000 YAML nodes, \
+                     roughly 30,000 hosts)"
+                        .to_string(),
+                    "split the hosts over several stacks, or check that nothing generated this \
+                     file in a loop",
+                ),
                 _ => (
                     "the file expands to too much data (an alias bomb?)".to_string(),
                     "anchors and aliases (`&a`, `*a`) that refer to each other multiply; \
@@ -411,6 +422,18 @@ mod tests {
                 "10,000 hosts (one line: {one_line}) took {took:?}"
             );
         }
+    }
+
+    /// A file under the byte cap with more values than the parser's node budget is refused
+    /// as too big, not as an "alias bomb" it does not contain.
+    #[test]
+    fn too_many_values_is_not_called_an_alias_bomb() {
+        let text = format!("name: x\nvars: [{}]\n", vec!["0"; 260_000].join(","));
+        let err = load_bytes(Path::new("t.yaml"), text.as_bytes()).expect_err("refused");
+        let d = err.diagnostics();
+        assert_eq!(d[0].code, "hactl::stack::too_complex");
+        assert!(d[0].message.contains("more values"), "{}", d[0].message);
+        assert!(!d[0].message.contains("alias"), "{}", d[0].message);
     }
 
     /// Issue 15 §6: there was no cap on the input, so a large file cost whatever it cost.
