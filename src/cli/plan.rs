@@ -96,7 +96,16 @@ pub(crate) async fn lock(
     wait: std::time::Duration,
 ) -> miette::Result<crate::state::LockGuard> {
     let backend = crate::state::Backend::for_stack(stack).await?;
-    Ok(backend.lock(operation, wait).await?)
+    match backend.lock(operation, std::time::Duration::ZERO).await {
+        Err(crate::state::StateError::Locked { holder, .. }) if !wait.is_zero() => {
+            view::note(&format!(
+                "waiting for the stack lock held by {holder} (up to {})",
+                crate::stack::duration::Dur(wait)
+            ));
+            Ok(backend.lock(operation, wait).await?)
+        }
+        r => Ok(r?),
+    }
 }
 
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
