@@ -13,6 +13,9 @@ want keepalived keepalived
 want nginx nginx
 want haproxy haproxy
 want podman podman
+# both of podman 4.3's network backends are tested in the lab (CNI comes with podman)
+[ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
 want runc runc
 want ip iproute2
 want curl curl
@@ -24,6 +27,10 @@ want rsyslogd rsyslog
 want redis-server redis-server
 want redis-sentinel redis-sentinel
 want redis-cli redis-tools
+# issue 16: `app.runtime: docker` runs in lab hosts with Debian's dockerd and Compose v1
+# (Debian 12 has no Compose v2 plugin). Their services never start on the machine.
+want dockerd docker.io
+want docker-compose docker-compose
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_apt+=(busybox-static)
 # issue 4: lab hosts run the app with podman-compose and see /usr but not /root, so a pip or
 # pyenv install under /root is invisible to them: Debian's package puts it in /usr/bin.

@@ -52,13 +52,19 @@ pub struct DownArgs {
 struct Prepared {
     stack: stack::Stack,
     observed: engine::Observed,
+    /// For redacting tool output in the reports.
+    secrets: vault::Secrets,
 }
 
 async fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
     let stack = stack::load(&args.file)?;
     let secrets = vault::open_checked(&stack)?;
     let observed = engine::render_and_observe(&stack, &secrets).await?;
-    Ok(Prepared { stack, observed })
+    Ok(Prepared {
+        stack,
+        observed,
+        secrets,
+    })
 }
 
 fn host_order(stack: &stack::Stack) -> Vec<String> {
@@ -115,7 +121,8 @@ pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     }
     let guard = lock(&stack, "up", a.run.lock_wait).await?;
     let r = async {
-        let p = prepare(&a.stack).await?;
+        let mut p = prepare(&a.stack).await?;
+        p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
         let plan = engine::plan_up(&p.stack, &p.observed);
         apply(p, plan, a.stack.json, a.auto_approve, Mode::Up).await
     }
@@ -131,7 +138,8 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
     }
     let guard = lock(&stack, "down", a.run.lock_wait).await?;
     let r = async {
-        let p = prepare(&a.stack).await?;
+        let mut p = prepare(&a.stack).await?;
+        p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
         let plan = engine::plan_down(&p.stack, &p.observed);
         apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
     }
@@ -146,13 +154,18 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
 pub(crate) async fn up_rendered(
     stack: stack::Stack,
     configs: std::collections::BTreeMap<String, crate::render::HostConfig>,
+    secrets: vault::Secrets,
     json: bool,
     auto_approve: bool,
 ) -> miette::Result<ExitStatus> {
     let observed = engine::observe(&stack, configs).await;
     let plan = engine::plan_up(&stack, &observed);
     apply(
-        Prepared { stack, observed },
+        Prepared {
+            stack,
+            observed,
+            secrets,
+        },
         plan,
         json,
         auto_approve,
@@ -188,6 +201,10 @@ async fn apply(
             })?;
         }
         reports = engine::apply(&p.stack, &p.observed, &plan, mode).await;
+        // Checkers and services quote what they refuse: never a secret value.
+        for r in &mut reports {
+            r.redact(&p.secrets);
+        }
     }
     p.observed.close().await;
     let failed = !plan.failed_hosts.is_empty() || reports.iter().any(|r| !r.ok);

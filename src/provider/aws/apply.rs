@@ -1,16 +1,21 @@
 //! Carrying out a diff's steps against AWS.
 //!
-//! Order: deletes first (and the delete half of replacements), deepest wave first; then
-//! creates and updates, wave by wave. Within a wave, steps run concurrently, at most
-//! `parallelism` at a time. A failed step stops the run after its wave finishes (nothing that
-//! depends on it starts); the state is saved after every step, so a re-run resumes.
+//! Order: deletes first (and the delete half of replacements), then creates and updates.
+//! Within each phase a step starts as soon as the steps it depends on are done (a create after
+//! the creates of what it references, a delete after the deletes of what references it), at
+//! most `parallelism` at a time, so a run takes as long as its longest dependency chain. After a
+//! failed step nothing new starts (nothing that depends on it, nor anything else); the state
+//! is saved after every step, so a re-run resumes.
 //!
 //! Idempotency: every create carries the ownership tags in the create call itself (EC2
 //! TagSpecifications, ELB/RDS/EFS Tags), so a resource never exists untagged and a re-run finds
 //! it by tags instead of creating it again; instances also send a ClientToken and file systems
 //! a CreationToken derived from the state's lineage and the address, so a create retried by the
 //! SDK returns the first one on AWS. Mount targets and listeners are unique by zone / port.
-//! Waiting uses tokio sleeps with exponential backoff.
+//!
+//! AWS as it behaves ([`super::wait`]): calls that name a resource of this run retry NotFound
+//! while the new id propagates; waits poll with tokio sleeps, treat throttling as pending, end
+//! at a failure state with the AWS status, and have per-kind limits (`aws.timeouts`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,7 +34,10 @@ use crate::vault::Secret;
 use super::client::Clients;
 use super::desired::parse_rule;
 use super::diff::Step;
-use super::model::{is_addr, Observed, ResKind, Resource, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK};
+use super::model::{
+    is_addr, Observed, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK,
+};
+use super::wait::{self, call_err, CallError, Poll, Timeouts};
 use super::{sdk_code, sdk_message, AwsError};
 
 /// What apply needs besides the steps.
@@ -43,8 +51,11 @@ pub struct Ctx {
     pub public_key: Option<Secret>,
     /// RDS master username and password (from the vault).
     pub db_credentials: Option<(Secret, Secret)>,
-    /// How long to wait for one resource to become ready or gone.
+    /// How long a delete is retried while AWS says something still uses the resource.
     pub wait_timeout: Duration,
+    /// How long each kind may take to become ready or gone, and how long a new id may stay
+    /// unknown to AWS.
+    pub timeouts: Timeouts,
     /// address → id of everything that exists (observed, then created).
     pub ids: Mutex<BTreeMap<String, String>>,
 }
@@ -71,6 +82,12 @@ pub enum Event {
 }
 
 /// Runs the steps; `on_event` is awaited after each one (the caller saves the state there).
+///
+/// Deletes all run before any create or update. Within each phase a step starts as soon as
+/// the steps it depends on are done (a create after the creates of what it references; a
+/// delete after the deletes of what references it), at most `parallelism` at a time: the run
+/// takes as long as its longest dependency chain, not the sum of its waves' slowest steps
+/// (measured on `bench/aws-like.sh`). After a failure nothing new starts; what runs finishes.
 pub async fn apply<F, Fut>(
     ctx: Arc<Ctx>,
     steps: &[Step],
@@ -81,37 +98,58 @@ where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
-    let mut deletes: BTreeMap<usize, Vec<&Step>> = BTreeMap::new();
-    let mut forwards: BTreeMap<usize, Vec<&Step>> = BTreeMap::new();
+    let mut deletes: Vec<&Step> = Vec::new();
+    let mut forwards: Vec<&Step> = Vec::new();
     for s in steps {
         match s.change.action {
-            Action::Delete => deletes.entry(s.wave).or_default().push(s),
+            Action::Delete => deletes.push(s),
             Action::Replace => {
-                deletes.entry(s.wave).or_default().push(s);
-                forwards.entry(s.wave).or_default().push(s);
+                deletes.push(s);
+                forwards.push(s);
             }
-            _ => forwards.entry(s.wave).or_default().push(s),
+            _ => forwards.push(s),
         }
     }
-    let mut errors = Vec::new();
-    for (_, wave) in deletes.into_iter().rev() {
-        errors.extend(run_wave(&ctx, wave, parallelism, true, on_event.clone()).await);
-        if !errors.is_empty() {
-            return errors;
-        }
+    let errors = run_graph(&ctx, &deletes, parallelism, true, on_event.clone()).await;
+    if !errors.is_empty() {
+        return errors;
     }
-    for (_, wave) in forwards {
-        errors.extend(run_wave(&ctx, wave, parallelism, false, on_event.clone()).await);
-        if !errors.is_empty() {
-            return errors;
-        }
-    }
-    errors
+    run_graph(&ctx, &forwards, parallelism, false, on_event).await
 }
 
-async fn run_wave<F, Fut>(
+/// For each step, the steps of the same phase that must be done before it starts.
+fn prerequisites(steps: &[&Step], deleting: bool) -> Vec<Vec<usize>> {
+    let deps = |s: &Step| -> Vec<String> {
+        let r = if deleting {
+            s.observed.as_ref().map(|o| &o.res)
+        } else {
+            s.desired.as_ref().or(s.observed.as_ref().map(|o| &o.res))
+        };
+        r.map(|r| r.deps().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (0..steps.len())
+                .filter(|&j| j != i)
+                .filter(|&j| {
+                    if deleting {
+                        // j references i: j goes first.
+                        deps(steps[j]).contains(&s.change.addr)
+                    } else {
+                        deps(s).contains(&steps[j].change.addr)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn run_graph<F, Fut>(
     ctx: &Arc<Ctx>,
-    wave: Vec<&Step>,
+    steps: &[&Step],
     parallelism: usize,
     deleting: bool,
     on_event: F,
@@ -120,97 +158,139 @@ where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
-    let results: Vec<Option<AwsError>> = futures::stream::iter(wave.into_iter().map(|s| {
-        let ctx = ctx.clone();
-        let on_event = on_event.clone();
-        async move {
-            let addr = s.change.addr.clone();
-            let action = if deleting {
-                Action::Delete
-            } else {
-                s.change.action
-            };
-            on_event(Event::Started {
-                addr: addr.clone(),
-                action,
-            })
-            .await;
-            let t0 = Instant::now();
-            let r = if deleting {
-                match &s.observed {
-                    Some(o) => delete(&ctx, o).await.map(|_| None),
-                    None => Ok(None),
+    let pre = prerequisites(steps, deleting);
+    let n = steps.len();
+    let mut done = vec![false; n];
+    let mut started = vec![false; n];
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut errors = Vec::new();
+    loop {
+        if errors.is_empty() {
+            let mut ready: Vec<usize> = (0..n)
+                .filter(|&i| !started[i] && pre[i].iter().all(|&j| done[j]))
+                .collect();
+            // A dependency cycle cannot be ordered: start its first step in wave order
+            // (shallowest creates, deepest deletes) as a root, as the waves did, rather
+            // than stop.
+            if ready.is_empty() && running.is_empty() {
+                ready.extend((0..n).filter(|&i| !started[i]).min_by_key(|&i| {
+                    let w = steps[i].wave;
+                    (if deleting { usize::MAX - w } else { w }, i)
+                }));
+            }
+            for i in ready {
+                if running.len() >= parallelism.max(1) {
+                    break;
                 }
-            } else {
-                match (&s.desired, s.change.action) {
-                    (Some(d), Action::Update) => {
-                        let o = s.observed.as_ref();
-                        match o {
-                            Some(o) => update(&ctx, d, o).await.map(|_| Some(o.id.clone())),
-                            None => Ok(None),
-                        }
-                    }
-                    (Some(d), _) => {
-                        let salt = s
-                            .observed
-                            .as_ref()
-                            .map(|o| o.id.as_str())
-                            .or(s.replaces.as_deref())
-                            .unwrap_or("");
-                        create(&ctx, d, salt).await.map(Some)
-                    }
-                    (None, _) => Ok(None),
-                }
-            };
-            match r {
-                Ok(id) => {
-                    let kind = s
-                        .desired
-                        .as_ref()
-                        .map(|d| d.kind)
-                        .or(s.observed.as_ref().map(|o| o.res.kind))
-                        .unwrap_or(ResKind::Vpc);
-                    {
-                        let mut ids = ctx.ids.lock().await;
-                        match &id {
-                            Some(id) => {
-                                ids.insert(addr.clone(), id.clone());
-                            }
-                            // A duplicate's delete leaves the address's real resource alone.
-                            None if s.desired.is_none() || deleting => {
-                                let dup = s.change.reason.starts_with("duplicate");
-                                if !dup {
-                                    ids.remove(&addr);
-                                }
-                            }
-                            None => {}
-                        }
-                    }
-                    on_event(Event::Done {
-                        addr,
-                        action,
-                        id,
-                        kind,
-                        elapsed: t0.elapsed(),
-                    })
-                    .await;
-                    None
-                }
-                Err(e) => {
-                    on_event(Event::Failed {
-                        addr,
-                        error: e.to_string(),
-                    })
-                    .await;
-                    Some(e)
-                }
+                started[i] = true;
+                let step = run_step(ctx, steps[i], deleting, on_event.clone());
+                running.push(async move { (i, step.await) });
             }
         }
-    }))
-    .buffer_unordered(parallelism.max(1))
-    .collect()
+        match running.next().await {
+            Some((i, r)) => {
+                done[i] = true;
+                errors.extend(r);
+            }
+            None => break,
+        }
+    }
+    errors
+}
+
+/// One step: its events, its call(s), and the id it leaves in the context.
+async fn run_step<F, Fut>(ctx: &Arc<Ctx>, s: &Step, deleting: bool, on_event: F) -> Option<AwsError>
+where
+    F: Fn(Event) -> Fut + Clone,
+    Fut: Future<Output = ()>,
+{
+    let addr = s.change.addr.clone();
+    let action = if deleting {
+        Action::Delete
+    } else {
+        s.change.action
+    };
+    on_event(Event::Started {
+        addr: addr.clone(),
+        action,
+    })
     .await;
-    results.into_iter().flatten().collect()
+    let t0 = Instant::now();
+    let r = if deleting {
+        match &s.observed {
+            Some(o) => delete(ctx, o).await.map(|_| None),
+            None => Ok(None),
+        }
+    } else {
+        match (&s.desired, s.change.action) {
+            (Some(d), Action::Update) => {
+                let o = s.observed.as_ref();
+                match o {
+                    Some(o) => {
+                        let mut r = retag(ctx, o).await;
+                        if r.is_ok() && !s.retag_only {
+                            r = update(ctx, d, o).await;
+                        }
+                        r.map(|_| Some(o.id.clone()))
+                    }
+                    None => Ok(None),
+                }
+            }
+            (Some(d), _) => {
+                let salt = s
+                    .observed
+                    .as_ref()
+                    .map(|o| o.id.as_str())
+                    .or(s.replaces.as_deref())
+                    .unwrap_or("");
+                create(ctx, d, salt).await.map(Some)
+            }
+            (None, _) => Ok(None),
+        }
+    };
+    match r {
+        Ok(id) => {
+            let kind = s
+                .desired
+                .as_ref()
+                .map(|d| d.kind)
+                .or(s.observed.as_ref().map(|o| o.res.kind))
+                .unwrap_or(ResKind::Vpc);
+            {
+                let mut ids = ctx.ids.lock().await;
+                match &id {
+                    Some(id) => {
+                        ids.insert(addr.clone(), id.clone());
+                    }
+                    // A duplicate's delete leaves the address's real resource alone.
+                    None if s.desired.is_none() || deleting => {
+                        let dup = s.change.reason.starts_with("duplicate");
+                        if !dup {
+                            ids.remove(&addr);
+                        }
+                    }
+                    None => {}
+                }
+            }
+            on_event(Event::Done {
+                addr,
+                action,
+                id,
+                kind,
+                elapsed: t0.elapsed(),
+            })
+            .await;
+            None
+        }
+        Err(e) => {
+            on_event(Event::Failed {
+                addr,
+                error: e.to_string(),
+            })
+            .await;
+            Some(e)
+        }
+    }
 }
 
 fn api<E, R>(
@@ -300,27 +380,37 @@ impl Ctx {
         ]
     }
 
-    /// Polls `check` with exponential backoff (250 ms → 10 s) until it says done.
-    async fn wait<F, Fut>(&self, addr: &str, what: &'static str, check: F) -> Result<(), AwsError>
+    /// Waits on `check` for at most `timeout` (the kind's limit): throttling is pending, and
+    /// so is NotFound while the id propagates ([`wait::until`]).
+    async fn wait<F, Fut>(
+        &self,
+        addr: &str,
+        what: &'static str,
+        timeout: Duration,
+        check: F,
+    ) -> Result<(), AwsError>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<bool, AwsError>>,
+        Fut: Future<Output = Result<Poll, CallError>>,
     {
-        let deadline = Instant::now() + self.wait_timeout;
-        let mut delay = Duration::from_millis(250);
-        loop {
-            if check().await? {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(AwsError::Timeout {
-                    addr: addr.to_string(),
-                    what,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 3 / 2).min(Duration::from_secs(10));
-        }
+        wait::until(addr, what, timeout, self.timeouts.propagation, check).await
+    }
+
+    /// One call that names a resource this run may have just made: NotFound (and throttling
+    /// the SDK's retries did not absorb) is retried while the id propagates ([`wait::settle`]).
+    async fn settle<T, E, R, F, Fut>(
+        &self,
+        op: &'static str,
+        addr: &str,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, aws_sdk_ec2::error::SdkError<E, R>>>,
+    {
+        wait::settle(self.timeouts.propagation, op, addr, f).await
     }
 }
 
@@ -373,85 +463,99 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
     let a = r.addr.as_str();
     match r.kind {
         ResKind::Vpc => {
-            let out = c
-                .ec2
-                .create_vpc()
-                .cidr_block(r.get("cidr").unwrap_or_default())
-                .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Vpc, a))
-                .send()
-                .await
-                .map_err(api("CreateVpc", a))?;
+            let out = ctx
+                .settle("CreateVpc", a, || {
+                    c.ec2
+                        .create_vpc()
+                        .cidr_block(r.get("cidr").unwrap_or_default())
+                        .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Vpc, a))
+                        .send()
+                })
+                .await?;
             let id = out
                 .vpc()
                 .and_then(|v| v.vpc_id())
                 .unwrap_or_default()
                 .to_string();
             // Hostnames in the VPC: EFS and RDS endpoints resolve through them.
-            c.ec2
-                .modify_vpc_attribute()
-                .vpc_id(&id)
-                .enable_dns_hostnames(ec2t::AttributeBooleanValue::builder().value(true).build())
-                .send()
-                .await
-                .map_err(api("ModifyVpcAttribute", a))?;
+            ctx.settle("ModifyVpcAttribute", a, || {
+                c.ec2
+                    .modify_vpc_attribute()
+                    .vpc_id(&id)
+                    .enable_dns_hostnames(
+                        ec2t::AttributeBooleanValue::builder().value(true).build(),
+                    )
+                    .send()
+            })
+            .await?;
             Ok(id)
         }
         ResKind::Subnet => {
-            let out = c
-                .ec2
-                .create_subnet()
-                .vpc_id(ctx.ref_id(r, "vpc").await?)
-                .cidr_block(r.get("cidr").unwrap_or_default())
-                .availability_zone(r.get("zone").unwrap_or_default())
-                .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Subnet, a))
-                .send()
-                .await
-                .map_err(api("CreateSubnet", a))?;
+            let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let out = ctx
+                .settle("CreateSubnet", a, || {
+                    c.ec2
+                        .create_subnet()
+                        .vpc_id(&vpc_id)
+                        .cidr_block(r.get("cidr").unwrap_or_default())
+                        .availability_zone(r.get("zone").unwrap_or_default())
+                        .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Subnet, a))
+                        .send()
+                })
+                .await?;
             let id = out
                 .subnet()
                 .and_then(|s| s.subnet_id())
                 .unwrap_or_default()
                 .to_string();
-            c.ec2
-                .modify_subnet_attribute()
-                .subnet_id(&id)
-                .map_public_ip_on_launch(ec2t::AttributeBooleanValue::builder().value(true).build())
-                .send()
-                .await
-                .map_err(api("ModifySubnetAttribute", a))?;
+            ctx.settle("ModifySubnetAttribute", a, || {
+                c.ec2
+                    .modify_subnet_attribute()
+                    .subnet_id(&id)
+                    .map_public_ip_on_launch(
+                        ec2t::AttributeBooleanValue::builder().value(true).build(),
+                    )
+                    .send()
+            })
+            .await?;
             Ok(id)
         }
         ResKind::InternetGateway => {
-            let out = c
-                .ec2
-                .create_internet_gateway()
-                .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::InternetGateway, a))
-                .send()
-                .await
-                .map_err(api("CreateInternetGateway", a))?;
+            let out = ctx
+                .settle("CreateInternetGateway", a, || {
+                    c.ec2
+                        .create_internet_gateway()
+                        .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::InternetGateway, a))
+                        .send()
+                })
+                .await?;
             let id = out
                 .internet_gateway()
                 .and_then(|g| g.internet_gateway_id())
                 .unwrap_or_default()
                 .to_string();
-            c.ec2
-                .attach_internet_gateway()
-                .internet_gateway_id(&id)
-                .vpc_id(ctx.ref_id(r, "vpc").await?)
-                .send()
-                .await
-                .map_err(api("AttachInternetGateway", a))?;
+            let vpc_id = ctx.ref_id(r, "vpc").await?;
+            ctx.settle("AttachInternetGateway", a, || {
+                c.ec2
+                    .attach_internet_gateway()
+                    .internet_gateway_id(&id)
+                    .vpc_id(&vpc_id)
+                    .send()
+            })
+            .await?;
             Ok(id)
         }
         ResKind::RouteTable => {
-            let out = c
-                .ec2
-                .create_route_table()
-                .vpc_id(ctx.ref_id(r, "vpc").await?)
-                .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::RouteTable, a))
-                .send()
-                .await
-                .map_err(api("CreateRouteTable", a))?;
+            let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let out = ctx
+                .settle("CreateRouteTable", a, || {
+                    c.ec2
+                        .create_route_table()
+                        .vpc_id(&vpc_id)
+                        .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::RouteTable, a))
+                        .send()
+                })
+                .await?;
             let id = out
                 .route_table()
                 .and_then(|t| t.route_table_id())
@@ -466,16 +570,18 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(id)
         }
         ResKind::SecurityGroup => {
-            let out = c
-                .ec2
-                .create_security_group()
-                .group_name(r.get("name").unwrap_or_default())
-                .description(format!("hactl {} {}", ctx.stack, a))
-                .vpc_id(ctx.ref_id(r, "vpc").await?)
-                .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::SecurityGroup, a))
-                .send()
-                .await
-                .map_err(api("CreateSecurityGroup", a))?;
+            let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let out = ctx
+                .settle("CreateSecurityGroup", a, || {
+                    c.ec2
+                        .create_security_group()
+                        .group_name(r.get("name").unwrap_or_default())
+                        .description(format!("hactl {} {}", ctx.stack, a))
+                        .vpc_id(&vpc_id)
+                        .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::SecurityGroup, a))
+                        .send()
+                })
+                .await?;
             let id = out.group_id().unwrap_or_default().to_string();
             let empty = Observed {
                 res: Resource::new(ResKind::SecurityGroup, a).attr("ingress", ""),
@@ -517,6 +623,8 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(name.to_string())
         }
         ResKind::Instance => {
+            let subnet_id = ctx.ref_id(r, "subnet").await?;
+            let security_groups_ids = ctx.ref_ids(r, "security_groups").await?;
             let mut req = c
                 .ec2
                 .run_instances()
@@ -526,8 +634,8 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 ))
                 .min_count(1)
                 .max_count(1)
-                .subnet_id(ctx.ref_id(r, "subnet").await?)
-                .set_security_group_ids(Some(ctx.ref_ids(r, "security_groups").await?))
+                .subnet_id(&subnet_id)
+                .set_security_group_ids(Some(security_groups_ids.clone()))
                 .client_token(ctx.token(a, salt))
                 .block_device_mappings(
                     ec2t::BlockDeviceMapping::builder()
@@ -546,32 +654,40 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             if let Some(k) = r.get("key_name") {
                 req = req.key_name(k);
             }
-            let out = req.send().await.map_err(api("RunInstances", a))?;
+            // The same ClientToken on every try: AWS returns the first launch.
+            let out = ctx.settle("RunInstances", a, || req.clone().send()).await?;
             let id = out
                 .instances()
                 .first()
                 .and_then(|i| i.instance_id())
                 .unwrap_or_default()
                 .to_string();
-            ctx.wait(a, "running", || async {
+            ctx.wait(a, "running", ctx.timeouts.instance, || async {
                 let o = c
                     .ec2
                     .describe_instances()
                     .instance_ids(&id)
                     .send()
                     .await
-                    .map_err(api("DescribeInstances", a))?;
-                Ok(o.reservations()
+                    .map_err(call_err("DescribeInstances", a))?;
+                let state = o
+                    .reservations()
                     .iter()
                     .flat_map(|r| r.instances())
-                    .any(|i| {
-                        i.state().and_then(|s| s.name()) == Some(&ec2t::InstanceStateName::Running)
-                    }))
+                    .find_map(|i| i.state().and_then(|s| s.name()))
+                    .map(|s| s.as_str().to_string());
+                Ok(match state {
+                    Some(s) => wait::instance_running(&s),
+                    // Not listed yet: the id is still propagating.
+                    None => Poll::Pending("not listed".into()),
+                })
             })
             .await?;
             Ok(id)
         }
         ResKind::Lb => {
+            let subnets_ids = ctx.ref_ids(r, "subnets").await?;
+            let security_groups_ids = ctx.ref_ids(r, "security_groups").await?;
             let mut req = c
                 .elb
                 .create_load_balancer()
@@ -580,55 +696,67 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                     r.get("kind").unwrap_or("application"),
                 ))
                 .scheme(elbt::LoadBalancerSchemeEnum::InternetFacing)
-                .set_subnets(Some(ctx.ref_ids(r, "subnets").await?))
+                .set_subnets(Some(subnets_ids.clone()))
                 .set_tags(Some(ctx.elb_tags(a)));
             if r.refs.contains_key("security_groups") {
-                req = req.set_security_groups(Some(ctx.ref_ids(r, "security_groups").await?));
+                req = req.set_security_groups(Some(security_groups_ids));
             }
-            let out = req.send().await.map_err(api("CreateLoadBalancer", a))?;
+            let out = ctx
+                .settle("CreateLoadBalancer", a, || req.clone().send())
+                .await?;
             let arn = out
                 .load_balancers()
                 .first()
                 .and_then(|l| l.load_balancer_arn())
                 .unwrap_or_default()
                 .to_string();
-            ctx.wait(a, "active", || async {
+            ctx.wait(a, "active", ctx.timeouts.load_balancer, || async {
                 let o = c
                     .elb
                     .describe_load_balancers()
                     .load_balancer_arns(&arn)
                     .send()
                     .await
-                    .map_err(api("DescribeLoadBalancers", a))?;
-                Ok(o.load_balancers().iter().any(|l| {
-                    l.state().and_then(|s| s.code()) == Some(&elbt::LoadBalancerStateEnum::Active)
-                }))
+                    .map_err(call_err("DescribeLoadBalancers", a))?;
+                Ok(
+                    match o
+                        .load_balancers()
+                        .iter()
+                        .find_map(|l| l.state().and_then(|s| s.code()))
+                    {
+                        Some(code) => wait::load_balancer_active(code.as_str()),
+                        None => Poll::Pending("not listed".into()),
+                    },
+                )
             })
             .await?;
             Ok(arn)
         }
         ResKind::TargetGroup => {
             let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
-            let out = c
-                .elb
-                .create_target_group()
-                .name(r.get("name").unwrap_or_default())
-                .protocol(elbt::ProtocolEnum::from(
-                    r.get("protocol").unwrap_or("HTTP"),
-                ))
-                .set_port(n("port"))
-                .vpc_id(ctx.ref_id(r, "vpc").await?)
-                .target_type(elbt::TargetTypeEnum::Instance)
-                .health_check_protocol(elbt::ProtocolEnum::Http)
-                .health_check_path(r.get("health_check.path").unwrap_or("/"))
-                .set_health_check_interval_seconds(n("health_check.interval"))
-                .set_health_check_timeout_seconds(n("health_check.timeout"))
-                .set_healthy_threshold_count(n("health_check.healthy_threshold"))
-                .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
-                .set_tags(Some(ctx.elb_tags(a)))
-                .send()
-                .await
-                .map_err(api("CreateTargetGroup", a))?;
+            let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let out = ctx
+                .settle("CreateTargetGroup", a, || {
+                    c.elb
+                        .create_target_group()
+                        .name(r.get("name").unwrap_or_default())
+                        .protocol(elbt::ProtocolEnum::from(
+                            r.get("protocol").unwrap_or("HTTP"),
+                        ))
+                        .set_port(n("port"))
+                        .vpc_id(&vpc_id)
+                        .target_type(elbt::TargetTypeEnum::Instance)
+                        .health_check_protocol(elbt::ProtocolEnum::Http)
+                        .health_check_path(r.get("health_check.path").unwrap_or("/"))
+                        .set_health_check_interval_seconds(n("health_check.interval"))
+                        .set_health_check_timeout_seconds(n("health_check.timeout"))
+                        .set_healthy_threshold_count(n("health_check.healthy_threshold"))
+                        .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
+                        .set_matcher(matcher(r))
+                        .set_tags(Some(ctx.elb_tags(a)))
+                        .send()
+                })
+                .await?;
             let arn = out
                 .target_groups()
                 .first()
@@ -639,19 +767,22 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(arn)
         }
         ResKind::Listener => {
-            let out = c
-                .elb
-                .create_listener()
-                .load_balancer_arn(ctx.ref_id(r, "lb").await?)
-                .set_port(r.get("port").and_then(|p| p.parse().ok()))
-                .protocol(elbt::ProtocolEnum::from(
-                    r.get("protocol").unwrap_or("HTTP"),
-                ))
-                .default_actions(forward(ctx.ref_id(r, "target_group").await?))
-                .set_tags(Some(ctx.elb_tags(a)))
-                .send()
-                .await
-                .map_err(api("CreateListener", a))?;
+            let lb_id = ctx.ref_id(r, "lb").await?;
+            let target_group_id = ctx.ref_id(r, "target_group").await?;
+            let out = ctx
+                .settle("CreateListener", a, || {
+                    c.elb
+                        .create_listener()
+                        .load_balancer_arn(&lb_id)
+                        .set_port(r.get("port").and_then(|p| p.parse().ok()))
+                        .protocol(elbt::ProtocolEnum::from(
+                            r.get("protocol").unwrap_or("HTTP"),
+                        ))
+                        .default_actions(forward(&target_group_id))
+                        .set_tags(Some(ctx.elb_tags(a)))
+                        .send()
+                })
+                .await?;
             Ok(out
                 .listeners()
                 .first()
@@ -696,13 +827,11 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 Ok(o) => o.file_system_id().to_string(),
                 Err(e) if sdk_code(&e).as_deref() == Some("FileSystemAlreadyExists") => {
                     // A retried create: the token finds the first one.
-                    let o = c
-                        .efs
-                        .describe_file_systems()
-                        .creation_token(&token)
-                        .send()
-                        .await
-                        .map_err(api("DescribeFileSystems", a))?;
+                    let o = ctx
+                        .settle("DescribeFileSystems", a, || {
+                            c.efs.describe_file_systems().creation_token(&token).send()
+                        })
+                        .await?;
                     o.file_systems()
                         .first()
                         .map(|f| f.file_system_id().to_string())
@@ -710,58 +839,66 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 }
                 Err(e) => return Err(api("CreateFileSystem", a)(e)),
             };
-            ctx.wait(a, "available", || async {
+            ctx.wait(a, "available", ctx.timeouts.file_system, || async {
                 let o = c
                     .efs
                     .describe_file_systems()
                     .file_system_id(&id)
                     .send()
                     .await
-                    .map_err(api("DescribeFileSystems", a))?;
-                Ok(o.file_systems().iter().any(|f| {
-                    f.life_cycle_state() == &aws_sdk_efs::types::LifeCycleState::Available
-                }))
+                    .map_err(call_err("DescribeFileSystems", a))?;
+                Ok(match o.file_systems().first() {
+                    Some(f) => wait::efs_available(f.life_cycle_state().as_str()),
+                    None => Poll::Pending("not listed".into()),
+                })
             })
             .await?;
             Ok(id)
         }
         ResKind::EfsMountTarget => {
-            let out = c
-                .efs
-                .create_mount_target()
-                .file_system_id(ctx.ref_id(r, "file_system").await?)
-                .subnet_id(ctx.ref_id(r, "subnet").await?)
-                .set_security_groups(Some(ctx.ref_ids(r, "security_groups").await?))
-                .send()
-                .await
-                .map_err(api("CreateMountTarget", a))?;
+            let file_system_id = ctx.ref_id(r, "file_system").await?;
+            let subnet_id = ctx.ref_id(r, "subnet").await?;
+            let security_groups_ids = ctx.ref_ids(r, "security_groups").await?;
+            let out = ctx
+                .settle("CreateMountTarget", a, || {
+                    c.efs
+                        .create_mount_target()
+                        .file_system_id(&file_system_id)
+                        .subnet_id(&subnet_id)
+                        .set_security_groups(Some(security_groups_ids.clone()))
+                        .send()
+                })
+                .await?;
             let id = out.mount_target_id().to_string();
-            ctx.wait(a, "available", || async {
+            ctx.wait(a, "available", ctx.timeouts.file_system, || async {
                 let o = c
                     .efs
                     .describe_mount_targets()
                     .mount_target_id(&id)
                     .send()
                     .await
-                    .map_err(api("DescribeMountTargets", a))?;
-                Ok(o.mount_targets().iter().any(|m| {
-                    m.life_cycle_state() == &aws_sdk_efs::types::LifeCycleState::Available
-                }))
+                    .map_err(call_err("DescribeMountTargets", a))?;
+                Ok(match o.mount_targets().first() {
+                    Some(m) => wait::efs_available(m.life_cycle_state().as_str()),
+                    None => Poll::Pending("not listed".into()),
+                })
             })
             .await?;
             Ok(id)
         }
         ResKind::DbSubnetGroup => {
             let name = r.get("name").unwrap_or_default().to_string();
-            c.rds
-                .create_db_subnet_group()
-                .db_subnet_group_name(&name)
-                .db_subnet_group_description(format!("hactl {}", ctx.stack))
-                .set_subnet_ids(Some(ctx.ref_ids(r, "subnets").await?))
-                .set_tags(Some(ctx.rds_tags(a)))
-                .send()
-                .await
-                .map_err(api("CreateDBSubnetGroup", a))?;
+            let subnets_ids = ctx.ref_ids(r, "subnets").await?;
+            ctx.settle("CreateDBSubnetGroup", a, || {
+                c.rds
+                    .create_db_subnet_group()
+                    .db_subnet_group_name(&name)
+                    .db_subnet_group_description(format!("hactl {}", ctx.stack))
+                    .set_subnet_ids(Some(subnets_ids.clone()))
+                    .set_tags(Some(ctx.rds_tags(a)))
+                    .send()
+            })
+            .await?;
             Ok(name)
         }
         ResKind::DbInstance => {
@@ -771,7 +908,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 .ok_or_else(|| AwsError::Credentials("database.username/password".into()))?;
             let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
             let ident = r.get("identifier").unwrap_or_default().to_string();
-            let res = c
+            let req = c
                 .rds
                 .create_db_instance()
                 .db_instance_identifier(&ident)
@@ -788,27 +925,36 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 .set_vpc_security_group_ids(Some(ctx.ref_ids(r, "security_groups").await?))
                 .publicly_accessible(false)
                 .storage_encrypted(true)
-                .set_tags(Some(ctx.rds_tags(a)))
-                .send()
-                .await;
-            match res {
-                Ok(_) => {}
-                // The identifier is ours (it is derived from the stack name) and tagged at
-                // creation: a retried create finds the first one.
-                Err(e) if sdk_code(&e).as_deref() == Some("DBInstanceAlreadyExists") => {}
-                Err(e) => return Err(api("CreateDBInstance", a)(e)),
-            }
-            ctx.wait(a, "available", || async {
+                .set_tags(Some(ctx.rds_tags(a)));
+            // The subnet group may be new to RDS still (DBSubnetGroupNotFoundFault): settle.
+            ctx.settle("CreateDBInstance", a, || async {
+                match req.clone().send().await {
+                    Ok(_) => Ok(()),
+                    // The identifier is ours (it is derived from the stack name) and tagged
+                    // at creation: a retried create finds the first one.
+                    Err(e) if sdk_code(&e).as_deref() == Some("DBInstanceAlreadyExists") => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+            ctx.wait(a, "available", ctx.timeouts.database, || async {
                 let o = c
                     .rds
                     .describe_db_instances()
                     .db_instance_identifier(&ident)
                     .send()
                     .await
-                    .map_err(api("DescribeDBInstances", a))?;
-                Ok(o.db_instances()
-                    .iter()
-                    .any(|d| d.db_instance_status() == Some("available")))
+                    .map_err(call_err("DescribeDBInstances", a))?;
+                Ok(
+                    match o
+                        .db_instances()
+                        .first()
+                        .and_then(|d| d.db_instance_status())
+                    {
+                        Some(status) => wait::db_available(status),
+                        None => Poll::Pending("not listed".into()),
+                    },
+                )
             })
             .await?;
             Ok(ident)
@@ -816,16 +962,105 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
     }
 }
 
+/// Restores the ownership tags of a resource the state recorded and that lost them (observe
+/// sets [`INFO_RETAG`]): `hactl:stack` and `hactl:address`, and a key pair's fingerprint tag.
+/// Only these: a `Name` someone changed by hand is theirs. Nothing else about the resource
+/// changes. Resources without tags of their own (listeners, mount targets, registrations) are
+/// read through their parents and never need it.
+async fn retag(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
+    if o.info.get(INFO_RETAG).is_none_or(|t| t.is_empty()) {
+        return Ok(());
+    }
+    let c = &ctx.c;
+    let a = o.res.addr.as_str();
+    let mut pairs = vec![(TAG_STACK, ctx.stack.clone()), (TAG_ADDRESS, a.to_string())];
+    match o.res.kind {
+        ResKind::Vpc
+        | ResKind::Subnet
+        | ResKind::InternetGateway
+        | ResKind::RouteTable
+        | ResKind::SecurityGroup
+        | ResKind::Instance
+        | ResKind::KeyPair => {
+            // EC2 tags a key pair by its id (`key-…`), not by the name hactl uses as its id.
+            let id = match o.res.kind {
+                ResKind::KeyPair => {
+                    if let Some(sha) = o.res.get("public_key_sha256").filter(|s| !s.is_empty()) {
+                        pairs.push((TAG_PUBLIC_KEY, sha.to_string()));
+                    }
+                    o.info
+                        .get("key_pair_id")
+                        .cloned()
+                        .unwrap_or_else(|| o.id.clone())
+                }
+                _ => o.id.clone(),
+            };
+            let tags = pairs
+                .iter()
+                .map(|(k, v)| ec2t::Tag::builder().key(*k).value(v).build())
+                .collect();
+            c.ec2
+                .create_tags()
+                .resources(id)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(api("CreateTags", a))?;
+        }
+        ResKind::Lb | ResKind::TargetGroup => {
+            c.elb
+                .add_tags()
+                .resource_arns(&o.id)
+                .set_tags(Some(ctx.elb_tags(a)))
+                .send()
+                .await
+                .map_err(api("AddTags", a))?;
+        }
+        ResKind::EfsFileSystem => {
+            let tags = pairs
+                .iter()
+                .filter_map(|(k, v)| {
+                    aws_sdk_efs::types::Tag::builder()
+                        .key(*k)
+                        .value(v)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            c.efs
+                .tag_resource()
+                .resource_id(&o.id)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(api("TagResource", a))?;
+        }
+        ResKind::DbInstance | ResKind::DbSubnetGroup => {
+            let arn = o.info.get("arn").cloned().unwrap_or_default();
+            c.rds
+                .add_tags_to_resource()
+                .resource_name(arn)
+                .set_tags(Some(ctx.rds_tags(a)))
+                .send()
+                .await
+                .map_err(api("AddTagsToResource", a))?;
+        }
+        ResKind::Listener | ResKind::TargetAttachment | ResKind::EfsMountTarget => {}
+    }
+    Ok(())
+}
+
 /// The instance ids registered in a target group now.
 async fn registered(ctx: &Ctx, addr: &str, tg: &str) -> Result<Vec<String>, AwsError> {
     let out = ctx
-        .c
-        .elb
-        .describe_target_health()
-        .target_group_arn(tg)
-        .send()
-        .await
-        .map_err(api("DescribeTargetHealth", addr))?;
+        .settle("DescribeTargetHealth", addr, || {
+            ctx.c
+                .elb
+                .describe_target_health()
+                .target_group_arn(tg)
+                .send()
+        })
+        .await?;
     Ok(out
         .target_health_descriptions()
         .iter()
@@ -833,7 +1068,14 @@ async fn registered(ctx: &Ctx, addr: &str, tg: &str) -> Result<Vec<String>, AwsE
         .collect())
 }
 
-fn forward(tg: String) -> elbt::Action {
+/// The health check's success codes (ELB `Matcher.HttpCode`), when the stack states them.
+fn matcher(r: &Resource) -> Option<elbt::Matcher> {
+    r.get("health_check.matcher")
+        .filter(|m| !m.is_empty())
+        .map(|m| elbt::Matcher::builder().http_code(m).build())
+}
+
+fn forward(tg: &str) -> elbt::Action {
     elbt::Action::builder()
         .r#type(elbt::ActionTypeEnum::Forward)
         .target_group_arn(tg)
@@ -841,19 +1083,20 @@ fn forward(tg: String) -> elbt::Action {
 }
 
 async fn set_dereg(ctx: &Ctx, r: &Resource, arn: &str) -> Result<(), AwsError> {
-    ctx.c
-        .elb
-        .modify_target_group_attributes()
-        .target_group_arn(arn)
-        .attributes(
-            elbt::TargetGroupAttribute::builder()
-                .key("deregistration_delay.timeout_seconds")
-                .value(r.get("deregistration_delay").unwrap_or("30"))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(api("ModifyTargetGroupAttributes", &r.addr))?;
+    ctx.settle("ModifyTargetGroupAttributes", &r.addr, || {
+        ctx.c
+            .elb
+            .modify_target_group_attributes()
+            .target_group_arn(arn)
+            .attributes(
+                elbt::TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value(r.get("deregistration_delay").unwrap_or("30"))
+                    .build(),
+            )
+            .send()
+    })
+    .await?;
     Ok(())
 }
 
@@ -908,47 +1151,53 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                     .send()
                     .await;
             }
-            c.ec2
-                .attach_internet_gateway()
-                .internet_gateway_id(id)
-                .vpc_id(ctx.ref_id(want, "vpc").await?)
-                .send()
-                .await
-                .map_err(api("AttachInternetGateway", a))?;
+            let vpc_id = ctx.ref_id(want, "vpc").await?;
+            ctx.settle("AttachInternetGateway", a, || {
+                c.ec2
+                    .attach_internet_gateway()
+                    .internet_gateway_id(id)
+                    .vpc_id(&vpc_id)
+                    .send()
+            })
+            .await?;
         }
         ResKind::RouteTable => {
             if refs(want, "gateway") != refs(&have.res, "gateway") {
                 let gw = ctx.ref_id(want, "gateway").await?;
                 if have.res.refs.get("gateway").is_some_and(|g| !g.is_empty()) {
-                    c.ec2
-                        .replace_route()
-                        .route_table_id(id)
-                        .destination_cidr_block("0.0.0.0/0")
-                        .gateway_id(gw)
-                        .send()
-                        .await
-                        .map_err(api("ReplaceRoute", a))?;
+                    ctx.settle("ReplaceRoute", a, || {
+                        c.ec2
+                            .replace_route()
+                            .route_table_id(id)
+                            .destination_cidr_block("0.0.0.0/0")
+                            .gateway_id(&gw)
+                            .send()
+                    })
+                    .await?;
                 } else {
-                    c.ec2
-                        .create_route()
-                        .route_table_id(id)
-                        .destination_cidr_block("0.0.0.0/0")
-                        .gateway_id(gw)
-                        .send()
-                        .await
-                        .map_err(api("CreateRoute", a))?;
+                    ctx.settle("CreateRoute", a, || {
+                        c.ec2
+                            .create_route()
+                            .route_table_id(id)
+                            .destination_cidr_block("0.0.0.0/0")
+                            .gateway_id(&gw)
+                            .send()
+                    })
+                    .await?;
                 }
             }
             let want_s = refs(want, "subnets");
             let have_s = refs(&have.res, "subnets");
             for s in missing(&want_s, &have_s) {
-                c.ec2
-                    .associate_route_table()
-                    .route_table_id(id)
-                    .subnet_id(ctx.id(a, s).await?)
-                    .send()
-                    .await
-                    .map_err(api("AssociateRouteTable", a))?;
+                let subnet = ctx.id(a, s).await?;
+                ctx.settle("AssociateRouteTable", a, || {
+                    c.ec2
+                        .associate_route_table()
+                        .route_table_id(id)
+                        .subnet_id(&subnet)
+                        .send()
+                })
+                .await?;
             }
             // Extra associations: disassociate by their association ids (read by observe).
             let want_ids = ctx.ref_ids(want, "subnets").await?;
@@ -960,12 +1209,13 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
             {
                 if let Some((subnet, assoc)) = pair.split_once('=') {
                     if !want_ids.iter().any(|w| w == subnet) {
-                        c.ec2
-                            .disassociate_route_table()
-                            .association_id(assoc)
-                            .send()
-                            .await
-                            .map_err(api("DisassociateRouteTable", a))?;
+                        ctx.settle("DisassociateRouteTable", a, || {
+                            c.ec2
+                                .disassociate_route_table()
+                                .association_id(assoc)
+                                .send()
+                        })
+                        .await?;
                     }
                 }
             }
@@ -983,79 +1233,91 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                 .filter_map(|r| ip_permission(&ids, r))
                 .collect();
             if !add.is_empty() {
-                c.ec2
-                    .authorize_security_group_ingress()
-                    .group_id(id)
-                    .set_ip_permissions(Some(add))
-                    .send()
-                    .await
-                    .map_err(api("AuthorizeSecurityGroupIngress", a))?;
+                ctx.settle("AuthorizeSecurityGroupIngress", a, || {
+                    c.ec2
+                        .authorize_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(add.clone()))
+                        .send()
+                })
+                .await?;
             }
             if !del.is_empty() {
-                c.ec2
-                    .revoke_security_group_ingress()
-                    .group_id(id)
-                    .set_ip_permissions(Some(del))
-                    .send()
-                    .await
-                    .map_err(api("RevokeSecurityGroupIngress", a))?;
+                ctx.settle("RevokeSecurityGroupIngress", a, || {
+                    c.ec2
+                        .revoke_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(del.clone()))
+                        .send()
+                })
+                .await?;
             }
         }
         ResKind::Instance => {
-            c.ec2
-                .modify_instance_attribute()
-                .instance_id(id)
-                .set_groups(Some(ctx.ref_ids(want, "security_groups").await?))
-                .send()
-                .await
-                .map_err(api("ModifyInstanceAttribute", a))?;
+            let security_groups_ids = ctx.ref_ids(want, "security_groups").await?;
+            ctx.settle("ModifyInstanceAttribute", a, || {
+                c.ec2
+                    .modify_instance_attribute()
+                    .instance_id(id)
+                    .set_groups(Some(security_groups_ids.clone()))
+                    .send()
+            })
+            .await?;
         }
         ResKind::Lb => {
-            c.elb
-                .set_subnets()
-                .load_balancer_arn(id)
-                .set_subnets(Some(ctx.ref_ids(want, "subnets").await?))
-                .send()
-                .await
-                .map_err(api("SetSubnets", a))?;
-            if want.refs.contains_key("security_groups") {
+            let subnets_ids = ctx.ref_ids(want, "subnets").await?;
+            ctx.settle("SetSubnets", a, || {
                 c.elb
-                    .set_security_groups()
+                    .set_subnets()
                     .load_balancer_arn(id)
-                    .set_security_groups(Some(ctx.ref_ids(want, "security_groups").await?))
+                    .set_subnets(Some(subnets_ids.clone()))
                     .send()
-                    .await
-                    .map_err(api("SetSecurityGroups", a))?;
+            })
+            .await?;
+            if want.refs.contains_key("security_groups") {
+                let security_groups_ids = ctx.ref_ids(want, "security_groups").await?;
+                ctx.settle("SetSecurityGroups", a, || {
+                    c.elb
+                        .set_security_groups()
+                        .load_balancer_arn(id)
+                        .set_security_groups(Some(security_groups_ids.clone()))
+                        .send()
+                })
+                .await?;
             }
         }
         ResKind::TargetGroup => {
             let n = |k: &str| want.get(k).and_then(|v| v.parse::<i32>().ok());
-            c.elb
-                .modify_target_group()
-                .target_group_arn(id)
-                .health_check_path(want.get("health_check.path").unwrap_or("/"))
-                .set_health_check_interval_seconds(n("health_check.interval"))
-                .set_health_check_timeout_seconds(n("health_check.timeout"))
-                .set_healthy_threshold_count(n("health_check.healthy_threshold"))
-                .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
-                .send()
-                .await
-                .map_err(api("ModifyTargetGroup", a))?;
+            ctx.settle("ModifyTargetGroup", a, || {
+                c.elb
+                    .modify_target_group()
+                    .target_group_arn(id)
+                    .health_check_path(want.get("health_check.path").unwrap_or("/"))
+                    .set_health_check_interval_seconds(n("health_check.interval"))
+                    .set_health_check_timeout_seconds(n("health_check.timeout"))
+                    .set_healthy_threshold_count(n("health_check.healthy_threshold"))
+                    .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
+                    .set_matcher(matcher(want))
+                    .send()
+            })
+            .await?;
             if want.get("deregistration_delay") != have.res.get("deregistration_delay") {
                 set_dereg(ctx, want, id).await?;
             }
         }
         ResKind::Listener => {
-            c.elb
-                .modify_listener()
-                .listener_arn(id)
-                .protocol(elbt::ProtocolEnum::from(
-                    want.get("protocol").unwrap_or("HTTP"),
-                ))
-                .default_actions(forward(ctx.ref_id(want, "target_group").await?))
-                .send()
-                .await
-                .map_err(api("ModifyListener", a))?;
+            let target_group_id = ctx.ref_id(want, "target_group").await?;
+            ctx.settle("ModifyListener", a, || {
+                c.elb
+                    .modify_listener()
+                    .listener_arn(id)
+                    .protocol(elbt::ProtocolEnum::from(
+                        want.get("protocol").unwrap_or("HTTP"),
+                    ))
+                    .default_actions(forward(&target_group_id))
+                    .send()
+            })
+            .await?;
         }
         ResKind::TargetAttachment => {
             let want_ids = ctx.ref_ids(want, "targets").await?;
@@ -1073,56 +1335,65 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                 .map(|i| elbt::TargetDescription::builder().id(i).build())
                 .collect();
             if !add.is_empty() {
-                c.elb
-                    .register_targets()
-                    .target_group_arn(id)
-                    .set_targets(Some(add))
-                    .send()
-                    .await
-                    .map_err(api("RegisterTargets", a))?;
+                ctx.settle("RegisterTargets", a, || {
+                    c.elb
+                        .register_targets()
+                        .target_group_arn(id)
+                        .set_targets(Some(add.clone()))
+                        .send()
+                })
+                .await?;
             }
             if !del.is_empty() {
-                c.elb
-                    .deregister_targets()
-                    .target_group_arn(id)
-                    .set_targets(Some(del))
-                    .send()
-                    .await
-                    .map_err(api("DeregisterTargets", a))?;
+                ctx.settle("DeregisterTargets", a, || {
+                    c.elb
+                        .deregister_targets()
+                        .target_group_arn(id)
+                        .set_targets(Some(del.clone()))
+                        .send()
+                })
+                .await?;
             }
         }
         ResKind::EfsMountTarget => {
-            c.efs
-                .modify_mount_target_security_groups()
-                .mount_target_id(id)
-                .set_security_groups(Some(ctx.ref_ids(want, "security_groups").await?))
-                .send()
-                .await
-                .map_err(api("ModifyMountTargetSecurityGroups", a))?;
+            let security_groups_ids = ctx.ref_ids(want, "security_groups").await?;
+            ctx.settle("ModifyMountTargetSecurityGroups", a, || {
+                c.efs
+                    .modify_mount_target_security_groups()
+                    .mount_target_id(id)
+                    .set_security_groups(Some(security_groups_ids.clone()))
+                    .send()
+            })
+            .await?;
         }
         ResKind::DbSubnetGroup => {
-            c.rds
-                .modify_db_subnet_group()
-                .db_subnet_group_name(id)
-                .set_subnet_ids(Some(ctx.ref_ids(want, "subnets").await?))
-                .send()
-                .await
-                .map_err(api("ModifyDBSubnetGroup", a))?;
+            let subnets_ids = ctx.ref_ids(want, "subnets").await?;
+            ctx.settle("ModifyDBSubnetGroup", a, || {
+                c.rds
+                    .modify_db_subnet_group()
+                    .db_subnet_group_name(id)
+                    .set_subnet_ids(Some(subnets_ids.clone()))
+                    .send()
+            })
+            .await?;
         }
         ResKind::DbInstance => {
             let n = |k: &str| want.get(k).and_then(|v| v.parse::<i32>().ok());
-            c.rds
-                .modify_db_instance()
-                .db_instance_identifier(id)
-                .apply_immediately(true)
-                .set_db_instance_class(want.get("instance_class").map(str::to_string))
-                .set_allocated_storage(n("storage_gb"))
-                .set_multi_az(want.get("multi_az").map(|v| v == "true"))
-                .set_engine_version(want.get("engine_version").map(str::to_string))
-                .set_vpc_security_group_ids(Some(ctx.ref_ids(want, "security_groups").await?))
-                .send()
-                .await
-                .map_err(api("ModifyDBInstance", a))?;
+            let security_groups_ids = ctx.ref_ids(want, "security_groups").await?;
+            ctx.settle("ModifyDBInstance", a, || {
+                c.rds
+                    .modify_db_instance()
+                    .db_instance_identifier(id)
+                    .apply_immediately(true)
+                    .set_db_instance_class(want.get("instance_class").map(str::to_string))
+                    .set_allocated_storage(n("storage_gb"))
+                    .set_multi_az(want.get("multi_az").map(|v| v == "true"))
+                    .set_engine_version(want.get("engine_version").map(str::to_string))
+                    .set_db_port_number(n("port"))
+                    .set_vpc_security_group_ids(Some(security_groups_ids.clone()))
+                    .send()
+            })
+            .await?;
         }
         // Nothing else has attributes that change in place.
         ResKind::Vpc | ResKind::Subnet | ResKind::EfsFileSystem | ResKind::KeyPair => {}
@@ -1203,21 +1474,25 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
                 c.ec2.terminate_instances().instance_ids(id).send()
             })
             .await?;
-            ctx.wait(a, "terminated", || async {
-                let o = c
-                    .ec2
-                    .describe_instances()
-                    .instance_ids(id)
-                    .send()
-                    .await
-                    .map_err(api("DescribeInstances", a))?;
-                Ok(o.reservations()
+            ctx.wait(a, "terminated", ctx.timeouts.instance, || async {
+                let o = match c.ec2.describe_instances().instance_ids(id).send().await {
+                    Ok(o) => o,
+                    // Gone from the listing: terminated long enough ago.
+                    Err(e) if sdk_code(&e).as_deref() == Some("InvalidInstanceID.NotFound") => {
+                        return Ok(Poll::Ready)
+                    }
+                    Err(e) => return Err(call_err("DescribeInstances", a)(e)),
+                };
+                let state = o
+                    .reservations()
                     .iter()
                     .flat_map(|r| r.instances())
-                    .all(|i| {
-                        i.state().and_then(|s| s.name())
-                            == Some(&ec2t::InstanceStateName::Terminated)
-                    }))
+                    .find_map(|i| i.state().and_then(|s| s.name()))
+                    .map(|s| s.as_str().to_string());
+                Ok(match state.as_deref() {
+                    Some("terminated") | None => Poll::Ready,
+                    Some(s) => Poll::Pending(s.into()),
+                })
             })
             .await?;
         }
@@ -1268,7 +1543,7 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
             })
             .await?;
             // The file system can only go once its mount targets are gone.
-            ctx.wait(a, "deleted", || async {
+            ctx.wait(a, "deleted", ctx.timeouts.file_system, || async {
                 match c
                     .efs
                     .describe_mount_targets()
@@ -1276,10 +1551,17 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
                     .send()
                     .await
                 {
-                    Ok(o) => Ok(o.mount_targets().iter().all(|m| {
-                        m.life_cycle_state() == &aws_sdk_efs::types::LifeCycleState::Deleted
-                    })),
-                    Err(_) => Ok(true),
+                    Ok(o) => Ok(match o.mount_targets().first() {
+                        Some(m) if m.life_cycle_state().as_str() != "deleted" => {
+                            Poll::Pending(m.life_cycle_state().as_str().into())
+                        }
+                        _ => Poll::Ready,
+                    }),
+                    // Only NotFound means gone: throttling is one more poll.
+                    Err(e) if sdk_code(&e).as_deref() == Some("MountTargetNotFound") => {
+                        Ok(Poll::Ready)
+                    }
+                    Err(e) => Err(call_err("DescribeMountTargets", a)(e)),
                 }
             })
             .await?;
@@ -1304,7 +1586,7 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
             })
             .await?;
             // The subnet group and security group can only go once the instance is gone.
-            ctx.wait(a, "deleted", || async {
+            ctx.wait(a, "deleted", ctx.timeouts.database, || async {
                 match c
                     .rds
                     .describe_db_instances()
@@ -1312,12 +1594,114 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
                     .send()
                     .await
                 {
-                    Ok(o) => Ok(o.db_instances().is_empty()),
-                    Err(_) => Ok(true),
+                    Ok(o) => Ok(match o.db_instances().first() {
+                        Some(d) => Poll::Pending(d.db_instance_status().unwrap_or("?").into()),
+                        None => Poll::Ready,
+                    }),
+                    // Only NotFound means gone: throttling is one more poll.
+                    Err(e) if sdk_code(&e).as_deref() == Some("DBInstanceNotFound") => {
+                        Ok(Poll::Ready)
+                    }
+                    Err(e) => Err(call_err("DescribeDBInstances", a)(e)),
                 }
             })
             .await?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::aws::desired::{desired, Inputs};
+    use crate::provider::aws::diff;
+
+    const STACK: &str = r#"
+name: web3
+provider: aws
+aws:
+  region: us-east-1
+  zones: [us-east-1a, us-east-1b]
+  network:
+    vpc_cidr: 10.20.0.0/16
+    subnets: [10.20.1.0/24, 10.20.2.0/24]
+  hosts:
+    count: 2
+    instance_type: t2.micro
+    ami: ami-1e749f67
+  balancer:
+    kind: alb
+  shared_fs:
+    performance_mode: generalPurpose
+  database:
+    engine: postgres
+    instance_class: db.t3.micro
+    username: app
+    password: secret-pw
+"#;
+
+    fn prerequisite_addrs(steps: &[&Step], deleting: bool, addr: &str) -> Vec<String> {
+        let pre = prerequisites(steps, deleting);
+        let i = steps
+            .iter()
+            .position(|s| s.change.addr == addr)
+            .unwrap_or_else(|| panic!("no step for {addr}"));
+        let mut v: Vec<String> = pre[i]
+            .iter()
+            .map(|&j| steps[j].change.addr.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A step waits for the steps of what it references, not for a whole wave: the database
+    /// does not wait for the load balancer, so the run is as long as its longest chain.
+    #[test]
+    fn a_step_waits_only_for_what_it_references() {
+        let file: crate::stack::model::StackFile = serde_saphyr::from_str(STACK).unwrap();
+        let want = desired(
+            &file,
+            &Inputs {
+                public_key: None,
+                vpc_cidrs: None,
+            },
+        );
+        let d = diff::diff(&want, &[]);
+        let steps: Vec<&Step> = d.steps.iter().collect();
+        assert_eq!(
+            prerequisite_addrs(&steps, false, "aws_db_instance.main"),
+            ["aws_db_subnet_group.main", "aws_security_group.db"]
+        );
+        assert_eq!(
+            prerequisite_addrs(&steps, false, "aws_lb_listener.port_80"),
+            ["aws_lb.main", "aws_lb_target_group.web"]
+        );
+        assert!(prerequisite_addrs(&steps, false, "aws_vpc.main").is_empty());
+
+        // Down: a resource goes after everything that references it.
+        let observed: Vec<Observed> = want
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Observed {
+                res: r.clone(),
+                id: format!("id-{i}"),
+                info: BTreeMap::new(),
+            })
+            .collect();
+        let d = diff::destroy(&observed);
+        let steps: Vec<&Step> = d.steps.iter().collect();
+        let vpc = prerequisite_addrs(&steps, true, "aws_vpc.main");
+        for a in [
+            "aws_subnet.public[0]",
+            "aws_security_group.lb",
+            "aws_lb_target_group.web",
+        ] {
+            assert!(
+                vpc.iter().any(|v| v == a),
+                "{a} not before the VPC: {vpc:?}"
+            );
+        }
+        assert!(prerequisite_addrs(&steps, true, "aws_db_instance.main").is_empty());
+    }
 }

@@ -1,12 +1,19 @@
 //! The AWS provider (seed 003): VPC, subnets per zone, internet gateway and routes, security
 //! groups, EC2 instances across zones, an ALB/NLB with target group and listeners, EFS with a
-//! mount target per zone, and RDS — planned from tags, applied in dependency waves.
+//! mount target per zone, and RDS — planned from the state's ids and the tags, applied in
+//! dependency order.
 //!
 //! Layout: [`model`] (the resource shape), [`desired`] (stack → resources, pure), [`diff`]
 //! (desired + observed → steps, pure), [`observe`] (read everything carrying
-//! `hactl:stack=<name>`), [`apply`] (steps → API calls, parallel within a wave, idempotent
-//! creates), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses). Only `observe` and
-//! `apply` talk to AWS.
+//! `hactl:stack=<name>`), [`apply`] (steps → API calls, in dependency order, idempotent
+//! creates), [`wait`] (eventual consistency, throttling, ready and failure states, per-kind
+//! limits), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what
+//! only the account can answer — zones, instance type offerings, existing subnets and VPC —
+//! asked before anything is created). Only `observe`, `preflight` and `apply` talk to AWS.
+//!
+//! Identity: the state's ids first, tags second. `observe` reads what the state recorded by
+//! id (a resource that lost its `hactl:*` tags is still this stack's, and is re-tagged in
+//! place); the tags find the rest (discovery, and the whole stack when the state is lost).
 
 pub mod apply;
 pub mod client;
@@ -16,6 +23,8 @@ pub mod hosts;
 pub mod model;
 pub mod observe;
 pub mod outputs;
+pub mod preflight;
+pub mod wait;
 
 /// An AWS call that failed: the service's error code and message, not a debug dump.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -30,12 +39,27 @@ pub enum AwsError {
         addr: String,
         message: String,
     },
-    #[error("timed out waiting for `{addr}` to become {what}")]
+    #[error("timed out after {after} waiting for `{addr}` to become {what} (last seen: {last})")]
     #[diagnostic(
         code(hactl::aws::timeout),
-        help("re-run `hactl up`: it picks up where it stopped")
+        help("re-run `hactl up`: it picks up where it stopped; a kind that needs longer takes `aws.timeouts` in the stack")
     )]
-    Timeout { addr: String, what: &'static str },
+    Timeout {
+        addr: String,
+        what: &'static str,
+        after: String,
+        last: String,
+    },
+    #[error("`{addr}` is `{status}` instead of becoming {what}")]
+    #[diagnostic(
+        code(hactl::aws::failed_state),
+        help("AWS will not leave this state by itself: see the resource in the AWS console (its status reason), fix the cause, then re-run `hactl up`")
+    )]
+    Failed {
+        addr: String,
+        what: &'static str,
+        status: String,
+    },
     #[error("`{addr}` needs `{dep}`, which has no id")]
     #[diagnostic(
         code(hactl::aws::missing_dep),

@@ -31,6 +31,10 @@ use super::super::{Host, Vip};
 use super::did_you_mean;
 use super::tree::Node;
 
+/// AWS's own rules (CIDRs, listeners, matcher), in their own file.
+#[path = "aws.rs"]
+mod aws;
+
 /// What the checks resolve for the rest of hactl.
 pub(super) struct Resolved {
     pub hosts: Vec<Host>,
@@ -79,6 +83,7 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     c.ports();
     c.files_state_vault();
     c.aws();
+    c.aws_rules();
     c.vip_aws();
     // Resolving is for valid stacks only: it lists each VIP host's peers, which is quadratic
     // in the hosts, and a valid stack has at most 254 VIP hosts (their priorities differ)
@@ -2522,6 +2527,18 @@ impl Checker<'_> {
                 Dur::from_secs(0),
                 Dur::from_secs(3600),
             );
+        }
+        let t = &aws.timeouts;
+        for (v, path) in [
+            (&t.instance, "aws.timeouts.instance"),
+            (&t.load_balancer, "aws.timeouts.load_balancer"),
+            (&t.file_system, "aws.timeouts.file_system"),
+            (&t.database, "aws.timeouts.database"),
+            (&t.propagation, "aws.timeouts.propagation"),
+        ] {
+            if let Some(v) = v {
+                self.dur_range(v, path, Dur::from_secs(1), Dur::from_secs(4 * 3600));
+            }
         }
         if let Some(fs) = &aws.shared_fs {
             let m = fs.performance_mode.value.as_str();
