@@ -16,7 +16,9 @@ cargo build --all-targets
 "$CARGO_TARGET_DIR/debug/hactl" lab down >/dev/null 2>&1 || true
 # Nothing outside the lab may change: podman's machine-wide config, links, routes (issue 16).
 state_before=$(bash scripts/machine-state.sh)
-cargo test --all-targets -- --test-threads=2
+# The fuzz harness of stack::load + render (src/stack/fuzz.rs) runs for a fixed time, not a
+# case count: a one-minute smoke run here, longer by hand (`HACTL_FUZZ_SECS=600`).
+HACTL_FUZZ_SECS="${HACTL_FUZZ_SECS:-60}" cargo test --all-targets -- --test-threads=2
 state_after=$(bash scripts/machine-state.sh)
 if [ "$state_before" != "$state_after" ]; then
   echo "test.sh: the suite changed the machine outside the lab:" >&2

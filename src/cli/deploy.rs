@@ -154,9 +154,16 @@ pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
         (None, Some(p)) => exec::read_archive(p)?,
         (None, None) => exec::stack_target(&stack)?,
     };
-    let session = Session::open(&stack).await?;
-    let r = go(&session, &stack, target, &a.run, "deploy").await;
-    session.close().await;
+    // The stack's lock (as `up` takes it), besides the deploy lock on the first app host.
+    let guard = super::plan::lock(&stack, "deploy", a.run.lock_wait).await?;
+    let r = async {
+        let session = Session::open(&stack).await?;
+        let r = go(&session, &stack, target, &a.run, "deploy").await;
+        session.close().await;
+        r
+    }
+    .await;
+    guard.release().await;
     finish(r?, a.run.json)
 }
 
@@ -164,7 +171,14 @@ pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
     let file = stack_file(&a)?;
     let stack = stack::load(&file)?;
     check_stack(&stack)?;
-    let session = Session::open(&stack).await?;
+    let guard = super::plan::lock(&stack, "rollback", a.lock_wait).await?;
+    let session = match Session::open(&stack).await {
+        Ok(s) => s,
+        Err(e) => {
+            guard.release().await;
+            return Err(e.into());
+        }
+    };
     let r = async {
         let history = session.history().await?;
         let apps = session.inspect("").await?;
@@ -193,6 +207,7 @@ pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
         Err(e) => Err(e),
     };
     session.close().await;
+    guard.release().await;
     finish(r?, a.json)
 }
 

@@ -114,7 +114,21 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
     let mut n = 0u32;
     loop {
         n += 1;
-        let r = round(&stack, &secrets, n, a.dry_run).await?;
+        // The stack's lock for each round (not the whole `--watch`, so an `up` can run
+        // between two rounds); with `--watch`, a round that finds it busy (a deploy or an
+        // `up` running) is skipped, not the end of the watch.
+        let guard = match super::plan::lock(&stack, "heal", a.run.lock_wait).await {
+            Ok(g) => g,
+            Err(e) if a.watch && a.rounds.is_none_or(|max| n < max) => {
+                view::print_error(&e);
+                tokio::time::sleep(a.interval).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let r = round(&stack, &secrets, n, a.dry_run).await;
+        guard.release().await;
+        let r = r?;
         if a.stack.json {
             view::print_json(&r)?;
         } else {

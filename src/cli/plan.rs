@@ -1,6 +1,8 @@
 //! `hactl plan`, `hactl up` and `hactl down`: load → render → observe → diff → (apply) →
 //! report. The plan is printed before anything changes; applying needs `--auto-approve` or a
 //! "yes" at a terminal prompt, and is refused (with a hint) when no terminal can be asked.
+//! `up` and `down` hold the stack's lock ([`lock`]) from before the hosts are read until the
+//! report, as the AWS path does.
 
 use clap::Args;
 
@@ -91,15 +93,42 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     })
 }
 
+/// Takes the stack's lock for `operation` on a `provider: hosts` stack: the state backend's
+/// lock (a local file lock under `.hactl/`, or the S3 lock when `state.backend` is `s3`),
+/// leased and renewed while held, waiting up to `wait` (`--lock-wait`) for a holder.
+pub(crate) async fn lock(
+    stack: &stack::Stack,
+    operation: &str,
+    wait: std::time::Duration,
+) -> miette::Result<crate::state::LockGuard> {
+    let backend = crate::state::Backend::for_stack(stack).await?;
+    match backend.lock(operation, std::time::Duration::ZERO).await {
+        Err(crate::state::StateError::Locked { holder, .. }) if !wait.is_zero() => {
+            view::note(&format!(
+                "waiting for the stack lock held by {holder} (up to {})",
+                crate::stack::duration::Dur(wait)
+            ));
+            Ok(backend.lock(operation, wait).await?)
+        }
+        r => Ok(r?),
+    }
+}
+
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     if super::aws::is_aws(&stack) {
         return super::aws::up(stack, &a.stack, &a.run, a.auto_approve, a.provision_only).await;
     }
-    let mut p = prepare(&a.stack).await?;
-    p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
-    let plan = engine::plan_up(&p.stack, &p.observed);
-    apply(p, plan, a.stack.json, a.auto_approve, Mode::Up).await
+    let guard = lock(&stack, "up", a.run.lock_wait).await?;
+    let r = async {
+        let mut p = prepare(&a.stack).await?;
+        p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
+        let plan = engine::plan_up(&p.stack, &p.observed);
+        apply(p, plan, a.stack.json, a.auto_approve, Mode::Up).await
+    }
+    .await;
+    guard.release().await;
+    r
 }
 
 pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
@@ -107,10 +136,16 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
     if super::aws::is_aws(&stack) {
         return super::aws::down(stack, &a.stack, &a.run, a.auto_approve).await;
     }
-    let mut p = prepare(&a.stack).await?;
-    p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
-    let plan = engine::plan_down(&p.stack, &p.observed);
-    apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
+    let guard = lock(&stack, "down", a.run.lock_wait).await?;
+    let r = async {
+        let mut p = prepare(&a.stack).await?;
+        p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
+        let plan = engine::plan_down(&p.stack, &p.observed);
+        apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
+    }
+    .await;
+    guard.release().await;
+    r
 }
 
 /// The hosts layer of an AWS `up`: the instances, already built into `stack.hosts` and

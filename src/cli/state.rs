@@ -47,8 +47,8 @@ pub async fn run(c: StateCommand) -> miette::Result<ExitStatus> {
             } else {
                 match info {
                     Some(i) => view::print_out(&format!(
-                        "locked by {}\n  id: {}\n  operation: {}\n  pid: {}\n  since: {} (unix)\n",
-                        i.who, i.id, i.operation, i.pid, i.created
+                        "locked by {}\n  id: {}\n  operation: {}\n  pid: {}\n  since: {} (unix)\n  renewed: {} (unix), lease {} s\n",
+                        i.who, i.id, i.operation, i.pid, i.created, i.renewed, i.ttl
                     )),
                     None => view::print_out(&format!("not locked ({})\n", backend.describe())),
                 }

@@ -13,6 +13,12 @@
 //!
 //! Lines without a timestamp (continuations) take the previous line's time. Stamps without a
 //! zone are taken as UTC, which is what the lab and hactl-built hosts use.
+//!
+//! What a host prints is data, not trusted text: a log line can hold anything a client sent
+//! (nginx logs request lines) in any encoding. So every line is cleaned of terminal control
+//! sequences before it reaches an operator's terminal or a CI log ([`clean`]), and the stamp
+//! parsers index text only where a character starts (`str::get`), never by a byte position
+//! that a multi-byte character could straddle.
 
 use std::fmt::Write as _;
 
@@ -102,9 +108,9 @@ pub fn parse(stdout: &str) -> (Vec<Line>, Vec<(String, u64)>) {
         let mut f = rest.splitn(4, '\t');
         match (f.next(), f.next(), f.next(), f.next()) {
             (Some("line"), Some(svc), Some(src), text) => lines.push(Line {
-                service: svc.to_string(),
-                source: src.to_string(),
-                text: text.unwrap_or("").to_string(),
+                service: clean(svc),
+                source: clean(src),
+                text: clean(text.unwrap_or("")),
             }),
             (Some("size"), Some(path), Some(n), None) => {
                 if let Ok(n) = n.trim().parse() {
@@ -115,6 +121,28 @@ pub fn parse(stdout: &str) -> (Vec<Line>, Vec<(String, u64)>) {
         }
     }
     (lines, sizes)
+}
+
+/// A remote line made safe to print: ANSI/VT escape sequences (CSI such as colours and cursor
+/// moves, OSC such as window titles and hyperlinks, DCS, …) are removed whole, by the `vte`
+/// parser that terminals themselves use (through `strip-ansi-escapes`), and every other
+/// control character left (C0, DEL, C1 — a bare `ESC`, `\r` that would overwrite the line,
+/// a bell) is removed too. Tabs stay: logs use them as separators.
+pub fn clean(text: &str) -> String {
+    let needs = text.chars().any(|c| c.is_control() && c != '\t');
+    if !needs {
+        return text.to_string();
+    }
+    // The parser drops tabs with the other C0 controls: clean between them.
+    text.split('\t')
+        .map(|part| {
+            strip_ansi_escapes::strip_str(part)
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\t")
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
@@ -177,8 +205,9 @@ fn zone(s: &str) -> Option<i64> {
     if digits.len() != 4 {
         return None;
     }
-    let h = num(&digits[..2])?;
-    let m = num(&digits[2..])?;
+    // `get`: four bytes need not be four ASCII digits (`1é1`), and a slice inside `é` panics.
+    let h = num(digits.get(..2)?)?;
+    let m = num(digits.get(2..)?)?;
     Some(sign * (h * 60 + m) * 60_000)
 }
 
@@ -187,11 +216,13 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     if s.len() < 19 {
         return None;
     }
-    let (date, rest) = (&s[..10], &s[11..]);
-    let sep = s.as_bytes()[10];
+    // `get`, not `[..]`: the input is a user's `--since` or a remote log line, and byte 10
+    // may fall inside a multi-byte character (which `[..10]` would panic on).
+    let sep = *s.as_bytes().get(10)?;
     if sep != b'T' && sep != b' ' {
         return None;
     }
+    let (date, rest) = (s.get(..10)?, s.get(11..)?);
     let mut d = date.split('-');
     let (y, mo, da) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
     let zpos = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
@@ -226,7 +257,11 @@ pub fn stamp(text: &str) -> Option<(i64, &str)> {
     if words.len() >= 2 && words[0].len() == 10 && words[0].as_bytes().get(4) == Some(&b'/') {
         let iso = format!("{}T{}Z", words[0].replace('/', "-"), words[1]);
         if let Some(ms) = parse_iso(&iso) {
-            let rest = text[words[0].len() + words[1].len() + 2..].trim_start();
+            // A stamp with nothing after it has no second space: `get` gives "" there.
+            let rest = text
+                .get(words[0].len() + words[1].len() + 2..)
+                .unwrap_or("")
+                .trim_start();
             return Some((ms, rest));
         }
     }
@@ -342,6 +377,68 @@ mod tests {
         let (ms, _) = stamp("2026-11-22T01:31:24.123456789Z app started").expect("podman");
         assert_eq!(ms, base + 123);
         assert_eq!(stamp("   continuation"), None);
+    }
+
+    /// Regression (issue 15 §6): byte-index slicing panicked on a `--since` or a remote line
+    /// whose 11th byte falls inside a multi-byte character, on a zone like `+1é1`, and on an
+    /// nginx stamp with nothing after it.
+    #[test]
+    fn stamps_of_non_ascii_and_short_lines_do_not_panic() {
+        for s in [
+            "2026-11-2é01:31:24Z",
+            "ééééééééééééééééééééé",
+            "2026-11-22T01:31:24+1é1",
+            "2026-11-22T01:31:24+é12",
+            "2026/11/2é 01:31:24 x",
+            "2026/11/22 01:31:24",
+            "Sun Nov 22 01:31:24 2026:",
+            "[22/Nov/2026:01:31:24 +1é1]",
+            "[é]",
+        ] {
+            assert_eq!(parse_iso(s), None, "{s}");
+            let _ = stamp(s);
+            let _ = stamp_lines(
+                "h",
+                vec![Line {
+                    service: "nginx".into(),
+                    source: "f".into(),
+                    text: s.into(),
+                }],
+            );
+        }
+        assert_eq!(
+            stamp("2026/11/22 01:31:24"),
+            Some((parse_iso("2026-11-22T01:31:24Z").expect("iso"), ""))
+        );
+    }
+
+    proptest::proptest! {
+        /// Any text at all (a remote line, a `--since`) is parsed or refused, never a panic.
+        #[test]
+        fn stamp_parsers_take_any_text(s in "\\PC{0,40}", t in "[0-9T:/ +.Zé€-]{0,30}") {
+            let _ = parse_iso(&s);
+            let _ = stamp(&s);
+            let _ = parse_iso(&t);
+            let _ = stamp(&t);
+            let c = clean(&s);
+            proptest::prop_assert!(!c.chars().any(|c| c.is_control() && c != '\t'));
+        }
+    }
+
+    /// Regression (issue 15 §6): remote log lines were printed verbatim, so a line could
+    /// recolour or clear the terminal, set its title, or overwrite itself with `\r`.
+    #[test]
+    fn remote_lines_lose_terminal_control_sequences() {
+        let raw = "HACTL\tline\tnginx\t/var/log/nginx/access.log\t\x1b[31mred\x1b[0m \x1b]0;pwned\x07title \x1b[2J\x1b[Hclear\rover\x08\x07 \u{9b}31m c1\ttab é\n";
+        let (lines, _) = parse(raw);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].text, "red title clearover 31m c1\ttab é");
+        assert!(!lines[0].text.chars().any(|c| c.is_control() && c != '\t'));
+        // Plain lines are untouched.
+        assert_eq!(
+            clean("GET /é?a=b HTTP/1.1\t200"),
+            "GET /é?a=b HTTP/1.1\t200"
+        );
     }
 
     #[test]

@@ -10,12 +10,21 @@
 //!
 //! Codes are part of hactl's interface (scripts match on them, `validate --json` prints them):
 //! add new ones freely, never rename one.
+//!
+//! Everything here is indexed so that its cost does not grow with the file for each problem:
+//! a file with ten thousand problems (ten thousand hosts with tied priorities) must print in
+//! well under a second. miette's own `SourceCode` for a string scans from the file's start for
+//! every excerpt, so the problems share one [`StackSource`] that finds the lines around a span
+//! by binary search and lets miette scan only those; [`SourceMap`] converts line/column to
+//! byte offsets through checkpoints instead of walking the (possibly one very long) line.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+use miette::{
+    Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
+};
 use serde::Serialize;
 
 /// One problem in a stack file.
@@ -33,7 +42,7 @@ pub struct Problem {
     pub line: Option<usize>,
     pub column: Option<usize>,
     /// The file, attached when the problems are collected into a [`StackError`].
-    pub src: Option<NamedSource<Arc<String>>>,
+    pub src: Option<Arc<StackSource>>,
     /// A warning: shown, but the stack still loads (e.g. a load balancer subnet smaller than
     /// the /27 AWS asks for). Only errors make a stack invalid.
     pub warning: bool,
@@ -111,7 +120,7 @@ impl Diagnostic for Problem {
         // Without a span there is nothing to excerpt; returning the source anyway would make
         // miette print the file's name with no line, which reads like a location.
         match (&self.src, self.span) {
-            (Some(src), Some(_)) => Some(src as &dyn SourceCode),
+            (Some(src), Some(_)) => Some(src.as_ref() as &dyn SourceCode),
             _ => None,
         }
     }
@@ -196,12 +205,13 @@ impl From<&Problem> for JsonDiagnostic {
 pub fn locate(path: &Path, text: Arc<String>, mut problems: Vec<Problem>) -> Vec<Problem> {
     let name = path.display().to_string();
     let map = SourceMap::new(&text);
+    let src = Arc::new(StackSource::new(name, text.clone()));
     for p in &mut problems {
         if let Some(span) = p.span {
             let (line, col) = map.line_col(span.offset());
             p.line = Some(line);
             p.column = Some(col);
-            p.src = Some(NamedSource::new(name.clone(), text.clone()).with_language("yaml"));
+            p.src = Some(Arc::clone(&src));
         }
     }
     // The sort is stable so problems at the same place keep the order the checks found them in.
@@ -261,16 +271,48 @@ impl StackError {
 
 /// Line starts of a text, to convert between byte offsets and 1-based line/column.
 /// Columns count characters, as the YAML parser does.
+///
+/// Characters are found through checkpoints (the byte offset of every [`CHECKPOINT`]th
+/// character of the text), so a conversion costs a binary search and at most that many
+/// characters of scanning, however long the line: a stack written as one flow-style line is
+/// still linear to check.
 pub struct SourceMap<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
+    /// Character index (in the whole text) of each line's start.
+    line_chars: Vec<usize>,
+    /// `checkpoints[k]`: byte offset of character `k * CHECKPOINT`.
+    checkpoints: Vec<usize>,
+    /// Characters in the whole text.
+    chars: usize,
 }
+
+/// Characters between two checkpoints of a [`SourceMap`].
+const CHECKPOINT: usize = 64;
 
 impl<'a> SourceMap<'a> {
     pub fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        SourceMap { text, line_starts }
+        let mut line_chars = vec![0];
+        let mut checkpoints = Vec::with_capacity(text.len() / CHECKPOINT + 1);
+        let mut chars = 0;
+        for (i, c) in text.char_indices() {
+            if chars % CHECKPOINT == 0 {
+                checkpoints.push(i);
+            }
+            chars += 1;
+            if c == '\n' {
+                line_starts.push(i + 1);
+                line_chars.push(chars);
+            }
+        }
+        SourceMap {
+            text,
+            line_starts,
+            line_chars,
+            checkpoints,
+            chars,
+        }
     }
 
     /// The text this map indexes.
@@ -278,23 +320,40 @@ impl<'a> SourceMap<'a> {
         self.text
     }
 
+    /// Byte offset of the character with (whole-text) index `n`, clamped to the text's end.
+    fn byte_of_char(&self, n: usize) -> usize {
+        if n >= self.chars {
+            return self.text.len();
+        }
+        let base = self.checkpoints[n / CHECKPOINT];
+        let skip = n % CHECKPOINT;
+        match self.text[base..].char_indices().nth(skip) {
+            Some((i, _)) => base + i,
+            None => self.text.len(),
+        }
+    }
+
+    /// (Whole-text) index of the character that starts at or contains byte `offset`.
+    fn char_of_byte(&self, offset: usize) -> usize {
+        let k = match self.checkpoints.binary_search(&offset) {
+            Ok(k) => return k * CHECKPOINT,
+            Err(0) => return 0,
+            Err(k) => k - 1,
+        };
+        let base = self.checkpoints[k];
+        let n = self.text[base..]
+            .char_indices()
+            .take_while(|(i, _)| base + i < offset)
+            .count();
+        k * CHECKPOINT + n
+    }
+
     /// Byte offset of 1-based `line` and character `column`, clamped to the text.
     pub fn offset(&self, line: usize, column: usize) -> usize {
-        let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
+        let Some(&first) = self.line_chars.get(line.saturating_sub(1)) else {
             return self.text.len();
         };
-        let rest = &self.text[start..];
-        let mut chars = rest.char_indices();
-        let mut off = rest.len();
-        for _ in 0..column.saturating_sub(1) {
-            if chars.next().is_none() {
-                return start + off;
-            }
-        }
-        if let Some((i, _)) = chars.next() {
-            off = i;
-        }
-        start + off
+        self.byte_of_char(first.saturating_add(column.saturating_sub(1)))
     }
 
     /// 1-based line and character column of byte `offset`.
@@ -304,12 +363,7 @@ impl<'a> SourceMap<'a> {
             Ok(i) => i,
             Err(i) => i - 1,
         };
-        let start = self.line_starts[line];
-        let col = self
-            .text
-            .get(start..offset)
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
+        let col = self.char_of_byte(offset) - self.line_chars[line];
         (line + 1, col + 1)
     }
 
@@ -330,6 +384,153 @@ impl<'a> SourceMap<'a> {
     }
 }
 
+/// A stack file as miette reads it for the excerpt under each problem: the file's name, its
+/// text, and where its lines start, shared by every problem of one [`StackError`].
+///
+/// miette's own excerpt code (`context_info` for `str`) walks the text from its start up to
+/// the span; here the lines around the span are found by binary search, and miette's code runs
+/// on just those lines, so each excerpt is exactly what miette would print, at a cost that
+/// does not depend on where in the file the problem is.
+#[derive(Debug)]
+pub struct StackSource {
+    name: String,
+    text: Arc<String>,
+    /// Line starts as miette counts lines: after `\n`, after `\r\n`, after a lone `\r`.
+    line_starts: Vec<usize>,
+}
+
+impl StackSource {
+    pub fn new(name: String, text: Arc<String>) -> StackSource {
+        let b = text.as_bytes();
+        let mut line_starts = vec![0];
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'\r' if b.get(i + 1) == Some(&b'\n') => {
+                    i += 1;
+                    line_starts.push(i + 1);
+                }
+                b'\r' | b'\n' => line_starts.push(i + 1),
+                _ => {}
+            }
+            i += 1;
+        }
+        StackSource {
+            name,
+            text,
+            line_starts,
+        }
+    }
+
+    /// The file's name as given (`-f`), for `validate --json`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Index of the line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        }
+    }
+}
+
+/// A line longer than this (bytes) is shown clipped around the span, without context lines.
+const LONG_LINE: usize = 1024;
+
+/// Bytes kept on each side of a span on a clipped line.
+const CLIP_MARGIN: usize = 120;
+
+impl StackSource {
+    /// The excerpt for a span on a very long line (a stack written in flow style, all on one
+    /// line): the span and [`CLIP_MARGIN`] bytes either side, instead of the whole line once
+    /// per problem (ten thousand problems on a 400 kB line would print 4 GB). `None` for a
+    /// line of normal length, which miette shows whole. Without `context` (miette asks so for
+    /// the `[file:line:col]` header) the excerpt starts at the span, as miette's own does.
+    fn clipped(&self, start: usize, end: usize, context: bool) -> Option<MietteSpanContents<'_>> {
+        let text = self.text.as_str();
+        let line = self.line_of(start);
+        let line_start = self.line_starts[line];
+        let line_end = self
+            .line_starts
+            .get(line + 1)
+            .map(|&n| n.saturating_sub(1))
+            .unwrap_or(text.len());
+        if line_end.saturating_sub(line_start) <= LONG_LINE {
+            return None;
+        }
+        let margin = if context { CLIP_MARGIN } else { 0 };
+        let mut from = start.saturating_sub(margin).max(line_start);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let mut to = end
+            .saturating_add(CLIP_MARGIN)
+            .min(line_end.max(end))
+            .min(text.len());
+        while !text.is_char_boundary(to) {
+            to += 1;
+        }
+        // miette counts columns in bytes from the line's start.
+        Some(
+            MietteSpanContents::new_named(
+                self.name.clone(),
+                &text.as_bytes()[from..to],
+                SourceSpan::new(from.into(), to - from),
+                line,
+                from - line_start,
+                1,
+            )
+            .with_language("yaml"),
+        )
+    }
+}
+
+impl SourceCode for StackSource {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let bytes = self.text.as_bytes();
+        // A span past the end is miette's to judge (it accepts one that ends a byte late).
+        let end = span.offset().saturating_add(span.len()).min(bytes.len());
+        if span.offset() > bytes.len() {
+            return Err(MietteError::OutOfBounds);
+        }
+        if let Some(clipped) = self.clipped(span.offset(), end, context_lines_before > 0) {
+            return Ok(Box::new(clipped));
+        }
+        // One line more on each side than asked, so miette's scan sees the same line breaks
+        // around the context as it would in the whole file.
+        let first = self
+            .line_of(span.offset())
+            .saturating_sub(context_lines_before.saturating_add(1));
+        let last = self
+            .line_of(end)
+            .saturating_add(context_lines_after)
+            .saturating_add(2);
+        let from = self.line_starts[first];
+        let to = self.line_starts.get(last).copied().unwrap_or(bytes.len());
+        let window = &bytes[from..to];
+        let rel = SourceSpan::new((span.offset() - from).into(), span.len());
+        let inner = window.read_span(&rel, context_lines_before, context_lines_after)?;
+        Ok(Box::new(
+            MietteSpanContents::new_named(
+                self.name.clone(),
+                inner.data(),
+                SourceSpan::new((inner.span().offset() + from).into(), inner.span().len()),
+                inner.line() + first,
+                inner.column(),
+                inner.line_count() + first,
+            )
+            .with_language("yaml"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +547,98 @@ mod tests {
         // Past the end clamps instead of panicking.
         assert_eq!(map.offset(99, 1), text.len());
         assert_eq!(map.line_col(10_000), (4, 5));
+    }
+
+    proptest::proptest! {
+        /// The indexed source gives miette exactly what miette's own `NamedSource` over the
+        /// whole text gives (so every excerpt prints as before), for any text of short lines
+        /// (`\n`, `\r\n`, lone `\r`, multi-byte characters), span and context.
+        #[test]
+        fn stack_source_reads_spans_as_miette_does(
+            text in "(a|é|:|-| |\n|\r\n|\r|日){0,60}",
+            start in 0usize..80,
+            len in 0usize..10,
+            before in 0usize..3,
+            after in 0usize..3,
+        ) {
+            // (miette's own code panics on a span that starts past the end; ours refuses it.)
+            let start = start.min(text.len());
+            let text = Arc::new(text);
+            let span = SourceSpan::new(start.into(), len);
+            let ours = StackSource::new("s.yaml".into(), text.clone());
+            let theirs = miette::NamedSource::new("s.yaml", text.to_string());
+            let owned = |c: Result<Box<dyn SpanContents<'_> + '_>, MietteError>| {
+                c.ok().map(|c| {
+                    (
+                        c.data().to_vec(),
+                        *c.span(),
+                        c.line(),
+                        c.column(),
+                        c.line_count(),
+                        c.name().map(str::to_string),
+                    )
+                })
+            };
+            let a = owned(ours.read_span(&span, before, after));
+            let b = owned(theirs.read_span(&span, before, after));
+            proptest::prop_assert_eq!(a, b);
+        }
+
+        /// Offsets and line/columns agree with a plain character walk, on any text.
+        #[test]
+        fn source_map_agrees_with_a_character_walk(
+            text in "(a|é|\n|日|\r){0,300}",
+            line in 1usize..8,
+            column in 1usize..200,
+            at in 0usize..700,
+        ) {
+            let map = SourceMap::new(&text);
+            // offset: the column-th character from the line's start, crossing line ends.
+            let starts: Vec<usize> = std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+            let want = match starts.get(line - 1) {
+                None => text.len(),
+                Some(&s) => text[s..]
+                    .char_indices()
+                    .nth(column - 1)
+                    .map(|(i, _)| s + i)
+                    .unwrap_or(text.len()),
+            };
+            proptest::prop_assert_eq!(map.offset(line, column), want);
+            // line_col: line of the offset, characters before it on its line.
+            let mut at = at.min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let l = starts.iter().rposition(|&s| s <= at).unwrap_or(0);
+            let c = text[starts[l]..at].chars().count();
+            proptest::prop_assert_eq!(map.line_col(at), (l + 1, c + 1));
+        }
+    }
+
+    /// A span on a very long line (flow style) is shown clipped around it, with its real
+    /// line and column in the header.
+    #[test]
+    fn long_lines_are_clipped_around_the_span() {
+        let line: String = (0..500).map(|i| format!("{{n: h{i}}}, ")).collect();
+        let text = Arc::new(format!("a: 1\nhosts: [{line}]\n"));
+        let at = text.find("h250").expect("there");
+        let src = StackSource::new("s.yaml".into(), text.clone());
+        let c = src
+            .read_span(&SourceSpan::new(at.into(), 4), 1, 1)
+            .expect("reads");
+        assert!(c.data().len() <= 2 * CLIP_MARGIN + 4, "{}", c.data().len());
+        assert!(std::str::from_utf8(c.data())
+            .expect("utf8")
+            .contains("h250"));
+        let head = src
+            .read_span(&SourceSpan::new(at.into(), 4), 0, 0)
+            .expect("reads");
+        let map = SourceMap::new(&text);
+        let (l, col) = map.line_col(at);
+        // miette's line and column are 0-based, and count bytes (here all ASCII).
+        assert_eq!((head.line() + 1, head.column() + 1), (l, col));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 pub mod diag;
 pub mod duration;
+#[cfg(test)]
+mod fuzz;
 pub mod model;
 pub mod schema;
 pub(crate) mod validate;
@@ -113,8 +115,16 @@ impl Stack {
 }
 
 /// Reads and validates a stack file.
+///
+/// Reads at most [`validate::MAX_STACK_BYTES`] + 1 bytes: a huge file (or `/dev/zero`) is
+/// refused with `hactl::stack::too_large` without being read whole.
 pub fn load(path: &Path) -> Result<Stack, StackError> {
-    let bytes = std::fs::read(path).map_err(|e| StackError::io(path, e))?;
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| StackError::io(path, e))?;
+    let mut bytes = Vec::new();
+    f.take(validate::MAX_STACK_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StackError::io(path, e))?;
     load_bytes(path, &bytes)
 }
 

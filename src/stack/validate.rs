@@ -26,6 +26,9 @@ use super::model::StackFile;
 use super::Stack;
 
 pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError> {
+    if bytes.len() > MAX_STACK_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t.to_owned(),
         Err(e) => return Err(utf8_error(path, bytes, &e)),
@@ -60,18 +63,47 @@ pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError>
     })
 }
 
+/// The largest stack file accepted, in bytes (4 MiB). A stack of 10,000 hosts written out in
+/// block style is about 1 MiB; every check is linear or close to it, so this bounds what a
+/// file from an untrusted pull request can cost `validate` (about a second and 200 MB at this
+/// size) rather than being a limit any real stack meets.
+pub const MAX_STACK_BYTES: usize = 4 << 20;
+
+/// The refusal of a file over [`MAX_STACK_BYTES`] (`len` bytes, or more when the read stopped
+/// at the limit).
+pub(super) fn too_large(path: &Path, len: u64) -> StackError {
+    let problem = Problem::new(
+        "hactl::stack::too_large",
+        format!(
+            "the file is {len} bytes or more; stack files are limited to {MAX_STACK_BYTES} bytes (4 MiB)"
+        ),
+    )
+    .help(
+        "a stack of 10,000 hosts takes about 1 MiB: check that this is the stack file you \
+         meant, and that nothing generated it in a loop",
+    );
+    StackError::invalid(path, Arc::new(String::new()), vec![problem])
+}
+
 /// Deepest nesting accepted. A stack file needs about 6 levels (`vip.notify.master[0].command`);
 /// the parser's default of 64 is more than a debug build's 2 MiB test-thread stack survives
 /// once serde's recursion is added, and a lower limit costs nothing.
 const MAX_DEPTH: usize = 24;
 
+/// Events that aliases may replay in one file. The parser's default (a million) lets a
+/// half-finished alias bomb through its budgets, and building and checking the ~500,000 nodes
+/// it expands to took seconds (found by the fuzz harness, `stack::fuzz`). Aliases in a stack
+/// file repeat a block or two: a hundred thousand replayed events is far more than that needs.
+const MAX_REPLAYED_EVENTS: usize = 100_000;
+
 /// The parser's options: its safe defaults (duplicate keys refused, alias and size budgets)
-/// with a lower nesting limit.
+/// with a lower nesting limit and alias replay budget.
 fn options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_DEPTH;
     let mut opts = serde_saphyr::Options::default();
     opts.budget = Some(budget);
+    opts.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     opts
 }
 
@@ -159,6 +191,17 @@ fn parse_problem(err: &YamlError, map: &SourceMap, tree: Option<&tree::Node>) ->
                 BudgetBreach::Depth { .. } => (
                     format!("the file nests too deeply (more than {MAX_DEPTH} levels)"),
                     "a stack file needs only a few levels; look for runaway `[` or `{`",
+                ),
+                // A big file without aliases (a generated stack of ~30,000 hosts) hits the
+                // parser's node and event budgets: say so, not "alias bomb".
+                BudgetBreach::Nodes { .. }
+                | BudgetBreach::Events { .. }
+                | BudgetBreach::ScalarBytes { .. } => (
+                    "the file holds more values than a stack file may (250,000 YAML nodes, \
+                     roughly 30,000 hosts)"
+                        .to_string(),
+                    "split the hosts over several stacks, or check that nothing generated this \
+                     file in a loop",
                 ),
                 _ => (
                     "the file expands to too much data (an alias bomb?)".to_string(),
@@ -336,6 +379,85 @@ mod tests {
         let d = err.diagnostics();
         assert_eq!(d[0].code, "hactl::stack::encoding");
         assert_eq!((d[0].line, d[0].column), (Some(2), Some(12)));
+    }
+
+    /// `n` hosts that are all VIP hosts with default priorities (so nearly every one ties
+    /// with another), block style or all on one line (flow style).
+    fn tied_hosts(n: usize, one_line: bool) -> String {
+        let hosts: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "{{name: h{i}, address: 10.{}.{}.{}}}",
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                )
+            })
+            .collect();
+        let hosts = if one_line {
+            format!("hosts: [{}]\n", hosts.join(", "))
+        } else {
+            format!("hosts:\n  - {}\n", hosts.join("\n  - "))
+        };
+        format!(
+            "name: big\nprovider: hosts\n{hosts}vip: {{address: 10.255.255.254/8, interface: eth0, virtual_router_id: 51, advert_int: 1s}}\n"
+        )
+    }
+
+    /// Regression (issue 15 §6): `validate` was quadratic: 8,000 hosts took 112 s and 1.1 GB
+    /// (every VIP host's peer list, pairwise priority and port checks, and miette scanning the
+    /// file from its start for each of the thousands of excerpts). 10,000 hosts, checked and
+    /// every diagnostic rendered as `validate` prints it, in block and in one-line flow style
+    /// (where each column lookup used to walk the line). Release build: ~0.2 s (see
+    /// docs/benchmarks.md); the bound here is for a debug build on a loaded machine.
+    #[test]
+    fn ten_thousand_hosts_are_checked_and_reported_in_linear_time() {
+        for one_line in [false, true] {
+            let text = tied_hosts(10_000, one_line);
+            let t0 = std::time::Instant::now();
+            let err = load_bytes(Path::new("big.yaml"), text.as_bytes()).expect_err("ties");
+            let ties = err
+                .codes()
+                .iter()
+                .filter(|c| **c == "hactl::stack::priority_tie")
+                .count();
+            assert!(ties > 9_000, "{ties} ties");
+            let handler = miette::GraphicalReportHandler::new_themed(
+                miette::GraphicalTheme::unicode_nocolor(),
+            );
+            let mut out = String::new();
+            handler.render_report(&mut out, &err).expect("renders");
+            assert!(out.contains("big.yaml:"), "located");
+            let took = t0.elapsed();
+            assert!(
+                took < std::time::Duration::from_secs(60),
+                "10,000 hosts (one line: {one_line}) took {took:?}"
+            );
+        }
+    }
+
+    /// A file under the byte cap with more values than the parser's node budget is refused
+    /// as too big, not as an "alias bomb" it does not contain.
+    #[test]
+    fn too_many_values_is_not_called_an_alias_bomb() {
+        let text = format!("name: x\nvars: [{}]\n", vec!["0"; 260_000].join(","));
+        let err = load_bytes(Path::new("t.yaml"), text.as_bytes()).expect_err("refused");
+        let d = err.diagnostics();
+        assert_eq!(d[0].code, "hactl::stack::too_complex");
+        assert!(d[0].message.contains("more values"), "{}", d[0].message);
+        assert!(!d[0].message.contains("alias"), "{}", d[0].message);
+    }
+
+    /// Issue 15 §6: there was no cap on the input, so a large file cost whatever it cost.
+    #[test]
+    fn files_over_the_size_cap_are_refused_with_a_clear_diagnostic() {
+        let big = format!("name: x\n#{}\n", "a".repeat(MAX_STACK_BYTES));
+        let err = load_bytes(Path::new("big.yaml"), big.as_bytes()).expect_err("refused");
+        let d = err.diagnostics();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, "hactl::stack::too_large");
+        assert!(d[0].message.contains("4194304 bytes"), "{}", d[0].message);
+        assert_eq!(d[0].file, "big.yaml");
     }
 
     #[test]

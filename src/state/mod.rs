@@ -11,8 +11,15 @@
 //! Backends: `local` (`.hactl/<stack>.state.json` under the working directory, written
 //! atomically by rename; locked with an OS file lock on `.hactl/<stack>.lock`, which the kernel
 //! releases when the holder dies) and `s3` (the state object at `key`, the lock object at
-//! `key.lock` created with `If-None-Match: *`, so exactly one writer wins; a dead holder's lock
-//! stays until `hactl state force-unlock ID`).
+//! `key.lock` created with `If-None-Match: *`, so exactly one writer wins). Both locks carry a
+//! lease that a live holder renews: a dead holder's S3 lock is taken over once its lease runs
+//! out (see `lock.rs`); `hactl state force-unlock ID` is for not waiting that long.
+//!
+//! Writes compare before they replace: a state of another lineage, or of the same lineage at
+//! a serial other than the one this run read (another run wrote since), is refused
+//! (`hactl::state::lineage`, `hactl::state::stale`). On S3 the compare and the write are one
+//! conditional request (`If-Match` the ETag read; `If-None-Match: *` for a first state), so
+//! two writers cannot both pass the compare.
 
 mod lock;
 mod s3;
@@ -150,6 +157,12 @@ pub enum StateError {
         found_serial: u64,
         ours: String,
     },
+    #[error("the state changed under us: it is at serial {found}, this run read serial {ours}")]
+    #[diagnostic(
+        code(hactl::state::stale),
+        help("another run wrote the state since this one read it; run again to start from the new state")
+    )]
+    Stale { found: u64, ours: u64 },
     #[error("the state is locked by {holder}")]
     #[diagnostic(
         code(hactl::state::locked),
@@ -234,9 +247,17 @@ impl Backend {
 
     /// Reads the state; `None` when there is none yet.
     pub async fn read(&self, stack: &str) -> Result<Option<State>, StateError> {
-        let (text, path) = match self {
+        Ok(self.read_tagged(stack).await?.map(|(st, _)| st))
+    }
+
+    /// [`Backend::read`], with the S3 object's ETag (for the conditional write).
+    async fn read_tagged(
+        &self,
+        stack: &str,
+    ) -> Result<Option<(State, Option<String>)>, StateError> {
+        let (text, path, etag) = match self {
             Backend::Local { state, .. } => match tokio::fs::read_to_string(state).await {
-                Ok(t) => (t, state.display().to_string()),
+                Ok(t) => (t, state.display().to_string(), None),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(source) => {
                     return Err(StateError::Io {
@@ -246,8 +267,8 @@ impl Backend {
                     })
                 }
             },
-            Backend::S3(s) => match s.get(s.key()).await? {
-                Some(t) => (t, s.describe()),
+            Backend::S3(s) => match s.get_tagged(s.key()).await? {
+                Some((t, etag)) => (t, s.describe(), Some(etag)),
                 None => return Ok(None),
             },
         };
@@ -262,12 +283,16 @@ impl Backend {
                 expected: stack.to_string(),
             });
         }
-        Ok(Some(st))
+        Ok(Some((st, etag)))
     }
 
-    /// Writes the state with the next serial, refusing to overwrite another lineage.
+    /// Writes the state with the next serial. Refuses to overwrite another lineage, or the
+    /// same lineage at a serial other than `st`'s (another run wrote since `st` was read);
+    /// on S3 the write is conditional on the object read being the one replaced.
     pub async fn write(&self, st: &mut State) -> Result<(), StateError> {
-        if let Some(cur) = self.read(&st.stack).await? {
+        let current = self.read_tagged(&st.stack).await?;
+        let mut etag = None;
+        if let Some((cur, tag)) = current {
             if cur.lineage != st.lineage {
                 return Err(StateError::Lineage {
                     found: cur.lineage,
@@ -275,16 +300,35 @@ impl Backend {
                     ours: st.lineage.clone(),
                 });
             }
+            if cur.serial != st.serial {
+                return Err(StateError::Stale {
+                    found: cur.serial,
+                    ours: st.serial,
+                });
+            }
+            etag = tag;
         }
-        st.serial += 1;
-        let text = serde_json::to_string_pretty(st).map_err(|e| StateError::Corrupt {
+        let mut next = st.clone();
+        next.serial += 1;
+        let text = serde_json::to_string_pretty(&next).map_err(|e| StateError::Corrupt {
             path: self.describe(),
             message: e.to_string(),
         })? + "\n";
         match self {
-            Backend::Local { state, .. } => write_atomic(state, text.as_bytes()).await,
-            Backend::S3(s) => s.put(s.key(), text).await,
+            Backend::Local { state, .. } => write_atomic(state, text.as_bytes()).await?,
+            Backend::S3(s) => {
+                if s.put_if(s.key(), text, etag.as_deref()).await?.is_none() {
+                    // Written between our read and our write: read again to say what it is.
+                    let found = self.read(&st.stack).await?.map(|c| c.serial).unwrap_or(0);
+                    return Err(StateError::Stale {
+                        found,
+                        ours: st.serial,
+                    });
+                }
+            }
         }
+        st.serial = next.serial;
+        Ok(())
     }
 
     /// Takes the lock for `operation`, waiting up to `wait` for a holder to let go.
@@ -385,6 +429,60 @@ mod tests {
         // Nor is it read as another stack's.
         let err = b.read("y").await.unwrap_err();
         assert!(matches!(err, StateError::WrongStack { .. }), "{err}");
+    }
+
+    /// Regression (issue 15 §6, issue 11 §5): writes compared the lineage but never the
+    /// serial, so a run that read serial 2 overwrote serial 3 that another run wrote since.
+    #[tokio::test]
+    async fn a_write_over_a_newer_serial_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backend::Local {
+            state: dir.path().join("s.json"),
+            lock: dir.path().join("s.lock"),
+        };
+        let mut first = State::new("x");
+        b.write(&mut first).await.unwrap();
+        let mut a = b.read("x").await.unwrap().unwrap();
+        let mut other = b.read("x").await.unwrap().unwrap();
+        other.outputs = serde_json::json!({"by": "other"});
+        b.write(&mut other).await.unwrap();
+        assert_eq!(other.serial, 2);
+        a.outputs = serde_json::json!({"by": "a"});
+        let err = b.write(&mut a).await.unwrap_err();
+        assert!(
+            matches!(err, StateError::Stale { found: 2, ours: 1 }),
+            "{err}"
+        );
+        assert_eq!(a.serial, 1, "a refused write leaves the serial");
+        let kept = b.read("x").await.unwrap().unwrap();
+        assert_eq!(kept.outputs, serde_json::json!({"by": "other"}));
+    }
+
+    /// A live holder renews its lease; a local lock whose holder is gone (its file closed, as
+    /// at SIGKILL) is free at once, without waiting for the TTL.
+    #[tokio::test]
+    async fn local_lease_is_renewed_and_a_dead_holder_frees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backend::Local {
+            state: dir.path().join("s.json"),
+            lock: dir.path().join("s.lock"),
+        };
+        let mut info = LockInfo::new("up");
+        info.ttl = 1;
+        let g = lock::local_lock(&dir.path().join("s.lock"), info, Duration::ZERO)
+            .await
+            .unwrap();
+        let first = b.lock_info().await.unwrap().unwrap();
+        assert_eq!((first.operation.as_str(), first.ttl), ("up", 1));
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        let later = b.lock_info().await.unwrap().unwrap();
+        assert!(later.renewed > first.renewed, "{first:?} then {later:?}");
+        assert!(!later.expired(lock::now_secs()), "{later:?}");
+        g.abandon().await;
+        let t0 = std::time::Instant::now();
+        let g2 = b.lock("down", Duration::from_secs(5)).await.unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        g2.release().await;
     }
 
     #[tokio::test]

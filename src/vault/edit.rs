@@ -3,12 +3,14 @@
 //! The plaintext goes into a 0600 file inside a fresh 0700 directory (under
 //! `$XDG_RUNTIME_DIR`, a per-user tmpfs, when there is one; else the temp dir). A guard
 //! overwrites every file in that directory with zeros and removes the directory when it is
-//! dropped, which happens on success, on error and on panic (unwinding). SIGINT, SIGTERM and
-//! SIGHUP are caught from *before* the file is written until the guard is gone: they stop the
-//! editor (SIGTERM, so a terminal editor restores the screen) and return
-//! [`VaultError::Interrupted`], so the guard runs instead of the process dying with the file on
-//! disk. Only SIGKILL (or a power cut) can leave the file behind; the tmpfs makes even that
-//! short-lived.
+//! dropped, which happens on success, on error and on panic (unwinding). SIGINT, SIGTERM,
+//! SIGHUP and SIGQUIT (every signal a terminal or a supervisor sends to stop a program) are
+//! caught from *before* the file is written until the guard is gone: they stop the editor
+//! (SIGTERM, so a terminal editor restores the screen) and return [`VaultError::Interrupted`],
+//! so the guard runs instead of the process dying with the file on disk. SIGQUIT's default
+//! action would also write a core file holding the plaintext; core dumps are off anyway from
+//! the moment the vault is read ([`super::no_core_dumps`]). Only SIGKILL (or a power cut) can
+//! leave the file behind; the tmpfs makes even that short-lived.
 //!
 //! The whole directory is wiped, not just the file, because editors put swap and backup copies
 //! beside the file they edit.
@@ -86,6 +88,7 @@ struct Signals {
     int: Signal,
     term: Signal,
     hup: Signal,
+    quit: Signal,
 }
 
 impl Signals {
@@ -99,6 +102,7 @@ impl Signals {
             int: mk(SignalKind::interrupt())?,
             term: mk(SignalKind::terminate())?,
             hup: mk(SignalKind::hangup())?,
+            quit: mk(SignalKind::quit())?,
         })
     }
 
@@ -107,6 +111,7 @@ impl Signals {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}
             _ = self.hup.recv() => {}
+            _ = self.quit.recv() => {}
         }
     }
 }
@@ -120,6 +125,7 @@ pub(crate) async fn edit_plaintext<T>(
     accept: impl Fn(&str) -> Result<T, VaultError>,
 ) -> Result<T, VaultError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    super::no_core_dumps();
     let mut signals = Signals::install()?;
 
     let base = temp_base();

@@ -49,6 +49,8 @@ pub(crate) fn read_vault(
     stack: &Stack,
     paths: &VaultPaths,
 ) -> Result<(String, Secrets), VaultError> {
+    // Before any identity or plaintext is in memory: no core file may hold them.
+    super::no_core_dumps();
     let shown = paths.vault.display().to_string();
     let bytes = match std::fs::read(&paths.vault) {
         Ok(b) => b,

@@ -43,6 +43,35 @@ pub(crate) use prompt::read_value;
 pub(crate) use recipients::{RecipientLine, Recipients};
 pub(crate) use refs::hint as refs_hint;
 
+/// Keeps what hactl decrypts out of core files, for the rest of the process's life: the core
+/// size limit goes to 0, soft and hard (`setrlimit(2)` `RLIMIT_CORE`; inherited by the editor
+/// `secrets edit` starts, which holds the plaintext too), and the process is marked not
+/// dumpable (`prctl(2)` `PR_SET_DUMPABLE` 0: no core file even if a limit is raised or
+/// `core_pattern` pipes to a handler, and no ptrace or `/proc/PID/mem` for other processes of
+/// the same user). Called before any identity or plaintext is in memory.
+///
+/// Best effort: both calls only fail on a kernel without them, and there is nothing better to
+/// do then than to say so.
+pub fn no_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass; prctl(PR_SET_DUMPABLE) takes plain integers.
+    let (limit, dumpable) = unsafe {
+        (
+            libc::setrlimit(libc::RLIMIT_CORE, &zero),
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0),
+        )
+    };
+    if limit != 0 || dumpable != 0 {
+        tracing::warn!(
+            "could not disable core dumps: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// A decrypted secret value that never prints itself and wipes its memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -213,6 +242,26 @@ pub fn open_checked(stack: &Stack) -> miette::Result<Secrets> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15 §6: a core file written while secrets are in memory holds them.
+    #[test]
+    fn core_dumps_are_off_once_secrets_are_read() {
+        no_core_dumps();
+        let mut lim = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        // SAFETY: getrlimit writes into the struct; PR_GET_DUMPABLE takes no pointers.
+        let (r, dumpable) = unsafe {
+            (
+                libc::getrlimit(libc::RLIMIT_CORE, &mut lim),
+                libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0),
+            )
+        };
+        assert_eq!(r, 0);
+        assert_eq!((lim.rlim_cur, lim.rlim_max), (0, 0));
+        assert_eq!(dumpable, 0);
+    }
 
     #[test]
     fn secret_redacts_everywhere() {

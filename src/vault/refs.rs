@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use miette::{NamedSource, SourceSpan};
+use miette::SourceSpan;
 
 use super::Secrets;
-use crate::stack::diag::{Problem, SourceMap};
+use crate::stack::diag::{Problem, SourceMap, StackSource};
 use crate::stack::model::{Spanned, Value};
 use crate::stack::Stack;
 
@@ -75,11 +75,16 @@ pub fn references(stack: &Stack) -> Vec<SecretUse> {
 
 /// One diagnostic per `secret: NAME` whose name the vault does not hold.
 pub fn check_references(stack: &Stack, secrets: &Secrets) -> Vec<Problem> {
+    let map = SourceMap::new(&stack.source);
+    let src = Arc::new(StackSource::new(
+        stack.path.display().to_string(),
+        Arc::clone(&stack.source),
+    ));
     references(stack)
         .into_iter()
         .filter(|u| !secrets.contains(&u.name))
         .map(|u| {
-            let span = span_of(&stack.source, &u);
+            let span = span_of(&map, &u);
             let mut p = Problem::new(
                 "hactl::vault::unknown_secret",
                 format!("unknown secret `{}` in `{}`", u.name, u.field),
@@ -89,10 +94,7 @@ pub fn check_references(stack: &Stack, secrets: &Secrets) -> Vec<Problem> {
             if span.is_some() {
                 p.line = Some(u.line as usize);
                 p.column = Some(u.column as usize);
-                p.src = Some(
-                    NamedSource::new(stack.path.display().to_string(), Arc::clone(&stack.source))
-                        .with_language("yaml"),
-                );
+                p.src = Some(Arc::clone(&src));
             }
             p
         })
@@ -122,12 +124,18 @@ pub(crate) fn hint(stack: &Stack, secrets: &Secrets, name: &str) -> String {
 
 /// The byte range from the value's start through the secret's name (so the caret underlines
 /// `{secret: NAME}`), or just the start when the name is not found nearby.
-fn span_of(source: &str, u: &SecretUse) -> Option<SourceSpan> {
+fn span_of(map: &SourceMap, u: &SecretUse) -> Option<SourceSpan> {
     if u.line == 0 {
         return None;
     }
-    let start = SourceMap::new(source).offset(u.line as usize, u.column as usize);
-    let window_end = (start + 200 + u.name.len()).min(source.len());
+    let source = map.text();
+    let start = map.offset(u.line as usize, u.column as usize);
+    // Up to 200 bytes past the name, cut back to a character boundary (a `get` across a
+    // multi-byte character would give nothing and lose the underline).
+    let mut window_end = (start + 200 + u.name.len()).min(source.len());
+    while !source.is_char_boundary(window_end) {
+        window_end -= 1;
+    }
     let window = source.get(start..window_end).unwrap_or("");
     let len = match window.find(&u.name) {
         Some(i) => {

@@ -11,6 +11,7 @@ mod deploy;
 mod ha;
 mod hostile;
 mod lab;
+mod locks;
 mod render;
 mod services;
 mod spine;

@@ -576,10 +576,10 @@ fn ok_out(o: Output) -> Output {
     o
 }
 
-/// `secrets edit` interrupted by SIGINT while the editor runs: the plaintext copy and its
-/// private directory are gone, the vault is unchanged, exit 1.
-#[test]
-fn edit_interrupted_by_sigint_leaves_no_plaintext() {
+/// `secrets edit` interrupted by `signal` while the editor runs: the plaintext copy and its
+/// private directory are gone, the vault is unchanged, exit 1; and while the plaintext was in
+/// memory, core dumps were off (a core file would be a copy of it).
+fn edit_interrupted_leaves_no_plaintext(signal: i32, name: &str) {
     let w = world_with_secret();
     let before = w.vault_bytes();
     let marker = w.root.join("editing");
@@ -587,14 +587,16 @@ fn edit_interrupted_by_sigint_leaves_no_plaintext() {
         "slow.sh",
         &format!("echo \"$1\" > {}\nexec sleep 60", marker.display()),
     );
-    let mut child = w
-        .cmd(&["secrets", "edit", "-f", &w.stack().display().to_string()])
-        .env("EDITOR", &editor)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hactl runs");
+    let mut guard = KillOnDrop(Some(
+        w.cmd(&["secrets", "edit", "-f", &w.stack().display().to_string()])
+            .env("EDITOR", &editor)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hactl runs"),
+    ));
+    let child = guard.0.as_mut().expect("spawned");
     let deadline = Instant::now() + Duration::from_secs(30);
     let file = loop {
         if let Ok(t) = std::fs::read_to_string(&marker) {
@@ -614,19 +616,66 @@ fn edit_interrupted_by_sigint_leaves_no_plaintext() {
     assert_eq!(mode, 0o600);
     let dir = file.parent().unwrap().to_path_buf();
     let pid = i32::try_from(child.id()).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("a core limit line")
+        .to_string();
     // SAFETY: signalling the child we spawned.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "hactl did not stop after SIGINT");
+        assert!(Instant::now() < deadline, "hactl did not stop after {name}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let o = child.wait_with_output().unwrap();
-    fails_with(&o, "interrupted");
-    assert!(!file.exists(), "the plaintext file survived");
-    assert!(!dir.exists(), "the private directory survived");
+    assert!(!file.exists(), "the plaintext file survived {name}");
+    assert!(!dir.exists(), "the private directory survived {name}");
     assert!(w.temp_leftovers().is_empty(), "{:?}", w.temp_leftovers());
+    let o = guard.0.take().expect("spawned").wait_with_output().unwrap();
+    fails_with(&o, "interrupted");
     assert_eq!(w.vault_bytes(), before);
+    // Soft and hard limit 0: the editor (which inherits them) cannot raise it either.
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "core dumps were on while the plaintext was in memory: {core}"
+    );
+}
+
+/// A spawned hactl that is killed if the test fails before it exits (so a failing test does
+/// not leave it, and its editor, running).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn edit_interrupted_by_sigint_leaves_no_plaintext() {
+    edit_interrupted_leaves_no_plaintext(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn edit_interrupted_by_sigterm_leaves_no_plaintext() {
+    edit_interrupted_leaves_no_plaintext(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn edit_interrupted_by_sighup_leaves_no_plaintext() {
+    edit_interrupted_leaves_no_plaintext(libc::SIGHUP, "SIGHUP");
+}
+
+/// Regression (issue 15 §6): SIGQUIT (Ctrl-\\) killed hactl with its default action, leaving
+/// the plaintext copy on disk and, where core dumps were enabled, a core file holding it.
+#[test]
+fn edit_interrupted_by_sigquit_leaves_no_plaintext() {
+    edit_interrupted_leaves_no_plaintext(libc::SIGQUIT, "SIGQUIT");
 }
 
 /// The lab's committed vault opens with the committed demo key, holds what the lab stack

@@ -14,7 +14,8 @@
 //! `vrrp_script` intervals and timeouts in whole seconds (or under a second, run as a loop); script weights −253…253; effective
 //! priorities clamped to 1…254.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -45,12 +46,20 @@ const BUILTIN_ROLES: &[&str] = &["vip", "app", "nginx", "haproxy"];
 /// Services a check or a file's `reload` can name, besides the stack's own services.
 const BUILTIN_SERVICES: &[&str] = &["nginx", "haproxy", "app", "keepalived"];
 
+/// Most hosts worked on at once (`ssh.parallelism`): each holds an SSH master and its
+/// processes, so more would run into the file descriptor limit before it saved any time.
+const MAX_PARALLELISM: usize = 1024;
+
 const MIN_VRRP_PRIORITY: i64 = 1;
 const MAX_VRRP_PRIORITY: i64 = 254;
 
 /// Runs every check. Returns the problems and what could be resolved (meaningful only when
 /// there are no problems).
 pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Problem>, Resolved) {
+    let mut by_name = HashMap::with_capacity(file.hosts.len());
+    for (i, h) in file.hosts.iter().enumerate() {
+        by_name.entry(h.name.value.as_str()).or_insert(i);
+    }
     let mut c = Checker {
         f: file,
         tree,
@@ -58,6 +67,8 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
         out: Vec::new(),
         addrs: Vec::new(),
         vip_net: None,
+        by_name,
+        suggestion_budget: Cell::new(SUGGESTION_BUDGET),
     };
     c.name();
     c.provider();
@@ -74,9 +85,26 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     c.aws();
     c.aws_rules();
     c.vip_aws();
-    let resolved = c.resolve();
+    // Resolving is for valid stacks only: it lists each VIP host's peers, which is quadratic
+    // in the hosts, and a valid stack has at most 254 VIP hosts (their priorities differ)
+    // while an invalid one may have thousands.
+    let resolved = if c.out.is_empty() {
+        c.resolve()
+    } else {
+        Resolved {
+            hosts: Vec::new(),
+            vip: None,
+        }
+    };
     (c.out, resolved)
 }
+
+/// How many name comparisons "did you mean" suggestions may cost in one file. Each unknown
+/// name is compared with every candidate (every host, for a peer), so a file with thousands
+/// of unknown names among thousands of hosts would be quadratic; past this budget the hint
+/// says where the names are instead of guessing. Far above what a hand-written file with a
+/// few typos needs.
+const SUGGESTION_BUDGET: usize = 200_000;
 
 struct Checker<'a> {
     f: &'a StackFile,
@@ -86,11 +114,26 @@ struct Checker<'a> {
     /// Each host's parsed address (None when it does not parse).
     addrs: Vec<Option<IpAddr>>,
     vip_net: Option<IpNet>,
+    /// Host name → index of its first entry (lookups by name are constant time, so checks
+    /// that name hosts stay linear with thousands of hosts).
+    by_name: HashMap<&'a str, usize>,
+    /// What is left of [`SUGGESTION_BUDGET`].
+    suggestion_budget: Cell<usize>,
 }
 
 impl Checker<'_> {
     fn push(&mut self, p: Problem) {
         self.out.push(p);
+    }
+
+    /// [`did_you_mean`] within the file's [`SUGGESTION_BUDGET`].
+    fn suggest<'c>(&self, word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+        let left = self.suggestion_budget.get();
+        if candidates.len() > left {
+            return None;
+        }
+        self.suggestion_budget.set(left - candidates.len());
+        did_you_mean(word, candidates.iter().copied())
     }
 
     /// The span of a spanned value (None for defaults, which have no location).
@@ -354,6 +397,22 @@ impl Checker<'_> {
                 .at(span, "must be at least 1")
                 .help("the default is 32"),
             );
+        } else if s.parallelism > MAX_PARALLELISM {
+            let span = self.at("ssh.parallelism");
+            self.push(
+                Problem::new(
+                    "hactl::stack::ssh",
+                    format!(
+                        "`ssh.parallelism` is {}, more than {MAX_PARALLELISM}",
+                        s.parallelism
+                    ),
+                )
+                .at(span, "too many at once")
+                .help(format!(
+                    "each host worked on at once holds an SSH connection and its processes; \
+                     use at most {MAX_PARALLELISM} (the default is 32)"
+                )),
+            );
         }
         self.dur_range(
             &s.connect_timeout,
@@ -466,7 +525,7 @@ impl Checker<'_> {
     }
 
     fn host_index(&self, name: &str) -> Option<usize> {
-        self.f.hosts.iter().position(|h| h.name.value == name)
+        self.by_name.get(name).copied()
     }
 
     fn host_names(&self) -> Vec<&str> {
@@ -475,7 +534,7 @@ impl Checker<'_> {
 
     fn unknown_host_help(&self, name: &str) -> String {
         let names = self.host_names();
-        match did_you_mean(name, names.iter().copied()) {
+        match self.suggest(name, &names) {
             Some(s) => format!("did you mean `{s}`?"),
             None if names.is_empty() => "this stack lists no hosts".into(),
             None => format!("the hosts are {}", ticks(&names)),
@@ -1148,9 +1207,12 @@ impl Checker<'_> {
         let bonus: i64 = vip.checks.iter().map(|c| c.weight.value.max(0)).sum();
         let all_pass: Vec<i64> = base.iter().map(|b| clamp(b + bonus)).collect();
 
+        // The first member with each priority: a tie is found by lookup, not by comparing
+        // every pair (a stack may list thousands of hosts).
+        let mut first_with: HashMap<i64, usize> = HashMap::new();
         let mut reported_base_tie = false;
         for (k, &i) in members.iter().enumerate() {
-            if let Some(j) = (0..k).find(|&j| base[j] == base[k]) {
+            if let Some(j) = first_seen(&mut first_with, base[k], k) {
                 reported_base_tie = true;
                 let (a, b) = (
                     &self.f.hosts[members[j]].name.value,
@@ -1182,8 +1244,9 @@ impl Checker<'_> {
             }
         }
         if !reported_base_tie {
+            let mut first_with: HashMap<i64, usize> = HashMap::new();
             for k in 0..members.len() {
-                if let Some(j) = (0..k).find(|&j| all_pass[j] == all_pass[k]) {
+                if let Some(j) = first_seen(&mut first_with, all_pass[k], k) {
                     let (a, b) = (
                         &self.f.hosts[members[j]].name.value,
                         &self.f.hosts[members[k]].name.value,
@@ -1969,7 +2032,9 @@ impl Checker<'_> {
                 hosts: hosts.clone(),
             });
             ls.push(L {
-                port: a.host_port.value + 100,
+                // Saturating: an out-of-range `host_port` is reported by `app()`, and must not
+                // overflow here (it did: `host_port: 9223372036854775807` panicked).
+                port: a.host_port.value.saturating_add(100),
                 what: "app.host_port + 100 (the blue/green twin)".into(),
                 span,
                 hosts,
@@ -2013,12 +2078,17 @@ impl Checker<'_> {
                 });
             }
         }
+        // Only listeners on the same port are compared (not every pair of the list).
+        let mut same_port: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (k, l) in ls.iter().enumerate() {
+            if (1..=65535).contains(&l.port) {
+                same_port.entry(l.port).or_default().push(k);
+            }
+        }
         for k in 0..ls.len() {
-            for j in 0..k {
+            let earlier = same_port.get(&ls[k].port).map(Vec::as_slice).unwrap_or(&[]);
+            for &j in earlier.iter().take_while(|&&j| j < k) {
                 let (a, b) = (&ls[j], &ls[k]);
-                if a.port != b.port || !(1..=65535).contains(&a.port) {
-                    continue;
-                }
                 let Some(&on) = a.hosts.intersection(&b.hosts).next() else {
                     continue;
                 };
@@ -2081,7 +2151,7 @@ impl Checker<'_> {
             }
             if let Some(hs) = &fs.hosts {
                 for h in &hs.value {
-                    if !self.f.hosts.iter().any(|x| &x.name.value == h) {
+                    if self.host_index(h).is_none() {
                         let span = self.loc(hs);
                         self.push(
                             Problem::new(
@@ -2679,12 +2749,13 @@ impl Checker<'_> {
             .filter(|h| host_roles(h).contains("vip"))
             .map(|h| h.name.value.as_str())
             .collect();
+        let vip_set: HashSet<&str> = vip_hosts.iter().copied().collect();
         for (name, eni) in &aws.interfaces {
             let path = format!("vip.aws.interfaces.{name}");
-            if !vip_hosts.contains(&name.as_str()) {
+            if !vip_set.contains(name.as_str()) {
                 let span = self.key(&path);
-                let known = self.f.hosts.iter().any(|h| &h.name.value == name);
-                let hint = match did_you_mean(name, vip_hosts.iter().copied()) {
+                let known = self.host_index(name).is_some();
+                let hint = match self.suggest(name, &vip_hosts) {
                     Some(s) if !known => format!("did you mean `{s}`?"),
                     _ => format!("the VIP hosts are {}", ticks(&vip_hosts)),
                 };
@@ -2945,12 +3016,33 @@ fn shown(path: &str) -> String {
     out
 }
 
+/// The index first recorded for `key`, or None after recording `k` as the first.
+fn first_seen(first: &mut HashMap<i64, usize>, key: i64, k: usize) -> Option<usize> {
+    match first.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(k);
+            None
+        }
+    }
+}
+
+/// Items most shown in a list of [`ticks`]: a hint naming ten thousand hosts (once per
+/// problem) would be longer than the file.
+const TICKS_SHOWN: usize = 12;
+
+/// `a`, `b`, `c` (or the first few of a long list and how many more).
 fn ticks<S: AsRef<str>>(items: &[S]) -> String {
-    items
+    let mut out = items
         .iter()
+        .take(TICKS_SHOWN)
         .map(|i| format!("`{}`", i.as_ref()))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if items.len() > TICKS_SHOWN {
+        out.push_str(&format!(" and {} more", items.len() - TICKS_SHOWN));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -2972,6 +3064,59 @@ mod tests {
 
     fn vip(extra: &str) -> String {
         format!("{HOSTS}vip:\n  address: 192.0.2.100/24\n  virtual_router_id: 9\n{extra}")
+    }
+
+    /// Regression (issue 15 §6): `app.host_port: 9223372036854775807` overflowed (a panic in
+    /// a debug build, a wrapped port in release). The class: every integer value of every
+    /// example stack (so a new integer field is covered by the example that shows it), set to
+    /// the extremes of i64, just past them, and past u16/u32, is a diagnostic on its own line,
+    /// never a panic or an accepted value.
+    #[test]
+    fn every_integer_field_at_its_extremes_is_a_diagnostic() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("stacks");
+        let mut tried = 0;
+        for entry in std::fs::read_dir(&dir).expect("stacks/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("reads");
+            let lines: Vec<&str> = text.lines().collect();
+            for (n, line) in lines.iter().enumerate() {
+                let Some((key, value)) = line.split_once(": ") else {
+                    continue;
+                };
+                let value = value.split('#').next().unwrap_or("").trim();
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                for extreme in [
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "9223372036854775808",
+                    "18446744073709551616",
+                    "4294967296",
+                ] {
+                    let mut edited = lines.clone();
+                    let new = format!("{key}: {extreme}");
+                    edited[n] = &new;
+                    let err = load_bytes(&path, edited.join("\n").as_bytes())
+                        .err()
+                        .unwrap_or_else(|| {
+                            panic!("{}:{}: `{new}` was accepted", path.display(), n + 1)
+                        });
+                    let d = err.diagnostics();
+                    assert!(
+                        d.iter().any(|d| d.line == Some(n + 1)),
+                        "{}:{}: `{new}` gave no diagnostic on its line: {d:?}",
+                        path.display(),
+                        n + 1
+                    );
+                    tried += 1;
+                }
+            }
+        }
+        assert!(tried > 100, "only {tried} values tried");
     }
 
     #[test]
