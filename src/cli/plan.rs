@@ -1,6 +1,7 @@
 //! `hactl plan`, `hactl up` and `hactl down`: load → render → observe → diff → (apply) →
 //! report. The plan is printed before anything changes; applying needs `--auto-approve` or a
 //! "yes" at a terminal prompt, and is refused (with a hint) when no terminal can be asked.
+//! `up` then waits until the stack serves (`cli/wait.rs`) unless `--no-wait`.
 
 use clap::Args;
 
@@ -34,6 +35,8 @@ pub struct UpArgs {
     /// instances over SSH (e.g. they are not reachable from where this runs).
     #[arg(long)]
     pub provision_only: bool,
+    #[command(flatten)]
+    pub wait: super::wait::WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -88,11 +91,27 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     if super::aws::is_aws(&stack) {
-        return super::aws::up(stack, &a.stack, &a.run, a.auto_approve, a.provision_only).await;
+        return super::aws::up(
+            stack,
+            &a.stack,
+            &a.run,
+            a.auto_approve,
+            a.provision_only,
+            a.wait.wait(),
+        )
+        .await;
     }
     let p = prepare(&a.stack).await?;
     let plan = engine::plan_up(&p.stack, &p.observed);
-    apply(p, plan, a.stack.json, a.auto_approve, Mode::Up).await
+    apply(
+        p,
+        plan,
+        a.stack.json,
+        a.auto_approve,
+        Mode::Up,
+        a.wait.wait(),
+    )
+    .await
 }
 
 pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
@@ -102,12 +121,12 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
     }
     let p = prepare(&a.stack).await?;
     let plan = engine::plan_down(&p.stack, &p.observed);
-    apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
+    apply(p, plan, a.stack.json, a.auto_approve, Mode::Down, None).await
 }
 
 /// The hosts layer of an AWS `up`: the instances, already built into `stack.hosts` and
 /// rendered with the state's outputs, go through the same observe → plan → apply as a hosts
-/// stack (see `cli/aws.rs`).
+/// stack (see `cli/aws.rs`, which waits for the stack to serve once the EFS mount is done).
 pub(crate) async fn up_rendered(
     stack: stack::Stack,
     configs: std::collections::BTreeMap<String, crate::render::HostConfig>,
@@ -122,6 +141,7 @@ pub(crate) async fn up_rendered(
         json,
         auto_approve,
         Mode::Up,
+        None,
     )
     .await
 }
@@ -131,14 +151,21 @@ struct ApplyOutput<'a> {
     outcome: &'a str,
     plan: &'a Plan,
     hosts: &'a [HostReport],
+    /// How the wait for the stack to serve ended (absent with `--no-wait` or on failure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serving: Option<&'a super::wait::Serving>,
 }
 
+/// Applies the plan, then (`wait`: at most that long) waits for the stack to serve. With
+/// `--json` the one document carries the wait's outcome; human output prints the reports
+/// first, so the progress of the wait follows them on stderr.
 async fn apply(
     p: Prepared,
     plan: Plan,
     json: bool,
     auto_approve: bool,
     mode: Mode,
+    wait: Option<std::time::Duration>,
 ) -> miette::Result<ExitStatus> {
     let order = host_order(&p.stack);
     if !json {
@@ -161,13 +188,7 @@ async fn apply(
         (false, true) => "applied",
         (false, false) => "no_changes",
     };
-    if json {
-        view::print_json(&ApplyOutput {
-            outcome,
-            plan: &plan,
-            hosts: &reports,
-        })?;
-    } else {
+    if !json {
         let mut text = view::plan::render_reports(&reports, &plan);
         text.push_str(match outcome {
             "failed" => "\nSome hosts failed: see above. The others were applied.\n",
@@ -176,9 +197,22 @@ async fn apply(
         });
         view::print_out(&text);
     }
-    Ok(if failed {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
+    let wait = wait.filter(|_| !failed && mode == Mode::Up);
+    let serving = match wait {
+        Some(t) => Some(super::wait::until_serving(&p.stack, t, None).await),
+        None => None,
+    };
+    if json {
+        view::print_json(&ApplyOutput {
+            outcome,
+            plan: &plan,
+            hosts: &reports,
+            serving: serving.as_ref(),
+        })?;
+    }
+    Ok(match (failed, wait.zip(serving.as_ref())) {
+        (true, _) => ExitStatus::Failure,
+        (false, Some((t, s))) => super::wait::finish(&p.stack, t, s),
+        (false, None) => ExitStatus::Success,
     })
 }

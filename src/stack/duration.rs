@@ -82,6 +82,20 @@ pub fn parse(text: &str) -> Result<Dur, DurError> {
     Ok(Dur(Duration::from_micros(micros)))
 }
 
+/// The same grammar for command-line arguments (`--lock-wait 30s`, `--interval 500ms`,
+/// `--wait-timeout 5m`): clap's `value_parser` for every duration flag, so a flag and a stack
+/// key accept exactly the same text.
+pub fn arg(text: &str) -> Result<Duration, DurError> {
+    parse(text).map(|d| d.0)
+}
+
+impl std::str::FromStr for Dur {
+    type Err = DurError;
+    fn from_str(s: &str) -> Result<Dur, DurError> {
+        parse(s)
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;

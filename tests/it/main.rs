@@ -8,6 +8,7 @@ mod canary;
 mod deploy;
 mod ha;
 mod lab;
+mod pipeline;
 mod render;
 mod services;
 mod spine;
