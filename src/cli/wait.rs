@@ -225,28 +225,35 @@ async fn read(stack: &Stack, targets: Option<&TargetWait>) -> (Vec<String>, Opti
     match tg {
         None => {}
         Some(Err(e)) => why.push(format!("target group: {e}")),
-        Some(Ok(list)) if list.is_empty() => {
-            why.push("target group: no target registered".into());
-        }
-        Some(Ok(list)) => {
-            for t in list.iter().filter(|t| !t.healthy()) {
-                why.push(format!(
-                    "target {}: {}{}",
-                    t.id,
-                    t.state,
-                    t.reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ));
-            }
-        }
+        Some(Ok(list)) => why.extend(targets_not_ready(&list)),
     }
     let holder = match s.vip.as_ref().map(|v| v.holders.as_slice()) {
         Some([one]) => Some(one.clone()),
         _ => None,
     };
     (why, holder)
+}
+
+/// What keeps the balancer from serving: no target registered, or each target not `healthy`
+/// with AWS's reason.
+fn targets_not_ready(list: &[crate::provider::aws::health::TargetHealth]) -> Vec<String> {
+    if list.is_empty() {
+        return vec!["target group: no target registered".into()];
+    }
+    list.iter()
+        .filter(|t| !t.healthy())
+        .map(|t| {
+            format!(
+                "target {}: {}{}",
+                t.id,
+                t.state,
+                t.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// The exit status after a wait: the diagnostic is printed here, through the view, because
@@ -399,6 +406,35 @@ mod tests {
                 "host2: `nginx` is inactive",
                 "host3: the app's `/healthz` does not answer 2xx through nginx",
                 "host4: unreachable (connection refused)",
+            ]
+        );
+    }
+
+    #[test]
+    fn unhealthy_targets_are_named_with_the_aws_reason() {
+        use crate::provider::aws::health::TargetHealth;
+        let t = |id: &str, state: &str, reason: Option<&str>| TargetHealth {
+            id: id.into(),
+            state: state.into(),
+            reason: reason.map(str::to_string),
+        };
+        assert_eq!(
+            targets_not_ready(&[]),
+            ["target group: no target registered"]
+        );
+        assert_eq!(
+            targets_not_ready(&[
+                t("i-1", "healthy", None),
+                t(
+                    "i-2",
+                    "unhealthy",
+                    Some("Target.ResponseCodeMismatch: Health checks failed with these codes: [502]")
+                ),
+                t("i-3", "initial", Some("Elb.RegistrationInProgress")),
+            ]),
+            [
+                "target i-2: unhealthy (Target.ResponseCodeMismatch: Health checks failed with these codes: [502])",
+                "target i-3: initial (Elb.RegistrationInProgress)",
             ]
         );
     }

@@ -285,11 +285,9 @@ fn github_commands(job: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// docs/ci.md's jobs, run as written: GitLab's scripts are GitHub's `run:` steps; the plan job
-/// on fresh hosts (changes pending), the apply job (serving when `up` returns), then the plan
-/// job again (nothing to change). The commands are read from the doc, so it cannot rot.
-#[test]
-fn docs_ci_sequence_runs_against_the_lab() {
+/// docs/ci.md's two jobs as commands, in order: (plan, apply). Checks on the way that GitLab's
+/// scripts are exactly GitHub's `run:` steps and that the age key comes from the secret store.
+pub(crate) fn ci_jobs() -> (Vec<String>, Vec<String>) {
     let doc = std::fs::read_to_string(support::root().join("docs/ci.md")).expect("docs/ci.md");
     let gh = ci_block(&doc, "# .github/workflows/hactl.yml");
     let gl = ci_block(&doc, "# .gitlab-ci.yml");
@@ -322,62 +320,79 @@ fn docs_ci_sequence_runs_against_the_lab() {
         gh["env"]["HACTL_AGE_KEY"], "${{ secrets.HACTL_AGE_KEY }}",
         "the age key comes from the secret store"
     );
+    (plan, apply)
+}
 
-    let _g = lab_guard();
-    let _down = fresh_lab(3);
-    let work = tempfile::tempdir().expect("tempdir");
+/// Runs one job's commands as CI would: each in `bash -e` (GitHub runs `bash -e {0}`; GitLab
+/// stops a job at the first failing line), in `cwd`, with the binary under test first on
+/// `PATH` and `env` (STACK, HACTL_AGE_KEY, …) set; stdin is not a terminal.
+pub(crate) fn run_ci_job(name: &str, cmds: &[String], cwd: &Path, env: &[(String, String)]) {
     let bin = Path::new(env!("CARGO_BIN_EXE_hactl"))
         .parent()
         .expect("bin dir")
         .to_path_buf();
-    let key = std::fs::read_to_string(support::root().join("secrets/lab.demo-key"))
-        .expect("the lab's demo key");
     let path = format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    for c in cmds {
+        let o = Command::new("bash")
+            .args(["-e", "-c", c])
+            .current_dir(cwd)
+            .env("PATH", &path)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("HACTL_STACK")
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
+        assert!(
+            o.status.success(),
+            "{name} job: `{c}` failed ({:?}):\n{}\n{}",
+            o.status.code(),
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+/// The JSON documents a job left in `file` (an AWS `up` writes one per layer).
+pub(crate) fn json_docs(file: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .map(|d| d.unwrap_or_else(|e| panic!("{file:?} is not JSON: {e}\n{text}")))
+        .collect()
+}
+
+/// docs/ci.md's jobs, run as written against the lab: the plan job on fresh hosts (changes
+/// pending, exit 2, the job passes), the apply job (serving when `up` returns), then the plan
+/// job again (nothing to change). The commands are read from the doc, so it cannot rot.
+#[test]
+fn docs_ci_sequence_runs_against_the_lab() {
+    let (plan, apply) = ci_jobs();
+    let _g = lab_guard();
+    let _down = fresh_lab(3);
+    let work = tempfile::tempdir().expect("tempdir");
+    let key = std::fs::read_to_string(support::root().join("secrets/lab.demo-key"))
+        .expect("the lab's demo key");
     let stack = support::root().join(LAB_STACK);
-    let job = |name: &str, cmds: &[String]| {
-        for c in cmds {
-            // GitHub runs `bash -e {0}`; GitLab runs each line in a shell that stops on error.
-            let o = Command::new("bash")
-                .args(["-e", "-c", c])
-                .current_dir(work.path())
-                .env("PATH", &path)
-                .env("STACK", &stack)
-                .env("HACTL_AGE_KEY", &key)
-                .env_remove("HACTL_STACK")
-                .stdin(Stdio::null())
-                .output()
-                .expect("bash runs");
-            assert!(
-                o.status.success(),
-                "{name} job: `{c}` failed ({:?}):\n{}\n{}",
-                o.status.code(),
-                stdout(&o),
-                stderr(&o)
-            );
-        }
-    };
-    let plan_doc = || -> serde_json::Value {
-        let text = std::fs::read_to_string(work.path().join("plan.json")).expect("plan.json");
-        serde_json::from_str(&text).expect("plan.json is JSON")
-    };
-    job("plan", &plan);
+    let env = [
+        ("STACK".to_string(), stack.display().to_string()),
+        ("HACTL_AGE_KEY".to_string(), key.clone()),
+    ];
+    run_ci_job("plan", &plan, work.path(), &env);
+    let p = &json_docs(&work.path().join("plan.json"))[0];
     assert_ne!(
-        plan_doc()["changes"].as_array().map(Vec::len).unwrap_or(0),
+        p["changes"].as_array().map(Vec::len).unwrap_or(0),
         0,
         "fresh hosts: the plan has changes"
     );
-    job("apply", &apply);
-    let up: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(work.path().join("up.json")).expect("up.json"),
-    )
-    .expect("up.json is JSON");
+    run_ci_job("apply", &apply, work.path(), &env);
+    let up = &json_docs(&work.path().join("up.json"))[0];
     assert_eq!(up["outcome"], "applied", "{up:#}");
     assert_eq!(up["serving"]["serving"], true, "{up:#}");
-    job("plan", &plan);
+    run_ci_job("plan", &plan, work.path(), &env);
     let o = Command::new(env!("CARGO_BIN_EXE_hactl"))
         .args(["plan", "-f"])
         .arg(&stack)
