@@ -505,16 +505,17 @@ pub fn run(a: InitArgs) -> miette::Result<ExitStatus> {
     write_new(&probe, text.as_bytes(), true)?;
     let loaded = crate::stack::load(&probe);
     let _ = std::fs::remove_file(&probe);
-    loaded?;
-    write_new(&path, text.as_bytes(), a.force)?;
-    let stack = crate::stack::load(&path)?;
-    let paths = VaultPaths::of(&stack);
-    if paths.vault.exists() && !a.force {
+    // The vault's place depends on the stack's folder and name only, the same for the probe.
+    let vault_path = VaultPaths::of(&loaded?).vault;
+    if vault_path.exists() && !a.force {
         return Err(InitError::Exists {
-            path: paths.vault.display().to_string(),
+            path: vault_path.display().to_string(),
         }
         .into());
     }
+    write_new(&path, text.as_bytes(), a.force)?;
+    let stack = crate::stack::load(&path)?;
+    let paths = VaultPaths::of(&stack);
     let mut secrets = Secrets::default();
     if plan.vip.is_some() && plan.provider == ProviderKind::Hosts {
         // VRRP v2 PASS authentication carries at most 8 characters (keepalived.conf(5)).
@@ -524,19 +525,21 @@ pub fn run(a: InitArgs) -> miette::Result<ExitStatus> {
     if let Some(k) = public_key {
         secrets.insert("ssh_public_key".into(), Secret::new(k));
     }
-    let created = super::secrets::create_vault(&stack, &paths, &secrets)?;
+    // create_vault reports the identity it created and the vault's recipients.
+    super::secrets::create_vault(&stack, &paths, &secrets)?;
     view::note(&format!(
-        "wrote `{}` and its vault `{}` ({}), readable by your age identity{}",
+        "wrote `{}`; its vault `{}` holds {}",
         path.display(),
         paths.vault.display(),
         if secrets.is_empty() {
-            "empty".to_string()
+            "no secret yet".to_string()
         } else {
-            secrets.names().collect::<Vec<_>>().join(", ")
+            secrets
+                .names()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         },
-        created
-            .map(|p| format!(" (created at `{}`: back it up)", p.display()))
-            .unwrap_or_default()
     ));
     view::note(&format!("next: hactl validate -f {}", path.display()));
     Ok(ExitStatus::Success)

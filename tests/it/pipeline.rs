@@ -200,6 +200,16 @@ fn init_aws_stack_validates() {
     let again = hactl_in(dir.path(), &args);
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
+    // Only the vault is left: init refuses before writing the stack, so nothing changes.
+    std::fs::remove_file(dir.path().join("stacks/shop.yaml")).expect("rm");
+    let again = hactl_in(dir.path(), &args);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("secrets/shop.age` exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!dir.path().join("stacks/shop.yaml").exists());
 }
 
 /// `init --lab 3` on fresh lab hosts: validate passes and `up` brings it up, serving.
