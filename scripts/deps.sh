@@ -6,7 +6,9 @@
 #   bash scripts/deps.sh demo    the lab demo (scripts/demo.sh): sshd, keepalived, nginx,
 #                                haproxy, podman + podman-compose, iproute2, curl, busybox
 #   bash scripts/deps.sh test    the test suite (scripts/test.sh): demo + rsyslog, redis
-#                                (server, sentinel, cli) and moto's server (the AWS tests)
+#                                (server, sentinel, cli), netavark (podman's other network
+#                                backend), docker.io + docker-compose (the docker runtime)
+#                                and moto's server (the AWS tests)
 #   bash scripts/deps.sh bench   the benchmarks (bench/*.sh): test + ansible (with the
 #                                amazon.aws collection) and boto3
 #
@@ -50,6 +52,14 @@ if [ "$n" -ge 2 ]; then
   want redis-server redis-server
   want redis-sentinel redis-sentinel
   want redis-cli redis-tools
+  # both of podman 4.3's network backends are tested in the lab (CNI comes with podman); the
+  # demo runs on whichever podman picks
+  [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+  [ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
+  # issue 16: `app.runtime: docker` runs in lab hosts with Debian's dockerd and Compose v1
+  # (Debian 12 has no Compose v2 plugin). Their services never start on the machine.
+  want dockerd docker.io
+  want docker-compose docker-compose
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -14,5 +14,13 @@ cargo clippy --all-targets -- -D warnings
 cargo build --all-targets
 # Leftovers of an interrupted earlier run would make the lab tests fail: start clean.
 "$CARGO_TARGET_DIR/debug/hactl" lab down >/dev/null 2>&1 || true
+# Nothing outside the lab may change: podman's machine-wide config, links, routes (issue 16).
+state_before=$(bash scripts/machine-state.sh)
 cargo test --all-targets -- --test-threads=2
+state_after=$(bash scripts/machine-state.sh)
+if [ "$state_before" != "$state_after" ]; then
+  echo "test.sh: the suite changed the machine outside the lab:" >&2
+  diff <(echo "$state_before") <(echo "$state_after") >&2 || true
+  exit 1
+fi
 echo "test.sh: done in $(( $(date +%s) - t0 )) s"

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 
 use crate::plan::hosts::{self, Manifest, ManifestFile, ObservedHost};
-use crate::plan::{sha256_hex, Action, HostFailure, Kind, Plan};
+use crate::plan::{sha256_hex, Action, DigestKey, HostFailure, Kind, Plan};
 use crate::provider::hosts::script::{ApplySteps, ManifestOp, Probe, RemoveFile, WriteFile};
 use crate::provider::hosts::{self as hp, Connection, HostReport};
 use crate::render::{self, HostConfig};
@@ -24,6 +24,8 @@ pub struct Observed {
     pub conns: BTreeMap<String, Connection>,
     pub hosts: BTreeMap<String, ObservedHost>,
     pub failures: Vec<HostFailure>,
+    /// Keys the digests of files other users may not read (see [`DigestKey`]).
+    pub digest_key: DigestKey,
 }
 
 impl Observed {
@@ -161,6 +163,7 @@ async fn observe_connected(
         conns: live,
         hosts: observed,
         failures,
+        digest_key: crate::state::digest_key(stack, false).await,
     }
 }
 
@@ -172,7 +175,7 @@ pub fn plan_up(stack: &Stack, obs: &Observed) -> Plan {
         let (Some(cfg), Some(o)) = (obs.configs.get(&h.name), obs.hosts.get(&h.name)) else {
             continue;
         };
-        let (c, n) = hosts::diff(cfg, o);
+        let (c, n) = hosts::diff(cfg, o, &obs.digest_key);
         changes.extend(c);
         noop += n;
     }
@@ -184,7 +187,7 @@ pub fn plan_down(stack: &Stack, obs: &Observed) -> Plan {
     let mut changes = Vec::new();
     for h in &stack.hosts {
         if let Some(o) = obs.hosts.get(&h.name) {
-            changes.extend(hosts::diff_down(&h.name, o));
+            changes.extend(hosts::diff_down(&h.name, o, &obs.digest_key));
         }
     }
     Plan::new(stack.name(), changes, 0, obs.failures.clone())
@@ -209,6 +212,8 @@ pub fn steps_up(plan: &Plan, cfg: &HostConfig, o: &ObservedHost) -> ApplySteps {
                         owner: f.owner.clone(),
                         check: f.check,
                         backup_original: existed && prev.file(path).is_none(),
+                        // set by `apply`, which has the stack
+                        replace_symlink: false,
                     });
                 }
             }
@@ -244,6 +249,7 @@ pub fn steps_up(plan: &Plan, cfg: &HostConfig, o: &ObservedHost) -> ApplySteps {
         .map(|f| ManifestFile {
             path: f.path.clone(),
             sha256: sha256_hex(&f.content),
+            sensitive: f.sensitive,
             backup: prev.file(&f.path).is_some_and(|m| m.backup)
                 || steps
                     .writes
@@ -304,10 +310,17 @@ pub async fn apply(stack: &Stack, obs: &Observed, plan: &Plan, mode: Mode) -> Ve
         .filter(|(host, _)| plan.for_host(host).next().is_some())
         .filter_map(|(host, conn)| {
             let o = obs.hosts.get(host)?;
-            let steps = match mode {
+            let mut steps = match mode {
                 Mode::Up => steps_up(plan, obs.configs.get(host)?, o),
                 Mode::Down => steps_down(plan, host, o),
             };
+            for w in &mut steps.writes {
+                w.replace_symlink = stack
+                    .file
+                    .files
+                    .iter()
+                    .any(|f| f.replace_symlink && f.dest.value == w.path);
+            }
             Some((conn, steps))
         })
         .collect();

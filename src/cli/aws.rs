@@ -16,7 +16,8 @@ use super::StackArgs;
 use crate::plan::{Action, Plan};
 use crate::provider::aws::apply::{self, Ctx, Event};
 use crate::provider::aws::client::Clients;
-use crate::provider::aws::{desired, diff, hosts, observe, outputs};
+use crate::provider::aws::model::{Recorded, ResKind};
+use crate::provider::aws::{desired, diff, hosts, observe, outputs, preflight};
 use crate::stack::model::ProviderKind;
 use crate::stack::Stack;
 use crate::state::{Backend, ResourceState, State};
@@ -55,18 +56,34 @@ fn given_subnets(stack: &Stack) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads everything this stack owns.
+/// What the state recorded, as `observe` reads it first (by id, before tags).
+pub(crate) fn recorded(st: &State) -> Recorded {
+    st.resources
+        .iter()
+        .filter_map(|(addr, r)| {
+            let kind = ResKind::from_type_name(&r.kind)?;
+            Some((addr.clone(), (kind, r.id.clone())))
+        })
+        .collect()
+}
+
+/// Reads everything this stack owns: what the state recorded (by id), then what carries its
+/// tags.
 pub(crate) async fn read(
     stack: &Stack,
     clients: &Clients,
+    st: &State,
 ) -> miette::Result<Vec<crate::provider::aws::model::Observed>> {
-    Ok(observe::observe(clients, stack.name(), &given_subnets(stack)).await?)
+    Ok(observe::observe(clients, stack.name(), &given_subnets(stack), &recorded(st)).await?)
 }
 
 /// The state's resources and outputs, rebuilt from what was observed.
+/// Of two resources at one address (a duplicate not deleted yet), the first as observed is
+/// kept, as the diff keeps it: the one the state recorded, else the oldest.
 pub(crate) fn record(st: &mut State, observed: &[crate::provider::aws::model::Observed]) {
     st.resources = observed
         .iter()
+        .rev()
         .map(|o| {
             (
                 o.res.addr.clone(),
@@ -88,6 +105,9 @@ struct ApplyOutput<'a> {
     /// `heal`: differences `up` would make that are not repairs (left alone).
     #[serde(skip_serializing_if = "Option::is_none")]
     not_repairs: Option<usize>,
+    /// `down`: what the state recorded that AWS no longer has, as `{addr: id}`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    not_found: std::collections::BTreeMap<String, String>,
 }
 
 /// Which run [`converge`] makes: the diff it applies and the words it reports with.
@@ -107,14 +127,25 @@ pub async fn plan(
     run: &RunArgs,
     detailed_exitcode: bool,
 ) -> miette::Result<ExitStatus> {
+    warn(&stack);
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("plan", run.lock_wait).await?;
     let r = async {
+        let st = backend
+            .read(stack.name())
+            .await?
+            .unwrap_or_else(|| State::new(stack.name()));
         let clients = Clients::new(&region(&stack)).await;
-        let observed = read(&stack, &clients).await?;
+        // What only the account knows is asked first: a refusal names the stack key.
+        let (account, observed) = tokio::join!(
+            preflight::check(&clients, &stack),
+            read(&stack, &clients, &st)
+        );
+        let (account, observed) = (account?, observed?);
         let key = public_key(&stack)?;
         let inputs = desired::Inputs {
             public_key: key.as_ref().map(|k| k.expose()),
+            vpc_cidrs: account.vpc_cidrs.as_deref(),
         };
         let d = diff::diff(&desired::desired(&stack.file, &inputs), &observed);
         Ok::<_, miette::Report>(d.plan(stack.name()))
@@ -142,6 +173,7 @@ pub async fn up(
     provision_only: bool,
     wait: Option<Duration>,
 ) -> miette::Result<ExitStatus> {
+    warn(&stack);
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("up", run.lock_wait).await?;
     let r = async {
@@ -223,7 +255,8 @@ async fn configure_hosts(
             });
         }
     }
-    let status = super::plan::up_rendered(s.clone(), configs, args.json, auto_approve).await?;
+    let status =
+        super::plan::up_rendered(s.clone(), configs, secrets, args.json, auto_approve).await?;
     let status = match mount_path {
         Some(path) if !efs_dns.is_empty() => {
             let failed = mount_step(&s, &path, args.json).await;
@@ -403,10 +436,31 @@ async fn converge(
         .await?
         .unwrap_or_else(|| State::new(&name));
     let clients = Clients::new(&region(stack)).await;
-    let mut observed = read(stack, &clients).await?;
+    // Before anything is created: ask AWS what only the account knows (zones, instance type
+    // offerings, existing subnets and VPC), while the stack's resources are read. `down`
+    // creates nothing and needs none of it.
+    let (account, observed) = tokio::join!(
+        async {
+            if destroy {
+                Ok(preflight::Account::default())
+            } else {
+                preflight::check(&clients, stack).await
+            }
+        },
+        read(stack, &clients, &st)
+    );
+    let (account, mut observed) = (account?, observed?);
+    // `down` names what the state recorded and AWS no longer has (deleted outside hactl).
+    let not_found: Vec<(String, String)> = st
+        .resources
+        .iter()
+        .filter(|(a, _)| !observed.iter().any(|o| &o.res.addr == *a))
+        .map(|(a, r)| (a.clone(), r.id.clone()))
+        .collect();
     let key = if destroy { None } else { public_key(stack)? };
     let inputs = desired::Inputs {
         public_key: key.as_ref().map(|k| k.expose()),
+        vpc_cidrs: account.vpc_cidrs.as_deref(),
     };
     let mut not_repairs = None;
     let last_ids: std::collections::BTreeMap<String, String> = st
@@ -453,6 +507,7 @@ async fn converge(
                 plan: &plan,
                 outputs: &st.outputs,
                 not_repairs,
+                not_found: Default::default(),
             })?;
         } else {
             view::print_out(if plan.has_changes() {
@@ -569,8 +624,8 @@ async fn converge(
     };
 
     // Re-read what exists now: the state and outputs describe AWS as it is, not as planned.
-    let after = read(stack, &clients).await?;
     let mut st = state.lock().await;
+    let after = read(stack, &clients, &st).await?;
     record(&mut st, &after);
     backend.write(&mut st).await?;
     let save_errors = save_errors.lock().await.clone();
@@ -580,17 +635,29 @@ async fn converge(
         (false, true) => "applied",
         (false, false) => "no_changes",
     };
+    let not_found = if destroy {
+        not_found.into_iter().collect()
+    } else {
+        Default::default()
+    };
     if json {
         view::print_json(&ApplyOutput {
             outcome,
             plan: &plan,
             outputs: &st.outputs,
             not_repairs,
+            not_found,
         })?;
     } else {
         let mut text = String::new();
         for e in &save_errors {
             text.push_str(&format!("state: {e}\n"));
+        }
+        if !not_found.is_empty() {
+            text.push_str("\nNot found in AWS (recorded in the state, deleted outside hactl?):\n");
+            for (addr, id) in &not_found {
+                text.push_str(&format!("  {addr}  {id}\n"));
+            }
         }
         text.push_str(match (outcome, op) {
             ("failed", _) => "\nFailed: see above. Re-run to resume from what exists.\n",
@@ -615,6 +682,14 @@ async fn converge(
     } else {
         ExitStatus::Success
     })
+}
+
+/// The stack's warnings (e.g. a load balancer subnet below /27), on stderr before a run: they
+/// do not stop it, and `validate` is not the only place a user should see them.
+fn warn(stack: &Stack) {
+    for w in &stack.warnings {
+        view::print_warning(&miette::Report::new(w.clone()));
+    }
 }
 
 fn verb(a: Action) -> &'static str {

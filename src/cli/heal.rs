@@ -196,6 +196,9 @@ async fn round(stack: &Stack, secrets: &Secrets, n: u32, dry_run: bool) -> miett
     let mut apply = Vec::new();
     if !dry_run && plan.has_changes() {
         apply = engine::apply(stack, &obs, &plan, Mode::Up).await;
+        for r in &mut apply {
+            r.redact(secrets);
+        }
     }
     let mut ports = Vec::new();
     let mut services = Vec::new();
@@ -210,6 +213,12 @@ async fn round(stack: &Stack, secrets: &Secrets, n: u32, dry_run: bool) -> miett
             continue;
         }
         ports.extend(heal_redis(&svc, &obs, secrets, dry_run).await);
+    }
+    // remote output quoted in failures: never a secret value
+    for p in &mut ports {
+        for f in &mut p.failed {
+            *f = secrets.redact(f);
+        }
     }
     let hosts_ok = if dry_run {
         reconfigured.is_empty()

@@ -53,13 +53,19 @@ pub struct DownArgs {
 struct Prepared {
     stack: stack::Stack,
     observed: engine::Observed,
+    /// For redacting tool output in the reports.
+    secrets: vault::Secrets,
 }
 
 async fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
     let stack = stack::load(&args.file)?;
     let secrets = vault::open_checked(&stack)?;
     let observed = engine::render_and_observe(&stack, &secrets).await?;
-    Ok(Prepared { stack, observed })
+    Ok(Prepared {
+        stack,
+        observed,
+        secrets,
+    })
 }
 
 fn host_order(stack: &stack::Stack) -> Vec<String> {
@@ -101,7 +107,8 @@ pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
         )
         .await;
     }
-    let p = prepare(&a.stack).await?;
+    let mut p = prepare(&a.stack).await?;
+    p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
     let plan = engine::plan_up(&p.stack, &p.observed);
     apply(
         p,
@@ -119,7 +126,8 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
     if super::aws::is_aws(&stack) {
         return super::aws::down(stack, &a.stack, &a.run, a.auto_approve).await;
     }
-    let p = prepare(&a.stack).await?;
+    let mut p = prepare(&a.stack).await?;
+    p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
     let plan = engine::plan_down(&p.stack, &p.observed);
     apply(p, plan, a.stack.json, a.auto_approve, Mode::Down, None).await
 }
@@ -130,13 +138,18 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
 pub(crate) async fn up_rendered(
     stack: stack::Stack,
     configs: std::collections::BTreeMap<String, crate::render::HostConfig>,
+    secrets: vault::Secrets,
     json: bool,
     auto_approve: bool,
 ) -> miette::Result<ExitStatus> {
     let observed = engine::observe(&stack, configs).await;
     let plan = engine::plan_up(&stack, &observed);
     apply(
-        Prepared { stack, observed },
+        Prepared {
+            stack,
+            observed,
+            secrets,
+        },
         plan,
         json,
         auto_approve,
@@ -180,6 +193,10 @@ async fn apply(
             })?;
         }
         reports = engine::apply(&p.stack, &p.observed, &plan, mode).await;
+        // Checkers and services quote what they refuse: never a secret value.
+        for r in &mut reports {
+            r.redact(&p.secrets);
+        }
     }
     p.observed.close().await;
     let failed = !plan.failed_hosts.is_empty() || reports.iter().any(|r| !r.ok);

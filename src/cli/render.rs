@@ -45,6 +45,8 @@ enum RenderCmdError {
 pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&args.stack.file)?;
     let secrets = crate::vault::open_checked(&stack)?;
+    // Digests of secret-bearing files are keyed (read-only: `render` writes no state).
+    let key = crate::state::digest_key(&stack, false).await;
 
     let hosts: Vec<&stack::Host> = match &args.host {
         Some(name) => match stack.host(name) {
@@ -102,7 +104,7 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
         }
     } else if !args.check && !args.stack.json {
         for c in &configs {
-            view::print_out(&listing(c));
+            view::print_out(&listing(c, &key));
         }
     }
 
@@ -112,7 +114,8 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
         for (c, paths) in configs.iter().zip(&written) {
             for (f, local) in c.files.iter().zip(paths) {
                 let Some(kind) = f.check else { continue };
-                let outcome = check::run_check(kind, local).await?;
+                let mut outcome = check::run_check(kind, local).await?;
+                outcome.output = secrets.redact(&outcome.output);
                 if !outcome.ok {
                     status = ExitStatus::Failure;
                 }
@@ -137,7 +140,7 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
         let hosts: Vec<_> = configs
             .iter()
             .zip(written.iter().map(Some).chain(std::iter::repeat(None)))
-            .map(|(c, paths)| host_json(c, paths.filter(|_| args.out.is_some())))
+            .map(|(c, paths)| host_json(c, paths.filter(|_| args.out.is_some()), &key))
             .collect();
         view::print_json(&json!({
             "stack": stack.name(),
@@ -171,17 +174,18 @@ fn describe(f: &RenderedFile) -> String {
     parts.join(", ")
 }
 
-fn sensitive_summary(f: &RenderedFile) -> String {
-    let hash = f.sha256();
+/// A sensitive file's size and keyed digest: a plain SHA-256 prefix would let a reader of
+/// the output guess a short secret offline.
+fn sensitive_summary(f: &RenderedFile, key: &crate::plan::DigestKey) -> String {
     format!(
-        "(sensitive, {} bytes, sha256 {}…)",
+        "(sensitive, {} bytes, {})",
         f.content.len(),
-        &hash[..12]
+        key.show(&f.sha256())
     )
 }
 
 /// The human listing of one host's files: a header per file, then its content.
-fn listing(c: &HostConfig) -> String {
+fn listing(c: &HostConfig, key: &crate::plan::DigestKey) -> String {
     let mut out = format!(
         "== host {}: {} files; services in start order: {}\n",
         c.host,
@@ -195,7 +199,7 @@ fn listing(c: &HostConfig) -> String {
     for f in &c.files {
         out.push_str(&format!("\n--- {}:{} ({})\n", c.host, f.path, describe(f)));
         if f.sensitive {
-            out.push_str(&sensitive_summary(f));
+            out.push_str(&sensitive_summary(f, key));
             out.push('\n');
         } else {
             let text = String::from_utf8_lossy(&f.content);
@@ -233,7 +237,11 @@ fn check_line(host: &str, f: &RenderedFile, o: &check::CheckOutcome) -> String {
     line
 }
 
-fn host_json(c: &HostConfig, written: Option<&Vec<PathBuf>>) -> serde_json::Value {
+fn host_json(
+    c: &HostConfig,
+    written: Option<&Vec<PathBuf>>,
+    key: &crate::plan::DigestKey,
+) -> serde_json::Value {
     let files: Vec<_> = c
         .files
         .iter()
@@ -247,9 +255,11 @@ fn host_json(c: &HostConfig, written: Option<&Vec<PathBuf>>) -> serde_json::Valu
                 "check": f.check,
                 "sensitive": f.sensitive,
                 "size": f.content.len(),
-                "sha256": f.sha256(),
             });
-            if !f.sensitive {
+            if f.sensitive {
+                v["digest"] = key.show(&f.sha256()).into();
+            } else {
+                v["sha256"] = f.sha256().into();
                 v["content"] = String::from_utf8_lossy(&f.content).into_owned().into();
             }
             if let Some(p) = written.and_then(|w| w.get(i)) {

@@ -74,7 +74,9 @@ pub async fn run(c: StateCommand) -> miette::Result<ExitStatus> {
                 };
                 let fresh = st.serial == 0;
                 let clients = Clients::new(&region(&stack)).await;
-                let observed = read(&stack, &clients).await?;
+                // A valid state's ids are read first (a resource that lost its tags is kept);
+                // a lost or corrupt one leaves the tags alone to decide.
+                let observed = read(&stack, &clients, &st).await?;
                 record(&mut st, &observed);
                 if fresh {
                     if let Backend::Local { state, .. } = &backend {

@@ -23,6 +23,8 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     hosts: Option<usize>,
     diagnostics: Vec<JsonDiagnostic>,
+    /// Warnings of a valid stack (an invalid one lists them among `diagnostics`).
+    warnings: Vec<JsonDiagnostic>,
 }
 
 pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
@@ -31,14 +33,25 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
         Ok(stack) if args.json => {
             view::print_json(&Report {
                 valid: true,
-                file,
+                file: file.clone(),
                 stack: Some(stack.name().to_string()),
                 hosts: Some(stack.hosts.len()),
                 diagnostics: Vec::new(),
+                warnings: stack
+                    .warnings
+                    .iter()
+                    .map(|w| JsonDiagnostic {
+                        file: file.clone(),
+                        ..JsonDiagnostic::from(w)
+                    })
+                    .collect(),
             })?;
             Ok(ExitStatus::Success)
         }
         Ok(stack) => {
+            for w in &stack.warnings {
+                view::print_warning(&miette::Report::new(w.clone()));
+            }
             view::print_out(&format!(
                 "{file}: stack `{}` is valid ({} hosts)\n",
                 stack.name(),
@@ -53,6 +66,7 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
                 stack: None,
                 hosts: None,
                 diagnostics: e.diagnostics(),
+                warnings: Vec::new(),
             })?;
             Ok(ExitStatus::Failure)
         }

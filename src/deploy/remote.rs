@@ -45,6 +45,70 @@ pub fn compose_path(stack: &str) -> String {
     format!("/etc/hactl/{stack}/docker-compose.yml")
 }
 
+/// The app's environment file (0600): `app.env` from the stack, secrets included. compose
+/// hands it to the runtime by path (`env_file:`), so no value is ever on `podman run`'s argv
+/// (which every host user sees in `ps`) or in `compose.log`, which logs that argv.
+pub fn env_path(stack: &str) -> String {
+    format!("/etc/hactl/{stack}/compose.env")
+}
+
+/// Why a value cannot go into the environment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvFileError {
+    /// Not `[A-Za-z_][A-Za-z0-9_]*`.
+    Name,
+    /// A newline or NUL: one line per variable, in both runtimes' formats.
+    LineBreak,
+    /// docker compose reads the file as dotenv: a value is single-quoted to stay literal, so
+    /// it cannot hold `'`.
+    SingleQuote,
+}
+
+impl std::fmt::Display for EnvFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EnvFileError::Name => "an environment variable name is letters, digits and `_`, not starting with a digit",
+            EnvFileError::LineBreak => "the value holds a line break or NUL, which an environment file cannot carry",
+            EnvFileError::SingleQuote => "the value holds `'`, which docker compose's environment file cannot carry literally",
+        })
+    }
+}
+
+/// The environment file's text for the runtime. podman reads `--env-file` lines as
+/// `NAME=VALUE` with the value taken literally (containers/common `pkg/env`); docker compose
+/// reads `env_file` as dotenv, where only a single-quoted value is literal (no `$`
+/// interpolation, no `#` comment). Errors name the offending variable.
+pub fn env_file(runtime: Runtime, vars: &[(&str, &str)]) -> Result<String, (String, EnvFileError)> {
+    let mut out = String::from(
+        "# Written by hactl (`app.env` in the stack). Do not edit: `hactl up` overwrites it.\n",
+    );
+    for (name, value) in vars {
+        let err = |e| Err((name.to_string(), e));
+        let mut chars = name.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return err(EnvFileError::Name);
+        }
+        if value.contains(['\n', '\r', '\0']) {
+            return err(EnvFileError::LineBreak);
+        }
+        match runtime {
+            Runtime::Podman => {
+                let _ = writeln!(out, "{name}={value}");
+            }
+            Runtime::Docker => {
+                if value.contains('\'') {
+                    return err(EnvFileError::SingleQuote);
+                }
+                let _ = writeln!(out, "{name}='{value}'");
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The nginx include that picks the slot: `set $hactl_app hactl_app_green;`.
 pub fn upstream_path(stack: &str) -> String {
     format!("/etc/hactl/{stack}/app-upstream.conf")
@@ -113,6 +177,32 @@ fn project_label(rt: Runtime) -> &'static str {
     }
 }
 
+/// Shell that makes sure the runtime's daemon answers before a container command. podman has
+/// no daemon. Docker's does, and on a host where it is installed but stopped (a fresh lab
+/// host, a host after `systemctl stop docker`) every `docker` call fails: start the unit
+/// (`docker.service`, Debian's docker.io and Docker's own packages alike) when its socket is
+/// missing (with the usual umask 022: app-ctl's own 077 is for hactl's files, not the daemon's).
+/// Stopping is left to the operator.
+fn runtime_ready(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Podman => "",
+        Runtime::Docker => {
+            "[ -S /run/docker.sock ] || (umask 022; exec systemctl start docker >/dev/null) || { echo 'docker.service is not running and did not start' >&2; return 1; }\n"
+        }
+    }
+}
+
+/// The compose command of a runtime. Docker's Compose v2 plugin (`docker compose`) where it is
+/// installed, else the standalone Compose v1 (`docker-compose`), which is all Debian 12's
+/// packages offer (docker.io ships no compose plugin). Both label containers with
+/// `com.docker.compose.project`.
+fn compose_cmd(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Podman => "podman-compose",
+        Runtime::Docker => "$DOCKER_COMPOSE",
+    }
+}
+
 fn secs(x: f64) -> String {
     let s = format!("{x:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -130,10 +220,7 @@ fn secs(x: f64) -> String {
 pub fn ctl_script(p: &AppParams) -> String {
     let mut s = String::new();
     let cli = container_cli(p.runtime);
-    let compose = match p.runtime {
-        Runtime::Podman => "podman-compose",
-        Runtime::Docker => "docker compose",
-    };
+    let compose = compose_cmd(p.runtime);
     let _ = writeln!(
         s,
         "#!/bin/sh\n# Written by hactl for stack `{}`. Do not edit: `hactl up` overwrites it.\n# The app's compose project in two slots (blue/green) behind nginx; see `hactl deploy`.",
@@ -144,7 +231,19 @@ pub fn ctl_script(p: &AppParams) -> String {
     let _ = writeln!(s, "C={}", q(&compose_path(&p.stack)));
     let _ = writeln!(s, "U={}", q(&upstream_path(&p.stack)));
     let _ = writeln!(s, "STACK={}", q(&p.stack));
-    s.push_str("umask 022\nmkdir -p \"$A\" || exit 1\n");
+    // hactl's own files (image, active slot, compose.log, which logs compose's commands) are
+    // root's alone: 0700 directories and 0600 files from their first use. compose itself runs
+    // with the usual 022 (see `compose`), so what it creates for the app (bind-mount sources)
+    // stays readable to the app's own user.
+    s.push_str("umask 077\n[ -d \"$A\" ] || mkdir -p \"$A\" || exit 1\n");
+    // only the verbs that change containers start the daemon (compose); queries (inspect,
+    // is-active) report what runs without starting anything
+    if p.runtime == Runtime::Docker {
+        let _ = writeln!(s, "ready() {{\n  {}}}", runtime_ready(p.runtime));
+        s.push_str("compose_cmd() {\n  [ -n \"${DOCKER_COMPOSE:-}\" ] && return 0\n  if docker compose version >/dev/null 2>&1; then DOCKER_COMPOSE='docker compose'; else DOCKER_COMPOSE=docker-compose; fi\n}\n");
+    } else {
+        s.push_str("ready() { :; }\ncompose_cmd() { :; }\n");
+    }
     s.push_str("rec() { printf 'HACTL'; for f in \"$@\"; do printf '\\t%s' \"$f\"; done; printf '\\n'; }\n");
     s.push_str("now_ms() { date +%s%3N; }\n");
     s.push_str("active() { if [ \"$(cat \"$A/active\" 2>/dev/null)\" = green ]; then echo green; else echo blue; fi; }\n");
@@ -159,14 +258,23 @@ pub fn ctl_script(p: &AppParams) -> String {
     );
     // compose SLOT IMAGE ARGS...: the slot's project with its image and ports.
     // (sh has no locals: helpers use prefixed names so they never clobber the caller's)
-    s.push_str("compose() {\n  c_sl=$1; c_im=$2; shift 2\n");
-    let _ = write!(s, "  env HACTL_APP_IMAGE=\"$c_im\" HACTL_SLOT=\"$c_sl\"");
+    s.push_str(
+        "compose() {
+  ready || return 1
+  compose_cmd
+  c_sl=$1; c_im=$2; shift 2
+",
+    );
+    let _ = write!(
+        s,
+        "  (umask 022; exec env HACTL_APP_IMAGE=\"$c_im\" HACTL_SLOT=\"$c_sl\""
+    );
     for i in 0..p.replicas {
         let _ = write!(s, " {}=\"$(port \"$c_sl\" {i})\"", port_var(i));
     }
     let _ = writeln!(
         s,
-        " {compose} -p \"hactl-$STACK-$c_sl\" -f \"$C\" \"$@\"\n}}"
+        " {compose} -p \"hactl-$STACK-$c_sl\" -f \"$C\" \"$@\")\n}}"
     );
     // healthy SLOT: every replica answers 2xx once.
     let _ = writeln!(
@@ -310,6 +418,13 @@ fn heredoc_b64(s: &mut String, bytes: &[u8]) {
 pub fn load_image_script(runtime: Runtime, archive: &[u8], want: &str) -> String {
     let cli = container_cli(runtime);
     let mut s = String::from("set -u\n");
+    if runtime == Runtime::Docker {
+        let _ = writeln!(
+            s,
+            "ready() {{\n  {}}}\nready || exit 1",
+            runtime_ready(runtime)
+        );
+    }
     let _ = writeln!(s, "if ! out=$(base64 -d <<'HACTL_EOF' | {cli} load 2>&1");
     let b64 = base64::engine::general_purpose::STANDARD.encode(archive);
     for chunk in b64.as_bytes().chunks(76) {
@@ -435,7 +550,7 @@ pub fn unlock_script(stack: &str, token: &str) -> String {
 
 /// Appends one history line.
 pub fn history_append_script(stack: &str, line: &[u8]) -> String {
-    let mut s = String::from("set -u\numask 022\n");
+    let mut s = String::from("set -u\numask 077\n");
     let _ = writeln!(s, "A={}", q(&app_dir(stack)));
     s.push_str("mkdir -p \"$A\" && base64 -d >> \"$A/history.jsonl\" ");
     heredoc_b64(&mut s, line);
@@ -453,7 +568,7 @@ pub fn history_read_script(stack: &str) -> String {
 /// Records the image the app runs when nothing is recorded yet (first `hactl up`), with a
 /// history line, so a later `hactl rollback` knows the version `up` started.
 pub fn seed_image_script(stack: &str, image: &str, history_line: &[u8]) -> String {
-    let mut s = String::from("set -u\numask 022\n");
+    let mut s = String::from("set -u\numask 077\n");
     let _ = writeln!(s, "A={}", q(&app_dir(stack)));
     let _ = writeln!(
         s,
@@ -491,6 +606,55 @@ mod tests {
     }
 
     #[test]
+    fn ctl_script_docker_snapshot() {
+        insta::assert_snapshot!(ctl_script(&AppParams {
+            runtime: Runtime::Docker,
+            ..params()
+        }));
+    }
+
+    #[test]
+    fn env_file_per_runtime_keeps_values_literal() {
+        let vars = [("DB_PASSWORD", "p#ss $HOME w0rd"), ("MODE", "prod")];
+        assert_eq!(
+            env_file(Runtime::Podman, &vars).as_deref(),
+            Ok("# Written by hactl (`app.env` in the stack). Do not edit: `hactl up` overwrites it.\nDB_PASSWORD=p#ss $HOME w0rd\nMODE=prod\n")
+        );
+        assert_eq!(
+            env_file(Runtime::Docker, &vars).as_deref(),
+            Ok("# Written by hactl (`app.env` in the stack). Do not edit: `hactl up` overwrites it.\nDB_PASSWORD='p#ss $HOME w0rd'\nMODE='prod'\n")
+        );
+        let err = |rt, n, v| env_file(rt, &[(n, v)]).map_err(|(_, e)| e);
+        assert_eq!(
+            err(Runtime::Podman, "A", "x\ny"),
+            Err(EnvFileError::LineBreak)
+        );
+        assert_eq!(
+            err(Runtime::Docker, "A", "it's"),
+            Err(EnvFileError::SingleQuote)
+        );
+        assert!(err(Runtime::Podman, "A", "it's").is_ok());
+        assert_eq!(err(Runtime::Podman, "1A", "x"), Err(EnvFileError::Name));
+        assert_eq!(err(Runtime::Podman, "A=B", "x"), Err(EnvFileError::Name));
+    }
+
+    #[test]
+    fn app_state_is_private_from_first_use() {
+        let s = ctl_script(&params());
+        // hactl's files under umask 077 (compose.log logs compose's commands); compose itself
+        // with 022, in a subshell
+        assert!(s.contains("umask 077\n[ -d \"$A\" ] || mkdir -p \"$A\" || exit 1\n"));
+        assert!(s.contains("(umask 022; exec env HACTL_APP_IMAGE="));
+        for script in [
+            seed_image_script("lab", "img", b"{}\n"),
+            history_append_script("lab", b"{}\n"),
+            lock_script("lab", b"{}"),
+        ] {
+            assert!(script.starts_with("set -u\numask 077\n"), "{script}");
+        }
+    }
+
+    #[test]
     fn ctl_script_docker_without_nginx() {
         let p = AppParams {
             runtime: Runtime::Docker,
@@ -499,7 +663,34 @@ mod tests {
             ..params()
         };
         let s = ctl_script(&p);
-        assert!(s.contains("docker compose -p \"hactl-$STACK-$c_sl\""));
+        assert!(s.contains("$DOCKER_COMPOSE -p \"hactl-$STACK-$c_sl\""));
+        // the v2 plugin where it exists, else Debian 12's docker-compose (v1)
+        assert!(s.contains(
+            "if docker compose version >/dev/null 2>&1; then DOCKER_COMPOSE='docker compose'; else DOCKER_COMPOSE=docker-compose; fi\n"
+        ));
+        // compose (the verbs that change containers) starts the daemon when its socket is
+        // missing; queries do not
+        assert!(s.contains(
+            "ready() {\n  [ -S /run/docker.sock ] || (umask 022; exec systemctl start docker >/dev/null)"
+        ));
+        assert!(s.contains("compose() {\n  ready || return 1\n  compose_cmd\n"));
+        let load = load_image_script(Runtime::Docker, b"x", "localhost/a:1");
+        assert!(load.contains("[ -S /run/docker.sock ] || (umask 022; exec systemctl start docker"));
+        assert!(
+            load.find("ready || exit 1").expect("ready")
+                < load.find("| docker load").expect("load")
+        );
+        for script in [&s, &load] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", script])
+                .output()
+                .expect("sh runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         assert!(s.contains("label=com.docker.compose.project="));
         assert!(s.contains("point() { :; }"));
         assert!(!s.contains("HACTL_APP_PORT_2"));

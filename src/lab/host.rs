@@ -51,13 +51,18 @@ impl HostPaths {
     pub fn storage(&self) -> PathBuf {
         self.dir.join("containers-storage")
     }
-    /// Per-boot state: overlay upper/work dirs, the private /root, podman's storage. Wiped
+    /// dockerd's data-root (ext4, like podman's storage: overlay2 cannot sit on the /var
+    /// overlay).
+    pub fn docker_root(&self) -> PathBuf {
+        self.dir.join("docker")
+    }
+    /// Per-boot state: overlay upper/work dirs, the private /root, podman's and docker's storage. Wiped
     /// before a host starts so every host starts as the lab makes it.
     pub fn state_dirs(&self) -> Vec<PathBuf> {
         ["etc.upper", "etc.work", "var.upper", "var.work"]
             .iter()
             .map(|d| self.dir.join(d))
-            .chain([self.root_home(), self.storage()])
+            .chain([self.root_home(), self.storage(), self.docker_root()])
             .collect()
     }
 }

@@ -16,6 +16,17 @@ use super::LabError;
 /// The podman engine settings every host gets (runc, ulimits, lab-range subnets).
 const CONTAINERS_CONF: &str = include_str!("containers.conf");
 
+/// podman's default network for the CNI backend, in the lab range. Debian's podman package
+/// ships `/etc/cni/net.d/87-podman-bridge.conflist` (10.88.0.0/16), and with the CNI backend
+/// that file wins over `containers.conf`'s `default_subnet`: a host would hand its containers
+/// addresses outside the lab range. Each host gets this one in its /etc overlay instead.
+const CNI_DEFAULT_CONFLIST: &str = include_str!("podman-bridge.conflist");
+
+/// Where podman keeps network definitions: the CNI backend's and netavark's. The machine's
+/// definitions there are the machine's networks, not the host's (and their subnets are
+/// outside the lab range), so a host starts with neither.
+const NETWORK_CONFIG_DIRS: &[&str] = &["/etc/cni/net.d", "/etc/containers/networks"];
+
 /// The cgroup v1 controllers podman/runc expect in this machine's hybrid layout.
 const CGROUP_V1: &[&str] = &[
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
@@ -28,6 +39,20 @@ pub fn render_storage_conf(graphroot: &Path) -> String {
         "# Written by hactl lab for this host.\n[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"/run/containers/storage\"\n",
         graphroot.display()
     )
+}
+
+/// dockerd's daemon.json for a host: storage on the lab dir, its bridge and the pool compose
+/// networks come from inside the lab range (Docker's defaults, 172.17.0.0/16 and the
+/// 172.x/192.168.x pools, are outside it), ulimits within the lab's hard limit (as podman's).
+pub fn render_docker_daemon_json(data_root: &Path) -> String {
+    let v = serde_json::json!({
+        "data-root": data_root.display().to_string(),
+        "bip": "198.19.128.1/24",
+        "default-address-pools": [{"base": "198.19.192.0/18", "size": 24}],
+        "storage-driver": "overlay2",
+        "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 20000, "Soft": 20000}},
+    });
+    format!("{v:#}\n")
 }
 
 /// /etc/hosts of a host.
@@ -89,6 +114,31 @@ fn write(path: &str, text: &str) -> Result<(), LabError> {
         io(parent, std::fs::create_dir_all(parent))?;
     }
     io(p, std::fs::write(p, text))
+}
+
+/// Removes every entry of `dir` (a directory of the host's /etc overlay), if it exists.
+fn clear_dir(dir: &str) -> Result<(), LabError> {
+    let p = Path::new(dir);
+    let entries = match std::fs::read_dir(p) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(LabError::Io {
+                path: p.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    for entry in entries {
+        let path = io(p, entry)?.path();
+        let r = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        io(&path, r)?;
+    }
+    Ok(())
 }
 
 /// Sets up the host's mounts and files, then becomes its sshd. Returns only on failure.
@@ -201,6 +251,19 @@ fn setup(lab_dir: &Path, name: &str) -> Result<HostPaths, LabError> {
     write("/etc/hostname", &format!("{name}\n"))?;
     write("/etc/hosts", &render_etc_hosts(name, h.address))?;
     write("/etc/containers/containers.conf", CONTAINERS_CONF)?;
+    // Removing a file through the overlay leaves a whiteout in the host's upper dir: the
+    // machine's own /etc keeps its files, the host no longer sees them.
+    for dir in NETWORK_CONFIG_DIRS {
+        clear_dir(dir)?;
+    }
+    write(
+        "/etc/cni/net.d/87-podman-bridge.conflist",
+        CNI_DEFAULT_CONFLIST,
+    )?;
+    write(
+        "/etc/docker/daemon.json",
+        &render_docker_daemon_json(&paths.docker_root()),
+    )?;
     write(
         "/etc/containers/storage.conf",
         &render_storage_conf(&paths.storage()),
@@ -244,6 +307,44 @@ mod tests {
         }
         assert_eq!(subnets, 2, "default_subnet and one pool");
         assert!(CONTAINERS_CONF.contains("runtime = \"runc\""));
+    }
+
+    #[test]
+    fn docker_networks_stay_in_the_lab_range() {
+        let range = crate::lab::net::lab_range();
+        let text = render_docker_daemon_json(Path::new("/srv/hactl-lab/hosts/host1/docker"));
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["data-root"], "/srv/hactl-lab/hosts/host1/docker");
+        let bip: ipnet::Ipv4Net = v["bip"].as_str().and_then(|s| s.parse().ok()).expect("bip");
+        let pool: ipnet::Ipv4Net = v["default-address-pools"][0]["base"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("pool");
+        for n in [bip, pool] {
+            assert!(range.contains(&n), "{n} is outside {range}");
+        }
+        // apart from podman's default network and pool
+        for podman in ["198.19.0.0/24", "198.19.64.0/18"] {
+            let p: ipnet::Ipv4Net = podman.parse().expect("net");
+            assert!(!p.contains(&bip.trunc()) && !pool.contains(&p) && !p.contains(&pool));
+        }
+    }
+
+    #[test]
+    fn cni_default_network_stays_in_the_lab_range() {
+        let range = crate::lab::net::lab_range();
+        let v: serde_json::Value =
+            serde_json::from_str(CNI_DEFAULT_CONFLIST).expect("the conflist is JSON");
+        // podman looks the default network up by this name
+        assert_eq!(v["name"], "podman");
+        let ranges = &v["plugins"][0]["ipam"]["ranges"];
+        let subnet: ipnet::Ipv4Net = ranges[0][0]["subnet"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("one subnet");
+        assert!(range.contains(&subnet), "{subnet} is outside {range}");
+        // the same subnet as containers.conf's default_subnet (the netavark backend's default)
+        assert!(CONTAINERS_CONF.contains(&format!("default_subnet = \"{subnet}\"")));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 # mount namespace only (the machine's systemctl is untouched).
 #
 # Units: nginx, keepalived (logs to /var/log/keepalived.log), haproxy, rsyslog (alias syslog),
-# redis-server@PORT, redis-sentinel; ".service" is optional.
+# redis-server@PORT, redis-sentinel, docker; ".service" is optional.
 # Verbs: start stop restart reload reload-or-restart try-restart is-active is-enabled status
 #        show enable disable daemon-reload. Several units per call, like systemctl.
 # Unknown units behave like systemd's "not found": start/stop exit 5, status exits 4,
@@ -79,6 +79,18 @@ unit_def() {
         redis-sentinel /etc/redis/sentinel.conf --daemonize yes --pidfile "$pidf"
       }
       do_reload() { do_stop && start; } ;;
+    # dockerd with the host's /etc/docker/daemon.json (written by `hactl lab up`: data-root on
+    # the lab dir, networks in the lab range). It starts its own containerd. Started on demand
+    # (hactl's app-ctl starts it when its socket is missing), like socket activation would.
+    docker)
+      pidf=/run/docker.pid
+      do_start() {
+        mkdir -p /var/log
+        setsid dockerd </dev/null >>/var/log/docker.log 2>&1 &
+        local i; for ((i = 0; i < 1500; i++)); do [ -S /run/docker.sock ] && docker version >/dev/null 2>&1 && return 0; sleep 0.02; done
+        return 1
+      }
+      do_reload() { main_pid && kill -HUP "$pid"; } ;;
     *) return 1 ;;
   esac
 }

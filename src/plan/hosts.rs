@@ -10,16 +10,37 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{sha256_hex, short_digest, Action, Change, Kind};
+use super::{sha256_hex, short_digest, Action, Change, DigestKey, Kind};
 use crate::render::HostConfig;
+
+/// What is at a path on a host (`lstat`: a symbolic link is one, not its target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileKind {
+    #[default]
+    Regular,
+    Symlink,
+    /// A directory, fifo, device, …
+    Other,
+}
 
 /// A file as found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedFile {
+    /// Hex SHA-256 of a regular file's content; empty for anything else (hactl never reads
+    /// through a symbolic link).
     pub sha256: String,
     pub mode: u32,
-    /// The current content, fetched only when it differs and is not sensitive (for diffs).
+    pub kind: FileKind,
+    /// The current content, fetched only when it differs and any user on the host may read
+    /// it (see `crate::provider::hosts::observe`), for diffs.
     pub content: Option<Vec<u8>>,
+}
+
+impl ObservedFile {
+    /// Every user on the host may read it: a regular file with the "other" read bit.
+    pub fn world_readable(&self) -> bool {
+        self.kind == FileKind::Regular && self.mode & 0o004 != 0
+    }
 }
 
 /// A service as found on a host.
@@ -45,11 +66,20 @@ pub struct ManifestFile {
     pub sha256: String,
     /// The file existed before hactl wrote it; its original is kept and restored by `down`.
     pub backup: bool,
+    /// hactl wrote it holding a secret: never fetched, its digest shown keyed, even after the
+    /// stack stops marking it sensitive. (Absent in manifests of older hactl versions.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 impl Manifest {
     pub fn file(&self, path: &str) -> Option<&ManifestFile> {
         self.files.iter().find(|f| f.path == path)
+    }
+
+    /// hactl last wrote `path` holding a secret.
+    pub fn was_sensitive(&self, path: &str) -> bool {
+        self.file(path).is_some_and(|f| f.sensitive)
     }
 }
 
@@ -81,18 +111,56 @@ fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
 }
 
 /// Plans one host for `up`. Returns the changes and the number of things already right.
-pub fn diff(desired: &HostConfig, observed: &ObservedHost) -> (Vec<Change>, usize) {
+///
+/// What a plan may show of a file: its content (as a diff) only when it is not sensitive,
+/// hactl did not last write it sensitive, and it was fetched (see
+/// `crate::provider::hosts::observe`: only regular files every host user may read); its
+/// digests keyed with `key` ([`DigestKey::show`]) whenever one of those does not hold or the
+/// rendered file is not world-readable, plain `sha256:` prefixes otherwise.
+pub fn diff(
+    desired: &HostConfig,
+    observed: &ObservedHost,
+    key: &DigestKey,
+) -> (Vec<Change>, usize) {
     let host = &desired.host;
     let mut changes = Vec::new();
     let mut noop = 0;
     // service → names of its files that change
     let mut touched: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
 
+    let was_sensitive = |path: &str| {
+        observed
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.was_sensitive(path))
+    };
     for f in &desired.files {
         let want = sha256_hex(&f.content);
         let found = observed.files.get(&f.path).cloned().flatten();
+        let private = f.sensitive
+            || was_sensitive(&f.path)
+            || f.mode & 0o004 == 0
+            || found.as_ref().is_some_and(|o| !o.world_readable());
+        let show = |sha: &str| {
+            if private {
+                key.show(sha)
+            } else {
+                short_digest(sha)
+            }
+        };
         let (action, reason, before) = match &found {
             None => (Some(Action::Create), "missing".to_string(), None),
+            Some(o) if o.kind == FileKind::Symlink => (
+                Some(Action::Update),
+                "a symbolic link on the host: `up` refuses it unless the file says `replace_symlink: true`"
+                    .to_string(),
+                Some("symlink".to_string()),
+            ),
+            Some(o) if o.kind == FileKind::Other => (
+                Some(Action::Update),
+                "not a regular file on the host: `up` cannot replace it".to_string(),
+                Some("not a file".to_string()),
+            ),
             Some(o) if o.sha256 != want => (
                 Some(Action::Update),
                 if o.mode != f.mode {
@@ -100,12 +168,12 @@ pub fn diff(desired: &HostConfig, observed: &ObservedHost) -> (Vec<Change>, usiz
                 } else {
                     "content changed".to_string()
                 },
-                Some(short_digest(&o.sha256)),
+                Some(show(&o.sha256)),
             ),
             Some(o) if o.mode != f.mode => (
                 Some(Action::Update),
                 format!("mode {:04o} → {:04o}", o.mode, f.mode),
-                Some(short_digest(&o.sha256)),
+                Some(show(&o.sha256)),
             ),
             Some(_) => (None, String::new(), None),
         };
@@ -116,7 +184,7 @@ pub fn diff(desired: &HostConfig, observed: &ObservedHost) -> (Vec<Change>, usiz
         if let Some(svc) = &f.service {
             touched.entry(svc).or_default().push(base_name(&f.path));
         }
-        let diff = if f.sensitive {
+        let diff = if f.sensitive || was_sensitive(&f.path) {
             None
         } else {
             let old = found
@@ -136,7 +204,7 @@ pub fn diff(desired: &HostConfig, observed: &ObservedHost) -> (Vec<Change>, usiz
             action,
             reason,
             before,
-            after: Some(short_digest(&want)),
+            after: Some(show(&want)),
             diff,
             sensitive: f.sensitive,
         });
@@ -159,10 +227,10 @@ pub fn diff(desired: &HostConfig, observed: &ObservedHost) -> (Vec<Change>, usiz
                 kind: Kind::File,
                 action: Action::Delete,
                 reason: reason.into(),
-                before: Some(short_digest(&mf.sha256)),
+                before: Some(manifest_digest(mf, key)),
                 after: None,
                 diff: None,
-                sensitive: false,
+                sensitive: mf.sensitive,
             });
         }
     }
@@ -193,8 +261,17 @@ pub fn diff(desired: &HostConfig, observed: &ObservedHost) -> (Vec<Change>, usiz
     (changes, noop)
 }
 
+/// The digest of a file the manifest records: keyed when hactl wrote it holding a secret.
+fn manifest_digest(f: &ManifestFile, key: &DigestKey) -> String {
+    if f.sensitive {
+        key.show(&f.sha256)
+    } else {
+        short_digest(&f.sha256)
+    }
+}
+
 /// Plans one host for `down`: stop what hactl started, remove or restore what it wrote.
-pub fn diff_down(host: &str, observed: &ObservedHost) -> Vec<Change> {
+pub fn diff_down(host: &str, observed: &ObservedHost, key: &DigestKey) -> Vec<Change> {
     let Some(m) = &observed.manifest else {
         return Vec::new();
     };
@@ -227,10 +304,10 @@ pub fn diff_down(host: &str, observed: &ObservedHost) -> Vec<Change> {
             } else {
                 "written by hactl".into()
             },
-            before: Some(short_digest(&f.sha256)),
+            before: Some(manifest_digest(f, key)),
             after: None,
             diff: None,
-            sensitive: false,
+            sensitive: f.sensitive,
         });
     }
     changes
@@ -251,6 +328,10 @@ mod tests {
             check: Some(CheckKind::Nginx),
             sensitive: false,
         }
+    }
+
+    fn key() -> DigestKey {
+        DigestKey::from_hex(&"5a".repeat(32)).expect("64 hex digits")
     }
 
     fn desired() -> HostConfig {
@@ -275,6 +356,7 @@ mod tests {
                 Some(ObservedFile {
                     sha256: sha256_hex(&f.content),
                     mode: f.mode,
+                    kind: FileKind::Regular,
                     content: None,
                 }),
             );
@@ -298,7 +380,7 @@ mod tests {
             host: "host1".into(),
             ..Default::default()
         };
-        let (changes, noop) = diff(&d, &o);
+        let (changes, noop) = diff(&d, &o, &key());
         assert_eq!(noop, 0);
         let actions: Vec<_> = changes
             .iter()
@@ -319,7 +401,7 @@ mod tests {
     #[test]
     fn converged_host_has_no_changes() {
         let d = desired();
-        let (changes, noop) = diff(&d, &observed_same(&d));
+        let (changes, noop) = diff(&d, &observed_same(&d), &key());
         assert!(changes.is_empty(), "{changes:#?}");
         assert_eq!(noop, 4);
     }
@@ -333,10 +415,11 @@ mod tests {
             Some(ObservedFile {
                 sha256: sha256_hex(b"listen 81;\n"),
                 mode: 0o644,
+                kind: FileKind::Regular,
                 content: Some(b"listen 81;\n".to_vec()),
             }),
         );
-        let (changes, noop) = diff(&d, &o);
+        let (changes, noop) = diff(&d, &o, &key());
         assert_eq!(noop, 2);
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0].action, Action::Update);
@@ -357,14 +440,136 @@ mod tests {
             Some(ObservedFile {
                 sha256: sha256_hex(b"old secret"),
                 mode: 0o600,
+                kind: FileKind::Regular,
                 content: Some(b"old secret".to_vec()),
             }),
         );
-        let (changes, _) = diff(&d, &o);
+        let (changes, _) = diff(&d, &o, &key());
         assert!(changes[0].sensitive);
         assert!(changes[0].diff.is_none());
         let json = serde_json::to_string(&changes).unwrap_or_default();
         assert!(!json.contains("old secret"));
+    }
+
+    #[test]
+    fn sensitive_file_digests_are_keyed_not_plain_sha256() {
+        let mut d = desired();
+        d.files[1].sensitive = true;
+        d.files[1].mode = 0o600;
+        let mut o = observed_same(&d);
+        let old = sha256_hex(b"auth_pass hunter22\n");
+        o.files.insert(
+            "/etc/keepalived/keepalived.conf".into(),
+            Some(ObservedFile {
+                sha256: old.clone(),
+                mode: 0o600,
+                kind: FileKind::Regular,
+                content: None,
+            }),
+        );
+        let (changes, _) = diff(&d, &o, &key());
+        let c = &changes[0];
+        let want = sha256_hex(&d.files[1].content);
+        assert_eq!(c.before.as_deref(), Some(key().show(&old).as_str()));
+        assert_eq!(c.after.as_deref(), Some(key().show(&want).as_str()));
+        let json = serde_json::to_string(&changes).unwrap_or_default();
+        assert!(
+            !json.contains(&old[..12]) && !json.contains(&want[..12]),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn plan_never_shows_old_content_hactl_last_wrote_as_sensitive() {
+        // The template stopped reading a secret: the file on the host still holds the old one.
+        let d = desired();
+        let mut o = observed_same(&d);
+        let old = sha256_hex(b"auth_pass old-secret\n");
+        o.files.insert(
+            "/etc/keepalived/keepalived.conf".into(),
+            Some(ObservedFile {
+                sha256: old.clone(),
+                mode: 0o644,
+                kind: FileKind::Regular,
+                content: Some(b"auth_pass old-secret\n".to_vec()),
+            }),
+        );
+        o.manifest = Some(Manifest {
+            stack: "lab".into(),
+            files: vec![ManifestFile {
+                path: "/etc/keepalived/keepalived.conf".into(),
+                sha256: old.clone(),
+                backup: false,
+                sensitive: true,
+            }],
+            services: Vec::new(),
+        });
+        let (changes, _) = diff(&d, &o, &key());
+        assert!(changes[0].diff.is_none(), "{changes:#?}");
+        assert_eq!(
+            changes[0].before.as_deref(),
+            Some(key().show(&old).as_str())
+        );
+        let json = serde_json::to_string(&changes).unwrap_or_default();
+        assert!(
+            !json.contains("old-secret") && !json.contains(&old[..12]),
+            "{json}"
+        );
+        // and dropping it from the stack, or `down`, shows the keyed digest too
+        let none = HostConfig {
+            files: Vec::new(),
+            ..desired()
+        };
+        let (gone, _) = diff(&none, &o, &key());
+        assert_eq!(gone[0].before.as_deref(), Some(key().show(&old).as_str()));
+        let down = diff_down("host1", &o, &key());
+        assert_eq!(down[0].before.as_deref(), Some(key().show(&old).as_str()));
+    }
+
+    #[test]
+    fn root_only_file_on_the_host_shows_a_keyed_digest() {
+        let d = desired();
+        let mut o = observed_same(&d);
+        let old = sha256_hex(b"listen 81;\n");
+        o.files.insert(
+            "/etc/nginx/nginx.conf".into(),
+            Some(ObservedFile {
+                sha256: old.clone(),
+                mode: 0o600,
+                kind: FileKind::Regular,
+                content: None,
+            }),
+        );
+        let (changes, _) = diff(&d, &o, &key());
+        assert_eq!(
+            changes[0].before.as_deref(),
+            Some(key().show(&old).as_str())
+        );
+        assert!(changes[0].diff.is_none());
+    }
+
+    #[test]
+    fn symlink_on_the_host_is_reported_and_never_read() {
+        let d = desired();
+        let mut o = observed_same(&d);
+        o.files.insert(
+            "/etc/nginx/nginx.conf".into(),
+            Some(ObservedFile {
+                sha256: String::new(),
+                mode: 0o777,
+                kind: FileKind::Symlink,
+                content: None,
+            }),
+        );
+        let (changes, _) = diff(&d, &o, &key());
+        assert_eq!(changes[0].action, Action::Update);
+        assert_eq!(changes[0].before.as_deref(), Some("symlink"));
+        assert!(
+            changes[0].reason.contains("refuses"),
+            "{}",
+            changes[0].reason
+        );
+        assert!(changes[0].diff.is_none());
     }
 
     #[test]
@@ -378,21 +583,23 @@ mod tests {
                     path: "/etc/nginx/nginx.conf".into(),
                     sha256: sha256_hex(b"listen 80;\n"),
                     backup: true,
+                    sensitive: false,
                 },
                 ManifestFile {
                     path: "/etc/old.conf".into(),
                     sha256: sha256_hex(b"x"),
                     backup: false,
+                    sensitive: false,
                 },
             ],
             services: vec!["nginx".into()],
         });
-        let (changes, _) = diff(&d, &o);
+        let (changes, _) = diff(&d, &o, &key());
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].addr, "host1:/etc/old.conf");
         assert_eq!(changes[0].action, Action::Delete);
 
-        let down = diff_down("host1", &o);
+        let down = diff_down("host1", &o, &key());
         let actions: Vec<_> = down.iter().map(|c| (c.addr.as_str(), c.action)).collect();
         assert_eq!(
             actions,

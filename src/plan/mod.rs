@@ -152,3 +152,72 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+/// The key that turns the digest of a file nobody but root may read into a keyed hash for
+/// plans (`hmac:` + 12 hex digits of HMAC-SHA256, RFC 2104, over the file's SHA-256).
+///
+/// A plain SHA-256 prefix of a file holding an 8-character `auth_pass` lets whoever reads a
+/// CI log guess the secret offline; without the key the keyed hash tells them nothing, yet two
+/// plans with the same key still show whether the content changed. One random key per stack,
+/// kept in the stack's state (see `crate::state::digest_key`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestKey([u8; 32]);
+
+impl DigestKey {
+    /// A fresh random key.
+    pub fn random() -> DigestKey {
+        DigestKey(rand::random())
+    }
+
+    /// The key from its 64 hex digits, as the state keeps it.
+    pub fn from_hex(s: &str) -> Option<DigestKey> {
+        let bytes = hex::decode(s).ok()?;
+        Some(DigestKey(bytes.try_into().ok()?))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// `hmac:` + the first 12 hex digits of HMAC-SHA256(key, `sha256_hex`).
+    pub fn show(&self, sha256_hex: &str) -> String {
+        use hmac::Mac;
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) else {
+            return "hmac:?".into();
+        };
+        mac.update(sha256_hex.as_bytes());
+        let tag = hex::encode(mac.finalize().into_bytes());
+        format!("hmac:{}", &tag[..12])
+    }
+}
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn secret_digests_are_keyed_not_guessable_offline() {
+        let k1 = DigestKey::from_hex(&"11".repeat(32)).expect("64 hex digits");
+        let k2 = DigestKey::from_hex(&"22".repeat(32)).expect("64 hex digits");
+        let sha = sha256_hex(b"auth_pass hunter22\n");
+        let shown = k1.show(&sha);
+        assert!(shown.starts_with("hmac:") && shown.len() == 17, "{shown}");
+        // no part of the plain digest is shown, and another key gives another hash
+        assert!(!shown.contains(&sha[..12]));
+        assert_ne!(shown, k2.show(&sha));
+        // the same key and content give the same hash, so plans stay comparable
+        assert_eq!(shown, k1.show(&sha));
+        assert_eq!(
+            DigestKey::from_hex(&k1.to_hex()).map(|k| k.show(&sha)),
+            Some(shown)
+        );
+        assert!(DigestKey::from_hex("abc").is_none());
+        assert_eq!(format!("{k1:?}"), "DigestKey(..)");
+    }
+}

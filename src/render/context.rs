@@ -387,7 +387,8 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
 ///   resolved and `notify_script` (its path), and `vip.aws` resolved for this host (see
 ///   [`resolve_vip_aws`]); none without a VIP.
 /// - `nginx`, `haproxy` (with `backend_port` resolved), `app` (with `image_ref`, `health_url`,
-///   `replicas_list: [{index, name, host_port, green_port, port_var}]`, and `slot_file` /
+///   `replicas_list: [{index, name, host_port, green_port, port_var}]`, `env_file` (the 0600
+///   file holding `app.env`, see `crate::deploy::remote::env_path`), and `slot_file` /
 ///   `slot_include`: the nginx include that picks the blue or green slot): the sections, or
 ///   none.
 /// - `vars`, `secret`, `outputs` (what the provider recorded in the state after provisioning:
@@ -506,6 +507,10 @@ pub fn build(
                     format!("http://127.0.0.1:{}{}", a.port.value, a.health.path).into(),
                 );
                 m.insert("replicas_list".into(), replicas.into());
+                m.insert(
+                    "env_file".into(),
+                    crate::deploy::remote::env_path(stack.name()).into(),
+                );
                 let slot_file = crate::deploy::remote::upstream_path(stack.name());
                 // a glob that matches exactly that file: nginx accepts a glob with no match
                 let slot_include = match slot_file.rsplit_once('.') {

@@ -137,6 +137,13 @@ pub enum RenderError {
     )]
     UnresolvedVip,
 
+    #[error("`app.env.{name}` cannot go into the app's environment file: {reason}")]
+    #[diagnostic(
+        code(hactl::render::env_file),
+        help("app secrets reach the container through a 0600 environment file, one `NAME=VALUE` line each; change the value (or name) so it fits")
+    )]
+    EnvFile { name: String, reason: String },
+
     #[error("cannot build the template context ({what}): {message}")]
     #[diagnostic(code(hactl::render::context))]
     Context { what: String, message: String },
@@ -248,6 +255,48 @@ fn parse_mode(dest: &str, mode: Option<&str>) -> Result<u32, RenderError> {
     }
 }
 
+/// The app's environment file ([`crate::deploy::remote::env_file`]): sensitive when a value
+/// comes from the vault, and 0600 either way.
+fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<RenderedFile, RenderError> {
+    let app = stack.file.app.as_ref().ok_or(RenderError::Context {
+        what: "app.env".into(),
+        message: "the stack has no `app`".into(),
+    })?;
+    let mut values = Vec::new();
+    let mut sensitive = false;
+    for (name, v) in &app.env {
+        sensitive |= matches!(v.value, crate::stack::model::Value::Secret(_));
+        let value = secrets
+            .resolve(&v.value)
+            .ok_or_else(|| RenderError::UnknownSecret {
+                template: "app.env".into(),
+                host: host.to_string(),
+                name: match &v.value {
+                    crate::stack::model::Value::Secret(r) => r.secret.clone(),
+                    crate::stack::model::Value::Plain(_) => name.clone(),
+                },
+            })?;
+        values.push((name.as_str(), value));
+    }
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.expose())).collect();
+    let text =
+        crate::deploy::remote::env_file(app.runtime.value, &pairs).map_err(|(name, reason)| {
+            RenderError::EnvFile {
+                name,
+                reason: reason.to_string(),
+            }
+        })?;
+    Ok(RenderedFile {
+        path: crate::deploy::remote::env_path(stack.name()),
+        content: text.into_bytes(),
+        mode: 0o600,
+        owner: Some("root".to_string()),
+        service: Some("app".to_string()),
+        check: None,
+        sensitive,
+    })
+}
+
 /// Renders every file and the service list for one host (no provider outputs).
 pub fn render_host(
     stack: &Stack,
@@ -291,6 +340,9 @@ pub fn render_host_with_outputs(
     // Start order: the app first, then what proxies to it, then what routes to that, and the
     // VIP last so a host only claims it once it can serve.
     if f.app.is_some() && host.has_role("app") {
+        // The app's environment (secrets included) goes in its own 0600 file that compose
+        // names by path: never on `podman run`'s argv, in `compose.log` or in the compose file.
+        files.push(app_env_file(stack, &host.name, secrets)?);
         let path = format!("/etc/hactl/{}/docker-compose.yml", stack.name());
         files.push(renderer.render(job("docker-compose.yml.j2", path, 0o644, "app", None))?);
         // The app is no system unit: `app-ctl` runs its compose project in two slots and

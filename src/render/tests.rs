@@ -697,6 +697,7 @@ fn app_snapshots() {
     assert_eq!(
         paths(&c),
         [
+            "/etc/hactl/shop/compose.env",
             "/etc/hactl/shop/docker-compose.yml",
             "/etc/hactl/shop/app-ctl",
             "/etc/nginx/nginx.conf",
@@ -705,10 +706,22 @@ fn app_snapshots() {
         ]
     );
     assert_eq!(c.services, ["app", "nginx"]);
+    // app.env (a secret included) is in its own 0600 file, which compose names by path: the
+    // values never reach `podman run`'s argv, compose.log or the compose file.
+    let env = file(&c, "/etc/hactl/shop/compose.env");
+    assert!(env.sensitive, "env has a secret");
+    assert_eq!(env.mode, 0o600);
+    assert_eq!(env.service.as_deref(), Some("app"));
+    assert!(
+        text(env).contains("\nDB_PASSWORD='hunter2'\n"),
+        "{}",
+        text(env)
+    );
+    assert!(text(env).contains("\nMODE='production'\n"), "{}", text(env));
     let compose = file(&c, "/etc/hactl/shop/docker-compose.yml");
-    assert!(compose.sensitive, "env has a secret");
-    assert_eq!(compose.mode, 0o600);
-    assert!(text(compose).contains(r#""DB_PASSWORD": "hunter2""#));
+    assert!(!compose.sensitive, "the compose file holds no secret");
+    assert!(!text(compose).contains("hunter2"));
+    assert_eq!(compose.mode, 0o644);
     // app-ctl drives the compose project (blue/green slots): owner-only executable, no secret.
     let ctl = file(&c, "/etc/hactl/shop/app-ctl");
     assert_eq!(ctl.mode, 0o700);
@@ -747,6 +760,32 @@ fn compose_is_valid_yaml_with_the_replicas() {
     );
     assert_eq!(doc["services"]["app-1"]["restart"], "unless-stopped");
     assert_eq!(doc["services"]["app-1"]["command"][1], "-b");
+    // the environment comes from the 0600 file, by path; nothing of app.env is inline
+    assert_eq!(
+        doc["services"]["app-1"]["env_file"][0],
+        "/etc/hactl/shop/compose.env"
+    );
+    let inline = doc["services"]["app-1"]["environment"]
+        .as_object()
+        .expect("environment map");
+    assert_eq!(inline.keys().collect::<Vec<_>>(), ["HACTL_HOST"]);
+}
+
+#[test]
+fn app_secrets_that_an_env_file_cannot_carry_are_refused_at_render() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = app_stack(dir.path());
+    let h = s.host("web1").expect("host");
+    for bad in ["two\nlines", "it's"] {
+        let vault = secrets(&[("db_password", bad)]);
+        match render_host(&s, h, &vault) {
+            Err(RenderError::EnvFile { name, reason }) => {
+                assert_eq!(name, "DB_PASSWORD");
+                assert!(!reason.contains(bad), "the error must not quote the secret");
+            }
+            other => panic!("expected an env file error for {bad:?}, got {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -34,6 +34,9 @@ pub struct Problem {
     pub column: Option<usize>,
     /// The file, attached when the problems are collected into a [`StackError`].
     pub src: Option<NamedSource<Arc<String>>>,
+    /// A warning: shown, but the stack still loads (e.g. a load balancer subnet smaller than
+    /// the /27 AWS asks for). Only errors make a stack invalid.
+    pub warning: bool,
 }
 
 impl Problem {
@@ -47,7 +50,14 @@ impl Problem {
             line: None,
             column: None,
             src: None,
+            warning: false,
         }
+    }
+
+    /// Marks the problem as a warning (the stack stays valid).
+    pub fn warning(mut self) -> Self {
+        self.warning = true;
+        self
     }
 
     /// Points the problem at `span` (when known) with `label` under the caret.
@@ -81,6 +91,14 @@ impl std::error::Error for Problem {}
 impl Diagnostic for Problem {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(self.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(if self.warning {
+            miette::Severity::Warning
+        } else {
+            miette::Severity::Error
+        })
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -123,7 +141,7 @@ pub enum StackError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{} in `{path}`", plural(problems.len()))]
+    #[error("{} in `{path}`", plural(problems.iter().filter(|p| !p.warning).count()))]
     #[diagnostic(code(hactl::stack::invalid))]
     Invalid {
         path: String,
@@ -150,6 +168,45 @@ pub struct JsonDiagnostic {
     pub column: Option<usize>,
     pub label: Option<String>,
     pub help: Option<String>,
+    /// `error` or `warning`.
+    pub severity: &'static str,
+}
+
+impl From<&Problem> for JsonDiagnostic {
+    fn from(p: &Problem) -> Self {
+        JsonDiagnostic {
+            code: p.code.into(),
+            message: p.message.clone(),
+            file: p
+                .src
+                .as_ref()
+                .map(|s| s.name().to_string())
+                .unwrap_or_default(),
+            line: p.line,
+            column: p.column,
+            label: (!p.label.is_empty()).then(|| p.label.clone()),
+            help: p.help.clone(),
+            severity: if p.warning { "warning" } else { "error" },
+        }
+    }
+}
+
+/// Attaches the file at `path` (its `text`) to each problem, fills in line and column, and
+/// orders them as they appear in the file (unlocated ones last).
+pub fn locate(path: &Path, text: Arc<String>, mut problems: Vec<Problem>) -> Vec<Problem> {
+    let name = path.display().to_string();
+    let map = SourceMap::new(&text);
+    for p in &mut problems {
+        if let Some(span) = p.span {
+            let (line, col) = map.line_col(span.offset());
+            p.line = Some(line);
+            p.column = Some(col);
+            p.src = Some(NamedSource::new(name.clone(), text.clone()).with_language("yaml"));
+        }
+    }
+    // The sort is stable so problems at the same place keep the order the checks found them in.
+    problems.sort_by_key(|p| p.span.map(|s| s.offset()).unwrap_or(usize::MAX));
+    problems
 }
 
 impl StackError {
@@ -162,23 +219,10 @@ impl StackError {
 
     /// Collects `problems` found in `text` (the file at `path`): attaches the source to each,
     /// fills in line and column, and orders them as they appear in the file.
-    pub fn invalid(path: &Path, text: Arc<String>, mut problems: Vec<Problem>) -> Self {
-        let name = path.display().to_string();
-        let map = SourceMap::new(&text);
-        for p in &mut problems {
-            if let Some(span) = p.span {
-                let (line, col) = map.line_col(span.offset());
-                p.line = Some(line);
-                p.column = Some(col);
-                p.src = Some(NamedSource::new(name.clone(), text.clone()).with_language("yaml"));
-            }
-        }
-        // Top to bottom, unlocated ones last; the sort is stable so problems at the same place
-        // keep the order the checks found them in.
-        problems.sort_by_key(|p| p.span.map(|s| s.offset()).unwrap_or(usize::MAX));
+    pub fn invalid(path: &Path, text: Arc<String>, problems: Vec<Problem>) -> Self {
         StackError::Invalid {
-            path: name,
-            problems,
+            path: path.display().to_string(),
+            problems: locate(path, text, problems),
         }
     }
 
@@ -193,17 +237,13 @@ impl StackError {
                 column: None,
                 label: None,
                 help: None,
+                severity: "error",
             }],
             StackError::Invalid { path, problems } => problems
                 .iter()
                 .map(|p| JsonDiagnostic {
-                    code: p.code.into(),
-                    message: p.message.clone(),
                     file: path.clone(),
-                    line: p.line,
-                    column: p.column,
-                    label: (!p.label.is_empty()).then(|| p.label.clone()),
-                    help: p.help.clone(),
+                    ..JsonDiagnostic::from(p)
                 })
                 .collect(),
         }

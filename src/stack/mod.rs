@@ -37,6 +37,8 @@ pub struct Stack {
     pub hosts: Vec<Host>,
     /// The VIP, resolved (when the stack has one).
     pub vip: Option<Vip>,
+    /// What the checks warn about without refusing the stack (located, in file order).
+    pub warnings: Vec<diag::Problem>,
 }
 
 /// One host, resolved.
@@ -96,6 +98,12 @@ impl Stack {
         } else {
             self.dir().join(pb)
         }
+    }
+
+    /// The span of the value at a key path (`aws.zones.1`, `aws.hosts.instance_type`) in the
+    /// stack file, to point a diagnostic found after loading at `file:line:col`.
+    pub fn span_of(&self, path: &str) -> Option<miette::SourceSpan> {
+        validate::span_at(&self.source, path)
     }
 
     pub fn host(&self, name: &str) -> Option<&Host> {

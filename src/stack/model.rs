@@ -676,6 +676,11 @@ pub struct FileSpec {
     /// Only these hosts get the file; default: every host.
     #[serde(default)]
     pub hosts: Option<Spanned<Vec<String>>>,
+    /// `dest` may be a symbolic link on the host, which `up` then replaces by the file (the
+    /// rename replaces the link itself; nothing is written through it). Without it a link at
+    /// `dest` is refused: a host user who owns the directory could point it anywhere.
+    #[serde(default)]
+    pub replace_symlink: bool,
 }
 
 /// AWS resources for `provider: aws` (seed 003).
@@ -789,6 +794,23 @@ pub struct LbHealthSpec {
     pub healthy_threshold: Spanned<i64>,
     #[serde(default = "default_lb_threshold")]
     pub unhealthy_threshold: Spanned<i64>,
+    /// The HTTP codes that count as healthy: `200`, `200,202` or `200-299` (ELB `Matcher`).
+    /// Default: AWS's own, `200` for an ALB and `200-399` for an NLB.
+    #[serde(default)]
+    pub matcher: Option<Spanned<String>>,
+}
+
+impl LbHealthSpec {
+    /// The matcher as sent to ELB: the stack's, or AWS's default for the balancer kind
+    /// (ELB `CreateTargetGroup`: "200" for HTTP target groups, "200-399" for an NLB's HTTP
+    /// health checks).
+    pub fn matcher_or_default(&self, kind: &str) -> String {
+        match &self.matcher {
+            Some(m) => m.value.clone(),
+            None if kind == "nlb" => "200-399".into(),
+            None => "200".into(),
+        }
+    }
 }
 
 impl Default for LbHealthSpec {
@@ -799,6 +821,7 @@ impl Default for LbHealthSpec {
             timeout: default_lb_timeout(),
             healthy_threshold: default_lb_threshold(),
             unhealthy_threshold: default_lb_threshold(),
+            matcher: None,
         }
     }
 }

@@ -43,7 +43,8 @@ pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError>
         .map_err(|e| fail(vec![parse_problem(&e, &map, Some(&tree))]))?;
 
     let (problems, resolved) = checks::check(&file, &tree, &map);
-    if !problems.is_empty() {
+    // Warnings are shown with the errors when there are any, and kept on the stack otherwise.
+    if problems.iter().any(|p| !p.warning) {
         return Err(fail(problems));
     }
     Ok(Stack {
@@ -52,6 +53,7 @@ pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError>
         source: text.clone(),
         hosts: resolved.hosts,
         vip: resolved.vip,
+        warnings: super::diag::locate(path, text.clone(), problems),
     })
 }
 
@@ -295,6 +297,13 @@ pub(crate) fn did_you_mean<'a>(
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+/// The span of the value at a key path (`aws.zones.1`) in a stack's text, or of the key when
+/// the value has none: for diagnostics raised after loading (e.g. what AWS said about a zone).
+pub(super) fn span_at(text: &str, path: &str) -> Option<miette::SourceSpan> {
+    let tree = tree::Node::parse(text, options()).ok()?;
+    tree.span(path).or_else(|| tree.key_span(path))
 }
 
 #[cfg(test)]

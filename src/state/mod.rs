@@ -1,9 +1,10 @@
 //! hactl's state: resource ids, outputs, serial and lineage, with a lock, kept in a local
 //! file or in S3.
 //!
-//! The state is a cache and a record, not the source of truth: AWS resources carry
-//! `hactl:stack`/`hactl:address` tags and every plan reads them, so a lost state is rebuilt
-//! by `hactl state refresh`. What the state adds is the outputs (for `hactl outputs` and
+//! The state records every resource's id, and every plan reads those ids first: a resource
+//! whose `hactl:stack`/`hactl:address` tags were removed (a console tag clean-up) is still
+//! found, re-tagged, and never replaced for it. The tags find the rest, and rebuild a lost
+//! state (`hactl state refresh`). The state also holds the outputs (for `hactl outputs` and
 //! templates without an AWS call), the pinned SSH host keys, and a lineage + serial that stop
 //! one run from overwriting another stack's or a newer state.
 //!
@@ -47,6 +48,10 @@ pub struct State {
     /// (Local state: `known_hosts` beside it; S3 state: the team shares the pins.)
     #[serde(default)]
     pub host_keys: BTreeMap<String, String>,
+    /// The stack's key for keyed digests in plans (64 hex digits, see
+    /// [`crate::plan::DigestKey`]): why the state file is written owner-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +70,41 @@ impl State {
             resources: BTreeMap::new(),
             outputs: serde_json::Value::Object(Default::default()),
             host_keys: BTreeMap::new(),
+            digest_key: Some(crate::plan::DigestKey::random().to_hex()),
         }
     }
+}
+
+/// The stack's key for keyed digests in plans: read from the state and, when `create` (an
+/// `up`/`down` of a `provider: hosts` stack; `plan` writes nothing), created and saved there
+/// on first use. An AWS stack's state gets one when it is created (its runs write the state
+/// themselves). When there is no key, or the state cannot be read or written, the key is
+/// this run's alone: digests then differ between runs, and still reveal nothing.
+pub async fn digest_key(stack: &Stack, create: bool) -> crate::plan::DigestKey {
+    use crate::plan::DigestKey;
+    let Ok(backend) = Backend::for_stack(stack).await else {
+        return DigestKey::random();
+    };
+    let mut st = match backend.read(stack.name()).await {
+        Ok(Some(st)) => st,
+        Ok(None) if create && stack.file.aws.is_none() => {
+            let mut st = State::new(stack.name());
+            st.digest_key = None;
+            st
+        }
+        _ => return DigestKey::random(),
+    };
+    if let Some(k) = st.digest_key.as_deref().and_then(DigestKey::from_hex) {
+        return k;
+    }
+    let k = DigestKey::random();
+    if create && stack.file.aws.is_none() {
+        st.digest_key = Some(k.to_hex());
+        if backend.write(&mut st).await.is_err() {
+            return DigestKey::random();
+        }
+    }
+    k
 }
 
 /// 16 random bytes as hex: lineages and lock ids.
@@ -291,14 +329,28 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir)
+        // owner-only from its first use, like the file
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .await
             .map_err(|e| io("create the directory of", e))?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    tokio::fs::write(&tmp, bytes)
+    // Owner-only from creation: the state holds the digest key and pinned host keys.
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
         .await
         .map_err(|e| io("write", e))?;
+    tokio::io::AsyncWriteExt::write_all(&mut f, bytes)
+        .await
+        .map_err(|e| io("write", e))?;
+    drop(f);
     let f = tokio::fs::File::open(&tmp)
         .await
         .map_err(|e| io("open", e))?;
@@ -333,6 +385,29 @@ mod tests {
         // Nor is it read as another stack's.
         let err = b.read("y").await.unwrap_err();
         assert!(matches!(err, StateError::WrongStack { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn local_state_holding_the_digest_key_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".hactl/s.json");
+        let b = Backend::Local {
+            state: state.clone(),
+            lock: dir.path().join(".hactl/s.lock"),
+        };
+        let mut st = State::new("x");
+        assert!(st
+            .digest_key
+            .as_deref()
+            .and_then(crate::plan::DigestKey::from_hex)
+            .is_some());
+        b.write(&mut st).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o600);
+        assert_eq!(mode(&dir.path().join(".hactl")), 0o700);
+        let back = b.read("x").await.unwrap().unwrap();
+        assert_eq!(back.digest_key, st.digest_key);
     }
 
     #[tokio::test]

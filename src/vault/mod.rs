@@ -109,6 +109,9 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// The shortest secret value (or line of one) that [`Secrets::redact`] replaces.
+pub const REDACT_MIN: usize = 4;
+
 /// The decrypted vault: name → secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Secrets {
@@ -136,6 +139,32 @@ impl Secrets {
     pub fn remove(&mut self, name: &str) -> bool {
         self.values.remove(name).is_some()
     }
+    /// `text` (a tool's output: `keepalived -t`, `nginx -t`, `haproxy -c`, a service's
+    /// errors) with every secret value replaced by `(secret NAME)`. A checker quotes the
+    /// line it refuses, so a secret with a line break shows in pieces: each line of a
+    /// multi-line secret is redacted too. Pieces shorter than [`REDACT_MIN`] characters are
+    /// left alone (redacting every `a` would destroy the output and protect nothing).
+    pub fn redact(&self, text: &str) -> String {
+        let mut needles: Vec<(&str, &str)> = Vec::new();
+        for (name, secret) in &self.values {
+            let v = secret.expose();
+            needles.push((v, name));
+            for line in v.lines().map(str::trim) {
+                needles.push((line, name));
+            }
+        }
+        needles.retain(|(n, _)| n.chars().count() >= REDACT_MIN);
+        // longest first, so a secret that contains another is replaced whole
+        needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
+        let mut out = text.to_string();
+        for (needle, name) in needles {
+            if out.contains(needle) {
+                out = out.replace(needle, &format!("(secret {name})"));
+            }
+        }
+        out
+    }
+
     /// The value of a stack field that is either inline or `{secret: NAME}`; `None` when the
     /// named secret does not exist (which [`check_references`] reports beforehand).
     pub fn resolve(&self, value: &crate::stack::model::Value) -> Option<Secret> {
@@ -196,6 +225,32 @@ mod tests {
         let dbg = format!("{all:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert_eq!(all.get("pw").unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn checker_output_is_redacted_of_secret_values() {
+        let mut all = Secrets::default();
+        all.insert(
+            "vrrp_password".into(),
+            Secret::new("s3cret\nvrrp_script evil {".into()),
+        );
+        all.insert("db".into(), Secret::new("hunter22".into()));
+        all.insert("tiny".into(), Secret::new("ab".into()));
+        // what keepalived -t prints for an auth_pass with a line break in it
+        let out = "(/etc/keepalived/.k: Line 12) Unknown keyword 'vrrp_script evil {'\n\
+                   auth_pass s3cret\nredis: AUTH hunter22 failed (ab)";
+        let r = all.redact(out);
+        assert!(
+            !r.contains("s3cret") && !r.contains("evil") && !r.contains("hunter22"),
+            "{r}"
+        );
+        assert!(
+            r.contains("(secret vrrp_password)") && r.contains("(secret db)"),
+            "{r}"
+        );
+        // too short to redact without destroying the output
+        assert!(r.contains("(ab)"), "{r}");
+        assert_eq!(all.redact("nothing secret here"), "nothing secret here");
     }
 
     #[test]

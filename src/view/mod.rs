@@ -30,6 +30,11 @@ pub fn print_error(report: &miette::Report) {
     eprintln!("{}", format_report(report, std::io::stderr().is_terminal()));
 }
 
+/// Prints a warning (a diagnostic whose severity is `Warning`) the way errors are printed.
+pub fn print_warning(report: &miette::Report) {
+    eprintln!("{}", format_report(report, std::io::stderr().is_terminal()));
+}
+
 /// Formats a report the way the terminal shows it (no colour when `color` is false, which is
 /// also what snapshot tests use).
 pub fn format_report(report: &miette::Report, color: bool) -> String {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::{Kind, Plan};
+use crate::plan::{Action, Kind, Plan};
 use crate::provider::hosts::HostReport;
 
 fn what(kind: Kind, addr: &str, host: Option<&str>) -> String {
@@ -43,6 +43,14 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
                 let _ = write!(
                     out,
                     "  (sensitive) {} → {}",
+                    c.before.as_deref().unwrap_or("none"),
+                    c.after.as_deref().unwrap_or("none")
+                );
+            } else if c.kind == Kind::File && c.action == Action::Update && c.diff.is_none() {
+                // content hactl may not show (another user's file, a link): the digests
+                let _ = write!(
+                    out,
+                    "  {} → {}",
                     c.before.as_deref().unwrap_or("none"),
                     c.after.as_deref().unwrap_or("none")
                 );

@@ -369,3 +369,121 @@ fn two_deploys_at_once_second_fails_naming_the_holder_or_waits() {
     assert_eq!(versions(), ["v2", "v2", "v2"]);
     teardown();
 }
+
+/// Containers of a compose project running on a host under docker.
+fn docker_containers(host: &str, project: &str) -> Vec<String> {
+    let out = ok(&[
+        "lab",
+        "exec",
+        host,
+        "--",
+        "docker",
+        "ps",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    out.lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Issue 16 §5: `app.runtime: docker` (the default, and seed 003's) end to end, with Debian's
+/// docker.io and docker-compose inside lab hosts: `up` starts dockerd on demand and the app
+/// at v1, a deploy under load swaps every host to v2 with no failed request, and the
+/// machine's own podman/docker config and network are untouched.
+#[test]
+fn docker_runtime_up_and_deploy_under_load_have_zero_failed_requests() {
+    let _g = lab_guard();
+    for tool in ["/usr/sbin/dockerd", "/usr/bin/docker-compose"] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "this test needs Debian's docker.io and docker-compose: bash scripts/deps.sh"
+        );
+    }
+    let before = support::machine_state();
+    let _ = run(&["lab", "down"]);
+    ok(&["lab", "up", "--hosts", "3"]);
+    let dir = images();
+    let text = std::fs::read_to_string(support::root().join(STACK)).expect("lab-app.yaml");
+    let text = text
+        .replace("name: lab-app\n", "name: lab-docker\n")
+        .replace("runtime: podman", "runtime: docker")
+        .replace("../target/lab-app/demo-v1.tar", "demo-v1.tar");
+    assert!(text.contains("runtime: docker") && text.contains("name: lab-docker"));
+    let stack = dir.join("lab-docker.yaml");
+    std::fs::write(&stack, text).expect("the stack is written");
+    let stack = stack.to_string_lossy().into_owned();
+
+    ok(&["up", "-f", &stack, "--auto-approve"]);
+    let t0 = Instant::now();
+    while versions() != ["v1", "v1", "v1"] {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "after `hactl up` every host should serve v1 from docker, got {:?}",
+            versions()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (h, _) in HOSTS {
+        assert_eq!(
+            docker_containers(h, "hactl-lab-docker-blue").len(),
+            1,
+            "{h} runs the app under docker"
+        );
+        assert!(
+            app_containers(h).is_empty(),
+            "{h}: nothing runs under podman"
+        );
+    }
+    assert_lab_route("198.18.0.100");
+    while serving("198.18.0.100:8080").split_whitespace().next() != Some("v1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "the VIP does not serve v1 through haproxy"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let o = run(&[
+        "deploy",
+        "-f",
+        &stack,
+        "--auto-approve",
+        "--json",
+        "--archive",
+        &dir.join("demo-v2.tar").to_string_lossy(),
+        "--probe",
+        "--probe-rate",
+        "50",
+        "--probe-budget",
+        "0",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("deploy --json is not JSON ({e}): {}", stderr(&o)));
+    assert!(o.status.success(), "deploy failed: {v:#}\n{}", stderr(&o));
+    assert_eq!(v["outcome"], "deployed", "{v:#}");
+    assert_eq!(versions(), ["v2", "v2", "v2"], "every host serves v2");
+    let p = &v["probe"];
+    assert!(p["requests"].as_u64().unwrap_or(0) >= 200, "{p:#}");
+    assert_eq!(p["failed"], 0, "no request may fail: {p:#}");
+    for (h, _) in HOSTS {
+        assert_eq!(
+            docker_containers(h, "hactl-lab-docker-green").len(),
+            1,
+            "{h} runs v2 in the green slot"
+        );
+        assert!(
+            docker_containers(h, "hactl-lab-docker-blue").is_empty(),
+            "{h}: the old slot is stopped"
+        );
+    }
+    teardown();
+    assert_eq!(
+        before,
+        support::machine_state(),
+        "docker in the lab changed the machine's config or network"
+    );
+}

@@ -402,14 +402,89 @@ fn lab_systemctl_stand_in_runs_nginx_per_host() {
     assert!(!sh("head -c 2 /usr/bin/systemctl").starts_with("#!"));
 }
 
+/// A container's IPv4 address inside a lab host, run with `network` (None: podman's default
+/// network) and podman's network backend forced to `backend` (None: podman's own choice).
+fn container_addr(host: &str, backend: Option<&str>, network: Option<&str>) -> String {
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(b) = backend {
+        // the lab's containers.conf with the backend pinned, read instead of the lab's own
+        let conf = format!("/etc/containers/hactl-test-{b}.conf");
+        lab_exec_ok(
+            host,
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "sed 's/^\\[network\\]$/[network]\\nnetwork_backend = \"{b}\"/' \
+                     /etc/containers/containers.conf > {conf}"
+                ),
+            ],
+        );
+        argv.extend(["env".into(), format!("CONTAINERS_CONF={conf}")]);
+    }
+    argv.push("podman".into());
+    let mut info = argv.clone();
+    info.extend(["info", "--format", "{{.Host.NetworkBackend}}"].map(String::from));
+    let info: Vec<&str> = info.iter().map(String::as_str).collect();
+    let used = lab_exec_ok(host, &info);
+    if let Some(b) = backend {
+        assert_eq!(
+            used.trim(),
+            b,
+            "podman on {host} did not use the {b} backend"
+        );
+    }
+    if let Some(n) = network {
+        let mut create = argv.clone();
+        create.extend(["network", "create", n].map(String::from));
+        let create: Vec<&str> = create.iter().map(String::as_str).collect();
+        lab_exec_ok(host, &create);
+    }
+    argv.extend(["run", "--rm"].map(String::from));
+    if let Some(n) = network {
+        argv.extend(["--network", n].map(String::from));
+    }
+    argv.extend(
+        [
+            "localhost/lab-busybox:test",
+            "/bin/busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+        ]
+        .map(String::from),
+    );
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = lab_exec_ok(host, &argv);
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .filter(|w| w.contains('/') && !w.starts_with("127."))
+        .map(str::to_string)
+        .next()
+        .unwrap_or_else(|| panic!("no IPv4 address in the container's output: {out}"))
+}
+
+/// Regression (issue 16): on a machine where Debian's podman was just installed, its
+/// `/etc/cni/net.d/87-podman-bridge.conflist` (10.88.0.0/16) won over the lab's
+/// `default_subnet` with the CNI backend, and containers got addresses outside the lab range.
+/// Every container network of a lab host, with either network backend, must stay inside
+/// 198.18.0.0/15, and nothing of the machine's own podman config or network may change.
 #[test]
-fn lab_podman_runs_a_container_inside_a_host() {
+fn lab_podman_networks_stay_in_the_lab_range_with_both_backends() {
     let _g = lab_guard();
     let _down = DownOnDrop;
     let busybox = Path::new("/bin/busybox");
     assert!(
         busybox.exists(),
         "this test needs a static busybox for its image: apt-get install -y busybox-static"
+    );
+    let before = support::machine_state();
+    let debian_default = Path::new("/etc/cni/net.d/87-podman-bridge.conflist");
+    assert!(
+        debian_default.exists(),
+        "this test needs the condition of a fresh Debian podman install (the CNI default \
+         conflist, 10.88.0.0/16): apt-get install --reinstall podman"
     );
     ok(&["lab", "up", "--hosts", "3"]);
 
@@ -432,28 +507,53 @@ fn lab_podman_runs_a_container_inside_a_host() {
         .output()
         .expect("tar runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
     let tar = tar.display().to_string();
-    lab_exec_ok(
+
+    let out = lab_exec_ok(
         "host1",
         &["podman", "import", "-q", &tar, "localhost/lab-busybox:test"],
     );
-    let out = lab_exec_ok(
-        "host1",
-        &[
-            "podman", "run", "--rm", "localhost/lab-busybox:test", "/bin/busybox", "sh", "-c",
-            "echo hello-from-$(/bin/busybox hostname 2>/dev/null || echo c); /bin/busybox ip -4 addr",
-        ],
-    );
-    assert!(out.contains("hello-from-"), "{out}");
-    // the container got an address from the lab's podman subnet (inside 198.18.0.0/15)
-    assert!(out.contains("inet 198.19.0."), "{out}");
+    assert!(!out.trim().is_empty(), "podman import printed no image id");
     // the image is this host's only: storage is per host
     let o = lab_exec(
         "host2",
         &["podman", "image", "exists", "localhost/lab-busybox:test"],
     );
     assert_eq!(o.status.code(), Some(1));
+    let range: ipnet::Ipv4Net = "198.18.0.0/15".parse().expect("range");
+    let default_subnet: ipnet::Ipv4Net = "198.19.0.0/24".parse().expect("subnet");
+    let pool: ipnet::Ipv4Net = "198.19.64.0/18".parse().expect("pool");
+    // host1: podman's own choice of backend; host2: CNI; host3: netavark (one backend per
+    // host: podman keeps its choice in the host's storage)
+    for (host, backend) in [
+        ("host1", None),
+        ("host2", Some("cni")),
+        ("host3", Some("netavark")),
+    ] {
+        if host != "host1" {
+            lab_exec_ok(
+                host,
+                &["podman", "import", "-q", &tar, "localhost/lab-busybox:test"],
+            );
+        }
+        // podman's default network, then a named one as podman-compose creates per project
+        for (network, expected) in [(None, default_subnet), (Some("hactl-x-blue_default"), pool)] {
+            let addr: ipnet::Ipv4Net = container_addr(host, backend, network)
+                .parse()
+                .expect("an address/prefix");
+            assert!(
+                expected.contains(&addr.addr()) && range.contains(&addr),
+                "{host} ({backend:?}, network {network:?}): container got {addr}, expected \
+                 inside {expected}"
+            );
+        }
+    }
+    ok(&["lab", "down"]);
+    assert_eq!(
+        before,
+        support::machine_state(),
+        "the lab changed the machine's podman config or network"
+    );
 }
 
 #[test]

@@ -3,10 +3,12 @@
 //! that is missing fails loudly; none is skipped.
 
 mod aws;
+mod aws_users;
 mod aws_vip;
 mod canary;
 mod deploy;
 mod ha;
+mod hostile;
 mod lab;
 mod pipeline;
 mod render;

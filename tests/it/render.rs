@@ -213,7 +213,14 @@ fn render_json_lists_files_without_writing() {
     assert_eq!(k["check"], "keepalived");
     assert_eq!(k["sensitive"], true);
     assert_eq!(k["mode"], "0600");
-    assert_eq!(k["sha256"].as_str().map(str::len), Some(64));
+    // a secret-bearing file's digest is keyed, never a plain SHA-256 (offline guessing)
+    assert!(k.get("sha256").is_none(), "{k}");
+    assert!(
+        k["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("hmac:") && d.len() == 17),
+        "{k}"
+    );
     // A sensitive file's content is left out; a plain one's is there.
     assert!(
         k.get("content").is_none(),

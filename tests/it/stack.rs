@@ -207,3 +207,28 @@ fn a_non_utf8_file_is_located_not_garbled() {
         "{err}"
     );
 }
+
+/// A load balancer subnet smaller than /27 is AWS-legal (/28 is the smallest subnet) but not
+/// what ELB asks for: `validate` accepts the stack and warns, located, on stderr and in JSON.
+#[test]
+fn aws_lb_subnet_below_27_is_a_located_warning() {
+    let path = "tests/fixtures/warn/aws-lb-subnets-28.yaml";
+    let o = support::run(&["validate", "-f", path]);
+    let err = support::stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(support::stdout(&o).contains("is valid"));
+    insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!("aws_lb_subnet_warning", err);
+    });
+    let o = support::run(&["validate", "-f", path, "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_str(&support::stdout(&o)).expect("JSON");
+    assert_eq!(doc["valid"], true);
+    let w = &doc["warnings"][0];
+    assert_eq!(w["code"], "hactl::stack::aws_cidr");
+    assert_eq!(w["severity"], "warning");
+    assert_eq!(
+        (w["line"].as_u64(), w["column"].as_u64()),
+        (Some(9), Some(15))
+    );
+}

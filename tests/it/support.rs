@@ -128,3 +128,53 @@ pub fn vip_holders(v: &serde_json::Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// What the lab, the tests and the benchmarks must leave as they found it on the machine (issue
+/// 16): the content of podman's machine-wide config dirs (`/etc/cni`, `/etc/containers`) and
+/// the machine's links and routes. One text, so a test can compare it before and after and
+/// show what changed. `scripts/machine-state.sh` computes the same for the whole suite.
+pub fn machine_state() -> String {
+    let mut out = String::new();
+    for dir in ["/etc/cni", "/etc/containers"] {
+        let mut files = Vec::new();
+        collect_files(Path::new(dir), &mut files);
+        files.sort();
+        for f in files {
+            let digest = match std::fs::read(&f) {
+                Ok(bytes) => {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(&bytes))
+                }
+                Err(e) => format!("unreadable: {e}"),
+            };
+            out.push_str(&format!("{digest}  {}\n", f.display()));
+        }
+    }
+    for argv in [
+        &["ip", "-br", "link"][..],
+        &["ip", "route"][..],
+        &["ip", "rule"][..],
+    ] {
+        let o = Command::new(argv[0])
+            .args(&argv[1..])
+            .output()
+            .expect("ip runs");
+        out.push_str(&format!("$ {}\n", argv.join(" ")));
+        out.push_str(&String::from_utf8_lossy(&o.stdout));
+    }
+    out
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}

@@ -29,7 +29,9 @@ use crate::vault::Secret;
 use super::client::Clients;
 use super::desired::parse_rule;
 use super::diff::Step;
-use super::model::{is_addr, Observed, ResKind, Resource, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK};
+use super::model::{
+    is_addr, Observed, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK,
+};
 use super::{sdk_code, sdk_message, AwsError};
 
 /// What apply needs besides the steps.
@@ -146,7 +148,13 @@ where
                     (Some(d), Action::Update) => {
                         let o = s.observed.as_ref();
                         match o {
-                            Some(o) => update(&ctx, d, o).await.map(|_| Some(o.id.clone())),
+                            Some(o) => {
+                                let mut r = retag(&ctx, o).await;
+                                if r.is_ok() && !s.retag_only {
+                                    r = update(&ctx, d, o).await;
+                                }
+                                r.map(|_| Some(o.id.clone()))
+                            }
                             None => Ok(None),
                         }
                     }
@@ -625,6 +633,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 .set_health_check_timeout_seconds(n("health_check.timeout"))
                 .set_healthy_threshold_count(n("health_check.healthy_threshold"))
                 .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
+                .set_matcher(matcher(r))
                 .set_tags(Some(ctx.elb_tags(a)))
                 .send()
                 .await
@@ -816,6 +825,94 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
     }
 }
 
+/// Restores the ownership tags of a resource the state recorded and that lost them (observe
+/// sets [`INFO_RETAG`]): `hactl:stack` and `hactl:address`, and a key pair's fingerprint tag.
+/// Only these: a `Name` someone changed by hand is theirs. Nothing else about the resource
+/// changes. Resources without tags of their own (listeners, mount targets, registrations) are
+/// read through their parents and never need it.
+async fn retag(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
+    if o.info.get(INFO_RETAG).is_none_or(|t| t.is_empty()) {
+        return Ok(());
+    }
+    let c = &ctx.c;
+    let a = o.res.addr.as_str();
+    let mut pairs = vec![(TAG_STACK, ctx.stack.clone()), (TAG_ADDRESS, a.to_string())];
+    match o.res.kind {
+        ResKind::Vpc
+        | ResKind::Subnet
+        | ResKind::InternetGateway
+        | ResKind::RouteTable
+        | ResKind::SecurityGroup
+        | ResKind::Instance
+        | ResKind::KeyPair => {
+            // EC2 tags a key pair by its id (`key-…`), not by the name hactl uses as its id.
+            let id = match o.res.kind {
+                ResKind::KeyPair => {
+                    if let Some(sha) = o.res.get("public_key_sha256").filter(|s| !s.is_empty()) {
+                        pairs.push((TAG_PUBLIC_KEY, sha.to_string()));
+                    }
+                    o.info
+                        .get("key_pair_id")
+                        .cloned()
+                        .unwrap_or_else(|| o.id.clone())
+                }
+                _ => o.id.clone(),
+            };
+            let tags = pairs
+                .iter()
+                .map(|(k, v)| ec2t::Tag::builder().key(*k).value(v).build())
+                .collect();
+            c.ec2
+                .create_tags()
+                .resources(id)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(api("CreateTags", a))?;
+        }
+        ResKind::Lb | ResKind::TargetGroup => {
+            c.elb
+                .add_tags()
+                .resource_arns(&o.id)
+                .set_tags(Some(ctx.elb_tags(a)))
+                .send()
+                .await
+                .map_err(api("AddTags", a))?;
+        }
+        ResKind::EfsFileSystem => {
+            let tags = pairs
+                .iter()
+                .filter_map(|(k, v)| {
+                    aws_sdk_efs::types::Tag::builder()
+                        .key(*k)
+                        .value(v)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            c.efs
+                .tag_resource()
+                .resource_id(&o.id)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(api("TagResource", a))?;
+        }
+        ResKind::DbInstance | ResKind::DbSubnetGroup => {
+            let arn = o.info.get("arn").cloned().unwrap_or_default();
+            c.rds
+                .add_tags_to_resource()
+                .resource_name(arn)
+                .set_tags(Some(ctx.rds_tags(a)))
+                .send()
+                .await
+                .map_err(api("AddTagsToResource", a))?;
+        }
+        ResKind::Listener | ResKind::TargetAttachment | ResKind::EfsMountTarget => {}
+    }
+    Ok(())
+}
+
 /// The instance ids registered in a target group now.
 async fn registered(ctx: &Ctx, addr: &str, tg: &str) -> Result<Vec<String>, AwsError> {
     let out = ctx
@@ -831,6 +928,13 @@ async fn registered(ctx: &Ctx, addr: &str, tg: &str) -> Result<Vec<String>, AwsE
         .iter()
         .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
         .collect())
+}
+
+/// The health check's success codes (ELB `Matcher.HttpCode`), when the stack states them.
+fn matcher(r: &Resource) -> Option<elbt::Matcher> {
+    r.get("health_check.matcher")
+        .filter(|m| !m.is_empty())
+        .map(|m| elbt::Matcher::builder().http_code(m).build())
 }
 
 fn forward(tg: String) -> elbt::Action {
@@ -1038,6 +1142,7 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                 .set_health_check_timeout_seconds(n("health_check.timeout"))
                 .set_healthy_threshold_count(n("health_check.healthy_threshold"))
                 .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
+                .set_matcher(matcher(want))
                 .send()
                 .await
                 .map_err(api("ModifyTargetGroup", a))?;

@@ -102,9 +102,13 @@ pub fn subnets(aws: &AwsSpec) -> Vec<String> {
 
 /// The hosts' SSH public key as given (`aws.hosts.public_key`, resolved from the vault when it
 /// is a `{secret: NAME}`): hactl imports it as the stack's own EC2 key pair.
-#[derive(Debug, Clone, Copy)]
+///
+/// `vpc_cidrs`: with `network.vpc_id`, the existing VPC's IPv4 CIDR blocks as the account
+/// reports them ([`super::preflight`]); rules that admit traffic "from the VPC" use them.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Inputs<'a> {
     pub public_key: Option<&'a str>,
+    pub vpc_cidrs: Option<&'a [String]>,
 }
 
 /// The key pair's fingerprint as hactl compares it: the SHA-256 of the key line's type and
@@ -179,14 +183,17 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
             host_rules.push(rule(target_port, SG_LB));
         } else {
             // An NLB has no security group of its own here: traffic keeps the client's
-            // address, so the hosts accept the target port from the VPC only.
-            let cidr = aws
-                .network
-                .vpc_cidr
-                .as_ref()
-                .map(|c| c.value.clone())
-                .unwrap_or_else(|| "10.0.0.0/16".into());
-            host_rules.push(rule(target_port, &cidr));
+            // address, so the hosts accept the target port from the VPC only — the VPC hactl
+            // makes (`vpc_cidr`), or every CIDR block of an existing one as DescribeVpcs
+            // reports it (never a guess: a wrong block leaves every target unhealthy).
+            let cidrs: Vec<String> = match (&aws.network.vpc_cidr, inputs.vpc_cidrs) {
+                (Some(c), _) => vec![c.value.clone()],
+                (None, Some(found)) => found.to_vec(),
+                (None, None) => Vec::new(),
+            };
+            for cidr in cidrs {
+                host_rules.push(rule(target_port, &cidr));
+            }
         }
     }
     if let Some(c) = &aws.network.ssh_cidr {
@@ -264,6 +271,7 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
                     "health_check.unhealthy_threshold",
                     hc.unhealthy_threshold.value,
                 )
+                .attr("health_check.matcher", hc.matcher_or_default(&b.kind.value))
                 .attr(
                     "deregistration_delay",
                     b.deregistration_delay.value.0.as_secs(),
@@ -271,11 +279,10 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
                 .reference("vpc", vec![vpc.clone()]),
         );
         for l in &b.listeners {
-            let proto = if alb {
-                l.protocol.to_uppercase()
-            } else {
-                "TCP".to_string()
-            };
+            // The protocol as written, never a silent substitute: `validate` refuses the ones
+            // hactl cannot build yet (UDP, TCP_UDP, TLS, HTTPS), and a listener that differs
+            // from what AWS reports is planned as a change.
+            let proto = l.protocol.to_uppercase();
             out.push(
                 Resource::new(ResKind::Listener, listener_addr(l.port.value))
                     .attr("port", l.port.value)

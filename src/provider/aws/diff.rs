@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::{Action, Change, Kind, Plan};
 
-use super::model::{Observed, ResKind, Resource};
+use super::model::{Observed, ResKind, Resource, INFO_RETAG};
 
 /// One step of an AWS plan: the change as shown, plus what apply needs to carry it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,9 @@ pub struct Step {
     /// RunInstances that repeats the first launch's ClientToken with that first instance,
     /// terminated or not.
     pub replaces: Option<String>,
+    /// An update whose only purpose is to restore the ownership tags of a resource found
+    /// through the state ([`INFO_RETAG`]): apply re-tags it and changes nothing else.
+    pub retag_only: bool,
 }
 
 /// The steps and how many resources were checked and found right.
@@ -173,6 +176,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 observed: Some((*extra).clone()),
                 wave,
                 replaces: None,
+                retag_only: false,
             });
         }
         let Some(have) = found.first() else {
@@ -183,16 +187,20 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 observed: None,
                 wave,
                 replaces: None,
+                retag_only: false,
             });
             continue;
         };
         let diffs = differences(want, &have.res);
-        if diffs.is_empty() {
+        // Found through the state, without its ownership tags: an in-place re-tag, never a
+        // reason to replace it (nor anything that references it).
+        let retag = have.info.get(INFO_RETAG).filter(|t| !t.is_empty());
+        if diffs.is_empty() && retag.is_none() {
             noop += 1;
             continue;
         }
         let replace = diffs.iter().any(|d| d.3);
-        let reason = diffs
+        let mut reasons: Vec<String> = diffs
             .iter()
             .map(|(k, b, a, r)| {
                 if *r {
@@ -201,8 +209,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     format!("{k}: {b} → {a}")
                 }
             })
-            .collect::<Vec<_>>()
-            .join("; ");
+            .collect();
+        if let (Some(t), false) = (retag, replace) {
+            reasons.push(format!("re-tag: {t} missing"));
+        }
+        let reason = reasons.join("; ");
         let mut c = change(
             &want.addr,
             if replace {
@@ -223,6 +234,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             observed: Some((*have).clone()),
             wave,
             replaces: None,
+            retag_only: diffs.is_empty(),
         });
     }
 
@@ -257,6 +269,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     replaced.insert(want.addr.clone());
                 }
                 s.change.reason = format!("{}; {why}", s.change.reason);
+                s.retag_only = false;
             }
             None => {
                 let mut c = change(
@@ -280,6 +293,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     observed: Some((*have).clone()),
                     wave: depth.get(&want.addr).copied().unwrap_or(0),
                     replaces: None,
+                    retag_only: false,
                 });
             }
         }
@@ -297,6 +311,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 observed: Some(o.clone()),
                 wave,
                 replaces: None,
+                retag_only: false,
             });
         }
     }
@@ -318,6 +333,7 @@ pub fn destroy(observed: &[Observed]) -> Diff {
                 observed: Some(o.clone()),
                 wave: depth.get(&o.res.addr).copied().unwrap_or(0),
                 replaces: None,
+                retag_only: false,
             }
         })
         .collect();
@@ -429,6 +445,7 @@ pub fn repairs(
             observed: Some((*o).clone()),
             wave: wave(&want.addr),
             replaces: None,
+            retag_only: false,
         });
     }
     let repaired: Vec<String> = steps.iter().map(|s| s.change.addr.clone()).collect();
@@ -454,6 +471,7 @@ pub fn repairs(
                 observed: Some(have.clone()),
                 wave: wave(&want.addr),
                 replaces: None,
+                retag_only: false,
             });
         }
     }
@@ -533,6 +551,7 @@ aws:
             &file,
             &crate::provider::aws::desired::Inputs {
                 public_key: Some(key),
+                vpc_cidrs: None,
             },
         )
     }
@@ -607,6 +626,54 @@ aws:
         let d = diff(&w, &obs);
         assert_eq!(d.steps.len(), 1);
         assert_eq!(d.steps[0].change.action, Action::Update);
+        insta::assert_snapshot!(render(&d));
+    }
+
+    /// Issue 17 §1: a VPC and a security group that lost their `hactl:*` tags, found through
+    /// the state's ids: two in-place re-tags; nothing that references them is replaced.
+    #[test]
+    fn lost_tags_are_a_retag_not_a_replacement() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.addr == desired::VPC || o.res.addr == desired::SG_HOSTS {
+                o.info
+                    .insert(INFO_RETAG.into(), "hactl:stack, hactl:address".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert!(
+            d.steps
+                .iter()
+                .all(|s| s.change.action == Action::Update && s.retag_only),
+            "{:?}",
+            d.steps
+        );
+        insta::assert_snapshot!(render(&d));
+    }
+
+    /// Issue 17 §3: the health check matcher is compared like the other health check settings.
+    #[test]
+    fn health_check_matcher_drift_is_an_in_place_update() {
+        let w = want();
+        let tg = w.iter().find(|r| r.kind == ResKind::TargetGroup).unwrap();
+        assert_eq!(
+            tg.get("health_check.matcher"),
+            Some("200"),
+            "AWS's ALB default"
+        );
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::TargetGroup {
+                o.res
+                    .attrs
+                    .insert("health_check.matcher".into(), "200-499".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 1);
+        assert_eq!(d.steps[0].change.action, Action::Update);
+        assert!(!d.steps[0].retag_only);
         insta::assert_snapshot!(render(&d));
     }
 

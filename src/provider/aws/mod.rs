@@ -1,12 +1,18 @@
 //! The AWS provider (seed 003): VPC, subnets per zone, internet gateway and routes, security
 //! groups, EC2 instances across zones, an ALB/NLB with target group and listeners, EFS with a
-//! mount target per zone, and RDS — planned from tags, applied in dependency waves.
+//! mount target per zone, and RDS — planned from the state's ids and the tags, applied in
+//! dependency waves.
 //!
 //! Layout: [`model`] (the resource shape), [`desired`] (stack → resources, pure), [`diff`]
 //! (desired + observed → steps, pure), [`observe`] (read everything carrying
 //! `hactl:stack=<name>`), [`apply`] (steps → API calls, parallel within a wave, idempotent
-//! creates), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses). Only `observe` and
-//! `apply` talk to AWS.
+//! creates), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what
+//! only the account can answer — zones, instance type offerings, existing subnets and VPC —
+//! asked before anything is created). Only `observe`, `preflight` and `apply` talk to AWS.
+//!
+//! Identity: the state's ids first, tags second. `observe` reads what the state recorded by
+//! id (a resource that lost its `hactl:*` tags is still this stack's, and is re-tagged in
+//! place); the tags find the rest (discovery, and the whole stack when the state is lost).
 
 pub mod apply;
 pub mod client;
@@ -17,6 +23,7 @@ pub mod hosts;
 pub mod model;
 pub mod observe;
 pub mod outputs;
+pub mod preflight;
 
 /// An AWS call that failed: the service's error code and message, not a debug dump.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

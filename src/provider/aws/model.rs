@@ -62,6 +62,30 @@ impl ResKind {
         }
     }
 
+    /// The kind whose [`ResKind::type_name`] is `name` (as the state records it).
+    pub fn from_type_name(name: &str) -> Option<ResKind> {
+        use ResKind::*;
+        [
+            Vpc,
+            Subnet,
+            InternetGateway,
+            RouteTable,
+            SecurityGroup,
+            KeyPair,
+            Instance,
+            Lb,
+            TargetGroup,
+            Listener,
+            TargetAttachment,
+            EfsFileSystem,
+            EfsMountTarget,
+            DbSubnetGroup,
+            DbInstance,
+        ]
+        .into_iter()
+        .find(|k| k.type_name() == name)
+    }
+
     /// Whether a change of this attribute or reference can only be made by replacing the
     /// resource (AWS has no call to change it in place).
     pub fn forces_replace(self, key: &str) -> bool {
@@ -145,6 +169,15 @@ impl Resource {
 pub fn is_addr(s: &str) -> bool {
     s.starts_with("aws_")
 }
+
+/// What the state recorded: address → (kind, id). `observe` reads these by id first, so a
+/// resource whose `hactl:*` tags were removed (a console tag clean-up) is still this stack's.
+pub type Recorded = BTreeMap<String, (ResKind, String)>;
+
+/// The `info` key of an observed resource that was found through the state, by id, while its
+/// ownership tags are missing or wrong: the value names those tags (`hactl:stack, hactl:address`).
+/// The diff shows it as a "re-tag" (an in-place update) and apply restores the tags.
+pub const INFO_RETAG: &str = "retag";
 
 /// A resource as read from AWS: its normalized description, its id, and facts for outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

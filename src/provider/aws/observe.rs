@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use super::client::Clients;
 use super::desired::{self, listener_addr, mount_target_addr};
-use super::model::{Observed, ResKind, Resource, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK};
+use super::model::{
+    Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK,
+};
 use super::{sdk_message, AwsError};
 
 fn api<E, R>(op: &'static str) -> impl Fn(aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
@@ -52,12 +54,100 @@ fn raw(kind: ResKind, addr: &str, id: &str) -> Raw {
     }
 }
 
-/// Everything of this stack that exists now.
+/// A resource of this stack at `addr`, noting the ownership tags it lacks (found by id).
+fn owned(kind: ResKind, (addr, retag): (String, Vec<&str>), id: &str) -> Raw {
+    let mut r = raw(kind, &addr, id);
+    if !retag.is_empty() {
+        r.obs.info.insert(INFO_RETAG.into(), retag.join(", "));
+    }
+    r
+}
+
+/// Which of this stack's resources an AWS resource is, and which ownership tags it lacks.
+///
+/// The state is read first: an id it recorded is that address, whatever its tags say now (a
+/// console tag clean-up does not make a running resource someone else's); the tags it should
+/// carry and does not are listed for a re-tag. Without a record, the tags decide (discovery,
+/// as when the state is lost).
+struct Owner<'a> {
+    stack: &'a str,
+    /// (kind, id) → address: ids are unique per kind only (the DB instance and its subnet
+    /// group share the name `hactl-<stack>-db`).
+    by_id: BTreeMap<(ResKind, &'a str), &'a str>,
+}
+
+impl<'a> Owner<'a> {
+    fn new(stack: &'a str, recorded: &'a Recorded) -> Owner<'a> {
+        // Listeners, registrations and mount targets are read through their parents (the
+        // attachment's id is its target group's ARN: it must not claim the group).
+        let by_id = recorded
+            .iter()
+            .filter(|(_, (k, _))| {
+                !matches!(
+                    k,
+                    ResKind::Listener | ResKind::TargetAttachment | ResKind::EfsMountTarget
+                )
+            })
+            .map(|(a, (k, id))| ((*k, id.as_str()), a.as_str()))
+            .collect();
+        Owner { stack, by_id }
+    }
+
+    fn of(
+        &self,
+        kind: ResKind,
+        id: &str,
+        stack_tag: Option<&str>,
+        addr_tag: Option<&str>,
+    ) -> Option<(String, Vec<&'static str>)> {
+        if let Some(a) = self.by_id.get(&(kind, id)) {
+            let mut retag = Vec::new();
+            if stack_tag != Some(self.stack) {
+                retag.push(TAG_STACK);
+            }
+            if addr_tag != Some(*a) {
+                retag.push(TAG_ADDRESS);
+            }
+            return Some((a.to_string(), retag));
+        }
+        if stack_tag != Some(self.stack) {
+            return None;
+        }
+        addr_tag.map(|a| (a.to_string(), Vec::new()))
+    }
+
+    /// The recorded ids of `kind` that a tag listing did not return.
+    fn missing<'i>(
+        recorded: &Recorded,
+        kind: ResKind,
+        seen: impl IntoIterator<Item = &'i str>,
+    ) -> Vec<String> {
+        let seen: std::collections::BTreeSet<&str> = seen.into_iter().collect();
+        recorded
+            .values()
+            .filter(|(k, id)| *k == kind && !seen.contains(id.as_str()))
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+}
+
+fn id_filter(name: &str, ids: &[String]) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(ids.to_vec()))
+        .build()
+}
+
+/// Everything of this stack that exists now: what carries its tags, and what the state
+/// recorded (`recorded`; empty when the state is lost), read by id when its tags are gone.
+/// A no-op plan is two rounds of requests; a recorded resource that lost its tags adds one.
 pub async fn observe(
     c: &Clients,
     stack: &str,
     given_subnets: &[String],
+    recorded: &Recorded,
 ) -> Result<Vec<Observed>, AwsError> {
+    let owner = Owner::new(stack, recorded);
     let f = || stack_filter(stack);
     let (vpcs, subnets, igws, rtbs, sgs, keys, insts, lbs, tgs, fss, dbs, dbsg) = tokio::join!(
         c.ec2.describe_vpcs().filters(f()).send(),
@@ -90,19 +180,186 @@ pub async fn observe(
     );
     let mut raws: Vec<Raw> = Vec::new();
 
-    for v in vpcs.map_err(api("DescribeVpcs"))?.vpcs() {
-        let (Some(id), Some(addr)) = (v.vpc_id(), ec2_tag(v.tags(), TAG_ADDRESS)) else {
+    let vpcs = vpcs.map_err(api("DescribeVpcs"))?;
+    let subnets = subnets.map_err(api("DescribeSubnets"))?;
+    let igws = igws.map_err(api("DescribeInternetGateways"))?;
+    let rtbs = rtbs.map_err(api("DescribeRouteTables"))?;
+    let sgs = sgs.map_err(api("DescribeSecurityGroups"))?;
+    let keys = keys.map_err(api("DescribeKeyPairs"))?;
+    let insts = insts.map_err(api("DescribeInstances"))?;
+    let tagged_instances = insts.reservations().iter().flat_map(|r| r.instances());
+    // What the state recorded and the tag listings did not return: read by id (filters, so an
+    // id that is gone is simply absent), all at once and only when there is any.
+    let m_vpc = Owner::missing(
+        recorded,
+        ResKind::Vpc,
+        vpcs.vpcs().iter().filter_map(|v| v.vpc_id()),
+    );
+    let m_sub = Owner::missing(
+        recorded,
+        ResKind::Subnet,
+        subnets.subnets().iter().filter_map(|v| v.subnet_id()),
+    );
+    let m_igw = Owner::missing(
+        recorded,
+        ResKind::InternetGateway,
+        igws.internet_gateways()
+            .iter()
+            .filter_map(|v| v.internet_gateway_id()),
+    );
+    let m_rtb = Owner::missing(
+        recorded,
+        ResKind::RouteTable,
+        rtbs.route_tables()
+            .iter()
+            .filter_map(|v| v.route_table_id()),
+    );
+    let m_sg = Owner::missing(
+        recorded,
+        ResKind::SecurityGroup,
+        sgs.security_groups().iter().filter_map(|v| v.group_id()),
+    );
+    let m_key = Owner::missing(
+        recorded,
+        ResKind::KeyPair,
+        keys.key_pairs().iter().filter_map(|v| v.key_name()),
+    );
+    let m_inst = Owner::missing(
+        recorded,
+        ResKind::Instance,
+        tagged_instances.clone().filter_map(|v| v.instance_id()),
+    );
+    let (x_vpc, x_sub, x_igw, x_rtb, x_sg, x_key, x_inst) = tokio::join!(
+        async {
+            if m_vpc.is_empty() {
+                return Ok(Vec::new());
+            }
+            c.ec2
+                .describe_vpcs()
+                .filters(id_filter("vpc-id", &m_vpc))
+                .send()
+                .await
+                .map(|o| o.vpcs().to_vec())
+        },
+        async {
+            if m_sub.is_empty() {
+                return Ok(Vec::new());
+            }
+            c.ec2
+                .describe_subnets()
+                .filters(id_filter("subnet-id", &m_sub))
+                .send()
+                .await
+                .map(|o| o.subnets().to_vec())
+        },
+        async {
+            if m_igw.is_empty() {
+                return Ok(Vec::new());
+            }
+            c.ec2
+                .describe_internet_gateways()
+                .filters(id_filter("internet-gateway-id", &m_igw))
+                .send()
+                .await
+                .map(|o| o.internet_gateways().to_vec())
+        },
+        async {
+            if m_rtb.is_empty() {
+                return Ok(Vec::new());
+            }
+            c.ec2
+                .describe_route_tables()
+                .filters(id_filter("route-table-id", &m_rtb))
+                .send()
+                .await
+                .map(|o| o.route_tables().to_vec())
+        },
+        async {
+            if m_sg.is_empty() {
+                return Ok(Vec::new());
+            }
+            c.ec2
+                .describe_security_groups()
+                .filters(id_filter("group-id", &m_sg))
+                .send()
+                .await
+                .map(|o| o.security_groups().to_vec())
+        },
+        async {
+            if m_key.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The material too: a pair that lost its tags lost the fingerprint tag as well.
+            c.ec2
+                .describe_key_pairs()
+                .filters(id_filter("key-name", &m_key))
+                .include_public_key(true)
+                .send()
+                .await
+                .map(|o| o.key_pairs().to_vec())
+        },
+        async {
+            if m_inst.is_empty() {
+                return Ok(Vec::new());
+            }
+            c.ec2
+                .describe_instances()
+                .filters(id_filter("instance-id", &m_inst))
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("stopping")
+                        .values("stopped")
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|o| {
+                    o.reservations()
+                        .iter()
+                        .flat_map(|r| r.instances())
+                        .cloned()
+                        .collect()
+                })
+        },
+    );
+    let x_vpc: Vec<_> = x_vpc.map_err(api("DescribeVpcs"))?;
+    let x_sub: Vec<_> = x_sub.map_err(api("DescribeSubnets"))?;
+    let x_igw: Vec<_> = x_igw.map_err(api("DescribeInternetGateways"))?;
+    let x_rtb: Vec<_> = x_rtb.map_err(api("DescribeRouteTables"))?;
+    let x_sg: Vec<_> = x_sg.map_err(api("DescribeSecurityGroups"))?;
+    let x_key: Vec<_> = x_key.map_err(api("DescribeKeyPairs"))?;
+    let x_inst: Vec<_> = x_inst.map_err(api("DescribeInstances"))?;
+
+    for v in vpcs.vpcs().iter().chain(&x_vpc) {
+        let Some(id) = v.vpc_id() else { continue };
+        let tags = v.tags();
+        let Some(who) = owner.of(
+            ResKind::Vpc,
+            id,
+            ec2_tag(tags, TAG_STACK),
+            ec2_tag(tags, TAG_ADDRESS),
+        ) else {
             continue;
         };
-        let mut r = raw(ResKind::Vpc, addr, id);
+        let mut r = owned(ResKind::Vpc, who, id);
         r.obs.res = r.obs.res.attr("cidr", v.cidr_block().unwrap_or_default());
         raws.push(r);
     }
-    for s in subnets.map_err(api("DescribeSubnets"))?.subnets() {
-        let (Some(id), Some(addr)) = (s.subnet_id(), ec2_tag(s.tags(), TAG_ADDRESS)) else {
+    for s in subnets.subnets().iter().chain(&x_sub) {
+        let Some(id) = s.subnet_id() else { continue };
+        let tags = s.tags();
+        let Some(who) = owner.of(
+            ResKind::Subnet,
+            id,
+            ec2_tag(tags, TAG_STACK),
+            ec2_tag(tags, TAG_ADDRESS),
+        ) else {
             continue;
         };
-        let mut r = raw(ResKind::Subnet, addr, id);
+        let mut r = owned(ResKind::Subnet, who, id);
         r.obs.res = r
             .obs
             .res
@@ -115,15 +372,20 @@ pub async fn observe(
         );
         raws.push(r);
     }
-    for g in igws
-        .map_err(api("DescribeInternetGateways"))?
-        .internet_gateways()
-    {
-        let (Some(id), Some(addr)) = (g.internet_gateway_id(), ec2_tag(g.tags(), TAG_ADDRESS))
-        else {
+    for g in igws.internet_gateways().iter().chain(&x_igw) {
+        let Some(id) = g.internet_gateway_id() else {
             continue;
         };
-        let mut r = raw(ResKind::InternetGateway, addr, id);
+        let tags = g.tags();
+        let Some(who) = owner.of(
+            ResKind::InternetGateway,
+            id,
+            ec2_tag(tags, TAG_STACK),
+            ec2_tag(tags, TAG_ADDRESS),
+        ) else {
+            continue;
+        };
+        let mut r = owned(ResKind::InternetGateway, who, id);
         let vpcs = g
             .attachments()
             .iter()
@@ -132,11 +394,20 @@ pub async fn observe(
         r.obs.res = r.obs.res.reference("vpc", vpcs);
         raws.push(r);
     }
-    for t in rtbs.map_err(api("DescribeRouteTables"))?.route_tables() {
-        let (Some(id), Some(addr)) = (t.route_table_id(), ec2_tag(t.tags(), TAG_ADDRESS)) else {
+    for t in rtbs.route_tables().iter().chain(&x_rtb) {
+        let Some(id) = t.route_table_id() else {
             continue;
         };
-        let mut r = raw(ResKind::RouteTable, addr, id);
+        let tags = t.tags();
+        let Some(who) = owner.of(
+            ResKind::RouteTable,
+            id,
+            ec2_tag(tags, TAG_STACK),
+            ec2_tag(tags, TAG_ADDRESS),
+        ) else {
+            continue;
+        };
+        let mut r = owned(ResKind::RouteTable, who, id);
         let gw = t
             .routes()
             .iter()
@@ -170,14 +441,18 @@ pub async fn observe(
             .reference("subnets", subnets);
         raws.push(r);
     }
-    for g in sgs
-        .map_err(api("DescribeSecurityGroups"))?
-        .security_groups()
-    {
-        let (Some(id), Some(addr)) = (g.group_id(), ec2_tag(g.tags(), TAG_ADDRESS)) else {
+    for g in sgs.security_groups().iter().chain(&x_sg) {
+        let Some(id) = g.group_id() else { continue };
+        let tags = g.tags();
+        let Some(who) = owner.of(
+            ResKind::SecurityGroup,
+            id,
+            ec2_tag(tags, TAG_STACK),
+            ec2_tag(tags, TAG_ADDRESS),
+        ) else {
             continue;
         };
-        let mut r = raw(ResKind::SecurityGroup, addr, id);
+        let mut r = owned(ResKind::SecurityGroup, who, id);
         // Rules keep group ids for now; they are mapped to addresses below with the rest.
         let mut rules = Vec::new();
         for p in g.ip_permissions() {
@@ -202,27 +477,47 @@ pub async fn observe(
         r.obs.info.insert("rules".into(), rules.join("\n"));
         raws.push(r);
     }
-    for k in keys.map_err(api("DescribeKeyPairs"))?.key_pairs() {
-        let (Some(name), Some(addr)) = (k.key_name(), ec2_tag(k.tags(), TAG_ADDRESS)) else {
+    for k in keys.key_pairs().iter().chain(&x_key) {
+        let Some(name) = k.key_name() else { continue };
+        let tags = k.tags();
+        let Some((addr, mut retag)) = owner.of(
+            ResKind::KeyPair,
+            name,
+            ec2_tag(tags, TAG_STACK),
+            ec2_tag(tags, TAG_ADDRESS),
+        ) else {
             continue;
         };
+        // The fingerprint hactl compares lives in a tag; a pair read by id brings its material.
+        let sha = match (ec2_tag(tags, TAG_PUBLIC_KEY), k.public_key()) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(material)) => {
+                retag.push(TAG_PUBLIC_KEY);
+                desired::public_key_sha256(material)
+            }
+            (None, None) => String::new(),
+        };
         // The name is the id: RunInstances and DeleteKeyPair take it.
-        let mut r = raw(ResKind::KeyPair, addr, name);
-        r.obs.res = r.obs.res.attr("name", name).attr(
-            "public_key_sha256",
-            ec2_tag(k.tags(), TAG_PUBLIC_KEY).unwrap_or_default(),
-        );
+        let mut r = owned(ResKind::KeyPair, (addr, retag), name);
+        r.obs.res = r.obs.res.attr("name", name).attr("public_key_sha256", sha);
         if let Some(id) = k.key_pair_id() {
             r.obs.info.insert("key_pair_id".into(), id.into());
         }
         raws.push(r);
     }
-    for res in insts.map_err(api("DescribeInstances"))?.reservations() {
-        for i in res.instances() {
-            let (Some(id), Some(addr)) = (i.instance_id(), ec2_tag(i.tags(), TAG_ADDRESS)) else {
+    {
+        for i in tagged_instances.chain(&x_inst) {
+            let Some(id) = i.instance_id() else { continue };
+            let tags = i.tags();
+            let Some(who) = owner.of(
+                ResKind::Instance,
+                id,
+                ec2_tag(tags, TAG_STACK),
+                ec2_tag(tags, TAG_ADDRESS),
+            ) else {
                 continue;
             };
-            let mut r = raw(ResKind::Instance, addr, id);
+            let mut r = owned(ResKind::Instance, who, id);
             let mut res = r
                 .obs
                 .res
@@ -281,19 +576,20 @@ pub async fn observe(
         )
         .collect();
     let elb_tags = elb_tags(c, &arns).await?;
-    let ours = |arn: Option<&str>| -> Option<String> {
-        let t = elb_tags.get(arn?)?;
-        (t.get(TAG_STACK).map(String::as_str) == Some(stack))
-            .then(|| t.get(TAG_ADDRESS).cloned())
-            .flatten()
+    let ours = |kind: ResKind, arn: Option<&str>| -> Option<(String, Vec<&'static str>)> {
+        let arn = arn?;
+        let t = elb_tags.get(arn);
+        let tag = |k: &str| t.and_then(|t| t.get(k)).map(String::as_str);
+        owner.of(kind, arn, tag(TAG_STACK), tag(TAG_ADDRESS))
     };
     let mut our_lbs = Vec::new();
     for l in lbs.load_balancers() {
-        let Some(addr) = ours(l.load_balancer_arn()) else {
+        let Some(who) = ours(ResKind::Lb, l.load_balancer_arn()) else {
             continue;
         };
+        let addr = who.0.clone();
         let arn = l.load_balancer_arn().unwrap_or_default();
-        let mut r = raw(ResKind::Lb, &addr, arn);
+        let mut r = owned(ResKind::Lb, who, arn);
         let mut res = r
             .obs
             .res
@@ -318,11 +614,12 @@ pub async fn observe(
     }
     let mut our_tgs = Vec::new();
     for t in tgs.target_groups() {
-        let Some(addr) = ours(t.target_group_arn()) else {
+        let Some(who) = ours(ResKind::TargetGroup, t.target_group_arn()) else {
             continue;
         };
+        let addr = who.0.clone();
         let arn = t.target_group_arn().unwrap_or_default();
-        let mut r = raw(ResKind::TargetGroup, &addr, arn);
+        let mut r = owned(ResKind::TargetGroup, who, arn);
         r.obs.res = r
             .obs
             .res
@@ -352,6 +649,10 @@ pub async fn observe(
                 "health_check.unhealthy_threshold",
                 t.unhealthy_threshold_count().unwrap_or_default(),
             )
+            .attr(
+                "health_check.matcher",
+                t.matcher().and_then(|m| m.http_code()).unwrap_or_default(),
+            )
             .reference("vpc", t.vpc_id().map(str::to_string).into_iter().collect());
         our_tgs.push((addr, arn.to_string()));
         raws.push(r);
@@ -365,9 +666,6 @@ pub async fn observe(
                 .find(|t| t.key() == k)
                 .map(|t| t.value().to_string())
         };
-        if tag(TAG_STACK).as_deref() != Some(stack) {
-            continue;
-        }
         if matches!(
             f.life_cycle_state(),
             aws_sdk_efs::types::LifeCycleState::Deleted
@@ -375,11 +673,17 @@ pub async fn observe(
         ) {
             continue;
         }
-        let Some(addr) = tag(TAG_ADDRESS) else {
+        let id = f.file_system_id();
+        let Some(who) = owner.of(
+            ResKind::EfsFileSystem,
+            id,
+            tag(TAG_STACK).as_deref(),
+            tag(TAG_ADDRESS).as_deref(),
+        ) else {
             continue;
         };
-        let id = f.file_system_id();
-        let mut r = raw(ResKind::EfsFileSystem, &addr, id);
+        let addr = who.0.clone();
+        let mut r = owned(ResKind::EfsFileSystem, who, id);
         r.obs.res = r
             .obs
             .res
@@ -400,14 +704,17 @@ pub async fn observe(
                 .find(|t| t.key() == Some(k))
                 .and_then(|t| t.value())
         };
-        if tag(TAG_STACK) != Some(stack) || d.db_instance_status() == Some("deleting") {
+        if d.db_instance_status() == Some("deleting") {
             continue;
         }
-        let Some(addr) = tag(TAG_ADDRESS) else {
+        let id = d.db_instance_identifier().unwrap_or_default();
+        let Some(who) = owner.of(ResKind::DbInstance, id, tag(TAG_STACK), tag(TAG_ADDRESS)) else {
             continue;
         };
-        let id = d.db_instance_identifier().unwrap_or_default();
-        let mut r = raw(ResKind::DbInstance, addr, id);
+        let mut r = owned(ResKind::DbInstance, who, id);
+        if let Some(arn) = d.db_instance_arn() {
+            r.obs.info.insert("arn".into(), arn.into());
+        }
         r.obs.res = r
             .obs
             .res
@@ -471,13 +778,16 @@ pub async fn observe(
                     .find(|t| t.key() == Some(k))
                     .and_then(|t| t.value())
             };
-            if tag(TAG_STACK) != Some(stack) {
-                continue;
-            }
-            let Some(addr) = tag(TAG_ADDRESS) else {
+            let Some(who) = owner.of(
+                ResKind::DbSubnetGroup,
+                name,
+                tag(TAG_STACK),
+                tag(TAG_ADDRESS),
+            ) else {
                 continue;
             };
-            let mut r = raw(ResKind::DbSubnetGroup, addr, name);
+            let mut r = owned(ResKind::DbSubnetGroup, who, name);
+            r.obs.info.insert("arn".into(), arn.into());
             r.obs.res = r.obs.res.attr("name", name).reference(
                 "subnets",
                 g.subnets()
@@ -683,7 +993,10 @@ pub async fn observe(
         }
         out.push(r.obs);
     }
-    out.sort_by(|a, b| a.res.addr.cmp(&b.res.addr));
+    // By address; of two at one address, the one the state recorded first (the diff keeps
+    // the first and deletes the others as duplicates).
+    let recorded_id = |o: &Observed| recorded.get(&o.res.addr).map(|(_, id)| id) == Some(&o.id);
+    out.sort_by(|a, b| (&a.res.addr, !recorded_id(a)).cmp(&(&b.res.addr, !recorded_id(b))));
     Ok(out)
 }
 
@@ -750,4 +1063,62 @@ async fn elb_tags(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded() -> Recorded {
+        [
+            ("aws_vpc.main", ResKind::Vpc, "vpc-1"),
+            ("aws_lb_target_group.web", ResKind::TargetGroup, "arn:tg"),
+            (
+                "aws_lb_target_group_attachment.web",
+                ResKind::TargetAttachment,
+                "arn:tg",
+            ),
+        ]
+        .into_iter()
+        .map(|(a, k, id)| (a.to_string(), (k, id.to_string())))
+        .collect()
+    }
+
+    /// The state's record decides before the tags: an untagged VPC it recorded is this stack's
+    /// and lacks both tags; a tagged one it did not record is found by its tags; an untagged
+    /// one it did not record is someone else's.
+    #[test]
+    fn the_state_decides_before_the_tags() {
+        let rec = recorded();
+        let o = Owner::new("web", &rec);
+        assert_eq!(
+            o.of(ResKind::Vpc, "vpc-1", None, None),
+            Some(("aws_vpc.main".into(), vec![TAG_STACK, TAG_ADDRESS]))
+        );
+        assert_eq!(
+            o.of(ResKind::Vpc, "vpc-1", Some("web"), Some("aws_vpc.main")),
+            Some(("aws_vpc.main".into(), vec![]))
+        );
+        assert_eq!(
+            o.of(ResKind::Vpc, "vpc-2", Some("web"), Some("aws_vpc.main")),
+            Some(("aws_vpc.main".into(), vec![]))
+        );
+        assert_eq!(o.of(ResKind::Vpc, "vpc-3", None, None), None);
+        assert_eq!(
+            o.of(ResKind::Vpc, "vpc-4", Some("other"), Some("aws_vpc.main")),
+            None
+        );
+        // The attachment shares its group's ARN: the group keeps it. Ids are per kind.
+        assert_eq!(o.of(ResKind::Subnet, "vpc-1", None, None), None);
+        assert_eq!(
+            o.of(ResKind::TargetGroup, "arn:tg", None, None)
+                .map(|w| w.0),
+            Some("aws_lb_target_group.web".into())
+        );
+        assert_eq!(
+            Owner::missing(&rec, ResKind::Vpc, ["vpc-9"]),
+            vec!["vpc-1".to_string()]
+        );
+        assert!(Owner::missing(&rec, ResKind::Vpc, ["vpc-1"]).is_empty());
+    }
 }

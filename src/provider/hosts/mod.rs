@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub use ssh::{Connection, HostError};
 
-use crate::plan::hosts::{Manifest, ObservedFile, ObservedHost, ObservedService};
+use crate::plan::hosts::{FileKind, Manifest, ObservedFile, ObservedHost, ObservedService};
 use crate::stack::{Host, Stack};
 use script::{ApplySteps, Probe, Record};
 
@@ -36,7 +36,13 @@ pub async fn connect_all(
 }
 
 /// Observes files, services and the manifest on one host: one round trip, plus one more only
-/// when a non-sensitive file differs (to fetch its content for the diff).
+/// when a file differs that the plan may show (to fetch its content for the diff).
+///
+/// What a plan may show of a file on a host is what every user there may read: content is
+/// fetched only for a regular file (not a symbolic link) with the "other" read bit, that the
+/// stack does not mark sensitive and that hactl did not last write as sensitive (the
+/// manifest records that), and it is read as an unprivileged user
+/// ([`script::fetch_script`]). Everything else shows as a digest change.
 pub async fn observe(
     conn: &Connection,
     stack: &str,
@@ -57,14 +63,14 @@ pub async fn observe(
         ..Default::default()
     };
     let sums: BTreeMap<String, String> = script::parse_sums(&out.stdout).into_iter().collect();
-    let mut modes = BTreeMap::new();
+    let mut stats = BTreeMap::new();
     for rec in script::parse(&out.stdout) {
         match rec {
             Record::Manifest(bytes) => {
                 obs.manifest = serde_json::from_slice::<Manifest>(&bytes).ok();
             }
-            Record::Mode { path, mode } => {
-                modes.insert(path, mode);
+            Record::Stat { path, mode, kind } => {
+                stats.insert(path, (mode, kind));
             }
             Record::Service { name, active, pid } => {
                 obs.services.insert(name, ObservedService { active, pid });
@@ -74,16 +80,21 @@ pub async fn observe(
     }
     let mut fetch = Vec::new();
     for p in probes {
-        let found = match (sums.get(&p.path), modes.get(&p.path)) {
-            (Some(sha), Some(mode)) => Some(ObservedFile {
-                sha256: sha.clone(),
-                mode: *mode,
-                content: None,
-            }),
-            _ => None,
-        };
+        let found = stats.get(&p.path).map(|&(mode, kind)| ObservedFile {
+            sha256: match kind {
+                FileKind::Regular => sums.get(&p.path).cloned().unwrap_or_default(),
+                _ => String::new(),
+            },
+            mode,
+            kind,
+            content: None,
+        });
+        let was_sensitive = obs
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.was_sensitive(&p.path));
         if let (Some(f), Some(want)) = (&found, &p.want_sha256) {
-            if &f.sha256 != want && !p.sensitive {
+            if &f.sha256 != want && may_show(f, p.sensitive, was_sensitive) {
                 fetch.push(p.path.clone());
             }
         }
@@ -100,6 +111,11 @@ pub async fn observe(
         }
     }
     Ok(obs)
+}
+
+/// Whether a plan may show the content of a file found on a host (see [`observe`]).
+pub fn may_show(found: &ObservedFile, sensitive: bool, was_sensitive: bool) -> bool {
+    found.world_readable() && !sensitive && !was_sensitive
 }
 
 /// What happened on one host during apply.
@@ -119,21 +135,60 @@ pub struct HostReport {
     pub log: Vec<String>,
 }
 
+impl HostReport {
+    /// Replaces secret values in the error and the tool output ([`crate::vault::Secrets::redact`]).
+    pub fn redact(&mut self, secrets: &crate::vault::Secrets) {
+        if let Some(e) = &mut self.error {
+            *e = secrets.redact(e);
+        }
+        for l in &mut self.log {
+            *l = secrets.redact(l);
+        }
+    }
+}
+
 /// Runs one host's apply script and reports what it did.
 pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostReport {
-    let mut report = HostReport {
-        host: conn.host.clone(),
-        ..Default::default()
-    };
-    let out = match conn.run_script(&script::apply_script(stack, steps)).await {
+    // Fresh for every run: the temporary names on the host cannot be guessed beforehand.
+    let nonce = crate::state::random_id();
+    let out = match conn
+        .run_script(&script::apply_script(stack, steps, &nonce))
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
-            report.error = Some(e.to_string());
-            return report;
+            return HostReport {
+                host: conn.host.clone(),
+                error: Some(e.to_string()),
+                ..Default::default()
+            }
         }
     };
+    report_from(
+        &conn.host,
+        &out.stdout,
+        &out.stderr,
+        out.success,
+        steps,
+        &nonce,
+    )
+}
+
+/// The report of one host's apply script from its output (`success`: exit status 0).
+pub fn report_from(
+    host: &str,
+    stdout: &str,
+    stderr: &str,
+    success: bool,
+    steps: &ApplySteps,
+    nonce: &str,
+) -> HostReport {
+    let mut report = HostReport {
+        host: host.to_string(),
+        ..Default::default()
+    };
     let mut errors = Vec::new();
-    for rec in script::parse(&out.stdout) {
+    for rec in script::parse(stdout) {
         match rec {
             Record::Ok(f) => match f.as_slice() {
                 [kind, path] if kind == "file" || kind == "remove" => {
@@ -144,20 +199,20 @@ pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostRe
                 }
                 _ => {}
             },
-            Record::Fail(f) => errors.push(f.join(" ")),
+            Record::Fail(f) => errors.push(script::describe_fail(&f)),
             Record::CheckFailed(path) => errors.push(format!(
                 "`{path}` was refused by its check; nothing was changed on this host"
             )),
-            Record::Log(line) => report.log.push(line),
+            Record::Log(line) => report.log.push(checker_paths(&line, steps, nonce)),
             _ => {}
         }
     }
-    if out.success && errors.is_empty() {
+    if success && errors.is_empty() {
         report.ok = true;
     } else if errors.is_empty() {
         report.error = Some(format!(
             "apply script failed: {}",
-            out.stderr.trim().lines().last().unwrap_or("no output")
+            stderr.trim().lines().last().unwrap_or("no output")
         ));
     } else {
         report.error = Some(errors.join("; "));
@@ -165,7 +220,102 @@ pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostRe
     report
 }
 
+/// A checker reads a new file as `/proc/self/cwd/.NAME.hactl-NONCE` (see
+/// [`script::apply_script_at`]); its messages name the destination instead.
+fn checker_paths(line: &str, steps: &ApplySteps, nonce: &str) -> String {
+    let mut out = line.to_string();
+    for w in steps.writes.iter().filter(|w| w.check.is_some()) {
+        let tmp = format!("/proc/self/cwd/{}", script::temp_name(&w.path, nonce));
+        out = out.replace(&tmp, &w.path);
+    }
+    out
+}
+
 /// Runs a read-only shell snippet (status probes) and returns its stdout.
 pub async fn query(conn: &Connection, script: &str) -> Result<String, HostError> {
     Ok(conn.run_script(script).await?.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::CheckKind;
+    use script::WriteFile;
+
+    #[test]
+    fn checker_output_names_the_destination_and_is_redacted_of_secrets() {
+        // The real apply script and the real nginx, here: a rendered nginx.conf whose secret
+        // nginx quotes when it refuses the file.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "this test runs the apply script as root, as on a host: run the tests as root"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        std::fs::create_dir(root.join("etc")).expect("mkdir");
+        let dest = root.join("etc/nginx.conf").display().to_string();
+        let steps = ApplySteps {
+            writes: vec![WriteFile {
+                path: dest.clone(),
+                content: b"events {}\nhttp { s3cret-canary-value on; }\n".to_vec(),
+                mode: 0o600,
+                owner: None,
+                check: Some(CheckKind::Nginx),
+                backup_original: false,
+                replace_symlink: false,
+            }],
+            ..Default::default()
+        };
+        let state = root.join("state").display().to_string();
+        let script = script::apply_script_at(&state, "t", &steps, "feedc0de");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh runs");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        let mut report = report_from(
+            "h",
+            &stdout,
+            &stderr,
+            out.status.success(),
+            &steps,
+            "feedc0de",
+        );
+        assert!(!report.ok);
+        assert!(
+            report
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("was refused by its check"),
+            "{report:?}"
+        );
+        let log = report.log.join("\n");
+        assert!(
+            log.contains("s3cret-canary-value"),
+            "nginx quotes it: {log}"
+        );
+        assert!(
+            log.contains(&dest),
+            "the destination, not /proc/self/cwd: {log}"
+        );
+        assert!(!log.contains("/proc/self/cwd"), "{log}");
+        let mut secrets = crate::vault::Secrets::default();
+        secrets.insert(
+            "canary".into(),
+            crate::vault::Secret::new("s3cret-canary-value".into()),
+        );
+        report.redact(&secrets);
+        let shown = serde_json::to_string(&report).unwrap_or_default();
+        assert!(!shown.contains("s3cret-canary-value"), "{shown}");
+        assert!(shown.contains("(secret canary)"), "{shown}");
+        assert!(
+            !std::path::Path::new(&dest).exists(),
+            "a refused file is not activated"
+        );
+    }
 }

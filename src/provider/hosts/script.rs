@@ -6,6 +6,11 @@
 //! script per phase keeps a host to one round trip for observing and one for applying. Every
 //! argument is quoted with `shell-escape`, never by hand. The output is line-oriented,
 //! tab-separated records prefixed `HACTL` that `parse_*` read back.
+//!
+//! Host users are not trusted: writes never follow a link or a renamed directory a user
+//! planted ([`apply_script_at`]), and observing never reads through a link nor fetches what
+//! an unprivileged user could not read ([`observe_script`], [`fetch_script`]); see
+//! docs/security.md.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -75,13 +80,12 @@ fn is_active_cmd(stack: &str, service: &str) -> String {
     format!("systemctl is-active --quiet {}", q(service))
 }
 
-/// The temporary path a file is written to before it is checked and renamed into place: same
-/// directory (so the rename is atomic), hidden, and recognisable.
-pub fn temp_path(dest: &str) -> String {
-    match dest.rsplit_once('/') {
-        Some((dir, name)) => format!("{dir}/.{name}.hactl-new"),
-        None => format!(".{dest}.hactl-new"),
-    }
+/// The temporary name a file is written to before it is checked and renamed into place: in
+/// the same directory (so the rename is atomic), hidden, and ending in this run's `nonce`
+/// (random per run), so a host user cannot plant anything at the name beforehand.
+pub fn temp_name(dest: &str, nonce: &str) -> String {
+    let name = dest.rsplit_once('/').map_or(dest, |(_, n)| n);
+    format!(".{name}.hactl-{nonce}")
 }
 
 /// Where the original of a replaced file is kept: `"$S/backup"` + the quoted path, so the
@@ -90,12 +94,18 @@ fn backup_path(path: &str) -> String {
     format!("\"$S/backup\"{}", q(path))
 }
 
-fn dir_of(path: &str) -> &str {
+/// The directory part of an absolute path (`/` for a file at the root).
+pub fn dir_of(path: &str) -> &str {
     match path.rsplit_once('/') {
         Some(("", _)) => "/",
         Some((dir, _)) => dir,
         None => ".",
     }
+}
+
+/// The last component of a path.
+fn base_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
 
 fn heredoc(out: &mut String, bytes: &[u8]) {
@@ -118,8 +128,12 @@ pub struct Probe {
     pub sensitive: bool,
 }
 
-/// The observe script: digests and modes of files, contents of changed non-sensitive files,
-/// service states and pids, and the manifest.
+/// The observe script: digests, modes and types of files, service states and pids, and the
+/// manifest.
+///
+/// `stat` reports what is at each path without following a symbolic link, and only regular
+/// files that are no links are hashed: hactl never reads through a link a host user planted
+/// (nor blocks on a fifo).
 pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> String {
     // Process spawns dominate a host's cost on a small machine, so the common case forks
     // little: one `sha256sum` and one `stat` for every file together, and services whose pid
@@ -137,11 +151,11 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
             .join(" ");
         let _ = writeln!(
             s,
-            "echo HACTL-SUMS; sha256sum -- {paths} 2>/dev/null; echo HACTL-END"
+            "set --; for p in {paths}; do [ -f \"$p\" ] && [ ! -L \"$p\" ] && set -- \"$@\" \"$p\"; done\necho HACTL-SUMS; [ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null; echo HACTL-END"
         );
         let _ = writeln!(
             s,
-            "stat --printf 'HACTL\\tmode\\t%a\\t%n\\n' -- {paths} 2>/dev/null"
+            "stat --printf 'HACTL\\tstat\\t%a\\t%F\\t%n\\n' -- {paths} 2>/dev/null"
         );
     }
     for svc in services {
@@ -162,15 +176,23 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
     s
 }
 
-/// Fetches the current content of files (for diffs), only when they differ and are not
-/// sensitive: the second, rarer round trip of an observe.
+/// The unprivileged user a plan reads file contents as (`nobody` on Debian and most Linux
+/// distributions).
+pub const READER_UID: u32 = 65534;
+
+/// Fetches the current content of files for diffs: the second, rarer round trip of an
+/// observe. The caller asks only for regular, world-readable files that hold no secret (see
+/// `crate::provider::hosts::observe`); the script reads them as [`READER_UID`] with no
+/// groups (util-linux `setpriv`), so even a file swapped for a link to a root-only file
+/// since the observe gives nothing a host user could not read. A file that cannot be read so
+/// gives no record, and the plan shows digests only.
 pub fn fetch_script(paths: &[String]) -> String {
     let mut s = String::from("set -u\n");
     for p in paths {
         let path = q(p);
         let _ = writeln!(
             s,
-            "printf 'HACTL\\tcontent\\t%s\\t' {path}; base64 -w0 {path}; echo"
+            "if [ -f {path} ] && [ ! -L {path} ] && c=$(setpriv --reuid={READER_UID} --regid={READER_UID} --clear-groups -- base64 -w0 -- {path} 2>/dev/null); then printf 'HACTL\\tcontent\\t%s\\t%s\\n' {path} \"$c\"; fi"
         );
     }
     s
@@ -207,6 +229,9 @@ pub struct WriteFile {
     pub check: Option<CheckKind>,
     /// The file exists and hactl did not write it: keep the original for `down`.
     pub backup_original: bool,
+    /// A symbolic link at `path` is replaced by the file instead of refused (the stack's
+    /// `files[].replace_symlink`).
+    pub replace_symlink: bool,
 }
 
 /// A file to remove during apply or down.
@@ -240,17 +265,69 @@ pub enum ManifestOp {
     Remove,
 }
 
-/// The apply script. Phases: stop services (down); write every new file beside its
-/// destination; check each with its real binary; only if all pass, keep originals and rename
-/// into place; remove; record the manifest; then start/reload services. A failed check removes
-/// the new files and leaves the host untouched.
-pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
-    let mut s = String::from("set -u\numask 077\n");
-    let _ = writeln!(s, "S={}", q(&state_dir(stack)));
-    s.push_str(
-        "mkdir -p \"$S/backup\" || { printf 'HACTL\\tfail\\tstate\\t%s\\n' \"$S\"; exit 1; }\n",
+/// Shell functions every apply script starts with.
+///
+/// - `set -C` (noclobber): every `>` creates its file exclusively (`O_CREAT|O_EXCL`), so a
+///   redirection never follows a symlink or reuses a file someone planted at the name.
+/// - `pin DIR` makes DIR the working directory and fails unless DIR, as written, is its
+///   physical path (POSIX `cd -P` sets `$PWD` to the path without symlinks): no symlink and no
+///   `..` anywhere on the way. Every later name is relative to that directory, which the
+///   shell holds open: a host user who renames things on the path afterwards cannot redirect
+///   the write, rename or removal to another directory.
+/// - `root_only` succeeds when only root can change entries of the working directory (owned
+///   by uid 0, not writable by group or others, or sticky as `/tmp` is). A file a checker
+///   reads as root must be in such a directory, or a host user could swap the checked file
+///   for a link to one they may not read and get it printed in the checker's errors.
+pub const APPLY_PRELUDE: &str = concat!(
+    "set -u\n",
+    "umask 077\n",
+    "set -C\n",
+    "fail() { printf 'HACTL\\tfail\\t%s\\t%s\\n' \"$1\" \"$2\"; }\n",
+    "pin() { cd -P -- \"$1\" 2>/dev/null && [ \"$PWD\" = \"$1\" ]; }\n",
+    "root_only() { case $(stat -c '%u %A' . 2>/dev/null) in 0\\ d????-??-?|0\\ d????????[tT]) return 0 ;; esac; return 1; }\n",
+);
+
+/// The apply script: [`apply_script_at`] with the stack's state directory on the host.
+pub fn apply_script(stack: &str, steps: &ApplySteps, nonce: &str) -> String {
+    apply_script_at(&state_dir(stack), stack, steps, nonce)
+}
+
+/// The apply script, keeping hactl's records in `state` (an absolute path; tests run it in a
+/// temporary directory). `nonce` makes this run's temporary names unguessable (hex; the
+/// caller draws it at random for every run).
+///
+/// Phases: stop services (down); write every new file beside its destination; check each
+/// with its real binary; only if all pass, keep originals and rename into place; remove;
+/// record the manifest; then start/reload services. A failed check removes the new files and
+/// leaves the host untouched.
+///
+/// A host user may own a directory hactl writes into (a `files[].dest` under an app's
+/// directory). Nothing they do there makes root write, chmod or chown anything else:
+/// - every operation runs in its directory pinned by `pin` (see [`APPLY_PRELUDE`]), on names
+///   relative to it; a directory path with a symlink in it is refused (`fail dir`);
+/// - the temporary file is created exclusively under a name with the run's nonce, and its
+///   mode and owner are set through the open descriptor (`/proc/self/fd/1`), so they apply to
+///   the file hactl created even if its name is swapped meanwhile;
+/// - a destination that is a symlink is refused (`fail symlink`), never written through;
+/// - a checked file's directory must be root's alone (`fail unsafe-dir`), and the checker
+///   reads it through `/proc/self/cwd`, the pinned directory;
+/// - originals are kept with `cp -a` (which copies a link as a link) into the state
+///   directory, made 0700 before anything is written there.
+pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str) -> String {
+    let mut s = String::from(APPLY_PRELUDE);
+    let _ = writeln!(s, "S={}", q(state));
+    // The state directories are root's alone from their first use, and made so on hosts
+    // where an older hactl left them 0755.
+    let _ = writeln!(
+        s,
+        "{{ [ -d \"$S/backup\" ] || mkdir -p \"$S/backup\"; }} && chmod 700 {} \"$S\" \"$S/backup\" && {{ [ ! -d \"$S/app\" ] || chmod 700 \"$S/app\"; }} || {{ fail state \"$S\"; exit 1; }}",
+        q(dir_of(state))
     );
-    let temps: Vec<String> = steps.writes.iter().map(|w| temp_path(&w.path)).collect();
+    let temps: Vec<String> = steps
+        .writes
+        .iter()
+        .map(|w| format!("{}/{}", dir_of(&w.path), temp_name(&w.path, nonce)).replace("//", "/"))
+        .collect();
     let cleanup = if temps.is_empty() {
         ":".to_string()
     } else {
@@ -263,82 +340,105 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
                 .join(" ")
         )
     };
-    let _ = writeln!(s, "cleanup() {{ {cleanup}; }}");
+    let _ = writeln!(s, "cleanup() {{ cd /; {cleanup}; }}");
     s.push_str("rc=0\n");
     let (stops, others): (Vec<_>, Vec<_>) =
         steps.services.iter().partition(|(verb, _)| verb == "stop");
     service_steps(&mut s, stack, &stops);
     // Phase 1: new files beside their destinations.
-    for (w, tmp) in steps.writes.iter().zip(&temps) {
-        let t = q(tmp);
-        // Forks are most of a first run's cost on the host: test before `mkdir`.
-        let _ = write!(
-            s,
-            "{{ [ -d {dir} ] || mkdir -p {dir}; }} && base64 -d > {t} ",
-            dir = q(dir_of(&w.path))
-        );
-        heredoc(&mut s, &w.content);
+    for w in &steps.writes {
+        let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
+        let name = q(base_of(&w.path));
+        let t = q_temp(&w.path, nonce);
+        // Forks are most of a first run's cost on the host: `mkdir` only when pinning fails.
         let _ = writeln!(
             s,
-            "[ $? -eq 0 ] && chmod {mode:o} {t} || {{ cleanup; printf 'HACTL\\tfail\\twrite\\t%s\\n' {p}; exit 1; }}",
-            mode = w.mode,
-            p = q(&w.path)
+            "pin {dir} || {{ [ -d {dir} ] || mkdir -p {dir}; pin {dir}; }} || {{ cleanup; fail dir {p}; exit 1; }}"
         );
-        if let Some(owner) = &w.owner {
+        if !w.replace_symlink {
             let _ = writeln!(
                 s,
-                "chown {o} {t} || {{ cleanup; printf 'HACTL\\tfail\\tchown\\t%s\\n' {p}; exit 1; }}",
-                o = q(owner),
-                p = q(&w.path)
+                "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
             );
         }
+        let _ = write!(s, "{{ base64 -d && chmod {:o} /proc/self/fd/1", w.mode);
+        if let Some(owner) = &w.owner {
+            let _ = write!(s, " && chown {} /proc/self/fd/1", q(owner));
+        }
+        let _ = write!(s, "; }} >{t} ");
+        heredoc(&mut s, &w.content);
+        let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
     }
     // Phase 2: every check must pass before anything is activated.
-    for (w, tmp) in steps.writes.iter().zip(&temps) {
+    for w in &steps.writes {
         if let Some(kind) = w.check {
+            let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
+            let proc_path = format!("/proc/self/cwd/{}", temp_name(&w.path, nonce));
             let _ = writeln!(
                 s,
-                "if ! out=$({} 2>&1); then cleanup; printf 'HACTL\\tcheck-failed\\t%s\\n' {}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; exit 3; fi",
-                join(&check_argv(kind, tmp)),
-                q(&w.path)
+                "pin {dir} && root_only || {{ cleanup; fail unsafe-dir {p}; exit 1; }}"
+            );
+            let _ = writeln!(
+                s,
+                "if ! out=$({} 2>&1); then cleanup; printf 'HACTL\\tcheck-failed\\t%s\\n' {p}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; exit 3; fi",
+                join(&check_argv(kind, &proc_path)),
             );
         }
     }
     // Phase 3: keep originals, rename into place.
-    for (w, tmp) in steps.writes.iter().zip(&temps) {
-        let p = q(&w.path);
+    for w in &steps.writes {
+        let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
+        let name = q(base_of(&w.path));
+        let t = q_temp(&w.path, nonce);
+        let _ = writeln!(s, "pin {dir} || {{ cleanup; fail dir {p}; exit 1; }}");
+        if !w.replace_symlink {
+            let _ = writeln!(
+                s,
+                "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
+            );
+        }
         if w.backup_original {
             let b = backup_path(&w.path);
             let bd = backup_path(dir_of(&w.path));
             let _ = writeln!(
                 s,
-                "if [ -e {p} ] && [ ! -e {b} ]; then {{ [ -d {bd} ] || mkdir -p {bd}; }} && cp -a {p} {b}; fi"
+                "if [ -e {name} ] && [ ! -e {b} ]; then {{ [ -d {bd} ] || mkdir -p {bd}; }} && cp -a -- {name} {b}; fi"
             );
         }
         let _ = writeln!(
             s,
-            "mv -f {} {p} && printf 'HACTL\\tok\\tfile\\t%s\\n' {p} || {{ cleanup; printf 'HACTL\\tfail\\trename\\t%s\\n' {p}; exit 1; }}",
-            q(tmp)
+            "mv -fT -- {t} {name} && printf 'HACTL\\tok\\tfile\\t%s\\n' {p} || {{ cleanup; fail rename {p}; exit 1; }}"
         );
     }
     for r in &steps.removes {
-        let p = q(&r.path);
-        let b = backup_path(&r.path);
-        if r.restore {
-            let _ = writeln!(
-                s,
-                "if [ -e {b} ]; then mv -f {b} {p}; else rm -f {p}; fi && printf 'HACTL\\tok\\tremove\\t%s\\n' {p}"
-            );
+        let (dir, p) = (q(dir_of(&r.path)), q(&r.path));
+        let name = q(base_of(&r.path));
+        let act = if r.restore {
+            let b = backup_path(&r.path);
+            format!(
+                "if [ -e {b} ] || [ -L {b} ]; then mv -fT -- {b} {name}; else rm -f -- {name}; fi"
+            )
         } else {
-            let _ = writeln!(s, "rm -f {p} && printf 'HACTL\\tok\\tremove\\t%s\\n' {p}");
-        }
+            format!("rm -f -- {name}")
+        };
+        // A directory that is gone has nothing to remove; one reached through a symlink is
+        // refused like a write.
+        let _ = writeln!(
+            s,
+            "if pin {dir}; then {act} && printf 'HACTL\\tok\\tremove\\t%s\\n' {p}; elif [ -e {dir} ] || [ -L {dir} ]; then rc=1; fail dir {p}; else printf 'HACTL\\tok\\tremove\\t%s\\n' {p}; fi"
+        );
     }
+    s.push_str("cd /\n");
     match &steps.manifest {
         ManifestOp::Write(m) => {
             let json = serde_json::to_vec_pretty(m).unwrap_or_default();
-            s.push_str("base64 -d > \"$S/manifest.json.new\" ");
+            let tmp = q(&format!(".manifest.json.hactl-{nonce}")).into_owned();
+            let _ = write!(s, "pin \"$S\" && base64 -d >{tmp} ");
             heredoc(&mut s, &json);
-            s.push_str("mv -f \"$S/manifest.json.new\" \"$S/manifest.json\"\n");
+            let _ = writeln!(
+                s,
+                "[ $? -eq 0 ] && mv -fT -- {tmp} manifest.json || {{ rc=1; fail manifest \"$S\"; }}\ncd /"
+            );
         }
         ManifestOp::Remove => s.push_str("rm -rf \"$S\"\n"),
         ManifestOp::Keep => {}
@@ -346,6 +446,34 @@ pub fn apply_script(stack: &str, steps: &ApplySteps) -> String {
     service_steps(&mut s, stack, &others);
     s.push_str("exit $rc\n");
     s
+}
+
+/// The quoted temporary name of `dest` (relative to its pinned directory).
+fn q_temp(dest: &str, nonce: &str) -> String {
+    q(&temp_name(dest, nonce)).into_owned()
+}
+
+/// A `HACTL\tfail\t…` record of an apply script as a sentence for the report.
+pub fn describe_fail(fields: &[String]) -> String {
+    match fields {
+        [kind, path] => match kind.as_str() {
+            "dir" => format!(
+                "refused to write `{path}`: its directory is not a plain path on the host (a symbolic link or `..` is on the way); nothing was changed on this host"
+            ),
+            "symlink" => format!(
+                "refused to replace `{path}`: it is a symbolic link on the host; remove the link, or let `up` replace it with `replace_symlink: true` on the file (hactl never writes through a link); nothing was changed on this host"
+            ),
+            "unsafe-dir" => format!(
+                "refused to check `{path}`: its directory can be changed by users other than root; nothing was changed on this host"
+            ),
+            "write" => format!("could not write `{path}` (or set its mode and owner)"),
+            "rename" => format!("could not move the new `{path}` into place"),
+            "state" => format!("could not prepare hactl's state directory `{path}`"),
+            "manifest" => format!("could not record the manifest in `{path}`"),
+            other => format!("{other} {path}"),
+        },
+        _ => fields.join(" "),
+    }
 }
 
 /// Services in order; a failure is reported and the rest still run.
@@ -442,9 +570,11 @@ pub enum Record {
         bytes: Vec<u8>,
     },
     Missing(String),
-    Mode {
+    /// What `stat` found at a path (without following a link).
+    Stat {
         path: String,
         mode: u32,
+        kind: crate::plan::hosts::FileKind,
     },
     Service {
         name: String,
@@ -493,9 +623,14 @@ pub fn parse(stdout: &str) -> Vec<Record> {
             ["fail", rest @ ..] => Some(Record::Fail(rest.iter().map(|s| s.to_string()).collect())),
             ["check-failed", path] => Some(Record::CheckFailed(path.to_string())),
             ["log", text @ ..] => Some(Record::Log(text.join("\t"))),
-            ["mode", mode, path] => Some(Record::Mode {
+            ["stat", mode, kind, path] => Some(Record::Stat {
                 path: path.to_string(),
                 mode: u32::from_str_radix(mode, 8).unwrap_or(0),
+                kind: match *kind {
+                    "regular file" | "regular empty file" => crate::plan::hosts::FileKind::Regular,
+                    "symbolic link" => crate::plan::hosts::FileKind::Symlink,
+                    _ => crate::plan::hosts::FileKind::Other,
+                },
             }),
             ["vip", v] => Some(Record::Vip(*v == "yes")),
             ["check", name, r] => Some(Record::Check {
@@ -547,6 +682,7 @@ mod tests {
                     owner: None,
                     check: Some(CheckKind::Nginx),
                     backup_original: true,
+                    replace_symlink: false,
                 },
                 WriteFile {
                     path: "/etc/keepalived/keepalived.conf".into(),
@@ -555,6 +691,7 @@ mod tests {
                     owner: Some("root".into()),
                     check: Some(CheckKind::Keepalived),
                     backup_original: false,
+                    replace_symlink: false,
                 },
             ],
             removes: vec![RemoveFile {
@@ -571,11 +708,12 @@ mod tests {
                     path: "/etc/nginx/nginx.conf".into(),
                     sha256: "00".repeat(32),
                     backup: true,
+                    sensitive: false,
                 }],
                 services: vec!["keepalived".into()],
             }),
         };
-        insta::assert_snapshot!(apply_script("lab", &steps));
+        insta::assert_snapshot!(apply_script("lab", &steps, "0123abcd"));
     }
 
     #[test]
@@ -588,10 +726,11 @@ mod tests {
                 owner: None,
                 check: None,
                 backup_original: false,
+                replace_symlink: false,
             }],
             ..Default::default()
         };
-        let script = apply_script("lab", &steps);
+        let script = apply_script("lab", &steps, "0123abcd");
         assert!(!script.contains("hunter2-canary"));
     }
 
@@ -627,9 +766,257 @@ mod tests {
         );
     }
 
+    /// A host with a user-owned directory, in a temporary directory of this machine: the
+    /// apply script runs here for real (as root, like on a host), with hactl's records in
+    /// `state` and a root-only `victim` the user would like root to overwrite.
+    struct Sandbox {
+        _dir: tempfile::TempDir,
+        root: String,
+        victim: std::path::PathBuf,
+    }
+
+    impl Sandbox {
+        fn new() -> Sandbox {
+            use std::os::unix::fs::PermissionsExt;
+            assert!(
+                unsafe { libc::geteuid() } == 0,
+                "this test runs the apply script as root, as on a host: run the tests as root"
+            );
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = std::fs::canonicalize(dir.path())
+                .expect("canonical tempdir")
+                .display()
+                .to_string();
+            let victim = dir.path().join("victim");
+            std::fs::write(&victim, "root only\n").expect("write victim");
+            std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod victim");
+            // the app user's own directory
+            let user = dir.path().join("home");
+            std::fs::create_dir(&user).expect("mkdir home");
+            std::os::unix::fs::chown(&user, Some(65534), Some(65534)).expect("chown home");
+            Sandbox {
+                _dir: dir,
+                root,
+                victim,
+            }
+        }
+
+        fn path(&self, rel: &str) -> String {
+            format!("{}/{rel}", self.root)
+        }
+
+        fn run(&self, steps: &ApplySteps, nonce: &str) -> (bool, String) {
+            let script = apply_script_at(&self.path("state"), "t", steps, nonce);
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .expect("sh runs");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), text)
+        }
+
+        fn assert_victim_untouched(&self) {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::symlink_metadata(&self.victim).expect("victim exists");
+            assert_eq!(
+                std::fs::read_to_string(&self.victim).expect("read victim"),
+                "root only\n"
+            );
+            assert_eq!(meta.mode() & 0o7777, 0o600, "victim mode changed");
+            assert_eq!((meta.uid(), meta.gid()), (0, 0), "victim owner changed");
+        }
+    }
+
+    fn user_file(path: String) -> WriteFile {
+        WriteFile {
+            path,
+            content: b"setting = 1\n".to_vec(),
+            mode: 0o644,
+            owner: Some("nobody".into()),
+            check: None,
+            backup_original: true,
+            replace_symlink: false,
+        }
+    }
+
+    #[test]
+    fn write_in_a_user_owned_dir_never_follows_a_planted_temp_symlink() {
+        use std::os::unix::fs::MetadataExt;
+        let sb = Sandbox::new();
+        // the name older hactl versions used, and this run's name (as if guessed)
+        std::os::unix::fs::symlink(&sb.victim, sb.path("home/.app.conf.hactl-new")).expect("plant");
+        let steps = ApplySteps {
+            writes: vec![user_file(sb.path("home/app.conf"))],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(ok, "{out}");
+        sb.assert_victim_untouched();
+        let meta = std::fs::symlink_metadata(sb.path("home/app.conf")).expect("written");
+        assert!(meta.file_type().is_file());
+        assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o644, 65534));
+        assert_eq!(
+            std::fs::read_to_string(sb.path("home/app.conf")).expect("read"),
+            "setting = 1\n"
+        );
+        // a guessed temporary name is refused, not followed
+        std::os::unix::fs::symlink(&sb.victim, sb.path("home/.app.conf.hactl-0badf00d"))
+            .expect("plant");
+        let mut steps = steps;
+        steps.writes[0].content = b"setting = 2\n".to_vec();
+        let (ok, out) = sb.run(&steps, "0badf00d");
+        assert!(!ok, "{out}");
+        assert!(out.contains("HACTL\tfail\twrite\t"), "{out}");
+        sb.assert_victim_untouched();
+        // the state directories are root's alone
+        for d in ["state", "state/backup"] {
+            let m = std::fs::metadata(sb.path(d)).expect("state dir").mode() & 0o777;
+            assert_eq!(m, 0o700, "{d}");
+        }
+    }
+
+    #[test]
+    fn write_refuses_a_destination_that_is_a_symlink() {
+        let sb = Sandbox::new();
+        std::os::unix::fs::symlink(&sb.victim, sb.path("home/app.conf")).expect("plant");
+        let steps = ApplySteps {
+            writes: vec![user_file(sb.path("home/app.conf"))],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(!ok, "{out}");
+        assert!(out.contains("HACTL\tfail\tsymlink\t"), "{out}");
+        sb.assert_victim_untouched();
+        // the link is left as it was, and no temporary file is left behind
+        assert!(std::fs::symlink_metadata(sb.path("home/app.conf"))
+            .expect("link")
+            .file_type()
+            .is_symlink());
+        let left: Vec<_> = std::fs::read_dir(sb.path("home"))
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["app.conf"], "{left:?}");
+    }
+
+    #[test]
+    fn replace_symlink_replaces_the_link_never_its_target() {
+        let sb = Sandbox::new();
+        std::os::unix::fs::symlink(&sb.victim, sb.path("home/app.conf")).expect("plant");
+        let mut w = user_file(sb.path("home/app.conf"));
+        w.replace_symlink = true;
+        let steps = ApplySteps {
+            writes: vec![w],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(ok, "{out}");
+        sb.assert_victim_untouched();
+        let meta = std::fs::symlink_metadata(sb.path("home/app.conf")).expect("written");
+        assert!(
+            meta.file_type().is_file(),
+            "the link is replaced by the file"
+        );
+        // the original link is kept (as a link) for `down`
+        let kept = format!("{}{}", sb.path("state/backup"), sb.path("home/app.conf"));
+        assert!(std::fs::symlink_metadata(&kept)
+            .expect("backup")
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn write_and_remove_refuse_a_directory_reached_through_a_symlink() {
+        let sb = Sandbox::new();
+        // the user swaps a directory on the way for a link to a root directory
+        std::fs::create_dir(sb.path("etc")).expect("mkdir");
+        std::fs::write(sb.path("etc/app.conf"), "root's\n").expect("write");
+        std::os::unix::fs::symlink(sb.path("etc"), sb.path("home/conf")).expect("plant");
+        let steps = ApplySteps {
+            writes: vec![user_file(sb.path("home/conf/app.conf"))],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(!ok, "{out}");
+        assert!(out.contains("HACTL\tfail\tdir\t"), "{out}");
+        let remove = ApplySteps {
+            removes: vec![RemoveFile {
+                path: sb.path("home/conf/app.conf"),
+                restore: false,
+            }],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&remove, "feedc0de");
+        assert!(!ok, "{out}");
+        assert!(out.contains("HACTL\tfail\tdir\t"), "{out}");
+        assert_eq!(
+            std::fs::read_to_string(sb.path("etc/app.conf")).expect("still there"),
+            "root's\n"
+        );
+        assert!(describe_fail(&["dir".into(), "/x/y".into()]).contains("refused"));
+    }
+
+    #[test]
+    fn a_checked_file_in_a_user_writable_dir_is_refused_before_its_checker_runs() {
+        let sb = Sandbox::new();
+        let mut w = user_file(sb.path("home/nginx.conf"));
+        w.check = Some(CheckKind::Nginx);
+        let steps = ApplySteps {
+            writes: vec![w],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(!ok, "{out}");
+        assert!(out.contains("HACTL\tfail\tunsafe-dir\t"), "{out}");
+        assert!(!std::path::Path::new(&sb.path("home/nginx.conf")).exists());
+    }
+
+    #[test]
+    fn fetch_reads_as_an_unprivileged_user_and_never_through_a_link() {
+        let s = fetch_script(&["/etc/nginx/nginx.conf".into()]);
+        assert_eq!(
+            s,
+            "set -u\nif [ -f /etc/nginx/nginx.conf ] && [ ! -L /etc/nginx/nginx.conf ] && c=$(setpriv --reuid=65534 --regid=65534 --clear-groups -- base64 -w0 -- /etc/nginx/nginx.conf 2>/dev/null); then printf 'HACTL\\tcontent\\t%s\\t%s\\n' /etc/nginx/nginx.conf \"$c\"; fi\n"
+        );
+        // run for real: a root-only file, and a link to a readable one, give no record
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        mode(dir.path(), 0o755);
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "root only\n").expect("write");
+        mode(&secret, 0o600);
+        let public = dir.path().join("public");
+        std::fs::write(&public, "hi").expect("write");
+        mode(&public, 0o644);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&public, &link).expect("link");
+        let paths = [secret, link, public.clone()].map(|p| p.display().to_string());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(fetch_script(&paths))
+            .output()
+            .expect("sh runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            parse(&text),
+            vec![Record::Content {
+                path: public.display().to_string(),
+                bytes: b"hi".to_vec()
+            }],
+            "{text}"
+        );
+    }
+
     #[test]
     fn parses_records() {
-        let out = "noise\nHACTL\tfile\t/etc/x\tabc\t644\nHACTL\tmissing\t/etc/y\nHACTL\tservice\tnginx\tactive\t42\nHACTL\tservice\thaproxy\tinactive\t\nHACTL\tcontent\t/etc/x\taGk=\n";
+        let out = "noise\nHACTL\tfile\t/etc/x\tabc\t644\nHACTL\tmissing\t/etc/y\nHACTL\tservice\tnginx\tactive\t42\nHACTL\tservice\thaproxy\tinactive\t\nHACTL\tcontent\t/etc/x\taGk=\nHACTL\tstat\t777\tsymbolic link\t/etc/z\nHACTL\tstat\t600\tregular empty file\t/etc/e\n";
         assert_eq!(
             parse(out),
             vec![
@@ -652,6 +1039,16 @@ mod tests {
                 Record::Content {
                     path: "/etc/x".into(),
                     bytes: b"hi".to_vec()
+                },
+                Record::Stat {
+                    path: "/etc/z".into(),
+                    mode: 0o777,
+                    kind: crate::plan::hosts::FileKind::Symlink
+                },
+                Record::Stat {
+                    path: "/etc/e".into(),
+                    mode: 0o600,
+                    kind: crate::plan::hosts::FileKind::Regular
                 },
             ]
         );

@@ -30,6 +30,10 @@ use super::super::{Host, Vip};
 use super::did_you_mean;
 use super::tree::Node;
 
+/// AWS's own rules (CIDRs, listeners, matcher), in their own file.
+#[path = "aws.rs"]
+mod aws;
+
 /// What the checks resolve for the rest of hactl.
 pub(super) struct Resolved {
     pub hosts: Vec<Host>,
@@ -68,6 +72,7 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     c.ports();
     c.files_state_vault();
     c.aws();
+    c.aws_rules();
     c.vip_aws();
     let resolved = c.resolve();
     (c.out, resolved)
