@@ -21,7 +21,7 @@ if [ -z "${HACTL_BENCH_LOCKED:-}" ]; then
 fi
 OUT="$PWD/bench/out"; mkdir -p "$OUT"
 LAB=/srv/hactl-lab
-command -v ansible-playbook >/dev/null || python3 -m pip install -q --root-user-action=ignore ansible-core
+bash scripts/deps.sh bench   # the only thing that installs: ansible-playbook among the rest
 
 # The stack: lab.yaml grown to N hosts (distinct priorities, same VIP and services).
 python3 - "$N" > "$OUT/push-stack.yaml" <<'PY'

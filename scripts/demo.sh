@@ -5,7 +5,7 @@
 # nginx stops on the VIP holder, hactl measures the outage and the failback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh demo   # only what the demo needs (not redis, moto, ansible)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hactl-target}"
 # The debug build: it shares the test suite's build, and hactl's time here is SSH, not CPU.
 cargo build
@@ -18,10 +18,9 @@ echo "== lab: 3 hosts"
 echo "== app images (v1, v2) built locally, no registry"
 "$H" lab demo-image --version v1 -o target/lab-app/demo-v1.tar
 "$H" lab demo-image --version v2 -o target/lab-app/demo-v2.tar
-echo "== up: VIP + haproxy + nginx + app v1"
+echo "== up: VIP + haproxy + nginx + app v1 (returns once the stack serves)"
 "$H" up -f stacks/lab-app.yaml --auto-approve
 "$H" lab check "$VIP"   # traffic goes only to the lab: the VIP must route through hactl0
-for _ in $(seq 50); do curl -fs -m 1 "http://$VIP/" >/dev/null && break; sleep 0.2; done
 echo "GET http://$VIP/ -> $(curl -s -m 2 "http://$VIP/")"
 "$H" status -f stacks/lab-app.yaml || true
 

@@ -1,44 +1,69 @@
 #!/usr/bin/env bash
-# Installs what hactl's lab, tests and benchmarks need on a Debian machine, as root, and only
-# what is missing: Debian packages, then PyPI tools. Safe to run again.
+# Installs what hactl needs on a Debian machine, as root, and only what is missing: Debian
+# packages, then PyPI tools. Safe to run again. This is the only script that changes the
+# machine; everything else (demo, tests, benchmarks) calls it with what it needs:
+#
+#   bash scripts/deps.sh demo    the lab demo (scripts/demo.sh): sshd, keepalived, nginx,
+#                                haproxy, podman + podman-compose, iproute2, curl, busybox
+#   bash scripts/deps.sh test    the test suite (scripts/test.sh): demo + rsyslog, redis
+#                                (server, sentinel, cli), netavark (podman's other network
+#                                backend), docker.io + docker-compose (the docker runtime)
+#                                and moto's server (the AWS tests)
+#   bash scripts/deps.sh bench   the benchmarks (bench/*.sh): test + ansible (with the
+#                                amazon.aws collection) and boto3
+#
+# No argument means `test` (what CI runs).
 set -euo pipefail
+
+level=${1:-test}
+case "$level" in
+  demo) n=1 ;;
+  test) n=2 ;;
+  bench) n=3 ;;
+  *)
+    echo "usage: bash scripts/deps.sh [demo|test|bench]" >&2
+    exit 2
+    ;;
+esac
 
 need_apt=()
 want() { # want BINARY PACKAGE
   command -v "$1" >/dev/null 2>&1 || need_apt+=("$2")
 }
+# demo: the lab hosts and the stack on them
 want sshd openssh-server
 want ssh openssh-client
 want keepalived keepalived
 want nginx nginx
 want haproxy haproxy
 want podman podman
-# both of podman 4.3's network backends are tested in the lab (CNI comes with podman)
-[ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
-[ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
 want runc runc
 want ip iproute2
 want curl curl
 want nsenter util-linux
-want busybox busybox-static
 want python3 python3
-# issue 6: the HA services (syslog active/passive, redis primary/replica with sentinel)
-want rsyslogd rsyslog
-want redis-server redis-server
-want redis-sentinel redis-sentinel
-want redis-cli redis-tools
-# issue 16: `app.runtime: docker` runs in lab hosts with Debian's dockerd and Compose v1
-# (Debian 12 has no Compose v2 plugin). Their services never start on the machine.
-want dockerd docker.io
-want docker-compose docker-compose
-[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_apt+=(busybox-static)
 # issue 4: lab hosts run the app with podman-compose and see /usr but not /root, so a pip or
 # pyenv install under /root is invisible to them: Debian's package puts it in /usr/bin.
 [ -x /usr/bin/podman-compose ] || need_apt+=(podman-compose)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+if [ "$n" -ge 2 ]; then
+  # issue 6: the HA services (syslog active/passive, redis primary/replica with sentinel)
+  want rsyslogd rsyslog
+  want redis-server redis-server
+  want redis-sentinel redis-sentinel
+  want redis-cli redis-tools
+  # both of podman 4.3's network backends are tested in the lab (CNI comes with podman); the
+  # demo runs on whichever podman picks
+  [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+  [ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
+  # issue 16: `app.runtime: docker` runs in lab hosts with Debian's dockerd and Compose v1
+  # (Debian 12 has no Compose v2 plugin). Their services never start on the machine.
+  want dockerd docker.io
+  want docker-compose docker-compose
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "deps: apt-get install ${need_apt[*]}"
+  echo "deps ($level): apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # The packages' own services must not start in the root namespace: the lab runs them
@@ -50,19 +75,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 need_pip=()
-command -v podman-compose >/dev/null 2>&1 || need_pip+=(podman-compose)
-# moto's server mode (the AWS tests) needs the `server` extra, not only the library.
-command -v moto_server >/dev/null 2>&1 || need_pip+=('moto[server]')
-# bench/provision.sh drives the amazon.aws collection, which ships in the full `ansible`
-# package (ansible-core alone has no collections): check for the collection itself.
-if ! command -v ansible-playbook >/dev/null 2>&1 \
-  || ! python3 -c 'import ansible_collections.amazon.aws' >/dev/null 2>&1; then
-  need_pip+=(ansible)
+if [ "$n" -ge 2 ]; then
+  # moto's server mode (the AWS tests) needs the `server` extra, not only the library.
+  command -v moto_server >/dev/null 2>&1 || need_pip+=('moto[server]')
 fi
-# amazon.aws talks to AWS (moto) through boto3/botocore.
-python3 -c 'import boto3, botocore' >/dev/null 2>&1 || need_pip+=(boto3)
+if [ "$n" -ge 3 ]; then
+  # bench/provision.sh drives the amazon.aws collection, which ships in the full `ansible`
+  # package (ansible-core alone has no collections): check for the collection itself.
+  if ! command -v ansible-playbook >/dev/null 2>&1 \
+    || ! python3 -c 'import ansible_collections.amazon.aws' >/dev/null 2>&1; then
+    need_pip+=(ansible)
+  fi
+  # amazon.aws talks to AWS (moto) through boto3/botocore.
+  python3 -c 'import boto3, botocore' >/dev/null 2>&1 || need_pip+=(boto3)
+fi
 if [ ${#need_pip[@]} -gt 0 ]; then
-  echo "deps: pip install ${need_pip[*]}"
+  echo "deps ($level): pip install ${need_pip[*]}"
   python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"
 fi
 

@@ -3,7 +3,7 @@
 # tests, and the integration tests against real lab hosts (network namespaces: needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh test
 # A target dir that survives between runs on the same machine: only the first run pays for
 # the cold build of the dependencies.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hactl-target}"

@@ -31,6 +31,10 @@ pub enum ExitStatus {
     Failure,
     /// `--detailed-exitcode` only: the plan has changes.
     Changes,
+    /// `up`, `heal`, `deploy`: the changes were applied, but the stack did not serve within
+    /// `--wait-timeout` (no single VIP holder, a check failing, the app unhealthy behind
+    /// nginx, AWS targets not healthy).
+    NotServing,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -39,6 +43,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::Changes => ExitCode::from(2),
+            ExitStatus::NotServing => ExitCode::from(3),
         }
     }
 }

@@ -27,17 +27,11 @@ use crate::{vault, view, ExitStatus};
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// How long to wait for another run's state lock (e.g. `30s`, `5m`); default: fail at once.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::stack::duration::arg, default_value = "0s")]
     pub lock_wait: Duration,
     /// How many AWS resources are created or deleted at once within a wave.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::stack::duration::parse(s)
-        .map(|d| d.0)
-        .map_err(|e| e.to_string())
 }
 
 pub fn is_aws(stack: &Stack) -> bool {
@@ -177,6 +171,7 @@ pub async fn up(
     run: &RunArgs,
     auto_approve: bool,
     provision_only: bool,
+    wait: Option<Duration>,
 ) -> miette::Result<ExitStatus> {
     warn(&stack);
     let backend = Backend::for_stack(&stack).await?;
@@ -188,11 +183,13 @@ pub async fn up(
         }
         if provision_only {
             if !args.json {
-                view::print_out("\nHosts: not configured (`--provision-only`).\n");
+                view::print_out(
+                    "\nHosts: not configured (`--provision-only`), so not waited on to serve.\n",
+                );
             }
             return Ok(status);
         }
-        configure_hosts(&stack, &backend, args, auto_approve).await
+        configure_hosts(&stack, &backend, args, auto_approve, wait).await
     }
     .await;
     guard.release().await;
@@ -208,12 +205,14 @@ fn known_hosts_path(stack: &str) -> std::path::PathBuf {
 
 /// The second layer of `up`: the instances in the state's outputs are configured over SSH by
 /// the spine's flow (render with the outputs → observe → plan → apply), then the EFS mount
-/// step runs (or says why it cannot).
+/// step runs (or says why it cannot), then (`wait`) the instances and the target group are
+/// waited on until the stack serves (`cli/wait.rs`).
 async fn configure_hosts(
     stack: &Stack,
     backend: &Backend,
     args: &StackArgs,
     auto_approve: bool,
+    wait: Option<Duration>,
 ) -> miette::Result<ExitStatus> {
     let name = stack.name().to_string();
     let mut st = backend
@@ -258,13 +257,33 @@ async fn configure_hosts(
     }
     let status =
         super::plan::up_rendered(s.clone(), configs, secrets, args.json, auto_approve).await?;
-    match mount_path {
+    let status = match mount_path {
         Some(path) if !efs_dns.is_empty() => {
             let failed = mount_step(&s, &path, args.json).await;
-            Ok(if failed { ExitStatus::Failure } else { status })
+            if failed {
+                ExitStatus::Failure
+            } else {
+                status
+            }
         }
-        _ => Ok(status),
+        _ => status,
+    };
+    let Some(timeout) = wait.filter(|_| status == ExitStatus::Success) else {
+        return Ok(status);
+    };
+    // The balancer's view too: its targets must pass its own health checks.
+    let targets = match st.resources.get(desired::TG) {
+        Some(tg) => Some(super::wait::TargetWait {
+            clients: Clients::new(&region(stack)).await,
+            arn: tg.id.clone(),
+        }),
+        None => None,
+    };
+    let serving = super::wait::until_serving(&s, timeout, targets.as_ref()).await;
+    if args.json {
+        view::print_json(&serde_json::json!({ "serving": serving }))?;
     }
+    Ok(super::wait::finish(&s, timeout, &serving))
 }
 
 /// Host keys: only current instances' keys are kept (a replaced instance is a new host); the
@@ -367,6 +386,7 @@ pub async fn heal(
     run: &RunArgs,
     dry_run: bool,
     provision_only: bool,
+    wait: Option<Duration>,
 ) -> miette::Result<ExitStatus> {
     let backend = Backend::for_stack(stack).await?;
     let guard = backend.lock("heal", run.lock_wait).await?;
@@ -381,7 +401,7 @@ pub async fn heal(
             }
             return Ok(status);
         }
-        configure_hosts(stack, &backend, args, true).await
+        configure_hosts(stack, &backend, args, true, wait).await
     }
     .await;
     guard.release().await;

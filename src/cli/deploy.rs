@@ -100,7 +100,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_failed_hosts: usize,
     /// Wait this long for another deploy's lock (`30s`, `5m`) instead of failing at once.
-    #[arg(long, value_name = "D", value_parser = parse_dur, default_value = "0s")]
+    #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "0s")]
     pub lock_wait: Duration,
     /// Send steady traffic to the public endpoint during the deploy (default URL: the VIP's
     /// haproxy or nginx port) and report failed requests and p50/p99 latency.
@@ -113,11 +113,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub probe_budget: Option<u64>,
     /// Keep probing this long after the last batch.
-    #[arg(long, value_name = "D", value_parser = parse_dur, default_value = "5s")]
+    #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "5s")]
     pub probe_soak: Duration,
     /// Hard limit on the probe's duration, whatever the deploy does.
-    #[arg(long, value_name = "D", value_parser = parse_dur, default_value = "10m")]
+    #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "10m")]
     pub probe_max: Duration,
+    #[command(flatten)]
+    pub wait: super::wait::WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -130,12 +132,6 @@ pub struct DeployArgs {
     pub archive: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
-}
-
-fn parse_dur(s: &str) -> Result<Duration, String> {
-    crate::stack::duration::parse(s)
-        .map(|d| d.0)
-        .map_err(|e| e.to_string())
 }
 
 pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
@@ -164,7 +160,7 @@ pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
     }
     .await;
     guard.release().await;
-    finish(r?, a.run.json)
+    finish(r?, &stack, &a.run).await
 }
 
 pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
@@ -208,7 +204,7 @@ pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
     };
     session.close().await;
     guard.release().await;
-    finish(r?, a.json)
+    finish(r?, &stack, &a).await
 }
 
 fn stack_file(a: &RunArgs) -> miette::Result<PathBuf> {
@@ -306,15 +302,34 @@ async fn go(
     Ok(exec::deploy(session, &target, &opts, &progress).await?)
 }
 
-fn finish(r: DeployReport, json: bool) -> miette::Result<ExitStatus> {
-    if json {
-        view::print_json(&r)?;
-    } else {
+/// Prints the deploy's outcome; a deploy that went through then waits until the stack serves
+/// (`cli/wait.rs`), and with `--json` the report carries the wait's outcome as `serving`.
+async fn finish(r: DeployReport, stack: &stack::Stack, a: &RunArgs) -> miette::Result<ExitStatus> {
+    let deployed = matches!(r.outcome, rollout::Outcome::Deployed);
+    let wait = a.wait.wait().filter(|_| deployed);
+    if !a.json {
         view::print_out(&human(&r));
     }
-    Ok(match r.outcome {
-        rollout::Outcome::Deployed => ExitStatus::Success,
-        _ => ExitStatus::Failure,
+    let serving = match wait {
+        Some(t) => Some(super::wait::until_serving(stack, t, None).await),
+        None => None,
+    };
+    if a.json {
+        let mut doc = serde_json::to_value(&r)
+            .map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?;
+        if let (Some(s), Some(obj)) = (&serving, doc.as_object_mut()) {
+            obj.insert(
+                "serving".into(),
+                serde_json::to_value(s)
+                    .map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?,
+            );
+        }
+        view::print_json(&doc)?;
+    }
+    Ok(match (deployed, wait.zip(serving.as_ref())) {
+        (false, _) => ExitStatus::Failure,
+        (true, Some((t, s))) => super::wait::finish(stack, t, s),
+        (true, None) => ExitStatus::Success,
     })
 }
 

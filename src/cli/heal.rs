@@ -18,6 +18,10 @@
 //! `--watch` repeats the round every `--interval` until interrupted (or `--rounds` rounds). A
 //! round of an AWS stack that fails (AWS error, state locked by another run) is reported and
 //! the watch goes on: the next round starts again from what exists.
+//!
+//! Without `--watch` (and without `--dry-run`), a round that converged waits until the stack
+//! serves, as `up` does (`cli/wait.rs`; `--no-wait` skips it). A watch does not wait: its next
+//! round looks again anyway.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -45,7 +49,7 @@ pub struct HealArgs {
     #[arg(long)]
     pub watch: bool,
     /// Time between two rounds with `--watch`: `5s`, `500ms`, `1m`.
-    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    #[arg(long, default_value = "5s", value_parser = crate::stack::duration::arg)]
     pub interval: Duration,
     /// With `--watch`: stop after this many rounds.
     #[arg(long)]
@@ -58,12 +62,15 @@ pub struct HealArgs {
     /// `provider: aws`: replace and register instances only, without configuring them over SSH.
     #[arg(long)]
     pub provision_only: bool,
+    #[command(flatten)]
+    pub wait: super::wait::WaitArgs,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    crate::stack::duration::parse(s)
-        .map(|d| d.0)
-        .map_err(|e| e.to_string())
+impl HealArgs {
+    /// The wait after the round: only for a single round that changes things.
+    fn wait(&self) -> Option<Duration> {
+        self.wait.wait().filter(|_| !self.watch && !self.dry_run)
+    }
 }
 
 /// One service port's outcome in a round.
@@ -103,6 +110,9 @@ struct Round {
     /// Everything reachable matches the stack and every port has one primary that every live
     /// instance follows.
     converged: bool,
+    /// How the wait for the stack to serve ended (a single converged round only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serving: Option<super::wait::Serving>,
 }
 
 pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
@@ -128,18 +138,24 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
         };
         let r = round(&stack, &secrets, n, a.dry_run).await;
         guard.release().await;
-        let r = r?;
+        let mut r = r?;
+        let healthy = r.converged && r.down.is_empty();
+        let wait = a.wait().filter(|_| healthy);
+        if !a.stack.json {
+            view::print_out(&render(&r));
+        }
+        if let Some(t) = wait {
+            r.serving = Some(super::wait::until_serving(&stack, t, None).await);
+        }
         if a.stack.json {
             view::print_json(&r)?;
-        } else {
-            view::print_out(&render(&r));
         }
         let done = !a.watch || a.rounds.is_some_and(|max| n >= max);
         if done {
-            return Ok(if r.converged && r.down.is_empty() {
-                ExitStatus::Success
-            } else {
-                ExitStatus::Failure
+            return Ok(match (healthy, wait.zip(r.serving.as_ref())) {
+                (false, _) => ExitStatus::Failure,
+                (true, Some((t, s))) => super::wait::finish(&stack, t, s),
+                (true, None) => ExitStatus::Success,
             });
         }
         tokio::time::sleep(a.interval).await;
@@ -155,7 +171,15 @@ async fn run_aws(a: &HealArgs, stack: &Stack) -> miette::Result<ExitStatus> {
         if a.watch && !a.stack.json {
             view::print_out(&format!("heal round {n} of `{}`:\n", stack.name()));
         }
-        let r = super::aws::heal(stack, &a.stack, &a.run, a.dry_run, a.provision_only).await;
+        let r = super::aws::heal(
+            stack,
+            &a.stack,
+            &a.run,
+            a.dry_run,
+            a.provision_only,
+            a.wait(),
+        )
+        .await;
         let status = match r {
             Ok(s) => s,
             Err(e) if !last => {
@@ -234,6 +258,7 @@ async fn round(stack: &Stack, secrets: &Secrets, n: u32, dry_run: bool) -> miett
         ports,
         services,
         converged,
+        serving: None,
     })
 }
 

@@ -2,10 +2,12 @@
 //! doing load → engine → view. Settings come from arguments, then the environment.
 
 mod aws;
+mod completions;
 mod deploy;
 mod drill;
 mod explain;
 mod heal;
+mod init;
 mod lab;
 mod logs;
 mod outputs;
@@ -16,6 +18,9 @@ mod secrets;
 mod state;
 mod status;
 mod validate;
+mod wait;
+
+pub(crate) use wait::Serving;
 
 use std::path::PathBuf;
 
@@ -77,6 +82,13 @@ pub enum Command {
     /// The age-encrypted vault.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Write a starting stack file and its vault from flags (asks for what is missing only on
+    /// a terminal).
+    Init(init::InitArgs),
+    /// The shell completion script for bash, zsh, fish or powershell, on stdout.
+    Completions(completions::CompletionsArgs),
+    /// The man page (roff) on stdout, or every page into `--dir`.
+    Man(completions::ManArgs),
 }
 
 /// The stack file argument shared by every stack command.
@@ -109,5 +121,8 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Rollback(a) => deploy::run_rollback(a).await,
         Command::Lab(c) => lab::run(c).await,
         Command::Secrets(c) => secrets::run(c).await,
+        Command::Init(a) => init::run(a),
+        Command::Completions(a) => completions::run_completions(a),
+        Command::Man(a) => completions::run_man(a),
     }
 }

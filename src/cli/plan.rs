@@ -3,6 +3,7 @@
 //! "yes" at a terminal prompt, and is refused (with a hint) when no terminal can be asked.
 //! `up` and `down` hold the stack's lock ([`lock`]) from before the hosts are read until the
 //! report, as the AWS path does.
+//! `up` then waits until the stack serves (`cli/wait.rs`) unless `--no-wait`.
 
 use clap::Args;
 
@@ -36,6 +37,8 @@ pub struct UpArgs {
     /// instances over SSH (e.g. they are not reachable from where this runs).
     #[arg(long)]
     pub provision_only: bool,
+    #[command(flatten)]
+    pub wait: super::wait::WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -117,14 +120,30 @@ pub(crate) async fn lock(
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     if super::aws::is_aws(&stack) {
-        return super::aws::up(stack, &a.stack, &a.run, a.auto_approve, a.provision_only).await;
+        return super::aws::up(
+            stack,
+            &a.stack,
+            &a.run,
+            a.auto_approve,
+            a.provision_only,
+            a.wait.wait(),
+        )
+        .await;
     }
     let guard = lock(&stack, "up", a.run.lock_wait).await?;
     let r = async {
         let mut p = prepare(&a.stack).await?;
         p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
         let plan = engine::plan_up(&p.stack, &p.observed);
-        apply(p, plan, a.stack.json, a.auto_approve, Mode::Up).await
+        apply(
+            p,
+            plan,
+            a.stack.json,
+            a.auto_approve,
+            Mode::Up,
+            a.wait.wait(),
+        )
+        .await
     }
     .await;
     guard.release().await;
@@ -141,7 +160,7 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
         let mut p = prepare(&a.stack).await?;
         p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
         let plan = engine::plan_down(&p.stack, &p.observed);
-        apply(p, plan, a.stack.json, a.auto_approve, Mode::Down).await
+        apply(p, plan, a.stack.json, a.auto_approve, Mode::Down, None).await
     }
     .await;
     guard.release().await;
@@ -150,7 +169,7 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
 
 /// The hosts layer of an AWS `up`: the instances, already built into `stack.hosts` and
 /// rendered with the state's outputs, go through the same observe → plan → apply as a hosts
-/// stack (see `cli/aws.rs`).
+/// stack (see `cli/aws.rs`, which waits for the stack to serve once the EFS mount is done).
 pub(crate) async fn up_rendered(
     stack: stack::Stack,
     configs: std::collections::BTreeMap<String, crate::render::HostConfig>,
@@ -170,6 +189,7 @@ pub(crate) async fn up_rendered(
         json,
         auto_approve,
         Mode::Up,
+        None,
     )
     .await
 }
@@ -179,14 +199,21 @@ struct ApplyOutput<'a> {
     outcome: &'a str,
     plan: &'a Plan,
     hosts: &'a [HostReport],
+    /// How the wait for the stack to serve ended (absent with `--no-wait` or on failure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serving: Option<&'a super::wait::Serving>,
 }
 
+/// Applies the plan, then (`wait`: at most that long) waits for the stack to serve. With
+/// `--json` the one document carries the wait's outcome; human output prints the reports
+/// first, so the progress of the wait follows them on stderr.
 async fn apply(
     p: Prepared,
     plan: Plan,
     json: bool,
     auto_approve: bool,
     mode: Mode,
+    wait: Option<std::time::Duration>,
 ) -> miette::Result<ExitStatus> {
     let order = host_order(&p.stack);
     if !json {
@@ -213,13 +240,7 @@ async fn apply(
         (false, true) => "applied",
         (false, false) => "no_changes",
     };
-    if json {
-        view::print_json(&ApplyOutput {
-            outcome,
-            plan: &plan,
-            hosts: &reports,
-        })?;
-    } else {
+    if !json {
         let mut text = view::plan::render_reports(&reports, &plan);
         text.push_str(match outcome {
             "failed" => "\nSome hosts failed: see above. The others were applied.\n",
@@ -228,9 +249,22 @@ async fn apply(
         });
         view::print_out(&text);
     }
-    Ok(if failed {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
+    let wait = wait.filter(|_| !failed && mode == Mode::Up);
+    let serving = match wait {
+        Some(t) => Some(super::wait::until_serving(&p.stack, t, None).await),
+        None => None,
+    };
+    if json {
+        view::print_json(&ApplyOutput {
+            outcome,
+            plan: &plan,
+            hosts: &reports,
+            serving: serving.as_ref(),
+        })?;
+    }
+    Ok(match (failed, wait.zip(serving.as_ref())) {
+        (true, _) => ExitStatus::Failure,
+        (false, Some((t, s))) => super::wait::finish(&p.stack, t, s),
+        (false, None) => ExitStatus::Success,
     })
 }

@@ -134,8 +134,21 @@ fn init(args: &StackArgs) -> miette::Result<ExitStatus> {
         }
         .into());
     }
+    create_vault(&stack, &paths, &Secrets::default())?;
+    Ok(ExitStatus::Success)
+}
+
+/// Writes the stack's vault holding `secrets`, readable by the user's age identity (created,
+/// 0600, when there is none) plus whoever the recipients file lists already; writes the
+/// recipients file. Returns the identity file when one was created. Used by `secrets init`
+/// and `hactl init`.
+pub(super) fn create_vault(
+    stack: &Stack,
+    paths: &VaultPaths,
+    secrets: &Secrets,
+) -> miette::Result<Option<PathBuf>> {
     let mut recipients = Recipients::load(&paths.recipients)?;
-    let (public, created) = vault::ensure_identity(&stack)?;
+    let (public, created) = vault::ensure_identity(stack)?;
     if let Some(p) = &created {
         view::note(&format!(
             "created the age identity `{}` (0600); back it up: without it (or another \
@@ -153,8 +166,11 @@ fn init(args: &StackArgs) -> miette::Result<ExitStatus> {
         )));
     }
     recipients.add(&public)?;
-    write_vault(&stack, &paths, &Secrets::default(), &recipients)?;
-    crate::vault::write_recipients(&paths, &recipients)?;
+    if let Some(dir) = paths.vault.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).into_diagnostic()?;
+    }
+    write_vault(stack, paths, secrets, &recipients)?;
+    crate::vault::write_recipients(paths, &recipients)?;
     view::note(&format!(
         "created the vault `{}` for the stack `{}`, readable by {} (listed in `{}`)",
         paths.vault.display(),
@@ -163,7 +179,7 @@ fn init(args: &StackArgs) -> miette::Result<ExitStatus> {
         paths.recipients.display()
     ));
     view::note(&format!("your public key: {public}"));
-    Ok(ExitStatus::Success)
+    Ok(created)
 }
 
 fn set(args: &NameArgs) -> miette::Result<ExitStatus> {

@@ -1,6 +1,10 @@
 //! `hactl status -f STACK [--json]`: per host reachability, VRRP state, base and effective
 //! priority, check results, services and whether it holds the VIP. Exits non-zero on split
 //! brain (two holders), on no holder, or when a host cannot be reached.
+//!
+//! [`collect`] is the one reader of a running stack: `up`, `heal` and `deploy` wait on it
+//! (`cli/wait.rs`) until the stack serves, so what they wait for is exactly what `status`
+//! shows.
 
 use clap::Args;
 use futures::StreamExt;
@@ -21,48 +25,57 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Serialize)]
-struct CheckResult {
-    name: String,
-    ok: bool,
-    weight: i64,
+pub(crate) struct CheckResult {
+    pub name: String,
+    pub ok: bool,
+    pub weight: i64,
 }
 
 #[derive(Debug, Serialize)]
-struct HostStatus {
-    name: String,
-    address: String,
-    reachable: bool,
+pub(crate) struct HostStatus {
+    pub name: String,
+    pub address: String,
+    pub reachable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
     /// MASTER, BACKUP, FAULT or STOPPED (keepalived not running).
-    vrrp_state: Option<String>,
-    holds_vip: bool,
-    base_priority: u8,
-    effective_priority: Option<i64>,
+    pub vrrp_state: Option<String>,
+    pub holds_vip: bool,
+    pub base_priority: u8,
+    pub effective_priority: Option<i64>,
     /// The last transition the notify hook recorded: `STATE UNIX-TIME`.
-    last_transition: Option<String>,
-    checks: Vec<CheckResult>,
-    services: std::collections::BTreeMap<String, String>,
+    pub last_transition: Option<String>,
+    pub checks: Vec<CheckResult>,
+    pub services: std::collections::BTreeMap<String, String>,
     /// HA services' roles on this host: `redis:9001` → `primary (2 replicas)`, `syslog` →
     /// `active`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    roles: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize)]
-struct VipStatus {
-    address: String,
-    holders: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Status {
-    stack: String,
+    pub roles: std::collections::BTreeMap<String, String>,
+    /// On an `app` host of a stack with `app` and `nginx`: whether the app's health path
+    /// (`app.health.path`) answers 2xx through nginx on this host (`curl` on the host, to
+    /// `127.0.0.1:nginx.listen`), i.e. the app is healthy behind nginx.
     #[serde(skip_serializing_if = "Option::is_none")]
-    vip: Option<VipStatus>,
-    split_brain: bool,
-    hosts: Vec<HostStatus>,
+    pub app_via_nginx: Option<bool>,
 }
+
+#[derive(Debug, Serialize)]
+pub(crate) struct VipStatus {
+    pub address: String,
+    pub holders: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Status {
+    pub stack: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<VipStatus>,
+    pub split_brain: bool,
+    pub hosts: Vec<HostStatus>,
+}
+
+/// The name the app-through-nginx probe runs under in the status script. A stack's check
+/// names are identifiers (no spaces), so this one cannot collide with them.
+const APP_PROBE: &str = "app via nginx";
 
 /// keepalived's arithmetic: a passing check with a positive weight adds it, a failing check
 /// with a negative weight subtracts it; a failing check of weight 0 means FAULT.
@@ -94,6 +107,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         checks: Vec::new(),
         services: Default::default(),
         roles: Default::default(),
+        app_via_nginx: None,
     };
     let conn = match conn {
         Ok(c) => c,
@@ -115,7 +129,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
     } else if crate::services::haproxy_client_only(stack, host) {
         services.push("haproxy".to_string());
     }
-    let checks: Vec<(String, String)> = vip
+    let mut checks: Vec<(String, String)> = vip
         .map(|v| {
             v.checks
                 .iter()
@@ -123,6 +137,14 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
                 .collect()
         })
         .unwrap_or_default();
+    if let (Some(app), Some(nginx), true) =
+        (&stack.file.app, &stack.file.nginx, host.has_role("app"))
+    {
+        checks.push((
+            APP_PROBE.to_string(),
+            app_probe_command(nginx.listen.value, &app.health.path),
+        ));
+    }
     let vip_addr = stack.vip.as_ref().map(|v| v.address.to_string());
     let instance = vip.map(|v| v.instance.clone()).unwrap_or_default();
     let svcs: Vec<Service<'_>> = Service::all(stack)
@@ -164,6 +186,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
                     .insert(name, if active { "active" } else { "inactive" }.into());
             }
             Record::Vip(v) => st.holds_vip = v,
+            Record::Check { name, ok } if name == APP_PROBE => st.app_via_nginx = Some(ok),
             Record::Check { name, ok } => {
                 let weight = vip
                     .and_then(|v| v.checks.iter().find(|c| c.name.value == name))
@@ -223,6 +246,14 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
     st
 }
 
+/// The command that asks nginx on this host for the app's health path: 2xx within 2 s.
+fn app_probe_command(port: i64, path: &str) -> String {
+    format!(
+        "curl -fsS -m 2 -o /dev/null {}",
+        script::q(&format!("http://127.0.0.1:{port}{path}"))
+    )
+}
+
 /// A redis service's password for the status probe: inline, or from the vault when it opens.
 fn svc_password(svc: &Service<'_>, secrets: &crate::vault::Secrets) -> Option<String> {
     match svc.spec.password.as_ref().map(|p| &p.value) {
@@ -236,8 +267,26 @@ fn svc_password(svc: &Service<'_>, secrets: &crate::vault::Secrets) -> Option<St
 
 pub async fn run(args: StatusArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&args.stack.file)?;
+    let status = collect(&stack).await;
+    if args.stack.json {
+        view::print_json(&status)?;
+    } else {
+        view::print_out(&render(&status));
+    }
+    let unreachable = status.hosts.iter().any(|h| !h.reachable);
+    let bad_vip = status.vip.as_ref().is_some_and(|v| v.holders.len() != 1);
+    Ok(if unreachable || bad_vip {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// Asks every host of the stack (in parallel, `ssh.parallelism` at once) and returns what
+/// they said, hosts in stack order. Never fails: an unreachable host is a host status.
+pub(crate) async fn collect(stack: &Stack) -> Status {
     let hosts: Vec<&Host> = stack.hosts.iter().collect();
-    let mut conns = hp::connect_all(&stack, &hosts).await;
+    let mut conns = hp::connect_all(stack, &hosts).await;
     let parallelism = stack.file.ssh.parallelism.max(1);
     let mut statuses: Vec<HostStatus> = futures::stream::iter(hosts.iter().map(|h| {
         let conn = conns.remove(&h.name).unwrap_or_else(|| {
@@ -246,7 +295,7 @@ pub async fn run(args: StatusArgs) -> miette::Result<ExitStatus> {
                 message: "not connected".into(),
             })
         });
-        probe(&stack, h, conn)
+        probe(stack, h, conn)
     }))
     .buffer_unordered(parallelism)
     .collect()
@@ -258,27 +307,15 @@ pub async fn run(args: StatusArgs) -> miette::Result<ExitStatus> {
         .filter(|s| s.holds_vip)
         .map(|s| s.name.clone())
         .collect();
-    let status = Status {
+    Status {
         stack: stack.name().to_string(),
+        split_brain: holders.len() > 1,
         vip: stack.vip.as_ref().map(|v| VipStatus {
             address: v.address.to_string(),
-            holders: holders.clone(),
+            holders,
         }),
-        split_brain: holders.len() > 1,
         hosts: statuses,
-    };
-    if args.stack.json {
-        view::print_json(&status)?;
-    } else {
-        view::print_out(&render(&status));
     }
-    let unreachable = status.hosts.iter().any(|h| !h.reachable);
-    let bad_vip = status.vip.is_some() && holders.len() != 1;
-    Ok(if unreachable || bad_vip {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
-    })
 }
 
 fn render(s: &Status) -> String {
@@ -306,12 +343,19 @@ fn render(s: &Status) -> String {
             .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { "FAIL" }))
             .collect::<Vec<_>>()
             .join(",");
-        let services = h
+        let mut services = h
             .services
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
+        if let Some(ok) = h.app_via_nginx {
+            services.push_str(if ok {
+                " app(via nginx)=healthy"
+            } else {
+                " app(via nginx)=UNHEALTHY"
+            });
+        }
         let _ = writeln!(
             out,
             "{:<12} {:<16} {:<9} {:>4} {:>4}  {:<28} {}{}",

@@ -32,33 +32,35 @@ pub struct ProbeConfig {
     pub timeout: Duration,
 }
 
-/// Parses `http://IP[:PORT][/PATH]`.
-pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("`{url}`: only `http://` URLs can be probed"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].to_string()),
-        None => (rest, "/".to_string()),
-    };
-    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
-        let (h, p) = h
-            .split_once(']')
-            .ok_or_else(|| format!("`{url}`: unclosed `[` in the address"))?;
-        (h, p.strip_prefix(':').unwrap_or("80"))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p),
-            None => (authority, "80"),
+/// Parses `http://IP[:PORT][/PATH][?QUERY]` with the `url` crate (WHATWG URL rules): the
+/// address to connect to, the `Host` header (the URL's host and explicit port) and the request
+/// target (path and query). Only `http` and IP literals: the probe resolves no names.
+pub fn parse_url(text: &str) -> Result<(SocketAddr, String, String), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}`: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!("`{text}`: only `http://` URLs can be probed"));
+    }
+    let ip: IpAddr = match url.host() {
+        Some(url::Host::Ipv4(a)) => a.into(),
+        Some(url::Host::Ipv6(a)) => a.into(),
+        Some(url::Host::Domain(d)) => {
+            return Err(format!(
+                "`{text}`: the probe needs an IP address, not `{d}`"
+            ))
         }
+        None => return Err(format!("`{text}`: no host")),
     };
-    let ip: IpAddr = host
-        .parse()
-        .map_err(|_| format!("`{url}`: the probe needs an IP address, not `{host}`"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{url}`: bad port `{port}`"))?;
-    Ok((SocketAddr::new(ip, port), authority.to_string(), path))
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = url.host_str().unwrap_or_default();
+    let host_header = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    Ok((SocketAddr::new(ip, port), host_header, target))
 }
 
 /// What the probe saw: the statistics, plus which versions answered (the first word of
@@ -252,6 +254,8 @@ mod tests {
         let (a, _, p) = parse_url("http://[::1]:81/x?y").unwrap();
         assert_eq!((a.to_string(), p.as_str()), ("[::1]:81".into(), "/x?y"));
         assert!(parse_url("https://1.2.3.4/").is_err());
+        assert!(parse_url("http://1.2.3.4:99999/").is_err());
+        assert!(parse_url("198.18.0.100:8080").is_err());
         assert!(parse_url("http://example.com/")
             .unwrap_err()
             .contains("IP address"));

@@ -1,6 +1,15 @@
 //! Durations as stack files write them: `2s`, `500ms`, `1.5s`, `1m`, `1h`, or a bare number of
 //! seconds. Parsing is strict (no spaces, no mixed units) so a typo is an error, not a surprise.
 //! Serialized as a number of seconds, which is what keepalived and haproxy templates want.
+//!
+//! This is the one duration parser in the tree: stack keys deserialize through it and every
+//! command-line duration (`--lock-wait`, `--interval`, `--probe-soak`, `--wait-timeout`, …)
+//! uses [`arg`], so a flag and a key accept the same text. It is hand-written because the
+//! maintained crates do not fit the format: `humantime` has no fractions (`1.5s`, `0.1`, which
+//! keepalived's sub-second `advert_int` and check intervals need) nor bare seconds, and accepts
+//! spaces and mixed units (`1h 30m`, `2 sec`); `jiff`'s friendly format has fractions but also
+//! accepts ISO 8601 (`PT2S`) and words (`2 seconds`), so a stack could mean the same thing in
+//! several spellings. Twenty lines of strict parsing, tested below, cost less than either.
 
 use std::fmt;
 use std::time::Duration;
@@ -82,6 +91,20 @@ pub fn parse(text: &str) -> Result<Dur, DurError> {
     Ok(Dur(Duration::from_micros(micros)))
 }
 
+/// The same grammar for command-line arguments (`--lock-wait 30s`, `--interval 500ms`,
+/// `--wait-timeout 5m`): clap's `value_parser` for every duration flag, so a flag and a stack
+/// key accept exactly the same text.
+pub fn arg(text: &str) -> Result<Duration, DurError> {
+    parse(text).map(|d| d.0)
+}
+
+impl std::str::FromStr for Dur {
+    type Err = DurError;
+    fn from_str(s: &str) -> Result<Dur, DurError> {
+        parse(s)
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -144,6 +167,18 @@ mod tests {
         assert_eq!(parse("1.5s").unwrap(), Dur::from_millis(1500));
         assert_eq!(parse("3m").unwrap(), Dur::from_secs(180));
         assert_eq!(parse("1h").unwrap(), Dur::from_secs(3600));
+    }
+
+    /// Flags and stack keys share the grammar: what one accepts the other does.
+    #[test]
+    fn flags_parse_like_stack_keys() {
+        assert_eq!(arg("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(arg("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(arg("30"), Ok(Duration::from_secs(30)));
+        assert_eq!("250ms".parse::<Dur>(), Ok(Dur::from_millis(250)));
+        for bad in ["2 s", "1h30m", "2sec", "-1s"] {
+            assert_eq!(arg(bad).map_err(|_| ()), Err(()), "{bad}");
+        }
     }
 
     #[test]

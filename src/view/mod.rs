@@ -3,6 +3,7 @@
 //! prompts only when attached to a terminal.
 
 pub mod plan;
+pub mod wait;
 
 use std::io::{IsTerminal, Write};
 
@@ -77,6 +78,19 @@ pub fn note(text: &str) {
 /// True when stdin and stderr are both terminals: only then may hactl ask a question.
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Asks one question on the terminal (stderr) and returns the line typed, without its
+/// newline. Callers ask only when [`interactive`] is true.
+pub fn ask(question: &str) -> miette::Result<String> {
+    use std::io::BufRead;
+    eprint!("{question}: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| miette::miette!("cannot read the answer: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 /// Asks "Do you want to WHAT?" on the terminal and accepts only `yes`; refuses at once (with a

@@ -1182,6 +1182,9 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
         o.status.success(),
         "up failed\nstdout:\n{out}\nstderr:\n{err}"
     );
+    // `up` returned once the stack served: the instances (as status reads them) and the
+    // target group's targets (moto: registered and running is `healthy`).
+    assert!(err.contains("serving after"), "{err}");
     assert_eq!(rt.block_on(counts(&conf, NAME)), full());
     assert!(out.contains("Configuring 2 instance(s) over SSH"), "{out}");
     assert!(
@@ -1578,4 +1581,49 @@ fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     w.ok(&moto, &["down", "--auto-approve"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     lab(&["lab", "down"]);
+}
+
+/// docs/ci.md's jobs, as written, on an AWS stack: seed 003 on moto with its instances on two
+/// lab hosts. The plan job passes with changes pending; the apply job provisions, configures
+/// and returns once the instances serve and the target group's targets are healthy; the plan
+/// job afterwards has nothing to change. The age key comes in `HACTL_AGE_KEY`, as from a CI
+/// secret store.
+#[test]
+fn docs_ci_sequence_runs_against_moto_and_the_lab() {
+    let (plan, apply) = crate::pipeline::ci_jobs();
+    let _guard = crate::support::lab_guard();
+    let _ = crate::support::run(&["lab", "down"]);
+    lab(&["lab", "up", "--hosts", "2"]);
+    let moto = Moto::start();
+    let w = lab_workdir();
+    let key = std::fs::read_to_string(w.dir.path().join(".config/hactl/age.key"))
+        .expect("the workdir's age identity");
+    let mut env: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.push(("STACK".into(), SEED.into()));
+    env.push(("HACTL_AGE_KEY".into(), key));
+    // An empty HOME: only HACTL_AGE_KEY can open the vault, as on a CI runner.
+    let home = tempfile::tempdir().expect("tempdir");
+    env.push(("HOME".into(), home.path().display().to_string()));
+    crate::pipeline::run_ci_job("plan", &plan, w.dir.path(), &env);
+    let p = &crate::pipeline::json_docs(&w.dir.path().join("plan.json"))[0];
+    assert_ne!(p["summary"]["create"], 0, "{p:#}");
+    crate::pipeline::run_ci_job("apply", &apply, w.dir.path(), &env);
+    let docs = crate::pipeline::json_docs(&w.dir.path().join("up.json"));
+    let serving = docs
+        .iter()
+        .find_map(|d| d.get("serving"))
+        .unwrap_or_else(|| panic!("no `serving` in up.json: {docs:#?}"));
+    assert_eq!(serving["serving"], true, "{serving:#}");
+    crate::pipeline::run_ci_job("plan", &plan, w.dir.path(), &env);
+    let p = &crate::pipeline::json_docs(&w.dir.path().join("plan.json"))[0];
+    assert_eq!(
+        p["changes"].as_array().map(Vec::len),
+        Some(0),
+        "nothing left to change on AWS: {p:#}"
+    );
+    let _ = crate::support::run(&["lab", "down"]);
 }

@@ -125,25 +125,20 @@ fn setup() {
     let _ = run(&["lab", "down"]);
     ok(&["lab", "up", "--hosts", "3"]);
     images();
+    // `up` returns once the stack serves: the app healthy behind nginx on every host and the
+    // VIP held, so both answer at once.
     ok(&["up", "-f", STACK, "--auto-approve"]);
-    let t0 = Instant::now();
-    while versions() != ["v1", "v1", "v1"] {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "after `hactl up` every host should serve v1, got {:?}",
-            versions()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // and the VIP answers through haproxy (keepalived needs a few adverts to claim it)
+    assert_eq!(
+        versions(),
+        ["v1", "v1", "v1"],
+        "after `hactl up` every host should serve v1"
+    );
     assert_lab_route("198.18.0.100");
-    while serving("198.18.0.100:8080").split_whitespace().next() != Some("v1") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the VIP does not serve v1 through haproxy"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(
+        serving("198.18.0.100:8080").split_whitespace().next(),
+        Some("v1"),
+        "the VIP does not serve v1 through haproxy right after `up`"
+    );
 }
 
 fn teardown() {

@@ -210,10 +210,14 @@ fn wait_holders(stack: &str, want: &[&str], limit: Duration) -> Vec<String> {
 fn lab_ready(stack: &str) -> LabDown {
     must(&["lab", "up", "--hosts", "3"]);
     let guard = LabDown;
+    // `up` returns once the stack serves: the election has settled on host1.
     must(&["up", "-f", stack, "--auto-approve"]);
     assert_lab_route(VIP);
-    let h = wait_holders(stack, &["host1"], Duration::from_secs(10));
-    assert_eq!(h, vec!["host1".to_string()], "host1 never took the VIP");
+    assert_eq!(
+        holders(stack),
+        vec!["host1".to_string()],
+        "host1 does not hold the VIP after up"
+    );
     guard
 }
 
@@ -496,10 +500,10 @@ fn vip_two_holders_after_sigkill_then_up_repairs() {
     assert!(!s.status.success(), "{}", stdout(&s));
     assert!(stdout(&s).contains("SPLIT BRAIN"), "{}", stdout(&s));
     // `up` starts keepalived again: host1 rejoins with the higher priority, host2 releases.
+    // and returns only once that has happened.
     must(&["up", "-f", LAB_STACK, "--auto-approve"]);
-    let h = wait_holders(LAB_STACK, &["host1"], Duration::from_secs(10));
     assert_eq!(
-        h,
+        holders(LAB_STACK),
         vec!["host1".to_string()],
         "up did not repair the split brain"
     );
@@ -575,8 +579,7 @@ fn webhook_gets_one_post_per_transition() {
     });
     must(&["up", "-f", &stack, "--auto-approve"]);
     assert_lab_route(VIP);
-    let h = wait_holders(&stack, &["host1"], Duration::from_secs(10));
-    assert_eq!(h, vec!["host1".to_string()]);
+    assert_eq!(holders(&stack), vec!["host1".to_string()]);
     // A failover and a failback.
     must(&["lab", "exec", "host1", "--", "systemctl", "stop", "nginx"]);
     assert_eq!(

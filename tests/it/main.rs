@@ -12,6 +12,7 @@ mod ha;
 mod hostile;
 mod lab;
 mod locks;
+mod pipeline;
 mod render;
 mod services;
 mod spine;

@@ -79,11 +79,13 @@ fn spine_end_to_end_on_three_lab_hosts() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("up --json is JSON");
     assert_eq!(v["outcome"], "applied", "{out}");
 
+    // `up` returned once the stack serves: the VIP answers at once, from the priority winner.
+    assert_eq!(v["serving"]["vip_holder"], "host1", "{out}");
     assert_lab_route(VIP);
-    let t = wait_for_body("host1", Duration::from_secs(8));
-    assert!(
-        t.is_some(),
-        "the VIP never answered with host1 (the priority winner)"
+    assert_eq!(
+        get(VIP, 80, "/").map(|r| r.1),
+        Some("host1".to_string()),
+        "the VIP does not answer with host1 (the priority winner) right after `up`"
     );
     assert_eq!(get(VIP, 80, "/healthz").map(|r| r.0), Some(200));
 

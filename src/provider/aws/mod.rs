@@ -19,6 +19,7 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod diff;
+pub mod health;
 pub mod hosts;
 pub mod model;
 pub mod observe;

@@ -1033,7 +1033,7 @@ impl Checker<'_> {
             }
         }
         if let Some(u) = &c.http {
-            if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+            if !http_url(&u.value) {
                 let span = self.loc(u);
                 self.push(
                     Problem::new(
@@ -1139,7 +1139,7 @@ impl Checker<'_> {
             );
         }
         if let Some(w) = &h.webhook {
-            if !(w.value.starts_with("http://") || w.value.starts_with("https://")) {
+            if !http_url(&w.value) {
                 let span = self.loc(w);
                 self.push(
                     Problem::new(
@@ -2708,11 +2708,7 @@ impl Checker<'_> {
             ),
         ] {
             let Some(u) = value else { continue };
-            let rest = u
-                .value
-                .strip_prefix("https://")
-                .or_else(|| u.value.strip_prefix("http://"));
-            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            if !http_url(&u.value) {
                 let span = self.loc_or(u, path);
                 self.push(
                     Problem::new(
@@ -2976,6 +2972,14 @@ fn name_ok(name: &str, max: usize, host: bool) -> Result<(), String> {
         return Err("starts or ends with `-`".into());
     }
     Ok(())
+}
+
+/// An absolute `http`/`https` URL with a host, as the `url` crate (WHATWG URL rules) parses it:
+/// what curl on the host will be given for checks, webhooks and AWS endpoints.
+fn http_url(text: &str) -> bool {
+    url::Url::parse(text)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        && !text.contains(char::is_whitespace)
 }
 
 fn parse_host_addr(text: &str) -> Result<IpAddr, String> {
