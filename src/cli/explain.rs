@@ -1,15 +1,21 @@
-//! `hactl explain -f STACK vip [--json]`: keepalived's priority arithmetic for the stack, from
-//! the stack alone (no host is contacted). One table row per case — all healthy, every check
-//! failing, each host's checks failing, each host down, plus `--case` rows the user asks for —
-//! with every host's effective priority and the resulting VIP holder, then the warnings.
+//! `hactl explain -f STACK vip [--json]`: keepalived's priority arithmetic and the VRRP state
+//! machine for the stack, from the stack alone (no host is contacted). One table row per case
+//! — all healthy, every check failing, each host's checks failing, each host down, plus
+//! `--case` rows the user asks for — with every host's effective priority and every resulting
+//! VIP holder (one per election group: more than one where members do not hear each other),
+//! then the warnings (the same risks `validate`, `plan` and `up` print, plus notes).
+//!
+//! A stack that `validate` refuses only for its hearing graph (`ha::hearing::CODES`) is still
+//! explained, with those problems listed first: showing the split is the point.
 
 use std::fmt::Write as _;
 
 use clap::{Args, ValueEnum};
 
 use super::StackArgs;
-use crate::ha::priority::{self, Explanation, Failure, Model, Standing};
-use crate::stack;
+use crate::ha::hearing;
+use crate::ha::priority::{self, Explanation, Failure, Level, Model, Standing};
+use crate::stack::{self, diag::JsonDiagnostic};
 use crate::{view, ExitStatus};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -103,8 +109,17 @@ fn case_label(f: &Failure) -> String {
     parts.join(" + ")
 }
 
+/// What `explain --json` prints: the explanation, plus the hearing-graph problems `validate`
+/// refuses the stack for (empty for a valid stack).
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    explanation: &'a Explanation,
+    refused: Vec<JsonDiagnostic>,
+}
+
 pub fn run(args: ExplainArgs) -> miette::Result<ExitStatus> {
-    let stack = stack::load(&args.stack.file)?;
+    let (stack, refused) = stack::load_tolerating(&args.stack.file, hearing::CODES)?;
     let Topic::Vip = args.topic;
     let model = Model::from_stack(&stack).ok_or(ExplainError::NoVip)?;
     let mut extra = Vec::new();
@@ -112,10 +127,36 @@ pub fn run(args: ExplainArgs) -> miette::Result<ExitStatus> {
         let f = parse_case(&model, c)?;
         extra.push((case_label(&f), f));
     }
-    let e = priority::explain(&model, extra);
+    let mut e = priority::explain(&model, extra);
+    // The services' timing risks are part of the one list (see ha::risks).
+    e.warnings.extend(crate::ha::timing::service_risks(&stack));
     if args.stack.json {
-        view::print_json(&e)?;
+        let file = args.stack.file.display().to_string();
+        view::print_json(&Report {
+            explanation: &e,
+            refused: refused
+                .iter()
+                .map(|p| JsonDiagnostic::of(&file, p))
+                .collect(),
+        })?;
     } else {
+        if !refused.is_empty() {
+            let mut head = String::from(
+                "`hactl validate` refuses this stack (explained anyway, to show the split):\n",
+            );
+            for p in &refused {
+                let _ = writeln!(
+                    head,
+                    "  {}:{}:{}: {}",
+                    args.stack.file.display(),
+                    p.line.unwrap_or(0),
+                    p.column.unwrap_or(0),
+                    p.message
+                );
+            }
+            head.push('\n');
+            view::print_out(&head);
+        }
         view::print_out(&render(&e));
     }
     Ok(ExitStatus::Success)
@@ -149,6 +190,7 @@ pub fn render(e: &Explanation) -> String {
         priority::secs(m.advert_int_s),
         preempt
     );
+    let _ = writeln!(out, "hearing: {}", m.hearing.describe());
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<12} {:<16} {:>4}", "HOST", "ADDRESS", "BASE");
     for h in &m.members {
@@ -183,6 +225,17 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     let _ = writeln!(out);
+    let going_in = e
+        .cases
+        .first()
+        .map(|c| holders(&c.holders))
+        .unwrap_or_else(|| "NONE".into());
+    let _ = writeln!(
+        out,
+        "going in: `all healthy` starts from keepalived starting (every host BACKUP); every other \
+         case starts from {going_in} holding the VIP"
+    );
+    let _ = writeln!(out);
     let label_w = e
         .cases
         .iter()
@@ -201,8 +254,10 @@ pub fn render(e: &Explanation) -> String {
         for ((_, s), w) in c.standings.iter().zip(&col_w) {
             let _ = write!(out, "  {:>w$}", standing(s));
         }
-        let holder = c.holder.as_deref().unwrap_or("NONE");
-        let mut tail = holder.to_string();
+        let mut tail = holders(&c.holders);
+        if c.holders.len() > 1 {
+            tail.push_str(" (SPLIT)");
+        }
         if c.moved {
             tail.push_str(" (moves)");
         }
@@ -211,11 +266,33 @@ pub fn render(e: &Explanation) -> String {
         }
         let _ = writeln!(out, "  {tail}");
     }
+    // Per case with more than one election group: who holds what in each.
+    for c in e.cases.iter().filter(|c| c.groups.len() > 1) {
+        let groups: Vec<String> = c
+            .groups
+            .iter()
+            .map(|g| format!("[{}] → {}", g.members.join(", "), holders(&g.holders)))
+            .collect();
+        let _ = writeln!(out, "groups in `{}`: {}", c.label, groups.join("; "));
+    }
     if !e.warnings.is_empty() {
         let _ = writeln!(out);
         for w in &e.warnings {
-            let _ = writeln!(out, "warning: {w}");
+            let level = match w.level {
+                Level::Risk => "warning",
+                Level::Note => "note",
+            };
+            let _ = writeln!(out, "{level}: {}", w.message);
         }
     }
     out
+}
+
+/// Holders as the table shows them: `NONE`, `host1`, `host1 + host3`.
+fn holders(h: &[String]) -> String {
+    if h.is_empty() {
+        "NONE".into()
+    } else {
+        h.join(" + ")
+    }
 }

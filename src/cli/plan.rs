@@ -65,6 +65,7 @@ fn host_order(stack: &stack::Stack) -> Vec<String> {
 
 pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
+    view::print_warnings(&stack::risks(&stack));
     if super::aws::is_aws(&stack) {
         return super::aws::plan(stack, &a.stack, &a.run, a.detailed_exitcode).await;
     }
@@ -87,6 +88,7 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
 
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
+    view::print_warnings(&stack::risks(&stack));
     if super::aws::is_aws(&stack) {
         return super::aws::up(stack, &a.stack, &a.run, a.auto_approve, a.provision_only).await;
     }

@@ -34,6 +34,9 @@ pub struct Problem {
     pub column: Option<usize>,
     /// The file, attached when the problems are collected into a [`StackError`].
     pub src: Option<NamedSource<Arc<String>>>,
+    /// Error (the default: the stack is refused) or warning (a risk `validate`, `plan` and
+    /// `up` print and go on).
+    pub severity: miette::Severity,
 }
 
 impl Problem {
@@ -47,7 +50,14 @@ impl Problem {
             line: None,
             column: None,
             src: None,
+            severity: miette::Severity::Error,
         }
+    }
+
+    /// The same finding as a warning: printed, never refused.
+    pub fn warning(mut self) -> Self {
+        self.severity = miette::Severity::Warning;
+        self
     }
 
     /// Points the problem at `span` (when known) with `label` under the caret.
@@ -81,6 +91,10 @@ impl std::error::Error for Problem {}
 impl Diagnostic for Problem {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(self.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(self.severity)
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -140,6 +154,40 @@ fn plural(n: usize) -> String {
     }
 }
 
+/// Attaches the file to each problem (the text at `path`), fills in line and column, and orders
+/// them as they appear in the file.
+pub fn locate(path: &Path, text: Arc<String>, mut problems: Vec<Problem>) -> Vec<Problem> {
+    let name = path.display().to_string();
+    let map = SourceMap::new(&text);
+    for p in &mut problems {
+        if let Some(span) = p.span {
+            let (line, col) = map.line_col(span.offset());
+            p.line = Some(line);
+            p.column = Some(col);
+            p.src = Some(NamedSource::new(name.clone(), text.clone()).with_language("yaml"));
+        }
+    }
+    // Top to bottom, unlocated ones last; the sort is stable so problems at the same place
+    // keep the order the checks found them in.
+    problems.sort_by_key(|p| p.span.map(|s| s.offset()).unwrap_or(usize::MAX));
+    problems
+}
+
+impl JsonDiagnostic {
+    /// One located problem (see [`locate`]) of the file at `file`.
+    pub fn of(file: &str, p: &Problem) -> JsonDiagnostic {
+        JsonDiagnostic {
+            code: p.code.into(),
+            message: p.message.clone(),
+            file: file.to_string(),
+            line: p.line,
+            column: p.column,
+            label: (!p.label.is_empty()).then(|| p.label.clone()),
+            help: p.help.clone(),
+        }
+    }
+}
+
 /// One diagnostic as `hactl validate --json` prints it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct JsonDiagnostic {
@@ -162,23 +210,10 @@ impl StackError {
 
     /// Collects `problems` found in `text` (the file at `path`): attaches the source to each,
     /// fills in line and column, and orders them as they appear in the file.
-    pub fn invalid(path: &Path, text: Arc<String>, mut problems: Vec<Problem>) -> Self {
-        let name = path.display().to_string();
-        let map = SourceMap::new(&text);
-        for p in &mut problems {
-            if let Some(span) = p.span {
-                let (line, col) = map.line_col(span.offset());
-                p.line = Some(line);
-                p.column = Some(col);
-                p.src = Some(NamedSource::new(name.clone(), text.clone()).with_language("yaml"));
-            }
-        }
-        // Top to bottom, unlocated ones last; the sort is stable so problems at the same place
-        // keep the order the checks found them in.
-        problems.sort_by_key(|p| p.span.map(|s| s.offset()).unwrap_or(usize::MAX));
+    pub fn invalid(path: &Path, text: Arc<String>, problems: Vec<Problem>) -> Self {
         StackError::Invalid {
-            path: name,
-            problems,
+            path: path.display().to_string(),
+            problems: locate(path, text, problems),
         }
     }
 

@@ -25,6 +25,17 @@ use super::model::StackFile;
 use super::Stack;
 
 pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError> {
+    load_tolerating(path, bytes, &[]).map(|(stack, _)| stack)
+}
+
+/// As [`load_bytes`], but a file whose only problems have codes in `tolerated` still loads:
+/// the stack comes back with those problems (located). `explain` uses it to show what a stack
+/// that `validate` refuses for its hearing graph would do.
+pub(super) fn load_tolerating(
+    path: &Path,
+    bytes: &[u8],
+    tolerated: &[&str],
+) -> Result<(Stack, Vec<Problem>), StackError> {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t.to_owned(),
         Err(e) => return Err(utf8_error(path, bytes, &e)),
@@ -43,16 +54,45 @@ pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError>
         .map_err(|e| fail(vec![parse_problem(&e, &map, Some(&tree))]))?;
 
     let (problems, resolved) = checks::check(&file, &tree, &map);
-    if !problems.is_empty() {
+    if problems.iter().any(|p| !tolerated.contains(&p.code)) {
         return Err(fail(problems));
     }
-    Ok(Stack {
-        file,
-        path: path.to_path_buf(),
-        source: text.clone(),
-        hosts: resolved.hosts,
-        vip: resolved.vip,
-    })
+    let tolerated = super::diag::locate(path, text.clone(), problems);
+    Ok((
+        Stack {
+            file,
+            path: path.to_path_buf(),
+            source: text.clone(),
+            hosts: resolved.hosts,
+            vip: resolved.vip,
+        },
+        tolerated,
+    ))
+}
+
+/// The risks of a loaded stack ([`crate::ha::risks`]: the one model `explain` uses too) as
+/// located warnings: each points at the key it is about when it names one.
+pub(super) fn risks(stack: &Stack) -> Vec<Problem> {
+    let risks = crate::ha::risks(stack);
+    if risks.is_empty() {
+        return Vec::new();
+    }
+    let tree = tree::Node::parse(&stack.source, options()).ok();
+    let problems = risks
+        .into_iter()
+        .map(|w| {
+            let span = w.key.as_deref().and_then(|k| {
+                let t = tree.as_ref()?;
+                t.span(k).or_else(|| t.key_span(k)).or_else(|| {
+                    // A default has no value in the file: point at the section that holds it.
+                    let parent = k.rsplit_once('.')?.0;
+                    t.key_span(parent)
+                })
+            });
+            Problem::new(w.code, w.message).at(span, "here").warning()
+        })
+        .collect();
+    super::diag::locate(&stack.path, stack.source.clone(), problems)
 }
 
 /// Deepest nesting accepted. A stack file needs about 6 levels (`vip.notify.master[0].command`);

@@ -48,6 +48,30 @@ pub fn format_report(report: &miette::Report, color: bool) -> String {
     out
 }
 
+/// Prints located warnings (a stack's risks) on stderr, each as miette draws a diagnostic:
+/// `file:line:col`, the line, a caret, the code.
+pub fn print_warnings(warnings: &[crate::stack::diag::Problem]) {
+    let color = std::io::stderr().is_terminal();
+    for w in warnings {
+        eprint!("{}", format_diagnostic(w, color));
+    }
+}
+
+/// One diagnostic as the terminal shows it (see [`format_report`]).
+pub fn format_diagnostic(d: &dyn miette::Diagnostic, color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    if handler.render_report(&mut out, d).is_err() {
+        return format!("warning: {d}\n");
+    }
+    out
+}
+
 /// Writes one JSON document and a newline on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> miette::Result<()> {
     let text = serde_json::to_string_pretty(value)

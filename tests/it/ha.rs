@@ -145,6 +145,99 @@ fn explain_seed_004_stack() {
     }
 }
 
+/// RFC 5798 §6.4.2: a backup never takes over from a master with the same effective priority.
+/// n1 holds going in; with n1 and n2 failing, n1 and n3 are both at 90 and n3 has the higher
+/// address, yet n1 keeps the VIP (the old explain said n3). The JSON names the state going in.
+#[test]
+fn explain_tie_with_the_current_master_keeps_the_master() {
+    let args = [
+        "explain",
+        "-f",
+        "tests/fixtures/ha/tie-with-master.yaml",
+        "vip",
+        "--case",
+        "n1+n2",
+    ];
+    let out = ok(&args);
+    insta::assert_snapshot!("explain_tie_with_the_current_master", out);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("n1: nginx failing + n2"))
+        .unwrap_or_else(|| panic!("no case row in:\n{out}"));
+    let words: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        words[..12],
+        [
+            "n1:", "nginx", "failing", "+", "n2:", "nginx", "failing", "90", "40", "90", "n1",
+            "[n1"
+        ],
+        "{row}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let v: serde_json::Value = serde_json::from_str(&ok(&json_args)).expect("json");
+    let case = v["cases"]
+        .as_array()
+        .and_then(|c| c.last())
+        .expect("the --case row")
+        .clone();
+    insta::assert_json_snapshot!("explain_tie_with_the_current_master_json", case);
+    assert_eq!(case["before"], serde_json::json!(["n1"]));
+    assert_eq!(case["holders"], serde_json::json!(["n1"]));
+    assert_eq!(case["groups"][0]["holders"], serde_json::json!(["n1"]));
+    assert_eq!(case["moved"], false);
+}
+
+/// The chain (node1: [node2], node2: [node1, node3], node3: [node2]): `validate`
+/// refuses it, `explain` still explains it and shows both ends holding the VIP, never one.
+#[test]
+fn explain_split_graph_prints_every_holder() {
+    let f = "tests/fixtures/invalid/peers-chain.yaml";
+    let out = ok(&["explain", "-f", f, "vip"]);
+    insta::assert_snapshot!("explain_split_graph", out);
+    assert!(out.contains("peers-chain.yaml:9:5"), "{out}");
+    let healthy = out
+        .lines()
+        .find(|l| l.starts_with("all healthy"))
+        .expect("healthy row");
+    assert!(healthy.contains("node1 + node3 (SPLIT)"), "{healthy}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["explain", "-f", f, "vip", "--json"])).expect("json");
+    insta::assert_json_snapshot!(
+        "explain_split_graph_json",
+        serde_json::json!({
+            "refused": v["refused"],
+            "cases": v["cases"],
+        })
+    );
+    assert_eq!(
+        v["cases"][0]["holders"],
+        serde_json::json!(["node1", "node3"])
+    );
+    assert_eq!(v["cases"][0]["holder"], serde_json::Value::Null);
+    let down = v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["label"] == "node2 down")
+        .expect("node2 down");
+    assert_eq!(down["groups"].as_array().map(Vec::len), Some(2), "{down}");
+    let codes: Vec<&str> = v["refused"]
+        .as_array()
+        .expect("refused")
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["hactl::stack::peers_incomplete"]);
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w["code"].as_str())
+        .collect();
+    assert!(warnings.contains(&"hactl::vrrp::split"), "{warnings:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lab tests: they hold the lab guard, bring the lab up themselves and leave it down.
 

@@ -96,6 +96,55 @@ fn invalid_fixtures_are_refused_with_located_diagnostics() {
     }
 }
 
+/// Every file in `tests/fixtures/warnings/` is valid (exit 0) but risky: `validate` prints each
+/// risk as a located warning (file:line:col, caret, code) on stderr, snapshotted per fixture,
+/// and `validate --json` lists the same codes under `warnings`.
+#[test]
+fn warning_fixtures_validate_with_located_warnings() {
+    let fixtures = yaml_files(&support::root().join("tests/fixtures/warnings"));
+    assert!(fixtures.len() >= 5, "only {} fixtures", fixtures.len());
+    for f in &fixtures {
+        let path = rel(f);
+        let o = support::run(&["validate", "-f", &path]);
+        let err = support::stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{path} was refused:\n{err}");
+        assert!(
+            err.contains(&format!("[{path}:")),
+            "{path}: no file:line:col in\n{err}"
+        );
+        assert!(err.contains("hactl::"), "{path}: no code in\n{err}");
+        let name = f
+            .file_stem()
+            .expect("file name")
+            .to_string_lossy()
+            .to_string();
+        insta::with_settings!({
+            prepend_module_to_snapshot => false,
+            snapshot_suffix => name.clone(),
+            description => format!("hactl validate -f {path}"),
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!("stack_warnings", err);
+        });
+        let o = support::run(&["validate", "-f", &path, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["valid"], true);
+        let codes: Vec<&str> = v["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .filter_map(|w| w["code"].as_str())
+            .collect();
+        assert!(!codes.is_empty(), "{path}: no warnings in {v}");
+        for c in &codes {
+            assert!(
+                err.contains(c),
+                "{path}: {c} is in --json but not on stderr"
+            );
+        }
+    }
+}
+
 /// insta filters are regexes; the root path is a literal.
 fn regex_escape(s: &str) -> String {
     let mut out = String::new();

@@ -30,6 +30,8 @@ use super::super::{Host, Vip};
 use super::did_you_mean;
 use super::tree::Node;
 
+mod hearing;
+
 /// What the checks resolve for the rest of hactl.
 pub(super) struct Resolved {
     pub hosts: Vec<Host>,
@@ -60,6 +62,7 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     c.ssh();
     c.hosts();
     c.vip();
+    c.hearing();
     c.priorities();
     c.nginx_haproxy();
     c.app();
@@ -1693,6 +1696,34 @@ impl Checker<'_> {
                         );
                     }
                 }
+                // Sentinel failover needs a majority of all sentinels to authorize it
+                // (redis.io, "Redis Sentinel", quorum vs majority): with one sentinel per host,
+                // losing one of two hosts leaves 1 of 2, never a majority, whatever `quorum`.
+                if sentinel && count == 2 {
+                    let span = match &s.promotion {
+                        Some(p) => self.loc(p),
+                        None => self
+                            .key(&format!("{base}.hosts"))
+                            .or_else(|| self.loc(&s.kind)),
+                    };
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::sentinel_majority",
+                            format!(
+                                "service `{}` runs on 2 hosts with `promotion: sentinel`: when \
+                                 one host fails, the one sentinel left is not a majority of 2, \
+                                 so no replica is ever promoted (a `quorum` of 1 does not help: \
+                                 failover needs a majority of all sentinels)",
+                                s.name.value,
+                            ),
+                        )
+                        .at(span, "sentinel needs 3 or more hosts")
+                        .help(
+                            "set `promotion: hactl` (`hactl heal --watch` promotes; see \
+                             stacks/lab-redis-2.yaml), or run the service on 3 or more hosts",
+                        ),
+                    );
+                }
                 if let Some(d) = &s.down_after {
                     self.dur_range(
                         d,
@@ -3130,8 +3161,14 @@ mod tests {
     fn redis_clients() {
         // c is the client: no roles, outside the service
         let hosts = HOSTS.replace("address: 192.0.2.13}", "address: 192.0.2.13, roles: []}");
+        // Two hosts: sentinel could never promote (sentinel_majority), so `promotion: hactl`.
         let svc = |kind: &str, mode: &str, extra: &str| {
-            format!("{hosts}haproxy: {{listen: 8080}}\nservices:\n  - {{name: s, kind: {kind}, mode: {mode}, hosts: [a, b], ports: [9001], proxy_ports: [8001]{extra}}}\n")
+            let promotion = if kind == "redis" {
+                ", promotion: hactl"
+            } else {
+                ""
+            };
+            format!("{hosts}haproxy: {{listen: 8080}}\nservices:\n  - {{name: s, kind: {kind}, mode: {mode}, hosts: [a, b], ports: [9001], proxy_ports: [8001]{promotion}{extra}}}\n")
         };
         let ok = svc(
             "redis",
