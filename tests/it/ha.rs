@@ -729,6 +729,81 @@ fn webhook_gets_one_post_per_transition() {
     assert!(t.starts_with("MASTER"), "{v:#}");
 }
 
+/// Issue 14 §3: a non-root `script_user` (seed 004's setup; here `nobody`) with a sub-second
+/// check. hactl's check loop and notify script run as root (`user root`, `notify … root`), the
+/// user's own commands as `nobody`: the VIP is held, a service stop fails over, the notify
+/// script records the transition for `status`, and a `command:` hook really runs as `nobody`.
+/// Before, every host went FAULT (the root-only loop could not run as `nobody`).
+#[test]
+fn non_root_script_user_holds_the_vip_fails_over_and_records_transitions() {
+    let _g = lab_guard();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file name of this run only: a leftover from an earlier run proves nothing.
+    let mark = format!(
+        "/tmp/hactl-notify-user-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let stack = stack_copy(dir.path(), |t| {
+        t.replace(
+            "  checks:\n",
+            &format!("  script_user: nobody\n  notify:\n    master:\n      - command: id -un > {mark}\n  checks:\n"),
+        )
+        .replace("      interval: 1s\n      timeout: 1s\n", "      interval: 100ms\n")
+    });
+    let text = std::fs::read_to_string(&stack).expect("stack copy");
+    assert!(text.contains("interval: 100ms"), "{text}");
+    must(&["lab", "up", "--hosts", "3"]);
+    let _down = LabDown;
+    must(&["up", "-f", &stack, "--auto-approve"]);
+    assert_lab_route(VIP);
+    let h = wait_holders(&stack, &["host1"], Duration::from_secs(10));
+    assert_eq!(
+        h,
+        vec!["host1".to_string()],
+        "nobody holds the VIP under script_user nobody"
+    );
+    // Every host runs its checks: nobody is in FAULT.
+    let o = hactl(&["status", "-f", &stack, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    for h in v["hosts"].as_array().expect("hosts") {
+        assert_ne!(h["vrrp_state"], "FAULT", "{v:#}");
+    }
+    // The notify script ran as root (it recorded the state) and the hook as `nobody`.
+    let who = must(&["lab", "exec", "host1", "--", "cat", &mark]);
+    assert_eq!(who.trim(), "nobody");
+    let t = v["hosts"][0]["last_transition"].as_str().unwrap_or("");
+    assert!(t.starts_with("MASTER"), "{v:#}");
+    // Failover on a service stop, recorded on the new holder.
+    let t0 = Instant::now();
+    must(&["lab", "exec", "host1", "--", "systemctl", "stop", "nginx"]);
+    assert_eq!(
+        wait_holders(&stack, &["host2"], Duration::from_secs(6)),
+        vec!["host2".to_string()]
+    );
+    let took = t0.elapsed();
+    let o = hactl(&["status", "-f", &stack, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    let t = v["hosts"][1]["last_transition"].as_str().unwrap_or("");
+    assert!(t.starts_with("MASTER"), "{v:#}");
+    assert!(
+        v["hosts"][0]["last_transition"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("FAULT"),
+        "{v:#}"
+    );
+    let who = must(&["lab", "exec", "host2", "--", "cat", &mark]);
+    assert_eq!(who.trim(), "nobody");
+    eprintln!(
+        "script_user nobody: host1 → host2 in {} ms",
+        took.as_millis()
+    );
+}
+
 /// Seed 001's hard-coded VRRP source address is a parameter: `hosts[].source_ip` becomes
 /// `unicast_src_ip` (and `mcast_src_ip` in multicast mode); without it, the host's address.
 #[test]
