@@ -588,6 +588,20 @@ fn vip_two_holders_after_sigkill_then_up_repairs() {
     let s = hactl(&["status", "-f", LAB_STACK]);
     assert!(!s.status.success(), "{}", stdout(&s));
     assert!(stdout(&s).contains("SPLIT BRAIN"), "{}", stdout(&s));
+    // It names the election group from the stack's hearing graph: one group, so the holders
+    // should hear each other and the cause is outside the stack (here the killed keepalived).
+    assert!(
+        stdout(&s).contains("the holders are in one election group [host1, host2, host3]"),
+        "{}",
+        stdout(&s)
+    );
+    let j = hactl(&["status", "-f", LAB_STACK, "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&j.stdout).expect("status json");
+    assert_eq!(
+        j["vip"]["groups"],
+        serde_json::json!([["host1", "host2", "host3"]]),
+        "{j:#}"
+    );
     // `up` starts keepalived again: host1 rejoins with the higher priority, host2 releases.
     must(&["up", "-f", LAB_STACK, "--auto-approve"]);
     let h = wait_holders(LAB_STACK, &["host1"], Duration::from_secs(10));
