@@ -128,8 +128,10 @@ pub fn run(args: ExplainArgs) -> miette::Result<ExitStatus> {
         extra.push((case_label(&f), f));
     }
     let mut e = priority::explain(&model, extra);
-    // The services' timing risks are part of the one list (see ha::risks).
+    // The services' timing and the always-passing checks are part of the one list (see
+    // ha::risks).
     e.warnings.extend(crate::ha::timing::service_risks(&stack));
+    e.warnings.extend(crate::ha::check_risks(&stack));
     if args.stack.json {
         let file = args.stack.file.display().to_string();
         view::print_json(&Report {

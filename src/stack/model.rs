@@ -172,7 +172,8 @@ pub struct HostSpec {
     /// Network interface for VRRP; defaults to `vip.interface`.
     #[serde(default)]
     pub interface: Option<String>,
-    /// Unicast peers by host name; default: every other host. Must be symmetric.
+    /// Unicast peers by host name; default: every other `vip` host. Must be complete: every
+    /// `vip` host hears every other (see `ha::hearing`).
     #[serde(default)]
     pub peers: Option<Spanned<Vec<String>>>,
     /// What runs here: any of `vip`, `app`, or a service name. Default: `vip` and `app`.

@@ -79,12 +79,19 @@ impl Checker<'_> {
             return;
         }
         let f = self.f;
+        // Names → index once: the loops below touch every list entry.
+        let index: std::collections::HashMap<&str, usize> = f
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.value.as_str(), i))
+            .collect();
         let lists = |k: usize| f.hosts[members[k]].peers.as_ref().map(|p| &p.value);
         let names_ok: Vec<bool> = (0..members.len())
             .map(|k| {
                 lists(k).is_none_or(|l| {
                     l.iter()
-                        .all(|p| p != &graph.names[k] && self.host_index(p).is_some())
+                        .all(|p| p != &graph.names[k] && index.contains_key(p.as_str()))
                 })
             })
             .collect();
@@ -95,7 +102,7 @@ impl Checker<'_> {
             let name = &self.f.hosts[i].name.value;
             // Peers that are hosts of the stack but no `vip` member: they run no keepalived.
             for (j, p) in peers.value.iter().enumerate() {
-                let Some(h) = self.host_index(p) else {
+                let Some(&h) = index.get(p.as_str()) else {
                     continue;
                 };
                 if h != i && !hearing::is_member(&self.f.hosts[h]) {
