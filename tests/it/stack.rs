@@ -145,6 +145,42 @@ fn warning_fixtures_validate_with_located_warnings() {
     }
 }
 
+/// One list of risks: `plan` and `up` print the warnings `validate` prints, located the same
+/// way, before anything else happens (here the stack has no vault, so both stop right after,
+/// without touching a host).
+#[test]
+fn plan_and_up_print_the_same_risks_as_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text =
+        std::fs::read_to_string(support::root().join("tests/fixtures/warnings/flapping.yaml"))
+            .expect("fixture");
+    let edited = text.replace(
+        "  virtual_router_id: 51\n",
+        "  virtual_router_id: 51\n  auth_pass: {secret: vrrp_password}\n",
+    );
+    assert_ne!(edited, text);
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, edited).expect("write");
+    let p = path.display().to_string();
+    let warnings = |args: &[&str]| {
+        let o = support::hactl()
+            .args(args)
+            .env_remove("HACTL_AGE_KEY")
+            .env_remove("HACTL_AGE_KEY_FILE")
+            .env("HOME", dir.path())
+            .output()
+            .expect("hactl runs");
+        let err = support::stderr(&o);
+        // Up to the first error: the warnings come first.
+        err.split("hactl::vault::").next().unwrap_or("").to_string()
+    };
+    let validate = warnings(&["validate", "-f", &p]);
+    assert!(validate.contains("hactl::vrrp::flapping"), "{validate}");
+    assert!(validate.contains(&format!("[{p}:21:13]")), "{validate}");
+    assert_eq!(warnings(&["plan", "-f", &p]), validate);
+    assert_eq!(warnings(&["up", "-f", &p, "--auto-approve"]), validate);
+}
+
 /// insta filters are regexes; the root path is a literal.
 fn regex_escape(s: &str) -> String {
     let mut out = String::new();
