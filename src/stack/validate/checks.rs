@@ -3123,6 +3123,47 @@ mod tests {
         assert!(got.contains(&"hactl::stack::peer_duplicate"), "{got:?}");
     }
 
+    /// Every pair of `vip` hosts must hear each other; each gap is reported once, at the list
+    /// at fault, and one-way pairs stay `peer_asymmetric`'s.
+    #[test]
+    fn every_vip_pair_must_hear_each_other() {
+        let vip = "vip: {address: 192.0.2.100/24, virtual_router_id: 9}\n";
+        let with = |a: &str, b: &str, c: &str| {
+            let mut t = HOSTS.to_string();
+            for (host, addr, list) in [("a", "11", a), ("b", "12", b), ("c", "13", c)] {
+                if !list.is_empty() {
+                    t = t.replace(
+                        &format!("{{name: {host}, address: 192.0.2.{addr}}}"),
+                        &format!("{{name: {host}, address: 192.0.2.{addr}, peers: {list}}}"),
+                    );
+                }
+            }
+            codes(&format!("{t}{vip}"))
+        };
+        // Complete lists, written or defaulted: fine.
+        assert_eq!(with("[b, c]", "[a, c]", "[a, b]"), Vec::<&str>::new());
+        assert_eq!(with("[b, c]", "", ""), Vec::<&str>::new());
+        // The chain: one gap (a–c), one diagnostic.
+        assert_eq!(
+            with("[b]", "[a, c]", "[b]"),
+            vec!["hactl::stack::peers_incomplete"]
+        );
+        // An explicit list leaving out a defaulted host: one-way, not caught before.
+        assert_eq!(with("[b]", "", ""), vec!["hactl::stack::peers_incomplete"]);
+        // `peers: []`.
+        assert_eq!(with("", "[]", ""), vec!["hactl::stack::peers_empty"]);
+        // A one-way explicit pair stays one diagnostic.
+        assert_eq!(
+            with("[b, c]", "[c]", "[a, b]"),
+            vec!["hactl::stack::peer_asymmetric"]
+        );
+        // Multicast with vip.aws.
+        let aws = format!(
+            "{HOSTS}vip: {{address: 192.0.2.100/24, virtual_router_id: 9, mode: multicast, aws: {{mode: secondary_ip, region: eu-west-1}}}}\n"
+        );
+        assert_eq!(codes(&aws), vec!["hactl::stack::multicast_unroutable"]);
+    }
+
     #[test]
     fn ports_only_conflict_on_a_shared_host() {
         let split = "name: t\nprovider: hosts\nhosts:\n  - {name: lb, address: 192.0.2.11, roles: [vip]}\n  - {name: web, address: 192.0.2.12, roles: [app]}\nvip: {address: 192.0.2.100/24, virtual_router_id: 9}\nnginx: {listen: 80}\nhaproxy: {listen: 80}\n";

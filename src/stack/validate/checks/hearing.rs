@@ -135,12 +135,17 @@ impl Checker<'_> {
                         "hactl::stack::peers_empty",
                         format!(
                             "host `{name}` has `peers: []`: it sends its adverts to no one, so \
-                             {} {} it and it becomes MASTER beside the real master",
+                             {} {} it, and whenever it is MASTER {} MASTER too",
                             ticks(&others),
                             if others.len() == 1 {
                                 "never hears"
                             } else {
                                 "never hear"
+                            },
+                            if others.len() == 1 {
+                                "that host becomes"
+                            } else {
+                                "they become"
                             }
                         ),
                     )
@@ -178,7 +183,7 @@ impl Checker<'_> {
                     "hactl::stack::peers_incomplete",
                     format!(
                         "host `{name}` sends no adverts to {}{more}: keepalived does not relay \
-                         adverts, so {} `{name}` and each can become MASTER beside it",
+                         adverts, so {} `{name}`, and both can be MASTER at once",
                         ticks(&shown),
                         if missing.len() == 1 {
                             format!("`{}` never hears", shown[0])
