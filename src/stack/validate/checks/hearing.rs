@@ -130,23 +130,17 @@ impl Checker<'_> {
                     .filter(|&o| o != k)
                     .map(|o| graph.names[o].as_str())
                     .collect();
+                let one = others.len() == 1;
+                let others = ticks(&others);
                 self.push(
                     Problem::new(
                         "hactl::stack::peers_empty",
                         format!(
                             "host `{name}` has `peers: []`: it sends its adverts to no one, so \
-                             {} {} it, and whenever it is MASTER {} MASTER too",
-                            ticks(&others),
-                            if others.len() == 1 {
-                                "never hears"
-                            } else {
-                                "never hear"
-                            },
-                            if others.len() == 1 {
-                                "that host becomes"
-                            } else {
-                                "they become"
-                            }
+                             {others} {} it, and whenever `{name}` is MASTER {others} {} \
+                             MASTER too",
+                            if one { "never hears" } else { "never hear" },
+                            if one { "becomes" } else { "become" }
                         ),
                     )
                     .at(span, "no unicast peers")
