@@ -30,9 +30,10 @@ pub struct ExplainArgs {
     pub stack: StackArgs,
     /// What to explain.
     pub topic: Topic,
-    /// An extra case: `HOST[,HOST…]` whose checks fail, `HOST:CHECK` for one check, or
-    /// `down:HOST` for a host that is down; parts joined with `+`
-    /// (e.g. `host1+host3`, `down:host2+host3:nginx`). Repeatable.
+    /// An extra case: `HOST[,HOST…]` whose checks fail, `HOST:CHECK` for one check,
+    /// `down:HOST` for a host that is down, or `cut:HOST` for a host cut off the network while
+    /// keepalived runs on (it hears nobody: a partition); parts joined with `+`
+    /// (e.g. `host1+host3`, `down:host2+host3:nginx`, `cut:host1`). Repeatable.
     #[arg(long = "case", value_name = "CASE")]
     pub cases: Vec<String>,
 }
@@ -48,7 +49,7 @@ pub enum ExplainError {
     #[error("`--case {case}`: {reason}")]
     #[diagnostic(
         code(hactl::explain::case),
-        help("write `HOST` (all its checks fail), `HOST:CHECK`, or `down:HOST`, joined with `+`")
+        help("write `HOST` (all its checks fail), `HOST:CHECK`, `down:HOST` or `cut:HOST`, joined with `+`")
     )]
     BadCase { case: String, reason: String },
 }
@@ -71,6 +72,11 @@ fn parse_case(model: &Model, text: &str) -> Result<Failure, ExplainError> {
                 return Err(bad(format!("`{h}` is not a VRRP member of this stack")));
             }
             f.down.insert(h.to_string());
+        } else if let Some(h) = part.strip_prefix("cut:") {
+            if !known(h) {
+                return Err(bad(format!("`{h}` is not a VRRP member of this stack")));
+            }
+            f.cut.insert(h.to_string());
         } else if let Some((h, c)) = part.split_once(':') {
             if !known(h) {
                 return Err(bad(format!("`{h}` is not a VRRP member of this stack")));
@@ -95,6 +101,7 @@ fn parse_case(model: &Model, text: &str) -> Result<Failure, ExplainError> {
 
 fn case_label(f: &Failure) -> String {
     let mut parts: Vec<String> = f.down.iter().map(|h| format!("{h} down")).collect();
+    parts.extend(f.cut.iter().map(|h| format!("{h} cut off")));
     let mut hosts: Vec<&String> = f.failing.iter().map(|(h, _)| h).collect();
     hosts.dedup();
     for h in hosts {

@@ -67,6 +67,9 @@ pub struct Graph {
     /// case and must stay linear for the usual complete graph.
     #[serde(skip)]
     complete: std::sync::OnceLock<bool>,
+    /// Members cut off the network (`explain --case cut:HOST`): they hear nobody.
+    #[serde(skip)]
+    deaf: BTreeSet<usize>,
 }
 
 /// One member's receivers. `Everyone` keeps the default (every member peers with every other)
@@ -116,6 +119,7 @@ impl Graph {
             sends,
             nets: Vec::new(),
             complete: Default::default(),
+            deaf: BTreeSet::new(),
         }
     }
 
@@ -145,6 +149,7 @@ impl Graph {
             },
             sends,
             complete: Default::default(),
+            deaf: BTreeSet::new(),
         }
     }
 
@@ -166,7 +171,7 @@ impl Graph {
 
     /// `listener` receives `speaker`'s adverts.
     pub fn hears(&self, listener: usize, speaker: usize) -> bool {
-        if listener == speaker || listener >= self.len() {
+        if listener == speaker || listener >= self.len() || self.deaf.contains(&listener) {
             return false;
         }
         match self.sends.get(speaker) {
@@ -178,6 +183,20 @@ impl Graph {
                 _ => true,
             },
         }
+    }
+
+    /// The same graph with members `cut` off the network: they send to and hear nobody, as
+    /// when a host's link goes down while keepalived runs on.
+    pub fn with_cut(&self, cut: &BTreeSet<usize>) -> Graph {
+        let mut g = self.clone();
+        for &i in cut {
+            if let Some(s) = g.sends.get_mut(i) {
+                *s = Sends::Only(BTreeSet::new());
+            }
+        }
+        g.deaf.extend(cut.iter().copied());
+        g.complete = Default::default();
+        g
     }
 
     /// Every pair (a < b) that does not hear each other both ways, in order. O(n²) pairs: the

@@ -147,6 +147,9 @@ pub struct Failure {
     pub down: BTreeSet<String>,
     /// (host, check) pairs that fail.
     pub failing: BTreeSet<(String, String)>,
+    /// Hosts cut off the network while keepalived runs on (a link down): they hear nobody
+    /// and nobody hears them.
+    pub cut: BTreeSet<String>,
 }
 
 impl Failure {
@@ -289,7 +292,11 @@ pub struct Settled {
 /// only: among backups whose Master_Down_Timer runs out, the highest priority (shortest
 /// Skew_Time) goes first; equal priorities go together and the masters then settle by address.
 pub fn settle(model: &Model, prio: &[Option<i64>], start: &BTreeSet<usize>) -> Settled {
-    let g = &model.hearing;
+    settle_on(model, &model.hearing, prio, start)
+}
+
+/// [`settle`] on hearing graph `g` (the model's, or one with members cut off).
+fn settle_on(model: &Model, g: &Graph, prio: &[Option<i64>], start: &BTreeSet<usize>) -> Settled {
     let n = model.members.len().min(prio.len());
     let key = |i: usize| (prio[i].unwrap_or(0), model.members[i].address);
     let mut out = Settled {
@@ -377,11 +384,18 @@ fn evaluate(model: &Model, label: String, failure: Failure, before: &[String]) -
     let prio: Vec<Option<i64>> = standings.iter().map(|(_, s)| s.priority()).collect();
     let index = |n: &String| model.members.iter().position(|m| &m.name == n);
     let start: BTreeSet<usize> = before.iter().filter_map(index).collect();
-    let s = settle(model, &prio, &start);
+    let cut: BTreeSet<usize> = failure.cut.iter().filter_map(index).collect();
+    let cut_graph;
+    let graph = if cut.is_empty() {
+        &model.hearing
+    } else {
+        cut_graph = model.hearing.with_cut(&cut);
+        &cut_graph
+    };
+    let s = settle_on(model, graph, &prio, &start);
     let name = |i: usize| model.members[i].name.clone();
     let holders: Vec<String> = s.masters.iter().map(|&i| name(i)).collect();
-    let groups: Vec<Election> = model
-        .hearing
+    let groups: Vec<Election> = graph
         .groups(&|i| prio.get(i).copied().flatten().is_some())
         .into_iter()
         .map(|g| Election {
@@ -579,7 +593,8 @@ fn warnings(model: &Model, cases: &[Case]) -> Vec<Warning> {
         for c in cases {
             let holder_fails = c.failure.failing.iter().any(|(host, _)| host == holder);
             let only_holder = c.failure.failing.iter().all(|(host, _)| host == holder)
-                && c.failure.down.is_empty();
+                && c.failure.down.is_empty()
+                && c.failure.cut.is_empty();
             if !(holder_fails && only_holder && !c.moved) {
                 continue;
             }
@@ -984,5 +999,45 @@ mod tests {
         m.preempt = false;
         let s = settle(&m, &[None, Some(150)], &BTreeSet::from([0]));
         assert_eq!(s.masters, BTreeSet::from([1]));
+    }
+
+    /// A host cut off the network while keepalived runs on (a link down) keeps the VIP, and
+    /// the others elect their own: two groups, two holders.
+    #[test]
+    fn a_cut_off_master_keeps_the_vip_beside_the_new_one() {
+        let m = model(
+            &[
+                ("a", "10.0.0.1", 150),
+                ("b", "10.0.0.2", 100),
+                ("c", "10.0.0.3", 90),
+            ],
+            -100,
+            true,
+        );
+        let mut f = Failure::default();
+        f.cut.insert("a".into());
+        let e = explain(&m, vec![("a cut off".into(), f)]);
+        let c = e.cases.last().expect("case");
+        assert_eq!(c.before, vec!["a".to_string()]);
+        assert_eq!(c.holders, vec!["a".to_string(), "b".into()]);
+        assert_eq!(
+            c.groups,
+            vec![
+                Election {
+                    members: vec!["a".into()],
+                    holders: vec!["a".into()]
+                },
+                Election {
+                    members: vec!["b".into(), "c".into()],
+                    holders: vec!["b".into()]
+                },
+            ]
+        );
+        // A backup cut off becomes MASTER on its own.
+        let mut f = Failure::default();
+        f.cut.insert("c".into());
+        let e = explain(&m, vec![("c cut off".into(), f)]);
+        let c = e.cases.last().expect("case");
+        assert_eq!(c.holders, vec!["a".to_string(), "c".into()]);
     }
 }

@@ -103,6 +103,24 @@ fn explain_lab_stack_and_bad_case() {
             .any(|l| l.starts_with("host1 down") && l.contains("host2 (moves)")),
         "{out}"
     );
+    // A partition on a valid stack: host1 cut off keeps the VIP, host2 takes it too.
+    let out = ok(&[
+        "explain",
+        "-f",
+        "stacks/lab.yaml",
+        "vip",
+        "--case",
+        "cut:host1",
+    ]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("host1 cut off") && l.contains("host1 + host2 (SPLIT)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("groups in `host1 cut off`: [host1] → host1; [host2, host3] → host2"),
+        "{out}"
+    );
     let o = run(&[
         "explain",
         "-f",
