@@ -291,12 +291,8 @@ pub struct Settled {
 /// nothing, or a priority-0 advert, and takes no part). Timers are modelled by their order
 /// only: among backups whose Master_Down_Timer runs out, the highest priority (shortest
 /// Skew_Time) goes first; equal priorities go together and the masters then settle by address.
-pub fn settle(model: &Model, prio: &[Option<i64>], start: &BTreeSet<usize>) -> Settled {
-    settle_on(model, &model.hearing, prio, start)
-}
-
-/// [`settle`] on hearing graph `g` (the model's, or one with members cut off).
-fn settle_on(model: &Model, g: &Graph, prio: &[Option<i64>], start: &BTreeSet<usize>) -> Settled {
+/// `g` is the hearing graph: the model's, or one with members cut off.
+pub fn settle(model: &Model, g: &Graph, prio: &[Option<i64>], start: &BTreeSet<usize>) -> Settled {
     let n = model.members.len().min(prio.len());
     let key = |i: usize| (prio[i].unwrap_or(0), model.members[i].address);
     let mut out = Settled {
@@ -392,7 +388,7 @@ fn evaluate(model: &Model, label: String, failure: Failure, before: &[String]) -
         cut_graph = model.hearing.with_cut(&cut);
         &cut_graph
     };
-    let s = settle_on(model, graph, &prio, &start);
+    let s = settle(model, graph, &prio, &start);
     let name = |i: usize| model.members[i].name.clone();
     let holders: Vec<String> = s.masters.iter().map(|&i| name(i)).collect();
     let groups: Vec<Election> = graph
@@ -929,7 +925,7 @@ mod tests {
         // Going in with nobody (keepalived starting) the same priorities are a tie between two
         // masters, which the address breaks.
         let prio = [Some(90), Some(40), Some(90)];
-        let s = settle(&m, &prio, &BTreeSet::new());
+        let s = settle(&m, &m.hearing, &prio, &BTreeSet::new());
         assert_eq!(s.masters, BTreeSet::from([2]));
         assert_eq!(s.address_ties, vec![(2, 0)]);
     }
@@ -987,17 +983,17 @@ mod tests {
     fn preempt_and_nopreempt_in_one_state_machine() {
         let m = model(&[("a", "10.0.0.1", 100), ("b", "10.0.0.2", 150)], 0, false);
         let prio = [Some(100), Some(150)];
-        let s = settle(&m, &prio, &BTreeSet::from([0]));
+        let s = settle(&m, &m.hearing, &prio, &BTreeSet::from([0]));
         assert_eq!(s.masters, BTreeSet::from([0]));
         assert_eq!(s.kept_by_nopreempt, vec![(0, 1)]);
         let mut m = m;
         m.preempt = true;
-        let s = settle(&m, &prio, &BTreeSet::from([0]));
+        let s = settle(&m, &m.hearing, &prio, &BTreeSet::from([0]));
         assert_eq!(s.masters, BTreeSet::from([1]));
         assert_eq!(s.preempted, vec![(1, 0)]);
         // A master in FAULT sends nothing: the backup takes over even with nopreempt.
         m.preempt = false;
-        let s = settle(&m, &[None, Some(150)], &BTreeSet::from([0]));
+        let s = settle(&m, &m.hearing, &[None, Some(150)], &BTreeSet::from([0]));
         assert_eq!(s.masters, BTreeSet::from([1]));
     }
 
