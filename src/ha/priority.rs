@@ -520,6 +520,10 @@ pub fn explain(model: &Model, extra: Vec<(String, Failure)>) -> Explanation {
 /// The risks of a stack's election, for `validate`, `plan` and `up` (the same list `explain`
 /// prints, without its notes). Empty without a VIP.
 pub fn risks(stack: &Stack) -> Vec<Warning> {
+    // With `provider: aws` the members are the instances `up` creates: none are known yet.
+    if stack.file.provider.value != crate::stack::model::ProviderKind::Hosts {
+        return Vec::new();
+    }
     let Some(model) = Model::from_stack(stack) else {
         return Vec::new();
     };
