@@ -127,7 +127,6 @@ pub async fn plan(
     run: &RunArgs,
     detailed_exitcode: bool,
 ) -> miette::Result<ExitStatus> {
-    warn(&stack);
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("plan", run.lock_wait).await?;
     let r = async {
@@ -173,7 +172,6 @@ pub async fn up(
     provision_only: bool,
     wait: Option<Duration>,
 ) -> miette::Result<ExitStatus> {
-    warn(&stack);
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("up", run.lock_wait).await?;
     let r = async {
@@ -688,14 +686,6 @@ async fn converge(
     } else {
         ExitStatus::Success
     })
-}
-
-/// The stack's warnings (e.g. a load balancer subnet below /27), on stderr before a run: they
-/// do not stop it, and `validate` is not the only place a user should see them.
-fn warn(stack: &Stack) {
-    for w in &stack.warnings {
-        view::print_warning(&miette::Report::new(w.clone()));
-    }
 }
 
 fn verb(a: Action) -> &'static str {

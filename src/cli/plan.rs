@@ -76,6 +76,7 @@ fn host_order(stack: &stack::Stack) -> Vec<String> {
 
 pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
+    view::print_warnings(&stack::risks(&stack));
     if super::aws::is_aws(&stack) {
         return super::aws::plan(stack, &a.stack, &a.run, a.detailed_exitcode).await;
     }
@@ -119,6 +120,7 @@ pub(crate) async fn lock(
 
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
+    view::print_warnings(&stack::risks(&stack));
     if super::aws::is_aws(&stack) {
         return super::aws::up(
             stack,

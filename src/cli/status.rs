@@ -62,6 +62,12 @@ pub(crate) struct HostStatus {
 pub(crate) struct VipStatus {
     pub address: String,
     pub holders: Vec<String>,
+    /// With two or more holders: the stack's election groups (`ha::hearing`) the holders are
+    /// in, each group's members. One group: the holders should hear each other (a partition,
+    /// a firewall dropping VRRP, a keepalived killed while MASTER); several: the stack's own
+    /// peer lists or mode keep them apart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -307,12 +313,26 @@ pub(crate) async fn collect(stack: &Stack) -> Status {
         .filter(|s| s.holds_vip)
         .map(|s| s.name.clone())
         .collect();
+    let groups: Vec<Vec<String>> = if holders.len() > 1 {
+        let graph = crate::ha::hearing::from_stack(stack);
+        let mut g: Vec<Vec<String>> = Vec::new();
+        for h in &holders {
+            let mine = graph.as_ref().map(|gr| gr.group_of(h)).unwrap_or_default();
+            if !mine.is_empty() && !g.contains(&mine) {
+                g.push(mine);
+            }
+        }
+        g
+    } else {
+        Vec::new()
+    };
     Status {
         stack: stack.name().to_string(),
         split_brain: holders.len() > 1,
         vip: stack.vip.as_ref().map(|v| VipStatus {
             address: v.address.to_string(),
-            holders,
+            holders: holders.clone(),
+            groups,
         }),
         hosts: statuses,
     }
@@ -417,6 +437,23 @@ fn render(s: &Status) -> String {
                     v.address,
                     v.holders.join(", ")
                 );
+                let _ = match v.groups.as_slice() {
+                    [one] => writeln!(
+                        out,
+                        "the holders are in one election group [{}]: they should hear each \
+                         other's adverts, so something between them drops VRRP (a partition, a \
+                         firewall without IP protocol 112) or a keepalived was killed while MASTER",
+                        one.join(", ")
+                    ),
+                    many => writeln!(
+                        out,
+                        "the stack's hearing graph keeps them apart: election groups {}",
+                        many.iter()
+                            .map(|g| format!("[{}]", g.join(", ")))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                };
             }
         }
     }

@@ -1,9 +1,11 @@
 //! `hactl validate -f STACK [--json]`: loads the stack, reports every problem, exits 0 or 1.
 //!
-//! Human output: a one-line summary on stdout when valid; otherwise the error (every problem
-//! with `file:line:col`, the line, a caret, a code and a hint) goes to `main`, the one place
-//! that prints errors. With `--json` exactly one document goes to stdout either way, and the
-//! exit code still says valid (0) or not (1).
+//! Human output: a one-line summary on stdout when valid, after the stack's risks as located
+//! warnings on stderr (the same list `plan`, `up` and `explain` print: see `stack::risks`);
+//! otherwise the error (every problem with `file:line:col`, the line, a caret, a code and a
+//! hint) goes to `main`, the one place that prints errors. With `--json` exactly one document
+//! goes to stdout either way (warnings under `warnings`), and the exit code still says valid
+//! (0) or not (1): warnings never refuse a stack.
 
 use serde::Serialize;
 
@@ -23,7 +25,7 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     hosts: Option<usize>,
     diagnostics: Vec<JsonDiagnostic>,
-    /// Warnings of a valid stack (an invalid one lists them among `diagnostics`).
+    /// The stack's risks (only when valid).
     warnings: Vec<JsonDiagnostic>,
 }
 
@@ -31,27 +33,22 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
     let file = args.file.display().to_string();
     match stack::load(&args.file) {
         Ok(stack) if args.json => {
+            let warnings = stack::risks(&stack)
+                .iter()
+                .map(|w| JsonDiagnostic::of(&file, w))
+                .collect();
             view::print_json(&Report {
                 valid: true,
                 file: file.clone(),
                 stack: Some(stack.name().to_string()),
                 hosts: Some(stack.hosts.len()),
                 diagnostics: Vec::new(),
-                warnings: stack
-                    .warnings
-                    .iter()
-                    .map(|w| JsonDiagnostic {
-                        file: file.clone(),
-                        ..JsonDiagnostic::from(w)
-                    })
-                    .collect(),
+                warnings,
             })?;
             Ok(ExitStatus::Success)
         }
         Ok(stack) => {
-            for w in &stack.warnings {
-                view::print_warning(&miette::Report::new(w.clone()));
-            }
+            view::print_warnings(&stack::risks(&stack));
             view::print_out(&format!(
                 "{file}: stack `{}` is valid ({} hosts)\n",
                 stack.name(),

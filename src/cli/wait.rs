@@ -317,6 +317,7 @@ mod tests {
             vip: Some(VipStatus {
                 address: "198.18.0.100".into(),
                 holders: holders.clone(),
+                groups: Vec::new(),
             }),
             split_brain: holders.len() > 1,
             hosts,

@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use super::priority::{self, Failure, Model, Standing};
+use super::priority::{self, Failure, Model, Standing, Warning};
 
 /// The fault a drill injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -187,6 +187,85 @@ pub fn expect(
     }
 }
 
+/// The lowest `down_after` that rides out one lost packet: a dropped SYN is retransmitted
+/// after the initial RTO of 1 s (RFC 6298 §2.1), and sentinel pings each instance once a
+/// second, so a `down_after` of 1 s or less turns one lost packet into a failover.
+pub const SENTINEL_MIN_DOWN_AFTER_S: f64 = 1.0;
+
+/// Timing risks of the election: checks that notice a failure later than VRRP notices a dead
+/// host (the service-stop failover is then the slow one). Computed with the figures
+/// [`expect`] uses.
+pub fn risks(model: &Model) -> Vec<Warning> {
+    let mut out = Vec::new();
+    // The backup that takes over is the second-highest base priority: its Master_Down_Interval
+    // is what a dead host costs.
+    let mut bases: Vec<i64> = model.members.iter().map(|m| m.base).collect();
+    bases.sort_unstable_by(|a, b| b.cmp(a));
+    let Some(&backup) = bases.get(1) else {
+        return out;
+    };
+    let down = master_down_s(model.vrrp_version, model.advert_int_s, backup);
+    for (i, c) in model.checks.iter().enumerate() {
+        let detect = c.interval_s * c.fall.max(1) as f64;
+        if detect > down {
+            out.push(Warning {
+                code: "hactl::vrrp::slow_check",
+                level: priority::Level::Risk,
+                message: format!(
+                    "check `{}` notices a failure after fall × interval = {} × {} = {}, later \
+                     than VRRP notices a dead host (Master_Down_Interval {}): a stopped service \
+                     keeps the VIP {} longer than a dead host does; lower `fall` or `interval`",
+                    c.name,
+                    c.fall,
+                    priority::secs(c.interval_s),
+                    priority::secs(detect),
+                    priority::secs(down),
+                    priority::secs(detect - down)
+                ),
+                key: Some(format!("vip.checks.{i}.fall")),
+            });
+        }
+    }
+    out
+}
+
+/// Timing risks of the stack's redis services: a sentinel `down_after` so short that one lost
+/// packet starts a failover (each one drops the writes in flight and flips every client).
+pub fn service_risks(stack: &crate::stack::Stack) -> Vec<Warning> {
+    use crate::stack::model::{Promotion, ServiceKind};
+    let mut out = Vec::new();
+    for (i, s) in stack.file.services.iter().enumerate() {
+        if s.kind.value != ServiceKind::Redis {
+            continue;
+        }
+        let sentinel = s
+            .promotion
+            .as_ref()
+            .is_none_or(|p| p.value == Promotion::Sentinel);
+        let Some(d) = s.down_after.as_ref().filter(|_| sentinel) else {
+            continue;
+        };
+        let secs = d.value.as_secs_f64();
+        if secs <= SENTINEL_MIN_DOWN_AFTER_S {
+            out.push(Warning {
+                code: "hactl::redis::down_after_short",
+                level: priority::Level::Risk,
+                message: format!(
+                    "service `{}`: sentinel `down_after` {} is within one lost packet (a dropped \
+                     SYN is resent after 1 s, RFC 6298 §2.1; sentinel pings once a second): a \
+                     network hiccup of {} marks the primary down and promotes a replica, \
+                     dropping the writes in flight; use 2s or more",
+                    s.name.value,
+                    priority::secs(secs),
+                    priority::secs(secs)
+                ),
+                key: Some(format!("services.{i}.down_after")),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +294,9 @@ mod tests {
                 fall: 1,
                 rise: 1,
             }],
+            hearing: crate::ha::hearing::Graph::complete(
+                ["host1", "host2", "host3"].map(String::from).to_vec(),
+            ),
         }
     }
 

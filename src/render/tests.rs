@@ -478,7 +478,7 @@ fn sub_second_checks_run_as_a_loop_reporting_through_track_files() {
     let k = text(file(&c, "/etc/keepalived/keepalived.conf"));
     // keepalived starts each sub-second loop once a second; the loop reports via the file.
     assert!(
-        k.contains("    script \"/bin/sh /etc/keepalived/hactl-check.sh nginx\"\n    interval 1\n"),
+        k.contains("    script \"/bin/sh /etc/keepalived/hactl-check.sh nginx\"\n    user root\n    interval 1\n"),
         "{k}"
     );
     assert!(k.contains("track_file trk_nginx {\n    file \"/run/hactl-check-VI_1-nginx\"\n    weight 0\n    init_file 0 overwrite\n"), "{k}");
@@ -512,6 +512,60 @@ fn sub_second_checks_run_as_a_loop_reporting_through_track_files() {
     snapshot_all("fast_checks", &c, &Secrets::default());
 }
 
+/// A non-root `script_user` (seed 004's `keepalived_script`, here `nobody`): keepalived runs
+/// the user's own whole-second check as that user (the global `script_user`), hactl's own
+/// checks, check loop and notify script as root (`user root`, `notify … root`: they write
+/// root-only state files), and inside them the user's commands drop to `script_user` with
+/// runuser. With `script_user: root` nothing is wrapped (the other snapshots).
+#[test]
+fn non_root_script_user_runs_only_the_users_commands_as_that_user() {
+    let yaml = FAST_CHECKS
+        .replace(
+            "  advert_int: 100ms\n",
+            "  advert_int: 100ms\n  script_user: nobody\n  notify:\n    master:\n      - command: logger now master\n",
+        );
+    let s = load("script-user.yaml", &yaml);
+    let c = render(&s, "q1", &Secrets::default());
+    let k = text(file(&c, "/etc/keepalived/keepalived.conf"));
+    assert!(k.contains("    script_user nobody\n"), "{k}");
+    assert!(
+        k.contains("    notify /etc/keepalived/hactl-notify.sh root\n"),
+        "{k}"
+    );
+    // Every sub-second loop and hactl's own whole-second checks: root.
+    for name in ["nginx", "haproxy", "disk"] {
+        assert!(
+            k.contains(&format!(
+                "    script \"/bin/sh /etc/keepalived/hactl-check.sh {name}\"\n    user root\n"
+            )),
+            "{k}"
+        );
+    }
+    // The user's whole-second script: keepalived's default, the script_user.
+    assert!(
+        k.contains("    script \"/usr/local/bin/slow-ok\"\n    interval 5\n"),
+        "{k}"
+    );
+    let loop_ = text(file(&c, CHECK_SCRIPT));
+    assert!(
+        loop_.contains("/usr/sbin/runuser -u nobody -- /usr/bin/timeout -s KILL 0.25 /bin/sh -c /usr/local/bin/disk-ok;"),
+        "{loop_}"
+    );
+    // hactl's own checks in the loop stay root's.
+    assert!(
+        loop_.contains("run() { /usr/bin/systemctl is-active --quiet haproxy; }"),
+        "{loop_}"
+    );
+    let notify = text(file(&c, NOTIFY_SCRIPT));
+    assert!(
+        notify.contains(
+            "/usr/sbin/runuser -u nobody -- /bin/sh -c 'logger now master' || failed command"
+        ),
+        "{notify}"
+    );
+    snapshot_all("script_user", &c, &Secrets::default());
+}
+
 #[test]
 fn notify_hooks_snapshots() {
     let s = load("hooks.yaml", NOTIFY);
@@ -530,7 +584,8 @@ fn notify_hooks_snapshots() {
         assert!(k.sensitive, "auth_pass comes from the vault");
         assert_eq!(k.mode, 0o600);
         assert!(text(k).contains("        auth_pass s3cr3t\n"));
-        assert!(text(k).contains("    notify /etc/keepalived/hactl-notify.sh\n"));
+        // hactl's notify script runs as root whatever `script_user` is: it writes root-only state.
+        assert!(text(k).contains("    notify /etc/keepalived/hactl-notify.sh root\n"));
         // preempt_delay is ignored by keepalived on an instance that starts as MASTER.
         assert!(text(k).contains("    state BACKUP\n"));
         assert!(text(k).contains("    preempt_delay 5\n"));
@@ -729,7 +784,19 @@ fn app_snapshots() {
     assert_eq!(ctl.service.as_deref(), Some("app"));
     let nginx = file(&c, "/etc/nginx/nginx.conf");
     assert!(!nginx.sensitive);
-    assert!(text(nginx).contains("server 127.0.0.1:8001;"));
+    // Loopback replicas are never benched (a blip of all of them must not leave 10 s of 502s).
+    assert!(text(nginx).contains("server 127.0.0.1:8001 max_fails=0;"));
+    // The balancers' health path (/healthz) reaches the app's own (/ping), not a fixed 200.
+    let health = text(nginx)
+        .split("location = /healthz {")
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .expect("the health location");
+    assert!(
+        health.contains("proxy_pass http://$hactl_app/ping;"),
+        "{health}"
+    );
+    assert!(!health.contains("return 200"), "{health}");
     let motd = file(&c, "/etc/motd");
     assert_eq!(text(motd), "hello from web1 (shop)\n");
     assert!(!motd.sensitive);

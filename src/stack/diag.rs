@@ -43,9 +43,9 @@ pub struct Problem {
     pub column: Option<usize>,
     /// The file, attached when the problems are collected into a [`StackError`].
     pub src: Option<Arc<StackSource>>,
-    /// A warning: shown, but the stack still loads (e.g. a load balancer subnet smaller than
-    /// the /27 AWS asks for). Only errors make a stack invalid.
-    pub warning: bool,
+    /// Error (the default: the stack is refused) or warning (a risk or advice `validate`,
+    /// `plan` and `up` print and go on; e.g. a load balancer subnet smaller than AWS's /27).
+    pub severity: miette::Severity,
 }
 
 impl Problem {
@@ -59,13 +59,18 @@ impl Problem {
             line: None,
             column: None,
             src: None,
-            warning: false,
+            severity: miette::Severity::Error,
         }
     }
 
-    /// Marks the problem as a warning (the stack stays valid).
+    /// Whether this is a warning (printed, never refused) rather than an error.
+    pub fn is_warning(&self) -> bool {
+        self.severity == miette::Severity::Warning
+    }
+
+    /// The same finding as a warning: printed, never refused.
     pub fn warning(mut self) -> Self {
-        self.warning = true;
+        self.severity = miette::Severity::Warning;
         self
     }
 
@@ -103,11 +108,7 @@ impl Diagnostic for Problem {
     }
 
     fn severity(&self) -> Option<miette::Severity> {
-        Some(if self.warning {
-            miette::Severity::Warning
-        } else {
-            miette::Severity::Error
-        })
+        Some(self.severity)
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -150,7 +151,7 @@ pub enum StackError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{} in `{path}`", plural(problems.iter().filter(|p| !p.warning).count()))]
+    #[error("{} in `{path}`", plural(problems.iter().filter(|p| !p.is_warning()).count()))]
     #[diagnostic(code(hactl::stack::invalid))]
     Invalid {
         path: String,
@@ -164,6 +165,22 @@ fn plural(n: usize) -> String {
         "1 problem".into()
     } else {
         format!("{n} problems")
+    }
+}
+
+impl JsonDiagnostic {
+    /// One located problem (see [`locate`]) of the file at `file`.
+    pub fn of(file: &str, p: &Problem) -> JsonDiagnostic {
+        JsonDiagnostic {
+            code: p.code.into(),
+            message: p.message.clone(),
+            file: file.to_string(),
+            line: p.line,
+            column: p.column,
+            label: (!p.label.is_empty()).then(|| p.label.clone()),
+            help: p.help.clone(),
+            severity: if p.is_warning() { "warning" } else { "error" },
+        }
     }
 }
 
@@ -195,7 +212,7 @@ impl From<&Problem> for JsonDiagnostic {
             column: p.column,
             label: (!p.label.is_empty()).then(|| p.label.clone()),
             help: p.help.clone(),
-            severity: if p.warning { "warning" } else { "error" },
+            severity: if p.is_warning() { "warning" } else { "error" },
         }
     }
 }

@@ -132,3 +132,21 @@ pub fn load(path: &Path) -> Result<Stack, StackError> {
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError> {
     validate::load_bytes(path, bytes)
 }
+
+/// Loads a stack whose only problems have codes in `tolerated`, returning those problems
+/// beside it (located, for printing). For `explain`, which shows what a refused hearing graph
+/// would do.
+pub fn load_tolerating(
+    path: &Path,
+    tolerated: &[&str],
+) -> Result<(Stack, Vec<diag::Problem>), StackError> {
+    let bytes = std::fs::read(path).map_err(|e| StackError::io(path, e))?;
+    validate::load_tolerating(path, &bytes, tolerated)
+}
+
+/// The stack's risks as located warnings (the VIP split, never moving or flapping; timings
+/// that make failover slow or jumpy): `validate`, `plan` and `up` print them, `explain` prints
+/// the same list from the same model ([`crate::ha::risks`]).
+pub fn risks(stack: &Stack) -> Vec<diag::Problem> {
+    validate::risks(stack)
+}

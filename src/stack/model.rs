@@ -189,7 +189,8 @@ pub struct HostSpec {
     /// Network interface for VRRP; defaults to `vip.interface`.
     #[serde(default)]
     pub interface: Option<String>,
-    /// Unicast peers by host name; default: every other host. Must be symmetric.
+    /// Unicast peers by host name; default: every other `vip` host. Must be complete: every
+    /// `vip` host hears every other (see `ha::hearing`).
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub peers: Option<Spanned<Vec<String>>>,

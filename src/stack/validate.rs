@@ -26,6 +26,17 @@ use super::model::StackFile;
 use super::Stack;
 
 pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError> {
+    load_tolerating(path, bytes, &[]).map(|(stack, _)| stack)
+}
+
+/// As [`load_bytes`], but a file whose only problems have codes in `tolerated` still loads:
+/// the stack comes back with those problems (located). `explain` uses it to show what a stack
+/// that `validate` refuses for its hearing graph would do.
+pub(super) fn load_tolerating(
+    path: &Path,
+    bytes: &[u8],
+    tolerated: &[&str],
+) -> Result<(Stack, Vec<Problem>), StackError> {
     if bytes.len() > MAX_STACK_BYTES {
         return Err(too_large(path, bytes.len() as u64));
     }
@@ -49,18 +60,60 @@ pub(super) fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, StackError>
     let (mut problems, resolved) = checks::check(&file, &tree, &map);
     problems.extend(strings::check(&file, &tree));
     problems.extend(strings::local_paths(&file, &tree));
-    // Warnings are shown with the errors when there are any, and kept on the stack otherwise.
-    if problems.iter().any(|p| !p.warning) {
+    // An error refuses the stack (unless tolerated); warnings are shown with the errors when
+    // there are any, and kept on the stack otherwise.
+    let is_warning = |p: &Problem| p.severity == miette::Severity::Warning;
+    if problems
+        .iter()
+        .any(|p| !is_warning(p) && !tolerated.contains(&p.code))
+    {
         return Err(fail(problems));
     }
-    Ok(Stack {
-        file,
-        path: path.to_path_buf(),
-        source: text.clone(),
-        hosts: resolved.hosts,
-        vip: resolved.vip,
-        warnings: super::diag::locate(path, text.clone(), problems),
-    })
+    let (warnings, tolerated): (Vec<Problem>, Vec<Problem>) =
+        problems.into_iter().partition(is_warning);
+    Ok((
+        Stack {
+            file,
+            path: path.to_path_buf(),
+            source: text.clone(),
+            hosts: resolved.hosts,
+            vip: resolved.vip,
+            warnings: super::diag::locate(path, text.clone(), warnings),
+        },
+        super::diag::locate(path, text.clone(), tolerated),
+    ))
+}
+
+/// The risks of a loaded stack ([`crate::ha::risks`]: the one model `explain` uses too) as
+/// located warnings: each points at the key it is about when it names one.
+pub(super) fn risks(stack: &Stack) -> Vec<Problem> {
+    // the checks' own warnings first (e.g. AWS's /27 advice for balancer subnets)
+    let mut out = stack.warnings.clone();
+    let risks = crate::ha::risks(stack);
+    if risks.is_empty() {
+        return out;
+    }
+    let tree = tree::Node::parse(&stack.source, options()).ok();
+    let problems = risks
+        .into_iter()
+        .map(|w| {
+            let span = w.key.as_deref().and_then(|k| {
+                let t = tree.as_ref()?;
+                t.span(k).or_else(|| t.key_span(k)).or_else(|| {
+                    // A default has no value in the file: point at the section that holds it.
+                    let parent = k.rsplit_once('.')?.0;
+                    t.key_span(parent)
+                })
+            });
+            Problem::new(w.code, w.message).at(span, "here").warning()
+        })
+        .collect();
+    out.extend(super::diag::locate(
+        &stack.path,
+        stack.source.clone(),
+        problems,
+    ));
+    out
 }
 
 /// The largest stack file accepted, in bytes (4 MiB). A stack of 10,000 hosts written out in

@@ -30,11 +30,6 @@ pub fn print_error(report: &miette::Report) {
     eprintln!("{}", format_report(report, std::io::stderr().is_terminal()));
 }
 
-/// Prints a warning (a diagnostic whose severity is `Warning`) the way errors are printed.
-pub fn print_warning(report: &miette::Report) {
-    eprintln!("{}", format_report(report, std::io::stderr().is_terminal()));
-}
-
 /// Formats a report the way the terminal shows it (no colour when `color` is false, which is
 /// also what snapshot tests use).
 pub fn format_report(report: &miette::Report, color: bool) -> String {
@@ -50,6 +45,30 @@ pub fn format_report(report: &miette::Report, color: bool) -> String {
         .is_err()
     {
         return format!("error: {report}");
+    }
+    out
+}
+
+/// Prints located warnings (a stack's risks) on stderr, each as miette draws a diagnostic:
+/// `file:line:col`, the line, a caret, the code.
+pub fn print_warnings(warnings: &[crate::stack::diag::Problem]) {
+    let color = std::io::stderr().is_terminal();
+    for w in warnings {
+        eprint!("{}", format_diagnostic(w, color));
+    }
+}
+
+/// One diagnostic as the terminal shows it (see [`format_report`]).
+pub fn format_diagnostic(d: &dyn miette::Diagnostic, color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    if handler.render_report(&mut out, d).is_err() {
+        return format!("warning: {d}\n");
     }
     out
 }

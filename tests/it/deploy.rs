@@ -122,12 +122,17 @@ fn not_ready_servers() -> String {
 
 /// Lab up with 3 hosts, the stack up at v1 everywhere.
 fn setup() {
+    setup_stack(STACK);
+}
+
+/// As [`setup`], for `stack` (a variant of the lab-app stack).
+fn setup_stack(stack: &str) {
     let _ = run(&["lab", "down"]);
     ok(&["lab", "up", "--hosts", "3"]);
     images();
     // `up` returns once the stack serves: the app healthy behind nginx on every host and the
     // VIP held, so both answer at once.
-    ok(&["up", "-f", STACK, "--auto-approve"]);
+    ok(&["up", "-f", stack, "--auto-approve"]);
     assert_eq!(
         versions(),
         ["v1", "v1", "v1"],
@@ -490,4 +495,138 @@ fn docker_runtime_up_and_deploy_under_load_have_zero_failed_requests() {
         support::machine_state(),
         "docker in the lab changed the machine's config or network"
     );
+}
+
+/// Issue 14 §3: the balancers' default health check (haproxy's `check_path` = nginx's
+/// `health_path` = `/healthz`) must test the app, not nginx's own fixed 200. With the app on
+/// host2 stopped and nginx still running, haproxy takes host2 out of rotation within its
+/// fall × check_interval (2 × 1 s in lab-app.yaml), plus one interval for the phase of the
+/// check timer and the poll. Before, nginx answered 200 and host2 stayed in rotation.
+#[test]
+fn default_health_check_takes_a_host_whose_app_is_stopped_out_of_rotation() {
+    let _g = lab_guard();
+    setup();
+    assert_eq!(not_ready_servers().trim(), "", "every server starts UP");
+    let names = app_containers("host2");
+    assert!(!names.is_empty(), "no app container on host2");
+    let t0 = Instant::now();
+    let mut args = vec!["lab", "exec", "host2", "--", "podman", "stop", "-t", "0"];
+    args.extend(names.iter().map(String::as_str));
+    ok(&args);
+    let stopped = t0.elapsed();
+    let out = loop {
+        let out = not_ready_servers();
+        if out.contains("host2") || t0.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = t0.elapsed();
+    assert!(out.contains("host2"), "host2 stayed in rotation: {out:?}");
+    // nginx itself still runs on host2: only the app is gone.
+    let active = support::lab_exec("host2", &["systemctl", "is-active", "nginx"]);
+    assert_eq!(active.trim(), "active");
+    eprintln!(
+        "app stopped on host2 (stop took {} ms): out of rotation after {} ms",
+        stopped.as_millis(),
+        took.as_millis()
+    );
+    assert!(
+        took <= stopped + Duration::from_millis(3000),
+        "host2 left rotation after {} ms, more than fall × interval (2 × 1 s) + 1 s",
+        took.as_millis()
+    );
+    teardown();
+}
+
+/// Inside a lab host: stop both app replicas, let nginx see them fail, start them again and
+/// print `both=MS nginx=MS`: when both replicas answer again and when nginx first answers 200,
+/// in ms since the start. Polls every 20 ms for at most 30 s.
+const BLIP: &str = r#"
+set -u
+now() { date +%s%3N; }
+names=$(podman ps --format '{{.Names}}' --filter label=io.podman.compose.service=app-1)
+[ -n "$names" ] || names=$(podman ps --format '{{.Names}}' --filter label=com.docker.compose.service=app-1)
+names="$names $(podman ps --format '{{.Names}}' --filter label=io.podman.compose.service=app-2)"
+names="$names $(podman ps --format '{{.Names}}' --filter label=com.docker.compose.service=app-2)"
+podman stop -t 0 $names >/dev/null
+for i in 1 2 3 4; do curl -s -o /dev/null -m 1 http://127.0.0.1:80/; done
+code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' http://127.0.0.1:80/)
+[ "$code" = 502 ] || { echo "nginx answered $code with both replicas stopped"; exit 1; }
+t0=$(now)
+podman start $names >/dev/null &
+both='' ngx=''
+while [ $(( $(now) - t0 )) -lt 30000 ]; do
+    if [ -z "$both" ] \
+        && curl -sf -o /dev/null -m 1 http://127.0.0.1:8000/ \
+        && curl -sf -o /dev/null -m 1 http://127.0.0.1:8001/; then
+        both=$(( $(now) - t0 ))
+    fi
+    if [ -z "$ngx" ] && curl -sf -o /dev/null -m 1 http://127.0.0.1:80/; then
+        ngx=$(( $(now) - t0 ))
+    fi
+    [ -n "$both" ] && [ -n "$ngx" ] && break
+    sleep 0.02
+done
+wait
+echo "both=${both:-never} nginx=${ngx:-never}"
+"#;
+
+/// Runs [`BLIP`] on host1 and returns (both replicas back, nginx back) in ms.
+fn blip() -> (u64, u64) {
+    let out = support::lab_exec("host1", &["sh", "-c", BLIP]);
+    let get = |k: &str| {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {k} in {out:?}"))
+    };
+    (get("both="), get("nginx="))
+}
+
+/// Issue 14 §3: nginx in front of two loopback replicas. Both replicas blip (stopped, nginx
+/// answers 502, started again): nginx answers again within a second of them. The control
+/// half puts nginx's default `max_fails` back on the same host and shows the same blip then
+/// costs nginx's `fail_timeout` (10 s) of "no live upstreams" — what the rendered
+/// `max_fails=0` avoids.
+#[test]
+fn both_replicas_blip_and_nginx_recovers_within_a_second() {
+    let _g = lab_guard();
+    let dir = support::root().join("target/lab-app-replicas");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let text = std::fs::read_to_string(support::root().join(STACK)).expect("lab-app.yaml");
+    let edited = text.replace("  replicas: 1\n", "  replicas: 2\n").replace(
+        "archive: ../target/lab-app/demo-v1.tar",
+        &format!("archive: {}", archive("demo-v1.tar")),
+    );
+    assert_ne!(edited, text);
+    let stack = dir.join("lab-app.yaml");
+    std::fs::write(&stack, edited).expect("write the stack copy");
+    let stack = stack.to_string_lossy().into_owned();
+    setup_stack(&stack);
+    let (both, nginx) = blip();
+    eprintln!("replicas blip: both back after {both} ms, nginx after {nginx} ms");
+    assert!(
+        nginx <= both + 1000,
+        "nginx answered {nginx} ms after the start, {} ms after both replicas ({both} ms)",
+        nginx.saturating_sub(both)
+    );
+    // Control: nginx's defaults (max_fails=1 fail_timeout=10s) on the same host.
+    support::lab_exec(
+        "host1",
+        &[
+            "sh",
+            "-c",
+            "sed -i 's/ max_fails=0;/;/' /etc/nginx/nginx.conf && nginx -t -q && nginx -s reload && sleep 1",
+        ],
+    );
+    let (both_d, nginx_d) = blip();
+    eprintln!(
+        "with nginx's default max_fails: both back after {both_d} ms, nginx after {nginx_d} ms"
+    );
+    assert!(
+        nginx_d > both_d + 1000,
+        "the control did not show the delay the setting avoids: both {both_d} ms, nginx {nginx_d} ms"
+    );
+    teardown();
 }

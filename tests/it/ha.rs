@@ -103,6 +103,24 @@ fn explain_lab_stack_and_bad_case() {
             .any(|l| l.starts_with("host1 down") && l.contains("host2 (moves)")),
         "{out}"
     );
+    // A partition on a valid stack: host1 cut off keeps the VIP, host2 takes it too.
+    let out = ok(&[
+        "explain",
+        "-f",
+        "stacks/lab.yaml",
+        "vip",
+        "--case",
+        "cut:host1",
+    ]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("host1 cut off") && l.contains("host1 + host2 (SPLIT)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("groups in `host1 cut off`: [host1] → host1; [host2, host3] → host2"),
+        "{out}"
+    );
     let o = run(&[
         "explain",
         "-f",
@@ -143,6 +161,99 @@ fn explain_seed_004_stack() {
     ] {
         assert!(rows.iter().any(|r| r == want), "no row `{want}` in:\n{out}");
     }
+}
+
+/// RFC 5798 §6.4.2: a backup never takes over from a master with the same effective priority.
+/// n1 holds going in; with n1 and n2 failing, n1 and n3 are both at 90 and n3 has the higher
+/// address, yet n1 keeps the VIP (the old explain said n3). The JSON names the state going in.
+#[test]
+fn explain_tie_with_the_current_master_keeps_the_master() {
+    let args = [
+        "explain",
+        "-f",
+        "tests/fixtures/ha/tie-with-master.yaml",
+        "vip",
+        "--case",
+        "n1+n2",
+    ];
+    let out = ok(&args);
+    insta::assert_snapshot!("explain_tie_with_the_current_master", out);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("n1: nginx failing + n2"))
+        .unwrap_or_else(|| panic!("no case row in:\n{out}"));
+    let words: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        words[..12],
+        [
+            "n1:", "nginx", "failing", "+", "n2:", "nginx", "failing", "90", "40", "90", "n1",
+            "[n1"
+        ],
+        "{row}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let v: serde_json::Value = serde_json::from_str(&ok(&json_args)).expect("json");
+    let case = v["cases"]
+        .as_array()
+        .and_then(|c| c.last())
+        .expect("the --case row")
+        .clone();
+    insta::assert_json_snapshot!("explain_tie_with_the_current_master_json", case);
+    assert_eq!(case["before"], serde_json::json!(["n1"]));
+    assert_eq!(case["holders"], serde_json::json!(["n1"]));
+    assert_eq!(case["groups"][0]["holders"], serde_json::json!(["n1"]));
+    assert_eq!(case["moved"], false);
+}
+
+/// The issue's chain (node1: [node2], node2: [node1, node3], node3: [node2]): `validate`
+/// refuses it, `explain` still explains it and shows both ends holding the VIP, never one.
+#[test]
+fn explain_split_graph_prints_every_holder() {
+    let f = "tests/fixtures/invalid/peers-chain.yaml";
+    let out = ok(&["explain", "-f", f, "vip"]);
+    insta::assert_snapshot!("explain_split_graph", out);
+    assert!(out.contains("peers-chain.yaml:9:5"), "{out}");
+    let healthy = out
+        .lines()
+        .find(|l| l.starts_with("all healthy"))
+        .expect("healthy row");
+    assert!(healthy.contains("node1 + node3 (SPLIT)"), "{healthy}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["explain", "-f", f, "vip", "--json"])).expect("json");
+    insta::assert_json_snapshot!(
+        "explain_split_graph_json",
+        serde_json::json!({
+            "refused": v["refused"],
+            "cases": v["cases"],
+        })
+    );
+    assert_eq!(
+        v["cases"][0]["holders"],
+        serde_json::json!(["node1", "node3"])
+    );
+    assert_eq!(v["cases"][0]["holder"], serde_json::Value::Null);
+    let down = v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["label"] == "node2 down")
+        .expect("node2 down");
+    assert_eq!(down["groups"].as_array().map(Vec::len), Some(2), "{down}");
+    let codes: Vec<&str> = v["refused"]
+        .as_array()
+        .expect("refused")
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["hactl::stack::peers_incomplete"]);
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w["code"].as_str())
+        .collect();
+    assert!(warnings.contains(&"hactl::vrrp::split"), "{warnings:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -499,6 +610,20 @@ fn vip_two_holders_after_sigkill_then_up_repairs() {
     let s = hactl(&["status", "-f", LAB_STACK]);
     assert!(!s.status.success(), "{}", stdout(&s));
     assert!(stdout(&s).contains("SPLIT BRAIN"), "{}", stdout(&s));
+    // It names the election group from the stack's hearing graph: one group, so the holders
+    // should hear each other and the cause is outside the stack (here the killed keepalived).
+    assert!(
+        stdout(&s).contains("the holders are in one election group [host1, host2, host3]"),
+        "{}",
+        stdout(&s)
+    );
+    let j = hactl(&["status", "-f", LAB_STACK, "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&j.stdout).expect("status json");
+    assert_eq!(
+        j["vip"]["groups"],
+        serde_json::json!([["host1", "host2", "host3"]]),
+        "{j:#}"
+    );
     // `up` starts keepalived again: host1 rejoins with the higher priority, host2 releases.
     // and returns only once that has happened.
     must(&["up", "-f", LAB_STACK, "--auto-approve"]);
@@ -637,6 +762,81 @@ fn webhook_gets_one_post_per_transition() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
     let t = v["hosts"][0]["last_transition"].as_str().unwrap_or("");
     assert!(t.starts_with("MASTER"), "{v:#}");
+}
+
+/// Issue 14 §3: a non-root `script_user` (seed 004's setup; here `nobody`) with a sub-second
+/// check. hactl's check loop and notify script run as root (`user root`, `notify … root`), the
+/// user's own commands as `nobody`: the VIP is held, a service stop fails over, the notify
+/// script records the transition for `status`, and a `command:` hook really runs as `nobody`.
+/// Before, every host went FAULT (the root-only loop could not run as `nobody`).
+#[test]
+fn non_root_script_user_holds_the_vip_fails_over_and_records_transitions() {
+    let _g = lab_guard();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file name of this run only: a leftover from an earlier run proves nothing.
+    let mark = format!(
+        "/tmp/hactl-notify-user-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let stack = stack_copy(dir.path(), |t| {
+        t.replace(
+            "  checks:\n",
+            &format!("  script_user: nobody\n  notify:\n    master:\n      - command: id -un > {mark}\n  checks:\n"),
+        )
+        .replace("      interval: 1s\n      timeout: 1s\n", "      interval: 100ms\n")
+    });
+    let text = std::fs::read_to_string(&stack).expect("stack copy");
+    assert!(text.contains("interval: 100ms"), "{text}");
+    must(&["lab", "up", "--hosts", "3"]);
+    let _down = LabDown;
+    must(&["up", "-f", &stack, "--auto-approve"]);
+    assert_lab_route(VIP);
+    let h = wait_holders(&stack, &["host1"], Duration::from_secs(10));
+    assert_eq!(
+        h,
+        vec!["host1".to_string()],
+        "nobody holds the VIP under script_user nobody"
+    );
+    // Every host runs its checks: nobody is in FAULT.
+    let o = hactl(&["status", "-f", &stack, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    for h in v["hosts"].as_array().expect("hosts") {
+        assert_ne!(h["vrrp_state"], "FAULT", "{v:#}");
+    }
+    // The notify script ran as root (it recorded the state) and the hook as `nobody`.
+    let who = must(&["lab", "exec", "host1", "--", "cat", &mark]);
+    assert_eq!(who.trim(), "nobody");
+    let t = v["hosts"][0]["last_transition"].as_str().unwrap_or("");
+    assert!(t.starts_with("MASTER"), "{v:#}");
+    // Failover on a service stop, recorded on the new holder.
+    let t0 = Instant::now();
+    must(&["lab", "exec", "host1", "--", "systemctl", "stop", "nginx"]);
+    assert_eq!(
+        wait_holders(&stack, &["host2"], Duration::from_secs(6)),
+        vec!["host2".to_string()]
+    );
+    let took = t0.elapsed();
+    let o = hactl(&["status", "-f", &stack, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    let t = v["hosts"][1]["last_transition"].as_str().unwrap_or("");
+    assert!(t.starts_with("MASTER"), "{v:#}");
+    assert!(
+        v["hosts"][0]["last_transition"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("FAULT"),
+        "{v:#}"
+    );
+    let who = must(&["lab", "exec", "host2", "--", "cat", &mark]);
+    assert_eq!(who.trim(), "nobody");
+    eprintln!(
+        "script_user nobody: host1 → host2 in {} ms",
+        took.as_millis()
+    );
 }
 
 /// Seed 001's hard-coded VRRP source address is a parameter: `hosts[].source_ip` becomes

@@ -139,6 +139,91 @@ fn invalid_fixtures_are_refused_with_located_diagnostics() {
     }
 }
 
+/// Every file in `tests/fixtures/warnings/` is valid (exit 0) but risky: `validate` prints each
+/// risk as a located warning (file:line:col, caret, code) on stderr, snapshotted per fixture,
+/// and `validate --json` lists the same codes under `warnings`.
+#[test]
+fn warning_fixtures_validate_with_located_warnings() {
+    let fixtures = yaml_files(&support::root().join("tests/fixtures/warnings"));
+    assert!(fixtures.len() >= 5, "only {} fixtures", fixtures.len());
+    for f in &fixtures {
+        let path = rel(f);
+        let o = support::run(&["validate", "-f", &path]);
+        let err = support::stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{path} was refused:\n{err}");
+        assert!(
+            err.contains(&format!("[{path}:")),
+            "{path}: no file:line:col in\n{err}"
+        );
+        assert!(err.contains("hactl::"), "{path}: no code in\n{err}");
+        let name = f
+            .file_stem()
+            .expect("file name")
+            .to_string_lossy()
+            .to_string();
+        insta::with_settings!({
+            prepend_module_to_snapshot => false,
+            snapshot_suffix => name.clone(),
+            description => format!("hactl validate -f {path}"),
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!("stack_warnings", err);
+        });
+        let o = support::run(&["validate", "-f", &path, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["valid"], true);
+        let codes: Vec<&str> = v["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .filter_map(|w| w["code"].as_str())
+            .collect();
+        assert!(!codes.is_empty(), "{path}: no warnings in {v}");
+        for c in &codes {
+            assert!(
+                err.contains(c),
+                "{path}: {c} is in --json but not on stderr"
+            );
+        }
+    }
+}
+
+/// One list of risks: `plan` and `up` print the warnings `validate` prints, located the same
+/// way, before anything else happens (here the stack has no vault, so both stop right after,
+/// without touching a host).
+#[test]
+fn plan_and_up_print_the_same_risks_as_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text =
+        std::fs::read_to_string(support::root().join("tests/fixtures/warnings/flapping.yaml"))
+            .expect("fixture");
+    let edited = text.replace(
+        "  virtual_router_id: 51\n",
+        "  virtual_router_id: 51\n  auth_pass: {secret: vrrp_password}\n",
+    );
+    assert_ne!(edited, text);
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, edited).expect("write");
+    let p = path.display().to_string();
+    let warnings = |args: &[&str]| {
+        let o = support::hactl()
+            .args(args)
+            .env_remove("HACTL_AGE_KEY")
+            .env_remove("HACTL_AGE_KEY_FILE")
+            .env("HOME", dir.path())
+            .output()
+            .expect("hactl runs");
+        let err = support::stderr(&o);
+        // Up to the first error: the warnings come first.
+        err.split("hactl::vault::").next().unwrap_or("").to_string()
+    };
+    let validate = warnings(&["validate", "-f", &p]);
+    assert!(validate.contains("hactl::vrrp::flapping"), "{validate}");
+    assert!(validate.contains(&format!("[{p}:21:13]")), "{validate}");
+    assert_eq!(warnings(&["plan", "-f", &p]), validate);
+    assert_eq!(warnings(&["up", "-f", &p, "--auto-approve"]), validate);
+}
+
 /// insta filters are regexes; the root path is a literal.
 fn regex_escape(s: &str) -> String {
     let mut out = String::new();

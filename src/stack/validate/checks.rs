@@ -34,6 +34,7 @@ use super::tree::Node;
 /// AWS's own rules (CIDRs, listeners, matcher), in their own file.
 #[path = "aws.rs"]
 mod aws;
+mod hearing;
 
 /// What the checks resolve for the rest of hactl.
 pub(super) struct Resolved {
@@ -75,6 +76,7 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     c.ssh();
     c.hosts();
     c.vip();
+    c.hearing();
     c.priorities();
     c.nginx_haproxy();
     c.app();
@@ -1761,6 +1763,34 @@ impl Checker<'_> {
                         );
                     }
                 }
+                // Sentinel failover needs a majority of all sentinels to authorize it
+                // (redis.io, "Redis Sentinel", quorum vs majority): with one sentinel per host,
+                // losing one of two hosts leaves 1 of 2, never a majority, whatever `quorum`.
+                if sentinel && count == 2 {
+                    let span = match &s.promotion {
+                        Some(p) => self.loc(p),
+                        None => self
+                            .key(&format!("{base}.hosts"))
+                            .or_else(|| self.loc(&s.kind)),
+                    };
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::sentinel_majority",
+                            format!(
+                                "service `{}` runs on 2 hosts with `promotion: sentinel`: when \
+                                 one host fails, the one sentinel left is not a majority of 2, \
+                                 so no replica is ever promoted (a `quorum` of 1 does not help: \
+                                 failover needs a majority of all sentinels)",
+                                s.name.value,
+                            ),
+                        )
+                        .at(span, "sentinel needs 3 or more hosts")
+                        .help(
+                            "set `promotion: hactl` (`hactl heal --watch` promotes; see \
+                             stacks/lab-redis-2.yaml), or run the service on 3 or more hosts",
+                        ),
+                    );
+                }
                 if let Some(d) = &s.down_after {
                     self.dur_range(
                         d,
@@ -3258,6 +3288,47 @@ mod tests {
         assert!(got.contains(&"hactl::stack::peer_duplicate"), "{got:?}");
     }
 
+    /// Every pair of `vip` hosts must hear each other; each gap is reported once, at the list
+    /// at fault, and one-way pairs stay `peer_asymmetric`'s.
+    #[test]
+    fn every_vip_pair_must_hear_each_other() {
+        let vip = "vip: {address: 192.0.2.100/24, virtual_router_id: 9}\n";
+        let with = |a: &str, b: &str, c: &str| {
+            let mut t = HOSTS.to_string();
+            for (host, addr, list) in [("a", "11", a), ("b", "12", b), ("c", "13", c)] {
+                if !list.is_empty() {
+                    t = t.replace(
+                        &format!("{{name: {host}, address: 192.0.2.{addr}}}"),
+                        &format!("{{name: {host}, address: 192.0.2.{addr}, peers: {list}}}"),
+                    );
+                }
+            }
+            codes(&format!("{t}{vip}"))
+        };
+        // Complete lists, written or defaulted: fine.
+        assert_eq!(with("[b, c]", "[a, c]", "[a, b]"), Vec::<&str>::new());
+        assert_eq!(with("[b, c]", "", ""), Vec::<&str>::new());
+        // The issue's chain: one gap (a–c), one diagnostic.
+        assert_eq!(
+            with("[b]", "[a, c]", "[b]"),
+            vec!["hactl::stack::peers_incomplete"]
+        );
+        // An explicit list leaving out a defaulted host: one-way, not caught before.
+        assert_eq!(with("[b]", "", ""), vec!["hactl::stack::peers_incomplete"]);
+        // `peers: []`.
+        assert_eq!(with("", "[]", ""), vec!["hactl::stack::peers_empty"]);
+        // A one-way explicit pair stays one diagnostic.
+        assert_eq!(
+            with("[b, c]", "[c]", "[a, b]"),
+            vec!["hactl::stack::peer_asymmetric"]
+        );
+        // Multicast with vip.aws.
+        let aws = format!(
+            "{HOSTS}vip: {{address: 192.0.2.100/24, virtual_router_id: 9, mode: multicast, aws: {{mode: secondary_ip, region: eu-west-1}}}}\n"
+        );
+        assert_eq!(codes(&aws), vec!["hactl::stack::multicast_unroutable"]);
+    }
+
     #[test]
     fn ports_only_conflict_on_a_shared_host() {
         let split = "name: t\nprovider: hosts\nhosts:\n  - {name: lb, address: 192.0.2.11, roles: [vip]}\n  - {name: web, address: 192.0.2.12, roles: [app]}\nvip: {address: 192.0.2.100/24, virtual_router_id: 9}\nnginx: {listen: 80}\nhaproxy: {listen: 80}\n";
@@ -3296,8 +3367,14 @@ mod tests {
     fn redis_clients() {
         // c is the client: no roles, outside the service
         let hosts = HOSTS.replace("address: 192.0.2.13}", "address: 192.0.2.13, roles: []}");
+        // Two hosts: sentinel could never promote (sentinel_majority), so `promotion: hactl`.
         let svc = |kind: &str, mode: &str, extra: &str| {
-            format!("{hosts}haproxy: {{listen: 8080}}\nservices:\n  - {{name: s, kind: {kind}, mode: {mode}, hosts: [a, b], ports: [9001], proxy_ports: [8001]{extra}}}\n")
+            let promotion = if kind == "redis" {
+                ", promotion: hactl"
+            } else {
+                ""
+            };
+            format!("{hosts}haproxy: {{listen: 8080}}\nservices:\n  - {{name: s, kind: {kind}, mode: {mode}, hosts: [a, b], ports: [9001], proxy_ports: [8001]{promotion}{extra}}}\n")
         };
         let ok = svc(
             "redis",
