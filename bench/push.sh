@@ -1,34 +1,46 @@
 #!/usr/bin/env bash
-# Benchmark (issue 2): push 3 templated files + start/reload their services to 20 lab hosts,
-# hactl vs ansible-playbook doing the same work (forks 20, pipelining, no fact gathering,
-# each file validated by the real binary, handlers start the services). Median of 3 first runs
-# (fresh hosts each time) and of 3 no-op re-runs each. Writes bench/out/push.md and updates
-# the push section of docs/benchmarks.md. Needs root (lab hosts in network namespaces).
+# Benchmark (issues 2 and 16): push the files `hactl render` produces for stacks/lab.yaml grown
+# to N hosts (nginx.conf, haproxy.cfg, keepalived.conf, the notify hook; host1 also the stack's
+# canary file), each checked by its real binary, and start the three services, on fresh lab
+# hosts; then the same again with nothing to do (no-op). Side by side in one run, for each N:
+#   - hactl:          `hactl up --auto-approve`
+#   - pyinfra:        bench/pyinfra/deploy.py (files.put + the check + service restart on change)
+#   - ansible:        template/copy with `validate`, handlers restart (forks = N, pipelining)
+#   - the floor:      the same copies, checks and starts run inside each host with no SSH
+#                     (`lab exec`, all hosts at once): what the hosts' own work costs here.
+# For each: wall time, and the machine's CPU time during the run (/proc/stat, all processes:
+# client, sshd, the checks, the services) per host. One run per pair (RUNS to repeat).
+# Writes bench/out/push.md and the push section of docs/benchmarks.md. Needs root and the
+# bench tools (bash scripts/deps.sh bench installs pyinfra and ansible).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${N:-20}
-RUNS=${RUNS:-3}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-# The debug build by default: its time here is SSH round trips, not CPU, and a cold release
-# build of the AWS SDK crates costs ~12 minutes on 2 cores. PROFILE=release for the other.
-PROFILE=${PROFILE:-debug}
+NS=${NS:-"5 20 50"}
+RUNS=${RUNS:-1}
+TOOLS=${TOOLS:-"hactl pyinfra ansible floor"}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hactl-target}"
+PROFILE=${PROFILE:-release}
 if [ "$PROFILE" = release ]; then cargo build --release -q; else cargo build -q; fi
 H="$CARGO_TARGET_DIR/$PROFILE/hactl"
-# The lab is shared with the tests: hold their lock for the whole benchmark. `flock -o` keeps
-# the lock's descriptor out of the lab hosts started below (they would hold it until `lab down`).
+# The lab is shared with the tests: hold their lock for the whole benchmark (`flock -o` keeps
+# the descriptor out of the lab hosts started below).
 if [ -z "${HACTL_BENCH_LOCKED:-}" ]; then
   HACTL_BENCH_LOCKED=1 exec flock -o /run/lock/hactl-lab-tests.lock bash "$0" "$@"
 fi
+# pyinfra and ansible are the benchmarks' own tools: deps.sh's bench level installs them.
+bash scripts/deps.sh bench
+for t in pyinfra ansible-playbook; do
+  command -v "$t" >/dev/null || { echo "push.sh: $t is missing after scripts/deps.sh bench" >&2; exit 1; }
+done
 OUT="$PWD/bench/out"; mkdir -p "$OUT"
 LAB=/srv/hactl-lab
-bash scripts/deps.sh bench   # the only thing that installs: ansible-playbook among the rest
+ROOT=$PWD
 
 # The stack: lab.yaml grown to N hosts (distinct priorities, same VIP and services).
-python3 - "$N" > "$OUT/push-stack.yaml" <<'PY'
-import sys, os
-n = int(sys.argv[1])
-root = os.getcwd()
-text = open("stacks/lab.yaml").read()
+make_stack() { # N -> $OUT/push-N.yaml
+  python3 - "$1" "$ROOT" > "$OUT/push-$1.yaml" <<'PY'
+import sys
+n, root = int(sys.argv[1]), sys.argv[2]
+text = open(f"{root}/stacks/lab.yaml").read()
 # Same stack, same vault (bound to the name `lab`): only paths made absolute for bench/out/.
 text = text.replace("identity_file: ../secrets/lab.demo-key",
                     f"identity_file: {root}/secrets/lab.demo-key\n  file: {root}/secrets/lab.age")
@@ -38,110 +50,210 @@ _, tail = rest.split("\nvip:", 1)
 hosts = "".join(f"  - name: host{i}\n    address: 198.18.0.{10+i}\n    priority: {150 if i == 1 else 101 - i}\n" for i in range(1, n + 1))
 print(head + "hosts:\n" + hosts + "\nvip:" + tail, end="")
 PY
+}
 
-# Fresh hosts for every first run, then 2 s for the 20 new hosts to settle (same for both tools:
-# the push is measured, not the lab's own start-up).
-fresh_lab() { "$H" lab down >/dev/null 2>&1 || true; "$H" lab up --hosts "$N" >/dev/null; sleep 2; }
+# Fresh hosts for every first run, settled 2 s (the push is measured, not the lab's start).
+fresh_lab() { "$H" lab down >/dev/null 2>&1 || true; "$H" lab up --hosts "$1" >/dev/null; sleep 2; }
 
-# Ansible's inputs: the same rendered files as templates, an inventory, a playbook.
-"$H" render -f "$OUT/push-stack.yaml" --out "$OUT/render" >/dev/null
-{
-  echo "[lab]"
-  for i in $(seq 1 "$N"); do echo "host$i ansible_host=198.18.0.$((10 + i))"; done
-  echo "[lab:vars]"
-  echo "ansible_user=root"
-  echo "ansible_ssh_private_key_file=$LAB/id_ed25519"
-  echo "ansible_ssh_common_args='-o UserKnownHostsFile=$LAB/known_hosts -o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPersist=60s'"
-  echo "ansible_python_interpreter=/usr/bin/python3"
-} > "$OUT/inventory.ini"
-cat > "$OUT/ansible.cfg" <<CFG
+# machine CPU seconds so far (every process: user + nice + system + irq + softirq)
+cpu_s() { awk '/^cpu /{printf "%.2f\n", ($2+$3+$4+$7+$8)/100}' /proc/stat; }
+now() { date +%s.%N; }
+# measure NAME N CMD...: appends "tool n phase wall cpu_per_host" to $OUT/push.tsv
+measure() {
+  local tool=$1 n=$2 phase=$3; shift 3
+  local t0 c0 t1 c1
+  c0=$(cpu_s); t0=$(now)
+  if ! "$@" >>"$OUT/push.log" 2>&1; then echo "push.sh: $tool $phase on $n hosts failed (bench/out/push.log)" >&2; exit 1; fi
+  t1=$(now); c1=$(cpu_s)
+  local wall cpu
+  wall=$(python3 -c "print(f'{$t1-$t0:.2f}')"); cpu=$(python3 -c "print(f'{($c1-$c0)/$n*1000:.0f}')")
+  printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$n" "$phase" "$wall" "$cpu" >> "$OUT/push.tsv"
+  echo "$tool n=$n $phase: ${wall} s, machine CPU ${cpu} ms/host"
+}
+
+inventory() { # N: pyinfra's and ansible's inventories
+  local n=$1
+  python3 - "$n" "$LAB" > "$OUT/inventory-$n.py" <<'PY'
+import sys
+n, lab = int(sys.argv[1]), sys.argv[2]
+ssh = {"ssh_user": "root", "ssh_key": f"{lab}/id_ed25519",
+       "ssh_known_hosts_file": f"{lab}/known_hosts", "ssh_strict_host_key_checking": "yes"}
+print("lab = [")
+for i in range(1, n + 1):
+    print(f"    ('198.18.0.{10+i}', {dict(ssh, hname=f'host{i}')!r}),")
+print("]")
+PY
+  {
+    echo "[lab]"
+    for i in $(seq 1 "$n"); do echo "host$i ansible_host=198.18.0.$((10 + i))"; done
+    echo "[lab:vars]"
+    echo "ansible_user=root"
+    echo "ansible_ssh_private_key_file=$LAB/id_ed25519"
+    echo "ansible_ssh_common_args='-o UserKnownHostsFile=$LAB/known_hosts -o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPersist=60s'"
+    echo "ansible_python_interpreter=/usr/bin/python3"
+  } > "$OUT/inventory-$n.ini"
+}
+
+cat > "$OUT/push.yml" <<'YML'
+- hosts: lab
+  gather_facts: false
+  vars:
+    r: "render/{{ inventory_hostname }}/etc"
+  tasks:
+    - name: nginx.conf
+      ansible.builtin.template: {src: "{{ r }}/nginx/nginx.conf", dest: /etc/nginx/nginx.conf, mode: "0644", validate: "nginx -t -q -c %s"}
+      notify: nginx
+    - name: haproxy.cfg
+      ansible.builtin.template: {src: "{{ r }}/haproxy/haproxy.cfg", dest: /etc/haproxy/haproxy.cfg, mode: "0644", validate: "haproxy -c -q -f %s"}
+      notify: haproxy
+    - name: keepalived.conf
+      ansible.builtin.template: {src: "{{ r }}/keepalived/keepalived.conf", dest: /etc/keepalived/keepalived.conf, mode: "0600", validate: "keepalived -t -f %s"}
+      notify: keepalived
+    - name: notify hook
+      ansible.builtin.copy: {src: "{{ r }}/keepalived/hactl-notify.sh", dest: /etc/keepalived/hactl-notify.sh, mode: "0700"}
+      notify: keepalived
+    - name: canary file
+      ansible.builtin.copy: {src: "{{ r }}/hactl-lab/canary.conf", dest: /etc/hactl-lab/canary.conf, mode: "0644"}
+      when: inventory_hostname == "host1"
+  handlers:
+    - {name: nginx, ansible.builtin.command: systemctl restart nginx}
+    - {name: haproxy, ansible.builtin.command: systemctl restart haproxy}
+    - {name: keepalived, ansible.builtin.command: systemctl restart keepalived}
+YML
+
+mkdir -p "$OUT"
+cat > "$OUT/deploy.py" <<'PY'
+# pyinfra 3: the same files as `hactl render`, each checked by its real binary after upload
+# (pyinfra's files.put has no validate-before-replace), services restarted when changed.
+import os
+from pyinfra import host
+from pyinfra.operations import files, server
+
+R = os.path.join(os.path.dirname(__file__), "render", host.data.hname)
+SPECS = [
+    ("etc/nginx/nginx.conf", "644", "nginx -t -q -c {}", "nginx"),
+    ("etc/haproxy/haproxy.cfg", "644", "haproxy -c -q -f {}", "haproxy"),
+    ("etc/keepalived/keepalived.conf", "600", "keepalived -t -f {}", "keepalived"),
+    ("etc/keepalived/hactl-notify.sh", "700", None, "keepalived"),
+    ("etc/hactl-lab/canary.conf", "644", None, None),
+]
+restart = {}
+for rel, mode, check, svc in SPECS:
+    src = os.path.join(R, rel)
+    if not os.path.exists(src):
+        continue
+    dest = "/" + rel
+    op = files.put(name=f"put {dest}", src=src, dest=dest, mode=mode, create_remote_dir=True)
+    if check:
+        server.shell(name=f"check {dest}", commands=[check.format(dest)], _if=op.did_change)
+    if svc:
+        restart.setdefault(svc, []).append(op)
+for svc, ops in restart.items():
+    server.shell(name=f"restart {svc}", commands=[f"systemctl restart {svc}"],
+                 _if=lambda ops=ops: any(o.did_change() for o in ops))
+PY
+
+# The floor: inside each host (nsenter, no SSH), all hosts at once: install each file, check
+# it with its binary, start the three services.
+floor() { # N
+  local n=$1 i pids=()
+  for i in $(seq 1 "$n"); do
+    "$H" lab exec "host$i" -- sh -c "
+      R=$OUT/render/host$i
+      install -D -m 644 \$R/etc/nginx/nginx.conf /etc/nginx/nginx.conf && nginx -t -q -c /etc/nginx/nginx.conf &&
+      install -D -m 644 \$R/etc/haproxy/haproxy.cfg /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg &&
+      install -D -m 600 \$R/etc/keepalived/keepalived.conf /etc/keepalived/keepalived.conf && keepalived -t -f /etc/keepalived/keepalived.conf &&
+      install -D -m 700 \$R/etc/keepalived/hactl-notify.sh /etc/keepalived/hactl-notify.sh &&
+      { [ ! -f \$R/etc/hactl-lab/canary.conf ] || install -D -m 644 \$R/etc/hactl-lab/canary.conf /etc/hactl-lab/canary.conf; } &&
+      systemctl start nginx haproxy keepalived" &
+    pids+=($!)
+  done
+  local rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return $rc
+}
+
+: > "$OUT/push.log"; : > "$OUT/push.tsv"
+for n in $NS; do
+  make_stack "$n"; inventory "$n"
+  rm -rf "$OUT/render"; "$H" render -f "$OUT/push-$n.yaml" --out "$OUT/render" >/dev/null
+  for r in $(seq 1 "$RUNS"); do
+    for tool in $TOOLS; do
+      fresh_lab "$n"
+      case $tool in
+        hactl)
+          measure hactl "$n" first "$H" up -f "$OUT/push-$n.yaml" --auto-approve --no-wait
+          measure hactl "$n" no-op "$H" up -f "$OUT/push-$n.yaml" --auto-approve --no-wait ;;
+        pyinfra)
+          ( cd "$OUT" && measure pyinfra "$n" first pyinfra -y --parallel "$n" "inventory-$n.py" deploy.py )
+          ( cd "$OUT" && measure pyinfra "$n" no-op pyinfra -y --parallel "$n" "inventory-$n.py" deploy.py ) ;;
+        ansible)
+          cat > "$OUT/ansible.cfg" <<CFG
 [defaults]
-forks = 20
+forks = $n
 host_key_checking = True
 gathering = explicit
-stdout_callback = default
 interpreter_python = /usr/bin/python3
 [ssh_connection]
 pipelining = True
 control_path_dir = $OUT/cp
 CFG
-cat > "$OUT/push.yml" <<'YML'
-- hosts: lab
-  gather_facts: false
-  tasks:
-    - name: nginx.conf
-      ansible.builtin.template:
-        src: "render/{{ inventory_hostname }}/etc/nginx/nginx.conf"
-        dest: /etc/nginx/nginx.conf
-        mode: "0644"
-        validate: nginx -t -q -c %s
-      notify: nginx
-    - name: haproxy.cfg
-      ansible.builtin.template:
-        src: "render/{{ inventory_hostname }}/etc/haproxy/haproxy.cfg"
-        dest: /etc/haproxy/haproxy.cfg
-        mode: "0644"
-        validate: haproxy -c -q -f %s
-      notify: haproxy
-    - name: keepalived.conf
-      ansible.builtin.template:
-        src: "render/{{ inventory_hostname }}/etc/keepalived/keepalived.conf"
-        dest: /etc/keepalived/keepalived.conf
-        mode: "0644"
-        validate: keepalived -t -f %s
-      notify: keepalived
-  handlers:
-    - name: nginx
-      ansible.builtin.command: systemctl restart nginx
-    - name: haproxy
-      ansible.builtin.command: systemctl restart haproxy
-    - name: keepalived
-      ansible.builtin.command: systemctl restart keepalived
-YML
-
-secs() { python3 -c 'import sys,time; print(f"{time.time():.3f}")'; }
-timeit() { local t0 t1; t0=$(secs); "$@" >>"$OUT/push.log" 2>&1; t1=$(secs); python3 -c "print(f'{$t1-$t0:.3f}')"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-
-: > "$OUT/push.log"
-h_first=(); h_noop=(); a_first=(); a_noop=()
-for r in $(seq 1 "$RUNS"); do
-  fresh_lab
-  h_first+=("$(timeit "$H" up -f "$OUT/push-stack.yaml" --auto-approve)")
-  h_noop+=("$(timeit "$H" up -f "$OUT/push-stack.yaml" --auto-approve)")
-  fresh_lab
-  a_first+=("$(cd "$OUT" && ANSIBLE_CONFIG=ansible.cfg timeit ansible-playbook -i inventory.ini push.yml)")
-  a_noop+=("$(cd "$OUT" && ANSIBLE_CONFIG=ansible.cfg timeit ansible-playbook -i inventory.ini push.yml)")
-  echo "run $r: hactl ${h_first[-1]} s / no-op ${h_noop[-1]} s; ansible ${a_first[-1]} s / no-op ${a_noop[-1]} s"
+          ( cd "$OUT" && ANSIBLE_CONFIG=ansible.cfg measure ansible "$n" first ansible-playbook -i "inventory-$n.ini" push.yml )
+          ( cd "$OUT" && ANSIBLE_CONFIG=ansible.cfg measure ansible "$n" no-op ansible-playbook -i "inventory-$n.ini" push.yml ) ;;
+        floor)
+          measure floor "$n" first floor "$n" ;;
+      esac
+    done
+  done
 done
 "$H" lab down >/dev/null
 
-hf=$(median "${h_first[@]}"); hn=$(median "${h_noop[@]}")
-af=$(median "${a_first[@]}"); an=$(median "${a_noop[@]}")
-speed=$(python3 -c "print(f'{$af/$hf:.1f}')"); speedn=$(python3 -c "print(f'{$an/$hn:.1f}')")
-cat > "$OUT/push.md" <<MD
-## Push: 3 templated files + service (re)start on $N lab hosts
-
-Command: \`bash bench/push.sh\` (N=$N, median of $RUNS, fresh lab hosts (settled 2 s) before every first run,
-$PROFILE build of hactl; $(date -u +%Y-%m-%d), $(nproc) cores). Ansible: ansible-core $(ansible-playbook --version | head -1 | grep -o '[0-9][0-9.]*' | head -1),
-forks 20, pipelining, ControlPersist, no fact gathering, \`template\` with \`validate\` by the
-real binary, handlers restart the services. hactl: \`hactl up --auto-approve\` (render, observe,
-diff, write + check + rename, start/reload).
-
-| | first run (s) | no-op re-run (s) | runs (first) | runs (no-op) |
-|---|---|---|---|---|
-| hactl | $hf | $hn | ${h_first[*]} | ${h_noop[*]} |
-| ansible-playbook | $af | $an | ${a_first[*]} | ${a_noop[*]} |
-| ratio | **${speed}×** | **${speedn}×** | | |
-MD
+python3 - "$OUT/push.tsv" "$PROFILE" "$NS" "$RUNS" > "$OUT/push.md" <<'PY'
+import sys, statistics, subprocess, datetime, os
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+profile, ns, runs = sys.argv[2], sys.argv[3].split(), sys.argv[4]
+def med(tool, n, phase, col):
+    v = [float(r[col]) for r in rows if r[0] == tool and r[1] == n and r[2] == phase]
+    return statistics.median(v) if v else None
+def ver(cmd):
+    try: return subprocess.run(cmd, capture_output=True, text=True).stdout.split("\n")[0].strip()
+    except Exception: return "?"
+print(f"## Push: the rendered files of stacks/lab.yaml, checked, and 3 services started, on N lab hosts\n")
+print(f"Command: `bash bench/push.sh` (NS=\"{' '.join(ns)}\", RUNS={runs}, {profile} build of hactl; "
+      f"{datetime.date.today()}, {os.cpu_count()} cores). Fresh lab hosts (settled 2 s) before each "
+      f"first run. {ver(['pyinfra', '--version'])}; {ver(['ansible-playbook', '--version'])} (forks = N, "
+      f"pipelining, ControlPersist, no facts). Equal work: the files `hactl render` writes (4 per "
+      f"host, 5 on host1), each checked by its real binary (nginx -t, haproxy -c, keepalived -t), "
+      f"nginx, haproxy and keepalived started; the no-op run finds nothing to do. The floor runs the "
+      f"same installs, checks and starts inside every host at once without SSH (`hactl lab exec`). "
+      f"CPU is the machine's (every process, both sides of SSH) per host.\n")
+print("| N | tool | first run (s) | CPU/host (ms) | no-op (s) | CPU/host no-op (ms) |")
+print("|---|---|---|---|---|---|")
+for n in ns:
+    for tool in ["hactl", "pyinfra", "ansible", "floor"]:
+        f, fc = med(tool, n, "first", 3), med(tool, n, "first", 4)
+        o, oc = med(tool, n, "no-op", 3), med(tool, n, "no-op", 4)
+        if f is None: continue
+        fmt = lambda x, d=2: "" if x is None else f"{x:.{d}f}"
+        print(f"| {n} | {tool} | {fmt(f)} | {fmt(fc,0)} | {fmt(o)} | {fmt(oc,0)} |")
+print()
+for n in ns:
+    h, p, a, fl = (med(t, n, "first", 3) for t in ["hactl", "pyinfra", "ansible", "floor"])
+    hn = med("hactl", n, "no-op", 3)
+    parts = []
+    if h and p: parts.append(f"{p/h:.1f}× pyinfra")
+    if h and a: parts.append(f"{a/h:.1f}× ansible")
+    if h and fl: parts.append(f"{h/fl:.2f}× the floor")
+    if hn is not None: parts.append(f"no-op {hn:.2f} s")
+    print(f"- N={n}: hactl first run " + ", ".join(parts))
+PY
 python3 - "$OUT/push.md" <<'PY'
 import sys, re, os
 new = open(sys.argv[1]).read().strip() + "\n"
 p = "docs/benchmarks.md"
-doc = open(p).read() if os.path.exists(p) else "# Benchmarks\n\nEvery figure here was produced by the command named in its section, on this project's CI machine kind.\n"
+doc = open(p).read()
 start = "<!-- push:start -->"; end = "<!-- push:end -->"
 block = f"{start}\n{new}{end}"
-doc = re.sub(re.escape(start) + ".*?" + re.escape(end), block, doc, flags=re.S) if start in doc else doc.rstrip() + "\n\n" + block + "\n"
+doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: block, doc, flags=re.S) if start in doc else doc.rstrip() + "\n\n" + block + "\n"
 open(p, "w").write(doc)
 PY
 cat "$OUT/push.md"

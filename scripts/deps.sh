@@ -88,6 +88,8 @@ if [ "$n" -ge 3 ]; then
   fi
   # amazon.aws talks to AWS (moto) through boto3/botocore.
   python3 -c 'import boto3, botocore' >/dev/null 2>&1 || need_pip+=(boto3)
+  # bench/push.sh's other peer: pyinfra, the fast agentless tool (issue 16)
+  command -v pyinfra >/dev/null 2>&1 || need_pip+=('pyinfra==3.10.0')
 fi
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "deps ($level): pip install ${need_pip[*]}"
