@@ -108,7 +108,7 @@ fn up_no_wait_returns_before_the_vip_is_held_and_a_timeout_names_what_is_not_rea
     assert!(took.as_secs() < 30, "the wait is bounded: took {took:?}");
 }
 
-/// A copy of stacks/lab.yaml in `dir/stacks/` (with the repo's secrets/ and templates linked
+/// A copy of stacks/lab.yaml in `dir/stacks/` (with the repo's secrets/ linked and its templates copied
 /// beside it, so the vault and `files:` resolve as in the repo), edited by `edit`.
 fn copy_lab_stack(dir: &Path, edit: impl Fn(String) -> String) -> String {
     let text = std::fs::read_to_string(support::root().join(LAB_STACK)).expect("lab.yaml");
@@ -116,11 +116,7 @@ fn copy_lab_stack(dir: &Path, edit: impl Fn(String) -> String) -> String {
     std::fs::create_dir_all(&stacks).expect("mkdir");
     std::os::unix::fs::symlink(support::root().join("secrets"), dir.join("secrets"))
         .expect("link secrets");
-    std::os::unix::fs::symlink(
-        support::root().join("stacks/templates"),
-        stacks.join("templates"),
-    )
-    .expect("link templates");
+    support::copy_stack_templates(&stacks.join("templates"));
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit changed nothing");
     let path = stacks.join("lab.yaml");

@@ -166,7 +166,7 @@ fn spine_end_to_end_on_three_lab_hosts() {
 }
 
 /// A copy of the lab stack in a temp dir with `edit` applied to its text. The copy sits in a
-/// `stacks/` folder beside links to the repo's `secrets/` and stack templates, as in the repo,
+/// `stacks/` folder beside a link to the repo's `secrets/` and a copy of its stack templates, as in the repo,
 /// so its vault and `files:` templates resolve the same way.
 fn stack_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
     let text = std::fs::read_to_string(support::root().join(STACK)).expect("lab.yaml");
@@ -178,10 +178,7 @@ fn stack_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
         }
     };
     link(&support::root().join("secrets"), &dir.join("secrets"));
-    link(
-        &support::root().join("stacks/templates"),
-        &stacks.join("templates"),
-    );
+    support::copy_stack_templates(&stacks.join("templates"));
     let path = stacks.join("lab.yaml");
     std::fs::write(&path, edit(text)).expect("write stack copy");
     path.display().to_string()

@@ -178,3 +178,16 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// Copies the repo's stack templates (`stacks/templates/`) into `to`. A copy, not a link:
+/// templates must stay inside the stack's folder, and a link resolving outside it is refused
+/// (issue 15 §4), as it should be.
+pub fn copy_stack_templates(to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir templates");
+    for e in std::fs::read_dir(root().join("stacks/templates")).expect("stacks/templates") {
+        let p = e.expect("entry").path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy template");
+        }
+    }
+}

@@ -87,10 +87,14 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     c.aws();
     c.aws_rules();
     c.vip_aws();
-    // Resolving is for valid stacks only: it lists each VIP host's peers, which is quadratic
+    // Resolving is for stacks that load: it lists each VIP host's peers, which is quadratic
     // in the hosts, and a valid stack has at most 254 VIP hosts (their priorities differ)
-    // while an invalid one may have thousands.
-    let resolved = if c.out.is_empty() {
+    // while an invalid one may have thousands. Warnings do not stop a stack from loading, and
+    // `explain` loads one whose only errors are in its hearing graph: both need the hosts.
+    let loads = c.out.iter().all(|p| {
+        p.severity == miette::Severity::Warning || crate::ha::hearing::CODES.contains(&p.code)
+    });
+    let resolved = if loads {
         c.resolve()
     } else {
         Resolved {
