@@ -99,10 +99,13 @@ unit_def() {
 main_pid() { pid=""; [ -s "$pidf" ] && { read -r pid <"$pidf" || [ -n "$pid" ]; }; }
 active() { main_pid && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 wait_up() { local i; for ((i = 0; i < 250; i++)); do active && return 0; sleep 0.02; done; return 1; }
+# A stop waits up to 30 s like systemd's (its default TimeoutStopSec is 90 s): redis 7 on
+# SIGTERM waits up to shutdown-timeout (10 s) for lagging replicas, which a 5 s wait here cut
+# short when `down` stopped a primary and its replica at once.
 do_stop() {
   active || return 0
   kill "$pid"
-  local i; for ((i = 0; i < 250; i++)); do active || { rm -f "$pidf"; return 0; }; sleep 0.02; done
+  local i; for ((i = 0; i < 1500; i++)); do active || { rm -f "$pidf"; return 0; }; sleep 0.02; done
   return 1
 }
 start() {
