@@ -321,13 +321,13 @@ async fn pin_host_keys(
             Ok(()) => {
                 let new: Vec<String> = lines().difference(&before).cloned().collect();
                 if !new.is_empty() {
-                    eprintln!("{}: host key pinned at first contact", host.name);
+                    view::note(&format!("{}: host key pinned at first contact", host.name));
                     st.host_keys
                         .insert(inst.instance_id.clone(), new.join("\n") + "\n");
                 }
             }
             // The strict connection that follows reports it with the other hosts.
-            Err(e) => eprintln!("{}: first contact failed: {e}", host.name),
+            Err(e) => view::note(&format!("{}: first contact failed: {e}", host.name)),
         }
     }
     Ok(())
@@ -580,10 +580,12 @@ async fn converge(
                     match ev {
                         Event::Started { addr, action } => {
                             if !json {
-                                eprintln!("{addr}: {}…", verb(action));
+                                view::note(&format!("{addr}: {}…", verb(action)));
                             }
                         }
-                        Event::Failed { addr, error } => eprintln!("{addr}: failed: {error}"),
+                        Event::Failed { addr, error } => {
+                            view::note(&format!("{addr}: failed: {error}"))
+                        }
                         Event::Done {
                             addr,
                             action,
@@ -592,12 +594,12 @@ async fn converge(
                             elapsed,
                         } => {
                             if !json {
-                                eprintln!(
+                                view::note(&format!(
                                     "{addr}: {} {}[{:.1}s]",
                                     done(action),
                                     id.as_deref().map(|i| format!("({i}) ")).unwrap_or_default(),
                                     elapsed.as_secs_f64()
-                                );
+                                ));
                             }
                             let mut st = state.lock().await;
                             match id {

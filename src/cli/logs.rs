@@ -154,7 +154,7 @@ pub async fn run(args: LogsArgs) -> miette::Result<ExitStatus> {
         match c {
             Ok(c) => open.push(c),
             Err(e) => {
-                eprintln!("warning: {name}: {e}");
+                crate::view::note(&format!("warning: {name}: {e}"));
                 errors.push(e.to_string());
             }
         }
@@ -186,7 +186,7 @@ pub async fn run(args: LogsArgs) -> miette::Result<ExitStatus> {
                 }
                 Err(e) => {
                     failed = true;
-                    eprintln!("warning: {host}: {e}");
+                    crate::view::note(&format!("warning: {host}: {e}"));
                 }
             }
         }

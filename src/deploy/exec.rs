@@ -140,12 +140,12 @@ impl Progress {
             format!("{host}: ")
         };
         if self.tty {
-            eprintln!(
+            crate::view::note(&format!(
                 "\x1b[2m[{:>6.1}s]\x1b[0m {who}{msg}",
                 self.start.elapsed().as_secs_f64()
-            );
+            ));
         } else {
-            eprintln!("{who}{msg}");
+            crate::view::note(&format!("{who}{msg}"));
         }
     }
 }
