@@ -6,6 +6,8 @@
 //! be reached are reported and do not stop the others. Connections opened for the plan are
 //! reused for the apply.
 
+pub mod hooks;
+
 use std::collections::BTreeMap;
 
 use futures::StreamExt;

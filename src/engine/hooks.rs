@@ -1,0 +1,40 @@
+//! How the engine tells the outside world what it is doing, without printing.
+//!
+//! The engine (plan, apply, waits, deploys) calls a [`Hooks`] implementation at each step;
+//! `view` implements it for humans (live progress on a terminal) and for machines (one JSON
+//! document, or NDJSON events). This is Terraform's pattern (`internal/terraform/hook.go`,
+//! rendered by `internal/command/views/hook_ui.go`): the engine never decides how anything
+//! looks, so the same run reads the same in a terminal and in a CI log.
+//!
+//! Addresses are the change addresses of [`crate::plan::Change`] as displayed
+//! (`aws_db_instance.main`, `web1:/etc/nginx/nginx.conf`, `web1:service/nginx`).
+
+use std::time::Duration;
+
+use crate::plan::{Action, Plan};
+
+/// What the engine reports. Every method has an empty default so an implementation listens
+/// only to what it shows; implementations must be cheap and must not block (they are called
+/// from async tasks).
+pub trait Hooks: Send + Sync {
+    /// The plan is known, before any confirmation or change.
+    fn planned(&self, _plan: &Plan) {}
+    /// A change starts being applied.
+    fn started(&self, _addr: &str, _action: Action) {}
+    /// A long change reports the state it is waiting for (`"creating"`, `"backing-up"`,
+    /// `"sshd"`) and the time since it started, e.g. every few seconds of a wait.
+    fn progress(&self, _addr: &str, _status: &str, _elapsed: Duration) {}
+    /// A change finished.
+    fn done(&self, _addr: &str, _action: Action, _elapsed: Duration) {}
+    /// A change failed; what does not depend on it may go on.
+    fn failed(&self, _addr: &str, _error: &str) {}
+    /// The state was written; `serial` is its serial after the write.
+    fn state_saved(&self, _serial: u64) {}
+    /// Something the user should know that does not stop the run.
+    fn warning(&self, _message: &str) {}
+}
+
+/// Hooks that report nothing: for tests and for callers that only want the result.
+pub struct Silent;
+
+impl Hooks for Silent {}
