@@ -8,6 +8,7 @@ mod aws_users;
 mod aws_vip;
 mod canary;
 mod deploy;
+mod guard;
 mod ha;
 mod hostile;
 mod lab;

@@ -5,6 +5,7 @@
 //! to `ssh.parallelism`. What runs on a host is built as data in [`script`]; this module only
 //! connects, sends scripts on stdin and turns their records into observations and reports.
 
+pub mod guard;
 pub mod script;
 mod ssh;
 

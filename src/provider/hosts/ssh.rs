@@ -161,6 +161,9 @@ impl Connection {
                 session,
             });
         }
+        super::guard::check(stack, &host.ssh_target)
+            .await
+            .map_err(connect_err)?;
         let mut b = SessionBuilder::default();
         b.user(ssh.user.clone())
             .port(ssh.port)
