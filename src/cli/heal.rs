@@ -117,7 +117,7 @@ struct Round {
 
 pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
-    if super::aws::is_aws(&stack) {
+    if crate::engine::cloud::is_aws(&stack) {
         return run_aws(&a, &stack).await;
     }
     let secrets = vault::open(&stack)?;
@@ -171,15 +171,8 @@ async fn run_aws(a: &HealArgs, stack: &Stack) -> miette::Result<ExitStatus> {
         if a.watch && !a.stack.json {
             view::print_out(&format!("heal round {n} of `{}`:\n", stack.name()));
         }
-        let r = super::aws::heal(
-            stack,
-            &a.stack,
-            &a.run,
-            a.dry_run,
-            a.provision_only,
-            a.wait(),
-        )
-        .await;
+        let opts = a.run.options(&Default::default(), a.provision_only);
+        let r = super::aws::heal(stack, &opts, a.stack.json, a.dry_run, a.wait()).await;
         let status = match r {
             Ok(s) => s,
             Err(e) if !last => {

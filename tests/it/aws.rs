@@ -836,7 +836,7 @@ fn aws_seed003_up_noop_replace_update_down() {
     // Converged: a second up changes nothing and a detailed plan exits 0.
     let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("0 to create, 0 to update, 0 to delete"));
 
@@ -868,7 +868,7 @@ fn aws_seed003_up_noop_replace_update_down() {
         "      path: /healthz\n      interval: 10s",
         "      path: /ready\n      interval: 10s",
     );
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     let plan = stdout(&o);
     assert!(
@@ -921,7 +921,7 @@ fn aws_seed003_up_noop_replace_update_down() {
     assert!(out.contains("Applied."), "{out}");
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     rt.block_on(decoy_intact(&conf, &decoy));
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -1108,12 +1108,12 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
             .send(),
     )
     .unwrap();
-    let o = w.run(&moto, &["plan"]);
+    let o = w.run(&moto, &["plan", "--provision-only"]);
     assert!(stderr(&o).contains("ci@gone"), "{}", stderr(&o));
     let o = w.run(&moto, &["state", "force-unlock", "wrong"]);
     assert!(!o.status.success());
     w.ok(&moto, &["state", "force-unlock", "deadbeef"]);
-    w.ok(&moto, &["plan"]);
+    w.ok(&moto, &["plan", "--provision-only"]);
 }
 
 /// The seed for the lab: the same file, with SSH going through an ssh_config that maps the
