@@ -64,7 +64,8 @@ pub async fn apply_and_report(
         view::print_out(&view::run::render_planned(&s));
     }
     if s.plan.has_changes() && !approved {
-        let what = if s.command == Command::Down {
+        let down = s.command == Command::Down;
+        let what = if down {
             "remove these"
         } else {
             "apply these changes"
@@ -75,12 +76,8 @@ pub async fn apply_and_report(
         }
     }
     let r = s.apply(hooks).await;
-    let (plan, not_found, not_repairs, command) = (
-        s.plan.clone(),
-        s.not_found.clone(),
-        s.not_repairs,
-        s.command,
-    );
+    let (plan, not_found, command) = (s.plan.clone(), s.not_found.clone(), s.command);
+    let not_repairs = s.not_repairs;
     s.close().await;
     let mut applied = r?;
     if !json {
@@ -92,16 +89,12 @@ pub async fn apply_and_report(
     let wait = wait.filter(|_| !applied.failed() && command != Command::Down);
     let serving = match (wait, &applied.configured) {
         (Some(t), Some(stack)) => {
-            let targets = match &applied.target_group {
-                Some(arn) => Some(super::wait::TargetWait {
-                    clients: crate::provider::aws::client::Clients::new(
-                        &crate::engine::cloud::region(stack),
-                    )
-                    .await,
-                    arn: arn.clone(),
-                }),
-                None => None,
-            };
+            let region = crate::engine::cloud::region(stack);
+            let mut targets = None;
+            if let Some(arn) = applied.target_group.clone() {
+                let clients = crate::provider::aws::client::Clients::new(&region).await;
+                targets = Some(super::wait::TargetWait { clients, arn });
+            }
             Some((
                 t,
                 super::wait::until_serving(stack, t, targets.as_ref()).await,
@@ -128,9 +121,8 @@ pub async fn apply_and_report(
     })
 }
 
-/// One `heal` round of a cloud stack: the repairs (dead or missing instances and their
-/// target registrations), then every instance configured as `up` does. `--dry-run` shows the
-/// repairs and changes nothing (exit 1 when there are some: work left is not a healthy stack).
+/// One `heal` round of a cloud stack: the repairs, then the instances configured as `up` does;
+/// `--dry-run` changes nothing (exit 1 when repairs are pending: not a healthy stack).
 pub async fn heal(
     stack: &crate::stack::Stack,
     opts: &Options,
@@ -144,21 +136,9 @@ pub async fn heal(
         return apply_and_report(s, json, true, wait, &hooks).await;
     }
     let pending = s.plan.resources().next().is_some();
-    if json {
-        view::print_json(&serde_json::json!({
-            "outcome": if pending { "repairs_pending" } else { "no_changes" },
-            "plan": &s.plan,
-            "not_repairs": s.not_repairs,
-        }))?;
-    } else {
-        view::print_out(&view::run::render_planned(&s));
-        view::print_out(if pending {
-            "\nDry run: nothing was changed.\n"
-        } else {
-            "\nNothing to heal.\n"
-        });
-    }
+    let shown = view::run::show_heal_dry_run(&s, json, pending);
     s.close().await;
+    shown?;
     Ok(if pending {
         ExitStatus::Failure
     } else {

@@ -12,7 +12,6 @@ use super::aws::{apply_and_report, RunArgs, TargetArgs};
 use super::StackArgs;
 use crate::engine::run::{self, Command};
 use crate::engine::saved::Saved;
-use crate::engine::target::Targets;
 use crate::{stack, view, ExitStatus};
 
 #[derive(Debug, Args)]
@@ -120,26 +119,12 @@ pub(crate) async fn lock(
 
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let saved = a.saved.as_deref().map(Saved::read).transpose()?;
-    let file = match (&a.file, &saved) {
-        (Some(f), _) => f.clone(),
-        (None, Some(s)) => s.stack_file.clone(),
-        (None, None) => {
-            return Err(miette::miette!(
-                code = "hactl::up::no_stack",
-                help = "give the stack file with `-f STACK` (or HACTL_STACK), or a saved plan",
-                "`up` needs a stack file or a saved plan"
-            ))
-        }
-    };
-    let stack = stack::load(&file)?;
+    let stack = stack::load(&Saved::stack_file(a.file.as_deref(), saved.as_ref())?)?;
     view::print_warnings(&stack::risks(&stack));
     let hooks = view::notes::Notes::new(a.json);
     let mut opts = a.run.options(&a.target, a.provision_only);
     if let Some(s) = &saved {
-        opts.targets = Targets {
-            addrs: s.targets.iter().filter_map(|t| t.parse().ok()).collect(),
-            hosts: s.hosts.clone(),
-        };
+        opts.targets = s.narrowed();
         opts.save = true;
         opts.provision_only |= s.provision_only;
     }

@@ -8,6 +8,7 @@
 
 pub mod cloud;
 pub mod graph;
+pub mod heal;
 pub mod hooks;
 pub mod layers;
 pub mod run;

@@ -180,6 +180,27 @@ impl Saved {
         }
     }
 
+    /// The stack file `up` applies a plan to: the one given, else the saved plan's own.
+    pub fn stack_file(given: Option<&Path>, saved: Option<&Saved>) -> miette::Result<PathBuf> {
+        match (given, saved) {
+            (Some(f), _) => Ok(f.to_path_buf()),
+            (None, Some(s)) => Ok(s.stack_file.clone()),
+            (None, None) => Err(miette::miette!(
+                code = "hactl::up::no_stack",
+                help = "give the stack file with `-f STACK` (or HACTL_STACK), or a saved plan",
+                "`up` needs a stack file or a saved plan"
+            )),
+        }
+    }
+
+    /// The targets the plan was narrowed with.
+    pub fn narrowed(&self) -> super::target::Targets {
+        super::target::Targets {
+            addrs: self.targets.iter().filter_map(|t| t.parse().ok()).collect(),
+            hosts: self.hosts.clone(),
+        }
+    }
+
     pub fn write(&self, path: &Path) -> Result<(), SavedError> {
         let text = serde_json::to_string_pretty(self).map_err(|e| SavedError::Unwritable {
             path: path.to_path_buf(),

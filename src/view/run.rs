@@ -109,3 +109,21 @@ pub fn render_applied(
     }
     text
 }
+
+/// `heal --dry-run` of a cloud stack: the repairs it would make (`pending`), changing nothing.
+pub fn show_heal_dry_run(s: &Session, json: bool, pending: bool) -> miette::Result<()> {
+    if json {
+        return super::print_json(&serde_json::json!({
+            "outcome": if pending { "repairs_pending" } else { "no_changes" },
+            "plan": &s.plan,
+            "not_repairs": s.not_repairs,
+        }));
+    }
+    super::print_out(&render_planned(s));
+    super::print_out(if pending {
+        "\nDry run: nothing was changed.\n"
+    } else {
+        "\nNothing to heal.\n"
+    });
+    Ok(())
+}
