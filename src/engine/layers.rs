@@ -134,8 +134,36 @@ pub fn known_after_apply(
         .collect();
     let mut s = stack.clone();
     s.hosts = aws_hosts::hosts(stack, &placeholder);
-    let Ok(configs) = render_instances(&s, secrets, outputs) else {
-        return Vec::new();
+    // What the cloud has not produced yet stands in as a placeholder, so the templates render
+    // (strict undefined) and tell which files and services there will be.
+    let mut outputs = outputs.clone();
+    let later = "(known after apply)";
+    if let Some(o) = outputs.as_object_mut() {
+        let fill = serde_json::json!({
+            "balancer": {"dns_name": later, "arn": later},
+            "database": {"endpoint": later, "port": 0, "identifier": later},
+            "shared_fs": {"id": later, "dns_name": later},
+        });
+        for (k, v) in fill.as_object().into_iter().flatten() {
+            o.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let hosts = o.entry("hosts").or_insert_with(|| serde_json::json!([]));
+        if let Some(hs) = hosts.as_array_mut() {
+            for n in names {
+                if !hs.iter().any(|h| h["name"] == n.as_str()) {
+                    hs.push(
+                        serde_json::json!({"name": n, "address": "0.0.0.0", "instance_id": later}),
+                    );
+                }
+            }
+        }
+    }
+    let configs = match render_instances(&s, secrets, &outputs) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("known after apply: cannot render: {e}");
+            return Vec::new();
+        }
     };
     let mut out = Vec::new();
     for name in names {

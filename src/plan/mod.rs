@@ -296,7 +296,7 @@ impl std::fmt::Display for Reason {
             Reason::FilesChanged { files } => write!(f, "{} changed", files.join(", ")),
             Reason::NotRunning => f.write_str("not running"),
             Reason::StartedByHactl => f.write_str("started by hactl"),
-            Reason::KnownAfterApply => f.write_str("(known after apply)"),
+            Reason::KnownAfterApply => f.write_str("known after apply"),
             Reason::NotFound => f.write_str("not found"),
             Reason::Duplicate { id } => write!(f, "duplicate `{id}`"),
             Reason::Differs {

@@ -9,6 +9,10 @@ use crate::provider::hosts::HostReport;
 /// The plan as a person reads it, hosts in stack order.
 pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
     let mut out = String::new();
+    // The cloud layer first: the hosts are configured after it, with its outputs.
+    for c in plan.resources() {
+        let _ = writeln!(out, "  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
+    }
     for host in hosts_in_order {
         if let Some(f) = plan.failed_hosts.iter().find(|f| &f.host == host) {
             let _ = writeln!(out, "{host}: unreachable\n  ! {}", f.error);
@@ -51,9 +55,6 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
                 }
             }
         }
-    }
-    for c in plan.resources() {
-        let _ = writeln!(out, "  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
     }
     let s = plan.summary;
     let _ = writeln!(
