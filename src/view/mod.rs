@@ -2,7 +2,10 @@
 //! progress and errors; `--json` writes exactly one JSON document on stdout. Colour and
 //! prompts only when attached to a terminal.
 
+pub mod heal;
+pub mod notes;
 pub mod plan;
+pub mod run;
 pub mod wait;
 
 use std::io::{IsTerminal, Write};

@@ -273,7 +273,11 @@ async fn aws_like_up_plan_down_converge_under_faults() {
     // The database alone takes 20 s to become available.
     assert!(took > Duration::from_secs(20), "up took {took:?}");
 
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -321,7 +325,11 @@ async fn aws_like_new_ids_not_found_for_seconds_are_retried() {
         5 * MINUTE,
     );
     assert!(n(&layer.stats(), "not_found") > 0, "{}", layer.stats());
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
@@ -338,7 +346,11 @@ async fn aws_like_heavy_throttling_converges() {
     );
     assert!(n(&layer.stats(), "throttled") > 20, "{}", layer.stats());
     layer.calm();
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
@@ -410,7 +422,11 @@ fn aws_like_plan_while_the_database_creates_changes_nothing() {
         "{err}"
     );
     assert!(took < 2 * MINUTE, "up took {took:?}");
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -436,14 +452,18 @@ fn aws_like_database_port_change_is_applied() {
         text.replacen("    name: app\n", "    name: app\n    port: 5433\n", 1),
     )
     .unwrap();
-    let (plan, _) = stack.ok(&layer, &["plan"], 2 * MINUTE);
+    let (plan, _) = stack.ok(&layer, &["plan", "--provision-only"], 2 * MINUTE);
     assert!(plan.contains("port: 5432 → 5433"), "{plan}");
     stack.ok(
         &layer,
         &["up", "--auto-approve", "--provision-only"],
         5 * MINUTE,
     );
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),

@@ -264,7 +264,7 @@ where
                     }
                     // A duplicate's delete leaves the address's real resource alone.
                     None if s.desired.is_none() || deleting => {
-                        let dup = s.change.reason.starts_with("duplicate");
+                        let dup = matches!(s.change.reason, crate::plan::Reason::Duplicate { .. });
                         if !dup {
                             ids.remove(&addr);
                         }
