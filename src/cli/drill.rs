@@ -386,7 +386,7 @@ fn guarding_checks(stack: &Stack, service: &str) -> Vec<String> {
 
 /// The inject and restore scripts run on the holder over SSH.
 fn remote_fault(scenario: Scenario, service: &str) -> Option<(String, String)> {
-    let svc = script::q(service).into_owned();
+    let svc = crate::onhost::sh::q(service).into_owned();
     match scenario {
         Scenario::ServiceStop => Some((
             format!("systemctl stop {svc}\n"),

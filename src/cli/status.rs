@@ -256,7 +256,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
 fn app_probe_command(port: i64, path: &str) -> String {
     format!(
         "curl -fsS -m 2 -o /dev/null {}",
-        script::q(&format!("http://127.0.0.1:{port}{path}"))
+        crate::onhost::sh::q(&format!("http://127.0.0.1:{port}{path}"))
     )
 }
 

@@ -23,34 +23,12 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use super::rollout::Slot;
-use crate::provider::hosts::script::{q, state_dir};
+use crate::onhost::paths::{
+    app_dir, compose_path, ctl_path, lock_dir, port_var, upstream_path, HAPROXY_BACKEND,
+};
+use crate::onhost::sh::{heredoc_b64, q};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
-
-/// The haproxy backend hactl's template defines (templates/haproxy.cfg.j2).
-pub const HAPROXY_BACKEND: &str = "hactl_web";
-
-/// The app's state directory on a host (active slot, image, history).
-pub fn app_dir(stack: &str) -> String {
-    format!("{}/app", state_dir(stack))
-}
-
-/// The control script `hactl up` renders onto every app host.
-pub fn ctl_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/app-ctl")
-}
-
-/// The compose file `hactl up` renders (templates/docker-compose.yml.j2).
-pub fn compose_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/docker-compose.yml")
-}
-
-/// The app's environment file (0600): `app.env` from the stack, secrets included. compose
-/// hands it to the runtime by path (`env_file:`), so no value is ever on `podman run`'s argv
-/// (which every host user sees in `ps`) or in `compose.log`, which logs that argv.
-pub fn env_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/compose.env")
-}
 
 /// Why a value cannot go into the environment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,21 +85,6 @@ pub fn env_file(runtime: Runtime, vars: &[(&str, &str)]) -> Result<String, (Stri
         }
     }
     Ok(out)
-}
-
-/// The nginx include that picks the slot: `set $hactl_app hactl_app_green;`.
-pub fn upstream_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/app-upstream.conf")
-}
-
-/// The deploy lock: a directory, so taking it is one atomic `mkdir` (as Kamal does).
-pub fn lock_dir(stack: &str) -> String {
-    format!("{}/deploy.lock", state_dir(stack))
-}
-
-/// The environment variable that carries replica `i`'s host port into the compose file.
-pub fn port_var(i: u16) -> String {
-    format!("HACTL_APP_PORT_{}", i + 1)
 }
 
 /// Everything `app-ctl` needs, resolved from the stack.
@@ -402,16 +365,6 @@ pub fn ctl_call(stack: &str, args: &[&str]) -> String {
     }
     let _ = writeln!(s, "{line}");
     s
-}
-
-fn heredoc_b64(s: &mut String, bytes: &[u8]) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    s.push_str("<<'HACTL_EOF'\n");
-    for chunk in b64.as_bytes().chunks(76) {
-        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        s.push('\n');
-    }
-    s.push_str("HACTL_EOF\n");
 }
 
 /// Loads an image archive sent inside the script itself (base64 in a here-document, which

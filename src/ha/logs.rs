@@ -22,7 +22,7 @@
 
 use std::fmt::Write as _;
 
-use crate::provider::hosts::script::q;
+use crate::onhost::sh::q;
 
 /// The services `hactl logs` knows.
 pub const SERVICES: &[&str] = &["keepalived", "nginx", "haproxy", "app"];

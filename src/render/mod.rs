@@ -318,7 +318,7 @@ fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<Rendered
             }
         })?;
     Ok(RenderedFile {
-        path: crate::deploy::remote::env_path(stack.name()),
+        path: crate::onhost::paths::env_path(stack.name()),
         content: text.into_bytes(),
         mode: 0o600,
         owner: Some("root".to_string()),
@@ -396,7 +396,7 @@ pub fn render_host_with_outputs(
         // logic is hactl's, not the user's to override).
         if let Some(params) = crate::deploy::remote::AppParams::from_stack(stack) {
             files.push(RenderedFile {
-                path: crate::deploy::remote::ctl_path(stack.name()),
+                path: crate::onhost::paths::ctl_path(stack.name()),
                 content: crate::deploy::remote::ctl_script(&params).into_bytes(),
                 mode: 0o700,
                 owner: Some("root".to_string()),

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::{Service, SENTINEL_PORT};
-use crate::provider::hosts::script::q;
+use crate::onhost::sh::q;
 use crate::stack::model::Promotion;
 
 /// What one instance says in `INFO replication` (or that it did not answer).

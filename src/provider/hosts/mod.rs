@@ -150,7 +150,7 @@ impl HostReport {
 /// Runs one host's apply script and reports what it did.
 pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostReport {
     // Fresh for every run: the temporary names on the host cannot be guessed beforehand.
-    let nonce = crate::state::random_id();
+    let nonce = crate::onhost::paths::nonce();
     let out = match conn
         .run_script(&script::apply_script(stack, steps, &nonce))
         .await
@@ -225,7 +225,10 @@ pub fn report_from(
 fn checker_paths(line: &str, steps: &ApplySteps, nonce: &str) -> String {
     let mut out = line.to_string();
     for w in steps.writes.iter().filter(|w| w.check.is_some()) {
-        let tmp = format!("/proc/self/cwd/{}", script::temp_name(&w.path, nonce));
+        let tmp = format!(
+            "/proc/self/cwd/{}",
+            crate::onhost::paths::temp_name(&w.path, nonce)
+        );
         out = out.replace(&tmp, &w.path);
     }
     out

@@ -12,41 +12,14 @@
 //! an unprivileged user could not read ([`observe_script`], [`fetch_script`]); see
 //! docs/security.md.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
 
+use crate::onhost::paths::{ctl_path, pid_file, state_dir, temp_name, vrrp_state_file, READER_UID};
+use crate::onhost::sh::{heredoc_b64, join, q};
 use crate::plan::hosts::Manifest;
 use crate::render::CheckKind;
-
-/// Quotes one shell word.
-pub fn q(s: &str) -> Cow<'_, str> {
-    shell_escape::unix::escape(Cow::Borrowed(s))
-}
-
-/// Joins an argv into one shell command line.
-pub fn join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| q(a).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Where hactl keeps its per-stack records on a host.
-pub fn state_dir(stack: &str) -> String {
-    format!("/var/lib/hactl/{stack}")
-}
-
-/// The pid file each known service writes (Debian's defaults, and the lab's stand-in).
-pub fn pid_file(service: &str) -> Option<&'static str> {
-    match service {
-        "nginx" => Some("/run/nginx.pid"),
-        "haproxy" => Some("/run/haproxy.pid"),
-        "keepalived" => Some("/run/keepalived.pid"),
-        _ => None,
-    }
-}
 
 /// The argv that checks a file with the real binary before it is activated.
 pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
@@ -64,10 +37,10 @@ pub fn service_argv(verb: &str, service: &str) -> Vec<String> {
 
 /// The command that runs `verb` on one of a stack's services. The app is no system unit:
 /// hactl runs it with compose through the `app-ctl` script `hactl up` renders (see
-/// `crate::deploy::remote`), which takes the same verbs as systemctl.
+/// `crate::onhost::app_ctl`), which takes the same verbs as systemctl.
 pub fn stack_service_argv(stack: &str, verb: &str, service: &str) -> Vec<String> {
     if service == "app" {
-        return vec![crate::deploy::remote::ctl_path(stack), verb.into()];
+        return vec![ctl_path(stack), verb.into()];
     }
     service_argv(verb, service)
 }
@@ -78,14 +51,6 @@ fn is_active_cmd(stack: &str, service: &str) -> String {
         return join(&stack_service_argv(stack, "is-active", service));
     }
     format!("systemctl is-active --quiet {}", q(service))
-}
-
-/// The temporary name a file is written to before it is checked and renamed into place: in
-/// the same directory (so the rename is atomic), hidden, and ending in this run's `nonce`
-/// (random per run), so a host user cannot plant anything at the name beforehand.
-pub fn temp_name(dest: &str, nonce: &str) -> String {
-    let name = dest.rsplit_once('/').map_or(dest, |(_, n)| n);
-    format!(".{name}.hactl-{nonce}")
 }
 
 /// Where the original of a replaced file is kept: `"$S/backup"` + the quoted path, so the
@@ -106,16 +71,6 @@ pub fn dir_of(path: &str) -> &str {
 /// The last component of a path.
 fn base_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
-}
-
-fn heredoc(out: &mut String, bytes: &[u8]) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    out.push_str("<<'HACTL_EOF'\n");
-    for chunk in b64.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("HACTL_EOF\n");
 }
 
 /// One file to ask about while observing.
@@ -175,10 +130,6 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
     }
     s
 }
-
-/// The unprivileged user a plan reads file contents as (`nobody` on Debian and most Linux
-/// distributions).
-pub const READER_UID: u32 = 65534;
 
 /// Fetches the current content of files for diffs: the second, rarer round trip of an
 /// observe. The caller asks only for regular, world-readable files that hold no secret (see
@@ -366,7 +317,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             let _ = write!(s, " && chown {} /proc/self/fd/1", q(owner));
         }
         let _ = write!(s, "; }} >{t} ");
-        heredoc(&mut s, &w.content);
+        heredoc_b64(&mut s, &w.content);
         let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
     }
     // Phase 2: every check must pass before anything is activated.
@@ -434,7 +385,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             let json = serde_json::to_vec_pretty(m).unwrap_or_default();
             let tmp = q(&format!(".manifest.json.hactl-{nonce}")).into_owned();
             let _ = write!(s, "pin \"$S\" && base64 -d >{tmp} ");
-            heredoc(&mut s, &json);
+            heredoc_b64(&mut s, &json);
             let _ = writeln!(
                 s,
                 "[ $? -eq 0 ] && mv -fT -- {tmp} manifest.json || {{ rc=1; fail manifest \"$S\"; }}\ncd /"
@@ -510,11 +461,6 @@ pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     } else {
         "false".into()
     }
-}
-
-/// Where the notify hook records the last VRRP transition (`STATE EPOCH`).
-pub fn vrrp_state_file(instance: &str) -> String {
-    format!("/run/hactl/vrrp-{instance}.state")
 }
 
 /// The status probe: services, whether the VIP is on the host, each check's result, and the
