@@ -30,10 +30,8 @@ use crate::stack::Stack;
 type Rec = Vec<String>;
 
 fn records(stdout: &str) -> Vec<Rec> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("HACTL\t"))
-        .map(|l| l.split('\t').map(str::to_string).collect())
+    crate::onhost::record::fields(stdout)
+        .map(|f| f.into_iter().map(str::to_string).collect())
         .collect()
 }
 

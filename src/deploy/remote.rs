@@ -26,6 +26,7 @@ use super::rollout::Slot;
 use crate::onhost::paths::{
     app_dir, compose_path, ctl_path, lock_dir, port_var, upstream_path, HAPROXY_BACKEND,
 };
+use crate::onhost::record;
 use crate::onhost::sh::{heredoc_b64, q};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
@@ -207,7 +208,7 @@ pub fn ctl_script(p: &AppParams) -> String {
     } else {
         s.push_str("ready() { :; }\ncompose_cmd() { :; }\n");
     }
-    s.push_str("rec() { printf 'HACTL'; for f in \"$@\"; do printf '\\t%s' \"$f\"; done; printf '\\n'; }\n");
+    s.push_str(record::REC_FN);
     s.push_str("now_ms() { date +%s%3N; }\n");
     s.push_str("active() { if [ \"$(cat \"$A/active\" 2>/dev/null)\" = green ]; then echo green; else echo blue; fi; }\n");
     s.push_str("image() { cat \"$A/image\" 2>/dev/null; }\n");
@@ -355,7 +356,8 @@ pub fn ctl_call(stack: &str, args: &[&str]) -> String {
     let ctl = ctl_path(stack);
     let _ = writeln!(
         s,
-        "[ -x {c} ] || {{ printf 'HACTL\\tfail\\tno-ctl\\t%s\\n' {c}; exit 7; }}",
+        "[ -x {c} ] || {{ {}; exit 7; }}",
+        record::printf(&["fail", "no-ctl"], &[&q(&ctl)]),
         c = q(&ctl)
     );
     let mut line = q(&ctl).into_owned();
@@ -388,7 +390,9 @@ pub fn load_image_script(runtime: Runtime, archive: &[u8], want: &str) -> String
     s.push_str("HACTL_EOF\n); then printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; printf 'HACTL\\tfail\\tload\\n'; exit 1; fi\n");
     let _ = writeln!(
         s,
-        "if {cli} image inspect {w} >/dev/null 2>&1; then printf 'HACTL\\tok\\tload\\t%s\\n' {w}; else printf 'HACTL\\tfail\\tload-name\\t%s\\n' {w}; exit 1; fi",
+        "if {cli} image inspect {w} >/dev/null 2>&1; then {}; else {}; exit 1; fi",
+        record::printf(&["ok", "load"], &[&q(want)]),
+        record::printf(&["fail", "load-name"], &[&q(want)]),
         w = q(want)
     );
     s
@@ -423,8 +427,10 @@ fn hapx_fn(socket: &str) -> String {
 pub fn drain_script(socket: &str, servers: &[String], timeout_s: f64) -> String {
     let mut s = String::from("set -u\n");
     s.push_str(&hapx_fn(socket));
-    s.push_str(
-        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    let _ = writeln!(
+        s,
+        "[ -S \"$SOCK\" ] || {{ {}; exit 1; }}",
+        record::printf(&["fail", "no-socket"], &["\"$SOCK\""])
     );
     for srv in servers {
         let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state drain");
@@ -451,16 +457,18 @@ pub fn drain_script(socket: &str, servers: &[String], timeout_s: f64) -> String 
 pub fn ready_script(socket: &str, servers: &[String]) -> String {
     let mut s = String::from("set -u\n");
     s.push_str(&hapx_fn(socket));
-    s.push_str(
-        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    let _ = writeln!(
+        s,
+        "[ -S \"$SOCK\" ] || {{ {}; exit 1; }}",
+        record::printf(&["fail", "no-socket"], &["\"$SOCK\""])
     );
     for srv in servers {
         let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state ready");
         let _ = writeln!(
             s,
-            "hapx {} >/dev/null && printf 'HACTL\\tready\\t%s\\n' {}",
+            "hapx {} >/dev/null && {}",
             q(&cmd),
-            q(srv)
+            record::printf(&["ready"], &[&q(srv)])
         );
     }
     s
@@ -496,8 +504,10 @@ pub fn unlock_script(stack: &str, token: &str) -> String {
     let _ = writeln!(s, "L={}", q(&lock_dir(stack)));
     let _ = writeln!(
         s,
-        "if grep -q {} \"$L/holder.json\" 2>/dev/null; then rm -rf \"$L\" && printf 'HACTL\\tlock\\treleased\\n'; else printf 'HACTL\\tlock\\tnot-ours\\n'; fi",
-        q(&format!("\"token\":\"{token}\""))
+        "if grep -q {} \"$L/holder.json\" 2>/dev/null; then rm -rf \"$L\" && {}; else {}; fi",
+        q(&format!("\"token\":\"{token}\"")),
+        record::printf(&["lock", "released"], &[]),
+        record::printf(&["lock", "not-ours"], &[]),
     );
     s
 }
@@ -526,8 +536,9 @@ pub fn seed_image_script(stack: &str, image: &str, history_line: &[u8]) -> Strin
     let _ = writeln!(s, "A={}", q(&app_dir(stack)));
     let _ = writeln!(
         s,
-        "mkdir -p \"$A\" || exit 1\n[ -s \"$A/image\" ] && exit 0\nprintf '%s\\n' {} > \"$A/image\" && printf 'HACTL\\tok\\tseed\\n' || exit 1",
-        q(image)
+        "mkdir -p \"$A\" || exit 1\n[ -s \"$A/image\" ] && exit 0\nprintf '%s\\n' {} > \"$A/image\" && {} || exit 1",
+        q(image),
+        record::printf(&["ok", "seed"], &[])
     );
     s.push_str("base64 -d >> \"$A/history.jsonl\" ");
     heredoc_b64(&mut s, history_line);

@@ -18,4 +18,5 @@
 //! other for a path or a quoting rule (tests/it/imports.rs checks the module graph).
 
 pub mod paths;
+pub mod record;
 pub mod sh;

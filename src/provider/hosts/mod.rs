@@ -14,9 +14,10 @@ use serde::Serialize;
 
 pub use ssh::{Connection, HostError};
 
+use crate::onhost::record::{self, Record};
 use crate::plan::hosts::{FileKind, Manifest, ObservedFile, ObservedHost, ObservedService};
 use crate::stack::{Host, Stack};
-use script::{ApplySteps, Probe, Record};
+use script::{ApplySteps, Probe};
 
 /// Connects to every host in parallel. Each entry is the host's connection or why not.
 pub async fn connect_all(
@@ -62,9 +63,9 @@ pub async fn observe(
         host: conn.host.clone(),
         ..Default::default()
     };
-    let sums: BTreeMap<String, String> = script::parse_sums(&out.stdout).into_iter().collect();
+    let sums: BTreeMap<String, String> = record::parse_sums(&out.stdout).into_iter().collect();
     let mut stats = BTreeMap::new();
-    for rec in script::parse(&out.stdout) {
+    for rec in record::parse(&out.stdout) {
         match rec {
             Record::Manifest(bytes) => {
                 obs.manifest = serde_json::from_slice::<Manifest>(&bytes).ok();
@@ -102,7 +103,7 @@ pub async fn observe(
     }
     if !fetch.is_empty() {
         let out = conn.run_script(&script::fetch_script(&fetch)).await?;
-        for rec in script::parse(&out.stdout) {
+        for rec in record::parse(&out.stdout) {
             if let Record::Content { path, bytes } = rec {
                 if let Some(Some(f)) = obs.files.get_mut(&path) {
                     f.content = Some(bytes);
@@ -188,7 +189,7 @@ pub fn report_from(
         ..Default::default()
     };
     let mut errors = Vec::new();
-    for rec in script::parse(stdout) {
+    for rec in record::parse(stdout) {
         match rec {
             Record::Ok(f) => match f.as_slice() {
                 [kind, path] if kind == "file" || kind == "remove" => {

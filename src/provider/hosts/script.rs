@@ -5,7 +5,7 @@
 //! base64-encoded inside here-documents, which dash feeds through pipes, not temp files. One
 //! script per phase keeps a host to one round trip for observing and one for applying. Every
 //! argument is quoted with `shell-escape`, never by hand. The output is line-oriented,
-//! tab-separated records prefixed `HACTL` that `parse_*` read back.
+//! tab-separated records prefixed `HACTL` (`crate::onhost::record`) that its `parse` reads back.
 //!
 //! Host users are not trusted: writes never follow a link or a renamed directory a user
 //! planted ([`apply_script_at`]), and observing never reads through a link nor fetches what
@@ -13,8 +13,6 @@
 //! docs/security.md.
 
 use std::fmt::Write as _;
-
-use base64::Engine as _;
 
 use crate::onhost::paths::{ctl_path, pid_file, state_dir, temp_name, vrrp_state_file, READER_UID};
 use crate::onhost::sh::{heredoc_b64, join, q};
@@ -147,27 +145,6 @@ pub fn fetch_script(paths: &[String]) -> String {
         );
     }
     s
-}
-
-/// Reads `sha256sum` lines between the `HACTL-SUMS`/`HACTL-END` markers: path → digest.
-pub fn parse_sums(stdout: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for line in stdout.lines() {
-        match line {
-            "HACTL-SUMS" => inside = true,
-            "HACTL-END" => inside = false,
-            _ if inside => {
-                if let Some((h, p)) = line.split_once("  ") {
-                    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        out.push((p.to_string(), h.to_string()));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// A file to write during apply.
@@ -502,98 +479,10 @@ pub fn status_script(
     s
 }
 
-/// One record of a script's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Manifest(Vec<u8>),
-    File {
-        path: String,
-        sha256: String,
-        mode: u32,
-    },
-    Content {
-        path: String,
-        bytes: Vec<u8>,
-    },
-    Missing(String),
-    /// What `stat` found at a path (without following a link).
-    Stat {
-        path: String,
-        mode: u32,
-        kind: crate::plan::hosts::FileKind,
-    },
-    Service {
-        name: String,
-        active: bool,
-        pid: Option<u32>,
-    },
-    Ok(Vec<String>),
-    Fail(Vec<String>),
-    CheckFailed(String),
-    Log(String),
-    Vip(bool),
-    Check {
-        name: String,
-        ok: bool,
-    },
-    Transition(String),
-}
-
-/// Reads the `HACTL\t…` records of a script's stdout; other lines are ignored.
-pub fn parse(stdout: &str) -> Vec<Record> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut out = Vec::new();
-    for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix("HACTL\t") else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split('\t').collect();
-        let rec = match f.as_slice() {
-            ["manifest", data] => b64.decode(data).ok().map(Record::Manifest),
-            ["file", path, sha, mode] => Some(Record::File {
-                path: path.to_string(),
-                sha256: sha.to_string(),
-                mode: u32::from_str_radix(mode, 8).unwrap_or(0),
-            }),
-            ["content", path, data] => b64.decode(data).ok().map(|bytes| Record::Content {
-                path: path.to_string(),
-                bytes,
-            }),
-            ["missing", path] => Some(Record::Missing(path.to_string())),
-            ["service", name, state, pid] => Some(Record::Service {
-                name: name.to_string(),
-                active: *state == "active",
-                pid: pid.trim().parse().ok(),
-            }),
-            ["ok", rest @ ..] => Some(Record::Ok(rest.iter().map(|s| s.to_string()).collect())),
-            ["fail", rest @ ..] => Some(Record::Fail(rest.iter().map(|s| s.to_string()).collect())),
-            ["check-failed", path] => Some(Record::CheckFailed(path.to_string())),
-            ["log", text @ ..] => Some(Record::Log(text.join("\t"))),
-            ["stat", mode, kind, path] => Some(Record::Stat {
-                path: path.to_string(),
-                mode: u32::from_str_radix(mode, 8).unwrap_or(0),
-                kind: match *kind {
-                    "regular file" | "regular empty file" => crate::plan::hosts::FileKind::Regular,
-                    "symbolic link" => crate::plan::hosts::FileKind::Symlink,
-                    _ => crate::plan::hosts::FileKind::Other,
-                },
-            }),
-            ["vip", v] => Some(Record::Vip(*v == "yes")),
-            ["check", name, r] => Some(Record::Check {
-                name: name.to_string(),
-                ok: *r == "ok",
-            }),
-            ["transition", t] => Some(Record::Transition(t.to_string())),
-            _ => None,
-        };
-        out.extend(rec);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onhost::record::{parse, Record};
     use crate::plan::hosts::ManifestFile;
 
     #[test]
@@ -957,46 +846,6 @@ mod tests {
                 bytes: b"hi".to_vec()
             }],
             "{text}"
-        );
-    }
-
-    #[test]
-    fn parses_records() {
-        let out = "noise\nHACTL\tfile\t/etc/x\tabc\t644\nHACTL\tmissing\t/etc/y\nHACTL\tservice\tnginx\tactive\t42\nHACTL\tservice\thaproxy\tinactive\t\nHACTL\tcontent\t/etc/x\taGk=\nHACTL\tstat\t777\tsymbolic link\t/etc/z\nHACTL\tstat\t600\tregular empty file\t/etc/e\n";
-        assert_eq!(
-            parse(out),
-            vec![
-                Record::File {
-                    path: "/etc/x".into(),
-                    sha256: "abc".into(),
-                    mode: 0o644
-                },
-                Record::Missing("/etc/y".into()),
-                Record::Service {
-                    name: "nginx".into(),
-                    active: true,
-                    pid: Some(42)
-                },
-                Record::Service {
-                    name: "haproxy".into(),
-                    active: false,
-                    pid: None
-                },
-                Record::Content {
-                    path: "/etc/x".into(),
-                    bytes: b"hi".to_vec()
-                },
-                Record::Stat {
-                    path: "/etc/z".into(),
-                    mode: 0o777,
-                    kind: crate::plan::hosts::FileKind::Symlink
-                },
-                Record::Stat {
-                    path: "/etc/e".into(),
-                    mode: 0o600,
-                    kind: crate::plan::hosts::FileKind::Regular
-                },
-            ]
         );
     }
 }
