@@ -26,8 +26,8 @@ use super::rollout::Slot;
 use crate::onhost::paths::{
     app_dir, compose_path, ctl_path, lock_dir, port_var, upstream_path, HAPROXY_BACKEND,
 };
-use crate::onhost::record;
-use crate::onhost::sh::{heredoc_b64, q};
+use crate::onhost::sh::{heredoc_b64, join, q};
+use crate::onhost::{cmd, record};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
 
@@ -360,12 +360,7 @@ pub fn ctl_call(stack: &str, args: &[&str]) -> String {
         record::printf(&["fail", "no-ctl"], &[&q(&ctl)]),
         c = q(&ctl)
     );
-    let mut line = q(&ctl).into_owned();
-    for a in args {
-        line.push(' ');
-        line.push_str(&q(a));
-    }
-    let _ = writeln!(s, "{line}");
+    let _ = writeln!(s, "{}", join(&cmd::app_ctl(stack, args)));
     s
 }
 

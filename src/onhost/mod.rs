@@ -17,6 +17,7 @@
 //! what keeps `render`, `deploy`, `services`, `ha` and the hosts provider from importing each
 //! other for a path or a quoting rule (tests/it/imports.rs checks the module graph).
 
+pub mod cmd;
 pub mod paths;
 pub mod record;
 pub mod sh;

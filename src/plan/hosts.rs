@@ -308,7 +308,8 @@ pub fn diff_down(host: &str, observed: &ObservedHost, key: &DigestKey) -> Vec<Ch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{CheckKind, RenderedFile};
+    use crate::onhost::cmd::CheckKind;
+    use crate::render::RenderedFile;
 
     fn file(path: &str, content: &str, service: &str) -> RenderedFile {
         RenderedFile {

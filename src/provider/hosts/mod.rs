@@ -243,7 +243,7 @@ pub async fn query(conn: &Connection, script: &str) -> Result<String, HostError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::CheckKind;
+    use crate::onhost::cmd::CheckKind;
     use script::WriteFile;
 
     #[test]

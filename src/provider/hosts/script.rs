@@ -14,42 +14,10 @@
 
 use std::fmt::Write as _;
 
-use crate::onhost::paths::{ctl_path, pid_file, state_dir, temp_name, vrrp_state_file, READER_UID};
+use crate::onhost::cmd::{self, CheckKind};
+use crate::onhost::paths::{pid_file, state_dir, temp_name, vrrp_state_file, READER_UID};
 use crate::onhost::sh::{heredoc_b64, join, q};
 use crate::plan::hosts::Manifest;
-use crate::render::CheckKind;
-
-/// The argv that checks a file with the real binary before it is activated.
-pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
-    let v: &[&str] = match kind {
-        CheckKind::Keepalived => &["keepalived", "-t", "-f", path],
-        CheckKind::Nginx => &["nginx", "-t", "-q", "-c", path],
-        CheckKind::Haproxy => &["haproxy", "-c", "-q", "-f", path],
-    };
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-pub fn service_argv(verb: &str, service: &str) -> Vec<String> {
-    vec!["systemctl".into(), verb.into(), service.into()]
-}
-
-/// The command that runs `verb` on one of a stack's services. The app is no system unit:
-/// hactl runs it with compose through the `app-ctl` script `hactl up` renders (see
-/// `crate::onhost::app_ctl`), which takes the same verbs as systemctl.
-pub fn stack_service_argv(stack: &str, verb: &str, service: &str) -> Vec<String> {
-    if service == "app" {
-        return vec![ctl_path(stack), verb.into()];
-    }
-    service_argv(verb, service)
-}
-
-/// `is-active` for a stack's service, quiet.
-fn is_active_cmd(stack: &str, service: &str) -> String {
-    if service == "app" {
-        return join(&stack_service_argv(stack, "is-active", service));
-    }
-    format!("systemctl is-active --quiet {}", q(service))
-}
 
 /// Where the original of a replaced file is kept: `"$S/backup"` + the quoted path, so the
 /// variable expands and the path stays one word.
@@ -123,7 +91,7 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
         let _ = writeln!(
             s,
             "{by_pid}if {active} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t\\n' {name}; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi",
-            active = is_active_cmd(stack, svc)
+            active = join(&cmd::is_active(stack, svc))
         );
     }
     s
@@ -309,7 +277,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             let _ = writeln!(
                 s,
                 "if ! out=$({} 2>&1); then cleanup; printf 'HACTL\\tcheck-failed\\t%s\\n' {p}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; exit 3; fi",
-                join(&check_argv(kind, &proc_path)),
+                join(&cmd::check(kind, &proc_path)),
             );
         }
     }
@@ -410,7 +378,7 @@ fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
         let _ = writeln!(
             s,
             "if out=$({} 2>&1); then printf 'HACTL\\tok\\tservice\\t%s\\t%s\\n' {v} {n}; else rc=1; printf 'HACTL\\tfail\\tservice\\t%s\\t%s\\n' {v} {n}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; fi",
-            join(&stack_service_argv(stack, verb, svc)),
+            join(&cmd::service(stack, verb, svc)),
             v = q(verb),
             n = q(svc)
         );
@@ -421,7 +389,7 @@ fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
 /// used by `status` to report check results and the effective priority.
 pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     if let Some(svc) = &check.service {
-        join(&service_argv("is-active", &svc.value)) + " --quiet"
+        join(&cmd::systemctl("is-active", &svc.value)) + " --quiet"
     } else if let Some(url) = &check.http {
         let secs = check.run_timeout().as_secs_f64().max(0.01);
         join(&[
@@ -580,25 +548,6 @@ mod tests {
                 "curl -fsS -m 1 -o /dev/null http://127.0.0.1:80/healthz".into()
             )]
         ));
-    }
-
-    #[test]
-    fn check_commands() {
-        assert_eq!(
-            join(&check_argv(
-                CheckKind::Nginx,
-                "/etc/nginx/.nginx.conf.hactl-new"
-            )),
-            "nginx -t -q -c /etc/nginx/.nginx.conf.hactl-new"
-        );
-        assert_eq!(
-            join(&check_argv(CheckKind::Keepalived, "/etc/a b")),
-            "keepalived -t -f '/etc/a b'"
-        );
-        assert_eq!(
-            join(&check_argv(CheckKind::Haproxy, "/x")),
-            "haproxy -c -q -f /x"
-        );
     }
 
     /// A host with a user-owned directory, in a temporary directory of this machine: the
