@@ -9,6 +9,7 @@ mod deploy;
 mod engine;
 mod ha;
 mod lab;
+mod onhost;
 mod plan;
 mod provider;
 mod render;

@@ -29,7 +29,8 @@ use crate::ha::priority::Model;
 use crate::ha::probe::{self, Sample};
 use crate::ha::timing::{self, Scenario};
 use crate::lab::Lab;
-use crate::provider::hosts::script::{self, Record};
+use crate::onhost::record::{self, Record};
+use crate::provider::hosts::script;
 use crate::provider::hosts::{self as hp, Connection};
 use crate::stack::{self, Host, Stack};
 use crate::{view, ExitStatus};
@@ -183,7 +184,7 @@ impl<'a> Conns<'a> {
         for (name, r) in results {
             match r {
                 Ok(out) => {
-                    if script::parse(&out).contains(&Record::Vip(true)) {
+                    if record::parse(&out).contains(&Record::Vip(true)) {
                         holders.push(name);
                     }
                 }
@@ -386,7 +387,7 @@ fn guarding_checks(stack: &Stack, service: &str) -> Vec<String> {
 
 /// The inject and restore scripts run on the holder over SSH.
 fn remote_fault(scenario: Scenario, service: &str) -> Option<(String, String)> {
-    let svc = script::q(service).into_owned();
+    let svc = crate::onhost::sh::q(service).into_owned();
     match scenario {
         Scenario::ServiceStop => Some((
             format!("systemctl stop {svc}\n"),

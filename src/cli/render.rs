@@ -168,7 +168,7 @@ fn describe(f: &RenderedFile) -> String {
     if let Some(k) = f.check {
         parts.push(format!(
             "checked by `{}`",
-            render::check_argv(k, "FILE").join(" ")
+            crate::onhost::cmd::check(k, "FILE").join(" ")
         ));
     }
     parts.join(", ")

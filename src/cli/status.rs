@@ -11,7 +11,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::StackArgs;
-use crate::provider::hosts::script::{self, Record};
+use crate::onhost::record::{self, Record};
+use crate::provider::hosts::script;
 use crate::provider::hosts::{self as hp, Connection};
 use crate::services::{redis, Service};
 use crate::stack::model::ServiceKind;
@@ -185,7 +186,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
     };
     st.reachable = true;
     let mut transition = None;
-    for rec in script::parse(&out) {
+    for rec in record::parse(&out) {
         match rec {
             Record::Service { name, active, .. } => {
                 st.services
@@ -256,7 +257,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
 fn app_probe_command(port: i64, path: &str) -> String {
     format!(
         "curl -fsS -m 2 -o /dev/null {}",
-        script::q(&format!("http://127.0.0.1:{port}{path}"))
+        crate::onhost::sh::q(&format!("http://127.0.0.1:{port}{path}"))
     )
 }
 

@@ -30,10 +30,8 @@ use crate::stack::Stack;
 type Rec = Vec<String>;
 
 fn records(stdout: &str) -> Vec<Rec> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("HACTL\t"))
-        .map(|l| l.split('\t').map(str::to_string).collect())
+    crate::onhost::record::fields(stdout)
+        .map(|f| f.into_iter().map(str::to_string).collect())
         .collect()
 }
 
@@ -397,7 +395,7 @@ impl<'a> Session<'a> {
                     stack: self.stack.name().into(),
                     holder: holder_text,
                     host,
-                    lock: remote::lock_dir(self.stack.name()),
+                    lock: crate::onhost::paths::lock_dir(self.stack.name()),
                 });
             }
             if !said {
@@ -1060,7 +1058,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
     let recorded = conn
         .run_script(&format!(
             "cat {}/image 2>/dev/null; exit 0\n",
-            remote::app_dir(stack.name())
+            crate::onhost::paths::app_dir(stack.name())
         ))
         .await
         .map_err(|e| e.to_string())?
@@ -1078,7 +1076,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
         let have = conn
             .run_script(&format!(
                 "{cli} image inspect {} >/dev/null 2>&1\n",
-                crate::provider::hosts::script::q(&target.image)
+                crate::onhost::sh::q(&target.image)
             ))
             .await
             .map_err(|e| e.to_string())?;

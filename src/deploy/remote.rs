@@ -23,34 +23,13 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use super::rollout::Slot;
-use crate::provider::hosts::script::{q, state_dir};
+use crate::onhost::paths::{
+    app_dir, compose_path, ctl_path, lock_dir, port_var, upstream_path, HAPROXY_BACKEND,
+};
+use crate::onhost::sh::{heredoc_b64, join, q};
+use crate::onhost::{cmd, record};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
-
-/// The haproxy backend hactl's template defines (templates/haproxy.cfg.j2).
-pub const HAPROXY_BACKEND: &str = "hactl_web";
-
-/// The app's state directory on a host (active slot, image, history).
-pub fn app_dir(stack: &str) -> String {
-    format!("{}/app", state_dir(stack))
-}
-
-/// The control script `hactl up` renders onto every app host.
-pub fn ctl_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/app-ctl")
-}
-
-/// The compose file `hactl up` renders (templates/docker-compose.yml.j2).
-pub fn compose_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/docker-compose.yml")
-}
-
-/// The app's environment file (0600): `app.env` from the stack, secrets included. compose
-/// hands it to the runtime by path (`env_file:`), so no value is ever on `podman run`'s argv
-/// (which every host user sees in `ps`) or in `compose.log`, which logs that argv.
-pub fn env_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/compose.env")
-}
 
 /// Why a value cannot go into the environment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,21 +86,6 @@ pub fn env_file(runtime: Runtime, vars: &[(&str, &str)]) -> Result<String, (Stri
         }
     }
     Ok(out)
-}
-
-/// The nginx include that picks the slot: `set $hactl_app hactl_app_green;`.
-pub fn upstream_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/app-upstream.conf")
-}
-
-/// The deploy lock: a directory, so taking it is one atomic `mkdir` (as Kamal does).
-pub fn lock_dir(stack: &str) -> String {
-    format!("{}/deploy.lock", state_dir(stack))
-}
-
-/// The environment variable that carries replica `i`'s host port into the compose file.
-pub fn port_var(i: u16) -> String {
-    format!("HACTL_APP_PORT_{}", i + 1)
 }
 
 /// Everything `app-ctl` needs, resolved from the stack.
@@ -244,7 +208,7 @@ pub fn ctl_script(p: &AppParams) -> String {
     } else {
         s.push_str("ready() { :; }\ncompose_cmd() { :; }\n");
     }
-    s.push_str("rec() { printf 'HACTL'; for f in \"$@\"; do printf '\\t%s' \"$f\"; done; printf '\\n'; }\n");
+    s.push_str(record::REC_FN);
     s.push_str("now_ms() { date +%s%3N; }\n");
     s.push_str("active() { if [ \"$(cat \"$A/active\" 2>/dev/null)\" = green ]; then echo green; else echo blue; fi; }\n");
     s.push_str("image() { cat \"$A/image\" 2>/dev/null; }\n");
@@ -392,26 +356,12 @@ pub fn ctl_call(stack: &str, args: &[&str]) -> String {
     let ctl = ctl_path(stack);
     let _ = writeln!(
         s,
-        "[ -x {c} ] || {{ printf 'HACTL\\tfail\\tno-ctl\\t%s\\n' {c}; exit 7; }}",
+        "[ -x {c} ] || {{ {}; exit 7; }}",
+        record::printf(&["fail", "no-ctl"], &[&q(&ctl)]),
         c = q(&ctl)
     );
-    let mut line = q(&ctl).into_owned();
-    for a in args {
-        line.push(' ');
-        line.push_str(&q(a));
-    }
-    let _ = writeln!(s, "{line}");
+    let _ = writeln!(s, "{}", join(&cmd::app_ctl(stack, args)));
     s
-}
-
-fn heredoc_b64(s: &mut String, bytes: &[u8]) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    s.push_str("<<'HACTL_EOF'\n");
-    for chunk in b64.as_bytes().chunks(76) {
-        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        s.push('\n');
-    }
-    s.push_str("HACTL_EOF\n");
 }
 
 /// Loads an image archive sent inside the script itself (base64 in a here-document, which
@@ -435,7 +385,9 @@ pub fn load_image_script(runtime: Runtime, archive: &[u8], want: &str) -> String
     s.push_str("HACTL_EOF\n); then printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; printf 'HACTL\\tfail\\tload\\n'; exit 1; fi\n");
     let _ = writeln!(
         s,
-        "if {cli} image inspect {w} >/dev/null 2>&1; then printf 'HACTL\\tok\\tload\\t%s\\n' {w}; else printf 'HACTL\\tfail\\tload-name\\t%s\\n' {w}; exit 1; fi",
+        "if {cli} image inspect {w} >/dev/null 2>&1; then {}; else {}; exit 1; fi",
+        record::printf(&["ok", "load"], &[&q(want)]),
+        record::printf(&["fail", "load-name"], &[&q(want)]),
         w = q(want)
     );
     s
@@ -470,8 +422,10 @@ fn hapx_fn(socket: &str) -> String {
 pub fn drain_script(socket: &str, servers: &[String], timeout_s: f64) -> String {
     let mut s = String::from("set -u\n");
     s.push_str(&hapx_fn(socket));
-    s.push_str(
-        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    let _ = writeln!(
+        s,
+        "[ -S \"$SOCK\" ] || {{ {}; exit 1; }}",
+        record::printf(&["fail", "no-socket"], &["\"$SOCK\""])
     );
     for srv in servers {
         let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state drain");
@@ -498,16 +452,18 @@ pub fn drain_script(socket: &str, servers: &[String], timeout_s: f64) -> String 
 pub fn ready_script(socket: &str, servers: &[String]) -> String {
     let mut s = String::from("set -u\n");
     s.push_str(&hapx_fn(socket));
-    s.push_str(
-        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    let _ = writeln!(
+        s,
+        "[ -S \"$SOCK\" ] || {{ {}; exit 1; }}",
+        record::printf(&["fail", "no-socket"], &["\"$SOCK\""])
     );
     for srv in servers {
         let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state ready");
         let _ = writeln!(
             s,
-            "hapx {} >/dev/null && printf 'HACTL\\tready\\t%s\\n' {}",
+            "hapx {} >/dev/null && {}",
             q(&cmd),
-            q(srv)
+            record::printf(&["ready"], &[&q(srv)])
         );
     }
     s
@@ -543,8 +499,10 @@ pub fn unlock_script(stack: &str, token: &str) -> String {
     let _ = writeln!(s, "L={}", q(&lock_dir(stack)));
     let _ = writeln!(
         s,
-        "if grep -q {} \"$L/holder.json\" 2>/dev/null; then rm -rf \"$L\" && printf 'HACTL\\tlock\\treleased\\n'; else printf 'HACTL\\tlock\\tnot-ours\\n'; fi",
-        q(&format!("\"token\":\"{token}\""))
+        "if grep -q {} \"$L/holder.json\" 2>/dev/null; then rm -rf \"$L\" && {}; else {}; fi",
+        q(&format!("\"token\":\"{token}\"")),
+        record::printf(&["lock", "released"], &[]),
+        record::printf(&["lock", "not-ours"], &[]),
     );
     s
 }
@@ -573,8 +531,9 @@ pub fn seed_image_script(stack: &str, image: &str, history_line: &[u8]) -> Strin
     let _ = writeln!(s, "A={}", q(&app_dir(stack)));
     let _ = writeln!(
         s,
-        "mkdir -p \"$A\" || exit 1\n[ -s \"$A/image\" ] && exit 0\nprintf '%s\\n' {} > \"$A/image\" && printf 'HACTL\\tok\\tseed\\n' || exit 1",
-        q(image)
+        "mkdir -p \"$A\" || exit 1\n[ -s \"$A/image\" ] && exit 0\nprintf '%s\\n' {} > \"$A/image\" && {} || exit 1",
+        q(image),
+        record::printf(&["ok", "seed"], &[])
     );
     s.push_str("base64 -d >> \"$A/history.jsonl\" ");
     heredoc_b64(&mut s, history_line);

@@ -196,14 +196,10 @@ async fn heal_redis(
                     continue;
                 };
                 match hp::query(conn, &redis::fix_script(&[f], pass)).await {
-                    Ok(out) if out.contains("HACTL\tok\tfix") => applied.push(f.describe()),
-                    Ok(out) => failed.push(format!(
-                        "{}: {}",
-                        f.describe(),
-                        out.lines()
-                            .find_map(|l| l.strip_prefix("HACTL\tfail\tfix\t"))
-                            .unwrap_or("failed")
-                    )),
+                    Ok(out) => match redis::fix_outcome(&out) {
+                        Ok(()) => applied.push(f.describe()),
+                        Err(why) => failed.push(format!("{}: {why}", f.describe())),
+                    },
                     Err(e) => failed.push(format!("{}: {e}", f.describe())),
                 }
             }

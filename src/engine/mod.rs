@@ -136,7 +136,7 @@ async fn observe_connected(
             let mut services: Vec<String> = cfg.map(|c| c.services.clone()).unwrap_or_default();
             // Services hactl may have started earlier are observed too, for `down`.
             for s in ["app", "nginx", "haproxy", "keepalived"] {
-                if !services.iter().any(|x| x == s) && hp::script::pid_file(s).is_some() {
+                if !services.iter().any(|x| x == s) && crate::onhost::paths::pid_file(s).is_some() {
                     services.push(s.to_string());
                 }
             }

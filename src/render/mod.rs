@@ -4,7 +4,7 @@
 //! `templates/` (or the stack's `templates_dir` overrides, see [`env`]). `render_host` returns a
 //! [`HostConfig`]: the files with their destination, mode, which service reloads when they
 //! change and which real binary checks them, plus the services that must be running. Nothing
-//! here does I/O on hosts: [`check_argv`] gives the command line that checks a file (the apply
+//! here does I/O on hosts: `onhost::cmd::check` gives the command line that checks a file (the apply
 //! engine runs it on the host before activating the file), and [`check`] runs those same
 //! commands on this machine for `hactl render --check`.
 //!
@@ -27,42 +27,7 @@ use crate::vault::Secrets;
 
 pub use context::{AWS_CREDENTIALS, NOTIFY_SCRIPT};
 
-/// The real tool that checks a file before it is activated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckKind {
-    /// `keepalived -t -f FILE`
-    Keepalived,
-    /// `nginx -t -q -c FILE`
-    Nginx,
-    /// `haproxy -c -q -f FILE`
-    Haproxy,
-}
-
-impl CheckKind {
-    /// The binary that does the check.
-    pub fn tool(self) -> &'static str {
-        match self {
-            CheckKind::Keepalived => "keepalived",
-            CheckKind::Nginx => "nginx",
-            CheckKind::Haproxy => "haproxy",
-        }
-    }
-}
-
-/// The command line that checks the file at `path` with the real tool. Exit status 0 means
-/// the file is valid; anything else (with the tool's stderr) means it must not be activated.
-pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
-    let args: &[&str] = match kind {
-        CheckKind::Keepalived => &["keepalived", "-t", "-f"],
-        CheckKind::Nginx => &["nginx", "-t", "-q", "-c"],
-        CheckKind::Haproxy => &["haproxy", "-c", "-q", "-f"],
-    };
-    args.iter()
-        .map(|s| s.to_string())
-        .chain(std::iter::once(path.to_string()))
-        .collect()
-}
+pub use crate::onhost::cmd::CheckKind;
 
 /// One file as it should be on a host.
 #[derive(Debug, Clone, Serialize)]
@@ -318,7 +283,7 @@ fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<Rendered
             }
         })?;
     Ok(RenderedFile {
-        path: crate::deploy::remote::env_path(stack.name()),
+        path: crate::onhost::paths::env_path(stack.name()),
         content: text.into_bytes(),
         mode: 0o600,
         owner: Some("root".to_string()),
@@ -396,7 +361,7 @@ pub fn render_host_with_outputs(
         // logic is hactl's, not the user's to override).
         if let Some(params) = crate::deploy::remote::AppParams::from_stack(stack) {
             files.push(RenderedFile {
-                path: crate::deploy::remote::ctl_path(stack.name()),
+                path: crate::onhost::paths::ctl_path(stack.name()),
                 content: crate::deploy::remote::ctl_script(&params).into_bytes(),
                 mode: 0o700,
                 owner: Some("root".to_string()),
