@@ -371,7 +371,10 @@ mod tests {
             .map(|c| (c.addr.to_string(), c.action))
             .collect();
         assert_eq!(
-            actions,
+            actions
+                .iter()
+                .map(|(a, x)| (a.as_str(), *x))
+                .collect::<Vec<_>>(),
             vec![
                 ("host1:/etc/nginx/nginx.conf", Action::Create),
                 ("host1:/etc/keepalived/keepalived.conf", Action::Create),
@@ -589,7 +592,10 @@ mod tests {
             .map(|c| (c.addr.to_string(), c.action))
             .collect();
         assert_eq!(
-            actions,
+            actions
+                .iter()
+                .map(|(a, x)| (a.as_str(), *x))
+                .collect::<Vec<_>>(),
             vec![
                 ("host1:service/nginx", Action::Stop),
                 ("host1:/etc/nginx/nginx.conf", Action::Delete),
