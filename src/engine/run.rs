@@ -74,11 +74,20 @@ pub struct Session {
     opts: Options,
 }
 
+/// How an apply ended, as the JSON document says it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Applied,
+    #[default]
+    NoChanges,
+    Failed,
+}
+
 /// What an apply did.
 #[derive(Debug, Default, Serialize)]
 pub struct Applied {
-    /// `applied`, `no_changes` or `failed`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub walked: Walked,
     /// A cloud stack: the host layer as planned again once the cloud layer was applied.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,7 +115,7 @@ pub struct Applied {
 
 impl Applied {
     pub fn failed(&self) -> bool {
-        self.outcome == "failed"
+        self.outcome == Outcome::Failed
     }
 }
 
@@ -361,9 +370,9 @@ impl Session {
             failed,
             self.plan.has_changes() || applied.host_plan.as_ref().is_some_and(Plan::has_changes),
         ) {
-            (true, _) => "failed",
-            (false, true) => "applied",
-            (false, false) => "no_changes",
+            (true, _) => Outcome::Failed,
+            (false, true) => Outcome::Applied,
+            (false, false) => Outcome::NoChanges,
         };
         Ok(applied)
     }
@@ -419,7 +428,7 @@ impl Session {
         applied.configured = Some(layer.stack.clone());
         applied.host_plan = Some(plan);
         if failed {
-            applied.outcome = "failed";
+            applied.outcome = Outcome::Failed;
         }
         self.layer = Some(layer);
         Ok(())

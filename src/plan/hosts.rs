@@ -13,7 +13,15 @@ use serde::{Deserialize, Serialize};
 use super::{sha256_hex, short_digest, Action, Addr, Change, DigestKey, Reason};
 use crate::render::HostConfig;
 
-pub use crate::onhost::record::FileKind;
+/// What is at a path on a host (`lstat`: a symbolic link is one, not its target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileKind {
+    #[default]
+    Regular,
+    Symlink,
+    /// A directory, fifo, device, …
+    Other,
+}
 
 /// A file as found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,8 +300,7 @@ pub fn diff_down(host: &str, observed: &ObservedHost, key: &DigestKey) -> Vec<Ch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onhost::cmd::CheckKind;
-    use crate::render::RenderedFile;
+    use crate::render::{CheckKind, RenderedFile};
 
     fn file(path: &str, content: &str, service: &str) -> RenderedFile {
         RenderedFile {
@@ -366,7 +373,7 @@ mod tests {
         assert_eq!(
             actions
                 .iter()
-                .map(|(a, b)| (a.as_str(), *b))
+                .map(|(a, x)| (a.as_str(), *x))
                 .collect::<Vec<_>>(),
             vec![
                 ("host1:/etc/nginx/nginx.conf", Action::Create),
@@ -587,7 +594,7 @@ mod tests {
         assert_eq!(
             actions
                 .iter()
-                .map(|(a, b)| (a.as_str(), *b))
+                .map(|(a, x)| (a.as_str(), *x))
                 .collect::<Vec<_>>(),
             vec![
                 ("host1:service/nginx", Action::Stop),
