@@ -253,8 +253,11 @@ async fn configure_hosts(
             });
         }
     }
+    // One document for both layers: the hosts' apply goes under `hosts_layer`.
+    let layer = view::json::section("hosts_layer");
     let status =
         super::plan::up_rendered(s.clone(), configs, secrets, args.json, auto_approve).await?;
+    drop(layer);
     let status = match mount_path {
         Some(path) if !efs_dns.is_empty() => {
             let failed = mount_step(&s, &path, args.json).await;

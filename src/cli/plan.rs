@@ -39,6 +39,10 @@ pub struct UpArgs {
     pub provision_only: bool,
     #[command(flatten)]
     pub wait: super::wait::WaitArgs,
+    /// Show every host's full diffs (default: a change identical on several hosts is shown
+    /// once, with the list of hosts, and long diffs are cut).
+    #[arg(long)]
+    pub diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -137,15 +141,11 @@ pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
         let mut p = prepare(&a.stack).await?;
         p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
         let plan = engine::plan_up(&p.stack, &p.observed);
-        apply(
-            p,
-            plan,
-            a.stack.json,
-            a.auto_approve,
-            Mode::Up,
-            a.wait.wait(),
-        )
-        .await
+        let shown = Shown {
+            json: a.stack.json,
+            full_diff: a.diff,
+        };
+        apply(p, plan, shown, a.auto_approve, Mode::Up, a.wait.wait()).await
     }
     .await;
     guard.release().await;
@@ -162,7 +162,11 @@ pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
         let mut p = prepare(&a.stack).await?;
         p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
         let plan = engine::plan_down(&p.stack, &p.observed);
-        apply(p, plan, a.stack.json, a.auto_approve, Mode::Down, None).await
+        let shown = Shown {
+            json: a.stack.json,
+            full_diff: true,
+        };
+        apply(p, plan, shown, a.auto_approve, Mode::Down, None).await
     }
     .await;
     guard.release().await;
@@ -188,12 +192,22 @@ pub(crate) async fn up_rendered(
             secrets,
         },
         plan,
-        json,
+        Shown {
+            json,
+            full_diff: false,
+        },
         auto_approve,
         Mode::Up,
         None,
     )
     .await
+}
+
+/// How `up` and `down` show their plan: `--json`, and `--diff` (every host's full diffs
+/// rather than the compact plan, `view::compact`).
+struct Shown {
+    json: bool,
+    full_diff: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -212,14 +226,17 @@ struct ApplyOutput<'a> {
 async fn apply(
     p: Prepared,
     plan: Plan,
-    json: bool,
+    shown: Shown,
     auto_approve: bool,
     mode: Mode,
     wait: Option<std::time::Duration>,
 ) -> miette::Result<ExitStatus> {
     let order = host_order(&p.stack);
-    if !json {
+    let json = shown.json;
+    if !json && shown.full_diff {
         view::print_out(&view::plan::render_plan(&plan, &order));
+    } else if !json {
+        view::print_out(&view::compact::render_plan(&plan, &order));
     }
     let mut reports = Vec::new();
     if plan.has_changes() {

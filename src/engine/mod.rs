@@ -6,7 +6,11 @@
 //! be reached are reported and do not stop the others. Connections opened for the plan are
 //! reused for the apply.
 
+pub mod drill;
 pub mod hooks;
+pub mod logs;
+pub mod serving;
+pub mod status;
 
 use std::collections::BTreeMap;
 
