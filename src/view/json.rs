@@ -292,16 +292,17 @@ mod tests {
         let body = Map::from_iter([("outcome".to_string(), Value::from("failed"))]);
         let err = miette::miette!(code = "hactl::x", help = "do y", "it broke");
         let doc = document("up", body, Some(error_value(&err)));
+        // serde_json sorts an object's keys: the order is alphabetical.
         insta::assert_json_snapshot!(doc, @r#"
         {
-          "format_version": "1.0",
           "command": "up",
-          "outcome": "failed",
           "error": {
             "code": "hactl::x",
-            "message": "it broke",
-            "help": "do y"
-          }
+            "help": "do y",
+            "message": "it broke"
+          },
+          "format_version": "1.0",
+          "outcome": "failed"
         }
         "#);
     }
