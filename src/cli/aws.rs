@@ -56,12 +56,13 @@ impl RunArgs {
 pub async fn apply_and_report(
     mut s: Session,
     json: bool,
+    full_diff: bool,
     approved: bool,
     wait: Option<Duration>,
     hooks: &dyn Hooks,
 ) -> miette::Result<ExitStatus> {
     if !json {
-        view::print_out(&view::run::render_planned(&s));
+        view::print_out(&view::run::render_planned(&s, full_diff));
     }
     if s.plan.has_changes() && !approved {
         let down = s.command == Command::Down;
@@ -83,7 +84,7 @@ pub async fn apply_and_report(
     if !json {
         let outputs = super::outputs::render_human(&applied.outputs);
         view::print_out(&view::run::render_applied(
-            &plan, &applied, command, &not_found, &outputs,
+            &plan, &applied, command, &not_found, &outputs, full_diff,
         ));
     }
     let wait = wait.filter(|_| !applied.failed() && command != Command::Down);
@@ -130,10 +131,10 @@ pub async fn heal(
     dry_run: bool,
     wait: Option<Duration>,
 ) -> miette::Result<ExitStatus> {
-    let hooks = view::notes::Notes::new(json);
-    let s = crate::engine::run::open(stack, Command::Heal, opts, &hooks).await?;
+    let hooks = view::hooks();
+    let s = crate::engine::run::open(stack, Command::Heal, opts, &*hooks).await?;
     if !dry_run {
-        return apply_and_report(s, json, true, wait, &hooks).await;
+        return apply_and_report(s, json, true, true, wait, &*hooks).await;
     }
     let pending = s.plan.resources().next().is_some();
     let shown = view::run::show_heal_dry_run(&s, json, pending);

@@ -86,6 +86,8 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
             }
             Err(e) => return Err(e),
         };
+        // `--watch`: one object per round in the document's `rounds`.
+        let _round = a.watch.then(|| view::json::item("rounds"));
         let r = round(&stack, &secrets, n, a.dry_run).await;
         guard.release().await;
         let mut r = r?;
@@ -121,6 +123,7 @@ async fn run_aws(a: &HealArgs, stack: &Stack) -> miette::Result<ExitStatus> {
         if a.watch && !a.stack.json {
             view::print_out(&format!("heal round {n} of `{}`:\n", stack.name()));
         }
+        let _round = a.watch.then(|| view::json::item("rounds"));
         let opts = a.run.options(&Default::default(), a.provision_only);
         let r = super::aws::heal(stack, &opts, a.stack.json, a.dry_run, a.wait()).await;
         let status = match r {

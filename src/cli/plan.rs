@@ -57,6 +57,10 @@ pub struct UpArgs {
     pub provision_only: bool,
     #[command(flatten)]
     pub wait: super::wait::WaitArgs,
+    /// Show every host's full diffs (default: a change identical on several hosts is shown
+    /// once, with the list of hosts, and long diffs are cut).
+    #[arg(long)]
+    pub diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -75,10 +79,10 @@ pub struct DownArgs {
 pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     view::print_warnings(&stack::risks(&stack));
-    let hooks = view::notes::Notes::new(a.stack.json);
+    let hooks = view::hooks();
     let mut opts = a.run.options(&a.target, a.provision_only);
     opts.save = a.out.is_some();
-    let s = run::open(&stack, Command::Plan, &opts, &hooks).await?;
+    let s = run::open(&stack, Command::Plan, &opts, &*hooks).await?;
     let saved = a.out.as_ref().map(|out| {
         let mut sv = Saved::new(&stack, &s.basis, &s.plan, &opts.targets);
         sv.provision_only = a.provision_only;
@@ -114,21 +118,21 @@ pub(crate) async fn lock(
     wait: std::time::Duration,
 ) -> miette::Result<crate::state::LockGuard> {
     let backend = crate::state::Backend::for_stack(stack).await?;
-    run::lock(&backend, operation, wait, &view::notes::Notes::new(false)).await
+    run::lock(&backend, operation, wait, &*view::hooks()).await
 }
 
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let saved = a.saved.as_deref().map(Saved::read).transpose()?;
     let stack = stack::load(&Saved::stack_file(a.file.as_deref(), saved.as_ref())?)?;
     view::print_warnings(&stack::risks(&stack));
-    let hooks = view::notes::Notes::new(a.json);
+    let hooks = view::hooks();
     let mut opts = a.run.options(&a.target, a.provision_only);
     if let Some(s) = &saved {
         opts.targets = s.narrowed();
         opts.save = true;
         opts.provision_only |= s.provision_only;
     }
-    let s = run::open(&stack, Command::Up, &opts, &hooks).await?;
+    let s = run::open(&stack, Command::Up, &opts, &*hooks).await?;
     if let (Some(sv), Some(path)) = (&saved, &a.saved) {
         let mut fresh = Saved::new(&stack, &s.basis, &s.plan, &opts.targets);
         fresh.provision_only = sv.provision_only;
@@ -138,13 +142,13 @@ pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
         }
     }
     let approved = a.auto_approve || saved.is_some();
-    apply_and_report(s, a.json, approved, a.wait.wait(), &hooks).await
+    apply_and_report(s, a.json, a.diff, approved, a.wait.wait(), &*hooks).await
 }
 
 pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
-    let hooks = view::notes::Notes::new(a.stack.json);
+    let hooks = view::hooks();
     let opts = a.run.options(&a.target, false);
-    let s = run::open(&stack, Command::Down, &opts, &hooks).await?;
-    apply_and_report(s, a.stack.json, a.auto_approve, None, &hooks).await
+    let s = run::open(&stack, Command::Down, &opts, &*hooks).await?;
+    apply_and_report(s, a.stack.json, true, a.auto_approve, None, &*hooks).await
 }

@@ -7,12 +7,16 @@
 //! reused for the apply.
 
 pub mod cloud;
+pub mod drill;
 pub mod graph;
 pub mod heal;
 pub mod hooks;
 pub mod layers;
+pub mod logs;
 pub mod run;
 pub mod saved;
+pub mod serving;
+pub mod status;
 pub mod target;
 
 use std::collections::BTreeMap;

@@ -13,15 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{sha256_hex, short_digest, Action, Addr, Change, DigestKey, Reason};
 use crate::render::HostConfig;
 
-/// What is at a path on a host (`lstat`: a symbolic link is one, not its target).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FileKind {
-    #[default]
-    Regular,
-    Symlink,
-    /// A directory, fifo, device, …
-    Other,
-}
+pub use crate::onhost::record::FileKind;
 
 /// A file as found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,7 +292,8 @@ pub fn diff_down(host: &str, observed: &ObservedHost, key: &DigestKey) -> Vec<Ch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{CheckKind, RenderedFile};
+    use crate::onhost::cmd::CheckKind;
+    use crate::render::RenderedFile;
 
     fn file(path: &str, content: &str, service: &str) -> RenderedFile {
         RenderedFile {

@@ -28,8 +28,13 @@ pub struct Document<'a> {
 }
 
 /// The plan as shown before the approval, with `heal`'s count of what is not a repair.
-pub fn render_planned(s: &Session) -> String {
-    let mut text = super::plan::render_plan(&s.plan, &s.host_order);
+/// `full_diff` shows every host's diffs; otherwise the compact plan ([`super::compact`]).
+pub fn render_planned(s: &Session, full_diff: bool) -> String {
+    let mut text = if full_diff {
+        super::plan::render_plan(&s.plan, &s.host_order)
+    } else {
+        super::compact::render_plan(&s.plan, &s.host_order)
+    };
     if let Some(n @ 1..) = s.not_repairs {
         let _ = writeln!(
             text,
@@ -55,6 +60,7 @@ pub fn render_applied(
     command: Command,
     not_found: &BTreeMap<String, String>,
     outputs: &str,
+    full_diff: bool,
 ) -> String {
     let mut text = String::new();
     let cloud = !a.outputs.is_null();
@@ -87,7 +93,11 @@ pub fn render_applied(
     if let (Some(hp), Some(s)) = (&a.host_plan, &a.configured) {
         let order: Vec<String> = s.hosts.iter().map(|h| h.name.clone()).collect();
         let _ = writeln!(text, "\nConfiguring {} instance(s) over SSH:", order.len());
-        text.push_str(&super::plan::render_plan(hp, &order));
+        text.push_str(&if full_diff {
+            super::plan::render_plan(hp, &order)
+        } else {
+            super::compact::render_plan(hp, &order)
+        });
         text.push_str(&super::plan::render_reports(&a.hosts, hp));
         let hosts_failed = !hp.failed_hosts.is_empty() || a.hosts.iter().any(|r| !r.ok);
         text.push_str(host_outcome(hosts_failed, hp.has_changes()));
@@ -119,7 +129,7 @@ pub fn show_heal_dry_run(s: &Session, json: bool, pending: bool) -> miette::Resu
             "not_repairs": s.not_repairs,
         }));
     }
-    super::print_out(&render_planned(s));
+    super::print_out(&render_planned(s, true));
     super::print_out(if pending {
         "\nDry run: nothing was changed.\n"
     } else {

@@ -841,8 +841,10 @@ fn aws_seed003_up_noop_replace_update_down() {
     assert!(stdout(&o).contains("0 to create, 0 to update, 0 to delete"));
 
     // Outputs from the state.
-    let outs: serde_json::Value =
+    let doc: serde_json::Value =
         serde_json::from_str(&w.ok(&moto, &["outputs", "--json"])).unwrap();
+    assert_eq!(doc["format_version"], "1.0");
+    let outs = &doc["outputs"];
     assert!(outs["balancer"]["dns_name"]
         .as_str()
         .unwrap()
@@ -1746,6 +1748,9 @@ fn docs_ci_sequence_runs_against_moto_and_the_lab() {
     assert_ne!(p["summary"]["create"], 0, "{p:#}");
     crate::pipeline::run_ci_job("apply", &apply, w.dir.path(), &env);
     let docs = crate::pipeline::json_docs(&w.dir.path().join("up.json"));
+    // Both layers, the EFS mount and the wait: one document (docs/json.md).
+    assert_eq!(docs.len(), 1, "{docs:#?}");
+    assert!(docs[0].get("hosts_layer").is_some(), "{docs:#?}");
     let serving = docs
         .iter()
         .find_map(|d| d.get("serving"))
