@@ -8,6 +8,8 @@ mod cli;
 mod deploy;
 mod engine;
 mod ha;
+#[cfg(test)]
+mod imports;
 mod lab;
 mod onhost;
 mod plan;

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::probe::{Probe, ProbeConfig, ProbeReport};
-use super::remote::{self, AppParams};
+use super::remote;
 use super::rollout::{self, Budget, HistoryEntry, HostApp, HostStep, LockHolder, Outcome, Slot};
 use super::DeployError;
+use crate::onhost::app_ctl::{self, AppParams};
 use crate::provider::hosts::{connect_all, Connection};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
@@ -418,7 +419,7 @@ impl<'a> Session<'a> {
 
     /// Each app host's slots, image and health.
     pub async fn inspect(&self, target: &str) -> Result<BTreeMap<String, HostApp>, DeployError> {
-        let script = remote::ctl_call(self.stack.name(), &["inspect", target]);
+        let script = app_ctl::ctl_call(self.stack.name(), &["inspect", target]);
         let runs = futures::future::join_all(
             self.app_hosts
                 .iter()
@@ -569,7 +570,7 @@ impl<'a> Session<'a> {
         to: Slot,
         image: &str,
     ) -> (bool, HostTimings, Vec<String>, Option<String>) {
-        let script = remote::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
+        let script = app_ctl::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
         let ran = match self.run(host, &script).await {
             Ok(r) => r,
             Err(e) => {
@@ -631,7 +632,7 @@ impl<'a> Session<'a> {
         let r = self
             .run(
                 host,
-                &remote::ctl_call(self.stack.name(), &["down", slot.name()]),
+                &app_ctl::ctl_call(self.stack.name(), &["down", slot.name()]),
             )
             .await?;
         if r.ok {

@@ -1,5 +1,5 @@
 //! The on-host vocabulary: everything hactl and a host must agree on, in one place that the
-//! rest of hactl imports and that imports nothing of hactl but the stack's model types.
+//! rest of hactl imports and that imports nothing of hactl.
 //!
 //! - [`sh`]: the one way a value becomes a shell word (single quotes, `shell-escape`), and the
 //!   base64 here-document that carries file contents and secrets inside a script;
@@ -15,8 +15,9 @@
 //! `provider::hosts::script`; the deploy's scripts with `deploy::remote`; the redis probe with
 //! `services::redis`: each builds its text from these pieces. Keeping this module a leaf is
 //! what keeps `render`, `deploy`, `services`, `ha` and the hosts provider from importing each
-//! other for a path or a quoting rule (tests/it/imports.rs checks the module graph).
+//! other for a path or a quoting rule (`src/imports.rs` checks the module graph).
 
+pub mod app_ctl;
 pub mod cmd;
 pub mod paths;
 pub mod record;

@@ -494,8 +494,10 @@ pub fn build(
                         "index": i,
                         "name": format!("{}-{}", a.name, i + 1),
                         "host_port": a.host_port.value + i,
-                        // blue/green: the second slot's port (see `deploy::rollout::Slot`)
-                        "green_port": a.host_port.value + 100 + i,
+                        // blue/green: the second slot's port
+                        "green_port": a.host_port.value
+                            + i64::from(crate::onhost::app_ctl::GREEN_PORT_OFFSET)
+                            + i,
                         "port_var": crate::onhost::paths::port_var(i as u16),
                     })
                 })

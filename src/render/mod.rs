@@ -12,9 +12,11 @@
 //! the stack) is marked `sensitive`: its group and other permission bits are dropped (0644
 //! becomes 0600) and views show its size and hash, never its content.
 
+mod app_params;
 pub mod check;
 mod context;
 mod env;
+mod env_file;
 pub mod escape;
 mod services;
 
@@ -251,7 +253,7 @@ fn parse_mode(dest: &str, mode: Option<&str>) -> Result<u32, RenderError> {
     }
 }
 
-/// The app's environment file ([`crate::deploy::remote::env_file`]): sensitive when a value
+/// The app's environment file ([`env_file::env_file`]): sensitive when a value
 /// comes from the vault, and 0600 either way.
 fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<RenderedFile, RenderError> {
     let app = stack.file.app.as_ref().ok_or(RenderError::Context {
@@ -275,13 +277,12 @@ fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<Rendered
         values.push((name.as_str(), value));
     }
     let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.expose())).collect();
-    let text =
-        crate::deploy::remote::env_file(app.runtime.value, &pairs).map_err(|(name, reason)| {
-            RenderError::EnvFile {
-                name,
-                reason: reason.to_string(),
-            }
-        })?;
+    let text = env_file::env_file(app.runtime.value, &pairs).map_err(|(name, reason)| {
+        RenderError::EnvFile {
+            name,
+            reason: reason.to_string(),
+        }
+    })?;
     Ok(RenderedFile {
         path: crate::onhost::paths::env_path(stack.name()),
         content: text.into_bytes(),
@@ -354,15 +355,15 @@ pub fn render_host_with_outputs(
         // The app's environment (secrets included) goes in its own 0600 file that compose
         // names by path: never on `podman run`'s argv, in `compose.log` or in the compose file.
         files.push(app_env_file(stack, &host.name, secrets)?);
-        let path = format!("/etc/hactl/{}/docker-compose.yml", stack.name());
+        let path = crate::onhost::paths::compose_path(stack.name());
         files.push(renderer.render(job("docker-compose.yml.j2", path, 0o644, "app", None))?);
         // The app is no system unit: `app-ctl` runs its compose project in two slots and
-        // takes systemctl's verbs (built as data in `deploy::remote`, not a template: its
+        // takes systemctl's verbs (built as data in `onhost::app_ctl`, not a template: its
         // logic is hactl's, not the user's to override).
-        if let Some(params) = crate::deploy::remote::AppParams::from_stack(stack) {
+        if let Some(params) = crate::onhost::app_ctl::AppParams::from_stack(stack) {
             files.push(RenderedFile {
                 path: crate::onhost::paths::ctl_path(stack.name()),
-                content: crate::deploy::remote::ctl_script(&params).into_bytes(),
+                content: crate::onhost::app_ctl::ctl_script(&params).into_bytes(),
                 mode: 0o700,
                 owner: Some("root".to_string()),
                 service: Some("app".to_string()),

@@ -529,12 +529,9 @@ fn default_drain_timeout() -> Spanned<Dur> {
     unspanned(Dur::from_secs(30))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    Docker,
-    Podman,
-}
+/// `app.runtime`: the container runtime on the app hosts (defined with the on-host
+/// vocabulary, which builds its commands).
+pub use crate::onhost::app_ctl::Runtime;
 
 /// The web app, run by compose on every app host behind nginx.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::lock::{now_secs, renew_every, LockGuard, LockInfo, POLL};
+use super::lease::{now_secs, renew_every, LockGuard, LockInfo, POLL};
 use super::StateError;
 
 #[derive(Clone)]
@@ -144,7 +144,7 @@ impl S3Backend {
             let body = serde_json::to_string(&info).unwrap_or_default();
             if let Some(etag) = self.put_if(&key, body, None).await? {
                 let heartbeat = tokio::spawn(heartbeat(self.clone(), info.clone(), etag));
-                return Ok(LockGuard::s3(self.clone(), info.id, heartbeat));
+                return Ok(guard(self.clone(), info.id, heartbeat));
             }
             let current = self.lock_tagged().await?;
             if let Some((held, etag)) = &current {
@@ -257,6 +257,16 @@ fn precondition_failed(status: Option<u16>, code: Option<&str>) -> bool {
         || status == Some(409)
         || code == Some("PreconditionFailed")
         || code == Some("ConditionalRequestConflict")
+}
+
+/// The guard of a held S3 lock: releasing it deletes the lock object only if it still holds
+/// `id` (a lock another run took over after this one's lease ran out is left alone).
+fn guard(backend: S3Backend, id: String, heartbeat: tokio::task::JoinHandle<()>) -> LockGuard {
+    LockGuard::new(heartbeat, move || async move {
+        if let Err(e) = backend.release(&id).await {
+            tracing::warn!("releasing the state lock failed: {e}");
+        }
+    })
 }
 
 /// Renews the lease every `ttl / 3` with a write conditional on the lock object being the
@@ -399,7 +409,7 @@ mod tests {
         let old = b.lock(info("up", 1), Duration::ZERO).await.expect("lock");
         let old_id = b.lock_info().await.unwrap().expect("held").id;
         // Its heartbeat stops (a stalled holder); another run takes over after the TTL.
-        let stalled = LockGuard::s3(b.clone(), old_id.clone(), tokio::spawn(async {}));
+        let stalled = guard(b.clone(), old_id.clone(), tokio::spawn(async {}));
         old.abandon().await;
         let new = b
             .lock(info("deploy", 60), Duration::from_secs(10))
