@@ -51,8 +51,9 @@ pub async fn observe(
     probes: &[Probe],
     services: &[String],
 ) -> Result<ObservedHost, HostError> {
+    // Read-only: through a reused SSH master it also proves the master (see `ssh`).
     let out = conn
-        .run_script(&script::observe_script(stack, probes, services))
+        .run_read_only(&script::observe_script(stack, probes, services))
         .await?;
     if !out.success {
         return Err(HostError::Remote {
@@ -64,6 +65,8 @@ pub async fn observe(
         host: conn.host.clone(),
         ..Default::default()
     };
+    obs.manifest = script::manifest_from_lines(&out.stdout)
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok());
     let sums: BTreeMap<String, String> = record::parse_sums(&out.stdout).into_iter().collect();
     let mut stats = BTreeMap::new();
     for rec in record::parse(&out.stdout) {
@@ -103,7 +106,7 @@ pub async fn observe(
         obs.files.insert(p.path.clone(), found);
     }
     if !fetch.is_empty() {
-        let out = conn.run_script(&script::fetch_script(&fetch)).await?;
+        let out = conn.run_read_only(&script::fetch_script(&fetch)).await?;
         for rec in record::parse(&out.stdout) {
             if let Record::Content { path, bytes } = rec {
                 if let Some(Some(f)) = obs.files.get_mut(&path) {
@@ -236,7 +239,8 @@ fn checker_paths(line: &str, steps: &ApplySteps, nonce: &str) -> String {
     out
 }
 
-/// Runs a read-only shell snippet (status probes) and returns its stdout.
+/// Runs a shell snippet (status probes, mounts, redis fixes: not necessarily read-only, so
+/// through a reused master only after the master is proven) and returns its stdout.
 pub async fn query(conn: &Connection, script: &str) -> Result<String, HostError> {
     Ok(conn.run_script(script).await?.stdout)
 }

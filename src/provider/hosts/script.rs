@@ -55,14 +55,21 @@ pub struct Probe {
 /// `stat` reports what is at each path without following a symbolic link, and only regular
 /// files that are no links are hashed: hactl never reads through a link a host user planted
 /// (nor blocks on a fifo).
+///
+/// Process spawns are most of a host's cost (each fork and exec of a small tool costs about a
+/// millisecond of CPU, the lab's `systemctl` several), so the script forks little: the
+/// manifest is read by the shell itself, line by line into `manifest-line` records (it is
+/// JSON that hactl wrote, in hactl's root-only state directory: text with no NUL);
+/// one `sha256sum` and one `stat` for every file together; services whose pid file names a
+/// live process are known without asking anyone (builtins only), and the rest are asked in one
+/// `systemctl is-active` for all of them (it prints one state per unit, in order; `active`,
+/// `reloading` and `refreshing` count as active, as `is-active`'s exit code counts them).
+/// A no-op on a host whose services run is three processes: `sh`, `sha256sum`, `stat`.
 pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> String {
-    // Process spawns dominate a host's cost on a small machine, so the common case forks
-    // little: one `sha256sum` and one `stat` for every file together, and services whose pid
-    // file names a live process are known without asking systemctl (shell builtins only).
     let mut s = String::from("set -u\n");
     let _ = writeln!(s, "S={}", q(&state_dir(stack)));
     s.push_str(
-        "if [ -f \"$S/manifest.json\" ]; then printf 'HACTL\\tmanifest\\t'; base64 -w0 \"$S/manifest.json\"; echo; fi\n",
+        "if [ -f \"$S/manifest.json\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf 'HACTL\\tmanifest-line\\t%s\\n' \"$l\"; l=; done < \"$S/manifest.json\"; fi\n",
     );
     if !probes.is_empty() {
         let paths = probes
@@ -79,23 +86,68 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
             "stat --printf 'HACTL\\tstat\\t%a\\t%F\\t%n\\n' -- {paths} 2>/dev/null"
         );
     }
+    let record =
+        |name: &str, state: &str| format!("printf 'HACTL\\tservice\\t%s\\t{state}\\t\\n' {name}");
+    // Services not found by their pid file, for one `systemctl is-active` together.
+    s.push_str("set --\n");
+    let mut asks_systemctl = false;
     for svc in services {
         let name = q(svc);
-        let by_pid = match pid_file(svc) {
-            Some(f) => format!(
-                "if read p < {f} 2>/dev/null && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"$p\"; el",
-                f = q(f)
-            ),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            s,
-            "{by_pid}if {active} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t\\n' {name}; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi",
-            active = join(&cmd::is_active(stack, svc))
-        );
+        if svc == "app" {
+            // no system unit: its own `is-active` (app-ctl)
+            let _ = writeln!(
+                s,
+                "if {} >/dev/null 2>&1; then {}; else {}; fi",
+                join(&cmd::is_active(stack, svc)),
+                record(&name, "active"),
+                record(&name, "inactive")
+            );
+            continue;
+        }
+        asks_systemctl = true;
+        match pid_file(svc) {
+            Some(f) => {
+                let _ = writeln!(
+                    s,
+                    "if read p < {f} 2>/dev/null && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"$p\"; else set -- \"$@\" {name}; fi",
+                    f = q(f)
+                );
+            }
+            None => {
+                let _ = writeln!(s, "set -- \"$@\" {name}");
+            }
+        }
+    }
+    if asks_systemctl {
+        s.push_str(concat!(
+            "if [ $# -gt 0 ]; then\n",
+            "  states=$(systemctl is-active \"$@\" 2>/dev/null)\n",
+            "  for st in $states; do\n",
+            "    [ $# -gt 0 ] || break\n",
+            "    case $st in active|reloading|refreshing) st=active ;; *) st=inactive ;; esac\n",
+            "    printf 'HACTL\\tservice\\t%s\\t%s\\t\\n' \"$1\" \"$st\"; shift\n",
+            "  done\n",
+            "  for u in \"$@\"; do printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' \"$u\"; done\n",
+            "fi\n",
+        ));
     }
     s
 }
+
+/// The manifest from an observe script's `manifest-line` records (see [`observe_script`]):
+/// its bytes, or none when the host has no manifest.
+pub fn manifest_from_lines(stdout: &str) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for line in stdout.lines() {
+        if let Some(l) = line.strip_prefix("HACTL\tmanifest-line\t") {
+            let buf = out.get_or_insert_with(Vec::new);
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+    }
+    out
+}
+
 
 /// Fetches the current content of files for diffs: the second, rarer round trip of an
 /// observe. The caller asks only for regular, world-readable files that hold no secret (see
@@ -213,10 +265,23 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
     let mut s = String::from(APPLY_PRELUDE);
     let _ = writeln!(s, "S={}", q(state));
     // The state directories are root's alone from their first use, and made so on hosts
-    // where an older hactl left them 0755.
+    // where an older hactl left them 0755. One `mkdir` makes every missing one, including
+    // the directories originals may be kept in (phase 3): an unused one stays empty.
+    let mut dirs = vec!["\"$S/backup\"".to_string()];
+    for w in steps.writes.iter().filter(|w| w.backup_original) {
+        let d = backup_path(dir_of(&w.path));
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
     let _ = writeln!(
         s,
-        "{{ [ -d \"$S/backup\" ] || mkdir -p \"$S/backup\"; }} && chmod 700 {} \"$S\" \"$S/backup\" && {{ [ ! -d \"$S/app\" ] || chmod 700 \"$S/app\"; }} || {{ fail state \"$S\"; exit 1; }}",
+        "set --; for d in {}; do [ -d \"$d\" ] || set -- \"$@\" \"$d\"; done",
+        dirs.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "{{ [ $# -eq 0 ] || mkdir -p -- \"$@\"; }} && chmod 700 {} \"$S\" \"$S/backup\" && {{ [ ! -d \"$S/app\" ] || chmod 700 \"$S/app\"; }} || {{ fail state \"$S\"; exit 1; }}",
         q(dir_of(state))
     );
     let temps: Vec<String> = steps
@@ -241,29 +306,80 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
     let (stops, others): (Vec<_>, Vec<_>) =
         steps.services.iter().partition(|(verb, _)| verb == "stop");
     service_steps(&mut s, stack, &stops);
-    // Phase 1: new files beside their destinations.
-    for w in &steps.writes {
-        let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
-        let name = q(base_of(&w.path));
-        let t = q_temp(&w.path, nonce);
-        // Forks are most of a first run's cost on the host: `mkdir` only when pinning fails.
-        let _ = writeln!(
-            s,
-            "pin {dir} || {{ [ -d {dir} ] || mkdir -p {dir}; pin {dir}; }} || {{ cleanup; fail dir {p}; exit 1; }}"
-        );
-        if !w.replace_symlink {
+    // Phase 1: new files beside their destinations. Each temporary file is opened by the
+    // shell itself on a descriptor (3 to 9: what every sh can name), filled by `base64 -d`,
+    // and its mode and owner are set through that descriptor (`/proc/self/fd/N`) for up to
+    // seven files at once: one `chmod` per mode and one `chown` per owner in a batch instead
+    // of one of each per file. `chown root` is skipped when the script already runs as root
+    // (`[ -O / ]`: it owns `/`), since the file is then root's from its creation.
+    for batch in steps.writes.chunks(7) {
+        let mut fds: Vec<(u32, &WriteFile)> = Vec::new();
+        for (i, w) in batch.iter().enumerate() {
+            let fd = 3 + i as u32;
+            let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
+            let name = q(base_of(&w.path));
+            let t = q_temp(&w.path, nonce);
+            // Forks are most of a first run's cost on the host: `mkdir` only when pinning fails.
             let _ = writeln!(
                 s,
-                "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
+                "pin {dir} || {{ [ -d {dir} ] || mkdir -p {dir}; pin {dir}; }} || {{ cleanup; fail dir {p}; exit 1; }}"
+            );
+            if !w.replace_symlink {
+                let _ = writeln!(
+                    s,
+                    "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
+                );
+            }
+            // `command exec`: a redirection that fails (a name planted under the temporary
+            // name, with noclobber) returns an error instead of ending the shell.
+            let _ = write!(s, "command exec {fd}>{t} && base64 -d >&{fd} ");
+            heredoc_b64(&mut s, &w.content);
+            let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
+            fds.push((fd, w));
+        }
+        let via = |group: &[&(u32, &WriteFile)]| {
+            group
+                .iter()
+                .map(|(fd, _)| format!("/proc/self/fd/{fd}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut modes: Vec<u32> = fds.iter().map(|(_, w)| w.mode).collect();
+        modes.sort_unstable();
+        modes.dedup();
+        for mode in modes {
+            let group: Vec<_> = fds.iter().filter(|(_, w)| w.mode == mode).collect();
+            let _ = writeln!(
+                s,
+                "chmod {mode:o} {} || {{ cleanup; fail write {}; exit 1; }}",
+                via(&group),
+                q(&group[0].1.path)
             );
         }
-        let _ = write!(s, "{{ base64 -d && chmod {:o} /proc/self/fd/1", w.mode);
-        if let Some(owner) = &w.owner {
-            let _ = write!(s, " && chown {} /proc/self/fd/1", q(owner));
+        let mut owners: Vec<&str> = fds.iter().filter_map(|(_, w)| w.owner.as_deref()).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            let group: Vec<_> = fds
+                .iter()
+                .filter(|(_, w)| w.owner.as_deref() == Some(owner))
+                .collect();
+            let skip = if owner == "root" { "[ -O / ] || " } else { "" };
+            let _ = writeln!(
+                s,
+                "{skip}chown {} {} || {{ cleanup; fail write {}; exit 1; }}",
+                q(owner),
+                via(&group),
+                q(&group[0].1.path)
+            );
         }
-        let _ = write!(s, "; }} >{t} ");
-        heredoc_b64(&mut s, &w.content);
-        let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
+        // closed before any checker or service runs: nothing else inherits them
+        let close = fds
+            .iter()
+            .map(|(fd, _)| format!("{fd}>&-"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(s, "exec {close}");
     }
     // Phase 2: every check must pass before anything is activated.
     for w in &steps.writes {
@@ -295,10 +411,10 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
         }
         if w.backup_original {
             let b = backup_path(&w.path);
-            let bd = backup_path(dir_of(&w.path));
+            // its directory was made with the state's (see above)
             let _ = writeln!(
                 s,
-                "if [ -e {name} ] && [ ! -e {b} ]; then {{ [ -d {bd} ] || mkdir -p {bd}; }} && cp -a -- {name} {b}; fi"
+                "if [ -e {name} ] && [ ! -e {b} ]; then cp -a -- {name} {b}; fi"
             );
         }
         let _ = writeln!(
@@ -472,6 +588,91 @@ mod tests {
             &probes,
             &["nginx".into(), "keepalived".into()]
         ));
+    }
+
+    #[test]
+    fn observe_reads_the_manifest_itself_and_asks_systemctl_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let bin = root.join("bin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        // a systemctl that records each call and answers like systemd's, one state per unit
+        let fake = bin.join("systemctl");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {calls}\nfor u; do case $u in is-active) ;; rsyslog) echo active ;; redis-sentinel) echo reloading ;; *) echo inactive ;; esac; done\nexit 3\n",
+                calls = root.join("calls").display()
+            ),
+        )
+        .expect("write fake");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let state = root.join("state");
+        std::fs::create_dir(&state).expect("mkdir");
+        // hactl's manifest, with what a line-reading shell could get wrong: backslashes,
+        // leading spaces, a tab escape, and no newline at the end
+        let manifest = "{\n  \"stack\": \"t\",\n  \"files\": [{\"path\": \"/etc/a\\\\b\\tc\"}],\n  \"services\": []\n}";
+        std::fs::write(state.join("manifest.json"), manifest).expect("write manifest");
+        let services: Vec<String> = ["rsyslog", "redis-server@9001", "redis-sentinel"]
+            .map(String::from)
+            .into();
+        let script = observe_script("t", &[], &services).replace(
+            &format!("S={}", q(&state_dir("t"))),
+            &format!("S={}", q(&state.display().to_string())),
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .expect("sh runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            manifest_from_lines(&text),
+            Some(format!("{manifest}\n").into_bytes()),
+            "{text}"
+        );
+        let services: Vec<_> = parse(&text)
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Service { name, active, .. } => Some((name, active)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            services,
+            [
+                ("rsyslog".to_string(), true),
+                ("redis-server@9001".to_string(), false),
+                ("redis-sentinel".to_string(), true),
+            ],
+            "{text}"
+        );
+        let calls = std::fs::read_to_string(root.join("calls")).expect("calls");
+        assert_eq!(
+            calls, "is-active rsyslog redis-server@9001 redis-sentinel\n",
+            "one systemctl for every service"
+        );
+        // no manifest: no record at all
+        std::fs::remove_file(state.join("manifest.json")).expect("rm");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .expect("sh runs");
+        assert_eq!(
+            manifest_from_lines(&String::from_utf8_lossy(&out.stdout)),
+            None
+        );
     }
 
     #[test]
