@@ -127,6 +127,7 @@ pub async fn plan(
     run: &RunArgs,
     detailed_exitcode: bool,
 ) -> miette::Result<ExitStatus> {
+    view::print_warnings(&preflight::region_warnings(&stack));
     let backend = Backend::for_stack(&stack).await?;
     let guard = backend.lock("plan", run.lock_wait).await?;
     let r = async {
@@ -427,6 +428,7 @@ async fn converge(
     auto_approve: bool,
     op: Op,
 ) -> miette::Result<ExitStatus> {
+    view::print_warnings(&preflight::region_warnings(stack));
     let destroy = op == Op::Down;
     let name = stack.name().to_string();
     let st = backend
