@@ -355,11 +355,29 @@ mod tests {
     struct LoseAnswers {
         left: std::sync::atomic::AtomicUsize,
         lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        /// The request being sent is a conditional PUT (seen before transmit: the request is
+        /// gone by the time the response is read).
+        conditional: std::sync::atomic::AtomicBool,
     }
 
     impl aws_sdk_s3::config::Intercept for LoseAnswers {
         fn name(&self) -> &'static str {
             "LoseAnswers"
+        }
+
+        fn read_before_transmit(
+            &self,
+            ctx: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+            _rc: &aws_sdk_s3::config::RuntimeComponents,
+            _cfg: &mut aws_sdk_s3::config::ConfigBag,
+        ) -> Result<(), aws_sdk_s3::error::BoxError> {
+            let r = ctx.request();
+            let conditional = r.method() == "PUT"
+                && (r.headers().contains_key("if-none-match")
+                    || r.headers().contains_key("if-match"));
+            self.conditional
+                .store(conditional, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
         }
 
         fn modify_before_deserialization(
@@ -371,12 +389,7 @@ mod tests {
             _cfg: &mut aws_sdk_s3::config::ConfigBag,
         ) -> Result<(), aws_sdk_s3::error::BoxError> {
             use std::sync::atomic::Ordering::SeqCst;
-            let conditional = ctx.inner().request().is_some_and(|r| {
-                r.method() == "PUT"
-                    && (r.headers().contains_key("if-none-match")
-                        || r.headers().contains_key("if-match"))
-            });
-            if conditional
+            if self.conditional.load(SeqCst)
                 && ctx.response().status().is_success()
                 && self
                     .left
@@ -518,6 +531,7 @@ mod tests {
             Some(LoseAnswers {
                 left: AtomicUsize::new(2),
                 lost: lost.clone(),
+                conditional: Default::default(),
             }),
         )
         .await;
