@@ -887,6 +887,7 @@ fn default_listeners() -> Vec<ListenerSpec> {
     vec![ListenerSpec {
         port: unspanned(80),
         protocol: "HTTP".into(),
+        certificate_arn: None,
     }]
 }
 fn default_dereg() -> Spanned<Dur> {
@@ -898,8 +899,16 @@ fn default_dereg() -> Spanned<Dur> {
 pub struct ListenerSpec {
     #[schemars(with = "i64")]
     pub port: Spanned<i64>,
+    /// ALB: `HTTP` or `HTTPS`; NLB: `TCP` or `TLS`.
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// The certificate an `HTTPS` (ALB) or `TLS` (NLB) listener presents, required with those
+    /// protocols and refused with others: an ACM certificate of the stack's region
+    /// (`arn:aws:acm:REGION:ACCOUNT:certificate/ID`) or an IAM server certificate
+    /// (`arn:aws:iam::ACCOUNT:server-certificate/NAME`). ELB picks its default security policy.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub certificate_arn: Option<Spanned<String>>,
 }
 
 fn default_protocol() -> String {

@@ -140,7 +140,7 @@ impl Workdir {
         w
     }
 
-    fn set_secret(&self, name: &str, value: &[u8]) {
+    pub fn set_secret(&self, name: &str, value: &[u8]) {
         let mut set = self
             .base()
             .args(["secrets", "set", name, "-f", SEED])

@@ -18,7 +18,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// `tests/fixtures/aws/web.yaml` (seed 003 on moto) under the tests' stack name, optionally
 /// edited, in a fresh work directory with its vault.
-fn fixture(edit: impl Fn(String) -> String) -> Workdir {
+pub(crate) fn fixture(edit: impl Fn(String) -> String) -> Workdir {
     let text = std::fs::read_to_string(root().join("tests/fixtures/aws/web.yaml"))
         .expect("the fixture")
         .replace("STACKNAME", NAME);
@@ -473,7 +473,7 @@ fn aws_health_check_matcher_drift_is_planned_and_repaired() {
 
 /// Nothing of the stack exists in the account: no VPC but the default one, no tagged
 /// resource, no instance, balancer, file system or database at all.
-async fn nothing_created(conf: &aws_config::SdkConfig) {
+pub(crate) async fn nothing_created(conf: &aws_config::SdkConfig) {
     assert_eq!(counts(conf, NAME).await, Counts::default());
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let vpcs = ec2.describe_vpcs().send().await.unwrap();
@@ -503,7 +503,7 @@ async fn nothing_created(conf: &aws_config::SdkConfig) {
 
 /// `plan` and `up` both refuse; stderr names the key (`file:line:col`) and what AWS said.
 /// `plan`'s diagnostic is snapshotted as `name` (ids AWS made up are filtered).
-fn refused(w: &Workdir, moto: &Moto, name: &str, located: &str, said: &[&str]) {
+pub(crate) fn refused(w: &Workdir, moto: &Moto, name: &str, located: &str, said: &[&str]) {
     for args in [
         &["plan", "--provision-only"][..],
         &["up", "--auto-approve", "--provision-only"][..],

@@ -5,6 +5,7 @@
 mod aws;
 mod aws_like;
 mod aws_users;
+mod aws_validate;
 mod aws_vip;
 mod canary;
 mod deploy;

@@ -148,7 +148,6 @@ pub fn manifest_from_lines(stdout: &str) -> Option<Vec<u8>> {
     out
 }
 
-
 /// Fetches the current content of files for diffs: the second, rarer round trip of an
 /// observe. The caller asks only for regular, world-readable files that hold no secret (see
 /// `crate::provider::hosts::observe`); the script reads them as [`READER_UID`] with no
