@@ -35,6 +35,7 @@ pub trait Hooks: Send + Sync {
 }
 
 /// Hooks that report nothing: for tests and for callers that only want the result.
+#[cfg_attr(not(test), allow(dead_code))] // only the tests use it until a caller wants silence
 pub struct Silent;
 
 impl Hooks for Silent {}
