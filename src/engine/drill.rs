@@ -562,7 +562,7 @@ pub async fn run(args: &Settings) -> miette::Result<Report> {
     } else {
         let r = match (args.scenario, &lab) {
             (Scenario::LinkDown, Some((_, veth))) => ip_link(veth, "up").await,
-            (Scenario::HostDown, Some((lab, veth))) => restore_host(&args, lab, veth).await,
+            (Scenario::HostDown, Some((lab, veth))) => restore_host(args, lab, veth).await,
             _ => match remote_fault(args.scenario, &service) {
                 Some((_, restore)) => conns.run(&old, &restore).await.map(|_| ()),
                 None => Err("no way to restore this fault".into()),
