@@ -1038,9 +1038,10 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let info = loop {
         let o = w.run(&moto, &["state", "lock-info", "--json"]);
+        // one document per command: the lock (or null) is its `result`
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v.is_object() {
-            break v;
+        if v["result"].is_object() {
+            break v["result"].clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -1100,7 +1101,9 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     assert_eq!(st["resources"].as_object().unwrap().len(), 21);
     // Unlocked now; a lock left by a dead run is removed by force-unlock with its id.
     let o = w.run(&moto, &["state", "lock-info", "--json"]);
-    assert_eq!(stdout(&o).trim(), "null");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["result"], serde_json::Value::Null, "{doc}");
+    assert_eq!(doc["command"], "state lock-info", "{doc}");
     let dead = r#"{"id":"deadbeef","who":"ci@gone","pid":1,"operation":"up","created":0}"#;
     rt.block_on(
         s3.put_object()
