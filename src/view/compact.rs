@@ -7,35 +7,14 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::{Action, Change, Kind, Plan};
+use crate::plan::{Change, Plan};
 
 /// The most lines of one diff the compact plan shows.
 pub const DIFF_LINES: usize = 40;
 
-/// What a change is on its host, without the host: `/etc/nginx/nginx.conf`, `service nginx`.
-fn local(c: &Change) -> String {
-    c.addr.local()
-}
-
 /// The line (and diff) a change shows; two hosts whose changes show the same text share it.
 fn entry(c: &Change, full: bool) -> String {
-    let mut out = format!("  {} {}  ({})", c.action.symbol(), local(c), c.reason);
-    if c.sensitive {
-        let _ = write!(
-            out,
-            "  (sensitive) {} → {}",
-            c.before.as_deref().unwrap_or("none"),
-            c.after.as_deref().unwrap_or("none")
-        );
-    } else if c.kind() == Kind::File && c.action == Action::Update && c.diff.is_none() {
-        let _ = write!(
-            out,
-            "  {} → {}",
-            c.before.as_deref().unwrap_or("none"),
-            c.after.as_deref().unwrap_or("none")
-        );
-    }
-    out.push('\n');
+    let mut out = super::plan::change_line(c);
     if let Some(d) = &c.diff {
         let lines: Vec<&str> = d.lines().collect();
         let shown = if full {
@@ -121,7 +100,7 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Addr, Reason};
+    use crate::plan::{Action, Addr, Reason};
 
     fn file(host: &str, path: &str, diff: &str) -> Change {
         Change {

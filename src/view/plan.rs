@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::{Action, Kind, Plan};
+use crate::plan::{Action, Change, Kind, Plan};
 use crate::provider::hosts::HostReport;
 
 /// The plan as a person reads it, hosts in stack order.
@@ -25,30 +25,7 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
         }
         let _ = writeln!(out, "{host}:");
         for c in changes {
-            let _ = write!(
-                out,
-                "  {} {}  ({})",
-                c.action.symbol(),
-                c.addr.local(),
-                c.reason
-            );
-            if c.sensitive {
-                let _ = write!(
-                    out,
-                    "  (sensitive) {} → {}",
-                    c.before.as_deref().unwrap_or("none"),
-                    c.after.as_deref().unwrap_or("none")
-                );
-            } else if c.kind() == Kind::File && c.action == Action::Update && c.diff.is_none() {
-                // content hactl may not show (another user's file, a link): the digests
-                let _ = write!(
-                    out,
-                    "  {} → {}",
-                    c.before.as_deref().unwrap_or("none"),
-                    c.after.as_deref().unwrap_or("none")
-                );
-            }
-            out.push('\n');
+            out.push_str(&change_line(c));
             if let Some(d) = &c.diff {
                 for line in d.lines() {
                     let _ = writeln!(out, "      {line}");
@@ -100,6 +77,30 @@ pub fn render_reports(reports: &[HostReport], plan: &Plan) -> String {
     for f in &plan.failed_hosts {
         let _ = writeln!(out, "{}: FAILED — {}", f.host, f.error);
     }
+    out
+}
+
+/// One host change as a plan line, `  ~ /etc/nginx/nginx.conf  (content changed)`, with the
+/// digests when the content is not shown (a sensitive file; one hactl may not read or diff).
+pub(super) fn change_line(c: &Change) -> String {
+    let mut out = format!("  {} {}  ({})", c.action.symbol(), c.addr.local(), c.reason);
+    if c.sensitive {
+        let _ = write!(
+            out,
+            "  (sensitive) {} → {}",
+            c.before.as_deref().unwrap_or("none"),
+            c.after.as_deref().unwrap_or("none")
+        );
+    } else if c.kind() == Kind::File && c.action == Action::Update && c.diff.is_none() {
+        // content hactl may not show (another user's file, a link): the digests
+        let _ = write!(
+            out,
+            "  {} → {}",
+            c.before.as_deref().unwrap_or("none"),
+            c.after.as_deref().unwrap_or("none")
+        );
+    }
+    out.push('\n');
     out
 }
 
