@@ -1754,8 +1754,16 @@ fn docs_ci_sequence_runs_against_moto_and_the_lab() {
     // Both layers, the EFS mount and the wait: one document (docs/json.md).
     assert_eq!(docs.len(), 1, "{docs:#?}");
     assert!(docs[0]["host_plan"]["changes"].is_array(), "{docs:#?}");
-    assert_eq!(docs[0]["hosts"].as_array().map(Vec::len), Some(2), "{docs:#?}");
-    assert_eq!(docs[0]["mounts"].as_array().map(Vec::len), Some(2), "{docs:#?}");
+    assert_eq!(
+        docs[0]["hosts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
+    assert_eq!(
+        docs[0]["mounts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
     let serving = docs
         .iter()
         .find_map(|d| d.get("serving"))

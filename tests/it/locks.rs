@@ -76,7 +76,9 @@ impl World {
         assert!(o.status.success(), "{}", show(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
         assert_eq!(v["command"], "state lock-info", "{v}");
-        let lock = v.get("lock").expect("the document has `lock`, null when free");
+        let lock = v
+            .get("lock")
+            .expect("the document has `lock`, null when free");
         (!lock.is_null()).then(|| lock.clone())
     }
 
