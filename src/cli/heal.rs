@@ -64,13 +64,13 @@ impl HealArgs {
     }
 }
 
-/// One service port's outcome in a round.
 pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     if crate::engine::cloud::is_aws(&stack) {
         return run_aws(&a, &stack).await;
     }
     let secrets = vault::open(&stack)?;
+    let hooks = view::hooks();
     let mut n = 0u32;
     loop {
         n += 1;
@@ -88,7 +88,7 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
         };
         // `--watch`: one object per round in the document's `rounds`.
         let _round = a.watch.then(|| view::json::item("rounds"));
-        let r = round(&stack, &secrets, n, a.dry_run).await;
+        let r = round(&stack, &secrets, n, a.dry_run, &*hooks).await;
         guard.release().await;
         let mut r = r?;
         let healthy = r.converged && r.down.is_empty();

@@ -135,7 +135,9 @@ pub fn tasks(plan: &Plan) -> (Vec<Task<'_>>, Vec<Vec<usize>>) {
                         }
                         (Kind::Resource, _) => false,
                         (_, Kind::Resource) => true,
-                        // a redis repair follows its host's configuration
+                        // a redis repair follows the repairs it names (a port's promotion)
+                        (Kind::Redis, Kind::Redis) => c.depends_on.contains(&oc.addr),
+                        // and its host's configuration
                         (Kind::Redis, _) => c.addr.host() == oc.addr.host(),
                         _ => false,
                     }
