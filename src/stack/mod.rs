@@ -15,6 +15,7 @@ pub mod duration;
 #[cfg(test)]
 mod fuzz;
 pub mod model;
+pub mod scaffold;
 pub mod schema;
 pub(crate) mod validate;
 
