@@ -298,7 +298,8 @@ async fn go(
         },
         op,
     };
-    let progress = Progress::new(false);
+    let hooks = view::hooks();
+    let progress = Progress::new(false, Box::new(move |s, m, t| hooks.step(s, m, t)));
     Ok(exec::deploy(session, &target, &opts, &progress).await?)
 }
 

@@ -128,7 +128,8 @@ pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
         LabCommand::DemoImage(a) => super::deploy::run_demo_image(a),
         LabCommand::Init { dir, name } => {
             let sshd = lab::tool_path("sshd").unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
-            Err(lab::init::run(&dir, &name, &sshd).into())
+            let warn = |w: &str| view::note(&format!("hactl lab __init {name}: warning: {w}"));
+            Err(lab::init::run(&dir, &name, &sshd, &warn).into())
         }
     }
 }

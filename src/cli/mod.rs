@@ -20,8 +20,6 @@ mod status;
 mod validate;
 mod wait;
 
-pub(crate) use wait::Serving;
-
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

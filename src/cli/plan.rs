@@ -78,7 +78,7 @@ pub struct DownArgs {
 
 pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
-    view::print_warnings(&stack::risks(&stack));
+    view::print_warnings(&crate::ha::problems(&stack));
     view::print_warnings(&crate::provider::aws::preflight::region_warnings(&stack));
     let hooks = view::hooks();
     let mut opts = a.run.options(&a.target, a.provision_only);
@@ -125,7 +125,7 @@ pub(crate) async fn lock(
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let saved = a.saved.as_deref().map(Saved::read).transpose()?;
     let stack = stack::load(&Saved::stack_file(a.file.as_deref(), saved.as_ref())?)?;
-    view::print_warnings(&stack::risks(&stack));
+    view::print_warnings(&crate::ha::problems(&stack));
     view::print_warnings(&crate::provider::aws::preflight::region_warnings(&stack));
     let hooks = view::hooks();
     let mut opts = a.run.options(&a.target, a.provision_only);

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-pub(crate) use crate::engine::serving::{finish, until_serving, Serving, TargetWait};
+use crate::engine::serving;
+pub(crate) use crate::engine::serving::{Serving, TargetWait};
+use crate::stack::Stack;
+use crate::{view, ExitStatus};
 
 /// `--no-wait` and `--wait-timeout`, shared by `up`, `heal` and `deploy`.
 #[derive(Debug, Clone, Args)]
@@ -25,5 +28,26 @@ impl WaitArgs {
     /// The wait to make, or `None` with `--no-wait`.
     pub fn wait(&self) -> Option<Duration> {
         (!self.no_wait).then_some(self.wait_timeout)
+    }
+}
+
+/// Waits until the stack serves (`engine::serving`), reporting through the view's hooks.
+pub(crate) async fn until_serving(
+    stack: &Stack,
+    timeout: Duration,
+    targets: Option<&TargetWait>,
+) -> Serving {
+    serving::until_serving(stack, timeout, targets, &*view::hooks()).await
+}
+
+/// The exit status after a wait; a stack that does not serve gets its diagnostic printed
+/// beside the command's own outcome (already printed, still valid).
+pub(crate) fn finish(stack: &Stack, timeout: Duration, s: &Serving) -> ExitStatus {
+    match serving::not_serving(stack, timeout, s) {
+        None => ExitStatus::Success,
+        Some(e) => {
+            view::print_error(&miette::Report::new(e));
+            ExitStatus::NotServing
+        }
     }
 }

@@ -75,7 +75,7 @@ pub struct Round {
     pub converged: bool,
     /// How the wait for the stack to serve ended (a single converged round only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serving: Option<crate::cli::Serving>,
+    pub serving: Option<super::serving::Serving>,
 }
 
 pub async fn round(
