@@ -3,10 +3,12 @@
 
 mod aws;
 mod completions;
+mod demo_image;
 mod deploy;
 mod drill;
 mod explain;
 mod heal;
+mod history;
 mod init;
 mod lab;
 mod logs;

@@ -51,3 +51,21 @@ pub(crate) fn finish(stack: &Stack, timeout: Duration, s: &Serving) -> ExitStatu
         }
     }
 }
+
+/// After a command's changes: when they went through (`ok`) and a wait is asked for, waits
+/// until the stack serves; the wait's outcome and the exit status (failure when not `ok`).
+pub(crate) async fn serve(
+    stack: &Stack,
+    wait: Option<Duration>,
+    ok: bool,
+) -> (Option<Serving>, ExitStatus) {
+    match wait.filter(|_| ok) {
+        _ if !ok => (None, ExitStatus::Failure),
+        None => (None, ExitStatus::Success),
+        Some(t) => {
+            let s = until_serving(stack, t, None).await;
+            let status = finish(stack, t, &s);
+            (Some(s), status)
+        }
+    }
+}
