@@ -97,7 +97,7 @@ async fn rollout(
     let target = d
         .map(|d| command::target(&stack, d.image.as_deref(), d.archive.as_deref()))
         .transpose()?;
-    let guard = super::plan::lock(&stack, op, a.lock_wait).await?;
+    let guard = super::lock(&stack, op, a.lock_wait).await?;
     let r = async {
         let session = Session::open(&stack).await?;
         let r = async {

@@ -77,7 +77,7 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
         // The stack's lock for each round (not the whole `--watch`, so an `up` can run
         // between two rounds); with `--watch`, a round that finds it busy (a deploy or an
         // `up` running) is skipped, not the end of the watch.
-        let guard = match super::plan::lock(&stack, "heal", a.run.lock_wait).await {
+        let guard = match super::lock(&stack, "heal", a.run.lock_wait).await {
             Ok(g) => g,
             Err(e) if a.watch && a.rounds.is_none_or(|max| n < max) => {
                 view::print_error(&e);

@@ -130,3 +130,14 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Man(a) => completions::run_man(a),
     }
 }
+
+/// Takes the stack's lock for `operation` (`deploy`, `rollback`, a `heal` round), saying whom
+/// it waits for.
+pub(crate) async fn lock(
+    stack: &crate::stack::Stack,
+    operation: &str,
+    wait: std::time::Duration,
+) -> miette::Result<crate::state::LockGuard> {
+    let backend = crate::state::Backend::for_stack(stack).await?;
+    crate::engine::run::lock(&backend, operation, wait, &*crate::view::hooks()).await
+}
