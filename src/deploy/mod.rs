@@ -7,8 +7,11 @@
 //!   renders, the image load, haproxy drains, the lock, the history);
 //! - [`probe`]: the load probe (HTTP to the VIP or LB, bounded in count and time);
 //! - [`exec`]: the one place that drives hosts over SSH, in the order `rollout` decides;
+//! - [`command`]: what `deploy`/`rollback` decide around a rollout from their settings (the
+//!   stack, the probe's target and limits, the version a rollback returns to);
 //! - [`demo_image`]: the lab's demo app image, built with no registry.
 
+pub mod command;
 pub mod demo_image;
 pub mod exec;
 pub mod probe;

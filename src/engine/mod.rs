@@ -300,27 +300,6 @@ pub enum Mode {
     Down,
 }
 
-/// Applies a plan on every host that has changes, in parallel, one script per host.
-pub async fn apply(stack: &Stack, obs: &Observed, plan: &Plan, mode: Mode) -> Vec<HostReport> {
-    let parallelism = stack.file.ssh.parallelism.max(1);
-    let hosts: Vec<&String> = obs
-        .conns
-        .keys()
-        .filter(|host| plan.for_host(host).next().is_some())
-        .collect();
-    let mut reports: Vec<HostReport> = futures::stream::iter(
-        hosts
-            .into_iter()
-            .map(|host| apply_host(stack, obs, plan, mode, host)),
-    )
-    .buffer_unordered(parallelism)
-    .filter_map(|r| async move { r })
-    .collect()
-    .await;
-    reports.sort_by(|a, b| a.host.cmp(&b.host));
-    reports
-}
-
 /// Applies one host's share of a plan in one script (None: the host was not observed).
 pub async fn apply_host(
     stack: &Stack,
