@@ -50,6 +50,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
+use crate::deploy::balancer::{self, TargetGroup};
 use crate::deploy::exec::{self, DeployReport, Options, Progress, Session, Target};
 use crate::deploy::probe::{self, ProbeConfig};
 use crate::deploy::{rollout, DeployError};
@@ -112,12 +113,28 @@ pub struct RunArgs {
     /// Failed probe requests tolerated; over it the deploy rolls back (default: not gating).
     #[arg(long, value_name = "N")]
     pub probe_budget: Option<u64>,
+    /// Trust only the CA certificates in this PEM file for an `https://` probe URL (default:
+    /// the system's roots).
+    #[arg(long, value_name = "FILE.pem")]
+    pub probe_ca: Option<PathBuf>,
+    /// Answer this name with this address instead of asking DNS (`NAME=ADDR[:PORT]`, like
+    /// curl's `--resolve`; without a port, the URL's port). Repeatable.
+    #[arg(long, value_name = "NAME=ADDR")]
+    pub probe_resolve: Vec<String>,
+    /// Reuse the probe's connections (off: each request on its own connection, so a
+    /// connection the rollout cuts is seen).
+    #[arg(long)]
+    pub probe_keep_alive: bool,
     /// Keep probing this long after the last batch.
     #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "5s")]
     pub probe_soak: Duration,
     /// Hard limit on the probe's duration, whatever the deploy does.
     #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "10m")]
     pub probe_max: Duration,
+    /// Test-only: leave each batch registered in the AWS target group while it is swapped
+    /// (the lab's stand-in balancer must then see failed requests).
+    #[arg(long, hide = true)]
+    pub no_deregister: bool,
     #[command(flatten)]
     pub wait: super::wait::WaitArgs,
 }
@@ -142,6 +159,7 @@ pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
     let file = stack_file(&a.run)?;
     let stack = stack::load(&file)?;
     check_stack(&stack)?;
+    let (stack, balancer, endpoint) = prepare(stack, &a.run).await?;
     let target = match (&a.image, &a.archive) {
         (Some(i), _) => Target {
             image: i.clone(),
@@ -154,7 +172,10 @@ pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
     let guard = super::plan::lock(&stack, "deploy", a.run.lock_wait).await?;
     let r = async {
         let session = Session::open(&stack).await?;
-        let r = go(&session, &stack, target, &a.run, "deploy").await;
+        let r = go(
+            &session, &stack, target, &a.run, "deploy", balancer, endpoint,
+        )
+        .await;
         session.close().await;
         r
     }
@@ -167,6 +188,7 @@ pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
     let file = stack_file(&a)?;
     let stack = stack::load(&file)?;
     check_stack(&stack)?;
+    let (stack, balancer, endpoint) = prepare(stack, &a).await?;
     let guard = super::plan::lock(&stack, "rollback", a.lock_wait).await?;
     let session = match Session::open(&stack).await {
         Ok(s) => s,
@@ -199,7 +221,7 @@ pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
     }
     .await;
     let r = match r {
-        Ok(target) => go(&session, &stack, target, &a, "rollback").await,
+        Ok(target) => go(&session, &stack, target, &a, "rollback", balancer, endpoint).await,
         Err(e) => Err(e),
     };
     session.close().await;
@@ -221,10 +243,22 @@ fn check_stack(stack: &stack::Stack) -> Result<(), DeployError> {
     if stack.file.app.is_none() {
         return Err(DeployError::NoApp(stack.name().into()));
     }
-    if stack.file.provider.value != crate::stack::model::ProviderKind::Hosts {
-        return Err(DeployError::Provider("aws".into()));
-    }
     Ok(())
+}
+
+/// The stack as the deploy drives it, its target group and its public endpoint: on AWS the
+/// instances in the state are the hosts and the balancer's DNS name the endpoint
+/// (`crate::deploy::balancer`); on hosts the VIP.
+async fn prepare(
+    stack: stack::Stack,
+    a: &RunArgs,
+) -> miette::Result<(stack::Stack, Option<TargetGroup>, Option<String>)> {
+    if stack.file.provider.value == crate::stack::model::ProviderKind::Aws {
+        let s = balancer::aws_stack(&stack, !a.no_deregister).await?;
+        return Ok((s.stack, s.target_group, s.endpoint));
+    }
+    let endpoint = default_probe_url(&stack);
+    Ok((stack, None, endpoint))
 }
 
 /// The default probe URL: the VIP on haproxy's port (or nginx's).
@@ -247,32 +281,36 @@ async fn go(
     target: Target,
     a: &RunArgs,
     op: &'static str,
+    balancer: Option<TargetGroup>,
+    endpoint: Option<String>,
 ) -> miette::Result<DeployReport> {
     let probe = match &a.probe {
         None => None,
         Some(u) => {
             let url = if u.is_empty() {
-                default_probe_url(stack).ok_or_else(|| {
-                    DeployError::ProbeUrl("the stack has no VIP: give `--probe URL`".into())
+                endpoint.ok_or_else(|| {
+                    DeployError::ProbeUrl(
+                        "the stack has no VIP and no balancer DNS name: give `--probe URL`".into(),
+                    )
                 })?
             } else {
                 u.clone()
             };
-            let (addr, host_header, path) =
-                probe::parse_url(&url).map_err(DeployError::ProbeUrl)?;
-            let rate = a.probe_rate.clamp(0.1, 1000.0);
-            Some((
-                ProbeConfig {
-                    addr,
-                    host_header,
-                    path,
-                    rate,
-                    max_requests: (rate * a.probe_max.as_secs_f64()).ceil() as u64,
-                    max_duration: a.probe_max,
-                    timeout: Duration::from_secs(5),
-                },
-                url,
-            ))
+            let parsed = probe::parse_url(&url).map_err(DeployError::ProbeUrl)?;
+            let mut cfg = ProbeConfig::new(parsed, a.probe_rate, a.probe_max);
+            cfg.keep_alive = a.probe_keep_alive;
+            cfg.resolve = a
+                .probe_resolve
+                .iter()
+                .map(|r| probe::parse_resolve(r))
+                .collect::<Result<_, _>>()
+                .map_err(DeployError::ProbeUrl)?;
+            if let Some(path) = &a.probe_ca {
+                cfg.ca_pem = Some(std::fs::read(path).map_err(|e| {
+                    DeployError::ProbeUrl(format!("cannot read `{}`: {e}", path.display()))
+                })?);
+            }
+            Some((cfg, url))
         }
     };
     if !a.auto_approve {
@@ -297,6 +335,7 @@ async fn go(
             Duration::ZERO
         },
         op,
+        balancer,
     };
     let progress = Progress::new(false);
     Ok(exec::deploy(session, &target, &opts, &progress).await?)
@@ -366,6 +405,11 @@ fn human(r: &DeployReport) -> String {
 async fn run_history(h: HistoryArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&h.file)?;
     check_stack(&stack)?;
+    let stack = if stack.file.provider.value == crate::stack::model::ProviderKind::Aws {
+        balancer::aws_stack(&stack, true).await?.stack
+    } else {
+        stack
+    };
     let session = Session::open(&stack).await?;
     let r = session.history().await;
     session.close().await;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::balancer::{TargetGroup, Window};
 use super::probe::{Probe, ProbeConfig, ProbeReport};
 use super::remote::{self, AppParams};
 use super::rollout::{self, Budget, HistoryEntry, HostApp, HostStep, LockHolder, Outcome, Slot};
@@ -113,6 +114,9 @@ pub struct Options {
     pub probe_soak: Duration,
     /// `deploy` or `rollback`.
     pub op: &'static str,
+    /// On a `provider: aws` stack: the target group batches leave and rejoin (instead of
+    /// haproxy's drain).
+    pub balancer: Option<TargetGroup>,
 }
 
 /// Progress on stderr: on a terminal with elapsed time, else plain lines.
@@ -186,15 +190,30 @@ pub struct HostResult {
     pub log: Vec<String>,
 }
 
-/// One batch's timing: wall time, the drain, the slowest host's on-host time, and what is
-/// left: hactl's own overhead (SSH round trips, orchestration).
+/// One batch's timing: wall time, the drain, the slowest host's on-host time, the wait for the
+/// balancer's health checks, and what is left: hactl's own overhead (SSH and API round trips,
+/// orchestration). On an AWS stack, when the batch left the target group, had drained and
+/// was `healthy` again (unix ms); with a probe, the requests answered in the batch's window
+/// and how many of them failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchReport {
     pub hosts: Vec<String>,
     pub elapsed_ms: u64,
     pub drain_ms: u64,
     pub host_ms: u64,
+    /// From the batch's registration to `healthy` (AWS stacks; 0 elsewhere).
+    pub register_ms: u64,
     pub overhead_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deregistered_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
 }
 
 /// The whole run, as `--json` prints it.
@@ -628,6 +647,32 @@ impl<'a> Session<'a> {
         (ok, t, log, fail)
     }
 
+    /// `app-ctl VERB` on each of `hosts` in parallel (`stop`: both slots down; `start`: the
+    /// recorded version back up in the active slot, gated on health). Returns the hosts where
+    /// it failed, with why.
+    async fn ctl_each(&self, hosts: &[String], verb: &str) -> Vec<(String, String)> {
+        let script = remote::ctl_call(self.stack.name(), &[verb]);
+        let runs = futures::future::join_all(
+            hosts
+                .iter()
+                .map(|h| async { (h.clone(), self.run(h, &script).await) }),
+        )
+        .await;
+        runs.into_iter()
+            .filter_map(|(h, r)| match r {
+                Ok(r) if r.ok => None,
+                Ok(r) => Some((
+                    h,
+                    format!(
+                        "app-ctl {verb} failed: {}",
+                        r.stderr.trim().lines().last().unwrap_or("no output")
+                    ),
+                )),
+                Err(e) => Some((h, e.to_string())),
+            })
+            .collect()
+    }
+
     /// Stops a leftover slot.
     async fn stop_stray(&self, host: &str, slot: Slot) -> Result<(), DeployError> {
         let r = self
@@ -743,6 +788,25 @@ async fn deploy_locked(
         );
         s.ready(&back).await?;
     }
+    // The same on an AWS stack: a healthy host left out of the target group rejoins it.
+    if let Some(tg) = &opts.balancer {
+        let back: Vec<String> = tg
+            .missing()
+            .await?
+            .into_iter()
+            .filter(|h| apps.get(h).is_some_and(|a| a.healthy))
+            .collect();
+        if !back.is_empty() {
+            progress.say(
+                "",
+                &format!(
+                    "back in the target group after an interrupted run: {}",
+                    back.join(", ")
+                ),
+            );
+            tg.put_back(&back, &mut Window::default()).await?;
+        }
+    }
     // The probe covers the whole deploy, image loading included.
     let probe = match &opts.probe {
         Some((cfg, url)) => {
@@ -817,7 +881,10 @@ async fn deploy_locked(
         let servers: Vec<String> = work.iter().map(|(h, _, _)| h.clone()).collect();
         let mut drain_ms = 0;
         let mut host_ms = 0;
+        let mut register_ms = 0;
         let mut failed_in_batch = Vec::new();
+        let mut window = Window::default();
+        let before = probe.as_ref().map(|(p, _)| p.counts());
         if !servers.is_empty() {
             progress.say(
                 "",
@@ -829,19 +896,79 @@ async fn deploy_locked(
                 ),
             );
             let dt = Instant::now();
-            if !s.lb_hosts.is_empty() {
-                progress.say("", &format!("draining {} at haproxy", servers.join(", ")));
+            // Out of rotation: at the target group (AWS) or at every haproxy (hosts).
+            let mut stop_failed = Vec::new();
+            match &opts.balancer {
+                Some(tg) => {
+                    if tg.deregister {
+                        progress.say(
+                            "",
+                            &format!("deregistering {} from the target group", servers.join(", ")),
+                        );
+                    }
+                    if let Err(e) = tg.take_out(&servers, &mut window).await {
+                        let _ = tg.put_back(&servers, &mut window).await;
+                        return Err(e);
+                    }
+                    if window.drained_at.is_some() {
+                        progress.say("", &format!("{} drained", servers.join(", ")));
+                    }
+                    // The balancer sends them nothing now: the old version stops before the
+                    // new one starts (one copy of the app on the instance at a time).
+                    stop_failed = s.ctl_each(&servers, "stop").await;
+                }
+                None => {
+                    if !s.lb_hosts.is_empty() {
+                        progress.say("", &format!("draining {} at haproxy", servers.join(", ")));
+                    }
+                    s.drain(&servers).await?;
+                }
             }
-            s.drain(&servers).await?;
             drain_ms = dt.elapsed().as_millis() as u64;
             let v = &version;
-            let runs = futures::future::join_all(work.iter().map(|(h, _, to)| async move {
-                progress.say(h, &format!("starting {v} in slot {}", to.name()));
-                s.deploy_host(h, *to, &target.image).await
+            let runs = futures::future::join_all(work.iter().map(|(h, _, to)| {
+                let stopped_badly = stop_failed.iter().find(|(x, _)| x == h).cloned();
+                async move {
+                    if let Some((_, why)) = stopped_badly {
+                        return (false, HostTimings::default(), Vec::new(), Some(why));
+                    }
+                    progress.say(h, &format!("starting {v} in slot {}", to.name()));
+                    s.deploy_host(h, *to, &target.image).await
+                }
             }))
             .await;
-            // Back in rotation whatever happened: a failed host still serves its old slot.
-            s.ready(&servers).await?;
+            // The balancer would not take the batch back: its hosts fail (and, when they run
+            // the new version, are rolled back like any updated host).
+            let mut reg_err: Option<String> = None;
+            match &opts.balancer {
+                Some(tg) => {
+                    // A host whose new slot failed its gate runs nothing: its recorded (old)
+                    // version goes back up before it rejoins the target group.
+                    let down: Vec<String> = work
+                        .iter()
+                        .zip(&runs)
+                        .filter(|(_, r)| !r.0)
+                        .map(|((h, _, _), _)| h.clone())
+                        .collect();
+                    for (h, why) in s.ctl_each(&down, "start").await {
+                        progress.say(&h, &format!("restarting the old version failed: {why}"));
+                    }
+                    let rt = Instant::now();
+                    progress.say(
+                        "",
+                        &format!(
+                            "registering {} and waiting until healthy",
+                            servers.join(", ")
+                        ),
+                    );
+                    if let Err(e) = tg.put_back(&servers, &mut window).await {
+                        reg_err = Some(e.to_string());
+                    }
+                    register_ms = rt.elapsed().as_millis() as u64;
+                }
+                // Back in rotation whatever happened: a failed host still serves its old slot.
+                None => s.ready(&servers).await?,
+            }
             for ((h, app, to), (ok, timings, log, fail)) in work.iter().zip(runs) {
                 host_ms = host_ms.max(timings.stopped.or(timings.healthy).unwrap_or(0));
                 let mut res = result(
@@ -853,13 +980,23 @@ async fn deploy_locked(
                 );
                 res.timings = timings;
                 res.log = log;
+                if ok {
+                    updated.push((h.clone(), app.image.clone(), *to));
+                }
+                let fail = match (&reg_err, ok) {
+                    (Some(e), true) => Some(e.clone()),
+                    _ => fail,
+                };
+                let ok = ok && reg_err.is_none();
+                if !ok {
+                    res.result = "failed".into();
+                }
                 res.error = fail.clone();
                 if ok {
                     progress.say(
                         h,
                         &format!("on {version} (slot {}), back in rotation", to.name()),
                     );
-                    updated.push((h.clone(), app.image.clone(), *to));
                 } else {
                     progress.say(h, &format!("FAILED: {}", fail.unwrap_or_default()));
                     failed_in_batch.push(h.clone());
@@ -869,12 +1006,23 @@ async fn deploy_locked(
         }
         failed_total += failed_in_batch.len();
         let elapsed_ms = bt.elapsed().as_millis() as u64;
+        let after = probe.as_ref().map(|(p, _)| p.counts());
+        let (requests, failed) = match (before, after) {
+            (Some((r0, f0)), Some((r1, f1))) => (Some(r1 - r0), Some(f1 - f0)),
+            _ => (None, None),
+        };
         batch_reports.push(BatchReport {
             hosts: batch.clone(),
             elapsed_ms,
             drain_ms,
             host_ms,
-            overhead_ms: elapsed_ms.saturating_sub(drain_ms + host_ms),
+            register_ms,
+            overhead_ms: elapsed_ms.saturating_sub(drain_ms + host_ms + register_ms),
+            deregistered_at: window.deregistered_at,
+            drained_at: window.drained_at,
+            healthy_at: window.healthy_at,
+            requests,
+            failed,
         });
         let probe_failed = probe.as_ref().map(|(p, _)| p.failed()).unwrap_or(0);
         stop = rollout::after_batch(bi, &failed_in_batch, failed_total, probe_failed, budget);
@@ -890,7 +1038,19 @@ async fn deploy_locked(
         outcome = Outcome::RolledBack;
         for chunk in updated.chunks(opts.batch.max(1)) {
             let servers: Vec<String> = chunk.iter().map(|(h, _, _)| h.clone()).collect();
-            s.drain(&servers).await?;
+            let mut window = Window::default();
+            match &opts.balancer {
+                Some(tg) => {
+                    if let Err(e) = tg.take_out(&servers, &mut window).await {
+                        let _ = tg.put_back(&servers, &mut window).await;
+                        return Err(e);
+                    }
+                    for (h, why) in s.ctl_each(&servers, "stop").await {
+                        progress.say(&h, &why);
+                    }
+                }
+                None => s.drain(&servers).await?,
+            }
             let runs = futures::future::join_all(chunk.iter().map(|(h, prev, now)| async move {
                 match prev {
                     Some(prev) => {
@@ -906,7 +1066,24 @@ async fn deploy_locked(
                 }
             }))
             .await;
-            s.ready(&servers).await?;
+            match &opts.balancer {
+                Some(tg) => {
+                    let down: Vec<String> = chunk
+                        .iter()
+                        .zip(&runs)
+                        .filter(|(_, r)| !r.0)
+                        .map(|((h, _, _), _)| h.clone())
+                        .collect();
+                    for (h, why) in s.ctl_each(&down, "start").await {
+                        progress.say(&h, &why);
+                    }
+                    if let Err(e) = tg.put_back(&servers, &mut window).await {
+                        progress.say("", &e.to_string());
+                        outcome = Outcome::Failed;
+                    }
+                }
+                None => s.ready(&servers).await?,
+            }
             for ((h, prev, _), (ok, _, _, fail)) in chunk.iter().zip(runs) {
                 if let Some(r) = results.get_mut(h) {
                     r.result = if ok { "rolled_back" } else { "rollback_failed" }.into();

@@ -8,6 +8,7 @@ mod aws_users;
 mod aws_vip;
 mod canary;
 mod deploy;
+mod deploy_alb;
 mod ha;
 mod hostile;
 mod lab;

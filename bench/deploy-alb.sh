@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Benchmark (issue 13): `hactl deploy` of seed 003 through its target group, on moto behind the
+# AWS-like layer (targets drain for the deregistration delay, start `initial` for 1 s), with the
+# instances mapped to 3 and to 10 lab hosts and `hactl lab balancer` standing in for the ALB,
+# under a 200 req/s probe sent to the balancer's DNS name (mapped to the stand-in with
+# `--probe-resolve`). Reports per batch: wall time, the deregistration + drain (+ stopping the
+# old slot), the slowest host's on-host time, the wait until `healthy`, and hactl's own
+# overhead (the rest: SSH and API round trips, orchestration); requests and failures. Median of
+# RUNS deploys per size (alternating v2/v1). Writes bench/out/deploy-alb.md and the
+# `deploy-alb` section of docs/benchmarks.md. Needs root (lab hosts), moto, podman-compose.
+#
+# The stack's deregistration delay is cut from 30 s to DELAY (3 s by default): AWS keeps a
+# target `draining` for the whole delay, so with 30 s each batch would take 30 s more.
+set -euo pipefail
+if [ -z "${HACTL_LAB_LOCKED:-}" ]; then
+  mkdir -p /run/lock
+  HACTL_LAB_LOCKED=1 exec flock -o /run/lock/hactl-lab-tests.lock bash "$0" "$@"
+fi
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUNS=${RUNS:-3}
+SIZES=${SIZES:-"3 10"}
+DELAY=${DELAY:-3s}
+RATE=${RATE:-200}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+if [ -n "${HACTL_BIN:-}" ]; then
+  H=$HACTL_BIN
+else
+  cargo build --release -q
+  H="$CARGO_TARGET_DIR/release/hactl"
+fi
+OUT="$ROOT/bench/out"; mkdir -p "$OUT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+ROWS=()
+for N in $SIZES; do
+  W=$(mktemp -d); export HOME=$W
+  mkdir -p "$W/stacks/templates"
+  cp stacks/templates/aws-web-app.env.j2 "$W/stacks/templates/"
+  "$H" lab demo-image --version v1 -o "$W/demo-v1.tar" >/dev/null
+  "$H" lab demo-image --version v2 -o "$W/demo-v2.tar" >/dev/null
+  # the seed, as tests/it/aws.rs's lab variant: SSH through an ssh_config mapping web-i to the
+  # lab's host(i+1), the lab's key, the demo app; N hosts; a short deregistration delay
+  python3 - "$N" "$DELAY" > "$W/stacks/seed-003-aws-web.yaml" <<'PY'
+import re, sys
+n, delay = int(sys.argv[1]), sys.argv[2]
+t = open("stacks/seed-003-aws-web.yaml").read()
+def section(t, name, new):
+    a = t.index(f"\n{name}:\n") + 1
+    b = t.index("\n\n", a)
+    return t[:a] + new + t[b:]
+t = section(t, "ssh", "ssh:\n  user: root\n  identity_file: /srv/hactl-lab/id_ed25519\n  config_file: ssh_config\n  connect_timeout: 5s")
+t = section(t, "app", "app:\n  archive: ../demo-v1.tar\n  port: 8080\n  host_port: 8000\n  replicas: 1\n  runtime: podman\n  health:\n    path: /healthz\n    interval: 250ms\n    timeout: 1s\n    healthy_threshold: 2\n    deadline: 8s")
+t = t.replace("    count: 2\n", f"    count: {n}\n", 1)
+t = t.replace("deregistration_delay: 30s", f"deregistration_delay: {delay}", 1)
+print(t, end="")
+PY
+  for i in $(seq 0 $((N - 1))); do
+    printf 'Host web-%s\n  HostName 198.18.0.%s\n\n' "$i" $((11 + i))
+  done > "$W/stacks/ssh_config"
+  ssh-keygen -q -t ed25519 -N "" -C bench -f "$W/id_ed25519"
+  S=stacks/seed-003-aws-web.yaml
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  AWS_LIKE='{"target_draining": true, "target_initial_secs": 1}' \
+    python3 tests/aws_like/aws_like.py -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
+  PIDS+=($!)
+  export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+    AWS_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
+  "$H" lab down >/dev/null 2>&1 || true
+  "$H" lab up --hosts "$N" >/dev/null
+  (
+    cd "$W"
+    "$H" secrets init -f $S >/dev/null
+    printf 'moto-only-pw' | "$H" secrets set db_password -f $S >/dev/null
+    "$H" secrets set ssh_public_key -f $S < id_ed25519.pub >/dev/null
+    "$H" up -f $S --auto-approve > "$OUT/deploy-alb-up-$N.log" 2>&1
+  )
+  TG=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["resources"]["aws_lb_target_group.web"]["id"])' "$W/.hactl/aws-web.state.json")
+  DNS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outputs"]["balancer"]["dns_name"])' "$W/.hactl/aws-web.state.json")
+  BACKENDS=$(python3 -c '
+import json, sys
+for h in json.load(open(sys.argv[1]))["outputs"]["hosts"]:
+    i = int(h["name"].split("-")[1])
+    print(f"--backend {h[\"instance_id\"]}=198.18.0.{11 + i}:80")' "$W/.hactl/aws-web.state.json")
+  # shellcheck disable=SC2086
+  "$H" lab balancer --target-group "$TG" $BACKENDS --max-time 30m > "$OUT/deploy-alb-standin-$N.jsonl" &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do grep -q listening "$OUT/deploy-alb-standin-$N.jsonl" 2>/dev/null && break; sleep 0.1; done
+  LB=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["addr"])' "$OUT/deploy-alb-standin-$N.jsonl")
+  sleep 1
+  for r in $(seq 1 "$RUNS"); do
+    v=v2; [ $((r % 2)) = 0 ] && v=v1
+    (cd "$W" && "$H" deploy -f $S --archive "$W/demo-$v.tar" --auto-approve --json --no-wait \
+      --probe --probe-rate "$RATE" --probe-soak 0s --probe-resolve "$DNS=$LB" \
+      > "$OUT/deploy-alb-$N-$r.json" 2>"$OUT/deploy-alb-$N-$r.log")
+  done
+  ROWS+=("$(python3 - "$N" "$OUT"/deploy-alb-"$N"-[0-9]*.json <<'PY'
+import json, statistics, sys
+n = sys.argv[1]
+runs = [json.load(open(f)) for f in sys.argv[2:]]
+med = lambda xs: statistics.median(xs) / 1000
+bs = [b for r in runs for b in r["batches"]]
+over = [b["overhead_ms"] for b in bs]
+reqs = sum(r["probe"]["requests"] for r in runs)
+failed = sum(r["probe"]["failed"] for r in runs)
+outcomes = ",".join(sorted({r["outcome"] for r in runs}))
+print(f"| {n} | {len(runs[0]['batches'])} | {med([r['elapsed_ms'] for r in runs]):.2f} s | "
+      f"{med([b['elapsed_ms'] for b in bs]):.2f} s | {med([b['drain_ms'] for b in bs]):.2f} s | "
+      f"{med([b['host_ms'] for b in bs]):.2f} s | {med([b['register_ms'] for b in bs]):.2f} s | "
+      f"{med(over):.2f} s (max {max(over)/1000:.2f} s) | {reqs} / {failed} | {outcomes} |")
+PY
+)")
+  (cd "$W" && "$H" down -f $S --auto-approve >/dev/null 2>&1 || true)
+  cleanup; PIDS=()
+done
+"$H" lab down >/dev/null 2>&1 || true
+
+{
+  echo "Deploy of seed 003 through its target group (batch 1; deregister, drain for the ${DELAY} delay, stop the old slot, blue/green start with the health gate, register, wait until \`healthy\`), median of $RUNS runs per size, probe at $RATE req/s through \`hactl lab balancer\` on moto behind the AWS-like layer. Machine: $(nproc) cores; $(date -u +%Y-%m-%d); binary: \`$H\`."
+  echo
+  echo "| hosts | batches | deploy wall time | time per batch | deregister + drain + stop | on-host swap (slowest host) | register → healthy | hactl overhead per batch | probe requests / failed | outcome |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "A batch's floor is the deregistration delay (AWS keeps a target \`draining\` for all of it) plus the on-host swap plus the balancer's first healthy checks (1 s here). hactl's overhead is the rest: DescribeTargetHealth polls (every 250 ms), SSH round trips and the orchestration. Reproduce: \`bash bench/deploy-alb.sh\` (RUNS, SIZES, DELAY, RATE)."
+} > "$OUT/deploy-alb.md"
+cat "$OUT/deploy-alb.md"
+
+DOC=docs/benchmarks.md
+python3 - "$DOC" "$OUT/deploy-alb.md" <<'PY'
+import sys, re
+doc, new = sys.argv[1], open(sys.argv[2]).read().strip()
+text = open(doc).read()
+block = f"<!-- deploy-alb:start -->\n## Deploy through the balancer (issue 13, `bench/deploy-alb.sh`)\n\n{new}\n<!-- deploy-alb:end -->"
+if "<!-- deploy-alb:start -->" in text:
+    text = re.sub(r"<!-- deploy-alb:start -->.*?<!-- deploy-alb:end -->", lambda m: block, text, flags=re.S)
+else:
+    text = text.rstrip() + "\n\n" + block + "\n"
+open(doc, "w").write(text)
+PY
