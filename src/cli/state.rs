@@ -4,8 +4,9 @@
 
 use clap::{Args, Subcommand};
 
-use super::aws::{read, record, region, RunArgs};
+use super::aws::RunArgs;
 use super::StackArgs;
+use crate::engine::cloud::{read, record, region};
 use crate::provider::aws::client::Clients;
 use crate::state::{Backend, State};
 use crate::{stack, view, ExitStatus};

@@ -20,9 +20,10 @@ use serde::Serialize;
 
 use super::balancer::{TargetGroup, Window};
 use super::probe::{Probe, ProbeConfig, ProbeReport};
-use super::remote::{self, AppParams};
+use super::remote;
 use super::rollout::{self, Budget, HistoryEntry, HostApp, HostStep, LockHolder, Outcome, Slot};
 use super::DeployError;
+use crate::onhost::app_ctl::{self, AppParams};
 use crate::provider::hosts::{connect_all, Connection};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
@@ -31,10 +32,8 @@ use crate::stack::Stack;
 type Rec = Vec<String>;
 
 fn records(stdout: &str) -> Vec<Rec> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("HACTL\t"))
-        .map(|l| l.split('\t').map(str::to_string).collect())
+    crate::onhost::record::fields(stdout)
+        .map(|f| f.into_iter().map(str::to_string).collect())
         .collect()
 }
 
@@ -416,7 +415,7 @@ impl<'a> Session<'a> {
                     stack: self.stack.name().into(),
                     holder: holder_text,
                     host,
-                    lock: remote::lock_dir(self.stack.name()),
+                    lock: crate::onhost::paths::lock_dir(self.stack.name()),
                 });
             }
             if !said {
@@ -439,7 +438,7 @@ impl<'a> Session<'a> {
 
     /// Each app host's slots, image and health.
     pub async fn inspect(&self, target: &str) -> Result<BTreeMap<String, HostApp>, DeployError> {
-        let script = remote::ctl_call(self.stack.name(), &["inspect", target]);
+        let script = app_ctl::ctl_call(self.stack.name(), &["inspect", target]);
         let runs = futures::future::join_all(
             self.app_hosts
                 .iter()
@@ -590,7 +589,7 @@ impl<'a> Session<'a> {
         to: Slot,
         image: &str,
     ) -> (bool, HostTimings, Vec<String>, Option<String>) {
-        let script = remote::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
+        let script = app_ctl::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
         let ran = match self.run(host, &script).await {
             Ok(r) => r,
             Err(e) => {
@@ -651,7 +650,7 @@ impl<'a> Session<'a> {
     /// recorded version back up in the active slot, gated on health). Returns the hosts where
     /// it failed, with why.
     async fn ctl_each(&self, hosts: &[String], verb: &str) -> Vec<(String, String)> {
-        let script = remote::ctl_call(self.stack.name(), &[verb]);
+        let script = app_ctl::ctl_call(self.stack.name(), &[verb]);
         let runs = futures::future::join_all(
             hosts
                 .iter()
@@ -678,7 +677,7 @@ impl<'a> Session<'a> {
         let r = self
             .run(
                 host,
-                &remote::ctl_call(self.stack.name(), &["down", slot.name()]),
+                &app_ctl::ctl_call(self.stack.name(), &["down", slot.name()]),
             )
             .await?;
         if r.ok {
@@ -1237,7 +1236,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
     let recorded = conn
         .run_script(&format!(
             "cat {}/image 2>/dev/null; exit 0\n",
-            remote::app_dir(stack.name())
+            crate::onhost::paths::app_dir(stack.name())
         ))
         .await
         .map_err(|e| e.to_string())?
@@ -1255,7 +1254,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
         let have = conn
             .run_script(&format!(
                 "{cli} image inspect {} >/dev/null 2>&1\n",
-                crate::provider::hosts::script::q(&target.image)
+                crate::onhost::sh::q(&target.image)
             ))
             .await
             .map_err(|e| e.to_string())?;

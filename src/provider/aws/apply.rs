@@ -264,7 +264,7 @@ where
                     }
                     // A duplicate's delete leaves the address's real resource alone.
                     None if s.desired.is_none() || deleting => {
-                        let dup = s.change.reason.starts_with("duplicate");
+                        let dup = matches!(s.change.reason, crate::plan::Reason::Duplicate { .. });
                         if !dup {
                             ids.remove(&addr);
                         }
@@ -778,6 +778,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                         .protocol(elbt::ProtocolEnum::from(
                             r.get("protocol").unwrap_or("HTTP"),
                         ))
+                        .set_certificates(certificates(r))
                         .default_actions(forward(&target_group_id))
                         .set_tags(Some(ctx.elb_tags(a)))
                         .send()
@@ -1075,6 +1076,13 @@ fn matcher(r: &Resource) -> Option<elbt::Matcher> {
         .map(|m| elbt::Matcher::builder().http_code(m).build())
 }
 
+/// A listener's `Certificates` (CreateListener/ModifyListener): its `certificate_arn`, the
+/// default certificate of an HTTPS or TLS listener; none for other protocols.
+fn certificates(r: &Resource) -> Option<Vec<elbt::Certificate>> {
+    r.get("certificate_arn")
+        .map(|arn| vec![elbt::Certificate::builder().certificate_arn(arn).build()])
+}
+
 fn forward(tg: &str) -> elbt::Action {
     elbt::Action::builder()
         .r#type(elbt::ActionTypeEnum::Forward)
@@ -1314,6 +1322,7 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                     .protocol(elbt::ProtocolEnum::from(
                         want.get("protocol").unwrap_or("HTTP"),
                     ))
+                    .set_certificates(certificates(want))
                     .default_actions(forward(&target_group_id))
                     .send()
             })

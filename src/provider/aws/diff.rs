@@ -16,14 +16,26 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::plan::{Action, Change, Kind, Plan};
+use crate::plan::{Action, Addr, AttrChange, Change, Payload, Plan, Reason};
 
 use super::model::{Observed, ResKind, Resource, INFO_RETAG};
+
+/// The provider's own view of a change: the address as the AWS provider keys everything (its
+/// `type.name` string), the action and the typed reason. [`Step::to_change`] is the one place
+/// it becomes a [`crate::plan::Change`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub addr: String,
+    pub action: Action,
+    pub reason: Reason,
+    /// The id of what is there now.
+    pub before: Option<String>,
+}
 
 /// One step of an AWS plan: the change as shown, plus what apply needs to carry it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    pub change: Change,
+    pub change: Planned,
     pub desired: Option<Resource>,
     pub observed: Option<Observed>,
     /// Dependency depth (0 = references nothing managed).
@@ -49,10 +61,35 @@ impl Diff {
     pub fn plan(&self, stack: &str) -> Plan {
         Plan::new(
             stack,
-            self.steps.iter().map(|s| s.change.clone()).collect(),
+            self.steps.iter().map(Step::to_change).collect(),
             self.noop,
             Vec::new(),
         )
+    }
+}
+
+impl Step {
+    /// The provider boundary: this step as the engine's [`Change`], carrying the step itself
+    /// as its payload (apply takes it back with `change.payload.get::<Step>()`). It depends on
+    /// the managed resources it references, as desired (or, for a delete, as observed).
+    pub fn to_change(&self) -> Change {
+        let deps = self
+            .desired
+            .as_ref()
+            .or(self.observed.as_ref().map(|o| &o.res))
+            .map(|r| r.deps().map(Addr::resource).collect())
+            .unwrap_or_default();
+        Change {
+            before: self.change.before.clone(),
+            depends_on: deps,
+            wave: self.wave,
+            payload: Payload::provider(self.clone()),
+            ..Change::new(
+                Addr::resource(&self.change.addr),
+                self.change.action,
+                self.change.reason.clone(),
+            )
+        }
     }
 }
 
@@ -103,18 +140,25 @@ fn show(v: Option<&str>) -> String {
     }
 }
 
-fn change(addr: &str, action: Action, reason: String) -> Change {
-    Change {
+fn change(addr: &str, action: Action, reason: Reason) -> Planned {
+    Planned {
         addr: addr.to_string(),
-        host: None,
-        kind: Kind::Resource,
         action,
         reason,
         before: None,
-        after: None,
-        diff: None,
-        sensitive: false,
     }
+}
+
+fn attr_changes(diffs: &[(String, String, String, bool)]) -> Vec<AttrChange> {
+    diffs
+        .iter()
+        .map(|(k, b, a, r)| AttrChange {
+            key: k.clone(),
+            before: b.clone(),
+            after: a.clone(),
+            forces_replace: *r,
+        })
+        .collect()
 }
 
 /// What differs between a desired resource and its observed self: (key, before, after,
@@ -185,7 +229,9 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             let mut c = change(
                 &want.addr,
                 Action::Delete,
-                format!("duplicate `{}`", extra.id),
+                Reason::Duplicate {
+                    id: extra.id.clone(),
+                },
             );
             c.before = Some(extra.id.clone());
             steps.push(Step {
@@ -200,7 +246,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
         let Some(have) = found.first() else {
             changed.insert(want.addr.clone(), steps.len());
             steps.push(Step {
-                change: change(&want.addr, Action::Create, "not found".into()),
+                change: change(&want.addr, Action::Create, Reason::NotFound),
                 desired: Some(want.clone()),
                 observed: None,
                 wave,
@@ -218,20 +264,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             continue;
         }
         let replace = diffs.iter().any(|d| d.3);
-        let mut reasons: Vec<String> = diffs
-            .iter()
-            .map(|(k, b, a, r)| {
-                if *r {
-                    format!("{k} changed: {b} → {a}: replace")
-                } else {
-                    format!("{k}: {b} → {a}")
-                }
-            })
-            .collect();
-        if let (Some(t), false) = (retag, replace) {
-            reasons.push(format!("re-tag: {t} missing"));
-        }
-        let reason = reasons.join("; ");
+        let reason = Reason::Differs {
+            attrs: attr_changes(&diffs),
+            retag: retag.filter(|_| !replace).cloned(),
+            replaced: Vec::new(),
+        };
         let mut c = change(
             &want.addr,
             if replace {
@@ -274,11 +311,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             continue; // being created anyway
         };
         let forces = hits.iter().any(|(k, _)| want.kind.forces_replace(k));
-        let why = hits
-            .iter()
-            .map(|(_, a)| format!("{a} is replaced"))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let why: Vec<String> = hits.iter().map(|(_, a)| a.clone()).collect();
         match changed.get(&want.addr) {
             Some(&i) => {
                 let s = &mut steps[i];
@@ -286,7 +319,9 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     s.change.action = Action::Replace;
                     replaced.insert(want.addr.clone());
                 }
-                s.change.reason = format!("{}; {why}", s.change.reason);
+                if let Reason::Differs { replaced, .. } = &mut s.change.reason {
+                    replaced.extend(why);
+                }
                 s.retag_only = false;
             }
             None => {
@@ -297,7 +332,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     } else {
                         Action::Update
                     },
-                    why,
+                    Reason::Differs {
+                        attrs: Vec::new(),
+                        retag: None,
+                        replaced: why,
+                    },
                 );
                 c.before = Some(have.id.clone());
                 if forces {
@@ -321,7 +360,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
     for o in observed {
         if !wanted.contains(o.res.addr.as_str()) {
             let wave = *depth.entry(o.res.addr.clone()).or_insert(0);
-            let mut c = change(&o.res.addr, Action::Delete, "not in the stack".into());
+            let mut c = change(&o.res.addr, Action::Delete, Reason::NotInStack);
             c.before = Some(o.id.clone());
             steps.push(Step {
                 change: c,
@@ -343,7 +382,7 @@ pub fn destroy(observed: &[Observed]) -> Diff {
     let mut steps: Vec<Step> = observed
         .iter()
         .map(|o| {
-            let mut c = change(&o.res.addr, Action::Delete, "stack down".into());
+            let mut c = change(&o.res.addr, Action::Delete, Reason::StackDown);
             c.before = Some(o.id.clone());
             Step {
                 change: c,
@@ -436,10 +475,7 @@ pub fn repairs(
             (Some(ResKind::Instance), Action::Create) => {
                 let was = last_ids.get(&addr).cloned();
                 let mut s = s;
-                s.change.reason = match &was {
-                    Some(id) => format!("{id} is terminated or gone: launch a replacement"),
-                    None => "missing: launch it".into(),
-                };
+                s.change.reason = Reason::Relaunch { was: was.clone() };
                 s.replaces = was;
                 steps.push(s);
             }
@@ -454,7 +490,10 @@ pub fn repairs(
         let mut c = change(
             &want.addr,
             Action::Replace,
-            format!("{} is {why}: replace", o.id),
+            Reason::Dead {
+                id: o.id.clone(),
+                why: why.clone(),
+            },
         );
         c.before = Some(o.id.clone());
         steps.push(Step {
@@ -470,18 +509,21 @@ pub fn repairs(
     let want_attach = desired.iter().find(|r| r.kind == ResKind::TargetAttachment);
     let have_attach = want_attach.and_then(|w| observed.iter().find(|o| o.res.addr == w.addr));
     if let (Some(want), Some(have)) = (want_attach, have_attach) {
-        let mut why: Vec<String> = differences(want, &have.res)
+        let targets: Vec<_> = differences(want, &have.res)
             .into_iter()
             .filter(|(k, ..)| k == "targets")
-            .map(|(k, b, a, _)| format!("{k}: {b} → {a}"))
             .collect();
         let moved: Vec<&String> = repaired
             .iter()
             .filter(|a| want.refs.get("targets").is_some_and(|t| t.contains(a)))
             .collect();
-        if !moved.is_empty() || !why.is_empty() {
-            why.extend(moved.iter().map(|a| format!("{a} is replaced")));
-            let mut c = change(&want.addr, Action::Update, why.join("; "));
+        if !moved.is_empty() || !targets.is_empty() {
+            let why = Reason::Differs {
+                attrs: attr_changes(&targets),
+                retag: None,
+                replaced: moved.into_iter().cloned().collect(),
+            };
+            let mut c = change(&want.addr, Action::Update, why);
             c.before = Some(have.id.clone());
             steps.push(Step {
                 change: c,
@@ -637,7 +679,7 @@ aws:
         assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
         assert_eq!(d.steps[0].change.action, Action::Update);
         assert!(
-            d.steps[0].change.reason.contains("port"),
+            d.steps[0].change.reason.to_string().contains("port"),
             "{}",
             d.steps[0].change.reason
         );
