@@ -52,7 +52,7 @@ use clap::Subcommand;
 
 use crate::deploy::balancer::{self, TargetGroup};
 use crate::deploy::exec::{self, DeployReport, Options, Progress, Session, Target};
-use crate::deploy::probe::{self, ProbeConfig};
+use crate::deploy::probe;
 use crate::deploy::{rollout, DeployError};
 use crate::stack;
 
@@ -131,8 +131,12 @@ pub struct RunArgs {
     /// Hard limit on the probe's duration, whatever the deploy does.
     #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "10m")]
     pub probe_max: Duration,
-    /// Test-only: leave each batch registered in the AWS target group while it is swapped
-    /// (the lab's stand-in balancer must then see failed requests).
+    /// Stop each host's running version before starting the new one (one copy of the app at
+    /// a time, for hosts without room for two). Only where a batch leaves rotation first: an
+    /// AWS target group or haproxy.
+    #[arg(long)]
+    pub stop_first: bool,
+    /// Test-only: leave each batch registered in the AWS target group while it is swapped.
     #[arg(long, hide = true)]
     pub no_deregister: bool,
     #[command(flatten)]
@@ -159,7 +163,8 @@ pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
     let file = stack_file(&a.run)?;
     let stack = stack::load(&file)?;
     check_stack(&stack)?;
-    let (stack, balancer, endpoint) = prepare(stack, &a.run).await?;
+    let p = balancer::prepare(stack, !a.run.no_deregister).await?;
+    let (stack, balancer, endpoint) = (p.stack, p.target_group, p.endpoint);
     let target = match (&a.image, &a.archive) {
         (Some(i), _) => Target {
             image: i.clone(),
@@ -188,7 +193,8 @@ pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
     let file = stack_file(&a)?;
     let stack = stack::load(&file)?;
     check_stack(&stack)?;
-    let (stack, balancer, endpoint) = prepare(stack, &a).await?;
+    let p = balancer::prepare(stack, !a.no_deregister).await?;
+    let (stack, balancer, endpoint) = (p.stack, p.target_group, p.endpoint);
     let guard = super::plan::lock(&stack, "rollback", a.lock_wait).await?;
     let session = match Session::open(&stack).await {
         Ok(s) => s,
@@ -246,35 +252,6 @@ fn check_stack(stack: &stack::Stack) -> Result<(), DeployError> {
     Ok(())
 }
 
-/// The stack as the deploy drives it, its target group and its public endpoint: on AWS the
-/// instances in the state are the hosts and the balancer's DNS name the endpoint
-/// (`crate::deploy::balancer`); on hosts the VIP.
-async fn prepare(
-    stack: stack::Stack,
-    a: &RunArgs,
-) -> miette::Result<(stack::Stack, Option<TargetGroup>, Option<String>)> {
-    if stack.file.provider.value == crate::stack::model::ProviderKind::Aws {
-        let s = balancer::aws_stack(&stack, !a.no_deregister).await?;
-        return Ok((s.stack, s.target_group, s.endpoint));
-    }
-    let endpoint = default_probe_url(&stack);
-    Ok((stack, None, endpoint))
-}
-
-/// The default probe URL: the VIP on haproxy's port (or nginx's).
-fn default_probe_url(stack: &stack::Stack) -> Option<String> {
-    let vip = stack.vip.as_ref()?;
-    let port = match (&stack.file.haproxy, &stack.file.nginx) {
-        (Some(h), _) => h.listen.value,
-        (None, Some(n)) => n.listen.value,
-        _ => 80,
-    };
-    Some(match vip.address {
-        std::net::IpAddr::V4(a) => format!("http://{a}:{port}/"),
-        std::net::IpAddr::V6(a) => format!("http://[{a}]:{port}/"),
-    })
-}
-
 async fn go(
     session: &Session<'_>,
     stack: &stack::Stack,
@@ -286,32 +263,14 @@ async fn go(
 ) -> miette::Result<DeployReport> {
     let probe = match &a.probe {
         None => None,
-        Some(u) => {
-            let url = if u.is_empty() {
-                endpoint.ok_or_else(|| {
-                    DeployError::ProbeUrl(
-                        "the stack has no VIP and no balancer DNS name: give `--probe URL`".into(),
-                    )
-                })?
-            } else {
-                u.clone()
-            };
-            let parsed = probe::parse_url(&url).map_err(DeployError::ProbeUrl)?;
-            let mut cfg = ProbeConfig::new(parsed, a.probe_rate, a.probe_max);
-            cfg.keep_alive = a.probe_keep_alive;
-            cfg.resolve = a
-                .probe_resolve
-                .iter()
-                .map(|r| probe::parse_resolve(r))
-                .collect::<Result<_, _>>()
-                .map_err(DeployError::ProbeUrl)?;
-            if let Some(path) = &a.probe_ca {
-                cfg.ca_pem = Some(std::fs::read(path).map_err(|e| {
-                    DeployError::ProbeUrl(format!("cannot read `{}`: {e}", path.display()))
-                })?);
-            }
-            Some((cfg, url))
-        }
+        Some(u) => Some(probe::config(
+            u,
+            endpoint,
+            (a.probe_rate, a.probe_max),
+            a.probe_keep_alive,
+            &a.probe_resolve,
+            a.probe_ca.as_deref(),
+        )?),
     };
     if !a.auto_approve {
         view::confirm(&format!(
@@ -336,6 +295,7 @@ async fn go(
         },
         op,
         balancer,
+        stop_first: a.stop_first,
     };
     let progress = Progress::new(false);
     Ok(exec::deploy(session, &target, &opts, &progress).await?)
@@ -375,11 +335,7 @@ async fn finish(r: DeployReport, stack: &stack::Stack, a: &RunArgs) -> miette::R
 async fn run_history(h: HistoryArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&h.file)?;
     check_stack(&stack)?;
-    let stack = if stack.file.provider.value == crate::stack::model::ProviderKind::Aws {
-        balancer::aws_stack(&stack, true).await?.stack
-    } else {
-        stack
-    };
+    let stack = balancer::prepare(stack, true).await?.stack;
     let session = Session::open(&stack).await?;
     let r = session.history().await;
     session.close().await;

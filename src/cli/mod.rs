@@ -2,6 +2,7 @@
 //! doing load → engine → view. Settings come from arguments, then the environment.
 
 mod aws;
+mod balancer;
 mod completions;
 mod deploy;
 mod drill;

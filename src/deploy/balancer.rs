@@ -32,11 +32,18 @@ pub struct TargetGroup {
     pub deregister: bool,
 }
 
-/// When a batch left and rejoined the target group (unix ms).
+/// When a batch left and rejoined the target group, and when its swap began (unix ms).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Window {
+    /// `DeregisterTargets` returned.
     pub deregistered_at: Option<u64>,
+    /// `DescribeTargetHealth` no longer listed the batch.
     pub drained_at: Option<u64>,
+    /// The first command of the swap went to the hosts.
+    pub swapped_at: Option<u64>,
+    /// `RegisterTargets` returned.
+    pub registered_at: Option<u64>,
+    /// `DescribeTargetHealth` showed every target of the batch `healthy`.
     pub healthy_at: Option<u64>,
 }
 
@@ -110,6 +117,7 @@ impl TargetGroup {
         targets::register(&self.clients, &self.arn, &ids)
             .await
             .map_err(Self::err)?;
+        w.registered_at = Some(unix_ms());
         targets::wait_healthy(&self.clients, &self.arn, &ids, self.healthy_within)
             .await
             .map_err(Self::err)?;
@@ -118,9 +126,41 @@ impl TargetGroup {
     }
 }
 
-/// An AWS stack, ready for a deploy: the stack with its instances as hosts, its target group
-/// (when it has a balancer) and its public endpoint (`http[s]://LB-DNS-NAME[:PORT]/`).
-pub struct AwsStack {
+/// A stack, ready for a deploy: the hosts it drives, where a batch leaves rotation and the
+/// public endpoint the probe defaults to. On AWS ([`aws_stack`]) the instances in the state
+/// are the hosts, the target group is where batches leave, the balancer's DNS name is the
+/// endpoint; on hosts the stack is as written, haproxy drains (no target group) and the VIP
+/// is the endpoint. `deregister: false` is the test-only `--no-deregister`.
+pub async fn prepare(stack: Stack, deregister: bool) -> Result<Prepared, DeployError> {
+    if stack.file.provider.value == crate::stack::model::ProviderKind::Aws {
+        return aws_stack(&stack, deregister).await;
+    }
+    let endpoint = vip_endpoint(&stack);
+    Ok(Prepared {
+        stack,
+        target_group: None,
+        endpoint,
+    })
+}
+
+/// The VIP on haproxy's port (or nginx's, else 80): a hosts stack's public endpoint.
+fn vip_endpoint(stack: &Stack) -> Option<String> {
+    let vip = stack.vip.as_ref()?;
+    let port = match (&stack.file.haproxy, &stack.file.nginx) {
+        (Some(h), _) => h.listen.value,
+        (None, Some(n)) => n.listen.value,
+        _ => 80,
+    };
+    Some(match vip.address {
+        std::net::IpAddr::V4(a) => format!("http://{a}:{port}/"),
+        std::net::IpAddr::V6(a) => format!("http://[{a}]:{port}/"),
+    })
+}
+
+/// A stack ready for a deploy (see [`prepare`]): the stack with its hosts, its target group
+/// (an AWS stack with a balancer) and its public endpoint (`http[s]://LB-DNS-NAME[:PORT]/` or
+/// the VIP).
+pub struct Prepared {
     pub stack: Stack,
     pub target_group: Option<TargetGroup>,
     pub endpoint: Option<String>,
@@ -129,7 +169,7 @@ pub struct AwsStack {
 /// Reads the stack's state (the backend it names): the instances in its outputs become the
 /// app hosts (reached as `hactl up` reaches them, with the host keys `up` pinned), the target
 /// group's id comes from its resources.
-pub async fn aws_stack(stack: &Stack, deregister: bool) -> Result<AwsStack, DeployError> {
+pub async fn aws_stack(stack: &Stack, deregister: bool) -> Result<Prepared, DeployError> {
     let name = stack.name().to_string();
     let not_up = || DeployError::NotUp {
         hosts: format!("stack `{name}` (no instances in its state)"),
@@ -210,7 +250,7 @@ pub async fn aws_stack(stack: &Stack, deregister: bool) -> Result<AwsStack, Depl
             format!("{scheme}://{dns}:{}/", l.port.value)
         })
     });
-    Ok(AwsStack {
+    Ok(Prepared {
         stack: s,
         target_group,
         endpoint,

@@ -116,6 +116,9 @@ pub struct Options {
     /// On a `provider: aws` stack: the target group batches leave and rejoin (instead of
     /// haproxy's drain).
     pub balancer: Option<TargetGroup>,
+    /// Stop a host's running version before starting the new one (`--stop-first`), instead
+    /// of starting the new slot beside it. Refused where batches do not leave rotation.
+    pub stop_first: bool,
 }
 
 /// Progress on stderr: on a terminal with elapsed time, else plain lines.
@@ -152,6 +155,9 @@ impl Progress {
         }
     }
 }
+
+/// One host's swap: it went through, its on-host timings, its log lines, why it failed.
+type Swapped = (bool, HostTimings, Vec<String>, Option<String>);
 
 /// Timings reported by `app-ctl deploy` on the host (ms since it started).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -207,6 +213,11 @@ pub struct BatchReport {
     pub deregistered_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drained_at: Option<u64>,
+    /// When the swap's first command went to the hosts (AWS stacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swapped_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -582,13 +593,64 @@ impl<'a> Session<'a> {
         Ok(out)
     }
 
-    /// `app-ctl deploy SLOT IMAGE` on one host.
-    async fn deploy_host(
+    /// Swaps each `(host, slot, image)` in parallel. By default `app-ctl deploy` starts
+    /// `image` in `slot` beside the running version, gates it on health, points nginx at it
+    /// and stops the old slot; a failed gate leaves the old version serving. With
+    /// `stop_first`, `app-ctl stop` first takes both slots down (the host is out of rotation),
+    /// and a host whose new slot then fails gets its recorded version back (`app-ctl start`).
+    /// Returns each host's result, in order, and how long the stops took (ms).
+    async fn swap(
         &self,
-        host: &str,
-        to: Slot,
-        image: &str,
-    ) -> (bool, HostTimings, Vec<String>, Option<String>) {
+        swaps: &[(String, Slot, String)],
+        stop_first: bool,
+        verb: &str,
+        progress: &Progress,
+    ) -> (Vec<Swapped>, u64) {
+        let hosts: Vec<String> = swaps.iter().map(|(h, _, _)| h.clone()).collect();
+        let st = Instant::now();
+        let stop_failed = if stop_first {
+            progress.say(
+                "",
+                &format!("stopping the running version on {}", hosts.join(", ")),
+            );
+            self.ctl_each(&hosts, "stop").await
+        } else {
+            Vec::new()
+        };
+        let stop_ms = if stop_first {
+            st.elapsed().as_millis() as u64
+        } else {
+            0
+        };
+        let runs: Vec<Swapped> = futures::future::join_all(swaps.iter().map(|(h, to, image)| {
+            let stopped_badly = stop_failed.iter().find(|(x, _)| x == h).cloned();
+            async move {
+                if let Some((_, why)) = stopped_badly {
+                    return (false, HostTimings::default(), Vec::new(), Some(why));
+                }
+                let v = rollout::version_of(image);
+                progress.say(h, &format!("{verb} {v} in slot {}", to.name()));
+                self.deploy_host(h, *to, image).await
+            }
+        }))
+        .await;
+        if stop_first {
+            // A host whose new slot failed runs nothing: its recorded version goes back up.
+            let down: Vec<String> = hosts
+                .iter()
+                .zip(&runs)
+                .filter(|(_, r)| !r.0)
+                .map(|(h, _)| h.clone())
+                .collect();
+            for (h, why) in self.ctl_each(&down, "start").await {
+                progress.say(&h, &format!("restarting the old version failed: {why}"));
+            }
+        }
+        (runs, stop_ms)
+    }
+
+    /// `app-ctl deploy SLOT IMAGE` on one host.
+    async fn deploy_host(&self, host: &str, to: Slot, image: &str) -> Swapped {
         let script = app_ctl::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
         let ran = match self.run(host, &script).await {
             Ok(r) => r,
@@ -756,6 +818,9 @@ pub async fn deploy(
     opts: &Options,
     progress: &Progress,
 ) -> Result<DeployReport, DeployError> {
+    if opts.stop_first && opts.balancer.is_none() && session.lb_hosts.is_empty() {
+        return Err(DeployError::StopFirst(session.stack.name().into()));
+    }
     let token = session.lock(opts.op, opts.lock_wait, progress).await?;
     let result = deploy_locked(session, target, opts, progress).await;
     session.unlock(&token).await;
@@ -896,7 +961,6 @@ async fn deploy_locked(
             );
             let dt = Instant::now();
             // Out of rotation: at the target group (AWS) or at every haproxy (hosts).
-            let mut stop_failed = Vec::new();
             match &opts.balancer {
                 Some(tg) => {
                     if tg.deregister {
@@ -912,9 +976,6 @@ async fn deploy_locked(
                     if window.drained_at.is_some() {
                         progress.say("", &format!("{} drained", servers.join(", ")));
                     }
-                    // The balancer sends them nothing now: the old version stops before the
-                    // new one starts (one copy of the app on the instance at a time).
-                    stop_failed = s.ctl_each(&servers, "stop").await;
                 }
                 None => {
                     if !s.lb_hosts.is_empty() {
@@ -924,34 +985,19 @@ async fn deploy_locked(
                 }
             }
             drain_ms = dt.elapsed().as_millis() as u64;
-            let v = &version;
-            let runs = futures::future::join_all(work.iter().map(|(h, _, to)| {
-                let stopped_badly = stop_failed.iter().find(|(x, _)| x == h).cloned();
-                async move {
-                    if let Some((_, why)) = stopped_badly {
-                        return (false, HostTimings::default(), Vec::new(), Some(why));
-                    }
-                    progress.say(h, &format!("starting {v} in slot {}", to.name()));
-                    s.deploy_host(h, *to, &target.image).await
-                }
-            }))
-            .await;
+            window.swapped_at = Some(super::balancer::unix_ms());
+            let swaps: Vec<(String, Slot, String)> = work
+                .iter()
+                .map(|(h, _, to)| (h.clone(), *to, target.image.clone()))
+                .collect();
+            let (runs, stop_ms) = s.swap(&swaps, opts.stop_first, "starting", progress).await;
+            drain_ms += stop_ms;
+            // Back in rotation whatever happened: a failed host still serves its old slot.
             // The balancer would not take the batch back: its hosts fail (and, when they run
             // the new version, are rolled back like any updated host).
             let mut reg_err: Option<String> = None;
             match &opts.balancer {
                 Some(tg) => {
-                    // A host whose new slot failed its gate runs nothing: its recorded (old)
-                    // version goes back up before it rejoins the target group.
-                    let down: Vec<String> = work
-                        .iter()
-                        .zip(&runs)
-                        .filter(|(_, r)| !r.0)
-                        .map(|((h, _, _), _)| h.clone())
-                        .collect();
-                    for (h, why) in s.ctl_each(&down, "start").await {
-                        progress.say(&h, &format!("restarting the old version failed: {why}"));
-                    }
                     let rt = Instant::now();
                     progress.say(
                         "",
@@ -965,7 +1011,6 @@ async fn deploy_locked(
                     }
                     register_ms = rt.elapsed().as_millis() as u64;
                 }
-                // Back in rotation whatever happened: a failed host still serves its old slot.
                 None => s.ready(&servers).await?,
             }
             for ((h, app, to), (ok, timings, log, fail)) in work.iter().zip(runs) {
@@ -1019,6 +1064,8 @@ async fn deploy_locked(
             overhead_ms: elapsed_ms.saturating_sub(drain_ms + host_ms + register_ms),
             deregistered_at: window.deregistered_at,
             drained_at: window.drained_at,
+            swapped_at: window.swapped_at.filter(|_| opts.balancer.is_some()),
+            registered_at: window.registered_at,
             healthy_at: window.healthy_at,
             requests,
             failed,
@@ -1044,38 +1091,33 @@ async fn deploy_locked(
                         let _ = tg.put_back(&servers, &mut window).await;
                         return Err(e);
                     }
-                    for (h, why) in s.ctl_each(&servers, "stop").await {
-                        progress.say(&h, &why);
-                    }
                 }
                 None => s.drain(&servers).await?,
             }
-            let runs = futures::future::join_all(chunk.iter().map(|(h, prev, now)| async move {
-                match prev {
-                    Some(prev) => {
-                        progress.say(h, &format!("rolling back to {}", rollout::version_of(prev)));
-                        s.deploy_host(h, now.other(), prev).await
-                    }
-                    None => (
-                        false,
-                        HostTimings::default(),
-                        Vec::new(),
-                        Some("no previous version to roll back to".into()),
-                    ),
-                }
-            }))
-            .await;
+            // Hosts with a previous version swap back to it; the others fail at once.
+            let swaps: Vec<(String, Slot, String)> = chunk
+                .iter()
+                .filter_map(|(h, prev, now)| Some((h.clone(), now.other(), prev.clone()?)))
+                .collect();
+            let (mut swapped, _) = s
+                .swap(&swaps, opts.stop_first, "rolling back to", progress)
+                .await;
+            let runs: Vec<Swapped> = chunk
+                .iter()
+                .map(
+                    |(h, _, _)| match swaps.iter().position(|(x, _, _)| x == h) {
+                        Some(i) => std::mem::take(&mut swapped[i]),
+                        None => (
+                            false,
+                            HostTimings::default(),
+                            Vec::new(),
+                            Some("no previous version to roll back to".into()),
+                        ),
+                    },
+                )
+                .collect();
             match &opts.balancer {
                 Some(tg) => {
-                    let down: Vec<String> = chunk
-                        .iter()
-                        .zip(&runs)
-                        .filter(|(_, r)| !r.0)
-                        .map(|((h, _, _), _)| h.clone())
-                        .collect();
-                    for (h, why) in s.ctl_each(&down, "start").await {
-                        progress.say(&h, &why);
-                    }
                     if let Err(e) = tg.put_back(&servers, &mut window).await {
                         progress.say("", &e.to_string());
                         outcome = Outcome::Failed;

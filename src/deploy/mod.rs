@@ -27,6 +27,13 @@ pub enum DeployError {
     )]
     NoApp(String),
 
+    #[error("`--stop-first` on stack `{0}`, whose hosts never leave rotation")]
+    #[diagnostic(
+        code(hactl::deploy::stop_first),
+        help("stopping the running version first is only safe where a batch is taken out of rotation before its swap: an AWS target group or haproxy; without either, the default (new version started beside the old one) loses no request")
+    )]
+    StopFirst(String),
+
     #[error("the balancer: {0}")]
     #[diagnostic(
         code(hactl::deploy::balancer),

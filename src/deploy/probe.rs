@@ -66,6 +66,43 @@ impl ProbeConfig {
     }
 }
 
+/// The probe as `hactl deploy --probe[=URL]` asks for it: `asked` is the URL given (empty:
+/// the stack's `endpoint`, see `balancer::prepare`), `rate` requests a second for at most
+/// `max`, `keep_alive`, `resolve` mappings (`NAME=ADDR[:PORT]`) and a CA bundle to trust
+/// instead of the system's roots. Returns the config and the URL. Errors name the value that
+/// is wrong; nothing is sent here.
+pub fn config(
+    asked: &str,
+    endpoint: Option<String>,
+    (rate, max): (f64, Duration),
+    keep_alive: bool,
+    resolve: &[String],
+    ca: Option<&std::path::Path>,
+) -> Result<(ProbeConfig, String), DeployError> {
+    let url = match (asked, endpoint) {
+        ("", Some(e)) => e,
+        ("", None) => {
+            return Err(DeployError::ProbeUrl(
+                "the stack has no VIP and no balancer DNS name: give `--probe URL`".into(),
+            ))
+        }
+        (u, _) => u.to_string(),
+    };
+    let mut cfg = ProbeConfig::new(parse_url(&url).map_err(DeployError::ProbeUrl)?, rate, max);
+    cfg.keep_alive = keep_alive;
+    cfg.resolve = resolve
+        .iter()
+        .map(|r| parse_resolve(r))
+        .collect::<Result<_, _>>()
+        .map_err(DeployError::ProbeUrl)?;
+    if let Some(path) = ca {
+        cfg.ca_pem = Some(std::fs::read(path).map_err(|e| {
+            DeployError::ProbeUrl(format!("cannot read `{}`: {e}", path.display()))
+        })?);
+    }
+    Ok((cfg, url))
+}
+
 /// Parses a probe URL with the `url` crate (WHATWG URL rules): `http` or `https`, with a host
 /// (a DNS name or an IP literal).
 pub fn parse_url(text: &str) -> Result<url::Url, String> {
@@ -320,9 +357,29 @@ pub async fn addresses(cfg: &ProbeConfig) -> Result<Vec<IpAddr>, DeployError> {
 }
 
 /// Checks that sending to `ip` is allowed: an address in the lab range must route through
-/// the lab bridge. Loopback and other addresses (the stack's endpoint, or the one the user
-/// named) are left to the user.
+/// the lab bridge; under the network guard (`HACTL_NETWORK_GUARD=lab`, set by the tests and
+/// benchmarks) nothing outside loopback and the lab is. Other addresses (the stack's
+/// endpoint, or the one the user named) are left to the user.
 pub async fn check_target(ip: IpAddr) -> Result<(), DeployError> {
+    let guard =
+        crate::provider::hosts::guard::active().map_err(|detail| DeployError::ProbeTarget {
+            addr: ip.to_string(),
+            detail,
+        })?;
+    check_target_guarded(ip, guard).await
+}
+
+/// [`check_target`] with the guard's state given.
+async fn check_target_guarded(ip: IpAddr, guard: bool) -> Result<(), DeployError> {
+    if guard && !crate::provider::hosts::guard::allowed(ip) {
+        return Err(DeployError::ProbeTarget {
+            addr: ip.to_string(),
+            detail: format!(
+                "{}=lab: it is outside loopback and the lab's 198.18.0.0/15",
+                crate::provider::hosts::guard::VAR
+            ),
+        });
+    }
     if let IpAddr::V4(v4) = ip {
         if crate::lab::net::lab_range().contains(&v4) {
             return crate::lab::ensure_lab_route(v4)
@@ -729,6 +786,39 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("does not answer before the deploy"),
+            "{err}"
+        );
+    }
+
+    /// Under the network guard (which `.cargo/config.toml` sets for every test run) an
+    /// address outside loopback and the lab is refused before anything is sent, by address
+    /// and by a name mapped to it; loopback passes. Without the guard it is the user's.
+    #[tokio::test]
+    async fn the_network_guard_keeps_the_probe_in_the_lab() {
+        let doc: IpAddr = "192.0.2.10".parse().unwrap(); // TEST-NET-1 (RFC 5737)
+        let err = check_target_guarded(doc, true).await.err().unwrap();
+        assert!(
+            matches!(err, DeployError::ProbeTarget { ref addr, ref detail }
+                if addr == "192.0.2.10" && detail.contains("HACTL_NETWORK_GUARD=lab")),
+            "{err}"
+        );
+        assert!(check_target_guarded("127.0.0.1".parse().unwrap(), true)
+            .await
+            .is_ok());
+        assert!(check_target_guarded(doc, false).await.is_ok());
+        assert_eq!(
+            std::env::var(crate::provider::hosts::guard::VAR).as_deref(),
+            Ok("lab"),
+            "cargo sets the guard for tests (.cargo/config.toml)"
+        );
+        let mut c = cfg("http://far.hactl.test/", 10.0, 1);
+        c.resolve = vec![("far.hactl.test".into(), "192.0.2.10:80".parse().unwrap())];
+        let err = Probe::start(c, Duration::from_millis(100))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, DeployError::ProbeTarget { ref addr, .. } if addr == "192.0.2.10"),
             "{err}"
         );
     }

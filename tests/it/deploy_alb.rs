@@ -66,6 +66,25 @@ impl StandIn {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The log lines stamped within `(from, to)` (unix ms), with the last one before it (the
+    /// set in force when the span began).
+    fn events_within(&self, (from, to): (u64, u64)) -> Vec<Value> {
+        let all: Vec<Value> = self
+            .events()
+            .into_iter()
+            .filter(|e| e["event"] == "backends")
+            .collect();
+        let first = all
+            .iter()
+            .rposition(|e| e["t"].as_u64().unwrap() < from)
+            .unwrap_or(0);
+        all[first..]
+            .iter()
+            .filter(|e| e["t"].as_u64().unwrap() <= to)
+            .cloned()
+            .collect()
+    }
+
     /// Waits until the stand-in routes to every id in `ids`.
     fn wait_active(&self, ids: &[String]) {
         let t0 = Instant::now();
@@ -110,7 +129,7 @@ fn deploy(
     port: u16,
     archive: &str,
     extra: &[&str],
-) -> (bool, Value, String) {
+) -> (bool, Value, String, (u64, u64)) {
     let mut c = w.base();
     c.envs(layer.env());
     c.args([
@@ -132,12 +151,94 @@ fn deploy(
     ]);
     c.args(["--probe-resolve", &format!("{dns}=127.0.0.1:{port}")]);
     c.args(extra);
+    let from = unix_ms();
     let o = c.output().expect("hactl runs");
+    let to = unix_ms();
     let out = stdout(&o);
     let err = stderr(&o);
     let v: Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("deploy --json: {e}\nstdout:\n{out}\nstderr:\n{err}"));
-    (o.status.success(), v, err)
+    (o.status.success(), v, err, (from, to))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Each batch of a deploy through the target group, against the stand-in's log of that
+/// deploy: hactl deregistered, saw the drain end (DescribeTargetHealth no longer listed the
+/// host) and only then swapped, registered and saw it healthy; the drain lasted the 3 s
+/// delay; the stand-in saw the host draining before hactl saw it drained, then saw it gone,
+/// and sent it no new connection from the moment it was draining until after it was
+/// registered again; no request of the batch's window failed.
+fn assert_drained_before_each_swap(r: &Value, events: &[Value], id_of: &dyn Fn(&str) -> String) {
+    let batches = r["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2, "{r:#}");
+    for b in batches {
+        let host = b["hosts"][0].as_str().unwrap();
+        let id = id_of(host);
+        let at = |k: &str| b[k].as_u64().unwrap_or_else(|| panic!("{k}: {b:#}"));
+        let (dereg, drained, swapped, registered, healthy) = (
+            at("deregistered_at"),
+            at("drained_at"),
+            at("swapped_at"),
+            at("registered_at"),
+            at("healthy_at"),
+        );
+        assert!(
+            dereg <= drained
+                && drained <= swapped
+                && swapped <= registered
+                && registered <= healthy,
+            "{b:#}"
+        );
+        assert!(
+            drained - dereg >= 2500,
+            "the drain lasts the 3 s delay: {b:#}"
+        );
+        assert_eq!(b["failed"], 0, "{b:#}");
+        assert!(b["requests"].as_u64().unwrap() > 0, "{b:#}");
+
+        let backends: Vec<&Value> = events.iter().filter(|e| e["event"] == "backends").collect();
+        let i = backends
+            .iter()
+            .position(|e| ids_of(e, "draining").contains(&id))
+            .unwrap_or_else(|| panic!("{host} never seen draining: {events:#?}"));
+        let t_draining = backends[i]["t"].as_u64().unwrap();
+        assert!(
+            i > 0 && ids_of(backends[i - 1], "active").contains(&id),
+            "{host} was in rotation until it drained: {events:#?}"
+        );
+        assert!(
+            t_draining <= drained,
+            "{host}: draining at the stand-in at {t_draining}, drained for hactl at {drained}"
+        );
+        let j = (i..backends.len())
+            .find(|&j| {
+                !ids_of(backends[j], "draining").contains(&id)
+                    && !ids_of(backends[j], "active").contains(&id)
+            })
+            .unwrap_or_else(|| panic!("{host} never gone from the backends: {events:#?}"));
+        let t_gone = backends[j]["t"].as_u64().unwrap();
+        assert!(t_gone < registered, "{host} gone at {t_gone}: {b:#}");
+        let k = (j..backends.len())
+            .find(|&k| ids_of(backends[k], "active").contains(&id))
+            .unwrap_or_else(|| panic!("{host} never back in rotation: {events:#?}"));
+        let t_back = backends[k]["t"].as_u64().unwrap();
+        assert!(
+            t_back >= registered,
+            "{host} routed to at {t_back}, before its registration at {registered}: {events:#?}"
+        );
+        for e in &backends[i..k] {
+            assert!(
+                !ids_of(e, "active").contains(&id),
+                "{host} routed while out: {e:#}"
+            );
+        }
+    }
 }
 
 /// The acceptance run of issue 13: a good version with 0 failed requests of >= 5,000, each
@@ -210,14 +311,15 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     let stand_in = StandIn::start(&w, &layer, &tg, &backends);
     stand_in.wait_active(&ids);
 
-    // 1. v2 under 200 req/s: 0 failed of >= 5,000.
-    let (ok, r, err) = deploy(
+    // 1. v2 under 200 req/s, the new slot started beside the old one: 0 failed of >= 5,000;
+    //    each host drained at the stand-in before its swap.
+    let (ok, r, err, span) = deploy(
         &w,
         &layer,
         &dns,
         stand_in.port,
         &archive("v2"),
-        &["--probe-budget", "0", "--probe-soak", "15s"],
+        &["--probe-budget", "0", "--probe-soak", "12s"],
     );
     assert!(ok, "deploy v2: {r:#}\n{err}");
     assert_eq!(r["outcome"], "deployed", "{r:#}");
@@ -229,65 +331,12 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
         Some(true),
         "{p:#}"
     );
-    let batches = r["batches"].as_array().unwrap();
-    assert_eq!(batches.len(), 2, "{r:#}");
-    let events = stand_in.events();
-    for b in batches {
-        let host = b["hosts"][0].as_str().unwrap();
-        let id = id_of(host);
-        let (dereg, drained, healthy) = (
-            b["deregistered_at"].as_u64().expect("deregistered_at"),
-            b["drained_at"].as_u64().expect("drained_at"),
-            b["healthy_at"].as_u64().expect("healthy_at"),
-        );
-        assert!(dereg <= drained && drained <= healthy, "{b:#}");
-        assert!(
-            drained - dereg >= 2500,
-            "the drain lasts the 3 s delay: {b:#}"
-        );
-        assert_eq!(b["failed"], 0, "{b:#}");
-        assert!(b["requests"].as_u64().unwrap() > 0, "{b:#}");
-        // The stand-in saw it draining (after the deregistration, before hactl saw it gone),
-        // then gone, and routed nothing new to it from then until it was healthy again.
-        let draining = events
-            .iter()
-            .find(|e| {
-                e["event"] == "backends"
-                    && e["t"].as_u64().unwrap() >= dereg
-                    && ids_of(e, "draining").contains(&id)
-            })
-            .unwrap_or_else(|| panic!("{host} never seen draining: {events:#?}"));
-        let t_draining = draining["t"].as_u64().unwrap();
-        assert!(
-            t_draining <= drained,
-            "{host}: draining seen at {t_draining}, drained at {drained}"
-        );
-        let gone = events
-            .iter()
-            .find(|e| {
-                e["event"] == "backends"
-                    && e["t"].as_u64().unwrap() > t_draining
-                    && !ids_of(e, "draining").contains(&id)
-                    && !ids_of(e, "active").contains(&id)
-            })
-            .unwrap_or_else(|| panic!("{host} never gone from the backends: {events:#?}"));
-        assert!(gone["t"].as_u64().unwrap() < healthy, "{gone:#}");
-        for e in events.iter().filter(|e| {
-            e["event"] == "backends" && {
-                let t = e["t"].as_u64().unwrap();
-                t >= t_draining && t < healthy.saturating_sub(1000)
-            }
-        }) {
-            assert!(
-                !ids_of(e, "active").contains(&id),
-                "{host} routed while out: {e:#}"
-            );
-        }
-    }
+    let events = stand_in.events_within(span);
+    assert_drained_before_each_swap(&r, &events, &id_of);
 
-    // 2. A broken version: the canary fails its health gate, it is rolled back and put back,
-    //    0 failed requests.
-    let (ok, r, err) = deploy(
+    // 2. A broken version: the canary fails its health gate (its old version kept serving
+    //    beside it), goes back in the target group, 0 failed requests.
+    let (ok, r, err, _) = deploy(
         &w,
         &layer,
         &dns,
@@ -301,15 +350,31 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     assert!(r["probe"]["versions"].get("v3").is_none(), "{r:#}");
     stand_in.wait_active(&ids);
 
-    // 3. The same deploy with the deregistration switched off loses requests: the stand-in
-    //    keeps sending to a host whose app is being swapped.
-    let (_, r, err) = deploy(
+    // 3. `--stop-first`: the app is down on each host during its swap, and the drain is what
+    //    keeps that from users: 0 failed.
+    let (ok, r, err, span) = deploy(
         &w,
         &layer,
         &dns,
         stand_in.port,
         &archive("v1"),
-        &["--no-deregister", "--probe-soak", "2s"],
+        &["--stop-first", "--probe-budget", "0", "--probe-soak", "2s"],
+    );
+    assert!(ok, "deploy v1 --stop-first: {r:#}\n{err}");
+    assert_eq!(r["probe"]["failed"], 0, "{:#}\n{err}", r["probe"]);
+    assert!(err.contains("stopping the running version"), "{err}");
+    assert_drained_before_each_swap(&r, &stand_in.events_within(span), &id_of);
+    stand_in.wait_active(&ids);
+
+    // 4. The same swap with the deregistration switched off loses requests: the stand-in keeps
+    //    sending to a host whose app is down, so it would catch a deploy that skips the drain.
+    let (_, r, err, span) = deploy(
+        &w,
+        &layer,
+        &dns,
+        stand_in.port,
+        &archive("v2"),
+        &["--no-deregister", "--stop-first", "--probe-soak", "2s"],
     );
     assert!(
         r["probe"]["failed"].as_u64().unwrap() > 0,
@@ -318,6 +383,13 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     for b in r["batches"].as_array().unwrap() {
         assert!(b.get("deregistered_at").is_none(), "{b:#}");
     }
+    for e in stand_in.events_within(span) {
+        assert!(ids_of(&e, "draining").is_empty(), "nothing drained: {e:#}");
+    }
+    eprintln!(
+        "no-deregister --stop-first: {} of {} requests failed",
+        r["probe"]["failed"], r["probe"]["requests"]
+    );
 
     drop(stand_in);
     let mut down = w.base();
