@@ -3,14 +3,18 @@
 # AWS-like layer (targets drain for the deregistration delay, start `initial` for 1 s), with the
 # instances mapped to 3 and to 10 lab hosts and `hactl lab balancer` standing in for the ALB,
 # under a 200 req/s probe sent to the balancer's DNS name (mapped to the stand-in with
-# `--probe-resolve`). Reports per batch: wall time, the deregistration + drain (+ stopping the
-# old slot), the slowest host's on-host time, the wait until `healthy`, and hactl's own
-# overhead (the rest: SSH and API round trips, orchestration); requests and failures. Median of
+# `--probe-resolve`). Reports per batch: wall time, the deregistration + drain, the slowest
+# host's on-host swap, the wait until `healthy`, and hactl's own overhead: the rest of the
+# batch (SSH and API round trips, orchestration) and the part of the two balancer waits past
+# what the balancer itself takes (the delay; the 1 s `initial`), which is DescribeTargetHealth
+# polling; plus the CPU the hactl process used (probe included) and its peak RSS. Median of
 # RUNS deploys per size (alternating v2/v1). Writes bench/out/deploy-alb.md and the
 # `deploy-alb` section of docs/benchmarks.md. Needs root (lab hosts), moto, podman-compose.
 #
 # The stack's deregistration delay is cut from 30 s to DELAY (3 s by default): AWS keeps a
 # target `draining` for the whole delay, so with 30 s each batch would take 30 s more.
+#
+# HACTL_BIN: an already built hactl (e.g. the debug build); default: a release build.
 set -euo pipefail
 if [ -z "${HACTL_LAB_LOCKED:-}" ]; then
   mkdir -p /run/lock
@@ -22,6 +26,8 @@ RUNS=${RUNS:-3}
 SIZES=${SIZES:-"3 10"}
 DELAY=${DELAY:-3s}
 RATE=${RATE:-200}
+# Traffic and SSH only to loopback and the lab (src/provider/hosts/guard.rs).
+export HACTL_NETWORK_GUARD=lab
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ -n "${HACTL_BIN:-}" ]; then
   H=$HACTL_BIN
@@ -84,7 +90,7 @@ PY
 import json, sys
 for h in json.load(open(sys.argv[1]))["outputs"]["hosts"]:
     i = int(h["name"].split("-")[1])
-    print(f"--backend {h[\"instance_id\"]}=198.18.0.{11 + i}:80")' "$W/.hactl/aws-web.state.json")
+    print("--backend " + h["instance_id"] + "=198.18.0." + str(11 + i) + ":80")' "$W/.hactl/aws-web.state.json")
   # shellcheck disable=SC2086
   "$H" lab balancer --target-group "$TG" $BACKENDS --max-time 30m > "$OUT/deploy-alb-standin-$N.jsonl" &
   PIDS+=($!)
@@ -93,24 +99,37 @@ for h in json.load(open(sys.argv[1]))["outputs"]["hosts"]:
   sleep 1
   for r in $(seq 1 "$RUNS"); do
     v=v2; [ $((r % 2)) = 0 ] && v=v1
-    (cd "$W" && "$H" deploy -f $S --archive "$W/demo-$v.tar" --auto-approve --json --no-wait \
+    (cd "$W" && /usr/bin/time -f '%e %U %S %M' -o "$OUT/deploy-alb-$N-$r.time" \
+      "$H" deploy -f $S --archive "$W/demo-$v.tar" --auto-approve --json --no-wait \
       --probe --probe-rate "$RATE" --probe-soak 0s --probe-resolve "$DNS=$LB" \
-      > "$OUT/deploy-alb-$N-$r.json" 2>"$OUT/deploy-alb-$N-$r.log")
+      > "$OUT/deploy-alb-$N-$r.json" 2>"$OUT/deploy-alb-$N-$r.log") || true  # the outcome column tells
   done
-  ROWS+=("$(python3 - "$N" "$OUT"/deploy-alb-"$N"-[0-9]*.json <<'PY'
+  ROWS+=("$(python3 - "$N" "$DELAY" "$OUT"/deploy-alb-"$N"-[0-9]*.json <<'PY'
 import json, statistics, sys
-n = sys.argv[1]
-runs = [json.load(open(f)) for f in sys.argv[2:]]
+n, delay = sys.argv[1], sys.argv[2]
+delay_ms = float(delay.rstrip("s")) * 1000 if not delay.endswith("ms") else float(delay[:-2])
+files = sys.argv[3:]
+runs = [json.load(open(f)) for f in files]
+# /usr/bin/time: wall, user, sys (s), max RSS (KiB)
+times = [open(f[:-len(".json")] + ".time").read().split()[-4:] for f in files]
 med = lambda xs: statistics.median(xs) / 1000
 bs = [b for r in runs for b in r["batches"]]
 over = [b["overhead_ms"] for b in bs]
+drain_past = [b["drain_ms"] - delay_ms for b in bs]
+healthy_past = [b["register_ms"] - 1000 for b in bs]
 reqs = sum(r["probe"]["requests"] for r in runs)
 failed = sum(r["probe"]["failed"] for r in runs)
+cpu = [float(t[1]) + float(t[2]) for t in times]
+wall = [float(t[0]) for t in times]
+rss = max(int(t[3]) for t in times) / 1024
 outcomes = ",".join(sorted({r["outcome"] for r in runs}))
 print(f"| {n} | {len(runs[0]['batches'])} | {med([r['elapsed_ms'] for r in runs]):.2f} s | "
       f"{med([b['elapsed_ms'] for b in bs]):.2f} s | {med([b['drain_ms'] for b in bs]):.2f} s | "
       f"{med([b['host_ms'] for b in bs]):.2f} s | {med([b['register_ms'] for b in bs]):.2f} s | "
-      f"{med(over):.2f} s (max {max(over)/1000:.2f} s) | {reqs} / {failed} | {outcomes} |")
+      f"{med(over):.2f} s (max {max(over)/1000:.2f} s) | "
+      f"{med(drain_past):.2f} s + {med(healthy_past):.2f} s | "
+      f"{statistics.median(cpu):.1f} s of {statistics.median(wall):.0f} s ({100 * sum(cpu) / sum(wall):.0f} %), {rss:.0f} MiB | "
+      f"{reqs} / {failed} | {outcomes} |")
 PY
 )")
   (cd "$W" && "$H" down -f $S --auto-approve >/dev/null 2>&1 || true)
@@ -119,13 +138,13 @@ done
 "$H" lab down >/dev/null 2>&1 || true
 
 {
-  echo "Deploy of seed 003 through its target group (batch 1; deregister, drain for the ${DELAY} delay, stop the old slot, blue/green start with the health gate, register, wait until \`healthy\`), median of $RUNS runs per size, probe at $RATE req/s through \`hactl lab balancer\` on moto behind the AWS-like layer. Machine: $(nproc) cores; $(date -u +%Y-%m-%d); binary: \`$H\`."
+  echo "Deploy of seed 003 through its target group (batch 1; deregister, drain for the ${DELAY} delay, blue/green swap with the new slot started beside the old one and gated on health, register, wait until \`healthy\`), median of $RUNS runs per size, probe at $RATE req/s through \`hactl lab balancer\` on moto behind the AWS-like layer. Machine: $(nproc) cores, shared; $(date -u +%Y-%m-%d); binary: \`$H\`."
   echo
-  echo "| hosts | batches | deploy wall time | time per batch | deregister + drain + stop | on-host swap (slowest host) | register → healthy | hactl overhead per batch | probe requests / failed | outcome |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| hosts | batches | deploy wall time | time per batch | deregister + drain | on-host swap (slowest host) | register → healthy | hactl overhead per batch (SSH, API, orchestration) | balancer waits past the delay + past \`initial\` (polling) | hactl CPU per deploy (user+sys of wall), peak RSS | probe requests / failed | outcome |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
-  echo "A batch's floor is the deregistration delay (AWS keeps a target \`draining\` for all of it) plus the on-host swap plus the balancer's first healthy checks (1 s here). hactl's overhead is the rest: DescribeTargetHealth polls (every 250 ms), SSH round trips and the orchestration. Reproduce: \`bash bench/deploy-alb.sh\` (RUNS, SIZES, DELAY, RATE)."
+  echo "A batch's floor is the deregistration delay (AWS keeps a target \`draining\` for all of it) plus the on-host swap plus the balancer's first healthy checks (1 s \`initial\` here). hactl's overhead is the rest of the batch (SSH round trips, the DeregisterTargets/RegisterTargets calls, orchestration) plus what its two waits take past the balancer's own time: DescribeTargetHealth is polled every 250 ms, so each wait ends up to one poll (and one call) after the state changed. The CPU column is the whole hactl process, the 200 req/s probe (one TLS-less connection per request) included. Reproduce: \`bash bench/deploy-alb.sh\` (RUNS, SIZES, DELAY, RATE, HACTL_BIN)."
 } > "$OUT/deploy-alb.md"
 cat "$OUT/deploy-alb.md"
 

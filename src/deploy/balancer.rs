@@ -157,6 +157,25 @@ fn vip_endpoint(stack: &Stack) -> Option<String> {
     })
 }
 
+/// The URL users reach through a balancer's listener: `https://` for an HTTPS (ALB) or TLS
+/// (NLB) listener, else `http://`; the port only when it is not the scheme's default. `None`
+/// without a DNS name (a balancer not created yet).
+fn lb_endpoint(dns: &str, protocol: &str, port: i64) -> Option<String> {
+    if dns.is_empty() {
+        return None;
+    }
+    let scheme = match protocol.to_ascii_uppercase().as_str() {
+        "HTTPS" | "TLS" => "https",
+        _ => "http",
+    };
+    let default = if scheme == "https" { 443 } else { 80 };
+    Some(if port == default {
+        format!("{scheme}://{dns}/")
+    } else {
+        format!("{scheme}://{dns}:{port}/")
+    })
+}
+
 /// A stack ready for a deploy (see [`prepare`]): the stack with its hosts, its target group
 /// (an AWS stack with a balancer) and its public endpoint (`http[s]://LB-DNS-NAME[:PORT]/` or
 /// the VIP).
@@ -235,24 +254,41 @@ pub async fn aws_stack(stack: &Stack, deregister: bool) -> Result<Prepared, Depl
     };
     let endpoint = balancer.and_then(|b| {
         let dns = st.outputs["balancer"]["dns_name"].as_str()?;
-        if dns.is_empty() {
-            return None;
-        }
         let l = b.listeners.first()?;
-        let scheme = match l.protocol.to_ascii_uppercase().as_str() {
-            "HTTPS" | "TLS" => "https",
-            _ => "http",
-        };
-        let default = if scheme == "https" { 443 } else { 80 };
-        Some(if l.port.value == default {
-            format!("{scheme}://{dns}/")
-        } else {
-            format!("{scheme}://{dns}:{}/", l.port.value)
-        })
+        lb_endpoint(dns, &l.protocol, l.port.value)
     });
     Ok(Prepared {
         stack: s,
         target_group,
         endpoint,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lb_endpoint;
+
+    /// The probe's default target on AWS is the first listener as users reach it.
+    #[test]
+    fn the_balancer_endpoint_follows_its_first_listener() {
+        let dns = "aws-web-lb-1.us-east-1.elb.amazonaws.com";
+        assert_eq!(
+            lb_endpoint(dns, "HTTP", 80).as_deref(),
+            Some("http://aws-web-lb-1.us-east-1.elb.amazonaws.com/")
+        );
+        assert_eq!(
+            lb_endpoint(dns, "HTTPS", 443).as_deref(),
+            Some("https://aws-web-lb-1.us-east-1.elb.amazonaws.com/")
+        );
+        assert_eq!(
+            lb_endpoint(dns, "tls", 8443).as_deref(),
+            Some("https://aws-web-lb-1.us-east-1.elb.amazonaws.com:8443/"),
+            "an NLB's TLS listener"
+        );
+        assert_eq!(
+            lb_endpoint(dns, "TCP", 8080).as_deref(),
+            Some("http://aws-web-lb-1.us-east-1.elb.amazonaws.com:8080/")
+        );
+        assert_eq!(lb_endpoint("", "HTTP", 80), None, "no balancer yet");
+    }
 }

@@ -992,9 +992,10 @@ async fn deploy_locked(
                 .collect();
             let (runs, stop_ms) = s.swap(&swaps, opts.stop_first, "starting", progress).await;
             drain_ms += stop_ms;
-            // Back in rotation whatever happened: a failed host still serves its old slot.
-            // The balancer would not take the batch back: its hosts fail (and, when they run
-            // the new version, are rolled back like any updated host).
+            // Back in rotation whatever happened: a host whose swap failed still serves its
+            // old version. A batch the balancer does not take back (not `healthy` in time)
+            // fails its hosts; those already on the new version are rolled back like any
+            // updated host.
             let mut reg_err: Option<String> = None;
             match &opts.balancer {
                 Some(tg) => {

@@ -121,6 +121,12 @@ fn ids_of(e: &Value, key: &str) -> Vec<String> {
     serde_json::from_value(e[key].clone()).unwrap_or_default()
 }
 
+/// SSH masters exit after this many idle seconds (60 outside tests): shorter than one batch
+/// (~7 s), so every host's master expires while the other host's batch runs, and the deploy
+/// must replace it (`ssh::Connection::revive_if_idle`). With 60 s, a 10-host deploy lost a
+/// host this way (`cannot start a remote shell: the connection was terminated`).
+const SSH_PERSIST: &str = "4";
+
 /// One deploy under the probe at 200 req/s through the stand-in; its JSON report.
 fn deploy(
     w: &Workdir,
@@ -132,6 +138,7 @@ fn deploy(
 ) -> (bool, Value, String, (u64, u64)) {
     let mut c = w.base();
     c.envs(layer.env());
+    c.env("HACTL_SSH_PERSIST", SSH_PERSIST);
     c.args([
         "deploy",
         "-f",
@@ -243,8 +250,10 @@ fn assert_drained_before_each_swap(r: &Value, events: &[Value], id_of: &dyn Fn(&
 
 /// The acceptance run of issue 13: a good version with 0 failed requests of >= 5,000, each
 /// host seen draining then gone at the stand-in before its swap and never routed to until it
-/// is healthy again; a broken version rolls back with 0 failed; the same deploy with the
-/// deregistration switched off loses requests.
+/// is registered again; a broken version rolls back with 0 failed; `--stop-first` (the app
+/// down during the swap) loses nothing either, because of the drain; the same `--stop-first`
+/// deploy with the deregistration switched off loses requests. SSH masters expire between
+/// batches all along (`SSH_PERSIST`).
 #[test]
 fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     let _guard = crate::support::lab_guard();
@@ -272,6 +281,7 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
 
     let mut up = w.base();
     up.envs(layer.env());
+    up.env("HACTL_SSH_PERSIST", SSH_PERSIST);
     up.args(["up", "--auto-approve", "-f", SEED]);
     let o = up.output().unwrap();
     assert!(o.status.success(), "up: {}\n{}", stdout(&o), stderr(&o));
