@@ -138,13 +138,15 @@ done
 "$H" lab down >/dev/null 2>&1 || true
 
 {
-  echo "Deploy of seed 003 through its target group (batch 1; deregister, drain for the ${DELAY} delay, blue/green swap with the new slot started beside the old one and gated on health, register, wait until \`healthy\`), median of $RUNS runs per size, probe at $RATE req/s through \`hactl lab balancer\` on moto behind the AWS-like layer. Machine: $(nproc) cores, shared; $(date -u +%Y-%m-%d); binary: \`$H\`."
+  echo "Command: \`${HACTL_BIN:+HACTL_BIN=$HACTL_BIN }RUNS=$RUNS SIZES=\"$SIZES\" DELAY=$DELAY RATE=$RATE bash bench/deploy-alb.sh\`"
+  echo
+  echo "Deploy of seed 003 through its target group (batch 1; deregister, drain for the ${DELAY} delay, blue/green swap with the new slot started beside the old one and gated on health, register, wait until \`healthy\`), median of $RUNS runs per size, probe at $RATE req/s through \`hactl lab balancer\` on moto behind the AWS-like layer. Machine: $(nproc) cores, shared; $(date -u +%Y-%m-%d); binary: \`$H\` ($(case $H in */debug/*) echo debug;; *) echo release;; esac) build)."
   echo
   echo "| hosts | batches | deploy wall time | time per batch | deregister + drain | on-host swap (slowest host) | register → healthy | hactl overhead per batch (SSH, API, orchestration) | balancer waits past the delay + past \`initial\` (polling) | hactl CPU per deploy (user+sys of wall), peak RSS | probe requests / failed | outcome |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
-  echo "A batch's floor is the deregistration delay (AWS keeps a target \`draining\` for all of it) plus the on-host swap plus the balancer's first healthy checks (1 s \`initial\` here). hactl's overhead is the rest of the batch (SSH round trips, the DeregisterTargets/RegisterTargets calls, orchestration) plus what its two waits take past the balancer's own time: DescribeTargetHealth is polled every 250 ms, so each wait ends up to one poll (and one call) after the state changed. The CPU column is the whole hactl process, the 200 req/s probe (one TLS-less connection per request) included. Reproduce: \`bash bench/deploy-alb.sh\` (RUNS, SIZES, DELAY, RATE, HACTL_BIN)."
+  echo "A batch's floor is the deregistration delay (AWS keeps a target \`draining\` for all of it) plus the on-host swap plus the balancer's first healthy checks (1 s \`initial\` here). hactl's overhead is the rest of the batch (SSH round trips, the DeregisterTargets/RegisterTargets calls, orchestration) plus what its two waits take past the balancer's own time: DescribeTargetHealth is polled every 250 ms, so each wait ends up to one poll (and one call) after the state changed. The CPU column is the whole hactl process, the 200 req/s probe (one plain-HTTP connection per request) included. With the seed's own 30 s delay each batch would take about 27 s longer: the delay, not hactl, is what a deploy through a target group waits for. Reproduce: \`bash bench/deploy-alb.sh\` (RUNS, SIZES, DELAY, RATE, HACTL_BIN)."
 } > "$OUT/deploy-alb.md"
 cat "$OUT/deploy-alb.md"
 
