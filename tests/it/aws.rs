@@ -158,7 +158,7 @@ impl Workdir {
     }
 
     /// hactl in this directory, with HOME here (the age identity lives under it).
-    fn base(&self) -> Command {
+    pub fn base(&self) -> Command {
         let mut c = hactl();
         c.current_dir(self.dir.path());
         c.env("HOME", self.dir.path());
@@ -1147,7 +1147,7 @@ fn lab(args: &[&str]) -> String {
 
 /// The lab variant's working directory: the seed, an ssh_config that sends `web-0`/`web-1` to
 /// the lab's host1/host2, and the demo image archive the app runs from.
-fn lab_workdir() -> Workdir {
+pub fn lab_workdir() -> Workdir {
     let w = Workdir::seed(lab_variant);
     std::fs::write(
         w.dir.path().join("stacks/ssh_config"),
