@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// How many AWS resources are created or deleted at once within a wave.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
+    /// Allow a plan that deletes or replaces a database or file system (`down` included):
+    /// without it such a plan is refused. A database still gets a final snapshot.
+    #[arg(long)]
+    pub allow_data_loss: bool,
 }
 
 pub fn is_aws(stack: &Stack) -> bool {
@@ -147,16 +151,18 @@ pub async fn plan(
             vpc_cidrs: account.vpc_cidrs.as_deref(),
         };
         let d = diff::diff(&desired::desired(&stack.file, &inputs), &observed);
-        Ok::<_, miette::Report>(d.plan(stack.name()))
+        let refusal = diff::refuse_data_loss(&d, run.allow_data_loss);
+        Ok::<_, miette::Report>((d.plan(stack.name()), refusal))
     }
     .await;
     guard.release().await;
-    let plan = r?;
+    let (plan, refusal) = r?;
     if args.json {
         view::print_json(&plan)?;
     } else {
         view::print_out(&view::plan::render_plan(&plan, &[]));
     }
+    refusal?;
     Ok(if detailed_exitcode && plan.has_changes() {
         ExitStatus::Changes
     } else {
@@ -494,6 +500,8 @@ async fn converge(
         }
         view::print_out(&text);
     }
+    // Before any prompt or change: a plan that destroys data needs `--allow-data-loss`.
+    diff::refuse_data_loss(&d, run.allow_data_loss)?;
     if let Op::Heal { dry_run: true } = op {
         if args.json {
             view::print_json(&ApplyOutput {

@@ -21,6 +21,7 @@
 //! conditional request (`If-Match` the ETag read; `If-None-Match: *` for a first state), so
 //! two writers cannot both pass the compare.
 
+pub mod journal;
 mod lock;
 mod s3;
 

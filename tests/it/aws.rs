@@ -220,21 +220,21 @@ fn live() -> Filter {
 /// Counts of this stack's resources, read from AWS (tags for EC2, tags for ELB/EFS/RDS).
 #[derive(Debug, PartialEq, Eq, Default)]
 pub struct Counts {
-    vpcs: usize,
-    subnets: usize,
-    igws: usize,
-    route_tables: usize,
-    sgs: usize,
-    key_pairs: usize,
-    instances: usize,
-    lbs: usize,
-    tgs: usize,
-    listeners: usize,
-    targets: usize,
-    filesystems: usize,
-    mount_targets: usize,
-    db_subnet_groups: usize,
-    dbs: usize,
+    pub vpcs: usize,
+    pub subnets: usize,
+    pub igws: usize,
+    pub route_tables: usize,
+    pub sgs: usize,
+    pub key_pairs: usize,
+    pub instances: usize,
+    pub lbs: usize,
+    pub tgs: usize,
+    pub listeners: usize,
+    pub targets: usize,
+    pub filesystems: usize,
+    pub mount_targets: usize,
+    pub db_subnet_groups: usize,
+    pub dbs: usize,
 }
 
 pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
@@ -702,7 +702,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(lb.security_groups(), [lb_id.to_string()]);
     let tgs = elb
         .describe_target_groups()
-        .names(format!("hactl-{name}-web"))
+        .names(format!("hactl-{name}-web-http-80"))
         .send()
         .await
         .unwrap();
@@ -910,14 +910,14 @@ fn aws_seed003_up_noop_replace_update_down() {
     let tg = rt
         .block_on(
             elb.describe_target_groups()
-                .names("hactl-aws-web-web")
+                .names("hactl-aws-web-web-http-80")
                 .send(),
         )
         .unwrap();
     assert_eq!(tg.target_groups()[0].health_check_path(), Some("/ready"));
 
     // Down: everything tagged goes, the decoy stays.
-    let out = w.ok(&moto, &["down", "--auto-approve"]);
+    let out = w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert!(out.contains("Applied."), "{out}");
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     rt.block_on(decoy_intact(&conf, &decoy));
@@ -980,8 +980,13 @@ fn aws_sigkill_at_five_points_converges_without_duplicates() {
     let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
     // Kills during down converge too.
-    up_killed_after_cmd(&w, &moto, &["down", "--auto-approve"], 3);
-    w.ok(&moto, &["down", "--auto-approve"]);
+    up_killed_after_cmd(
+        &w,
+        &moto,
+        &["down", "--auto-approve", "--allow-data-loss"],
+        3,
+    );
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
 }
 
@@ -1298,7 +1303,7 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
     assert_eq!(out.matches("Nothing to do.").count(), 2, "{out}");
     assert!(!err.contains("pinned"), "{err}");
 
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     lab(&["lab", "down"]);
 }
@@ -1578,7 +1583,7 @@ fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     lab(&["lab", "down"]);
 }

@@ -282,7 +282,11 @@ async fn aws_like_up_plan_down_converge_under_faults() {
         stderr(&o)
     );
 
-    stack.ok(&layer, &["down", "--auto-approve"], 5 * MINUTE);
+    stack.ok(
+        &layer,
+        &["down", "--auto-approve", "--allow-data-loss"],
+        5 * MINUTE,
+    );
     layer.calm();
     assert_eq!(counts(&layer.sdk().await, NAME).await, Counts::default());
 }
@@ -299,7 +303,11 @@ async fn aws_like_down_outlasts_lingering_enis() {
         5 * MINUTE,
     );
     layer.configure(json!({"eni_linger_secs": 5}));
-    stack.ok(&layer, &["down", "--auto-approve"], 5 * MINUTE);
+    stack.ok(
+        &layer,
+        &["down", "--auto-approve", "--allow-data-loss"],
+        5 * MINUTE,
+    );
     let down = layer.stats();
     assert!(
         n(&down, "dependency_violation") > 0,
@@ -449,5 +457,328 @@ fn aws_like_database_port_change_is_applied() {
         Some(0),
         "the port change was not applied:\n{}",
         stdout(&o)
+    );
+}
+
+/// The final DB snapshots of this stack's database, as RDS lists them.
+async fn final_snapshots(layer: &AwsLike) -> Vec<String> {
+    let rds = aws_sdk_rds::Client::new(&layer.sdk().await);
+    let out = rds
+        .describe_db_snapshots()
+        .send()
+        .await
+        .expect("DescribeDBSnapshots");
+    out.db_snapshots()
+        .iter()
+        .filter_map(|s| s.db_snapshot_identifier())
+        .filter(|id| id.starts_with(&format!("hactl-{NAME}-db-final-")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 12 §2 data safety: a `database.name` change replaces the database. Without
+/// `--allow-data-loss` `plan` and `up` refuse it before anything changes (the database is still
+/// there, no snapshot); with it, the database is replaced and a final snapshot of the old one
+/// exists. `down` is refused the same way; deletion protection is on until hactl deletes.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_like_database_name_change_needs_allow_data_loss() {
+    let layer = AwsLike::start(json!({}));
+    let stack = Stack::new(|s| s);
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let rds = aws_sdk_rds::Client::new(&layer.sdk().await);
+    let ident = format!("hactl-{NAME}-db");
+    let db = rds
+        .describe_db_instances()
+        .db_instance_identifier(&ident)
+        .send()
+        .await
+        .expect("the database exists");
+    assert_eq!(
+        db.db_instances()[0].deletion_protection(),
+        Some(true),
+        "deletion protection is on"
+    );
+
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    std::fs::write(
+        &stack.file,
+        text.replacen("    name: app\n", "    name: app2\n", 1),
+    )
+    .unwrap();
+    let (o, _) = stack.run(&layer, &["plan"], 2 * MINUTE);
+    assert!(!o.status.success(), "plan accepted it: {}", stdout(&o));
+    assert!(
+        stdout(&o).contains("destroys data"),
+        "the plan marks it:\n{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("hactl::aws::data_loss"),
+        "{}",
+        stderr(&o)
+    );
+    let (o, _) = stack.run(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        2 * MINUTE,
+    );
+    assert!(!o.status.success(), "up accepted it: {}", stdout(&o));
+    assert!(
+        stderr(&o).contains("`aws_db_instance.main` (replace: db_name changed: app → app2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(counts(&layer.sdk().await, NAME).await.dbs, 1);
+    assert!(final_snapshots(&layer).await.is_empty());
+
+    stack.ok(
+        &layer,
+        &[
+            "up",
+            "--auto-approve",
+            "--provision-only",
+            "--allow-data-loss",
+        ],
+        5 * MINUTE,
+    );
+    assert_eq!(final_snapshots(&layer).await.len(), 1);
+    let db = rds
+        .describe_db_instances()
+        .db_instance_identifier(&ident)
+        .send()
+        .await
+        .expect("the new database exists");
+    assert_eq!(db.db_instances()[0].db_name(), Some("app2"));
+    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    let (o, _) = stack.run(&layer, &["down", "--auto-approve"], 2 * MINUTE);
+    assert!(!o.status.success(), "down accepted it: {}", stdout(&o));
+    assert!(
+        stderr(&o).contains("hactl::aws::data_loss"),
+        "{}",
+        stderr(&o)
+    );
+    stack.ok(
+        &layer,
+        &["down", "--auto-approve", "--allow-data-loss"],
+        5 * MINUTE,
+    );
+    assert_eq!(final_snapshots(&layer).await.len(), 2);
+    assert_eq!(counts(&layer.sdk().await, NAME).await, Counts::default());
+}
+
+/// Issue 12 §2 replace without an outage: a `target_port` change replaces the target group
+/// while the listener forwards to it. On main the old group was deleted first and AWS (and moto)
+/// answered `ResourceInUse` until the 30-minute limit, with every target deregistered. Now the
+/// new group is created, the listener repointed and the targets registered, then the old group
+/// goes: `up` converges, one group is left, and the listener forwards to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_like_target_port_change_repoints_the_listener_first() {
+    let layer = AwsLike::start(json!({"not_found_secs": 2, "throttle_share": 0.05, "seed": 7}));
+    let stack = Stack::new(|s| s);
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    std::fs::write(
+        &stack.file,
+        text.replacen("    target_port: 80\n", "    target_port: 8080\n", 1),
+    )
+    .unwrap();
+    let (plan, _) = stack.ok(&layer, &["plan"], 2 * MINUTE);
+    assert!(plan.contains("port changed: 80 → 8080: replace"), "{plan}");
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        3 * MINUTE,
+    );
+    layer.calm();
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&layer.sdk().await);
+    let tgs = elb.describe_target_groups().send().await.unwrap();
+    let ours: Vec<_> = tgs
+        .target_groups()
+        .iter()
+        .filter(|t| {
+            t.target_group_name()
+                .is_some_and(|n| n.starts_with(&format!("hactl-{NAME}-web")))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0].port(), Some(8080));
+    let arn = ours[0].target_group_arn().unwrap();
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    let lb = lbs.load_balancers()[0].load_balancer_arn().unwrap();
+    let ls = elb
+        .describe_listeners()
+        .load_balancer_arn(lb)
+        .send()
+        .await
+        .unwrap();
+    let forwards: Vec<&str> = ls
+        .listeners()
+        .iter()
+        .flat_map(|l| l.default_actions())
+        .filter_map(|a| a.target_group_arn())
+        .collect();
+    assert_eq!(forwards, [arn]);
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.target_health_descriptions().len(), 2);
+    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// Issue 12 §2: an `instance_type` change replaces the instances create-before-destroy and one
+/// at a time: web[0]'s replacement (launch, register, healthy, deregister, terminate) ends
+/// before web[1]'s begins; afterwards the two new instances are the registered targets.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_like_instance_type_change_rolls_one_at_a_time() {
+    let layer = AwsLike::start(json!({"instance_pending_secs": 1}));
+    let stack = Stack::new(|s| s);
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    std::fs::write(
+        &stack.file,
+        text.replacen("instance_type: t2.micro", "instance_type: t3.small", 1),
+    )
+    .unwrap();
+    let (o, _) = stack.run(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        3 * MINUTE,
+    );
+    let progress = stderr(&o);
+    assert!(o.status.success(), "{}\n{progress}", stdout(&o));
+    let at = |needle: &str| {
+        progress
+            .find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{progress}"))
+    };
+    assert!(
+        at("aws_instance.web[0]: replaced") < at("aws_instance.web[1]: replacing"),
+        "{progress}"
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&layer.sdk().await);
+    let out = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:hactl:stack")
+                .values(NAME)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let running: Vec<_> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(running.len(), 2);
+    assert!(running
+        .iter()
+        .all(|i| i.instance_type().map(|t| t.as_str()) == Some("t3.small")));
+    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// Issue 12 §2 the root disk and IMDSv2: each instance's one block device mapping is on the
+/// AMI's RootDeviceName as DescribeImages reports it (main mapped a hard-coded `/dev/xvda`,
+/// which on an AMI whose root is `/dev/sda1` attaches a second, billed volume and leaves the root
+/// unresized), and the metadata service takes IMDSv2 tokens only, with a hop limit of 2.
+/// IMDSv1 turned back on by hand is planned as an in-place update and repaired by `up`.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_like_root_device_from_the_ami_and_imdsv2_only() {
+    let layer = AwsLike::start(json!({}));
+    let stack = Stack::new(|s| s);
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&layer.sdk().await);
+    let image = ec2
+        .describe_images()
+        .image_ids("ami-1e749f67")
+        .send()
+        .await
+        .unwrap();
+    let root = image.images()[0].root_device_name().unwrap().to_string();
+    let instances = || async {
+        let out = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:hactl:stack")
+                    .values(NAME)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let all = instances().await;
+    assert_eq!(all.len(), 2);
+    for i in &all {
+        let devices: Vec<&str> = i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|b| b.device_name())
+            .collect();
+        assert_eq!(devices, [root.as_str()], "{:?}", i.instance_id());
+        let m = i.metadata_options().expect("metadata options");
+        assert_eq!(m.http_tokens().map(|t| t.as_str()), Some("required"));
+        assert_eq!(m.http_put_response_hop_limit(), Some(2));
+    }
+    let id = all[0].instance_id().unwrap();
+    ec2.modify_instance_metadata_options()
+        .instance_id(id)
+        .http_tokens(aws_sdk_ec2::types::HttpTokensState::Optional)
+        .send()
+        .await
+        .unwrap();
+    let (plan, _) = stack.ok(&layer, &["plan"], 2 * MINUTE);
+    assert!(
+        plan.contains("metadata.http_tokens: optional → required"),
+        "{plan}"
+    );
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(
+        instances().await.len(),
+        2,
+        "repaired in place, not replaced"
     );
 }

@@ -17,7 +17,7 @@
 //! while the new id propagates; waits poll with tokio sleeps, treat throttling as pending, end
 //! at a failure state with the AWS status, and have per-kind limits (`aws.timeouts`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use aws_sdk_ec2::types as ec2t;
 use aws_sdk_elasticloadbalancingv2::types as elbt;
 
 use crate::plan::Action;
+use crate::state::journal::{self, Journal};
 use crate::vault::Secret;
 
 use super::client::Clients;
@@ -81,13 +82,122 @@ pub enum Event {
     },
 }
 
+/// Which replacements are made create-before-destroy: the new resource is created (and what
+/// references it repointed) before the old one is deleted, so a listener never forwards to a
+/// deleted target group (AWS answers DeleteTargetGroup `ResourceInUse` while one does) and an
+/// instance keeps serving until its replacement does. Kinds that can: target groups (their
+/// AWS name carries what forces the replacement, so old and new coexist), their registrations,
+/// and instances. A replacement is made this way only when nothing it references is deleted
+/// first (a subnet replaced under an instance must go before the new instance can exist
+/// elsewhere... and cannot go while the old instance is in it).
+pub fn create_before_destroy(steps: &[Step]) -> BTreeSet<String> {
+    let can = |k: ResKind| {
+        matches!(
+            k,
+            ResKind::TargetGroup | ResKind::TargetAttachment | ResKind::Instance
+        )
+    };
+    let kind = |s: &Step| s.observed.as_ref().map(|o| o.res.kind);
+    let mut first: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| match s.change.action {
+            Action::Delete => !s.duplicate,
+            Action::Replace => !kind(s).is_some_and(can),
+            _ => false,
+        })
+        .map(|s| s.change.addr.as_str())
+        .collect();
+    let candidates: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.change.action == Action::Replace && kind(s).is_some_and(can))
+        .collect();
+    // A candidate that references something deleted first is not one; that may disqualify
+    // what references it in turn, so repeat until nothing changes.
+    loop {
+        let before = first.len();
+        for s in &candidates {
+            let deps_go_first = s
+                .observed
+                .iter()
+                .flat_map(|o| o.res.deps())
+                .any(|d| first.contains(d));
+            if deps_go_first {
+                first.insert(s.change.addr.as_str());
+            }
+        }
+        if first.len() == before {
+            break;
+        }
+    }
+    candidates
+        .iter()
+        .filter(|s| !first.contains(s.change.addr.as_str()))
+        .map(|s| s.change.addr.clone())
+        .collect()
+}
+
+/// The three phases a plan runs in, in order:
+/// 1. `deletes`: deletes, and the delete half of replacements that cannot be made
+///    create-before-destroy, deepest first;
+/// 2. `forwards`: creates, updates and the create half of every replacement (an instance
+///    replaced create-before-destroy is rolled in this phase, one at a time: see
+///    [`roll_instance`]);
+/// 3. `cleanup`: the old halves of create-before-destroy replacements (a target group once
+///    the listener forwards to its successor) and duplicates, deepest first.
+#[derive(Debug, Default)]
+pub struct Phases<'a> {
+    pub deletes: Vec<&'a Step>,
+    pub forwards: Vec<&'a Step>,
+    pub cleanup: Vec<&'a Step>,
+    /// Addresses replaced create-before-destroy ([`create_before_destroy`]).
+    pub cbd: BTreeSet<String>,
+}
+
+/// Sorts `steps` into [`Phases`].
+pub fn phases(steps: &[Step]) -> Phases<'_> {
+    let cbd = create_before_destroy(steps);
+    let mut p = Phases::default();
+    for s in steps {
+        let instance = s
+            .observed
+            .as_ref()
+            .is_some_and(|o| o.res.kind == ResKind::Instance);
+        match s.change.action {
+            Action::Delete if s.duplicate => p.cleanup.push(s),
+            Action::Delete => p.deletes.push(s),
+            Action::Replace if cbd.contains(&s.change.addr) => {
+                p.forwards.push(s);
+                if !instance {
+                    p.cleanup.push(s);
+                }
+            }
+            Action::Replace => {
+                p.deletes.push(s);
+                p.forwards.push(s);
+            }
+            _ => p.forwards.push(s),
+        }
+    }
+    p.cbd = cbd;
+    p
+}
+
+/// Which phase a step runs in (what `run_step` does with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Delete,
+    Forward,
+    Cleanup,
+}
+
 /// Runs the steps; `on_event` is awaited after each one (the caller saves the state there).
 ///
-/// Deletes all run before any create or update. Within each phase a step starts as soon as
-/// the steps it depends on are done (a create after the creates of what it references; a
-/// delete after the deletes of what references it), at most `parallelism` at a time: the run
-/// takes as long as its longest dependency chain, not the sum of its waves' slowest steps
-/// (measured on `bench/aws-like.sh`). After a failure nothing new starts; what runs finishes.
+/// The steps run in three [`Phases`]. Within each phase a step starts as soon as the steps it
+/// depends on are done (a create after the creates of what it references; a delete after the
+/// deletes of what references it), at most `parallelism` at a time: the run takes as long as
+/// its longest dependency chain, not the sum of its waves' slowest steps (measured on
+/// `bench/aws-like.sh`). Instances replaced create-before-destroy go one at a time. After a
+/// failure nothing new starts; what runs finishes.
 pub async fn apply<F, Fut>(
     ctx: Arc<Ctx>,
     steps: &[Step],
@@ -98,23 +208,101 @@ where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
-    let mut deletes: Vec<&Step> = Vec::new();
-    let mut forwards: Vec<&Step> = Vec::new();
-    for s in steps {
-        match s.change.action {
-            Action::Delete => deletes.push(s),
-            Action::Replace => {
-                deletes.push(s);
-                forwards.push(s);
-            }
-            _ => forwards.push(s),
-        }
-    }
-    let errors = run_graph(&ctx, &deletes, parallelism, true, on_event.clone()).await;
+    let p = phases(steps);
+    let run = match Run::start(&ctx, steps).await {
+        Ok(r) => r,
+        Err(e) => return vec![e],
+    };
+    let pre = prerequisites(&p.deletes, true);
+    let errors = run_graph(
+        &ctx,
+        &p.deletes,
+        pre,
+        parallelism,
+        Phase::Delete,
+        &p.cbd,
+        &run,
+        on_event.clone(),
+    )
+    .await;
     if !errors.is_empty() {
         return errors;
     }
-    run_graph(&ctx, &forwards, parallelism, false, on_event).await
+    let mut pre = prerequisites(&p.forwards, false);
+    one_at_a_time(&p.forwards, &p.cbd, &mut pre);
+    let errors = run_graph(
+        &ctx,
+        &p.forwards,
+        pre,
+        parallelism,
+        Phase::Forward,
+        &p.cbd,
+        &run,
+        on_event.clone(),
+    )
+    .await;
+    if !errors.is_empty() {
+        return errors;
+    }
+    let pre = prerequisites(&p.cleanup, true);
+    run_graph(
+        &ctx,
+        &p.cleanup,
+        pre,
+        parallelism,
+        Phase::Cleanup,
+        &p.cbd,
+        &run,
+        on_event,
+    )
+    .await
+}
+
+/// Instances replaced create-before-destroy are rolled one at a time (in address order): each
+/// waits for the one before it, so at most one instance is out of service at once.
+fn one_at_a_time(steps: &[&Step], cbd: &BTreeSet<String>, pre: &mut [Vec<usize>]) {
+    let mut rolling: Vec<usize> = (0..steps.len())
+        .filter(|&i| {
+            let s = steps[i];
+            s.change.action == Action::Replace
+                && cbd.contains(&s.change.addr)
+                && s.observed
+                    .as_ref()
+                    .is_some_and(|o| o.res.kind == ResKind::Instance)
+        })
+        .collect();
+    rolling.sort_by(|&a, &b| steps[a].change.addr.cmp(&steps[b].change.addr));
+    for w in rolling.windows(2) {
+        pre[w[1]].push(w[0]);
+    }
+}
+
+/// The target groups (addresses) an instance replaced create-before-destroy is moved between:
+/// those whose registration (the plan's attachment) lists the instance.
+#[derive(Debug, Default, Clone)]
+struct Roll {
+    target_groups: BTreeMap<String, Vec<String>>,
+}
+
+impl Roll {
+    fn of(steps: &[Step]) -> Roll {
+        let mut target_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in steps.iter().filter_map(|s| s.desired.as_ref()) {
+            if r.kind != ResKind::TargetAttachment {
+                continue;
+            }
+            let Some(tg) = r.one_ref("target_group") else {
+                continue;
+            };
+            for t in r.refs.get("targets").into_iter().flatten() {
+                target_groups
+                    .entry(t.clone())
+                    .or_default()
+                    .push(tg.to_string());
+            }
+        }
+        Roll { target_groups }
+    }
 }
 
 /// For each step, the steps of the same phase that must be done before it starts.
@@ -147,18 +335,22 @@ fn prerequisites(steps: &[&Step], deleting: bool) -> Vec<Vec<usize>> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_graph<F, Fut>(
     ctx: &Arc<Ctx>,
     steps: &[&Step],
+    pre: Vec<Vec<usize>>,
     parallelism: usize,
-    deleting: bool,
+    phase: Phase,
+    cbd: &BTreeSet<String>,
+    run: &Run,
     on_event: F,
 ) -> Vec<AwsError>
 where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
-    let pre = prerequisites(steps, deleting);
+    let deleting = phase != Phase::Forward;
     let n = steps.len();
     let mut done = vec![false; n];
     let mut started = vec![false; n];
@@ -183,7 +375,8 @@ where
                     break;
                 }
                 started[i] = true;
-                let step = run_step(ctx, steps[i], deleting, on_event.clone());
+                let rolled = cbd.contains(&steps[i].change.addr);
+                let step = run_step(ctx, steps[i], phase, rolled, run, on_event.clone());
                 running.push(async move { (i, step.await) });
             }
         }
@@ -198,17 +391,105 @@ where
     errors
 }
 
-/// One step: its events, its call(s), and the id it leaves in the context.
-async fn run_step<F, Fut>(ctx: &Arc<Ctx>, s: &Step, deleting: bool, on_event: F) -> Option<AwsError>
+/// What one apply run carries besides the context: the rolling targets and the journal.
+struct Run {
+    roll: Roll,
+    journal: Journal,
+    /// The journal as it was when the run started.
+    past: Vec<journal::Entry>,
+    /// `<pid>-<start unix ms>`.
+    id: String,
+}
+
+impl Run {
+    /// Reads the journal first: every intent a killed run left without a result is recorded as
+    /// adopted by this run (observe has found what it made, by its tags; a create still to do
+    /// is retried with its token).
+    async fn start(ctx: &Ctx, steps: &[Step]) -> Result<Run, AwsError> {
+        let journal = Journal::for_stack(&ctx.stack);
+        let past = journal.read().await?;
+        let run = Run {
+            roll: Roll::of(steps),
+            journal,
+            id: format!("{}-{}", std::process::id(), journal::now_ms()),
+            past,
+        };
+        for e in journal::in_flight(&run.past) {
+            run.note(
+                &e.addr,
+                &e.action,
+                journal::Event::Adopted,
+                e.token.clone(),
+                None,
+            )
+            .await?;
+        }
+        Ok(run)
+    }
+
+    /// The idempotency token of a create of `addr` ([`journal::create_token`]).
+    fn token(&self, ctx: &Ctx, addr: &str, salt: &str) -> String {
+        journal::create_token(&ctx.token(addr, salt), &self.past, addr)
+    }
+
+    async fn note(
+        &self,
+        addr: &str,
+        action: &str,
+        event: journal::Event,
+        token: Option<String>,
+        id: Option<String>,
+    ) -> Result<(), AwsError> {
+        self.journal
+            .append(&journal::Entry {
+                at: journal::now_ms(),
+                run: self.id.clone(),
+                addr: addr.to_string(),
+                action: action.to_string(),
+                event,
+                token,
+                id,
+                error: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn note_failed(&self, addr: &str, action: &str, error: &str) -> Result<(), AwsError> {
+        self.journal
+            .append(&journal::Entry {
+                at: journal::now_ms(),
+                run: self.id.clone(),
+                addr: addr.to_string(),
+                action: action.to_string(),
+                event: journal::Event::Failed,
+                token: None,
+                id: None,
+                error: Some(error.to_string()),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// One step: its events, its call(s), and the id it leaves in the context. `rolled`: the step
+/// is a replacement made create-before-destroy ([`create_before_destroy`]).
+async fn run_step<F, Fut>(
+    ctx: &Arc<Ctx>,
+    s: &Step,
+    phase: Phase,
+    rolled: bool,
+    run: &Run,
+    on_event: F,
+) -> Option<AwsError>
 where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
     let addr = s.change.addr.clone();
-    let action = if deleting {
-        Action::Delete
-    } else {
-        s.change.action
+    let action = match phase {
+        Phase::Forward => s.change.action,
+        Phase::Delete | Phase::Cleanup => Action::Delete,
     };
     on_event(Event::Started {
         addr: addr.clone(),
@@ -216,37 +497,84 @@ where
     })
     .await;
     let t0 = Instant::now();
-    let r = if deleting {
-        match &s.observed {
-            Some(o) => delete(ctx, o).await.map(|_| None),
-            None => Ok(None),
-        }
+    // The journal first: the intent is on disk before the call is sent.
+    let creates = phase == Phase::Forward
+        && matches!(s.change.action, Action::Create | Action::Replace)
+        && s.desired.is_some();
+    let token = if creates {
+        let salt = s
+            .observed
+            .as_ref()
+            .map(|o| o.id.as_str())
+            .or(s.replaces.as_deref())
+            .unwrap_or("");
+        Some(run.token(ctx, &addr, salt))
     } else {
-        match (&s.desired, s.change.action) {
-            (Some(d), Action::Update) => {
-                let o = s.observed.as_ref();
-                match o {
-                    Some(o) => {
-                        let mut r = retag(ctx, o).await;
-                        if r.is_ok() && !s.retag_only {
-                            r = update(ctx, d, o).await;
+        None
+    };
+    let verb = match (phase, s.change.action) {
+        (Phase::Forward, Action::Update) => "update",
+        (Phase::Forward, _) if creates => "create",
+        (Phase::Forward, _) => "none",
+        _ => "delete",
+    };
+    let r = match run
+        .note(&addr, verb, journal::Event::Intent, token.clone(), None)
+        .await
+    {
+        Err(e) => Err(e),
+        Ok(()) => match phase {
+            Phase::Delete => match &s.observed {
+                Some(o) => delete(ctx, o).await.map(|_| None),
+                None => Ok(None),
+            },
+            // The old half of a create-before-destroy replacement, or a duplicate: the address
+            // keeps the id it has now (the new resource, or the first of the duplicates).
+            Phase::Cleanup => match &s.observed {
+                Some(o) => match delete(ctx, o).await {
+                    Ok(()) => Ok(ctx.ids.lock().await.get(&addr).cloned()),
+                    Err(e) => Err(e),
+                },
+                None => Ok(None),
+            },
+            Phase::Forward => match (&s.desired, s.change.action) {
+                (Some(d), Action::Update) => {
+                    let o = s.observed.as_ref();
+                    match o {
+                        Some(o) => {
+                            let mut r = retag(ctx, o).await;
+                            if r.is_ok() && !s.retag_only {
+                                r = update(ctx, d, o).await;
+                            }
+                            r.map(|_| Some(o.id.clone()))
                         }
-                        r.map(|_| Some(o.id.clone()))
+                        None => Ok(None),
                     }
-                    None => Ok(None),
                 }
-            }
-            (Some(d), _) => {
-                let salt = s
-                    .observed
-                    .as_ref()
-                    .map(|o| o.id.as_str())
-                    .or(s.replaces.as_deref())
-                    .unwrap_or("");
-                create(ctx, d, salt).await.map(Some)
-            }
-            (None, _) => Ok(None),
+                (Some(d), Action::Replace) if rolled && d.kind == ResKind::Instance => {
+                    let token = token.clone().unwrap_or_default();
+                    match &s.observed {
+                        Some(o) => roll_instance(ctx, d, o, &run.roll, &token).await.map(Some),
+                        None => create(ctx, d, &token).await.map(Some),
+                    }
+                }
+                (Some(d), _) => create(ctx, d, &token.clone().unwrap_or_default())
+                    .await
+                    .map(Some),
+                (None, _) => Ok(None),
+            },
+        },
+    };
+    let noted = match &r {
+        Ok(id) => {
+            run.note(&addr, verb, journal::Event::Done, None, id.clone())
+                .await
         }
+        Err(e) => run.note_failed(&addr, verb, &e.to_string()).await,
+    };
+    let r = match (r, noted) {
+        (Ok(_), Err(e)) => Err(e),
+        (r, _) => r,
     };
     match r {
         Ok(id) => {
@@ -262,12 +590,8 @@ where
                     Some(id) => {
                         ids.insert(addr.clone(), id.clone());
                     }
-                    // A duplicate's delete leaves the address's real resource alone.
-                    None if s.desired.is_none() || deleting => {
-                        let dup = s.change.reason.starts_with("duplicate");
-                        if !dup {
-                            ids.remove(&addr);
-                        }
+                    None if phase == Phase::Delete || s.desired.is_none() => {
+                        ids.remove(&addr);
                     }
                     None => {}
                 }
@@ -291,6 +615,90 @@ where
             Some(e)
         }
     }
+}
+
+/// An instance replaced create-before-destroy: the new one is launched (its token salted with
+/// the old id) and waited on to be running; in every target group the old one is registered in
+/// ([`Roll`]), the new one is registered and waited on to be `healthy`, then the old one is
+/// deregistered and waited on until it has drained; then the old one is terminated. If the new
+/// one does not become healthy within the instance limit, the step fails with the old one still
+/// registered and serving. Returns the new instance's id.
+async fn roll_instance(
+    ctx: &Ctx,
+    want: &Resource,
+    old: &Observed,
+    roll: &Roll,
+    token: &str,
+) -> Result<String, AwsError> {
+    let a = want.addr.as_str();
+    let new_id = create(ctx, want, token).await?;
+    for tg_addr in roll.target_groups.get(a).into_iter().flatten() {
+        let Some(tg) = ctx.ids.lock().await.get(tg_addr).cloned() else {
+            continue; // a group still to be created: its registration step registers the new one
+        };
+        if !registered(ctx, a, &tg).await?.contains(&old.id) {
+            continue;
+        }
+        let target = |id: &str| elbt::TargetDescription::builder().id(id).build();
+        ctx.settle("RegisterTargets", a, || {
+            ctx.c
+                .elb
+                .register_targets()
+                .target_group_arn(&tg)
+                .targets(target(&new_id))
+                .send()
+        })
+        .await?;
+        ctx.wait(a, "healthy", ctx.timeouts.instance, || async {
+            let state = target_state(ctx, a, &tg, &new_id).await?;
+            Ok(wait::target_healthy(state.as_deref()))
+        })
+        .await?;
+        ctx.settle("DeregisterTargets", a, || {
+            ctx.c
+                .elb
+                .deregister_targets()
+                .target_group_arn(&tg)
+                .targets(target(&old.id))
+                .send()
+        })
+        .await?;
+        ctx.wait(a, "drained", ctx.timeouts.instance, || async {
+            let state = target_state(ctx, a, &tg, &old.id).await?;
+            Ok(wait::target_drained(state.as_deref()))
+        })
+        .await?;
+    }
+    delete(ctx, old).await?;
+    Ok(new_id)
+}
+
+/// The health state (`initial`, `healthy`, `draining`, …) of one target in a target group, or
+/// None when it is not registered there.
+async fn target_state(
+    ctx: &Ctx,
+    addr: &str,
+    tg: &str,
+    id: &str,
+) -> Result<Option<String>, CallError> {
+    let out = ctx
+        .c
+        .elb
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .map_err(call_err("DescribeTargetHealth", addr))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .find(|d| d.target().and_then(|t| t.id()) == Some(id))
+        .map(|d| {
+            d.target_health()
+                .and_then(|h| h.state())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default()
+        }))
 }
 
 fn api<E, R>(
@@ -326,8 +734,12 @@ impl Ctx {
     }
 
     async fn ref_id(&self, r: &Resource, key: &str) -> Result<String, AwsError> {
-        let dep = r.one_ref(key).unwrap_or_default().to_string();
-        self.id(&r.addr, &dep).await
+        // A reference the resource does not have is an error, never an empty id sent to AWS.
+        let dep = r.one_ref(key).ok_or_else(|| AwsError::MissingDep {
+            addr: r.addr.clone(),
+            dep: format!("its `{key}` reference"),
+        })?;
+        self.id(&r.addr, dep).await
     }
 
     async fn ref_ids(&self, r: &Resource, key: &str) -> Result<Vec<String>, AwsError> {
@@ -458,16 +870,19 @@ where
     }
 }
 
-async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError> {
+/// Creates `r`; `token` is its idempotency token (RunInstances ClientToken, EFS
+/// CreationToken), derived from the journal ([`journal::create_token`]).
+async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError> {
     let c = &ctx.c;
     let a = r.addr.as_str();
     match r.kind {
         ResKind::Vpc => {
+            let cidr = required(r, "cidr")?;
             let out = ctx
                 .settle("CreateVpc", a, || {
                     c.ec2
                         .create_vpc()
-                        .cidr_block(r.get("cidr").unwrap_or_default())
+                        .cidr_block(cidr)
                         .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Vpc, a))
                         .send()
                 })
@@ -492,13 +907,14 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
         }
         ResKind::Subnet => {
             let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let (cidr, zone) = (required(r, "cidr")?, required(r, "zone")?);
             let out = ctx
                 .settle("CreateSubnet", a, || {
                     c.ec2
                         .create_subnet()
                         .vpc_id(&vpc_id)
-                        .cidr_block(r.get("cidr").unwrap_or_default())
-                        .availability_zone(r.get("zone").unwrap_or_default())
+                        .cidr_block(cidr)
+                        .availability_zone(zone)
                         .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Subnet, a))
                         .send()
                 })
@@ -571,11 +987,12 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
         }
         ResKind::SecurityGroup => {
             let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let name = required(r, "name")?;
             let out = ctx
                 .settle("CreateSecurityGroup", a, || {
                     c.ec2
                         .create_security_group()
-                        .group_name(r.get("name").unwrap_or_default())
+                        .group_name(name)
                         .description(format!("hactl {} {}", ctx.stack, a))
                         .vpc_id(&vpc_id)
                         .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::SecurityGroup, a))
@@ -592,7 +1009,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(id)
         }
         ResKind::KeyPair => {
-            let name = r.get("name").unwrap_or_default();
+            let name = required(r, "name")?;
             let material = ctx
                 .public_key
                 .as_ref()
@@ -625,21 +1042,22 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
         ResKind::Instance => {
             let subnet_id = ctx.ref_id(r, "subnet").await?;
             let security_groups_ids = ctx.ref_ids(r, "security_groups").await?;
+            let ami = required(r, "ami")?;
+            let root = root_device(ctx, a, ami).await?;
             let mut req = c
                 .ec2
                 .run_instances()
-                .image_id(r.get("ami").unwrap_or_default())
-                .instance_type(ec2t::InstanceType::from(
-                    r.get("instance_type").unwrap_or_default(),
-                ))
+                .image_id(ami)
+                .metadata_options(metadata_options(r))
+                .instance_type(ec2t::InstanceType::from(required(r, "instance_type")?))
                 .min_count(1)
                 .max_count(1)
                 .subnet_id(&subnet_id)
                 .set_security_group_ids(Some(security_groups_ids.clone()))
-                .client_token(ctx.token(a, salt))
+                .client_token(token)
                 .block_device_mappings(
                     ec2t::BlockDeviceMapping::builder()
-                        .device_name("/dev/xvda")
+                        .device_name(&root)
                         .ebs(
                             ec2t::EbsBlockDevice::builder()
                                 .volume_size(ctx.root_volume_gb)
@@ -691,7 +1109,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             let mut req = c
                 .elb
                 .create_load_balancer()
-                .name(r.get("name").unwrap_or_default())
+                .name(required(r, "name")?)
                 .r#type(elbt::LoadBalancerTypeEnum::from(
                     r.get("kind").unwrap_or("application"),
                 ))
@@ -735,11 +1153,12 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
         ResKind::TargetGroup => {
             let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
             let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let name = required(r, "name")?;
             let out = ctx
                 .settle("CreateTargetGroup", a, || {
                     c.elb
                         .create_target_group()
-                        .name(r.get("name").unwrap_or_default())
+                        .name(name)
                         .protocol(elbt::ProtocolEnum::from(
                             r.get("protocol").unwrap_or("HTTP"),
                         ))
@@ -801,7 +1220,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(tg)
         }
         ResKind::EfsFileSystem => {
-            let token = ctx.token(a, salt);
+            let token = token.to_string();
             let tags: Vec<_> = [(TAG_STACK, ctx.stack.as_str()), (TAG_ADDRESS, a)]
                 .iter()
                 .filter_map(|(k, v)| {
@@ -887,7 +1306,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(id)
         }
         ResKind::DbSubnetGroup => {
-            let name = r.get("name").unwrap_or_default().to_string();
+            let name = required(r, "name")?.to_string();
             let subnets_ids = ctx.ref_ids(r, "subnets").await?;
             ctx.settle("CreateDBSubnetGroup", a, || {
                 c.rds
@@ -907,24 +1326,25 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 .as_ref()
                 .ok_or_else(|| AwsError::Credentials("database.username/password".into()))?;
             let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
-            let ident = r.get("identifier").unwrap_or_default().to_string();
+            let ident = required(r, "identifier")?.to_string();
             let req = c
                 .rds
                 .create_db_instance()
                 .db_instance_identifier(&ident)
-                .db_instance_class(r.get("instance_class").unwrap_or_default())
-                .engine(r.get("engine").unwrap_or_default())
+                .db_instance_class(required(r, "instance_class")?)
+                .engine(required(r, "engine")?)
                 .set_engine_version(r.get("engine_version").map(str::to_string))
                 .set_allocated_storage(n("storage_gb"))
                 .master_username(user.expose())
                 .master_user_password(pass.expose())
-                .db_name(r.get("db_name").unwrap_or("app"))
+                .db_name(required(r, "db_name")?)
                 .multi_az(r.get("multi_az") == Some("true"))
                 .set_port(n("port"))
                 .db_subnet_group_name(ctx.ref_id(r, "subnet_group").await?)
                 .set_vpc_security_group_ids(Some(ctx.ref_ids(r, "security_groups").await?))
                 .publicly_accessible(false)
                 .storage_encrypted(true)
+                .deletion_protection(r.get("deletion_protection") == Some("true"))
                 .set_tags(Some(ctx.rds_tags(a)));
             // The subnet group may be new to RDS still (DBSubnetGroupNotFoundFault): settle.
             ctx.settle("CreateDBInstance", a, || async {
@@ -1048,6 +1468,62 @@ async fn retag(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
         ResKind::Listener | ResKind::TargetAttachment | ResKind::EfsMountTarget => {}
     }
     Ok(())
+}
+
+/// An attribute the create call needs: a missing one is an error naming it, never an empty
+/// string sent to AWS.
+fn required<'a>(r: &'a Resource, key: &str) -> Result<&'a str, AwsError> {
+    r.get(key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| AwsError::Api {
+            op: "plan",
+            addr: r.addr.clone(),
+            message: format!("the attribute `{key}` is missing"),
+        })
+}
+
+/// The AMI's root device name (`/dev/xvda` on Amazon Linux, `/dev/sda1` on Ubuntu), read with
+/// DescribeImages: only a block device mapping on that name resizes the root volume; any other
+/// name attaches a second, billed volume and leaves the root at the AMI's size (EC2 user guide,
+/// "Block device mappings": the root device of an AMI).
+async fn root_device(ctx: &Ctx, addr: &str, ami: &str) -> Result<String, AwsError> {
+    let out = ctx
+        .settle("DescribeImages", addr, || {
+            ctx.c.ec2.describe_images().image_ids(ami).send()
+        })
+        .await?;
+    out.images()
+        .iter()
+        .find(|i| i.image_id() == Some(ami))
+        .and_then(|i| i.root_device_name())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::Api {
+            op: "DescribeImages",
+            addr: addr.to_string(),
+            message: format!("the AMI `{ami}` was not found or names no root device"),
+        })
+}
+
+/// The instance metadata service settings the stack asks for: IMDSv2 only (`HttpTokens`
+/// required: IMDSv1's unauthenticated GETs are what SSRF attacks read credentials through) and
+/// a PUT response hop limit of 2, so that containers behind a bridge network still reach it
+/// (EC2 user guide, "Configure the instance metadata options").
+fn metadata_options(r: &Resource) -> ec2t::InstanceMetadataOptionsRequest {
+    ec2t::InstanceMetadataOptionsRequest::builder()
+        .http_endpoint(ec2t::InstanceMetadataEndpointState::Enabled)
+        .http_tokens(ec2t::HttpTokensState::from(
+            r.get("metadata.http_tokens").unwrap_or("required"),
+        ))
+        .set_http_put_response_hop_limit(r.get("metadata.hop_limit").and_then(|v| v.parse().ok()))
+        .build()
+}
+
+/// The identifier of the final snapshot RDS takes when hactl deletes the database `db` at
+/// `unix` seconds: `<db>-final-<unix>`. RDS's rules for `FinalDBSnapshotIdentifier` (1–255
+/// letters, digits and hyphens, a letter first, no trailing or double hyphen; RDS API
+/// reference, DeleteDBInstance) hold for any identifier hactl derives ([`super::desired::aws_name`]).
+pub fn final_snapshot_id(db: &str, unix: u64) -> String {
+    format!("{}-final-{unix}", db.trim_end_matches('-'))
 }
 
 /// The instance ids registered in a target group now.
@@ -1254,6 +1730,23 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
             }
         }
         ResKind::Instance => {
+            let imds = ["metadata.http_tokens", "metadata.hop_limit"];
+            if imds.iter().any(|k| want.get(k) != have.res.get(k)) {
+                ctx.settle("ModifyInstanceMetadataOptions", a, || {
+                    c.ec2
+                        .modify_instance_metadata_options()
+                        .instance_id(id)
+                        .http_endpoint(ec2t::InstanceMetadataEndpointState::Enabled)
+                        .http_tokens(ec2t::HttpTokensState::from(
+                            want.get("metadata.http_tokens").unwrap_or("required"),
+                        ))
+                        .set_http_put_response_hop_limit(
+                            want.get("metadata.hop_limit").and_then(|v| v.parse().ok()),
+                        )
+                        .send()
+                })
+                .await?;
+            }
             let security_groups_ids = ctx.ref_ids(want, "security_groups").await?;
             ctx.settle("ModifyInstanceAttribute", a, || {
                 c.ec2
@@ -1390,13 +1883,44 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                     .set_multi_az(want.get("multi_az").map(|v| v == "true"))
                     .set_engine_version(want.get("engine_version").map(str::to_string))
                     .set_db_port_number(n("port"))
+                    .set_deletion_protection(want.get("deletion_protection").map(|v| v == "true"))
                     .set_vpc_security_group_ids(Some(security_groups_ids.clone()))
                     .send()
             })
             .await?;
         }
+        ResKind::Vpc => {
+            if want.get("dns_hostnames") != have.res.get("dns_hostnames") {
+                let on = want.get("dns_hostnames") == Some("true");
+                ctx.settle("ModifyVpcAttribute", a, || {
+                    c.ec2
+                        .modify_vpc_attribute()
+                        .vpc_id(id)
+                        .enable_dns_hostnames(
+                            ec2t::AttributeBooleanValue::builder().value(on).build(),
+                        )
+                        .send()
+                })
+                .await?;
+            }
+        }
+        ResKind::Subnet => {
+            if want.get("map_public_ip") != have.res.get("map_public_ip") {
+                let on = want.get("map_public_ip") == Some("true");
+                ctx.settle("ModifySubnetAttribute", a, || {
+                    c.ec2
+                        .modify_subnet_attribute()
+                        .subnet_id(id)
+                        .map_public_ip_on_launch(
+                            ec2t::AttributeBooleanValue::builder().value(on).build(),
+                        )
+                        .send()
+                })
+                .await?;
+            }
+        }
         // Nothing else has attributes that change in place.
-        ResKind::Vpc | ResKind::Subnet | ResKind::EfsFileSystem | ResKind::KeyPair => {}
+        ResKind::EfsFileSystem | ResKind::KeyPair => {}
     }
     Ok(())
 }
@@ -1576,11 +2100,32 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
             .await?;
         }
         ResKind::DbInstance => {
+            // Only a plan the user allowed (`--allow-data-loss`, checked at plan time) gets
+            // here: deletion protection comes off, and RDS takes a final snapshot first. The
+            // automated backups go with the instance, as Terraform's default
+            // (`delete_automated_backups`): the final snapshot is the copy that is kept.
+            if o.res.get("deletion_protection") != Some("false") {
+                retry_busy(ctx, "ModifyDBInstance", a, || {
+                    c.rds
+                        .modify_db_instance()
+                        .db_instance_identifier(id)
+                        .deletion_protection(false)
+                        .apply_immediately(true)
+                        .send()
+                })
+                .await?;
+            }
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let snapshot = final_snapshot_id(id, unix);
             retry_busy(ctx, "DeleteDBInstance", a, || {
                 c.rds
                     .delete_db_instance()
                     .db_instance_identifier(id)
-                    .skip_final_snapshot(true)
+                    .skip_final_snapshot(false)
+                    .final_db_snapshot_identifier(&snapshot)
                     .delete_automated_backups(true)
                     .send()
             })
@@ -1640,6 +2185,160 @@ aws:
     username: app
     password: secret-pw
 "#;
+
+    fn resources(edit: impl Fn(String) -> String) -> Vec<Resource> {
+        let file: crate::stack::model::StackFile =
+            serde_saphyr::from_str(&edit(STACK.to_string())).unwrap();
+        desired(
+            &file,
+            &Inputs {
+                public_key: None,
+                vpc_cidrs: None,
+            },
+        )
+    }
+
+    fn observed(rs: &[Resource]) -> Vec<Observed> {
+        rs.iter()
+            .enumerate()
+            .map(|(i, r)| Observed {
+                res: r.clone(),
+                id: format!("id-{i}"),
+                info: BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    fn addrs(steps: &[&Step]) -> Vec<String> {
+        let mut v: Vec<String> = steps.iter().map(|s| s.change.addr.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Issue 12 §2: a `target_port` change replaces the target group create-before-destroy:
+    /// nothing is deleted first; the new group is created, the listener repointed and the
+    /// targets registered, and only then is the old group (and its registration) deleted. On
+    /// main the old group's delete came first and AWS answered `ResourceInUse` for 30 minutes.
+    #[test]
+    fn target_port_change_creates_the_new_group_before_deleting_the_old() {
+        let have = observed(&resources(|s| s));
+        let want = resources(|s| s.replace("kind: alb\n", "kind: alb\n    target_port: 8080\n"));
+        let d = diff::diff(&want, &have);
+        let tg = d
+            .steps
+            .iter()
+            .find(|s| s.change.addr == "aws_lb_target_group.web")
+            .unwrap();
+        assert_eq!(tg.change.action, Action::Replace);
+        let p = phases(&d.steps);
+        assert!(p.deletes.is_empty(), "{:?}", addrs(&p.deletes));
+        assert_eq!(
+            addrs(&p.cleanup),
+            [
+                "aws_lb_target_group.web",
+                "aws_lb_target_group_attachment.web"
+            ]
+        );
+        assert_eq!(
+            prerequisite_addrs(&p.forwards, false, "aws_lb_listener.port_80"),
+            ["aws_lb_target_group.web"],
+            "the listener is repointed once the new group exists"
+        );
+        assert_eq!(
+            prerequisite_addrs(&p.cleanup, true, "aws_lb_target_group.web"),
+            ["aws_lb_target_group_attachment.web"]
+        );
+        // The two groups coexist for a while: their AWS names differ.
+        let name = |rs: &[Resource]| {
+            rs.iter()
+                .find(|r| r.kind == ResKind::TargetGroup)
+                .and_then(|r| r.get("name").map(str::to_string))
+        };
+        assert_ne!(
+            name(&want),
+            have.iter()
+                .find(|o| o.res.kind == ResKind::TargetGroup)
+                .and_then(|o| o.res.get("name").map(str::to_string))
+        );
+    }
+
+    /// Issue 12 §2: an instance_type change replaces the instances create-before-destroy, one
+    /// at a time (web[1] waits for web[0]); nothing is terminated in the delete phase.
+    #[test]
+    fn instance_type_change_rolls_one_instance_at_a_time() {
+        let have = observed(&resources(|s| s));
+        let want = resources(|s| s.replace("t2.micro", "t3.small"));
+        let d = diff::diff(&want, &have);
+        let p = phases(&d.steps);
+        assert!(p.deletes.is_empty(), "{:?}", addrs(&p.deletes));
+        assert!(p.cleanup.is_empty(), "{:?}", addrs(&p.cleanup));
+        assert!(p.cbd.contains("aws_instance.web[0]") && p.cbd.contains("aws_instance.web[1]"));
+        let mut pre = prerequisites(&p.forwards, false);
+        one_at_a_time(&p.forwards, &p.cbd, &mut pre);
+        let at = |a: &str| p.forwards.iter().position(|s| s.change.addr == a).unwrap();
+        assert!(pre[at("aws_instance.web[1]")].contains(&at("aws_instance.web[0]")));
+        assert!(!pre[at("aws_instance.web[0]")].contains(&at("aws_instance.web[1]")));
+        let roll = Roll::of(&d.steps);
+        assert_eq!(
+            roll.target_groups
+                .get("aws_instance.web[0]")
+                .map(Vec::as_slice),
+            Some(&["aws_lb_target_group.web".to_string()][..])
+        );
+    }
+
+    /// An instance whose subnet is replaced cannot be made before the old one is gone (the old
+    /// subnet cannot go while the old instance is in it): destroy-then-create, as before.
+    #[test]
+    fn a_replaced_subnet_makes_its_instances_destroy_first() {
+        let have = observed(&resources(|s| s));
+        let want = resources(|s| s.replace("10.20.1.0/24", "10.20.3.0/24"));
+        let d = diff::diff(&want, &have);
+        let p = phases(&d.steps);
+        let deleted = addrs(&p.deletes);
+        assert!(
+            deleted.contains(&"aws_subnet.public[0]".to_string()),
+            "{deleted:?}"
+        );
+        assert!(
+            deleted.contains(&"aws_instance.web[0]".to_string()),
+            "{deleted:?}"
+        );
+        assert!(!p.cbd.contains("aws_instance.web[0]"));
+    }
+
+    /// A duplicate (a create retried before its first answer) is removed after the creates and
+    /// updates, never before the address's kept resource is in place.
+    #[test]
+    fn duplicates_are_removed_last() {
+        let want = resources(|s| s);
+        let mut have = observed(&want);
+        let mut dup = have
+            .iter()
+            .find(|o| o.res.kind == ResKind::TargetGroup)
+            .unwrap()
+            .clone();
+        dup.id = "arn:dup".into();
+        have.push(dup);
+        let d = diff::diff(&want, &have);
+        let p = phases(&d.steps);
+        assert!(p.deletes.is_empty());
+        assert_eq!(addrs(&p.cleanup), ["aws_lb_target_group.web"]);
+    }
+
+    /// The final snapshot's name follows RDS's identifier rules for any derived DB name.
+    #[test]
+    fn final_snapshot_ids_follow_rds_rules() {
+        let id = final_snapshot_id("hactl-web3-db", 1_764_550_000);
+        assert_eq!(id, "hactl-web3-db-final-1764550000");
+        let long = crate::provider::aws::desired::aws_name(&"x".repeat(80), "db", 63);
+        let id = final_snapshot_id(&long, 1);
+        assert!(
+            id.len() <= 255 && !id.contains("--") && !id.ends_with('-'),
+            "{id}"
+        );
+        assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
+    }
 
     fn prerequisite_addrs(steps: &[&Step], deleting: bool, addr: &str) -> Vec<String> {
         let pre = prerequisites(steps, deleting);

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::{Action, Change, Kind, Plan};
 
-use super::model::{Observed, ResKind, Resource, INFO_RETAG};
+use super::model::{satisfies, Observed, ResKind, Resource, INFO_RETAG};
 
 /// One step of an AWS plan: the change as shown, plus what apply needs to carry it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub struct Step {
     /// An update whose only purpose is to restore the ownership tags of a resource found
     /// through the state ([`INFO_RETAG`]): apply re-tags it and changes nothing else.
     pub retag_only: bool,
+    /// A delete of a second resource at an address that has one (a create retried before its
+    /// first answer came back): apply removes it after the creates and updates, and the
+    /// address keeps the first one's id.
+    pub duplicate: bool,
 }
 
 /// The steps and how many resources were checked and found right.
@@ -123,7 +127,7 @@ pub fn differences(want: &Resource, have: &Resource) -> Vec<(String, String, Str
     let mut out = Vec::new();
     for (k, v) in &want.attrs {
         let h = have.attrs.get(k);
-        if h != Some(v) {
+        if !satisfies(want.kind, k, v, h.map(String::as_str)) {
             out.push((
                 k.clone(),
                 show(h.map(String::as_str)),
@@ -195,6 +199,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: true,
             });
         }
         let Some(have) = found.first() else {
@@ -206,6 +211,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
             continue;
         };
@@ -253,6 +259,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             wave,
             replaces: None,
             retag_only: diffs.is_empty(),
+            duplicate: false,
         });
     }
 
@@ -312,6 +319,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     wave: depth.get(&want.addr).copied().unwrap_or(0),
                     replaces: None,
                     retag_only: false,
+                    duplicate: false,
                 });
             }
         }
@@ -330,9 +338,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
         }
     }
+    mark_data_loss(&mut steps);
     sort_steps(&mut steps);
     Diff { steps, noop }
 }
@@ -352,11 +362,91 @@ pub fn destroy(observed: &[Observed]) -> Diff {
                 wave: depth.get(&o.res.addr).copied().unwrap_or(0),
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             }
         })
         .collect();
+    mark_data_loss(&mut steps);
     sort_steps(&mut steps);
     Diff { steps, noop: 0 }
+}
+
+/// Whether deleting a resource of this kind loses data that only the resource holds: an RDS
+/// instance (its database) and an EFS file system (its files). Everything else hactl makes can
+/// be made again from the stack.
+pub fn holds_data(kind: ResKind) -> bool {
+    matches!(kind, ResKind::DbInstance | ResKind::EfsFileSystem)
+}
+
+/// Whether carrying out `s` deletes a resource that [`holds_data`]: a delete (also `down`'s, or
+/// a duplicate's) or a replacement (whose delete half goes first) of a database or file system.
+/// `up`, `plan` and `down` refuse such a plan unless the user passes `--allow-data-loss`
+/// ([`refuse_data_loss`]).
+pub fn destroys_data(s: &Step) -> bool {
+    matches!(s.change.action, Action::Delete | Action::Replace)
+        && s.observed.as_ref().is_some_and(|o| holds_data(o.res.kind))
+}
+
+/// What hactl keeps of a resource it deletes, as the plan says it (RDS `DeleteDBInstance`
+/// with a `FinalDBSnapshotIdentifier`; EFS has no final snapshot — AWS Backup is the service
+/// that keeps file systems, see docs/stack.md).
+fn data_loss_note(kind: ResKind) -> &'static str {
+    match kind {
+        ResKind::DbInstance => {
+            "destroys data: a final DB snapshot is taken first; needs `--allow-data-loss`"
+        }
+        _ => "destroys data: EFS keeps no final snapshot; needs `--allow-data-loss`",
+    }
+}
+
+/// Appends [`data_loss_note`] to the reason of every step that [`destroys_data`], so the plan
+/// shows it.
+fn mark_data_loss(steps: &mut [Step]) {
+    for s in steps.iter_mut() {
+        if destroys_data(s) {
+            if let Some(o) = &s.observed {
+                s.change.reason = format!("{}; {}", s.change.reason, data_loss_note(o.res.kind));
+            }
+        }
+    }
+}
+
+/// A plan that deletes or replaces a database or file system, refused because the user did not
+/// pass `--allow-data-loss`. `steps`: one line per such step, `addr (action: reason)`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("refusing a plan that destroys data:\n{}", .steps.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n"))]
+#[diagnostic(
+    code(hactl::aws::data_loss),
+    help("a database or file system is deleted or replaced by this plan (a replacement starts empty). If that is what you want, re-run with `--allow-data-loss`: hactl then turns the database's deletion protection off and takes a final DB snapshot before deleting it (EFS has none: back it up with AWS Backup first). Otherwise undo the stack change that forces the replacement")
+)]
+pub struct DataLoss {
+    pub steps: Vec<String>,
+}
+
+/// The plan's steps that [`destroys_data`], refused unless `allowed` (`--allow-data-loss`).
+pub fn refuse_data_loss(d: &Diff, allowed: bool) -> Result<(), DataLoss> {
+    let steps: Vec<String> = d
+        .steps
+        .iter()
+        .filter(|s| destroys_data(s))
+        .map(|s| {
+            let what = match s.change.action {
+                Action::Replace => "replace",
+                _ => "delete",
+            };
+            let note = s.observed.as_ref().map(|o| data_loss_note(o.res.kind));
+            let why = note
+                .and_then(|n| s.change.reason.strip_suffix(n))
+                .map(|r| r.trim_end_matches("; "))
+                .unwrap_or(&s.change.reason);
+            format!("`{}` ({what}: {why})", s.change.addr)
+        })
+        .collect();
+    if steps.is_empty() || allowed {
+        Ok(())
+    } else {
+        Err(DataLoss { steps })
+    }
 }
 
 /// Why an observed instance of the stack no longer serves, if it does not: stopped or stopping
@@ -464,6 +554,7 @@ pub fn repairs(
             wave: wave(&want.addr),
             replaces: None,
             retag_only: false,
+            duplicate: false,
         });
     }
     let repaired: Vec<String> = steps.iter().map(|s| s.change.addr.clone()).collect();
@@ -490,6 +581,7 @@ pub fn repairs(
                 wave: wave(&want.addr),
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
         }
     }
@@ -875,6 +967,144 @@ aws:
         );
         o.info.insert("state".into(), "stopping".into());
         assert_eq!(dead(&o).as_deref(), Some("stopping"));
+    }
+
+    /// Issue 12 §2 drift the SDK causes: RDS upgraded `16.3` to `16.4` by itself; the plan
+    /// must not ask for a downgrade (main planned `engine_version: 16.4 → 16.3` forever). A
+    /// major version change is still planned.
+    #[test]
+    fn engine_version_is_compared_as_a_version_prefix() {
+        use crate::provider::aws::model::satisfies;
+        let db = ResKind::DbInstance;
+        assert!(satisfies(db, "engine_version", "16.3", Some("16.4")));
+        assert!(satisfies(db, "engine_version", "16", Some("16.4")));
+        assert!(satisfies(db, "engine_version", "8.0.35", Some("8.0.36")));
+        assert!(!satisfies(db, "engine_version", "16.3", Some("16.2")));
+        assert!(!satisfies(db, "engine_version", "16.3", Some("17.1")));
+        assert!(!satisfies(db, "engine_version", "16.3", None));
+        assert!(!satisfies(
+            ResKind::Instance,
+            "ami",
+            "ami-1",
+            Some("ami-1.2")
+        ));
+
+        let w: Vec<Resource> = want()
+            .into_iter()
+            .map(|r| {
+                if r.kind == ResKind::DbInstance {
+                    r.attr("engine_version", "16.3")
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res.attrs.insert("engine_version".into(), "16.4".into());
+            }
+        }
+        assert!(diff(&w, &obs).steps.is_empty());
+    }
+
+    /// Issue 12 §2 settings observed to be repaired: IMDSv1 allowed on an instance, DNS
+    /// hostnames off in the VPC and public addresses off in a subnet are in-place updates.
+    #[test]
+    fn imds_dns_hostnames_and_public_ips_are_repaired_in_place() {
+        let w = want();
+        let inst = w.iter().find(|r| r.kind == ResKind::Instance).unwrap();
+        assert_eq!(inst.get("metadata.http_tokens"), Some("required"));
+        assert_eq!(inst.get("metadata.hop_limit"), Some("2"));
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            let (k, v) = match o.res.kind {
+                ResKind::Instance => ("metadata.http_tokens", "optional"),
+                ResKind::Vpc => ("dns_hostnames", "false"),
+                ResKind::Subnet => ("map_public_ip", "false"),
+                _ => continue,
+            };
+            o.res.attrs.insert(k.into(), v.into());
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 2 + 2 + 1, "{:?}", d.steps);
+        assert!(d.steps.iter().all(|s| s.change.action == Action::Update));
+    }
+
+    /// Issue 12 §2 data safety: a `database.name` change replaces the database (RDS cannot
+    /// rename it); the plan marks the step and refuses it without `--allow-data-loss`.
+    #[test]
+    fn database_name_change_destroys_data_and_is_refused() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res.attrs.insert("db_name".into(), "old".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        let db = d
+            .steps
+            .iter()
+            .find(|s| s.change.addr == desired::DB)
+            .expect("a step for the database");
+        assert_eq!(db.change.action, Action::Replace);
+        assert!(destroys_data(db));
+        assert!(
+            db.change.reason.contains("final DB snapshot"),
+            "{}",
+            db.change.reason
+        );
+        let err = refuse_data_loss(&d, false).expect_err("refused without the flag");
+        assert_eq!(err.steps.len(), 1, "{:?}", err.steps);
+        assert!(refuse_data_loss(&d, true).is_ok());
+        insta::assert_snapshot!(crate::view::format_report(&miette::Report::new(err), false));
+    }
+
+    /// `down` deletes the database and the file system: refused without the flag; an
+    /// instance replacement or a security group change loses nothing and is not.
+    #[test]
+    fn only_databases_and_file_systems_destroy_data() {
+        let w = want();
+        let down = destroy(&as_observed(&w));
+        let lost: Vec<&str> = down
+            .steps
+            .iter()
+            .filter(|s| destroys_data(s))
+            .map(|s| s.change.addr.as_str())
+            .collect();
+        assert_eq!(lost, [desired::DB, desired::EFS]);
+        assert!(refuse_data_loss(&down, false).is_err());
+
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::Instance {
+                o.res.attrs.insert("instance_type".into(), "t2.nano".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert!(!d.steps.is_empty());
+        assert!(d.steps.iter().all(|s| !destroys_data(s)));
+        assert!(refuse_data_loss(&d, false).is_ok());
+    }
+
+    /// A database created before deletion protection was hactl's default is an in-place
+    /// update (ModifyDBInstance DeletionProtection), never a replacement.
+    #[test]
+    fn deletion_protection_off_is_an_in_place_update() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res
+                    .attrs
+                    .insert("deletion_protection".into(), "false".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+        assert_eq!(d.steps[0].change.action, Action::Update);
+        assert!(!destroys_data(&d.steps[0]));
     }
 
     #[test]

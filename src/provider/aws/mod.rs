@@ -70,6 +70,9 @@ pub enum AwsError {
     #[error("the database needs `{0}`, which is not in the vault")]
     #[diagnostic(code(hactl::aws::credentials), help("add it with `hactl secrets set`"))]
     Credentials(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Journal(#[from] crate::state::journal::JournalError),
     #[error("the hosts' key pair needs `{0}`, which is not in the vault")]
     #[diagnostic(
         code(hactl::aws::public_key),

@@ -113,6 +113,29 @@ impl ResKind {
     }
 }
 
+/// Whether the observed value `have` of attribute `key` satisfies the stack's `want`. Equal
+/// values do; and an RDS `engine_version` is a version prefix: `16` is satisfied by `16.4`, and
+/// `16.3` by `16.4` too, because RDS upgrades minor versions by itself (auto minor version
+/// upgrade is on by default) and cannot go back: planning `16.4 → 16.3` would plan a downgrade
+/// on every run. A lower version, or another major one, is a difference. (terraform-provider-aws
+/// compares the same way, `internal/service/rds/instance.go`, `compareActualEngineVersion`, and
+/// keeps the actual version apart; hactl reports it in the outputs.)
+pub fn satisfies(kind: ResKind, key: &str, want: &str, have: Option<&str>) -> bool {
+    let Some(have) = have else { return false };
+    if want == have {
+        return true;
+    }
+    if (kind, key) != (ResKind::DbInstance, "engine_version") {
+        return false;
+    }
+    let parts = |v: &str| -> Option<Vec<u64>> { v.split('.').map(|p| p.parse().ok()).collect() };
+    let (Some(w), Some(h)) = (parts(want), parts(have)) else {
+        return have.starts_with(&format!("{want}."));
+    };
+    // The major version (the first component) must match; the rest may only have moved up.
+    w.first() == h.first() && h.len() >= w.len() && h[..w.len()] >= w[..]
+}
+
 /// One resource, desired or observed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resource {

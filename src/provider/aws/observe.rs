@@ -179,6 +179,7 @@ pub async fn observe(
             .send(),
     );
     let mut raws: Vec<Raw> = Vec::new();
+    let mut our_vpcs: Vec<(String, String)> = Vec::new();
 
     let vpcs = vpcs.map_err(api("DescribeVpcs"))?;
     let subnets = subnets.map_err(api("DescribeSubnets"))?;
@@ -346,6 +347,7 @@ pub async fn observe(
         };
         let mut r = owned(ResKind::Vpc, who, id);
         r.obs.res = r.obs.res.attr("cidr", v.cidr_block().unwrap_or_default());
+        our_vpcs.push((r.obs.res.addr.clone(), id.to_string()));
         raws.push(r);
     }
     for s in subnets.subnets().iter().chain(&x_sub) {
@@ -365,6 +367,10 @@ pub async fn observe(
             .res
             .attr("cidr", s.cidr_block().unwrap_or_default())
             .attr("zone", s.availability_zone().unwrap_or_default())
+            .attr(
+                "map_public_ip",
+                s.map_public_ip_on_launch().unwrap_or(false),
+            )
             .reference("vpc", s.vpc_id().map(str::to_string).into_iter().collect());
         r.obs.info.insert(
             "zone".into(),
@@ -526,6 +532,19 @@ pub async fn observe(
                     i.instance_type().map(|t| t.as_str()).unwrap_or_default(),
                 )
                 .attr("ami", i.image_id().unwrap_or_default())
+                .attr(
+                    "metadata.http_tokens",
+                    i.metadata_options()
+                        .and_then(|m| m.http_tokens())
+                        .map(|t| t.as_str())
+                        .unwrap_or("optional"),
+                )
+                .attr(
+                    "metadata.hop_limit",
+                    i.metadata_options()
+                        .and_then(|m| m.http_put_response_hop_limit())
+                        .unwrap_or(1),
+                )
                 .reference(
                     "subnet",
                     i.subnet_id().map(str::to_string).into_iter().collect(),
@@ -725,6 +744,10 @@ pub async fn observe(
             .attr("storage_gb", d.allocated_storage().unwrap_or_default())
             .attr("multi_az", d.multi_az().unwrap_or(false))
             .attr("db_name", d.db_name().unwrap_or_default())
+            .attr(
+                "deletion_protection",
+                d.deletion_protection().unwrap_or(false),
+            )
             .reference(
                 "subnet_group",
                 d.db_subnet_group()
@@ -909,7 +932,31 @@ pub async fn observe(
         }
         Ok::<_, AwsError>(v)
     }));
-    let (listeners, tg_details, mounts) = tokio::join!(listeners, tg_details, mounts);
+    // DNS hostnames are an attribute of their own (DescribeVpcAttribute), one VPC at a time.
+    let dns = futures::future::try_join_all(our_vpcs.iter().map(|(addr, id)| async move {
+        let out = c
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+            .send()
+            .await
+            .map_err(api("DescribeVpcAttribute"))?;
+        let on = out
+            .enable_dns_hostnames()
+            .and_then(|v| v.value())
+            .unwrap_or(false);
+        Ok::<_, AwsError>((addr.clone(), on))
+    }));
+    let (listeners, tg_details, mounts, dns) = tokio::join!(listeners, tg_details, mounts, dns);
+    for (addr, on) in dns? {
+        if let Some(v) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
+            v.obs
+                .res
+                .attrs
+                .insert("dns_hostnames".into(), on.to_string());
+        }
+    }
     raws.extend(listeners?.into_iter().flatten());
     for (addr, dereg, att) in tg_details? {
         if let Some(tg) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
