@@ -91,12 +91,7 @@ pub enum Event {
 /// first (a subnet replaced under an instance must go before the new instance can exist
 /// elsewhere... and cannot go while the old instance is in it).
 pub fn create_before_destroy(steps: &[Step]) -> BTreeSet<String> {
-    let can = |k: ResKind| {
-        matches!(
-            k,
-            ResKind::TargetGroup | ResKind::TargetAttachment | ResKind::Instance
-        )
-    };
+    let can = |k: ResKind| super::kinds::of(k).create_before_destroy();
     let kind = |s: &Step| s.observed.as_ref().map(|o| o.res.kind);
     let mut first: BTreeSet<&str> = steps
         .iter()
@@ -1042,14 +1037,14 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
         ResKind::Instance => {
             let subnet_id = ctx.ref_id(r, "subnet").await?;
             let security_groups_ids = ctx.ref_ids(r, "security_groups").await?;
-            let ami = required(r, "ami")?;
-            let root = root_device(ctx, a, ami).await?;
+            let at = super::kinds::instance::Attrs::of(r)?;
+            let root = root_device(ctx, a, &at.ami).await?;
             let mut req = c
                 .ec2
                 .run_instances()
-                .image_id(ami)
+                .image_id(&at.ami)
                 .metadata_options(metadata_options(r))
-                .instance_type(ec2t::InstanceType::from(required(r, "instance_type")?))
+                .instance_type(ec2t::InstanceType::from(at.instance_type.as_str()))
                 .min_count(1)
                 .max_count(1)
                 .subnet_id(&subnet_id)
@@ -1069,7 +1064,7 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
                 )
                 .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Instance, a))
                 .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Volume, a));
-            if let Some(k) = r.get("key_name") {
+            if let Some(k) = &at.key_name {
                 req = req.key_name(k);
             }
             // The same ClientToken on every try: AWS returns the first launch.
@@ -1128,7 +1123,7 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
                 .and_then(|l| l.load_balancer_arn())
                 .unwrap_or_default()
                 .to_string();
-            ctx.wait(a, "active", ctx.timeouts.load_balancer, || async {
+            ctx.wait(a, "active", timeout_of(ctx, ResKind::Lb), || async {
                 let o = c
                     .elb
                     .describe_load_balancers()
@@ -1142,7 +1137,7 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
                         .iter()
                         .find_map(|l| l.state().and_then(|s| s.code()))
                     {
-                        Some(code) => wait::load_balancer_active(code.as_str()),
+                        Some(code) => super::kinds::of(ResKind::Lb).ready(code.as_str()),
                         None => Poll::Pending("not listed".into()),
                     },
                 )
@@ -1151,27 +1146,29 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
             Ok(arn)
         }
         ResKind::TargetGroup => {
-            let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
+            let at = super::kinds::target_group::Attrs::of(r)?;
             let vpc_id = ctx.ref_id(r, "vpc").await?;
-            let name = required(r, "name")?;
             let out = ctx
                 .settle("CreateTargetGroup", a, || {
                     c.elb
                         .create_target_group()
-                        .name(name)
-                        .protocol(elbt::ProtocolEnum::from(
-                            r.get("protocol").unwrap_or("HTTP"),
-                        ))
-                        .set_port(n("port"))
+                        .name(&at.name)
+                        .protocol(elbt::ProtocolEnum::from(at.protocol.as_str()))
+                        .port(at.port)
                         .vpc_id(&vpc_id)
                         .target_type(elbt::TargetTypeEnum::Instance)
                         .health_check_protocol(elbt::ProtocolEnum::Http)
-                        .health_check_path(r.get("health_check.path").unwrap_or("/"))
-                        .set_health_check_interval_seconds(n("health_check.interval"))
-                        .set_health_check_timeout_seconds(n("health_check.timeout"))
-                        .set_healthy_threshold_count(n("health_check.healthy_threshold"))
-                        .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
-                        .set_matcher(matcher(r))
+                        .health_check_path(&at.health_check_path)
+                        .health_check_interval_seconds(at.interval)
+                        .health_check_timeout_seconds(at.timeout)
+                        .healthy_threshold_count(at.healthy_threshold)
+                        .unhealthy_threshold_count(at.unhealthy_threshold)
+                        .set_matcher(
+                            at.matcher
+                                .as_deref()
+                                .filter(|m| !m.is_empty())
+                                .map(|m| elbt::Matcher::builder().http_code(m).build()),
+                        )
                         .set_tags(Some(ctx.elb_tags(a)))
                         .send()
                 })
@@ -1325,26 +1322,26 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
                 .db_credentials
                 .as_ref()
                 .ok_or_else(|| AwsError::Credentials("database.username/password".into()))?;
-            let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
-            let ident = required(r, "identifier")?.to_string();
+            let at = super::kinds::db_instance::Attrs::of(r)?;
+            let ident = at.identifier.clone();
             let req = c
                 .rds
                 .create_db_instance()
                 .db_instance_identifier(&ident)
-                .db_instance_class(required(r, "instance_class")?)
-                .engine(required(r, "engine")?)
-                .set_engine_version(r.get("engine_version").map(str::to_string))
-                .set_allocated_storage(n("storage_gb"))
+                .db_instance_class(&at.instance_class)
+                .engine(&at.engine)
+                .set_engine_version(at.engine_version.clone())
+                .allocated_storage(at.storage_gb)
                 .master_username(user.expose())
                 .master_user_password(pass.expose())
-                .db_name(required(r, "db_name")?)
-                .multi_az(r.get("multi_az") == Some("true"))
-                .set_port(n("port"))
+                .db_name(&at.db_name)
+                .multi_az(at.multi_az)
+                .port(at.port)
                 .db_subnet_group_name(ctx.ref_id(r, "subnet_group").await?)
                 .set_vpc_security_group_ids(Some(ctx.ref_ids(r, "security_groups").await?))
                 .publicly_accessible(false)
                 .storage_encrypted(true)
-                .deletion_protection(r.get("deletion_protection") == Some("true"))
+                .deletion_protection(at.deletion_protection)
                 .set_tags(Some(ctx.rds_tags(a)));
             // The subnet group may be new to RDS still (DBSubnetGroupNotFoundFault): settle.
             ctx.settle("CreateDBInstance", a, || async {
@@ -1357,25 +1354,30 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
                 }
             })
             .await?;
-            ctx.wait(a, "available", ctx.timeouts.database, || async {
-                let o = c
-                    .rds
-                    .describe_db_instances()
-                    .db_instance_identifier(&ident)
-                    .send()
-                    .await
-                    .map_err(call_err("DescribeDBInstances", a))?;
-                Ok(
-                    match o
-                        .db_instances()
-                        .first()
-                        .and_then(|d| d.db_instance_status())
-                    {
-                        Some(status) => wait::db_available(status),
-                        None => Poll::Pending("not listed".into()),
-                    },
-                )
-            })
+            ctx.wait(
+                a,
+                "available",
+                timeout_of(ctx, ResKind::DbInstance),
+                || async {
+                    let o = c
+                        .rds
+                        .describe_db_instances()
+                        .db_instance_identifier(&ident)
+                        .send()
+                        .await
+                        .map_err(call_err("DescribeDBInstances", a))?;
+                    Ok(
+                        match o
+                            .db_instances()
+                            .first()
+                            .and_then(|d| d.db_instance_status())
+                        {
+                            Some(status) => super::kinds::of(ResKind::DbInstance).ready(status),
+                            None => Poll::Pending("not listed".into()),
+                        },
+                    )
+                },
+            )
             .await?;
             Ok(ident)
         }
@@ -1473,13 +1475,7 @@ async fn retag(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
 /// An attribute the create call needs: a missing one is an error naming it, never an empty
 /// string sent to AWS.
 fn required<'a>(r: &'a Resource, key: &str) -> Result<&'a str, AwsError> {
-    r.get(key)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| AwsError::Api {
-            op: "plan",
-            addr: r.addr.clone(),
-            message: format!("the attribute `{key}` is missing"),
-        })
+    Ok(super::kinds::get(r, key)?)
 }
 
 /// The AMI's root device name (`/dev/xvda` on Amazon Linux, `/dev/sda1` on Ubuntu), read with
@@ -1516,6 +1512,13 @@ fn metadata_options(r: &Resource) -> ec2t::InstanceMetadataOptionsRequest {
         ))
         .set_http_put_response_hop_limit(r.get("metadata.hop_limit").and_then(|v| v.parse().ok()))
         .build()
+}
+
+/// How long a create of `kind` may take to be ready ([`super::kinds::Kind::timeout`]).
+fn timeout_of(ctx: &Ctx, kind: ResKind) -> Duration {
+    super::kinds::of(kind)
+        .timeout(&ctx.timeouts)
+        .unwrap_or(ctx.timeouts.propagation)
 }
 
 /// The identifier of the final snapshot RDS takes when hactl deletes the database `db` at

@@ -375,7 +375,7 @@ pub fn destroy(observed: &[Observed]) -> Diff {
 /// instance (its database) and an EFS file system (its files). Everything else hactl makes can
 /// be made again from the stack.
 pub fn holds_data(kind: ResKind) -> bool {
-    matches!(kind, ResKind::DbInstance | ResKind::EfsFileSystem)
+    super::kinds::of(kind).holds_data()
 }
 
 /// Whether carrying out `s` deletes a resource that [`holds_data`]: a delete (also `down`'s, or

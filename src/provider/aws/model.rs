@@ -89,51 +89,15 @@ impl ResKind {
     /// Whether a change of this attribute or reference can only be made by replacing the
     /// resource (AWS has no call to change it in place).
     pub fn forces_replace(self, key: &str) -> bool {
-        matches!(
-            (self, key),
-            (ResKind::Vpc, "cidr")
-                | (ResKind::Subnet, "cidr" | "zone" | "vpc")
-                | (ResKind::RouteTable, "vpc")
-                | (ResKind::SecurityGroup, "vpc" | "name")
-                // EC2 cannot change an imported key's material: a new key is a new pair.
-                | (ResKind::KeyPair, "name" | "public_key_sha256")
-                | (
-                    ResKind::Instance,
-                    "instance_type" | "ami" | "key_name" | "key_pair" | "subnet"
-                )
-                | (ResKind::Lb, "kind" | "name")
-                | (ResKind::TargetGroup, "port" | "protocol" | "vpc" | "name")
-                | (ResKind::Listener, "lb")
-                | (ResKind::TargetAttachment, "target_group")
-                | (ResKind::EfsFileSystem, "performance_mode" | "encrypted")
-                | (ResKind::EfsMountTarget, "file_system" | "subnet")
-                | (ResKind::DbSubnetGroup, "name")
-                | (ResKind::DbInstance, "engine" | "db_name" | "identifier")
-        )
+        super::kinds::of(self).forces_replace(key)
     }
 }
 
-/// Whether the observed value `have` of attribute `key` satisfies the stack's `want`. Equal
-/// values do; and an RDS `engine_version` is a version prefix: `16` is satisfied by `16.4`, and
-/// `16.3` by `16.4` too, because RDS upgrades minor versions by itself (auto minor version
-/// upgrade is on by default) and cannot go back: planning `16.4 → 16.3` would plan a downgrade
-/// on every run. A lower version, or another major one, is a difference. (terraform-provider-aws
-/// compares the same way, `internal/service/rds/instance.go`, `compareActualEngineVersion`, and
-/// keeps the actual version apart; hactl reports it in the outputs.)
+/// Whether the observed value `have` of attribute `key` satisfies the stack's `want`: equal,
+/// or as the kind compares it ([`super::kinds::Kind::satisfies`]: an RDS `engine_version` is a
+/// version prefix that RDS may move up by itself).
 pub fn satisfies(kind: ResKind, key: &str, want: &str, have: Option<&str>) -> bool {
-    let Some(have) = have else { return false };
-    if want == have {
-        return true;
-    }
-    if (kind, key) != (ResKind::DbInstance, "engine_version") {
-        return false;
-    }
-    let parts = |v: &str| -> Option<Vec<u64>> { v.split('.').map(|p| p.parse().ok()).collect() };
-    let (Some(w), Some(h)) = (parts(want), parts(have)) else {
-        return have.starts_with(&format!("{want}."));
-    };
-    // The major version (the first component) must match; the rest may only have moved up.
-    w.first() == h.first() && h.len() >= w.len() && h[..w.len()] >= w[..]
+    have.is_some_and(|h| super::kinds::of(kind).satisfies(key, want, h))
 }
 
 /// One resource, desired or observed.
