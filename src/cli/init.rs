@@ -526,7 +526,7 @@ pub fn run(a: InitArgs) -> miette::Result<ExitStatus> {
         secrets.insert("ssh_public_key".into(), Secret::new(k));
     }
     // create_vault reports the identity it created and the vault's recipients.
-    super::secrets::create_vault(&stack, &paths, &secrets)?;
+    crate::vault::manage::create_vault(&stack, &paths, &secrets)?;
     view::note(&format!(
         "wrote `{}`; its vault `{}` holds {}",
         path.display(),

@@ -40,6 +40,10 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// NDJSON on stdout: one event per step of the engine as it happens, then the command's
+    /// `--json` document as the last event (docs/json.md). Implies `--json`.
+    #[arg(long, global = true)]
+    pub json_events: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,8 +4,9 @@
 
 use clap::{Args, Subcommand};
 
-use super::aws::{read, record, region, RunArgs};
+use super::aws::RunArgs;
 use super::StackArgs;
+use crate::engine::cloud::{read, record, region};
 use crate::provider::aws::client::Clients;
 use crate::state::{Backend, State};
 use crate::{stack, view, ExitStatus};
@@ -40,7 +41,7 @@ pub struct RefreshArgs {
 
 /// `hactl state journal`: the journal beside the state, as text or JSON lines' entries.
 async fn journal(a: StackArgs) -> miette::Result<ExitStatus> {
-    use crate::state::journal::{render, Journal};
+    use crate::engine::journal::{render, Journal};
     let stack = stack::load(&a.file)?;
     let entries = Journal::for_stack(stack.name()).read().await?;
     if a.json {

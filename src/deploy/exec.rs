@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::probe::{Probe, ProbeConfig, ProbeReport};
-use super::remote::{self, AppParams};
+use super::remote;
 use super::rollout::{self, Budget, HistoryEntry, HostApp, HostStep, LockHolder, Outcome, Slot};
 use super::DeployError;
+use crate::onhost::app_ctl::{self, AppParams};
 use crate::provider::hosts::{connect_all, Connection};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
@@ -30,10 +31,8 @@ use crate::stack::Stack;
 type Rec = Vec<String>;
 
 fn records(stdout: &str) -> Vec<Rec> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("HACTL\t"))
-        .map(|l| l.split('\t').map(str::to_string).collect())
+    crate::onhost::record::fields(stdout)
+        .map(|f| f.into_iter().map(str::to_string).collect())
         .collect()
 }
 
@@ -397,7 +396,7 @@ impl<'a> Session<'a> {
                     stack: self.stack.name().into(),
                     holder: holder_text,
                     host,
-                    lock: remote::lock_dir(self.stack.name()),
+                    lock: crate::onhost::paths::lock_dir(self.stack.name()),
                 });
             }
             if !said {
@@ -420,7 +419,7 @@ impl<'a> Session<'a> {
 
     /// Each app host's slots, image and health.
     pub async fn inspect(&self, target: &str) -> Result<BTreeMap<String, HostApp>, DeployError> {
-        let script = remote::ctl_call(self.stack.name(), &["inspect", target]);
+        let script = app_ctl::ctl_call(self.stack.name(), &["inspect", target]);
         let runs = futures::future::join_all(
             self.app_hosts
                 .iter()
@@ -571,7 +570,7 @@ impl<'a> Session<'a> {
         to: Slot,
         image: &str,
     ) -> (bool, HostTimings, Vec<String>, Option<String>) {
-        let script = remote::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
+        let script = app_ctl::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
         let ran = match self.run(host, &script).await {
             Ok(r) => r,
             Err(e) => {
@@ -633,7 +632,7 @@ impl<'a> Session<'a> {
         let r = self
             .run(
                 host,
-                &remote::ctl_call(self.stack.name(), &["down", slot.name()]),
+                &app_ctl::ctl_call(self.stack.name(), &["down", slot.name()]),
             )
             .await?;
         if r.ok {
@@ -1060,7 +1059,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
     let recorded = conn
         .run_script(&format!(
             "cat {}/image 2>/dev/null; exit 0\n",
-            remote::app_dir(stack.name())
+            crate::onhost::paths::app_dir(stack.name())
         ))
         .await
         .map_err(|e| e.to_string())?
@@ -1078,7 +1077,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
         let have = conn
             .run_script(&format!(
                 "{cli} image inspect {} >/dev/null 2>&1\n",
-                crate::provider::hosts::script::q(&target.image)
+                crate::onhost::sh::q(&target.image)
             ))
             .await
             .map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@
 //! lets the unit tests pin it against keepalived's documented behaviour and seed 004's worked
 //! examples without a lab.
 
+pub mod cases;
 pub mod hearing;
 pub mod logs;
 pub mod priority;

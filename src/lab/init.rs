@@ -244,7 +244,7 @@ fn setup(lab_dir: &Path, name: &str) -> Result<HostPaths, LabError> {
         }
     }
     for w in warnings {
-        eprintln!("hactl lab __init {name}: warning: {w}");
+        crate::view::note(&format!("hactl lab __init {name}: warning: {w}"));
     }
 
     // identity files and podman's settings, written through the /etc overlay

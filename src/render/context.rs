@@ -388,7 +388,7 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
 ///   [`resolve_vip_aws`]); none without a VIP.
 /// - `nginx`, `haproxy` (with `backend_port` resolved), `app` (with `image_ref`, `health_url`,
 ///   `replicas_list: [{index, name, host_port, green_port, port_var}]`, `env_file` (the 0600
-///   file holding `app.env`, see `crate::deploy::remote::env_path`), and `slot_file` /
+///   file holding `app.env`, see `crate::onhost::paths::env_path`), and `slot_file` /
 ///   `slot_include`: the nginx include that picks the blue or green slot): the sections, or
 ///   none.
 /// - `vars`, `secret`, `outputs` (what the provider recorded in the state after provisioning:
@@ -494,9 +494,11 @@ pub fn build(
                         "index": i,
                         "name": format!("{}-{}", a.name, i + 1),
                         "host_port": a.host_port.value + i,
-                        // blue/green: the second slot's port (see `deploy::rollout::Slot`)
-                        "green_port": a.host_port.value + 100 + i,
-                        "port_var": crate::deploy::remote::port_var(i as u16),
+                        // blue/green: the second slot's port
+                        "green_port": a.host_port.value
+                            + i64::from(crate::onhost::app_ctl::GREEN_PORT_OFFSET)
+                            + i,
+                        "port_var": crate::onhost::paths::port_var(i as u16),
                     })
                 })
                 .collect();
@@ -509,9 +511,9 @@ pub fn build(
                 m.insert("replicas_list".into(), replicas.into());
                 m.insert(
                     "env_file".into(),
-                    crate::deploy::remote::env_path(stack.name()).into(),
+                    crate::onhost::paths::env_path(stack.name()).into(),
                 );
-                let slot_file = crate::deploy::remote::upstream_path(stack.name());
+                let slot_file = crate::onhost::paths::upstream_path(stack.name());
                 // a glob that matches exactly that file: nginx accepts a glob with no match
                 let slot_include = match slot_file.rsplit_once('.') {
                     Some((base, ext)) => format!("{base}[.]{ext}"),

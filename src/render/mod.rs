@@ -4,7 +4,7 @@
 //! `templates/` (or the stack's `templates_dir` overrides, see [`env`]). `render_host` returns a
 //! [`HostConfig`]: the files with their destination, mode, which service reloads when they
 //! change and which real binary checks them, plus the services that must be running. Nothing
-//! here does I/O on hosts: [`check_argv`] gives the command line that checks a file (the apply
+//! here does I/O on hosts: `onhost::cmd::check` gives the command line that checks a file (the apply
 //! engine runs it on the host before activating the file), and [`check`] runs those same
 //! commands on this machine for `hactl render --check`.
 //!
@@ -12,9 +12,11 @@
 //! the stack) is marked `sensitive`: its group and other permission bits are dropped (0644
 //! becomes 0600) and views show its size and hash, never its content.
 
+mod app_params;
 pub mod check;
 mod context;
 mod env;
+mod env_file;
 pub mod escape;
 mod services;
 
@@ -27,42 +29,7 @@ use crate::vault::Secrets;
 
 pub use context::{AWS_CREDENTIALS, NOTIFY_SCRIPT};
 
-/// The real tool that checks a file before it is activated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckKind {
-    /// `keepalived -t -f FILE`
-    Keepalived,
-    /// `nginx -t -q -c FILE`
-    Nginx,
-    /// `haproxy -c -q -f FILE`
-    Haproxy,
-}
-
-impl CheckKind {
-    /// The binary that does the check.
-    pub fn tool(self) -> &'static str {
-        match self {
-            CheckKind::Keepalived => "keepalived",
-            CheckKind::Nginx => "nginx",
-            CheckKind::Haproxy => "haproxy",
-        }
-    }
-}
-
-/// The command line that checks the file at `path` with the real tool. Exit status 0 means
-/// the file is valid; anything else (with the tool's stderr) means it must not be activated.
-pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
-    let args: &[&str] = match kind {
-        CheckKind::Keepalived => &["keepalived", "-t", "-f"],
-        CheckKind::Nginx => &["nginx", "-t", "-q", "-c"],
-        CheckKind::Haproxy => &["haproxy", "-c", "-q", "-f"],
-    };
-    args.iter()
-        .map(|s| s.to_string())
-        .chain(std::iter::once(path.to_string()))
-        .collect()
-}
+pub use crate::onhost::cmd::CheckKind;
 
 /// One file as it should be on a host.
 #[derive(Debug, Clone, Serialize)]
@@ -286,7 +253,7 @@ fn parse_mode(dest: &str, mode: Option<&str>) -> Result<u32, RenderError> {
     }
 }
 
-/// The app's environment file ([`crate::deploy::remote::env_file`]): sensitive when a value
+/// The app's environment file ([`env_file::env_file`]): sensitive when a value
 /// comes from the vault, and 0600 either way.
 fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<RenderedFile, RenderError> {
     let app = stack.file.app.as_ref().ok_or(RenderError::Context {
@@ -310,15 +277,14 @@ fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<Rendered
         values.push((name.as_str(), value));
     }
     let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.expose())).collect();
-    let text =
-        crate::deploy::remote::env_file(app.runtime.value, &pairs).map_err(|(name, reason)| {
-            RenderError::EnvFile {
-                name,
-                reason: reason.to_string(),
-            }
-        })?;
+    let text = env_file::env_file(app.runtime.value, &pairs).map_err(|(name, reason)| {
+        RenderError::EnvFile {
+            name,
+            reason: reason.to_string(),
+        }
+    })?;
     Ok(RenderedFile {
-        path: crate::deploy::remote::env_path(stack.name()),
+        path: crate::onhost::paths::env_path(stack.name()),
         content: text.into_bytes(),
         mode: 0o600,
         owner: Some("root".to_string()),
@@ -389,15 +355,15 @@ pub fn render_host_with_outputs(
         // The app's environment (secrets included) goes in its own 0600 file that compose
         // names by path: never on `podman run`'s argv, in `compose.log` or in the compose file.
         files.push(app_env_file(stack, &host.name, secrets)?);
-        let path = format!("/etc/hactl/{}/docker-compose.yml", stack.name());
+        let path = crate::onhost::paths::compose_path(stack.name());
         files.push(renderer.render(job("docker-compose.yml.j2", path, 0o644, "app", None))?);
         // The app is no system unit: `app-ctl` runs its compose project in two slots and
-        // takes systemctl's verbs (built as data in `deploy::remote`, not a template: its
+        // takes systemctl's verbs (built as data in `onhost::app_ctl`, not a template: its
         // logic is hactl's, not the user's to override).
-        if let Some(params) = crate::deploy::remote::AppParams::from_stack(stack) {
+        if let Some(params) = crate::onhost::app_ctl::AppParams::from_stack(stack) {
             files.push(RenderedFile {
-                path: crate::deploy::remote::ctl_path(stack.name()),
-                content: crate::deploy::remote::ctl_script(&params).into_bytes(),
+                path: crate::onhost::paths::ctl_path(stack.name()),
+                content: crate::onhost::app_ctl::ctl_script(&params).into_bytes(),
                 mode: 0o700,
                 owner: Some("root".to_string()),
                 service: Some("app".to_string()),

@@ -287,7 +287,7 @@ fn paths(c: &HostConfig) -> Vec<&str> {
 /// value redacted: no snapshot ever holds one.
 fn snapshot_all(fixture: &str, c: &HostConfig, secrets: &Secrets) {
     for f in &c.files {
-        // app-ctl is built as data by `deploy::remote` and snapshotted there.
+        // app-ctl is built as data by `onhost::app_ctl` and snapshotted there.
         if f.path.ends_with("/app-ctl") {
             continue;
         }

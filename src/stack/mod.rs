@@ -9,6 +9,7 @@
 //! The validated `Stack` keeps the parsed file (for templates) and adds what the rest of hactl
 //! needs resolved: parsed addresses, effective base priorities, unicast peers, roles.
 
+pub mod aws_rules;
 pub mod diag;
 pub mod duration;
 #[cfg(test)]

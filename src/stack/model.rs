@@ -529,12 +529,9 @@ fn default_drain_timeout() -> Spanned<Dur> {
     unspanned(Dur::from_secs(30))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    Docker,
-    Podman,
-}
+/// `app.runtime`: the container runtime on the app hosts (defined with the on-host
+/// vocabulary, which builds its commands).
+pub use crate::onhost::app_ctl::Runtime;
 
 /// The web app, run by compose on every app host behind nginx.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -890,6 +887,7 @@ fn default_listeners() -> Vec<ListenerSpec> {
     vec![ListenerSpec {
         port: unspanned(80),
         protocol: "HTTP".into(),
+        certificate_arn: None,
     }]
 }
 fn default_dereg() -> Spanned<Dur> {
@@ -901,8 +899,16 @@ fn default_dereg() -> Spanned<Dur> {
 pub struct ListenerSpec {
     #[schemars(with = "i64")]
     pub port: Spanned<i64>,
+    /// ALB: `HTTP` or `HTTPS`; NLB: `TCP` or `TLS`.
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// The certificate an `HTTPS` (ALB) or `TLS` (NLB) listener presents, required with those
+    /// protocols and refused with others: an ACM certificate of the stack's region
+    /// (`arn:aws:acm:REGION:ACCOUNT:certificate/ID`) or an IAM server certificate
+    /// (`arn:aws:iam::ACCOUNT:server-certificate/NAME`). ELB picks its default security policy.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub certificate_arn: Option<Spanned<String>>,
 }
 
 fn default_protocol() -> String {

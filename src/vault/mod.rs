@@ -18,6 +18,7 @@ mod edit;
 mod error;
 mod file;
 mod identity;
+pub mod manage;
 mod payload;
 mod prompt;
 mod recipients;

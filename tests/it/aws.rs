@@ -140,7 +140,7 @@ impl Workdir {
         w
     }
 
-    fn set_secret(&self, name: &str, value: &[u8]) {
+    pub fn set_secret(&self, name: &str, value: &[u8]) {
         let mut set = self
             .base()
             .args(["secrets", "set", name, "-f", SEED])
@@ -836,13 +836,15 @@ fn aws_seed003_up_noop_replace_update_down() {
     // Converged: a second up changes nothing and a detailed plan exits 0.
     let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("0 to create, 0 to update, 0 to delete"));
 
     // Outputs from the state.
-    let outs: serde_json::Value =
+    let doc: serde_json::Value =
         serde_json::from_str(&w.ok(&moto, &["outputs", "--json"])).unwrap();
+    assert_eq!(doc["format_version"], "1.0");
+    let outs = &doc["outputs"];
     assert!(outs["balancer"]["dns_name"]
         .as_str()
         .unwrap()
@@ -868,7 +870,7 @@ fn aws_seed003_up_noop_replace_update_down() {
         "      path: /healthz\n      interval: 10s",
         "      path: /ready\n      interval: 10s",
     );
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     let plan = stdout(&o);
     assert!(
@@ -921,7 +923,7 @@ fn aws_seed003_up_noop_replace_update_down() {
     assert!(out.contains("Applied."), "{out}");
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     rt.block_on(decoy_intact(&conf, &decoy));
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -1041,9 +1043,10 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let info = loop {
         let o = w.run(&moto, &["state", "lock-info", "--json"]);
+        // one document per command: the lock (or null) is its `result`
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v.is_object() {
-            break v;
+        if v["result"].is_object() {
+            break v["result"].clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -1103,7 +1106,9 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     assert_eq!(st["resources"].as_object().unwrap().len(), 21);
     // Unlocked now; a lock left by a dead run is removed by force-unlock with its id.
     let o = w.run(&moto, &["state", "lock-info", "--json"]);
-    assert_eq!(stdout(&o).trim(), "null");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["result"], serde_json::Value::Null, "{doc}");
+    assert_eq!(doc["command"], "state lock-info", "{doc}");
     let dead = r#"{"id":"deadbeef","who":"ci@gone","pid":1,"operation":"up","created":0}"#;
     rt.block_on(
         s3.put_object()
@@ -1113,12 +1118,12 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
             .send(),
     )
     .unwrap();
-    let o = w.run(&moto, &["plan"]);
+    let o = w.run(&moto, &["plan", "--provision-only"]);
     assert!(stderr(&o).contains("ci@gone"), "{}", stderr(&o));
     let o = w.run(&moto, &["state", "force-unlock", "wrong"]);
     assert!(!o.status.success());
     w.ok(&moto, &["state", "force-unlock", "deadbeef"]);
-    w.ok(&moto, &["plan"]);
+    w.ok(&moto, &["plan", "--provision-only"]);
 }
 
 /// The seed for the lab: the same file, with SSH going through an ssh_config that maps the
@@ -1308,6 +1313,136 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
     lab(&["lab", "down"]);
 }
 
+/// Issue 11: one plan for both layers. On seed 003 with moto and two lab hosts as the
+/// instances: `plan` shows the cloud resources and each instance's files in one plan and one
+/// JSON document; after `up`, `plan --detailed-exitcode` is 0 for both layers; a hand edit to a
+/// host file and a hand change to a security group both appear in the next plan; `plan -o`
+/// then `up plan.bin` applies exactly it; a host or stack change in between makes it refuse.
+#[test]
+fn aws_seed003_one_plan_for_cloud_and_hosts_and_saved_plans() {
+    let _guard = crate::support::lab_guard();
+    let _ = crate::support::run(&["lab", "down"]);
+    lab(&["lab", "up", "--hosts", "2"]);
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = lab_workdir();
+
+    // Before anything exists: resources to create, then each instance's files, known after
+    // apply, in one JSON document.
+    let o = w.run(&moto, &["plan", "--json", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+    let changes = v["changes"].as_array().expect("changes");
+    assert!(changes
+        .iter()
+        .any(|c| c["addr"] == "aws_instance.web[0]" && c["action"] == "create"));
+    for h in ["web-0", "web-1"] {
+        let f = changes
+            .iter()
+            .find(|c| c["addr"] == format!("{h}:/etc/nginx/nginx.conf"))
+            .unwrap_or_else(|| panic!("no nginx.conf for {h}: {v:#}"));
+        assert_eq!(f["reason_detail"]["code"], "known_after_apply", "{f:#}");
+    }
+
+    let o = w.run(&moto, &["up", "--auto-approve"]);
+    assert!(o.status.success(), "up\n{}\n{}", stdout(&o), stderr(&o));
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // Drift on both layers, in one plan.
+    lab(&[
+        "lab",
+        "exec",
+        "host1",
+        "--",
+        "sh",
+        "-c",
+        "echo '# edited by hand' >> /etc/nginx/nginx.conf",
+    ]);
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let sg = rt
+        .block_on(
+            ec2.describe_security_groups()
+                .filters(by_stack(NAME))
+                .filters(
+                    Filter::builder()
+                        .name("tag:hactl:address")
+                        .values("aws_security_group.hosts")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let sg_id = sg.security_groups()[0].group_id().unwrap().to_string();
+    rt.block_on(
+        ec2.authorize_security_group_ingress()
+            .group_id(&sg_id)
+            .ip_protocol("tcp")
+            .from_port(8080)
+            .to_port(8080)
+            .cidr_ip("0.0.0.0/0")
+            .send(),
+    )
+    .unwrap();
+    let plan = w.ok(&moto, &["plan"]);
+    assert!(plan.contains("~ aws_security_group.hosts"), "{plan}");
+    assert!(
+        plan.contains("web-0:\n  ~ /etc/nginx/nginx.conf  (content changed)"),
+        "{plan}"
+    );
+
+    // Saved, then applied exactly; converged after.
+    w.ok(&moto, &["plan", "-o", "plan.bin"]);
+    let o = w.run(&moto, &["up", "plan.bin", "--no-wait"]);
+    assert!(
+        o.status.success(),
+        "up plan.bin\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // A host changed between plan and up: refused, nothing applied.
+    lab(&[
+        "lab",
+        "exec",
+        "host2",
+        "--",
+        "sh",
+        "-c",
+        "echo '# again' >> /etc/nginx/nginx.conf",
+    ]);
+    w.ok(&moto, &["plan", "-o", "plan.bin"]);
+    lab(&[
+        "lab",
+        "exec",
+        "host2",
+        "--",
+        "sh",
+        "-c",
+        "echo '# and again' >> /etc/nginx/nginx.conf",
+    ]);
+    let o = w.run(&moto, &["up", "plan.bin", "--no-wait"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("hactl::plan::stale"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("what is deployed"), "{}", stderr(&o));
+    // The stack changed between plan and up: refused too.
+    w.ok(&moto, &["plan", "-o", "plan.bin"]);
+    w.rewrite("health_path: /healthz", "health_path: /ready");
+    let o = w.run(&moto, &["up", "plan.bin", "--no-wait"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the stack file changed"),
+        "{}",
+        stderr(&o)
+    );
+
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
+    lab(&["lab", "down"]);
+}
+
 /// One EC2 instance of the stack as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Ec2Instance {
@@ -1427,10 +1562,13 @@ fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     let dry: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
     assert_eq!(dry["outcome"], "repairs_pending");
     assert_eq!(dry["not_repairs"], 0);
+    // The cloud layer's repairs (the host layer follows: web-0's removed files, web-1's
+    // files known after its launch).
     let planned: Vec<(&str, &str)> = dry["plan"]["changes"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|c| c["kind"] == "resource")
         .map(|c| (c["addr"].as_str().unwrap(), c["action"].as_str().unwrap()))
         .collect();
     assert_eq!(
@@ -1618,6 +1756,9 @@ fn docs_ci_sequence_runs_against_moto_and_the_lab() {
     assert_ne!(p["summary"]["create"], 0, "{p:#}");
     crate::pipeline::run_ci_job("apply", &apply, w.dir.path(), &env);
     let docs = crate::pipeline::json_docs(&w.dir.path().join("up.json"));
+    // Both layers, the EFS mount and the wait: one document (docs/json.md).
+    assert_eq!(docs.len(), 1, "{docs:#?}");
+    assert!(docs[0].get("hosts_layer").is_some(), "{docs:#?}");
     let serving = docs
         .iter()
         .find_map(|d| d.get("serving"))

@@ -227,6 +227,15 @@ impl Stack {
         (child.wait_with_output().unwrap(), t0.elapsed())
     }
 
+    /// hactl `args -f stack.yaml` against `layer` with one more environment variable (e.g.
+    /// `AWS_MAX_ATTEMPTS`), for runs that end on their first reads.
+    fn run_env(&self, layer: &AwsLike, args: &[&str], env: (&str, &str)) -> Output {
+        let mut c = self.base();
+        c.envs(layer.env()).env(env.0, env.1);
+        c.args(args).arg("-f").arg(&self.file);
+        c.output().expect("hactl runs")
+    }
+
     fn ok(&self, layer: &AwsLike, args: &[&str], limit: Duration) -> (String, Duration) {
         let (o, took) = self.run(layer, args, limit);
         (crate::support::succeeded(args, &o), took)
@@ -273,7 +282,11 @@ async fn aws_like_up_plan_down_converge_under_faults() {
     // The database alone takes 20 s to become available.
     assert!(took > Duration::from_secs(20), "up took {took:?}");
 
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -329,7 +342,11 @@ async fn aws_like_new_ids_not_found_for_seconds_are_retried() {
         5 * MINUTE,
     );
     assert!(n(&layer.stats(), "not_found") > 0, "{}", layer.stats());
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
@@ -346,7 +363,11 @@ async fn aws_like_heavy_throttling_converges() {
     );
     assert!(n(&layer.stats(), "throttled") > 20, "{}", layer.stats());
     layer.calm();
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
@@ -418,7 +439,11 @@ fn aws_like_plan_while_the_database_creates_changes_nothing() {
         "{err}"
     );
     assert!(took < 2 * MINUTE, "up took {took:?}");
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -444,20 +469,72 @@ fn aws_like_database_port_change_is_applied() {
         text.replacen("    name: app\n", "    name: app\n    port: 5433\n", 1),
     )
     .unwrap();
-    let (plan, _) = stack.ok(&layer, &["plan"], 2 * MINUTE);
+    let (plan, _) = stack.ok(&layer, &["plan", "--provision-only"], 2 * MINUTE);
     assert!(plan.contains("port: 5432 → 5433"), "{plan}");
     stack.ok(
         &layer,
         &["up", "--auto-approve", "--provision-only"],
         5 * MINUTE,
     );
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
         "the port change was not applied:\n{}",
         stdout(&o)
     );
+}
+
+/// Issue 12 §2: `observe` took two failed reads for "absent": any error of
+/// DescribeDBSubnetGroups made the group look missing (`plan` showed a second create and a
+/// replaced database), and a failed DescribeMountTargetSecurityGroups made the mount targets'
+/// groups look empty (`plan` showed a change to every mount target). Each is now an error
+/// that names the call; the run is throttled on just that call, with one attempt per call.
+#[test]
+fn aws_like_failed_reads_are_errors_never_absent() {
+    let layer = AwsLike::start(json!({}));
+    let stack = Stack::new(|s| s);
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    for (action, code) in [
+        ("DescribeDBSubnetGroups", "Throttling"),
+        ("DescribeMountTargetSecurityGroups", "ThrottlingException"),
+    ] {
+        layer.configure(json!({"throttle_share": 1.0, "throttle_actions": [action]}));
+        let before = n(&layer.stats(), "throttled");
+        let o = stack.run_env(
+            &layer,
+            &["plan", "--detailed-exitcode"],
+            ("AWS_MAX_ATTEMPTS", "1"),
+        );
+        assert!(
+            n(&layer.stats(), "throttled") > before,
+            "{action} was not throttled: {}",
+            layer.stats()
+        );
+        let err = stderr(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "a failed {action} was taken for absent:\n{}\n{err}",
+            stdout(&o)
+        );
+        assert!(err.contains(action) && err.contains(code), "{err}");
+    }
+    layer.calm();
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
 /// The final DB snapshots of this stack's database, as RDS lists them.
@@ -553,7 +630,11 @@ async fn aws_like_database_name_change_needs_allow_data_loss() {
         .await
         .expect("the new database exists");
     assert_eq!(db.db_instances()[0].db_name(), Some("app2"));
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
     let (o, _) = stack.run(&layer, &["down", "--auto-approve"], 2 * MINUTE);
@@ -635,7 +716,11 @@ async fn aws_like_target_port_change_repoints_the_listener_first() {
         .await
         .unwrap();
     assert_eq!(health.target_health_descriptions().len(), 2);
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
@@ -700,7 +785,11 @@ async fn aws_like_instance_type_change_rolls_one_at_a_time() {
     assert!(running
         .iter()
         .all(|i| i.instance_type().map(|t| t.as_str()) == Some("t3.small")));
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
@@ -774,7 +863,11 @@ async fn aws_like_root_device_from_the_ami_and_imdsv2_only() {
         &["up", "--auto-approve", "--provision-only"],
         5 * MINUTE,
     );
-    let (o, _) = stack.run(&layer, &["plan", "--detailed-exitcode"], 2 * MINUTE);
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert_eq!(
         instances().await.len(),

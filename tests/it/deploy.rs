@@ -211,7 +211,7 @@ fn deploy_v2_under_load_has_zero_failed_requests_batch_1() {
     // the history on the hosts has the run, and rollback returns to v1
     let h = ok(&["deploy", "history", "-f", STACK, "--json"]);
     let h: serde_json::Value = serde_json::from_str(&h).unwrap();
-    let last = h.as_array().unwrap().last().unwrap().clone();
+    let last = h["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
         (last["version"].as_str(), last["outcome"].as_str()),
         (Some("v2"), Some("deployed"))

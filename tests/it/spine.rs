@@ -184,6 +184,80 @@ fn stack_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
     path.display().to_string()
 }
 
+/// A no-op costs three processes per host (issue 16: pid files instead of `systemctl`, the
+/// manifest read by the shell, no probe before the observe through a reused SSH master);
+/// it must still see every kind of drift. And a reused master whose host was rebuilt within
+/// its minute (a dead connection) costs a reconnect, never a failure.
+#[test]
+fn noop_up_still_sees_a_hand_edited_file_a_changed_mode_and_a_stopped_service() {
+    let _g = lab_guard();
+    fresh_lab(3);
+    ok(&["up", "-f", STACK, "--auto-approve"]);
+    let plan = |want: i32| {
+        let o = run(&["plan", "-f", STACK, "--detailed-exitcode"]);
+        assert_eq!(o.status.code(), Some(want), "{}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    plan(0);
+    // By hand: a line added to haproxy.cfg on host2, keepalived.conf made 0644 on host3,
+    // nginx stopped on host1 and keepalived stopped on host2.
+    lab_exec(
+        "host2",
+        &["sh", "-c", "echo '# by hand' >> /etc/haproxy/haproxy.cfg"],
+    );
+    lab_exec(
+        "host3",
+        &["chmod", "644", "/etc/keepalived/keepalived.conf"],
+    );
+    lab_exec("host1", &["systemctl", "stop", "nginx"]);
+    lab_exec("host2", &["systemctl", "stop", "keepalived"]);
+    let out = plan(2);
+    // The plan lists each host's changes under a `hostN:` line.
+    let under = |host: &str, what: &str| {
+        let mut current = "";
+        out.lines().any(|l| {
+            if !l.starts_with(' ') {
+                current = l.split(':').next().unwrap_or_default();
+            }
+            current == host && l.starts_with(' ') && l.contains(what)
+        })
+    };
+    for (what, host) in [
+        ("/etc/haproxy/haproxy.cfg", "host2"),
+        (
+            "/etc/keepalived/keepalived.conf  (mode 0644 → 0600)",
+            "host3",
+        ),
+        ("service nginx  (not running)", "host1"),
+        ("service keepalived  (not running)", "host2"),
+    ] {
+        assert!(
+            under(host, what),
+            "the plan misses {what} on {host}:\n{out}"
+        );
+    }
+    ok(&["up", "-f", STACK, "--auto-approve"]);
+    plan(0);
+    let mode = lab_exec(
+        "host3",
+        &["stat", "-c", "%a", "/etc/keepalived/keepalived.conf"],
+    );
+    assert_eq!(mode.trim(), "600");
+
+    // The hosts rebuilt within the masters' minute: the reused masters hold dead
+    // connections. The observe goes through them under a deadline, then through new ones.
+    ok(&["down", "-f", STACK, "--auto-approve"]);
+    fresh_lab(3);
+    let t0 = Instant::now();
+    plan(2);
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "plan through stale masters took {:?}",
+        t0.elapsed()
+    );
+    lab_down();
+}
+
 #[test]
 fn one_changed_value_touches_one_file_and_reloads_one_service() {
     let _g = lab_guard();

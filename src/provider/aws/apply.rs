@@ -1,35 +1,34 @@
-//! Carrying out a diff's steps against AWS.
+//! Carrying out one planned AWS change: its call(s) and its waits.
 //!
-//! Order: deletes first (and the delete half of replacements), then creates and updates.
-//! Within each phase a step starts as soon as the steps it depends on are done (a create after
-//! the creates of what it references, a delete after the deletes of what references it), at
-//! most `parallelism` at a time, so a run takes as long as its longest dependency chain. After a
-//! failed step nothing new starts (nothing that depends on it, nor anything else); the state
-//! is saved after every step, so a re-run resumes.
+//! The engine's walk (`engine::graph`) decides the order and the parallelism: deletes deepest
+//! first, creates and updates after what they reference, create-before-destroy replacements'
+//! old halves and duplicates last (the [`crate::plan::Order`] the diff gave each change, see
+//! [`super::diff::create_before_destroy`]). The engine's AWS provider (`engine::cloud`) calls
+//! [`run_step`] for each task in the [`Phase`] the walk gives it, and saves the state after each.
 //!
 //! Idempotency: every create carries the ownership tags in the create call itself (EC2
 //! TagSpecifications, ELB/RDS/EFS Tags), so a resource never exists untagged and a re-run finds
 //! it by tags instead of creating it again; instances also send a ClientToken and file systems
 //! a CreationToken derived from the state's lineage and the address, so a create retried by the
 //! SDK returns the first one on AWS. Mount targets and listeners are unique by zone / port.
+//! The engine journals each step around [`run_step`] (`engine::journal`): the intent before the
+//! call, the result after; a run that was killed is adopted by the next one.
 //!
 //! AWS as it behaves ([`super::wait`]): calls that name a resource of this run retry NotFound
 //! while the new id propagates; waits poll with tokio sleeps, treat throttling as pending, end
 //! at a failure state with the AWS status, and have per-kind limits (`aws.timeouts`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use aws_sdk_ec2::types as ec2t;
 use aws_sdk_elasticloadbalancingv2::types as elbt;
 
 use crate::plan::Action;
-use crate::state::journal::{self, Journal};
 use crate::vault::Secret;
 
 use super::client::Clients;
@@ -82,205 +81,16 @@ pub enum Event {
     },
 }
 
-/// Which replacements are made create-before-destroy: the new resource is created (and what
-/// references it repointed) before the old one is deleted, so a listener never forwards to a
-/// deleted target group (AWS answers DeleteTargetGroup `ResourceInUse` while one does) and an
-/// instance keeps serving until its replacement does. Kinds that can: target groups (their
-/// AWS name carries what forces the replacement, so old and new coexist), their registrations,
-/// and instances. A replacement is made this way only when nothing it references is deleted
-/// first (a subnet replaced under an instance must go before the new instance can exist
-/// elsewhere... and cannot go while the old instance is in it).
-pub fn create_before_destroy(steps: &[Step]) -> BTreeSet<String> {
-    let can = |k: ResKind| super::kinds::of(k).create_before_destroy();
-    let kind = |s: &Step| s.observed.as_ref().map(|o| o.res.kind);
-    let mut first: BTreeSet<&str> = steps
-        .iter()
-        .filter(|s| match s.change.action {
-            Action::Delete => !s.duplicate,
-            Action::Replace => !kind(s).is_some_and(can),
-            _ => false,
-        })
-        .map(|s| s.change.addr.as_str())
-        .collect();
-    let candidates: Vec<&Step> = steps
-        .iter()
-        .filter(|s| s.change.action == Action::Replace && kind(s).is_some_and(can))
-        .collect();
-    // A candidate that references something deleted first is not one; that may disqualify
-    // what references it in turn, so repeat until nothing changes.
-    loop {
-        let before = first.len();
-        for s in &candidates {
-            let deps_go_first = s
-                .observed
-                .iter()
-                .flat_map(|o| o.res.deps())
-                .any(|d| first.contains(d));
-            if deps_go_first {
-                first.insert(s.change.addr.as_str());
-            }
-        }
-        if first.len() == before {
-            break;
-        }
-    }
-    candidates
-        .iter()
-        .filter(|s| !first.contains(s.change.addr.as_str()))
-        .map(|s| s.change.addr.clone())
-        .collect()
-}
-
-/// The three phases a plan runs in, in order:
-/// 1. `deletes`: deletes, and the delete half of replacements that cannot be made
-///    create-before-destroy, deepest first;
-/// 2. `forwards`: creates, updates and the create half of every replacement (an instance
-///    replaced create-before-destroy is rolled in this phase, one at a time: see
-///    [`roll_instance`]);
-/// 3. `cleanup`: the old halves of create-before-destroy replacements (a target group once
-///    the listener forwards to its successor) and duplicates, deepest first.
-#[derive(Debug, Default)]
-pub struct Phases<'a> {
-    pub deletes: Vec<&'a Step>,
-    pub forwards: Vec<&'a Step>,
-    pub cleanup: Vec<&'a Step>,
-    /// Addresses replaced create-before-destroy ([`create_before_destroy`]).
-    pub cbd: BTreeSet<String>,
-}
-
-/// Sorts `steps` into [`Phases`].
-pub fn phases(steps: &[Step]) -> Phases<'_> {
-    let cbd = create_before_destroy(steps);
-    let mut p = Phases::default();
-    for s in steps {
-        let instance = s
-            .observed
-            .as_ref()
-            .is_some_and(|o| o.res.kind == ResKind::Instance);
-        match s.change.action {
-            Action::Delete if s.duplicate => p.cleanup.push(s),
-            Action::Delete => p.deletes.push(s),
-            Action::Replace if cbd.contains(&s.change.addr) => {
-                p.forwards.push(s);
-                if !instance {
-                    p.cleanup.push(s);
-                }
-            }
-            Action::Replace => {
-                p.deletes.push(s);
-                p.forwards.push(s);
-            }
-            _ => p.forwards.push(s),
-        }
-    }
-    p.cbd = cbd;
-    p
-}
-
-/// Which phase a step runs in (what `run_step` does with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Delete,
-    Forward,
-    Cleanup,
-}
-
-/// Runs the steps; `on_event` is awaited after each one (the caller saves the state there).
-///
-/// The steps run in three [`Phases`]. Within each phase a step starts as soon as the steps it
-/// depends on are done (a create after the creates of what it references; a delete after the
-/// deletes of what references it), at most `parallelism` at a time: the run takes as long as
-/// its longest dependency chain, not the sum of its waves' slowest steps (measured on
-/// `bench/aws-like.sh`). Instances replaced create-before-destroy go one at a time. After a
-/// failure nothing new starts; what runs finishes.
-pub async fn apply<F, Fut>(
-    ctx: Arc<Ctx>,
-    steps: &[Step],
-    parallelism: usize,
-    on_event: F,
-) -> Vec<AwsError>
-where
-    F: Fn(Event) -> Fut + Clone,
-    Fut: Future<Output = ()>,
-{
-    let p = phases(steps);
-    let run = match Run::start(&ctx, steps).await {
-        Ok(r) => r,
-        Err(e) => return vec![e],
-    };
-    let pre = prerequisites(&p.deletes, true);
-    let errors = run_graph(
-        &ctx,
-        &p.deletes,
-        pre,
-        parallelism,
-        Phase::Delete,
-        &p.cbd,
-        &run,
-        on_event.clone(),
-    )
-    .await;
-    if !errors.is_empty() {
-        return errors;
-    }
-    let mut pre = prerequisites(&p.forwards, false);
-    one_at_a_time(&p.forwards, &p.cbd, &mut pre);
-    let errors = run_graph(
-        &ctx,
-        &p.forwards,
-        pre,
-        parallelism,
-        Phase::Forward,
-        &p.cbd,
-        &run,
-        on_event.clone(),
-    )
-    .await;
-    if !errors.is_empty() {
-        return errors;
-    }
-    let pre = prerequisites(&p.cleanup, true);
-    run_graph(
-        &ctx,
-        &p.cleanup,
-        pre,
-        parallelism,
-        Phase::Cleanup,
-        &p.cbd,
-        &run,
-        on_event,
-    )
-    .await
-}
-
-/// Instances replaced create-before-destroy are rolled one at a time (in address order): each
-/// waits for the one before it, so at most one instance is out of service at once.
-fn one_at_a_time(steps: &[&Step], cbd: &BTreeSet<String>, pre: &mut [Vec<usize>]) {
-    let mut rolling: Vec<usize> = (0..steps.len())
-        .filter(|&i| {
-            let s = steps[i];
-            s.change.action == Action::Replace
-                && cbd.contains(&s.change.addr)
-                && s.observed
-                    .as_ref()
-                    .is_some_and(|o| o.res.kind == ResKind::Instance)
-        })
-        .collect();
-    rolling.sort_by(|&a, &b| steps[a].change.addr.cmp(&steps[b].change.addr));
-    for w in rolling.windows(2) {
-        pre[w[1]].push(w[0]);
-    }
-}
-
 /// The target groups (addresses) an instance replaced create-before-destroy is moved between:
 /// those whose registration (the plan's attachment) lists the instance.
 #[derive(Debug, Default, Clone)]
-struct Roll {
+pub struct Roll {
     target_groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Roll {
-    fn of(steps: &[Step]) -> Roll {
+    /// From every step of the plan (the registrations' desired targets).
+    pub fn of(steps: &[Step]) -> Roll {
         let mut target_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in steps.iter().filter_map(|s| s.desired.as_ref()) {
             if r.kind != ResKind::TargetAttachment {
@@ -300,183 +110,65 @@ impl Roll {
     }
 }
 
-/// For each step, the steps of the same phase that must be done before it starts.
-fn prerequisites(steps: &[&Step], deleting: bool) -> Vec<Vec<usize>> {
-    let deps = |s: &Step| -> Vec<String> {
-        let r = if deleting {
-            s.observed.as_ref().map(|o| &o.res)
-        } else {
-            s.desired.as_ref().or(s.observed.as_ref().map(|o| &o.res))
-        };
-        r.map(|r| r.deps().map(str::to_string).collect())
-            .unwrap_or_default()
-    };
-    steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            (0..steps.len())
-                .filter(|&j| j != i)
-                .filter(|&j| {
-                    if deleting {
-                        // j references i: j goes first.
-                        deps(steps[j]).contains(&s.change.addr)
-                    } else {
-                        deps(s).contains(&steps[j].change.addr)
-                    }
-                })
-                .collect()
-        })
-        .collect()
+/// Which part of a change a task carries out ([`run_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A delete, or the delete half of a replacement made destroy-first.
+    Delete,
+    /// A create, an update, or the create half of a replacement (a rolled instance: all of it,
+    /// see [`roll_instance`]).
+    Forward,
+    /// After every create and update: the old half of a create-before-destroy replacement (the
+    /// address keeps its new id) or a duplicate (the address keeps its first one).
+    Cleanup,
 }
 
+/// What a step's journal line calls its action: `create` (with a token, [`token`]),
+/// `update` or `delete`.
+pub fn verb(s: &Step, phase: Phase) -> &'static str {
+    match (phase, s.change.action) {
+        (Phase::Forward, Action::Update) => "update",
+        (Phase::Forward, _) if creates(s, phase) => "create",
+        (Phase::Forward, _) => "none",
+        _ => "delete",
+    }
+}
+
+/// Whether the step creates a resource in this phase (it then sends an idempotency token).
+pub fn creates(s: &Step, phase: Phase) -> bool {
+    phase == Phase::Forward
+        && matches!(s.change.action, Action::Create | Action::Replace)
+        && s.desired.is_some()
+}
+
+/// The step's own idempotency token: the same for a retried create of this resource, different
+/// for a replacement (salted with the id it replaces). The journal may change it
+/// (`engine::journal::create_token`).
+pub fn token(ctx: &Ctx, s: &Step) -> String {
+    let salt = s
+        .observed
+        .as_ref()
+        .map(|o| o.id.as_str())
+        .or(s.replaces.as_deref())
+        .unwrap_or("");
+    ctx.token(&s.change.addr, salt)
+}
+
+/// One step in one [`Phase`]: its events, its call(s), and the id it leaves in the context
+/// (returned too: the engine journals it). `rolled`: the step is an instance replaced
+/// create-before-destroy ([`crate::plan::Order::Rolled`]), carried out whole by
+/// [`roll_instance`] between the target groups `roll` names. `token`: a create's idempotency
+/// token, as journaled.
 #[allow(clippy::too_many_arguments)]
-async fn run_graph<F, Fut>(
-    ctx: &Arc<Ctx>,
-    steps: &[&Step],
-    pre: Vec<Vec<usize>>,
-    parallelism: usize,
-    phase: Phase,
-    cbd: &BTreeSet<String>,
-    run: &Run,
-    on_event: F,
-) -> Vec<AwsError>
-where
-    F: Fn(Event) -> Fut + Clone,
-    Fut: Future<Output = ()>,
-{
-    let deleting = phase != Phase::Forward;
-    let n = steps.len();
-    let mut done = vec![false; n];
-    let mut started = vec![false; n];
-    let mut running = futures::stream::FuturesUnordered::new();
-    let mut errors = Vec::new();
-    loop {
-        if errors.is_empty() {
-            let mut ready: Vec<usize> = (0..n)
-                .filter(|&i| !started[i] && pre[i].iter().all(|&j| done[j]))
-                .collect();
-            // A dependency cycle cannot be ordered: start its first step in wave order
-            // (shallowest creates, deepest deletes) as a root, as the waves did, rather
-            // than stop.
-            if ready.is_empty() && running.is_empty() {
-                ready.extend((0..n).filter(|&i| !started[i]).min_by_key(|&i| {
-                    let w = steps[i].wave;
-                    (if deleting { usize::MAX - w } else { w }, i)
-                }));
-            }
-            for i in ready {
-                if running.len() >= parallelism.max(1) {
-                    break;
-                }
-                started[i] = true;
-                let rolled = cbd.contains(&steps[i].change.addr);
-                let step = run_step(ctx, steps[i], phase, rolled, run, on_event.clone());
-                running.push(async move { (i, step.await) });
-            }
-        }
-        match running.next().await {
-            Some((i, r)) => {
-                done[i] = true;
-                errors.extend(r);
-            }
-            None => break,
-        }
-    }
-    errors
-}
-
-/// What one apply run carries besides the context: the rolling targets and the journal.
-struct Run {
-    roll: Roll,
-    journal: Journal,
-    /// The journal as it was when the run started.
-    past: Vec<journal::Entry>,
-    /// `<pid>-<start unix ms>`.
-    id: String,
-}
-
-impl Run {
-    /// Reads the journal first: every intent a killed run left without a result is recorded as
-    /// adopted by this run (observe has found what it made, by its tags; a create still to do
-    /// is retried with its token).
-    async fn start(ctx: &Ctx, steps: &[Step]) -> Result<Run, AwsError> {
-        let journal = Journal::for_stack(&ctx.stack);
-        let past = journal.read().await?;
-        let run = Run {
-            roll: Roll::of(steps),
-            journal,
-            id: format!("{}-{}", std::process::id(), journal::now_ms()),
-            past,
-        };
-        for e in journal::in_flight(&run.past) {
-            run.note(
-                &e.addr,
-                &e.action,
-                journal::Event::Adopted,
-                e.token.clone(),
-                None,
-            )
-            .await?;
-        }
-        Ok(run)
-    }
-
-    /// The idempotency token of a create of `addr` ([`journal::create_token`]).
-    fn token(&self, ctx: &Ctx, addr: &str, salt: &str) -> String {
-        journal::create_token(&ctx.token(addr, salt), &self.past, addr)
-    }
-
-    async fn note(
-        &self,
-        addr: &str,
-        action: &str,
-        event: journal::Event,
-        token: Option<String>,
-        id: Option<String>,
-    ) -> Result<(), AwsError> {
-        self.journal
-            .append(&journal::Entry {
-                at: journal::now_ms(),
-                run: self.id.clone(),
-                addr: addr.to_string(),
-                action: action.to_string(),
-                event,
-                token,
-                id,
-                error: None,
-            })
-            .await?;
-        Ok(())
-    }
-
-    async fn note_failed(&self, addr: &str, action: &str, error: &str) -> Result<(), AwsError> {
-        self.journal
-            .append(&journal::Entry {
-                at: journal::now_ms(),
-                run: self.id.clone(),
-                addr: addr.to_string(),
-                action: action.to_string(),
-                event: journal::Event::Failed,
-                token: None,
-                id: None,
-                error: Some(error.to_string()),
-            })
-            .await?;
-        Ok(())
-    }
-}
-
-/// One step: its events, its call(s), and the id it leaves in the context. `rolled`: the step
-/// is a replacement made create-before-destroy ([`create_before_destroy`]).
-async fn run_step<F, Fut>(
+pub async fn run_step<F, Fut>(
     ctx: &Arc<Ctx>,
     s: &Step,
     phase: Phase,
     rolled: bool,
-    run: &Run,
+    roll: &Roll,
+    token: Option<&str>,
     on_event: F,
-) -> Option<AwsError>
+) -> Result<Option<String>, AwsError>
 where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
@@ -492,84 +184,41 @@ where
     })
     .await;
     let t0 = Instant::now();
-    // The journal first: the intent is on disk before the call is sent.
-    let creates = phase == Phase::Forward
-        && matches!(s.change.action, Action::Create | Action::Replace)
-        && s.desired.is_some();
-    let token = if creates {
-        let salt = s
-            .observed
-            .as_ref()
-            .map(|o| o.id.as_str())
-            .or(s.replaces.as_deref())
-            .unwrap_or("");
-        Some(run.token(ctx, &addr, salt))
-    } else {
-        None
-    };
-    let verb = match (phase, s.change.action) {
-        (Phase::Forward, Action::Update) => "update",
-        (Phase::Forward, _) if creates => "create",
-        (Phase::Forward, _) => "none",
-        _ => "delete",
-    };
-    let r = match run
-        .note(&addr, verb, journal::Event::Intent, token.clone(), None)
-        .await
-    {
-        Err(e) => Err(e),
-        Ok(()) => match phase {
-            Phase::Delete => match &s.observed {
-                Some(o) => delete(ctx, o).await.map(|_| None),
-                None => Ok(None),
-            },
-            // The old half of a create-before-destroy replacement, or a duplicate: the address
-            // keeps the id it has now (the new resource, or the first of the duplicates).
-            Phase::Cleanup => match &s.observed {
-                Some(o) => match delete(ctx, o).await {
-                    Ok(()) => Ok(ctx.ids.lock().await.get(&addr).cloned()),
-                    Err(e) => Err(e),
-                },
-                None => Ok(None),
-            },
-            Phase::Forward => match (&s.desired, s.change.action) {
-                (Some(d), Action::Update) => {
-                    let o = s.observed.as_ref();
-                    match o {
-                        Some(o) => {
-                            let mut r = retag(ctx, o).await;
-                            if r.is_ok() && !s.retag_only {
-                                r = update(ctx, d, o).await;
-                            }
-                            r.map(|_| Some(o.id.clone()))
-                        }
-                        None => Ok(None),
-                    }
-                }
-                (Some(d), Action::Replace) if rolled && d.kind == ResKind::Instance => {
-                    let token = token.clone().unwrap_or_default();
-                    match &s.observed {
-                        Some(o) => roll_instance(ctx, d, o, &run.roll, &token).await.map(Some),
-                        None => create(ctx, d, &token).await.map(Some),
-                    }
-                }
-                (Some(d), _) => create(ctx, d, &token.clone().unwrap_or_default())
-                    .await
-                    .map(Some),
-                (None, _) => Ok(None),
-            },
+    let token = token.unwrap_or_default();
+    let r = match phase {
+        Phase::Delete => match &s.observed {
+            Some(o) => delete(ctx, o).await.map(|_| None),
+            None => Ok(None),
         },
-    };
-    let noted = match &r {
-        Ok(id) => {
-            run.note(&addr, verb, journal::Event::Done, None, id.clone())
-                .await
-        }
-        Err(e) => run.note_failed(&addr, verb, &e.to_string()).await,
-    };
-    let r = match (r, noted) {
-        (Ok(_), Err(e)) => Err(e),
-        (r, _) => r,
+        // The old half of a create-before-destroy replacement, or a duplicate: the address
+        // keeps the id it has now (the new resource, or the first of the duplicates).
+        Phase::Cleanup => match &s.observed {
+            Some(o) => match delete(ctx, o).await {
+                Ok(()) => Ok(ctx.ids.lock().await.get(&addr).cloned()),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        },
+        Phase::Forward => match (&s.desired, s.change.action) {
+            (Some(d), Action::Update) => match s.observed.as_ref() {
+                Some(o) => {
+                    let mut r = retag(ctx, o).await;
+                    if r.is_ok() && !s.retag_only {
+                        r = update(ctx, d, o).await;
+                    }
+                    r.map(|_| Some(o.id.clone()))
+                }
+                None => Ok(None),
+            },
+            (Some(d), Action::Replace) if rolled && d.kind == ResKind::Instance => {
+                match &s.observed {
+                    Some(o) => roll_instance(ctx, d, o, roll, token).await.map(Some),
+                    None => create(ctx, d, token).await.map(Some),
+                }
+            }
+            (Some(d), _) => create(ctx, d, token).await.map(Some),
+            (None, _) => Ok(None),
+        },
     };
     match r {
         Ok(id) => {
@@ -594,12 +243,12 @@ where
             on_event(Event::Done {
                 addr,
                 action,
-                id,
+                id: id.clone(),
                 kind,
                 elapsed: t0.elapsed(),
             })
             .await;
-            None
+            Ok(id)
         }
         Err(e) => {
             on_event(Event::Failed {
@@ -607,7 +256,7 @@ where
                 error: e.to_string(),
             })
             .await;
-            Some(e)
+            Err(e)
         }
     }
 }
@@ -866,7 +515,7 @@ where
 }
 
 /// Creates `r`; `token` is its idempotency token (RunInstances ClientToken, EFS
-/// CreationToken), derived from the journal ([`journal::create_token`]).
+/// CreationToken), derived from the journal (`engine::journal::create_token`).
 async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError> {
     let c = &ctx.c;
     let a = r.addr.as_str();
@@ -1194,6 +843,7 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
                         .protocol(elbt::ProtocolEnum::from(
                             r.get("protocol").unwrap_or("HTTP"),
                         ))
+                        .set_certificates(certificates(r))
                         .default_actions(forward(&target_group_id))
                         .set_tags(Some(ctx.elb_tags(a)))
                         .send()
@@ -1554,6 +1204,13 @@ fn matcher(r: &Resource) -> Option<elbt::Matcher> {
         .map(|m| elbt::Matcher::builder().http_code(m).build())
 }
 
+/// A listener's `Certificates` (CreateListener/ModifyListener): its `certificate_arn`, the
+/// default certificate of an HTTPS or TLS listener; none for other protocols.
+fn certificates(r: &Resource) -> Option<Vec<elbt::Certificate>> {
+    r.get("certificate_arn")
+        .map(|arn| vec![elbt::Certificate::builder().certificate_arn(arn).build()])
+}
+
 fn forward(tg: &str) -> elbt::Action {
     elbt::Action::builder()
         .r#type(elbt::ActionTypeEnum::Forward)
@@ -1810,6 +1467,7 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                     .protocol(elbt::ProtocolEnum::from(
                         want.get("protocol").unwrap_or("HTTP"),
                     ))
+                    .set_certificates(certificates(want))
                     .default_actions(forward(&target_group_id))
                     .send()
             })
@@ -2212,75 +1870,13 @@ aws:
             .collect()
     }
 
-    fn addrs(steps: &[&Step]) -> Vec<String> {
-        let mut v: Vec<String> = steps.iter().map(|s| s.change.addr.clone()).collect();
-        v.sort();
-        v
-    }
-
-    /// Issue 12 §2: a `target_port` change replaces the target group create-before-destroy:
-    /// nothing is deleted first; the new group is created, the listener repointed and the
-    /// targets registered, and only then is the old group (and its registration) deleted. On
-    /// main the old group's delete came first and AWS answered `ResourceInUse` for 30 minutes.
+    /// An instance replaced create-before-destroy is moved between the target groups whose
+    /// registration lists it: the roll registers the new one there before the old one goes.
     #[test]
-    fn target_port_change_creates_the_new_group_before_deleting_the_old() {
-        let have = observed(&resources(|s| s));
-        let want = resources(|s| s.replace("kind: alb\n", "kind: alb\n    target_port: 8080\n"));
-        let d = diff::diff(&want, &have);
-        let tg = d
-            .steps
-            .iter()
-            .find(|s| s.change.addr == "aws_lb_target_group.web")
-            .unwrap();
-        assert_eq!(tg.change.action, Action::Replace);
-        let p = phases(&d.steps);
-        assert!(p.deletes.is_empty(), "{:?}", addrs(&p.deletes));
-        assert_eq!(
-            addrs(&p.cleanup),
-            [
-                "aws_lb_target_group.web",
-                "aws_lb_target_group_attachment.web"
-            ]
-        );
-        assert_eq!(
-            prerequisite_addrs(&p.forwards, false, "aws_lb_listener.port_80"),
-            ["aws_lb_target_group.web"],
-            "the listener is repointed once the new group exists"
-        );
-        assert_eq!(
-            prerequisite_addrs(&p.cleanup, true, "aws_lb_target_group.web"),
-            ["aws_lb_target_group_attachment.web"]
-        );
-        // The two groups coexist for a while: their AWS names differ.
-        let name = |rs: &[Resource]| {
-            rs.iter()
-                .find(|r| r.kind == ResKind::TargetGroup)
-                .and_then(|r| r.get("name").map(str::to_string))
-        };
-        assert_ne!(
-            name(&want),
-            have.iter()
-                .find(|o| o.res.kind == ResKind::TargetGroup)
-                .and_then(|o| o.res.get("name").map(str::to_string))
-        );
-    }
-
-    /// Issue 12 §2: an instance_type change replaces the instances create-before-destroy, one
-    /// at a time (web[1] waits for web[0]); nothing is terminated in the delete phase.
-    #[test]
-    fn instance_type_change_rolls_one_instance_at_a_time() {
+    fn a_rolled_instance_moves_between_its_registrations_groups() {
         let have = observed(&resources(|s| s));
         let want = resources(|s| s.replace("t2.micro", "t3.small"));
         let d = diff::diff(&want, &have);
-        let p = phases(&d.steps);
-        assert!(p.deletes.is_empty(), "{:?}", addrs(&p.deletes));
-        assert!(p.cleanup.is_empty(), "{:?}", addrs(&p.cleanup));
-        assert!(p.cbd.contains("aws_instance.web[0]") && p.cbd.contains("aws_instance.web[1]"));
-        let mut pre = prerequisites(&p.forwards, false);
-        one_at_a_time(&p.forwards, &p.cbd, &mut pre);
-        let at = |a: &str| p.forwards.iter().position(|s| s.change.addr == a).unwrap();
-        assert!(pre[at("aws_instance.web[1]")].contains(&at("aws_instance.web[0]")));
-        assert!(!pre[at("aws_instance.web[0]")].contains(&at("aws_instance.web[1]")));
         let roll = Roll::of(&d.steps);
         assert_eq!(
             roll.target_groups
@@ -2288,45 +1884,6 @@ aws:
                 .map(Vec::as_slice),
             Some(&["aws_lb_target_group.web".to_string()][..])
         );
-    }
-
-    /// An instance whose subnet is replaced cannot be made before the old one is gone (the old
-    /// subnet cannot go while the old instance is in it): destroy-then-create, as before.
-    #[test]
-    fn a_replaced_subnet_makes_its_instances_destroy_first() {
-        let have = observed(&resources(|s| s));
-        let want = resources(|s| s.replace("10.20.1.0/24", "10.20.3.0/24"));
-        let d = diff::diff(&want, &have);
-        let p = phases(&d.steps);
-        let deleted = addrs(&p.deletes);
-        assert!(
-            deleted.contains(&"aws_subnet.public[0]".to_string()),
-            "{deleted:?}"
-        );
-        assert!(
-            deleted.contains(&"aws_instance.web[0]".to_string()),
-            "{deleted:?}"
-        );
-        assert!(!p.cbd.contains("aws_instance.web[0]"));
-    }
-
-    /// A duplicate (a create retried before its first answer) is removed after the creates and
-    /// updates, never before the address's kept resource is in place.
-    #[test]
-    fn duplicates_are_removed_last() {
-        let want = resources(|s| s);
-        let mut have = observed(&want);
-        let mut dup = have
-            .iter()
-            .find(|o| o.res.kind == ResKind::TargetGroup)
-            .unwrap()
-            .clone();
-        dup.id = "arn:dup".into();
-        have.push(dup);
-        let d = diff::diff(&want, &have);
-        let p = phases(&d.steps);
-        assert!(p.deletes.is_empty());
-        assert_eq!(addrs(&p.cleanup), ["aws_lb_target_group.web"]);
     }
 
     /// The final snapshot's name follows RDS's identifier rules for any derived DB name.
@@ -2341,69 +1898,5 @@ aws:
             "{id}"
         );
         assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
-    }
-
-    fn prerequisite_addrs(steps: &[&Step], deleting: bool, addr: &str) -> Vec<String> {
-        let pre = prerequisites(steps, deleting);
-        let i = steps
-            .iter()
-            .position(|s| s.change.addr == addr)
-            .unwrap_or_else(|| panic!("no step for {addr}"));
-        let mut v: Vec<String> = pre[i]
-            .iter()
-            .map(|&j| steps[j].change.addr.clone())
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// A step waits for the steps of what it references, not for a whole wave: the database
-    /// does not wait for the load balancer, so the run is as long as its longest chain.
-    #[test]
-    fn a_step_waits_only_for_what_it_references() {
-        let file: crate::stack::model::StackFile = serde_saphyr::from_str(STACK).unwrap();
-        let want = desired(
-            &file,
-            &Inputs {
-                public_key: None,
-                vpc_cidrs: None,
-            },
-        );
-        let d = diff::diff(&want, &[]);
-        let steps: Vec<&Step> = d.steps.iter().collect();
-        assert_eq!(
-            prerequisite_addrs(&steps, false, "aws_db_instance.main"),
-            ["aws_db_subnet_group.main", "aws_security_group.db"]
-        );
-        assert_eq!(
-            prerequisite_addrs(&steps, false, "aws_lb_listener.port_80"),
-            ["aws_lb.main", "aws_lb_target_group.web"]
-        );
-        assert!(prerequisite_addrs(&steps, false, "aws_vpc.main").is_empty());
-
-        // Down: a resource goes after everything that references it.
-        let observed: Vec<Observed> = want
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Observed {
-                res: r.clone(),
-                id: format!("id-{i}"),
-                info: BTreeMap::new(),
-            })
-            .collect();
-        let d = diff::destroy(&observed);
-        let steps: Vec<&Step> = d.steps.iter().collect();
-        let vpc = prerequisite_addrs(&steps, true, "aws_vpc.main");
-        for a in [
-            "aws_subnet.public[0]",
-            "aws_security_group.lb",
-            "aws_lb_target_group.web",
-        ] {
-            assert!(
-                vpc.iter().any(|v| v == a),
-                "{a} not before the VPC: {vpc:?}"
-            );
-        }
-        assert!(prerequisite_addrs(&steps, true, "aws_db_instance.main").is_empty());
     }
 }

@@ -306,13 +306,17 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
         );
         for l in &b.listeners {
             // The protocol as written, never a silent substitute: `validate` refuses the ones
-            // hactl cannot build yet (UDP, TCP_UDP, TLS, HTTPS), and a listener that differs
-            // from what AWS reports is planned as a change.
+            // hactl cannot build yet (UDP, TCP_UDP) and HTTPS/TLS without `certificate_arn`,
+            // and a listener that differs from what AWS reports is planned as a change.
             let proto = l.protocol.to_uppercase();
+            let mut listener = Resource::new(ResKind::Listener, listener_addr(l.port.value))
+                .attr("port", l.port.value)
+                .attr("protocol", proto);
+            if let Some(c) = &l.certificate_arn {
+                listener = listener.attr("certificate_arn", &c.value);
+            }
             out.push(
-                Resource::new(ResKind::Listener, listener_addr(l.port.value))
-                    .attr("port", l.port.value)
-                    .attr("protocol", proto)
+                listener
                     .reference("lb", vec![LB.into()])
                     .reference("target_group", vec![TG.into()]),
             );

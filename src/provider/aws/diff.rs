@@ -16,14 +16,26 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::plan::{Action, Change, Kind, Plan};
+use crate::plan::{Action, Addr, AttrChange, Change, Order, Payload, Plan, Reason};
 
 use super::model::{satisfies, Observed, ResKind, Resource, INFO_RETAG};
+
+/// The provider's own view of a change: the address as the AWS provider keys everything (its
+/// `type.name` string), the action and the typed reason. [`Step::to_change`] is the one place
+/// it becomes a [`crate::plan::Change`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub addr: String,
+    pub action: Action,
+    pub reason: Reason,
+    /// The id of what is there now.
+    pub before: Option<String>,
+}
 
 /// One step of an AWS plan: the change as shown, plus what apply needs to carry it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    pub change: Change,
+    pub change: Planned,
     pub desired: Option<Resource>,
     pub observed: Option<Observed>,
     /// Dependency depth (0 = references nothing managed).
@@ -50,13 +62,63 @@ pub struct Diff {
 }
 
 impl Diff {
+    /// The steps as the engine's plan: each change says when its delete half runs
+    /// ([`create_before_destroy`]) and whether it destroys data ([`destroys_data`]).
     pub fn plan(&self, stack: &str) -> Plan {
+        let cbd = create_before_destroy(&self.steps);
         Plan::new(
             stack,
-            self.steps.iter().map(|s| s.change.clone()).collect(),
+            self.steps.iter().map(|s| s.to_change(&cbd)).collect(),
             self.noop,
             Vec::new(),
         )
+    }
+}
+
+impl Step {
+    /// The provider boundary: this step as the engine's [`Change`], carrying the step itself
+    /// as its payload (apply takes it back with `change.payload.get::<Step>()`). It depends on
+    /// the managed resources it references, as desired (or, for a delete, as observed).
+    /// `cbd`: the addresses replaced create-before-destroy ([`create_before_destroy`]).
+    pub fn to_change(&self, cbd: &BTreeSet<String>) -> Change {
+        let kind = self
+            .observed
+            .as_ref()
+            .map(|o| o.res.kind)
+            .or(self.desired.as_ref().map(|d| d.kind));
+        let order = match self.change.action {
+            Action::Delete if self.duplicate => Order::CreateFirst,
+            Action::Replace if cbd.contains(&self.change.addr) => {
+                if kind == Some(ResKind::Instance) {
+                    Order::Rolled
+                } else {
+                    Order::CreateFirst
+                }
+            }
+            _ => Order::DestroyFirst,
+        };
+        let destroys_data = destroys_data(self)
+            .then(|| kind.map(|k| data_loss_note(k).to_string()))
+            .flatten();
+        let deps = self
+            .desired
+            .as_ref()
+            .or(self.observed.as_ref().map(|o| &o.res))
+            .map(|r| r.deps().map(Addr::resource).collect())
+            .unwrap_or_default();
+        Change {
+            before: self.change.before.clone(),
+            depends_on: deps,
+            wave: self.wave,
+            payload: Payload::provider(self.clone()),
+            order,
+            destroys_data,
+            ..Change::new(
+                Addr::resource(&self.change.addr),
+                self.change.action,
+                self.change.reason.clone(),
+            )
+        }
     }
 }
 
@@ -107,18 +169,25 @@ fn show(v: Option<&str>) -> String {
     }
 }
 
-fn change(addr: &str, action: Action, reason: String) -> Change {
-    Change {
+fn change(addr: &str, action: Action, reason: Reason) -> Planned {
+    Planned {
         addr: addr.to_string(),
-        host: None,
-        kind: Kind::Resource,
         action,
         reason,
         before: None,
-        after: None,
-        diff: None,
-        sensitive: false,
     }
+}
+
+fn attr_changes(diffs: &[(String, String, String, bool)]) -> Vec<AttrChange> {
+    diffs
+        .iter()
+        .map(|(k, b, a, r)| AttrChange {
+            key: k.clone(),
+            before: b.clone(),
+            after: a.clone(),
+            forces_replace: *r,
+        })
+        .collect()
 }
 
 /// What differs between a desired resource and its observed self: (key, before, after,
@@ -189,7 +258,9 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             let mut c = change(
                 &want.addr,
                 Action::Delete,
-                format!("duplicate `{}`", extra.id),
+                Reason::Duplicate {
+                    id: extra.id.clone(),
+                },
             );
             c.before = Some(extra.id.clone());
             steps.push(Step {
@@ -205,7 +276,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
         let Some(have) = found.first() else {
             changed.insert(want.addr.clone(), steps.len());
             steps.push(Step {
-                change: change(&want.addr, Action::Create, "not found".into()),
+                change: change(&want.addr, Action::Create, Reason::NotFound),
                 desired: Some(want.clone()),
                 observed: None,
                 wave,
@@ -224,20 +295,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             continue;
         }
         let replace = diffs.iter().any(|d| d.3);
-        let mut reasons: Vec<String> = diffs
-            .iter()
-            .map(|(k, b, a, r)| {
-                if *r {
-                    format!("{k} changed: {b} → {a}: replace")
-                } else {
-                    format!("{k}: {b} → {a}")
-                }
-            })
-            .collect();
-        if let (Some(t), false) = (retag, replace) {
-            reasons.push(format!("re-tag: {t} missing"));
-        }
-        let reason = reasons.join("; ");
+        let reason = Reason::Differs {
+            attrs: attr_changes(&diffs),
+            retag: retag.filter(|_| !replace).cloned(),
+            replaced: Vec::new(),
+        };
         let mut c = change(
             &want.addr,
             if replace {
@@ -281,11 +343,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             continue; // being created anyway
         };
         let forces = hits.iter().any(|(k, _)| want.kind.forces_replace(k));
-        let why = hits
-            .iter()
-            .map(|(_, a)| format!("{a} is replaced"))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let why: Vec<String> = hits.iter().map(|(_, a)| a.clone()).collect();
         match changed.get(&want.addr) {
             Some(&i) => {
                 let s = &mut steps[i];
@@ -293,7 +351,9 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     s.change.action = Action::Replace;
                     replaced.insert(want.addr.clone());
                 }
-                s.change.reason = format!("{}; {why}", s.change.reason);
+                if let Reason::Differs { replaced, .. } = &mut s.change.reason {
+                    replaced.extend(why);
+                }
                 s.retag_only = false;
             }
             None => {
@@ -304,7 +364,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     } else {
                         Action::Update
                     },
-                    why,
+                    Reason::Differs {
+                        attrs: Vec::new(),
+                        retag: None,
+                        replaced: why,
+                    },
                 );
                 c.before = Some(have.id.clone());
                 if forces {
@@ -329,7 +393,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
     for o in observed {
         if !wanted.contains(o.res.addr.as_str()) {
             let wave = *depth.entry(o.res.addr.clone()).or_insert(0);
-            let mut c = change(&o.res.addr, Action::Delete, "not in the stack".into());
+            let mut c = change(&o.res.addr, Action::Delete, Reason::NotInStack);
             c.before = Some(o.id.clone());
             steps.push(Step {
                 change: c,
@@ -342,7 +406,6 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             });
         }
     }
-    mark_data_loss(&mut steps);
     sort_steps(&mut steps);
     Diff { steps, noop }
 }
@@ -353,7 +416,7 @@ pub fn destroy(observed: &[Observed]) -> Diff {
     let mut steps: Vec<Step> = observed
         .iter()
         .map(|o| {
-            let mut c = change(&o.res.addr, Action::Delete, "stack down".into());
+            let mut c = change(&o.res.addr, Action::Delete, Reason::StackDown);
             c.before = Some(o.id.clone());
             Step {
                 change: c,
@@ -366,7 +429,6 @@ pub fn destroy(observed: &[Observed]) -> Diff {
             }
         })
         .collect();
-    mark_data_loss(&mut steps);
     sort_steps(&mut steps);
     Diff { steps, noop: 0 }
 }
@@ -399,20 +461,8 @@ fn data_loss_note(kind: ResKind) -> &'static str {
     }
 }
 
-/// Appends [`data_loss_note`] to the reason of every step that [`destroys_data`], so the plan
-/// shows it.
-fn mark_data_loss(steps: &mut [Step]) {
-    for s in steps.iter_mut() {
-        if destroys_data(s) {
-            if let Some(o) = &s.observed {
-                s.change.reason = format!("{}; {}", s.change.reason, data_loss_note(o.res.kind));
-            }
-        }
-    }
-}
-
 /// A plan that deletes or replaces a database or file system, refused because the user did not
-/// pass `--allow-data-loss`. `steps`: one line per such step, `addr (action: reason)`.
+/// pass `--allow-data-loss`. `steps`: one line per such change, `addr (action: reason)`.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("refusing a plan that destroys data:\n{}", .steps.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n"))]
 #[diagnostic(
@@ -423,23 +473,21 @@ pub struct DataLoss {
     pub steps: Vec<String>,
 }
 
-/// The plan's steps that [`destroys_data`], refused unless `allowed` (`--allow-data-loss`).
-pub fn refuse_data_loss(d: &Diff, allowed: bool) -> Result<(), DataLoss> {
-    let steps: Vec<String> = d
-        .steps
-        .iter()
-        .filter(|s| destroys_data(s))
-        .map(|s| {
-            let what = match s.change.action {
+/// The plan's changes that destroy data ([`Change::destroys_data`], set from
+/// [`destroys_data`]), refused unless `allowed` (`--allow-data-loss`).
+pub fn refuse_data_loss<'a>(
+    changes: impl IntoIterator<Item = &'a Change>,
+    allowed: bool,
+) -> Result<(), DataLoss> {
+    let steps: Vec<String> = changes
+        .into_iter()
+        .filter(|c| c.destroys_data.is_some())
+        .map(|c| {
+            let what = match c.action {
                 Action::Replace => "replace",
                 _ => "delete",
             };
-            let note = s.observed.as_ref().map(|o| data_loss_note(o.res.kind));
-            let why = note
-                .and_then(|n| s.change.reason.strip_suffix(n))
-                .map(|r| r.trim_end_matches("; "))
-                .unwrap_or(&s.change.reason);
-            format!("`{}` ({what}: {why})", s.change.addr)
+            format!("`{}` ({what}: {})", c.addr, c.reason)
         })
         .collect();
     if steps.is_empty() || allowed {
@@ -447,6 +495,56 @@ pub fn refuse_data_loss(d: &Diff, allowed: bool) -> Result<(), DataLoss> {
     } else {
         Err(DataLoss { steps })
     }
+}
+
+/// Which replacements are made create-before-destroy: the new resource is created (and what
+/// references it repointed) before the old one is deleted, so a listener never forwards to a
+/// deleted target group (AWS answers DeleteTargetGroup `ResourceInUse` while one does) and an
+/// instance keeps serving until its replacement does. Kinds that can: target groups (their
+/// AWS name carries what forces the replacement, so old and new coexist), their registrations,
+/// and instances. A replacement is made this way only when nothing it references is deleted
+/// first (a subnet replaced under an instance must go before the new instance can exist
+/// elsewhere, and cannot go while the old instance is in it). The engine's walk orders by the
+/// [`Order`] each change carries ([`Step::to_change`]).
+pub fn create_before_destroy(steps: &[Step]) -> BTreeSet<String> {
+    let can = |k: ResKind| super::kinds::of(k).create_before_destroy();
+    let kind = |s: &Step| s.observed.as_ref().map(|o| o.res.kind);
+    let mut first: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| match s.change.action {
+            Action::Delete => !s.duplicate,
+            Action::Replace => !kind(s).is_some_and(can),
+            _ => false,
+        })
+        .map(|s| s.change.addr.as_str())
+        .collect();
+    let candidates: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.change.action == Action::Replace && kind(s).is_some_and(can))
+        .collect();
+    // A candidate that references something deleted first is not one; that may disqualify
+    // what references it in turn, so repeat until nothing changes.
+    loop {
+        let before = first.len();
+        for s in &candidates {
+            let deps_go_first = s
+                .observed
+                .iter()
+                .flat_map(|o| o.res.deps())
+                .any(|d| first.contains(d));
+            if deps_go_first {
+                first.insert(s.change.addr.as_str());
+            }
+        }
+        if first.len() == before {
+            break;
+        }
+    }
+    candidates
+        .iter()
+        .filter(|s| !first.contains(s.change.addr.as_str()))
+        .map(|s| s.change.addr.clone())
+        .collect()
 }
 
 /// Why an observed instance of the stack no longer serves, if it does not: stopped or stopping
@@ -526,10 +624,7 @@ pub fn repairs(
             (Some(ResKind::Instance), Action::Create) => {
                 let was = last_ids.get(&addr).cloned();
                 let mut s = s;
-                s.change.reason = match &was {
-                    Some(id) => format!("{id} is terminated or gone: launch a replacement"),
-                    None => "missing: launch it".into(),
-                };
+                s.change.reason = Reason::Relaunch { was: was.clone() };
                 s.replaces = was;
                 steps.push(s);
             }
@@ -544,7 +639,10 @@ pub fn repairs(
         let mut c = change(
             &want.addr,
             Action::Replace,
-            format!("{} is {why}: replace", o.id),
+            Reason::Dead {
+                id: o.id.clone(),
+                why: why.clone(),
+            },
         );
         c.before = Some(o.id.clone());
         steps.push(Step {
@@ -561,18 +659,21 @@ pub fn repairs(
     let want_attach = desired.iter().find(|r| r.kind == ResKind::TargetAttachment);
     let have_attach = want_attach.and_then(|w| observed.iter().find(|o| o.res.addr == w.addr));
     if let (Some(want), Some(have)) = (want_attach, have_attach) {
-        let mut why: Vec<String> = differences(want, &have.res)
+        let targets: Vec<_> = differences(want, &have.res)
             .into_iter()
             .filter(|(k, ..)| k == "targets")
-            .map(|(k, b, a, _)| format!("{k}: {b} → {a}"))
             .collect();
         let moved: Vec<&String> = repaired
             .iter()
             .filter(|a| want.refs.get("targets").is_some_and(|t| t.contains(a)))
             .collect();
-        if !moved.is_empty() || !why.is_empty() {
-            why.extend(moved.iter().map(|a| format!("{a} is replaced")));
-            let mut c = change(&want.addr, Action::Update, why.join("; "));
+        if !moved.is_empty() || !targets.is_empty() {
+            let why = Reason::Differs {
+                attrs: attr_changes(&targets),
+                retag: None,
+                replaced: moved.into_iter().cloned().collect(),
+            };
+            let mut c = change(&want.addr, Action::Update, why);
             c.before = Some(have.id.clone());
             steps.push(Step {
                 change: c,
@@ -729,7 +830,7 @@ aws:
         assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
         assert_eq!(d.steps[0].change.action, Action::Update);
         assert!(
-            d.steps[0].change.reason.contains("port"),
+            d.steps[0].change.reason.to_string().contains("port"),
             "{}",
             d.steps[0].change.reason
         );
@@ -1050,14 +1151,20 @@ aws:
             .expect("a step for the database");
         assert_eq!(db.change.action, Action::Replace);
         assert!(destroys_data(db));
+        let plan = d.plan("web3");
+        let change = plan
+            .resources()
+            .find(|c| c.addr.to_string() == desired::DB)
+            .expect("the database's change");
+        let note = change.destroys_data.as_deref().unwrap_or_default();
+        assert!(note.contains("final DB snapshot"), "{note}");
         assert!(
-            db.change.reason.contains("final DB snapshot"),
-            "{}",
-            db.change.reason
+            crate::view::plan::render_plan(&plan, &[]).contains(note),
+            "the plan shows it"
         );
-        let err = refuse_data_loss(&d, false).expect_err("refused without the flag");
+        let err = refuse_data_loss(plan.resources(), false).expect_err("refused without the flag");
         assert_eq!(err.steps.len(), 1, "{:?}", err.steps);
-        assert!(refuse_data_loss(&d, true).is_ok());
+        assert!(refuse_data_loss(plan.resources(), true).is_ok());
         insta::assert_snapshot!(crate::view::format_report(&miette::Report::new(err), false));
     }
 
@@ -1074,7 +1181,7 @@ aws:
             .map(|s| s.change.addr.as_str())
             .collect();
         assert_eq!(lost, [desired::DB, desired::EFS]);
-        assert!(refuse_data_loss(&down, false).is_err());
+        assert!(refuse_data_loss(down.plan("web3").resources(), false).is_err());
 
         let mut obs = as_observed(&w);
         for o in &mut obs {
@@ -1085,7 +1192,7 @@ aws:
         let d = diff(&w, &obs);
         assert!(!d.steps.is_empty());
         assert!(d.steps.iter().all(|s| !destroys_data(s)));
-        assert!(refuse_data_loss(&d, false).is_ok());
+        assert!(refuse_data_loss(d.plan("web3").resources(), false).is_ok());
     }
 
     /// A database created before deletion protection was hactl's default is an in-place

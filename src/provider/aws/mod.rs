@@ -74,9 +74,6 @@ pub enum AwsError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     MissingAttr(#[from] kinds::MissingAttr),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Journal(#[from] crate::state::journal::JournalError),
     #[error("the hosts' key pair needs `{0}`, which is not in the vault")]
     #[diagnostic(
         code(hactl::aws::public_key),

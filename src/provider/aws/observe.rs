@@ -784,9 +784,21 @@ pub async fn observe(
         raws.push(r);
     }
 
-    // The DB subnet group is found by its name, then confirmed by its tags.
-    if let Ok(out) = dbsg {
-        for g in out.db_subnet_groups() {
+    // The DB subnet group is found by its name, then confirmed by its tags. Only
+    // DBSubnetGroupNotFound means there is none: any other failure fails the read, never
+    // "absent" (which would plan a second group and a replaced database).
+    let dbsg = match dbsg {
+        Ok(out) => out.db_subnet_groups().to_vec(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_db_subnet_group_not_found_fault()) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(api("DescribeDBSubnetGroups")(e)),
+    };
+    {
+        for g in &dbsg {
             let (Some(name), Some(arn)) = (g.db_subnet_group_name(), g.db_subnet_group_arn())
             else {
                 continue;
@@ -842,6 +854,10 @@ pub async fn observe(
                 &listener_addr(port.into()),
                 l.listener_arn().unwrap_or_default(),
             );
+            // The default certificate (DescribeListeners lists only that one).
+            if let Some(arn) = l.certificates().first().and_then(|c| c.certificate_arn()) {
+                r.obs.res = r.obs.res.attr("certificate_arn", arn);
+            }
             r.obs.res = r
                 .obs
                 .res
@@ -909,21 +925,45 @@ pub async fn observe(
             ) {
                 continue;
             }
-            let sgs = c
+            // A failed read is an error, never "no security groups" (which would plan a
+            // change); a mount target deleted since the listing is gone; one that is not in a
+            // state to answer has groups not known yet (no change planned from them).
+            let sgs = match c
                 .efs
                 .describe_mount_target_security_groups()
                 .mount_target_id(m.mount_target_id())
                 .send()
                 .await
-                .map(|o| o.security_groups().to_vec())
-                .unwrap_or_default();
+            {
+                Ok(o) => Some(o.security_groups().to_vec()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_mount_target_not_found()) =>
+                {
+                    continue
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_incorrect_mount_target_state()) =>
+                {
+                    None
+                }
+                Err(e) => return Err(api("DescribeMountTargetSecurityGroups")(e)),
+            };
             let mut r = raw(ResKind::EfsMountTarget, "", m.mount_target_id());
             r.obs.res = r
                 .obs
                 .res
                 .reference("file_system", vec![addr.clone()])
-                .reference("subnet", vec![m.subnet_id().to_string()])
-                .reference("security_groups", sgs);
+                .reference("subnet", vec![m.subnet_id().to_string()]);
+            match sgs {
+                Some(sgs) => r.obs.res = r.obs.res.reference("security_groups", sgs),
+                None => {
+                    r.obs
+                        .info
+                        .insert(super::diff::UNKNOWN.into(), "security_groups".into());
+                }
+            }
             r.obs.info.insert(
                 "zone".into(),
                 m.availability_zone_name().unwrap_or_default().into(),

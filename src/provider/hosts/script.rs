@@ -5,88 +5,19 @@
 //! base64-encoded inside here-documents, which dash feeds through pipes, not temp files. One
 //! script per phase keeps a host to one round trip for observing and one for applying. Every
 //! argument is quoted with `shell-escape`, never by hand. The output is line-oriented,
-//! tab-separated records prefixed `HACTL` that `parse_*` read back.
+//! tab-separated records prefixed `HACTL` (`crate::onhost::record`) that its `parse` reads back.
 //!
 //! Host users are not trusted: writes never follow a link or a renamed directory a user
 //! planted ([`apply_script_at`]), and observing never reads through a link nor fetches what
 //! an unprivileged user could not read ([`observe_script`], [`fetch_script`]); see
 //! docs/security.md.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use base64::Engine as _;
-
+use crate::onhost::cmd::{self, CheckKind};
+use crate::onhost::paths::{pid_file, state_dir, temp_name, vrrp_state_file, READER_UID};
+use crate::onhost::sh::{heredoc_b64, join, q};
 use crate::plan::hosts::Manifest;
-use crate::render::CheckKind;
-
-/// Quotes one shell word.
-pub fn q(s: &str) -> Cow<'_, str> {
-    shell_escape::unix::escape(Cow::Borrowed(s))
-}
-
-/// Joins an argv into one shell command line.
-pub fn join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| q(a).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Where hactl keeps its per-stack records on a host.
-pub fn state_dir(stack: &str) -> String {
-    format!("/var/lib/hactl/{stack}")
-}
-
-/// The pid file each known service writes (Debian's defaults, and the lab's stand-in).
-pub fn pid_file(service: &str) -> Option<&'static str> {
-    match service {
-        "nginx" => Some("/run/nginx.pid"),
-        "haproxy" => Some("/run/haproxy.pid"),
-        "keepalived" => Some("/run/keepalived.pid"),
-        _ => None,
-    }
-}
-
-/// The argv that checks a file with the real binary before it is activated.
-pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
-    let v: &[&str] = match kind {
-        CheckKind::Keepalived => &["keepalived", "-t", "-f", path],
-        CheckKind::Nginx => &["nginx", "-t", "-q", "-c", path],
-        CheckKind::Haproxy => &["haproxy", "-c", "-q", "-f", path],
-    };
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-pub fn service_argv(verb: &str, service: &str) -> Vec<String> {
-    vec!["systemctl".into(), verb.into(), service.into()]
-}
-
-/// The command that runs `verb` on one of a stack's services. The app is no system unit:
-/// hactl runs it with compose through the `app-ctl` script `hactl up` renders (see
-/// `crate::deploy::remote`), which takes the same verbs as systemctl.
-pub fn stack_service_argv(stack: &str, verb: &str, service: &str) -> Vec<String> {
-    if service == "app" {
-        return vec![crate::deploy::remote::ctl_path(stack), verb.into()];
-    }
-    service_argv(verb, service)
-}
-
-/// `is-active` for a stack's service, quiet.
-fn is_active_cmd(stack: &str, service: &str) -> String {
-    if service == "app" {
-        return join(&stack_service_argv(stack, "is-active", service));
-    }
-    format!("systemctl is-active --quiet {}", q(service))
-}
-
-/// The temporary name a file is written to before it is checked and renamed into place: in
-/// the same directory (so the rename is atomic), hidden, and ending in this run's `nonce`
-/// (random per run), so a host user cannot plant anything at the name beforehand.
-pub fn temp_name(dest: &str, nonce: &str) -> String {
-    let name = dest.rsplit_once('/').map_or(dest, |(_, n)| n);
-    format!(".{name}.hactl-{nonce}")
-}
 
 /// Where the original of a replaced file is kept: `"$S/backup"` + the quoted path, so the
 /// variable expands and the path stays one word.
@@ -108,16 +39,6 @@ fn base_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
 
-fn heredoc(out: &mut String, bytes: &[u8]) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    out.push_str("<<'HACTL_EOF'\n");
-    for chunk in b64.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("HACTL_EOF\n");
-}
-
 /// One file to ask about while observing.
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -134,14 +55,21 @@ pub struct Probe {
 /// `stat` reports what is at each path without following a symbolic link, and only regular
 /// files that are no links are hashed: hactl never reads through a link a host user planted
 /// (nor blocks on a fifo).
+///
+/// Process spawns are most of a host's cost (each fork and exec of a small tool costs about a
+/// millisecond of CPU, the lab's `systemctl` several), so the script forks little: the
+/// manifest is read by the shell itself, line by line into `manifest-line` records (it is
+/// JSON that hactl wrote, in hactl's root-only state directory: text with no NUL);
+/// one `sha256sum` and one `stat` for every file together; services whose pid file names a
+/// live process are known without asking anyone (builtins only), and the rest are asked in one
+/// `systemctl is-active` for all of them (it prints one state per unit, in order; `active`,
+/// `reloading` and `refreshing` count as active, as `is-active`'s exit code counts them).
+/// A no-op on a host whose services run is three processes: `sh`, `sha256sum`, `stat`.
 pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> String {
-    // Process spawns dominate a host's cost on a small machine, so the common case forks
-    // little: one `sha256sum` and one `stat` for every file together, and services whose pid
-    // file names a live process are known without asking systemctl (shell builtins only).
     let mut s = String::from("set -u\n");
     let _ = writeln!(s, "S={}", q(&state_dir(stack)));
     s.push_str(
-        "if [ -f \"$S/manifest.json\" ]; then printf 'HACTL\\tmanifest\\t'; base64 -w0 \"$S/manifest.json\"; echo; fi\n",
+        "if [ -f \"$S/manifest.json\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf 'HACTL\\tmanifest-line\\t%s\\n' \"$l\"; l=; done < \"$S/manifest.json\"; fi\n",
     );
     if !probes.is_empty() {
         let paths = probes
@@ -158,27 +86,67 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
             "stat --printf 'HACTL\\tstat\\t%a\\t%F\\t%n\\n' -- {paths} 2>/dev/null"
         );
     }
+    let record =
+        |name: &str, state: &str| format!("printf 'HACTL\\tservice\\t%s\\t{state}\\t\\n' {name}");
+    // Services not found by their pid file, for one `systemctl is-active` together.
+    s.push_str("set --\n");
+    let mut asks_systemctl = false;
     for svc in services {
         let name = q(svc);
-        let by_pid = match pid_file(svc) {
-            Some(f) => format!(
-                "if read p < {f} 2>/dev/null && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"$p\"; el",
-                f = q(f)
-            ),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            s,
-            "{by_pid}if {active} >/dev/null 2>&1; then printf 'HACTL\\tservice\\t%s\\tactive\\t\\n' {name}; else printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' {name}; fi",
-            active = is_active_cmd(stack, svc)
-        );
+        if svc == "app" {
+            // no system unit: its own `is-active` (app-ctl)
+            let _ = writeln!(
+                s,
+                "if {} >/dev/null 2>&1; then {}; else {}; fi",
+                join(&cmd::is_active(stack, svc)),
+                record(&name, "active"),
+                record(&name, "inactive")
+            );
+            continue;
+        }
+        asks_systemctl = true;
+        match pid_file(svc) {
+            Some(f) => {
+                let _ = writeln!(
+                    s,
+                    "if read p < {f} 2>/dev/null && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null; then printf 'HACTL\\tservice\\t%s\\tactive\\t%s\\n' {name} \"$p\"; else set -- \"$@\" {name}; fi",
+                    f = q(f)
+                );
+            }
+            None => {
+                let _ = writeln!(s, "set -- \"$@\" {name}");
+            }
+        }
+    }
+    if asks_systemctl {
+        s.push_str(concat!(
+            "if [ $# -gt 0 ]; then\n",
+            "  states=$(systemctl is-active \"$@\" 2>/dev/null)\n",
+            "  for st in $states; do\n",
+            "    [ $# -gt 0 ] || break\n",
+            "    case $st in active|reloading|refreshing) st=active ;; *) st=inactive ;; esac\n",
+            "    printf 'HACTL\\tservice\\t%s\\t%s\\t\\n' \"$1\" \"$st\"; shift\n",
+            "  done\n",
+            "  for u in \"$@\"; do printf 'HACTL\\tservice\\t%s\\tinactive\\t\\n' \"$u\"; done\n",
+            "fi\n",
+        ));
     }
     s
 }
 
-/// The unprivileged user a plan reads file contents as (`nobody` on Debian and most Linux
-/// distributions).
-pub const READER_UID: u32 = 65534;
+/// The manifest from an observe script's `manifest-line` records (see [`observe_script`]):
+/// its bytes, or none when the host has no manifest.
+pub fn manifest_from_lines(stdout: &str) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for line in stdout.lines() {
+        if let Some(l) = line.strip_prefix("HACTL\tmanifest-line\t") {
+            let buf = out.get_or_insert_with(Vec::new);
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+    }
+    out
+}
 
 /// Fetches the current content of files for diffs: the second, rarer round trip of an
 /// observe. The caller asks only for regular, world-readable files that hold no secret (see
@@ -196,27 +164,6 @@ pub fn fetch_script(paths: &[String]) -> String {
         );
     }
     s
-}
-
-/// Reads `sha256sum` lines between the `HACTL-SUMS`/`HACTL-END` markers: path → digest.
-pub fn parse_sums(stdout: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for line in stdout.lines() {
-        match line {
-            "HACTL-SUMS" => inside = true,
-            "HACTL-END" => inside = false,
-            _ if inside => {
-                if let Some((h, p)) = line.split_once("  ") {
-                    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        out.push((p.to_string(), h.to_string()));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// A file to write during apply.
@@ -317,10 +264,23 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
     let mut s = String::from(APPLY_PRELUDE);
     let _ = writeln!(s, "S={}", q(state));
     // The state directories are root's alone from their first use, and made so on hosts
-    // where an older hactl left them 0755.
+    // where an older hactl left them 0755. One `mkdir` makes every missing one, including
+    // the directories originals may be kept in (phase 3): an unused one stays empty.
+    let mut dirs = vec!["\"$S/backup\"".to_string()];
+    for w in steps.writes.iter().filter(|w| w.backup_original) {
+        let d = backup_path(dir_of(&w.path));
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
     let _ = writeln!(
         s,
-        "{{ [ -d \"$S/backup\" ] || mkdir -p \"$S/backup\"; }} && chmod 700 {} \"$S\" \"$S/backup\" && {{ [ ! -d \"$S/app\" ] || chmod 700 \"$S/app\"; }} || {{ fail state \"$S\"; exit 1; }}",
+        "set --; for d in {}; do [ -d \"$d\" ] || set -- \"$@\" \"$d\"; done",
+        dirs.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "{{ [ $# -eq 0 ] || mkdir -p -- \"$@\"; }} && chmod 700 {} \"$S\" \"$S/backup\" && {{ [ ! -d \"$S/app\" ] || chmod 700 \"$S/app\"; }} || {{ fail state \"$S\"; exit 1; }}",
         q(dir_of(state))
     );
     let temps: Vec<String> = steps
@@ -345,29 +305,80 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
     let (stops, others): (Vec<_>, Vec<_>) =
         steps.services.iter().partition(|(verb, _)| verb == "stop");
     service_steps(&mut s, stack, &stops);
-    // Phase 1: new files beside their destinations.
-    for w in &steps.writes {
-        let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
-        let name = q(base_of(&w.path));
-        let t = q_temp(&w.path, nonce);
-        // Forks are most of a first run's cost on the host: `mkdir` only when pinning fails.
-        let _ = writeln!(
-            s,
-            "pin {dir} || {{ [ -d {dir} ] || mkdir -p {dir}; pin {dir}; }} || {{ cleanup; fail dir {p}; exit 1; }}"
-        );
-        if !w.replace_symlink {
+    // Phase 1: new files beside their destinations. Each temporary file is opened by the
+    // shell itself on a descriptor (3 to 9: what every sh can name), filled by `base64 -d`,
+    // and its mode and owner are set through that descriptor (`/proc/self/fd/N`) for up to
+    // seven files at once: one `chmod` per mode and one `chown` per owner in a batch instead
+    // of one of each per file. `chown root` is skipped when the script already runs as root
+    // (`[ -O / ]`: it owns `/`), since the file is then root's from its creation.
+    for batch in steps.writes.chunks(7) {
+        let mut fds: Vec<(u32, &WriteFile)> = Vec::new();
+        for (i, w) in batch.iter().enumerate() {
+            let fd = 3 + i as u32;
+            let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
+            let name = q(base_of(&w.path));
+            let t = q_temp(&w.path, nonce);
+            // Forks are most of a first run's cost on the host: `mkdir` only when pinning fails.
             let _ = writeln!(
                 s,
-                "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
+                "pin {dir} || {{ [ -d {dir} ] || mkdir -p {dir}; pin {dir}; }} || {{ cleanup; fail dir {p}; exit 1; }}"
+            );
+            if !w.replace_symlink {
+                let _ = writeln!(
+                    s,
+                    "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
+                );
+            }
+            // `command exec`: a redirection that fails (a name planted under the temporary
+            // name, with noclobber) returns an error instead of ending the shell.
+            let _ = write!(s, "command exec {fd}>{t} && base64 -d >&{fd} ");
+            heredoc_b64(&mut s, &w.content);
+            let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
+            fds.push((fd, w));
+        }
+        let via = |group: &[&(u32, &WriteFile)]| {
+            group
+                .iter()
+                .map(|(fd, _)| format!("/proc/self/fd/{fd}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut modes: Vec<u32> = fds.iter().map(|(_, w)| w.mode).collect();
+        modes.sort_unstable();
+        modes.dedup();
+        for mode in modes {
+            let group: Vec<_> = fds.iter().filter(|(_, w)| w.mode == mode).collect();
+            let _ = writeln!(
+                s,
+                "chmod {mode:o} {} || {{ cleanup; fail write {}; exit 1; }}",
+                via(&group),
+                q(&group[0].1.path)
             );
         }
-        let _ = write!(s, "{{ base64 -d && chmod {:o} /proc/self/fd/1", w.mode);
-        if let Some(owner) = &w.owner {
-            let _ = write!(s, " && chown {} /proc/self/fd/1", q(owner));
+        let mut owners: Vec<&str> = fds.iter().filter_map(|(_, w)| w.owner.as_deref()).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            let group: Vec<_> = fds
+                .iter()
+                .filter(|(_, w)| w.owner.as_deref() == Some(owner))
+                .collect();
+            let skip = if owner == "root" { "[ -O / ] || " } else { "" };
+            let _ = writeln!(
+                s,
+                "{skip}chown {} {} || {{ cleanup; fail write {}; exit 1; }}",
+                q(owner),
+                via(&group),
+                q(&group[0].1.path)
+            );
         }
-        let _ = write!(s, "; }} >{t} ");
-        heredoc(&mut s, &w.content);
-        let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
+        // closed before any checker or service runs: nothing else inherits them
+        let close = fds
+            .iter()
+            .map(|(fd, _)| format!("{fd}>&-"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(s, "exec {close}");
     }
     // Phase 2: every check must pass before anything is activated.
     for w in &steps.writes {
@@ -381,7 +392,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             let _ = writeln!(
                 s,
                 "if ! out=$({} 2>&1); then cleanup; printf 'HACTL\\tcheck-failed\\t%s\\n' {p}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; exit 3; fi",
-                join(&check_argv(kind, &proc_path)),
+                join(&cmd::check(kind, &proc_path)),
             );
         }
     }
@@ -399,10 +410,10 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
         }
         if w.backup_original {
             let b = backup_path(&w.path);
-            let bd = backup_path(dir_of(&w.path));
+            // its directory was made with the state's (see above)
             let _ = writeln!(
                 s,
-                "if [ -e {name} ] && [ ! -e {b} ]; then {{ [ -d {bd} ] || mkdir -p {bd}; }} && cp -a -- {name} {b}; fi"
+                "if [ -e {name} ] && [ ! -e {b} ]; then cp -a -- {name} {b}; fi"
             );
         }
         let _ = writeln!(
@@ -434,7 +445,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             let json = serde_json::to_vec_pretty(m).unwrap_or_default();
             let tmp = q(&format!(".manifest.json.hactl-{nonce}")).into_owned();
             let _ = write!(s, "pin \"$S\" && base64 -d >{tmp} ");
-            heredoc(&mut s, &json);
+            heredoc_b64(&mut s, &json);
             let _ = writeln!(
                 s,
                 "[ $? -eq 0 ] && mv -fT -- {tmp} manifest.json || {{ rc=1; fail manifest \"$S\"; }}\ncd /"
@@ -482,7 +493,7 @@ fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
         let _ = writeln!(
             s,
             "if out=$({} 2>&1); then printf 'HACTL\\tok\\tservice\\t%s\\t%s\\n' {v} {n}; else rc=1; printf 'HACTL\\tfail\\tservice\\t%s\\t%s\\n' {v} {n}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; fi",
-            join(&stack_service_argv(stack, verb, svc)),
+            join(&cmd::service(stack, verb, svc)),
             v = q(verb),
             n = q(svc)
         );
@@ -493,7 +504,7 @@ fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
 /// used by `status` to report check results and the effective priority.
 pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     if let Some(svc) = &check.service {
-        join(&service_argv("is-active", &svc.value)) + " --quiet"
+        join(&cmd::systemctl("is-active", &svc.value)) + " --quiet"
     } else if let Some(url) = &check.http {
         let secs = check.run_timeout().as_secs_f64().max(0.01);
         join(&[
@@ -510,11 +521,6 @@ pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     } else {
         "false".into()
     }
-}
-
-/// Where the notify hook records the last VRRP transition (`STATE EPOCH`).
-pub fn vrrp_state_file(instance: &str) -> String {
-    format!("/run/hactl/vrrp-{instance}.state")
 }
 
 /// The status probe: services, whether the VIP is on the host, each check's result, and the
@@ -556,98 +562,10 @@ pub fn status_script(
     s
 }
 
-/// One record of a script's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Manifest(Vec<u8>),
-    File {
-        path: String,
-        sha256: String,
-        mode: u32,
-    },
-    Content {
-        path: String,
-        bytes: Vec<u8>,
-    },
-    Missing(String),
-    /// What `stat` found at a path (without following a link).
-    Stat {
-        path: String,
-        mode: u32,
-        kind: crate::plan::hosts::FileKind,
-    },
-    Service {
-        name: String,
-        active: bool,
-        pid: Option<u32>,
-    },
-    Ok(Vec<String>),
-    Fail(Vec<String>),
-    CheckFailed(String),
-    Log(String),
-    Vip(bool),
-    Check {
-        name: String,
-        ok: bool,
-    },
-    Transition(String),
-}
-
-/// Reads the `HACTL\t…` records of a script's stdout; other lines are ignored.
-pub fn parse(stdout: &str) -> Vec<Record> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut out = Vec::new();
-    for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix("HACTL\t") else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split('\t').collect();
-        let rec = match f.as_slice() {
-            ["manifest", data] => b64.decode(data).ok().map(Record::Manifest),
-            ["file", path, sha, mode] => Some(Record::File {
-                path: path.to_string(),
-                sha256: sha.to_string(),
-                mode: u32::from_str_radix(mode, 8).unwrap_or(0),
-            }),
-            ["content", path, data] => b64.decode(data).ok().map(|bytes| Record::Content {
-                path: path.to_string(),
-                bytes,
-            }),
-            ["missing", path] => Some(Record::Missing(path.to_string())),
-            ["service", name, state, pid] => Some(Record::Service {
-                name: name.to_string(),
-                active: *state == "active",
-                pid: pid.trim().parse().ok(),
-            }),
-            ["ok", rest @ ..] => Some(Record::Ok(rest.iter().map(|s| s.to_string()).collect())),
-            ["fail", rest @ ..] => Some(Record::Fail(rest.iter().map(|s| s.to_string()).collect())),
-            ["check-failed", path] => Some(Record::CheckFailed(path.to_string())),
-            ["log", text @ ..] => Some(Record::Log(text.join("\t"))),
-            ["stat", mode, kind, path] => Some(Record::Stat {
-                path: path.to_string(),
-                mode: u32::from_str_radix(mode, 8).unwrap_or(0),
-                kind: match *kind {
-                    "regular file" | "regular empty file" => crate::plan::hosts::FileKind::Regular,
-                    "symbolic link" => crate::plan::hosts::FileKind::Symlink,
-                    _ => crate::plan::hosts::FileKind::Other,
-                },
-            }),
-            ["vip", v] => Some(Record::Vip(*v == "yes")),
-            ["check", name, r] => Some(Record::Check {
-                name: name.to_string(),
-                ok: *r == "ok",
-            }),
-            ["transition", t] => Some(Record::Transition(t.to_string())),
-            _ => None,
-        };
-        out.extend(rec);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onhost::record::{parse, Record};
     use crate::plan::hosts::ManifestFile;
 
     #[test]
@@ -669,6 +587,91 @@ mod tests {
             &probes,
             &["nginx".into(), "keepalived".into()]
         ));
+    }
+
+    #[test]
+    fn observe_reads_the_manifest_itself_and_asks_systemctl_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let bin = root.join("bin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        // a systemctl that records each call and answers like systemd's, one state per unit
+        let fake = bin.join("systemctl");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {calls}\nfor u; do case $u in is-active) ;; rsyslog) echo active ;; redis-sentinel) echo reloading ;; *) echo inactive ;; esac; done\nexit 3\n",
+                calls = root.join("calls").display()
+            ),
+        )
+        .expect("write fake");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let state = root.join("state");
+        std::fs::create_dir(&state).expect("mkdir");
+        // hactl's manifest, with what a line-reading shell could get wrong: backslashes,
+        // leading spaces, a tab escape, and no newline at the end
+        let manifest = "{\n  \"stack\": \"t\",\n  \"files\": [{\"path\": \"/etc/a\\\\b\\tc\"}],\n  \"services\": []\n}";
+        std::fs::write(state.join("manifest.json"), manifest).expect("write manifest");
+        let services: Vec<String> = ["rsyslog", "redis-server@9001", "redis-sentinel"]
+            .map(String::from)
+            .into();
+        let script = observe_script("t", &[], &services).replace(
+            &format!("S={}", q(&state_dir("t"))),
+            &format!("S={}", q(&state.display().to_string())),
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .expect("sh runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            manifest_from_lines(&text),
+            Some(format!("{manifest}\n").into_bytes()),
+            "{text}"
+        );
+        let services: Vec<_> = parse(&text)
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Service { name, active, .. } => Some((name, active)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            services,
+            [
+                ("rsyslog".to_string(), true),
+                ("redis-server@9001".to_string(), false),
+                ("redis-sentinel".to_string(), true),
+            ],
+            "{text}"
+        );
+        let calls = std::fs::read_to_string(root.join("calls")).expect("calls");
+        assert_eq!(
+            calls, "is-active rsyslog redis-server@9001 redis-sentinel\n",
+            "one systemctl for every service"
+        );
+        // no manifest: no record at all
+        std::fs::remove_file(state.join("manifest.json")).expect("rm");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .expect("sh runs");
+        assert_eq!(
+            manifest_from_lines(&String::from_utf8_lossy(&out.stdout)),
+            None
+        );
     }
 
     #[test]
@@ -745,25 +748,6 @@ mod tests {
                 "curl -fsS -m 1 -o /dev/null http://127.0.0.1:80/healthz".into()
             )]
         ));
-    }
-
-    #[test]
-    fn check_commands() {
-        assert_eq!(
-            join(&check_argv(
-                CheckKind::Nginx,
-                "/etc/nginx/.nginx.conf.hactl-new"
-            )),
-            "nginx -t -q -c /etc/nginx/.nginx.conf.hactl-new"
-        );
-        assert_eq!(
-            join(&check_argv(CheckKind::Keepalived, "/etc/a b")),
-            "keepalived -t -f '/etc/a b'"
-        );
-        assert_eq!(
-            join(&check_argv(CheckKind::Haproxy, "/x")),
-            "haproxy -c -q -f /x"
-        );
     }
 
     /// A host with a user-owned directory, in a temporary directory of this machine: the
@@ -1011,46 +995,6 @@ mod tests {
                 bytes: b"hi".to_vec()
             }],
             "{text}"
-        );
-    }
-
-    #[test]
-    fn parses_records() {
-        let out = "noise\nHACTL\tfile\t/etc/x\tabc\t644\nHACTL\tmissing\t/etc/y\nHACTL\tservice\tnginx\tactive\t42\nHACTL\tservice\thaproxy\tinactive\t\nHACTL\tcontent\t/etc/x\taGk=\nHACTL\tstat\t777\tsymbolic link\t/etc/z\nHACTL\tstat\t600\tregular empty file\t/etc/e\n";
-        assert_eq!(
-            parse(out),
-            vec![
-                Record::File {
-                    path: "/etc/x".into(),
-                    sha256: "abc".into(),
-                    mode: 0o644
-                },
-                Record::Missing("/etc/y".into()),
-                Record::Service {
-                    name: "nginx".into(),
-                    active: true,
-                    pid: Some(42)
-                },
-                Record::Service {
-                    name: "haproxy".into(),
-                    active: false,
-                    pid: None
-                },
-                Record::Content {
-                    path: "/etc/x".into(),
-                    bytes: b"hi".to_vec()
-                },
-                Record::Stat {
-                    path: "/etc/z".into(),
-                    mode: 0o777,
-                    kind: crate::plan::hosts::FileKind::Symlink
-                },
-                Record::Stat {
-                    path: "/etc/e".into(),
-                    mode: 0o600,
-                    kind: crate::plan::hosts::FileKind::Regular
-                },
-            ]
         );
     }
 }

@@ -9,9 +9,16 @@
 //! Control masters persist between runs for a minute (like ssh's `ControlPersist`), in a
 //! private per-user directory, keyed by every setting that shaped the connection: a no-op
 //! `hactl plan` on 20 hosts then costs one round trip per host instead of 20 handshakes. A
-//! master is reused only after a real command went through it.
+//! reused master is trusted only after a real command went through it: a master whose host
+//! went away (a lab torn down and rebuilt within the minute) still answers its socket, and a
+//! command through it would hang until ssh's keepalive gives up. The proof costs nothing
+//! extra when the first command is read-only ([`Connection::run_read_only`], the observe):
+//! it goes through the reused master under a deadline and, if that master turns out dead, is
+//! run again through a fresh connection. Any other first command is preceded by a `true`
+//! round trip.
 
 use openssh::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
@@ -42,7 +49,16 @@ pub enum HostError {
 /// An open connection to one host.
 pub struct Connection {
     pub host: String,
-    session: Session,
+    target: String,
+    /// Replaced (under the write lock) when a reused master turns out dead.
+    session: tokio::sync::RwLock<Session>,
+    /// How to connect afresh: the builder with every setting, and the control directory.
+    fresh: SessionBuilder,
+    /// Whether a command went through this session (a fresh master is proven by its
+    /// handshake; a reused one by its first command).
+    proven: AtomicBool,
+    /// The deadline for the first command through a reused master.
+    first_deadline: Duration,
 }
 
 /// A finished remote script.
@@ -93,7 +109,7 @@ impl Connection {
     /// writing the new key, and the strict connection that follows would then be refused.
     pub async fn pin(stack: &Stack, host: &Host) -> Result<(), HostError> {
         let c = Self::open_checked(stack, host, KnownHosts::Add).await?;
-        let _ = c.session.close().await;
+        let _ = c.session.into_inner().close().await;
         Ok(())
     }
 
@@ -148,23 +164,13 @@ impl Connection {
             .join(&key[..16]);
         std::fs::create_dir_all(&dir)
             .map_err(|e| connect_err(format!("cannot create `{}`: {e}", dir.display())))?;
-        // First contact never reuses a master (see `pin`).
-        let reused = if matches!(check, KnownHosts::Add) {
-            None
-        } else {
-            resume(&dir).await
-        };
-        if let Some(session) = reused {
-            tracing::debug!(host = %host.name, "reusing a live SSH master");
-            return Ok(Connection {
-                host: host.name.clone(),
-                session,
-            });
-        }
+        super::guard::check(stack, &host.ssh_target)
+            .await
+            .map_err(connect_err)?;
         let mut b = SessionBuilder::default();
         b.user(ssh.user.clone())
             .port(ssh.port)
-            .known_hosts_check(check)
+            .known_hosts_check(check.clone())
             .connect_timeout(ssh.connect_timeout.value.0)
             .server_alive_interval(Duration::from_secs(5))
             .control_persist(ControlPersist::IdleFor(PERSIST))
@@ -181,25 +187,114 @@ impl Connection {
         if let Some(j) = &ssh.proxy_jump {
             b.jump_hosts([j.as_str()]);
         }
-        let session = b
-            .connect_mux(&host.ssh_target)
-            .await
-            .map_err(|e| classify(&host.name, &host.ssh_target, &e))?;
-        tracing::debug!(host = %host.name, "new SSH master");
+        // The first command through a reused master gets as long as a new connection would,
+        // and at least the 2 s the old probe had.
+        let first_deadline = ssh.connect_timeout.value.0.max(Duration::from_secs(2));
+        // First contact never reuses a master (see `pin`).
+        let reused = if matches!(check, KnownHosts::Add) {
+            None
+        } else {
+            resume(&dir).await
+        };
+        let (session, proven) = match reused {
+            Some(session) => {
+                tracing::debug!(host = %host.name, "reusing a live SSH master (unproven)");
+                (session, false)
+            }
+            None => {
+                let session = b
+                    .connect_mux(&host.ssh_target)
+                    .await
+                    .map_err(|e| classify(&host.name, &host.ssh_target, &e))?;
+                tracing::debug!(host = %host.name, "new SSH master");
+                (session, true)
+            }
+        };
         Ok(Connection {
             host: host.name.clone(),
-            session,
+            target: host.ssh_target.clone(),
+            session: tokio::sync::RwLock::new(session),
+            fresh: b,
+            proven: AtomicBool::new(proven),
+            first_deadline,
         })
+    }
+
+    /// Replaces a reused master that did not answer with a new connection. The old master is
+    /// told to exit (it holds a dead connection, or one too slow to trust).
+    async fn reconnect(&self) -> Result<(), HostError> {
+        let mut guard = self.session.write().await;
+        if self.proven.load(Ordering::Acquire) {
+            // another command already proved or replaced it
+            return Ok(());
+        }
+        let new = self
+            .fresh
+            .connect_mux(&self.target)
+            .await
+            .map_err(|e| classify(&self.host, &self.target, &e))?;
+        tracing::debug!(host = %self.host, "reused SSH master did not answer: new SSH master");
+        let old = std::mem::replace(&mut *guard, new);
+        self.proven.store(true, Ordering::Release);
+        drop(guard);
+        let _ = tokio::time::timeout(Duration::from_secs(1), old.close()).await;
+        Ok(())
+    }
+
+    /// Proves a reused master with a `true` round trip before a command that must not run
+    /// twice (see the module doc); a master that fails it is replaced.
+    async fn prove(&self) -> Result<(), HostError> {
+        if self.proven.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let ok = {
+            let session = self.session.read().await;
+            let probe =
+                tokio::time::timeout(self.first_deadline, session.command("true").status()).await;
+            matches!(probe, Ok(Ok(s)) if s.success())
+        };
+        if ok {
+            self.proven.store(true, Ordering::Release);
+            Ok(())
+        } else {
+            self.reconnect().await
+        }
+    }
+
+    /// Runs a read-only script (one that may safely run twice, e.g. the observe). Through a
+    /// reused master not yet proven, the script itself is the proof: if it fails to go
+    /// through within the deadline, the master is replaced and the script run again.
+    pub async fn run_read_only(&self, script: &str) -> Result<ScriptOutput, HostError> {
+        if !self.proven.load(Ordering::Acquire) {
+            let first = tokio::time::timeout(self.first_deadline, self.run(script)).await;
+            match first {
+                Ok(Ok(out)) => {
+                    self.proven.store(true, Ordering::Release);
+                    return Ok(out);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(host = %self.host, error = %e, "reused master failed")
+                }
+                Err(_) => tracing::debug!(host = %self.host, "reused master timed out"),
+            }
+            self.reconnect().await?;
+        }
+        self.run(script).await
     }
 
     /// Sends a script to `sh -s` on the host's stdin and waits for it.
     pub async fn run_script(&self, script: &str) -> Result<ScriptOutput, HostError> {
+        self.prove().await?;
+        self.run(script).await
+    }
+
+    async fn run(&self, script: &str) -> Result<ScriptOutput, HostError> {
         let remote = |message: String| HostError::Remote {
             host: self.host.clone(),
             message,
         };
-        let mut child = self
-            .session
+        let session = self.session.read().await;
+        let mut child = session
             .command("sh")
             .arg("-s")
             .stdin(Stdio::piped())
@@ -233,7 +328,7 @@ impl Connection {
     /// Ends this run's use of the connection. The master stays up for the next run (it exits
     /// by itself after `PERSIST` idle seconds).
     pub async fn close(self) {
-        let _ = self.session.detach();
+        let _ = self.session.into_inner().detach();
     }
 }
 
@@ -268,8 +363,9 @@ fn control_root() -> std::io::Result<std::path::PathBuf> {
     Ok(root)
 }
 
-/// A live master left by an earlier run in `dir`, proven by a real round trip; dead ones are
-/// told to exit and their directories removed.
+/// A master left by an earlier run in `dir` that still answers on its socket (a local check:
+/// no round trip to the host, which the first command proves; see [`Connection`]); dead
+/// ones are told to exit and their directories removed.
 async fn resume(dir: &std::path::Path) -> Option<Session> {
     let entries = std::fs::read_dir(dir).ok()?;
     let mut found = None;
@@ -277,11 +373,8 @@ async fn resume(dir: &std::path::Path) -> Option<Session> {
         let sock = e.path().join("master");
         if found.is_none() && sock.exists() {
             let session = Session::resume_mux(sock.into_boxed_path(), None);
-            let probe = tokio::time::timeout(Duration::from_secs(2), async {
-                session.command("true").status().await
-            })
-            .await;
-            if matches!(probe, Ok(Ok(s)) if s.success()) {
+            let alive = tokio::time::timeout(Duration::from_secs(1), session.check()).await;
+            if matches!(alive, Ok(Ok(()))) {
                 found = Some(session);
                 continue;
             }

@@ -182,6 +182,7 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("aws.hosts.public_key.secret", Kind::SecretName),
     ("aws.balancer.kind", Kind::Owned),
     ("aws.balancer.listeners[].protocol", Kind::AwsId),
+    ("aws.balancer.listeners[].certificate_arn", Kind::AwsId),
     ("aws.balancer.health_check.path", Kind::UrlPath),
     ("aws.balancer.health_check.matcher", Kind::AwsId),
     ("aws.shared_fs.performance_mode", Kind::AwsId),

@@ -1,4 +1,4 @@
-//! The apply journal: before each cloud mutation the AWS apply appends its intent (address,
+//! The apply journal: before each cloud mutation the engine appends its intent (address,
 //! action, idempotency token) to a journal beside the local state, and after it the result (the
 //! id, or the error). A run that was killed leaves intents without a result; the next run reads
 //! the journal first, records that it adopts them, and retries each create that was in flight
@@ -196,6 +196,71 @@ pub fn create_token(base: &str, entries: &[Entry], addr: &str) -> String {
     }
     let h = crate::plan::sha256_hex(format!("{base}#{finished}").as_bytes());
     format!("hactl-{}", &h[..40])
+}
+
+/// One apply run's side of the journal. It reads the journal when it starts, and records as
+/// adopted every intent a killed run left without a result (observe has found what that run
+/// made, by its tags; a create still to do is retried with its token, [`create_token`]).
+pub struct Run {
+    journal: Journal,
+    /// The journal as it was when the run started.
+    past: Vec<Entry>,
+    /// `<pid>-<start unix ms>`.
+    id: String,
+}
+
+impl Run {
+    /// Opens the stack's journal and adopts what is in flight ([`in_flight`]).
+    pub async fn start(stack: &str) -> Result<Run, JournalError> {
+        let journal = Journal::for_stack(stack);
+        let past = journal.read().await?;
+        let run = Run {
+            journal,
+            id: format!("{}-{}", std::process::id(), now_ms()),
+            past,
+        };
+        for e in in_flight(&run.past) {
+            run.note(
+                &e.addr,
+                &e.action,
+                Event::Adopted,
+                e.token.clone(),
+                None,
+                None,
+            )
+            .await?;
+        }
+        Ok(run)
+    }
+
+    /// The idempotency token of a create of `addr` whose own token is `base` ([`create_token`]).
+    pub fn token(&self, base: &str, addr: &str) -> String {
+        create_token(base, &self.past, addr)
+    }
+
+    /// Appends one line of this run.
+    pub async fn note(
+        &self,
+        addr: &str,
+        action: &str,
+        event: Event,
+        token: Option<String>,
+        id: Option<String>,
+        error: Option<String>,
+    ) -> Result<(), JournalError> {
+        self.journal
+            .append(&Entry {
+                at: now_ms(),
+                run: self.id.clone(),
+                addr: addr.to_string(),
+                action: action.to_string(),
+                event,
+                token,
+                id,
+                error,
+            })
+            .await
+    }
 }
 
 /// The journal as text, one line per entry: `time  run  event  action  addr  token/id/error`.
