@@ -39,13 +39,15 @@ pub struct RefreshArgs {
     pub run: RunArgs,
 }
 
-/// `hactl state journal`: the journal beside the state, as text or JSON lines' entries.
+/// `hactl state journal`: the journal beside the state, as text, or with `--json` its
+/// `entries` and the ones still `in_flight`.
 async fn journal(a: StackArgs) -> miette::Result<ExitStatus> {
-    use crate::engine::journal::{render, Journal};
+    use crate::engine::journal::{in_flight, render, Journal};
     let stack = stack::load(&a.file)?;
     let entries = Journal::for_stack(stack.name()).read().await?;
     if a.json {
-        view::print_json(&entries)?;
+        view::json::put_named("entries", &entries)?;
+        view::json::put_named("in_flight", &in_flight(&entries))?;
     } else {
         view::print_out(&render(&entries));
     }

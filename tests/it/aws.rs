@@ -218,7 +218,7 @@ fn live() -> Filter {
 }
 
 /// Counts of this stack's resources, read from AWS (tags for EC2, tags for ELB/EFS/RDS).
-#[derive(Debug, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Counts {
     pub vpcs: usize,
     pub subnets: usize,
@@ -238,62 +238,96 @@ pub struct Counts {
 }
 
 pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
+    count(conf, Some(name)).await
+}
+
+/// Counts of everything in the account, tagged or not (orphans included), leaving out what
+/// AWS makes by itself: the default VPC and its subnets and gateway, every VPC's `default`
+/// security group and main route table, RDS's `default` subnet group.
+pub async fn everything(conf: &aws_config::SdkConfig) -> Counts {
+    count(conf, None).await
+}
+
+async fn count(conf: &aws_config::SdkConfig, name: Option<&str>) -> Counts {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(conf);
     let efs = aws_sdk_efs::Client::new(conf);
     let rds = aws_sdk_rds::Client::new(conf);
+    let filters = || Some(name.map(by_stack).into_iter().collect::<Vec<_>>());
+    let default_vpcs: Vec<String> = ec2
+        .describe_vpcs()
+        .filters(Filter::builder().name("is-default").values("true").build())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id().map(str::to_string))
+        .collect();
+    // Not in a default VPC (what AWS made by itself).
+    let ours = |vpc: Option<&str>| !vpc.is_some_and(|v| default_vpcs.iter().any(|d| d == v));
     let mut c = Counts::default();
     let vpcs = ec2
         .describe_vpcs()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap();
-    c.vpcs = vpcs.vpcs().len();
+    c.vpcs = vpcs.vpcs().iter().filter(|v| ours(v.vpc_id())).count();
     c.subnets = ec2
         .describe_subnets()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .subnets()
-        .len();
+        .iter()
+        .filter(|s| ours(s.vpc_id()))
+        .count();
     c.igws = ec2
         .describe_internet_gateways()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .internet_gateways()
-        .len();
+        .iter()
+        .filter(|g| g.attachments().iter().all(|a| ours(a.vpc_id())))
+        .count();
     c.route_tables = ec2
         .describe_route_tables()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .route_tables()
-        .len();
+        .iter()
+        .filter(|t| ours(t.vpc_id()))
+        .filter(|t| !t.associations().iter().any(|a| a.main() == Some(true)))
+        .count();
     c.sgs = ec2
         .describe_security_groups()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .security_groups()
-        .len();
+        .iter()
+        .filter(|g| ours(g.vpc_id()) && g.group_name() != Some("default"))
+        .count();
     c.key_pairs = ec2
         .describe_key_pairs()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .key_pairs()
         .len();
+    let mut live_filters = filters().unwrap_or_default();
+    live_filters.push(live());
     c.instances = ec2
         .describe_instances()
-        .filters(by_stack(name))
-        .filters(live())
+        .set_filters(Some(live_filters))
         .send()
         .await
         .unwrap()
@@ -302,8 +336,10 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .map(|r| r.instances().len())
         .sum();
     let tagged = |tags: &[aws_sdk_elasticloadbalancingv2::types::Tag]| {
-        tags.iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
+        name.is_none_or(|name| {
+            tags.iter()
+                .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
+        })
     };
     for lb in elb
         .describe_load_balancers()
@@ -347,6 +383,9 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
                 .len();
         }
     }
+    let named = |key: Option<&str>, value: Option<&str>| {
+        key == Some("hactl:stack") && name.is_some_and(|n| value == Some(n))
+    };
     for fs in efs
         .describe_file_systems()
         .send()
@@ -354,10 +393,11 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .unwrap()
         .file_systems()
     {
-        if fs
-            .tags()
-            .iter()
-            .any(|t| t.key() == "hactl:stack" && t.value() == name)
+        if name.is_none()
+            || fs
+                .tags()
+                .iter()
+                .any(|t| named(Some(t.key()), Some(t.value())))
         {
             c.filesystems += 1;
             c.mount_targets += efs
@@ -377,11 +417,7 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .unwrap()
         .db_instances()
     {
-        if db
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
-        {
+        if name.is_none() || db.tag_list().iter().any(|t| named(t.key(), t.value())) {
             c.dbs += 1;
         }
     }
@@ -392,21 +428,44 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .unwrap()
         .db_subnet_groups()
     {
+        if g.db_subnet_group_name() == Some("default") {
+            continue;
+        }
         let tags = rds
             .list_tags_for_resource()
             .resource_name(g.db_subnet_group_arn().unwrap())
             .send()
             .await
             .unwrap();
-        if tags
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
-        {
+        if name.is_none() || tags.tag_list().iter().any(|t| named(t.key(), t.value())) {
             c.db_subnet_groups += 1;
         }
     }
     c
+}
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            vpcs: self.vpcs + o.vpcs,
+            subnets: self.subnets + o.subnets,
+            igws: self.igws + o.igws,
+            route_tables: self.route_tables + o.route_tables,
+            sgs: self.sgs + o.sgs,
+            key_pairs: self.key_pairs + o.key_pairs,
+            instances: self.instances + o.instances,
+            lbs: self.lbs + o.lbs,
+            tgs: self.tgs + o.tgs,
+            listeners: self.listeners + o.listeners,
+            targets: self.targets + o.targets,
+            filesystems: self.filesystems + o.filesystems,
+            mount_targets: self.mount_targets + o.mount_targets,
+            db_subnet_groups: self.db_subnet_groups + o.db_subnet_groups,
+            dbs: self.dbs + o.dbs,
+        }
+    }
 }
 
 /// What seed 003 makes: the full set, exactly once each.
@@ -431,14 +490,14 @@ pub fn full() -> Counts {
 }
 
 /// An untagged VPC + security group + instance + bucket, as someone else's resources.
-struct Decoy {
+pub struct Decoy {
     vpc: String,
     sg: String,
     instance: String,
     bucket: String,
 }
 
-async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
+pub async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let vpc = ec2
         .create_vpc()
@@ -497,7 +556,7 @@ async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
     }
 }
 
-async fn decoy_intact(conf: &aws_config::SdkConfig, d: &Decoy) {
+pub async fn decoy_intact(conf: &aws_config::SdkConfig, d: &Decoy) {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let v = ec2.describe_vpcs().vpc_ids(&d.vpc).send().await.unwrap();
     assert_eq!(v.vpcs().len(), 1, "decoy VPC gone");

@@ -926,8 +926,10 @@ pub async fn observe(
                 continue;
             }
             // A failed read is an error, never "no security groups" (which would plan a
-            // change); a mount target deleted since the listing is gone; one that is not in a
-            // state to answer has groups not known yet (no change planned from them).
+            // change). One that is not in a state to answer, or that answers NotFound although
+            // it was just listed (a new mount target EFS lists before it answers for it:
+            // taking it for gone planned a second create, `MountTargetConflict`), has groups
+            // not known yet: it is observed, and no change is planned from them.
             let sgs = match c
                 .efs
                 .describe_mount_target_security_groups()
@@ -937,14 +939,9 @@ pub async fn observe(
             {
                 Ok(o) => Some(o.security_groups().to_vec()),
                 Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_mount_target_not_found()) =>
-                {
-                    continue
-                }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_incorrect_mount_target_state()) =>
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_mount_target_not_found() || s.is_incorrect_mount_target_state()
+                    }) =>
                 {
                     None
                 }
@@ -1127,22 +1124,40 @@ pub async fn instance_status(c: &Clients, observed: &mut [Observed]) -> Result<(
     Ok(())
 }
 
-/// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently.
+/// How long an ARN that was just listed may answer NotFound for its tags before it counts as
+/// deleted since it was listed: ELBv2 lists a new load balancer or target group before it
+/// answers for it (eventual consistency), and a scan must neither fail on that nor miss it.
+const MID_SCAN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently. DescribeTags fails
+/// the whole request when one ARN is NotFound: such a chunk is asked again one ARN at a time
+/// ([`elb_tags_one`]), so one resource new or gone mid-scan never fails the scan.
 async fn elb_tags(
     c: &Clients,
     arns: &[String],
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, AwsError> {
     let chunks = futures::future::try_join_all(arns.chunks(20).map(|chunk| async move {
-        c.elb
+        match c
+            .elb
             .describe_tags()
             .set_resource_arns(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(api("DescribeTags"))
+        {
+            Ok(o) => Ok(vec![o]),
+            Err(e) if super::wait::is_not_found(&super::sdk_code(&e).unwrap_or_default()) => {
+                let mut outs = Vec::new();
+                for arn in chunk {
+                    outs.extend(elb_tags_one(c, arn).await?);
+                }
+                Ok(outs)
+            }
+            Err(e) => Err(api("DescribeTags")(e)),
+        }
     }))
     .await?;
     let mut out = BTreeMap::new();
-    for o in chunks {
+    for o in chunks.iter().flatten() {
         for d in o.tag_descriptions() {
             let tags = d
                 .tags()
@@ -1153,6 +1168,34 @@ async fn elb_tags(
         }
     }
     Ok(out)
+}
+
+/// The tags of one ARN that was just listed: NotFound is asked again for [`MID_SCAN`] (a new
+/// resource), then means the resource was deleted since it was listed (None: not observed).
+/// Any other error is the scan's error.
+async fn elb_tags_one(
+    c: &Clients,
+    arn: &str,
+) -> Result<
+    Option<aws_sdk_elasticloadbalancingv2::operation::describe_tags::DescribeTagsOutput>,
+    AwsError,
+> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match c.elb.describe_tags().resource_arns(arn).send().await {
+            Ok(o) => return Ok(Some(o)),
+            Err(e) => {
+                let code = super::sdk_code(&e).unwrap_or_default();
+                if !super::wait::is_not_found(&code) {
+                    return Err(api("DescribeTags")(e));
+                }
+                if t0.elapsed() >= MID_SCAN {
+                    return Ok(None);
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 #[cfg(test)]
