@@ -341,12 +341,15 @@ async fn count(conf: &aws_config::SdkConfig, name: Option<&str>) -> Counts {
                 .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
         })
     };
-    for lb in elb
+    // Every page: moto pages load balancers by 50 and file systems by 10.
+    for lb in &elb
         .describe_load_balancers()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .load_balancers()
     {
         let arn = lb.load_balancer_arn().unwrap();
         let t = elb.describe_tags().resource_arns(arn).send().await.unwrap();
@@ -362,12 +365,14 @@ async fn count(conf: &aws_config::SdkConfig, name: Option<&str>) -> Counts {
                 .len();
         }
     }
-    for tg in elb
+    for tg in &elb
         .describe_target_groups()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .target_groups()
     {
         let arn = tg.target_group_arn().unwrap();
         let t = elb.describe_tags().resource_arns(arn).send().await.unwrap();
@@ -386,12 +391,14 @@ async fn count(conf: &aws_config::SdkConfig, name: Option<&str>) -> Counts {
     let named = |key: Option<&str>, value: Option<&str>| {
         key == Some("hactl:stack") && name.is_some_and(|n| value == Some(n))
     };
-    for fs in efs
+    for fs in &efs
         .describe_file_systems()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .file_systems()
     {
         if name.is_none()
             || fs
@@ -410,12 +417,14 @@ async fn count(conf: &aws_config::SdkConfig, name: Option<&str>) -> Counts {
                 .len();
         }
     }
-    for db in rds
+    for db in &rds
         .describe_db_instances()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .db_instances()
     {
         if name.is_none() || db.tag_list().iter().any(|t| named(t.key(), t.value())) {
             c.dbs += 1;

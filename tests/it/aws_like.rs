@@ -1056,3 +1056,69 @@ async fn aws_like_sigkill_at_ten_random_points_then_up_converges() {
         runs.len()
     );
 }
+
+/// Issue 12 §2 scale of a real account: the region-wide listings are read to their last page.
+/// With 51 other load balancers and 11 other file systems in the account (moto pages load
+/// balancers by 50 and file systems by 10), the stack's own are on the second page: read as
+/// one page, the second `plan` wanted to create them again (and every `up` did).
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_like_busy_account_is_read_to_the_last_page() {
+    let layer = AwsLike::start(json!({}));
+    let conf = layer.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
+    let efs = aws_sdk_efs::Client::new(&conf);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.98.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+    let mut subnets = Vec::new();
+    for (i, zone) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.98.{}.0/24", i + 1))
+            .availability_zone(*zone)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+    }
+    for i in 0..51 {
+        elb.create_load_balancer()
+            .name(format!("other-{i}"))
+            .set_subnets(Some(subnets.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    for i in 0..11 {
+        efs.create_file_system()
+            .creation_token(format!("other-{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let stack = Stack::new(|s| s);
+    stack.ok(
+        &layer,
+        &["up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    let (o, _) = stack.run(
+        &layer,
+        &["plan", "--detailed-exitcode", "--provision-only"],
+        2 * MINUTE,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the stack's own were not read:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(counts(&conf, NAME).await, full());
+}

@@ -3,7 +3,10 @@
 //! tags). Listeners, target registrations and EFS mount targets have no tags of their own and
 //! are read through the balancer, target group and file system they belong to.
 //!
-//! All list calls of one round run concurrently: a no-op plan is two rounds of requests.
+//! All list calls of one round run concurrently: a no-op plan is two rounds of requests. The
+//! region-wide listings (load balancers, target groups, file systems, DB instances) are read
+//! page by page to the end: a busy account has more than one page (moto pages load balancers
+//! by 50 and file systems by 10), and a resource on page two is not absent.
 
 use std::collections::BTreeMap;
 
@@ -169,10 +172,32 @@ pub async fn observe(
                     .build()
             )
             .send(),
-        c.elb.describe_load_balancers().send(),
-        c.elb.describe_target_groups().send(),
-        c.efs.describe_file_systems().send(),
-        c.rds.describe_db_instances().send(),
+        // Region-wide listings: every page (ELBv2 pages by 400 at most, EFS by 100 and RDS by
+        // 100 by default; a busy account has more than one).
+        c.elb
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.elb
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.efs
+            .describe_file_systems()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.rds
+            .describe_db_instances()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
         c.rds
             .describe_db_subnet_groups()
             .db_subnet_group_name(desired::aws_name(stack, "db", 255))
@@ -585,12 +610,10 @@ pub async fn observe(
     let lbs = lbs.map_err(api("DescribeLoadBalancers"))?;
     let tgs = tgs.map_err(api("DescribeTargetGroups"))?;
     let arns: Vec<String> = lbs
-        .load_balancers()
         .iter()
         .filter_map(|l| l.load_balancer_arn().map(str::to_string))
         .chain(
-            tgs.target_groups()
-                .iter()
+            tgs.iter()
                 .filter_map(|t| t.target_group_arn().map(str::to_string)),
         )
         .collect();
@@ -602,7 +625,7 @@ pub async fn observe(
         owner.of(kind, arn, tag(TAG_STACK), tag(TAG_ADDRESS))
     };
     let mut our_lbs = Vec::new();
-    for l in lbs.load_balancers() {
+    for l in &lbs {
         let Some(who) = ours(ResKind::Lb, l.load_balancer_arn()) else {
             continue;
         };
@@ -632,7 +655,7 @@ pub async fn observe(
         raws.push(r);
     }
     let mut our_tgs = Vec::new();
-    for t in tgs.target_groups() {
+    for t in &tgs {
         let Some(who) = ours(ResKind::TargetGroup, t.target_group_arn()) else {
             continue;
         };
@@ -678,7 +701,7 @@ pub async fn observe(
     }
 
     let mut our_fs = Vec::new();
-    for f in fss.map_err(api("DescribeFileSystems"))?.file_systems() {
+    for f in &fss.map_err(api("DescribeFileSystems"))? {
         let tag = |k: &str| {
             f.tags()
                 .iter()
@@ -716,7 +739,7 @@ pub async fn observe(
         raws.push(r);
     }
 
-    for d in dbs.map_err(api("DescribeDBInstances"))?.db_instances() {
+    for d in &dbs.map_err(api("DescribeDBInstances"))? {
         let tag = |k: &str| {
             d.tag_list()
                 .iter()
