@@ -298,6 +298,7 @@ impl<'b> Aws<'b> {
                     .map(|o| (o.res.addr.clone(), o.id.clone()))
                     .collect(),
             ),
+            status: Mutex::new(BTreeMap::new()),
         });
         let steps: Vec<Step> = plan
             .resources()
@@ -396,6 +397,7 @@ impl Provider for Aws<'_> {
                 _ => "creating",
             };
             let t0 = std::time::Instant::now();
+            self.ctx.status.lock().await.remove(&addr);
             // The journal first: the intent is on disk before the call is sent.
             let verb = apply::verb(step, phase);
             let token = apply::creates(step, phase)
@@ -425,7 +427,11 @@ impl Provider for Aws<'_> {
             let errors = loop {
                 tokio::select! {
                     r = &mut work => break r,
-                    _ = tick.tick() => hooks.progress(&addr, status, t0.elapsed()),
+                    _ = tick.tick() => {
+                        // What AWS says it is (`backing-up`), else what hactl is doing.
+                        let aws = self.ctx.status.lock().await.get(&addr).cloned();
+                        hooks.progress(&addr, aws.as_deref().unwrap_or(status), t0.elapsed());
+                    }
                 }
             };
             let noted = match &errors {

@@ -1122,3 +1122,31 @@ async fn aws_like_busy_account_is_read_to_the_last_page() {
     );
     assert_eq!(counts(&conf, NAME).await, full());
 }
+
+/// Issue 11 item 4 / issue 12 §2: a long wait says what AWS reports, not only what hactl does:
+/// the database's progress events (`--json-events`, every 10 s) carry RDS's own status,
+/// `creating` and then `backing-up` (the layer's last quarter of 24 s), with the time so far.
+#[test]
+fn aws_like_long_waits_report_the_aws_status() {
+    let layer = AwsLike::start(json!({"rds_ready_secs": 24}));
+    let stack = Stack::new(|s| s);
+    let (o, _) = stack.run(
+        &layer,
+        &["--json-events", "up", "--auto-approve", "--provision-only"],
+        5 * MINUTE,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let db: Vec<(String, u64)> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "progress" && e["addr"] == "aws_db_instance.main")
+        .map(|e| {
+            let status = e["status"].as_str().unwrap_or_default().to_string();
+            (status, e["elapsed_ms"].as_u64().unwrap_or_default())
+        })
+        .collect();
+    let statuses: Vec<&str> = db.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(statuses.contains(&"creating"), "{db:?}");
+    assert!(statuses.contains(&"backing-up"), "{db:?}");
+    assert!(db.iter().all(|(_, ms)| *ms >= 9_000), "{db:?}");
+}

@@ -58,6 +58,9 @@ pub struct Ctx {
     pub timeouts: Timeouts,
     /// address → id of everything that exists (observed, then created).
     pub ids: Mutex<BTreeMap<String, String>>,
+    /// address → the status AWS last reported while a change waits on it (`creating`,
+    /// `backing-up`, `provisioning`, `initial`): what the progress lines say it waits for.
+    pub status: Mutex<BTreeMap<String, String>>,
 }
 
 /// What happened to one step, for progress and the state.
@@ -437,7 +440,8 @@ impl Ctx {
     }
 
     /// Waits on `check` for at most `timeout` (the kind's limit): throttling is pending, and
-    /// so is NotFound while the id propagates ([`wait::until`]).
+    /// so is NotFound while the id propagates ([`wait::until`]). Each pending status AWS
+    /// reports is kept in [`Ctx::status`] for the progress lines.
     async fn wait<F, Fut>(
         &self,
         addr: &str,
@@ -449,7 +453,17 @@ impl Ctx {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Poll, CallError>>,
     {
-        wait::until(addr, what, timeout, self.timeouts.propagation, check).await
+        let seen = || async {
+            let r = check().await;
+            if let Ok(Poll::Pending(status)) = &r {
+                self.status
+                    .lock()
+                    .await
+                    .insert(addr.to_string(), status.clone());
+            }
+            r
+        };
+        wait::until(addr, what, timeout, self.timeouts.propagation, seen).await
     }
 
     /// One call that names a resource this run may have just made: NotFound (and throttling
