@@ -212,7 +212,10 @@ pub struct Run {
 impl Run {
     /// Opens the stack's journal and adopts what is in flight ([`in_flight`]).
     pub async fn start(stack: &str) -> Result<Run, JournalError> {
-        let journal = Journal::for_stack(stack);
+        Run::open(Journal::for_stack(stack)).await
+    }
+
+    async fn open(journal: Journal) -> Result<Run, JournalError> {
         let past = journal.read().await?;
         let run = Run {
             journal,
@@ -395,6 +398,53 @@ mod tests {
             .collect();
         text.push_str("{\"at\":1,\"run\":\"r3\",\"ad");
         assert_eq!(parse(&text), j);
+    }
+
+    /// Issue 11 item 6: a run that was killed between an intent and its answer is resumed
+    /// from the journal: the next run records that it adopts the intent (nothing is in flight
+    /// any more), and its create of that address is sent with the killed run's token, so AWS
+    /// answers with what that call made.
+    #[tokio::test]
+    async fn a_run_resumes_a_killed_runs_intents_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::at(dir.path().join("s.journal.jsonl"));
+        for x in [
+            e(
+                "killed",
+                "aws_vpc.main",
+                "create",
+                Event::Intent,
+                Some("t-vpc"),
+            ),
+            e("killed", "aws_vpc.main", "create", Event::Done, None),
+            e(
+                "killed",
+                "aws_instance.web[0]",
+                "create",
+                Event::Intent,
+                Some("t-web0"),
+            ),
+        ] {
+            journal.append(&x).await.unwrap();
+        }
+        let run = Run::open(journal.clone()).await.unwrap();
+        let after = journal.read().await.unwrap();
+        let adopted: Vec<&Entry> = after.iter().filter(|x| x.event == Event::Adopted).collect();
+        assert_eq!(adopted.len(), 1, "{after:?}");
+        assert_eq!(adopted[0].addr, "aws_instance.web[0]");
+        assert_eq!(adopted[0].token.as_deref(), Some("t-web0"));
+        assert_ne!(adopted[0].run, "killed");
+        assert!(in_flight(&after).is_empty(), "{after:?}");
+        assert_eq!(run.token("base", "aws_instance.web[0]"), "t-web0");
+        assert_ne!(
+            run.token("base", "aws_vpc.main"),
+            "t-vpc",
+            "a finished create's token"
+        );
+        // A second run adopts nothing more.
+        Run::open(journal.clone()).await.unwrap();
+        let again = journal.read().await.unwrap();
+        assert_eq!(again.len(), after.len());
     }
 
     #[tokio::test]
