@@ -11,6 +11,7 @@ pub mod drill;
 pub mod graph;
 pub mod heal;
 pub mod hooks;
+pub mod journal;
 pub mod layers;
 pub mod logs;
 pub mod run;

@@ -113,6 +113,15 @@ EC2_NOT_FOUND = {
 INSTANCE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48}
 
 
+def rds_key(param, value):
+    """How the layer knows an RDS name: by the kind the parameter names (`DBInstanceIdentifier`
+    names a DB instance, `DBSubnetGroupName` a subnet group), so a DB instance and a subnet group
+    of the same name are two ids, as on AWS. Other parameters never match a created id."""
+    kinds = {"DBInstanceIdentifier": "db_instance", "DBSubnetGroupName": "db_subnet_group"}
+    kind = kinds.get(param)
+    return f"{kind}:{value}" if kind else f"-:{value}"
+
+
 def not_found_code(service, id_, kind):
     """The error code AWS answers for an id it does not know (yet), by service and id shape."""
     if service == "ec2":
@@ -271,6 +280,10 @@ class Layer:
             params.update(query)
             action = (params.get("Action") or [""])[0]
             values = [v for k, vs in params.items() if not k.startswith("Filter.") for v in vs]
+            if service == "rds":
+                # RDS names are the caller's, and a DB instance and its subnet group may share
+                # one: an id is known by the parameter that names it (see `rds_key`).
+                values = [rds_key(k, v) for k, vs in params.items() for v in vs]
         values = [v for v in values if isinstance(v, str)]
         with self.lock:
             self.stats["requests"] += 1
@@ -341,7 +354,8 @@ class Layer:
                     self.stats["not_found"] += 1
                     code = not_found_code(service, v, entry[2])
                     status = 404 if service in ("rds", "elasticfilesystem") else 400
-                    return error_response(service, code, f"The id '{v}' does not exist", status)
+                    name = v.split(":", 1)[1] if service == "rds" else v
+                    return error_response(service, code, f"The id '{name}' does not exist", status)
         if service == "ec2" and action in ("DeleteSecurityGroup", "DeleteSubnet"):
             id_ = (params.get("GroupId") or params.get("SubnetId") or [""])[0]
             since = self.lingering.get(id_)
@@ -407,7 +421,7 @@ class Layer:
             key = RDS_CREATES.get(action)
             if key and params.get(key):
                 kind = "db_instance" if action == "CreateDBInstance" else "db_subnet_group"
-                self.fresh[params[key][0]] = (now, service, kind)
+                self.fresh[rds_key(key, params[key][0])] = (now, service, kind)
             if action == "ModifyDBInstance" and params.get("DBPortNumber"):
                 ident = params.get("DBInstanceIdentifier", [""])[0]
                 self.db_ports[ident] = params["DBPortNumber"][0]
@@ -490,7 +504,9 @@ class Layer:
                 if text_of(child(endpoint, "Port")) != port:
                     set_text(child(endpoint, "Port"), port)
                     changed = True
-            age = self.age(text_of(ident)) if ident is not None else None
+            age = None
+            if ident is not None:
+                age = self.age(rds_key("DBInstanceIdentifier", text_of(ident)))
             if age is None:
                 continue
             if age < ready * 0.75:

@@ -118,6 +118,26 @@ class LayerTest(unittest.TestCase):
         self.assertGreaterEqual(json.loads(urllib.request.urlopen(
             f"{self.url}/_aws_like/stats").read())["not_found"], 4)
 
+    def test_a_db_and_its_subnet_group_of_one_name_are_two_ids(self):
+        # hactl names both `hactl-<stack>-db`: a fresh DB instance must not make the (settled)
+        # subnet group of the same name NotFound, nor answer for it with the instance's code.
+        _, a, b, _ = self.network()
+        self.layer.configure({"not_found_secs": 3})
+        rds = self.client("rds")
+        rds.create_db_subnet_group(DBSubnetGroupName="d", DBSubnetGroupDescription="d",
+                                   SubnetIds=[a, b])
+        self.assertEqual(self.code(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName="d")),
+                         ("DBSubnetGroupNotFoundFault", 404))
+        self.clock.now += 3
+        rds.create_db_instance(DBInstanceIdentifier="d", DBInstanceClass="db.t3.micro",
+                               Engine="postgres", MasterUsername="u",
+                               MasterUserPassword="password1", AllocatedStorage=20,
+                               DBSubnetGroupName="d")
+        groups = rds.describe_db_subnet_groups(DBSubnetGroupName="d")["DBSubnetGroups"]
+        self.assertEqual(len(groups), 1)
+        self.assertEqual(self.code(lambda: rds.describe_db_instances(DBInstanceIdentifier="d")),
+                         ("DBInstanceNotFound", 404))
+
     def test_throttling_has_each_protocols_shape(self):
         self.layer.configure({"throttle_share": 1.0})
         self.assertEqual(self.code(lambda: self.client("ec2").describe_vpcs()),

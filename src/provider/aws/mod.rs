@@ -21,6 +21,7 @@ pub mod desired;
 pub mod diff;
 pub mod health;
 pub mod hosts;
+pub mod kinds;
 pub mod model;
 pub mod observe;
 pub mod outputs;
@@ -71,6 +72,9 @@ pub enum AwsError {
     #[error("the database needs `{0}`, which is not in the vault")]
     #[diagnostic(code(hactl::aws::credentials), help("add it with `hactl secrets set`"))]
     Credentials(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    MissingAttr(#[from] kinds::MissingAttr),
     #[error("the hosts' key pair needs `{0}`, which is not in the vault")]
     #[diagnostic(
         code(hactl::aws::public_key),
