@@ -73,7 +73,7 @@ pub enum LabCommand {
         addrs: Vec<Ipv4Addr>,
     },
     /// Write the demo app's image archive (busybox httpd serving its version; no registry).
-    DemoImage(super::deploy::DemoImageArgs),
+    DemoImage(super::demo_image::DemoImageArgs),
     /// A stand-in ALB/NLB for an AWS stack on moto whose instances are lab hosts: forwards
     /// each connection to a registered, healthy target of the target group (read every
     /// `--poll`), lets draining targets finish; one JSON line per backend set change.
@@ -130,10 +130,11 @@ pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
-        LabCommand::DemoImage(a) => super::deploy::run_demo_image(a),
+        LabCommand::DemoImage(a) => super::demo_image::run_demo_image(a),
         LabCommand::Init { dir, name } => {
             let sshd = lab::tool_path("sshd").unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
-            Err(lab::init::run(&dir, &name, &sshd).into())
+            let warn = |w: &str| view::note(&format!("hactl lab __init {name}: warning: {w}"));
+            Err(lab::init::run(&dir, &name, &sshd, &warn).into())
         }
     }
 }

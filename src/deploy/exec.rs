@@ -12,7 +12,7 @@
 //! run on the same machine recognises as stale (its pid is gone) and breaks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -121,37 +121,29 @@ pub struct Options {
     pub stop_first: bool,
 }
 
-/// Progress on stderr: on a terminal with elapsed time, else plain lines.
+/// Where a rollout's steps go: (the host, or empty for the whole run; the message; the time
+/// since the rollout started). The command passes its hooks' `step` (the view shows them on
+/// stderr: on a terminal with the elapsed time, else plain lines); deploy never prints.
+pub type StepSink = Box<dyn Fn(&str, &str, Duration) + Send + Sync>;
+
+/// The rollout's steps, reported through a [`StepSink`].
 pub struct Progress {
-    tty: bool,
+    sink: StepSink,
     start: Instant,
     quiet: bool,
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Progress {
+    pub fn new(quiet: bool, sink: StepSink) -> Progress {
         Progress {
-            tty: std::io::stderr().is_terminal(),
+            sink,
             start: Instant::now(),
             quiet,
         }
     }
     fn say(&self, host: &str, msg: &str) {
-        if self.quiet {
-            return;
-        }
-        let who = if host.is_empty() {
-            String::new()
-        } else {
-            format!("{host}: ")
-        };
-        if self.tty {
-            crate::view::note(&format!(
-                "\x1b[2m[{:>6.1}s]\x1b[0m {who}{msg}",
-                self.start.elapsed().as_secs_f64()
-            ));
-        } else {
-            crate::view::note(&format!("{who}{msg}"));
+        if !self.quiet {
+            (self.sink)(host, msg, self.start.elapsed());
         }
     }
 }

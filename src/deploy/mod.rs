@@ -9,9 +9,12 @@
 //! - [`balancer`]: an AWS stack's instances as the hosts, and its target group as the place a
 //!   batch leaves and rejoins rotation;
 //! - [`exec`]: the one place that drives hosts over SSH, in the order `rollout` decides;
+//! - [`command`]: what `deploy`/`rollback` decide around a rollout from their settings (the
+//!   stack, the probe's target and limits, the version a rollback returns to);
 //! - [`demo_image`]: the lab's demo app image, built with no registry.
 
 pub mod balancer;
+pub mod command;
 pub mod demo_image;
 pub mod exec;
 pub mod probe;

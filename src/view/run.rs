@@ -24,7 +24,7 @@ pub struct Document<'a> {
     pub not_repairs: Option<usize>,
     /// How the wait for the stack to serve ended (absent with `--no-wait` or on failure).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serving: Option<&'a crate::cli::Serving>,
+    pub serving: Option<&'a crate::engine::serving::Serving>,
 }
 
 /// The plan as shown before the approval, with `heal`'s count of what is not a repair.

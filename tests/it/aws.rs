@@ -1038,10 +1038,10 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let info = loop {
         let o = w.run(&moto, &["state", "lock-info", "--json"]);
-        // one document per command: the lock (or null) is its `result`
+        // one document per command: the holder (or null) is its `lock`
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v["result"].is_object() {
-            break v["result"].clone();
+        if v["lock"].is_object() {
+            break v["lock"].clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -1102,7 +1102,7 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     // Unlocked now; a lock left by a dead run is removed by force-unlock with its id.
     let o = w.run(&moto, &["state", "lock-info", "--json"]);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(doc["result"], serde_json::Value::Null, "{doc}");
+    assert_eq!(doc["lock"], serde_json::Value::Null, "{doc}");
     assert_eq!(doc["command"], "state lock-info", "{doc}");
     let dead = r#"{"id":"deadbeef","who":"ci@gone","pid":1,"operation":"up","created":0}"#;
     rt.block_on(
@@ -1753,7 +1753,17 @@ fn docs_ci_sequence_runs_against_moto_and_the_lab() {
     let docs = crate::pipeline::json_docs(&w.dir.path().join("up.json"));
     // Both layers, the EFS mount and the wait: one document (docs/json.md).
     assert_eq!(docs.len(), 1, "{docs:#?}");
-    assert!(docs[0].get("hosts_layer").is_some(), "{docs:#?}");
+    assert!(docs[0]["host_plan"]["changes"].is_array(), "{docs:#?}");
+    assert_eq!(
+        docs[0]["hosts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
+    assert_eq!(
+        docs[0]["mounts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
     let serving = docs
         .iter()
         .find_map(|d| d.get("serving"))
