@@ -107,7 +107,12 @@ pub struct Settings {
 
 impl Settings {
     /// The rollout's options for `op` (`deploy` or `rollback`) on the prepared stack `p`.
+    /// `--stop-first` is refused where batches never leave rotation (no target group, no
+    /// haproxy): there the app would be down while users are sent to it.
     pub fn options(&self, p: &Prepared, op: &'static str) -> Result<Options, DeployError> {
+        if self.stop_first && p.target_group.is_none() && p.stack.file.haproxy.is_none() {
+            return Err(DeployError::StopFirst(p.stack.name().into()));
+        }
         let probe = probe(&self.probe, p.endpoint.clone())?;
         Ok(Options {
             batch: self.batch.max(1),
@@ -213,5 +218,46 @@ mod tests {
         assert!(err.to_string().contains("--probe URL"), "{err}");
         let none = ProbeSettings { url: None, ..s };
         assert!(probe(&none, None).unwrap().is_none());
+    }
+
+    /// `--stop-first` needs a drain before the swap: behind haproxy it is allowed, on a
+    /// stack whose hosts never leave rotation it is refused, naming the stack.
+    #[test]
+    fn stop_first_only_where_batches_leave_rotation() {
+        let settings = |stop_first| Settings {
+            batch: 1,
+            max_failed_hosts: 0,
+            lock_wait: Duration::ZERO,
+            probe: ProbeSettings {
+                url: None,
+                rate: 1.0,
+                max: Duration::from_secs(1),
+                keep_alive: false,
+                resolve: Vec::new(),
+                ca: None,
+            },
+            probe_budget: None,
+            probe_soak: Duration::ZERO,
+            stop_first,
+        };
+        let behind_haproxy = Prepared {
+            stack: lab(),
+            target_group: None,
+            endpoint: None,
+        };
+        assert!(settings(true).options(&behind_haproxy, "deploy").is_ok());
+        let mut bare = lab();
+        bare.file.haproxy = None;
+        let bare = Prepared {
+            stack: bare,
+            target_group: None,
+            endpoint: None,
+        };
+        assert!(settings(false).options(&bare, "deploy").is_ok());
+        let err = settings(true).options(&bare, "deploy").err().unwrap();
+        assert!(
+            matches!(err, DeployError::StopFirst(ref s) if s == "lab-app"),
+            "{err}"
+        );
     }
 }
