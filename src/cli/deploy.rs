@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::deploy::balancer;
 use crate::deploy::command;
 use crate::deploy::exec::{self, Progress, Session};
 use crate::deploy::rollout;
@@ -43,7 +44,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "0s")]
     pub lock_wait: Duration,
     #[command(flatten)]
-    pub probe: super::probe::ProbeArgs,
+    pub probe: super::probe_args::ProbeArgs,
     /// Stop each host's running version before starting the new one (one copy of the app at
     /// a time, for hosts without room for two). Only where a batch leaves rotation first: an
     /// AWS target group or haproxy.
@@ -87,19 +88,23 @@ async fn rollout(
     d: Option<&DeployArgs>,
 ) -> miette::Result<ExitStatus> {
     let stack = stack::load(&command::stack_file(a.file.as_deref())?)?;
-    let p = command::deployable(stack, !a.no_deregister).await?;
-    let stack = &p.stack;
+    command::check_stack(&stack)?;
+    // An AWS stack's instances become the hosts, its target group where batches leave rotation.
+    let p = balancer::prepare(stack, !a.no_deregister).await?;
+    let (stack, balancer, endpoint) = (p.stack, p.target_group, p.endpoint);
     let target = d
-        .map(|d| command::target(stack, d.image.as_deref(), d.archive.as_deref()))
+        .map(|d| command::target(&stack, d.image.as_deref(), d.archive.as_deref()))
         .transpose()?;
-    let guard = super::lock(stack, op, a.lock_wait).await?;
+    let guard = super::lock(&stack, op, a.lock_wait).await?;
     let r = async {
-        let session = Session::open(stack).await?;
+        let session = Session::open(&stack).await?;
         let r = async {
             let target = command::target_or_rollback(&session, target).await?;
-            let opts = a.settings().options(&p, op)?;
+            let opts = a.settings().options(op, &stack, endpoint, balancer)?;
             if !a.auto_approve {
-                view::confirm(&view::deploy::question(op, &target, &session, stack, &opts))?;
+                view::confirm(&view::deploy::question(
+                    op, &target, &session, &stack, &opts,
+                ))?;
             }
             let progress = Progress::new(false, view::deploy::steps());
             Ok::<_, miette::Report>(exec::deploy(&session, &target, &opts, &progress).await?)
@@ -117,7 +122,7 @@ async fn rollout(
         view::print_out(&view::deploy::human(&r));
     }
     let deployed = matches!(r.outcome, rollout::Outcome::Deployed);
-    let (serving, status) = super::wait::serve(stack, a.wait.wait(), deployed).await;
+    let (serving, status) = super::wait::serve(&stack, a.wait.wait(), deployed).await;
     if a.json {
         view::print_json(&view::deploy::document(&r, serving.as_ref())?)?;
     }
@@ -133,8 +138,8 @@ impl RunArgs {
             lock_wait: self.lock_wait,
             probe: self.probe.settings(),
             probe_budget: self.probe.probe_budget,
-            stop_first: self.stop_first,
             probe_soak: self.probe.probe_soak,
+            stop_first: self.stop_first,
         }
     }
 }

@@ -15,7 +15,7 @@ mod lab;
 mod logs;
 mod outputs;
 mod plan;
-mod probe;
+mod probe_args;
 mod render;
 mod schema;
 mod secrets;

@@ -135,11 +135,25 @@ pub async fn prepare(stack: Stack, deregister: bool) -> Result<Prepared, DeployE
     if stack.file.provider.value == crate::stack::model::ProviderKind::Aws {
         return aws_stack(&stack, deregister).await;
     }
-    let endpoint = super::command::default_probe_url(&stack);
+    let endpoint = vip_endpoint(&stack);
     Ok(Prepared {
         stack,
         target_group: None,
         endpoint,
+    })
+}
+
+/// The VIP on haproxy's port (or nginx's, else 80): a hosts stack's public endpoint.
+fn vip_endpoint(stack: &Stack) -> Option<String> {
+    let vip = stack.vip.as_ref()?;
+    let port = match (&stack.file.haproxy, &stack.file.nginx) {
+        (Some(h), _) => h.listen.value,
+        (None, Some(n)) => n.listen.value,
+        _ => 80,
+    };
+    Some(match vip.address {
+        std::net::IpAddr::V4(a) => format!("http://{a}:{port}/"),
+        std::net::IpAddr::V6(a) => format!("http://[{a}]:{port}/"),
     })
 }
 

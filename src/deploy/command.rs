@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::balancer::{self, Prepared};
+use super::balancer::TargetGroup;
 use super::exec::{Options, Session, Target};
 use super::probe::{self, ProbeConfig};
 use super::{rollout, DeployError};
@@ -41,7 +41,7 @@ pub fn target(
     }
 }
 
-/// A stack deploys when it has an app (on hosts, or on AWS instances `hactl up` made).
+/// A stack deploys when it has an app (on hosts, or on the AWS instances `hactl up` made).
 pub fn check_stack(stack: &Stack) -> Result<(), DeployError> {
     if stack.file.app.is_none() {
         return Err(DeployError::NoApp(stack.name().into()));
@@ -49,44 +49,21 @@ pub fn check_stack(stack: &Stack) -> Result<(), DeployError> {
     Ok(())
 }
 
-/// The stack as a rollout drives it ([`check_stack`], then [`balancer::prepare`]): on AWS its
-/// instances as the hosts, its target group and its balancer's DNS name; on hosts the VIP.
-/// `deregister: false` is the test-only `--no-deregister`.
-pub async fn deployable(stack: Stack, deregister: bool) -> Result<Prepared, DeployError> {
-    check_stack(&stack)?;
-    balancer::prepare(stack, deregister).await
-}
-
-/// The default probe URL on a hosts stack: the VIP on haproxy's port (or nginx's).
-pub fn default_probe_url(stack: &Stack) -> Option<String> {
-    let vip = stack.vip.as_ref()?;
-    let port = match (&stack.file.haproxy, &stack.file.nginx) {
-        (Some(h), _) => h.listen.value,
-        (None, Some(n)) => n.listen.value,
-        _ => 80,
-    };
-    Some(match vip.address {
-        std::net::IpAddr::V4(a) => format!("http://{a}:{port}/"),
-        std::net::IpAddr::V6(a) => format!("http://[{a}]:{port}/"),
-    })
-}
-
-/// `--probe [URL]`, `--probe-rate`, `--probe-max`, `--probe-keep-alive`, `--probe-resolve`,
-/// `--probe-ca`.
+/// `--probe [URL]`, `--probe-rate`, `--probe-max` and how the probe reaches its endpoint.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
-    /// None: no probe; `Some("")`: the stack's endpoint (`Prepared::endpoint`: the
-    /// balancer's DNS name on AWS, [`default_probe_url`] on hosts).
+    /// None: no probe; `Some("")`: the stack's public endpoint (`balancer::prepare`: the VIP
+    /// on haproxy's or nginx's port, or an AWS stack's load balancer).
     pub url: Option<String>,
     /// Requests per second, held to 0.1–1000.
     pub rate: f64,
     /// Hard limit on the probe's duration (its request count follows from the rate).
     pub max: Duration,
-    /// Reuse connections (off: one connection per request).
+    /// Reuse connections (`--probe-keep-alive`).
     pub keep_alive: bool,
-    /// `NAME=ADDR[:PORT]` mappings answered without DNS.
+    /// `NAME=ADDR[:PORT]` answers instead of DNS (`--probe-resolve`).
     pub resolve: Vec<String>,
-    /// A PEM bundle HTTPS trusts instead of the system's roots.
+    /// A PEM bundle trusted instead of the system's roots (`--probe-ca`).
     pub ca: Option<PathBuf>,
 }
 
@@ -101,19 +78,26 @@ pub struct Settings {
     pub probe_budget: Option<u64>,
     /// Probing after the last batch (only with a probe).
     pub probe_soak: Duration,
-    /// Stop a host's running version before starting the new one (`--stop-first`).
+    /// Stop the running version before starting the new one (`--stop-first`).
     pub stop_first: bool,
 }
 
 impl Settings {
-    /// The rollout's options for `op` (`deploy` or `rollback`) on the prepared stack `p`.
+    /// The rollout's options for `op` (`deploy` or `rollback`) on `stack`; `endpoint` is the
+    /// stack's public URL and `balancer` an AWS stack's target group (`balancer::prepare`).
     /// `--stop-first` is refused where batches never leave rotation (no target group, no
     /// haproxy): there the app would be down while users are sent to it.
-    pub fn options(&self, p: &Prepared, op: &'static str) -> Result<Options, DeployError> {
-        if self.stop_first && p.target_group.is_none() && p.stack.file.haproxy.is_none() {
-            return Err(DeployError::StopFirst(p.stack.name().into()));
+    pub fn options(
+        &self,
+        op: &'static str,
+        stack: &Stack,
+        endpoint: Option<String>,
+        balancer: Option<TargetGroup>,
+    ) -> Result<Options, DeployError> {
+        if self.stop_first && balancer.is_none() && stack.file.haproxy.is_none() {
+            return Err(DeployError::StopFirst(stack.name().into()));
         }
-        let probe = probe(&self.probe, p.endpoint.clone())?;
+        let probe = probe(&self.probe, endpoint)?;
         Ok(Options {
             batch: self.batch.max(1),
             max_failed_hosts: self.max_failed_hosts,
@@ -126,14 +110,13 @@ impl Settings {
             probe,
             probe_budget: self.probe_budget,
             op,
-            balancer: p.target_group.clone(),
+            balancer,
             stop_first: self.stop_first,
         })
     }
 }
 
-/// The probe to run beside the rollout, and the URL it reads (None: no probe); `endpoint`
-/// is the stack's public endpoint, the default URL.
+/// The probe to run beside the rollout, and the URL it reads (None: no probe).
 pub fn probe(
     s: &ProbeSettings,
     endpoint: Option<String>,
@@ -199,6 +182,7 @@ mod tests {
     #[test]
     fn probe_defaults_to_the_vip_and_bounds_rate_and_count() {
         let stack = lab();
+        let endpoint = || Some("http://198.18.0.100:8080/".to_string());
         let s = ProbeSettings {
             url: Some(String::new()),
             rate: 5000.0,
@@ -207,17 +191,16 @@ mod tests {
             resolve: Vec::new(),
             ca: None,
         };
-        let (cfg, url) = probe(&s, default_probe_url(&stack))
-            .unwrap()
-            .expect("a probe");
-        assert_eq!(Some(url), default_probe_url(&stack));
+        let (cfg, url) = probe(&s, endpoint()).unwrap().expect("a probe");
+        assert_eq!(url, "http://198.18.0.100:8080/");
         assert_eq!(cfg.rate, 1000.0);
         assert_eq!(cfg.max_requests, 2000);
-        assert!(!cfg.keep_alive, "one connection per request unless asked");
-        let err = probe(&s, None).unwrap_err();
-        assert!(err.to_string().contains("--probe URL"), "{err}");
+        // no endpoint (no VIP, no balancer) and no URL given: a clear error, nothing sent
+        let e = probe(&s, None).expect_err("no URL to probe");
+        assert!(e.to_string().contains("--probe URL"), "{e}");
         let none = ProbeSettings { url: None, ..s };
-        assert!(probe(&none, None).unwrap().is_none());
+        assert!(probe(&none, endpoint()).unwrap().is_none());
+        assert!(check_stack(&stack).is_ok());
     }
 
     /// `--stop-first` needs a drain before the swap: behind haproxy it is allowed, on a
@@ -240,21 +223,17 @@ mod tests {
             probe_soak: Duration::ZERO,
             stop_first,
         };
-        let behind_haproxy = Prepared {
-            stack: lab(),
-            target_group: None,
-            endpoint: None,
-        };
-        assert!(settings(true).options(&behind_haproxy, "deploy").is_ok());
+        let behind_haproxy = lab();
+        assert!(settings(true)
+            .options("deploy", &behind_haproxy, None, None)
+            .is_ok());
         let mut bare = lab();
         bare.file.haproxy = None;
-        let bare = Prepared {
-            stack: bare,
-            target_group: None,
-            endpoint: None,
-        };
-        assert!(settings(false).options(&bare, "deploy").is_ok());
-        let err = settings(true).options(&bare, "deploy").err().unwrap();
+        assert!(settings(false).options("deploy", &bare, None, None).is_ok());
+        let err = settings(true)
+            .options("deploy", &bare, None, None)
+            .err()
+            .unwrap();
         assert!(
             matches!(err, DeployError::StopFirst(ref s) if s == "lab-app"),
             "{err}"

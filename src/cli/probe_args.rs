@@ -1,6 +1,5 @@
-//! The load probe's flags, shared by `hactl deploy` and `hactl rollback` (flattened into
-//! their arguments): where the probe sends, how hard, how it connects, and what it may cost.
-//! The probe itself is `crate::deploy::probe`.
+//! The load probe's flags, shared by `deploy` and `rollback` (flattened into their arguments):
+//! where it sends, how fast, how long, and how it reaches an HTTPS endpoint.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,9 +10,9 @@ use crate::deploy::command::ProbeSettings;
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// Send steady traffic to the public endpoint during the deploy (default URL: on AWS the
-    /// balancer's DNS name, on hosts the VIP's haproxy or nginx port) and report failed
-    /// requests and p50/p99 latency.
+    /// Send steady traffic to the public endpoint during the deploy (default URL: the VIP's
+    /// haproxy or nginx port, or an AWS stack's load balancer) and report failed requests and
+    /// p50/p99 latency.
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
     pub probe: Option<String>,
     /// Probe requests per second.
@@ -43,7 +42,6 @@ pub struct ProbeArgs {
 }
 
 impl ProbeArgs {
-    /// The probe's settings (`deploy::command::ProbeSettings`).
     pub fn settings(&self) -> ProbeSettings {
         ProbeSettings {
             url: self.probe.clone(),
