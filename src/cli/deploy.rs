@@ -46,8 +46,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub probe: super::probe_args::ProbeArgs,
     /// Stop each host's running version before starting the new one (one copy of the app at
-    /// a time, for hosts without room for two). Only where a batch leaves rotation first: an
-    /// AWS target group or haproxy.
+    /// a time, for instances without room for two). AWS stacks only: after the target group
+    /// has drained the host.
     #[arg(long)]
     pub stop_first: bool,
     /// Test-only: leave each batch registered in the AWS target group while it is swapped.
