@@ -46,8 +46,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub probe: super::probe_args::ProbeArgs,
     /// Stop each host's running version before starting the new one (one copy of the app at
-    /// a time, for hosts without room for two). Only where a batch leaves rotation first: an
-    /// AWS target group or haproxy.
+    /// a time, for instances without room for two). AWS stacks only: after the target group
+    /// has drained the host.
     #[arg(long)]
     pub stop_first: bool,
     /// Test-only: leave each batch registered in the AWS target group while it is swapped.
@@ -100,7 +100,7 @@ async fn rollout(
         let session = Session::open(&stack).await?;
         let r = async {
             let target = command::target_or_rollback(&session, target).await?;
-            let opts = a.settings().options(op, endpoint, balancer)?;
+            let opts = a.settings().options(op, &stack, endpoint, balancer)?;
             if !a.auto_approve {
                 view::confirm(&view::deploy::question(
                     op, &target, &session, &stack, &opts,

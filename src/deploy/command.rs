@@ -41,7 +41,7 @@ pub fn target(
     }
 }
 
-/// A stack deploys when it has an app and runs on `provider: hosts`.
+/// A stack deploys when it has an app (on hosts, or on the AWS instances `hactl up` made).
 pub fn check_stack(stack: &Stack) -> Result<(), DeployError> {
     if stack.file.app.is_none() {
         return Err(DeployError::NoApp(stack.name().into()));
@@ -83,14 +83,22 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The rollout's options for `op` (`deploy` or `rollback`); `endpoint` is the stack's
-    /// public URL and `balancer` an AWS stack's target group (`balancer::prepare`).
+    /// The rollout's options for `op` (`deploy` or `rollback`) on `stack`; `endpoint` is the
+    /// stack's public URL and `balancer` an AWS stack's target group (`balancer::prepare`).
+    /// `--stop-first` is refused without a target group: on a hosts stack the app's health is
+    /// what the VRRP checks (and haproxy's) watch, so stopping it on the VIP holder moves the
+    /// VIP and resets the connections it holds (seen in the lab: 1 request reset at the
+    /// holder's batch, the rollout rolled back).
     pub fn options(
         &self,
         op: &'static str,
+        stack: &Stack,
         endpoint: Option<String>,
         balancer: Option<TargetGroup>,
     ) -> Result<Options, DeployError> {
+        if self.stop_first && balancer.is_none() {
+            return Err(DeployError::StopFirst(stack.name().into()));
+        }
         let probe = probe(&self.probe, endpoint)?;
         Ok(Options {
             batch: self.batch.max(1),
@@ -195,5 +203,41 @@ mod tests {
         let none = ProbeSettings { url: None, ..s };
         assert!(probe(&none, endpoint()).unwrap().is_none());
         assert!(check_stack(&stack).is_ok());
+    }
+
+    /// `--stop-first` needs a target group: on a hosts stack (haproxy or not) it is refused
+    /// before anything is connected, naming the stack; without it the same stack is fine.
+    /// (Allowed on AWS: `deploy_alb`'s `--stop-first` run.)
+    #[test]
+    fn stop_first_only_through_a_target_group() {
+        let settings = |stop_first| Settings {
+            batch: 1,
+            max_failed_hosts: 0,
+            lock_wait: Duration::ZERO,
+            probe: ProbeSettings {
+                url: None,
+                rate: 1.0,
+                max: Duration::from_secs(1),
+                keep_alive: false,
+                resolve: Vec::new(),
+                ca: None,
+            },
+            probe_budget: None,
+            probe_soak: Duration::ZERO,
+            stop_first,
+        };
+        let behind_haproxy = lab();
+        assert!(behind_haproxy.file.haproxy.is_some());
+        assert!(settings(false)
+            .options("deploy", &behind_haproxy, None, None)
+            .is_ok());
+        let err = settings(true)
+            .options("deploy", &behind_haproxy, None, None)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, DeployError::StopFirst(ref s) if s == "lab-app"),
+            "{err}"
+        );
     }
 }

@@ -810,9 +810,6 @@ pub async fn deploy(
     opts: &Options,
     progress: &Progress,
 ) -> Result<DeployReport, DeployError> {
-    if opts.stop_first && opts.balancer.is_none() && session.lb_hosts.is_empty() {
-        return Err(DeployError::StopFirst(session.stack.name().into()));
-    }
     let token = session.lock(opts.op, opts.lock_wait, progress).await?;
     let result = deploy_locked(session, target, opts, progress).await;
     session.unlock(&token).await;

@@ -30,10 +30,10 @@ pub enum DeployError {
     )]
     NoApp(String),
 
-    #[error("`--stop-first` on stack `{0}`, whose hosts never leave rotation")]
+    #[error("`--stop-first` on stack `{0}`, which has no target group to drain its hosts")]
     #[diagnostic(
         code(hactl::deploy::stop_first),
-        help("stopping the running version first is only safe where a batch is taken out of rotation before its swap: an AWS target group or haproxy; without either, the default (new version started beside the old one) loses no request")
+        help("stopping the running version first is only safe where the balancer has stopped sending to the host: an AWS stack's target group; on hosts the app's health drives the VRRP checks, so stopping it moves the VIP. Leave it out: the new version then starts beside the old one and no request is lost")
     )]
     StopFirst(String),
 

@@ -5,9 +5,9 @@
 //! `--probe-resolve` maps to the stand-in on loopback: no DNS is asked, nothing leaves the
 //! machine.
 //!
-//! What is read back: the deploy's JSON (per batch: deregistered, drained, healthy, requests
-//! and failures in the window) and the stand-in's own log, one line per change of the backend
-//! set as `DescribeTargetHealth` showed it.
+//! What is read back: the deploy's JSON (per batch: deregistered, drained, swapped,
+//! registered, healthy, requests and failures in the window) and the stand-in's own log, one
+//! line per change of the backend set as `DescribeTargetHealth` showed it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -343,6 +343,21 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     );
     let events = stand_in.events_within(span);
     assert_drained_before_each_swap(&r, &events, &id_of);
+    eprintln!(
+        "v2: {} of {} requests failed; batches (ms): {}",
+        p["failed"],
+        p["requests"],
+        r["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| format!(
+                "{} drain {} swap {} healthy {} overhead {}",
+                b["hosts"][0], b["drain_ms"], b["host_ms"], b["register_ms"], b["overhead_ms"]
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 
     // 2. A broken version: the canary fails its health gate (its old version kept serving
     //    beside it), goes back in the target group, 0 failed requests.
@@ -358,6 +373,10 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     assert_eq!(r["outcome"], "rolled_back", "{r:#}\n{err}");
     assert_eq!(r["probe"]["failed"], 0, "{r:#}\n{err}");
     assert!(r["probe"]["versions"].get("v3").is_none(), "{r:#}");
+    eprintln!(
+        "v3 (broken): {}, {} of {} requests failed",
+        r["outcome"], r["probe"]["failed"], r["probe"]["requests"]
+    );
     stand_in.wait_active(&ids);
 
     // 3. `--stop-first`: the app is down on each host during its swap, and the drain is what
@@ -374,6 +393,10 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     assert_eq!(r["probe"]["failed"], 0, "{:#}\n{err}", r["probe"]);
     assert!(err.contains("stopping the running version"), "{err}");
     assert_drained_before_each_swap(&r, &stand_in.events_within(span), &id_of);
+    eprintln!(
+        "v1 --stop-first: {} of {} requests failed",
+        r["probe"]["failed"], r["probe"]["requests"]
+    );
     stand_in.wait_active(&ids);
 
     // 4. The same swap with the deregistration switched off loses requests: the stand-in keeps
