@@ -18,51 +18,11 @@ use std::path::{Path, PathBuf};
 /// Edges that close a cycle today, with the work that removes each (the lead deletes an
 /// entry when that work is merged; a stale entry fails [`no_import_cycle_between_top_level_modules`]).
 const KNOWN: &[(&str, &str, &str)] = &[
-    // view::wait reads cli's wait settings; the `engine`/`hooks` work moves them
-    (
-        "view",
-        "cli",
-        "issue 11 item 4: view implements engine hooks, imports no command",
-    ),
-    // validation reads the VRRP timing model and vault reference rules
-    (
-        "stack",
-        "ha",
-        "validate uses ha::timing; the timing model belongs below stack or in it",
-    ),
-    (
-        "stack",
-        "vault",
-        "validate/strings.rs checks vault reference syntax from vault",
-    ),
-    // Cycles found at the merge of the engine, hooks and onhost work (2026-12-01); each is
-    // the lower module calling the one that prints or the command layer, to be removed by
-    // reporting through engine::hooks instead:
-    (
-        "engine",
-        "view",
-        "engine/serving.rs prints wait progress through view instead of hooks",
-    ),
-    (
-        "engine",
-        "cli",
-        "engine/heal.rs reads cli's wait settings (Serving)",
-    ),
-    (
-        "deploy",
-        "view",
-        "deploy/exec.rs prints rollout progress through view::note instead of hooks",
-    ),
-    (
-        "lab",
-        "view",
-        "lab/init.rs (the lab's PID 1) logs through view::note",
-    ),
-    // vault's prompts print through view
+    // vault's prompts and the `secrets` command's notes print through view
     (
         "vault",
         "view",
-        "vault/edit.rs and identity.rs print notes through view",
+        "vault/manage.rs (the `secrets` command's logic), edit.rs and identity.rs print notes through view",
     ),
 ];
 

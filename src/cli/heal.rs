@@ -64,20 +64,20 @@ impl HealArgs {
     }
 }
 
-/// One service port's outcome in a round.
 pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
     if crate::engine::cloud::is_aws(&stack) {
         return run_aws(&a, &stack).await;
     }
     let secrets = vault::open(&stack)?;
+    let hooks = view::hooks();
     let mut n = 0u32;
     loop {
         n += 1;
         // The stack's lock for each round (not the whole `--watch`, so an `up` can run
         // between two rounds); with `--watch`, a round that finds it busy (a deploy or an
         // `up` running) is skipped, not the end of the watch.
-        let guard = match super::plan::lock(&stack, "heal", a.run.lock_wait).await {
+        let guard = match super::lock(&stack, "heal", a.run.lock_wait).await {
             Ok(g) => g,
             Err(e) if a.watch && a.rounds.is_none_or(|max| n < max) => {
                 view::print_error(&e);
@@ -88,7 +88,7 @@ pub async fn run(a: HealArgs) -> miette::Result<ExitStatus> {
         };
         // `--watch`: one object per round in the document's `rounds`.
         let _round = a.watch.then(|| view::json::item("rounds"));
-        let r = round(&stack, &secrets, n, a.dry_run).await;
+        let r = round(&stack, &secrets, n, a.dry_run, &*hooks).await;
         guard.release().await;
         let mut r = r?;
         let healthy = r.converged && r.down.is_empty();

@@ -73,7 +73,11 @@ pub enum LabCommand {
         addrs: Vec<Ipv4Addr>,
     },
     /// Write the demo app's image archive (busybox httpd serving its version; no registry).
-    DemoImage(super::deploy::DemoImageArgs),
+    DemoImage(super::demo_image::DemoImageArgs),
+    /// A stand-in ALB/NLB for an AWS stack on moto whose instances are lab hosts: forwards
+    /// each connection to a registered, healthy target of the target group (read every
+    /// `--poll`), lets draining targets finish; one JSON line per backend set change.
+    Balancer(super::balancer::BalancerArgs),
     /// Internal: PID 1 of a lab host (mounts its private view, then becomes sshd).
     #[command(name = "__init", hide = true)]
     Init {
@@ -85,6 +89,7 @@ pub enum LabCommand {
 
 pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
     match cmd {
+        LabCommand::Balancer(a) => super::balancer::run(a).await,
         LabCommand::Up { hosts, json, dir } => {
             let lab = Lab::open(dir.dir)?;
             let exe = std::env::current_exe().map_err(|e| LabError::Io {
@@ -125,10 +130,11 @@ pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
-        LabCommand::DemoImage(a) => super::deploy::run_demo_image(a),
+        LabCommand::DemoImage(a) => super::demo_image::run_demo_image(a),
         LabCommand::Init { dir, name } => {
             let sshd = lab::tool_path("sshd").unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
-            Err(lab::init::run(&dir, &name, &sshd).into())
+            let warn = |w: &str| view::note(&format!("hactl lab __init {name}: warning: {w}"));
+            Err(lab::init::run(&dir, &name, &sshd, &warn).into())
         }
     }
 }

@@ -78,7 +78,7 @@ pub struct DownArgs {
 
 pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
-    view::print_warnings(&stack::risks(&stack));
+    view::print_warnings(&crate::ha::problems(&stack));
     view::print_warnings(&crate::provider::aws::preflight::region_warnings(&stack));
     let hooks = view::hooks();
     let mut opts = a.run.options(&a.target, a.provision_only);
@@ -113,20 +113,10 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     })
 }
 
-/// Takes the stack's lock for `operation` (`deploy`, `rollback`), saying whom it waits for.
-pub(crate) async fn lock(
-    stack: &stack::Stack,
-    operation: &str,
-    wait: std::time::Duration,
-) -> miette::Result<crate::state::LockGuard> {
-    let backend = crate::state::Backend::for_stack(stack).await?;
-    run::lock(&backend, operation, wait, &*view::hooks()).await
-}
-
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
     let saved = a.saved.as_deref().map(Saved::read).transpose()?;
     let stack = stack::load(&Saved::stack_file(a.file.as_deref(), saved.as_ref())?)?;
-    view::print_warnings(&stack::risks(&stack));
+    view::print_warnings(&crate::ha::problems(&stack));
     view::print_warnings(&crate::provider::aws::preflight::region_warnings(&stack));
     let hooks = view::hooks();
     let mut opts = a.run.options(&a.target, a.provision_only);

@@ -62,7 +62,9 @@ pub async fn run(c: StateCommand) -> miette::Result<ExitStatus> {
             let backend = Backend::for_stack(&stack).await?;
             let info = backend.lock_info().await?;
             if a.json {
-                view::print_json(&info)?;
+                // Always under `lock` (null when free): a reader tests one key, whether or not
+                // the lock is held.
+                view::json::put_named("lock", &info)?;
             } else {
                 match info {
                     Some(i) => view::print_out(&format!(

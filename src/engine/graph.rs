@@ -163,7 +163,9 @@ pub fn tasks(plan: &Plan) -> (Vec<Task<'_>>, Vec<Vec<usize>>) {
                         }
                         (Kind::Resource, _) => false,
                         (_, Kind::Resource) => true,
-                        // a redis repair follows its host's configuration
+                        // a redis repair follows the repairs it names (a port's promotion)
+                        (Kind::Redis, Kind::Redis) => c.depends_on.contains(&oc.addr),
+                        // and its host's configuration
                         (Kind::Redis, _) => c.addr.host() == oc.addr.host(),
                         _ => false,
                     }
@@ -462,6 +464,62 @@ pub(crate) mod tests {
         assert!(w.done.contains(&"aws_instance.web[1]".to_string()), "{w:?}");
         let log = fake.log.lock().map(|l| l.clone()).unwrap_or_default();
         assert!(!log.contains(&"aws_instance.web[0]".to_string()));
+    }
+
+    /// Hooks that record what the walk reported, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Hooks for Recorder {
+        fn started(&self, addr: &str, action: Action) {
+            if let Ok(mut l) = self.0.lock() {
+                l.push(format!("started {addr} {action:?}"));
+            }
+        }
+        fn done(&self, addr: &str, action: Action, _: std::time::Duration) {
+            if let Ok(mut l) = self.0.lock() {
+                l.push(format!("done {addr} {action:?}"));
+            }
+        }
+        fn failed(&self, addr: &str, error: &str) {
+            if let Ok(mut l) = self.0.lock() {
+                l.push(format!("failed {addr}: {error}"));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn walk_reports_each_change_through_the_hooks_a_replace_as_delete_then_create() {
+        let plan = Plan::new(
+            "t",
+            vec![
+                res("aws_subnet.a", Action::Create, &[]),
+                res("aws_instance.web[0]", Action::Replace, &["aws_subnet.a"]),
+                file("web0", "/etc/hosts"),
+            ],
+            0,
+            Vec::new(),
+        );
+        let fake = Fake {
+            fail: vec!["aws_instance.web[0]".into()],
+            ..Fake::default()
+        };
+        let hooks = Recorder::default();
+        let w = walk(&plan, &fake, 1, &hooks).await;
+        let log = hooks.0.lock().map(|l| l.clone()).unwrap_or_default();
+        assert_eq!(
+            log,
+            [
+                "started aws_instance.web[0] Delete",
+                "done aws_instance.web[0] Delete",
+                "started aws_subnet.a Create",
+                "done aws_subnet.a Create",
+                "started aws_instance.web[0] Create",
+                "failed aws_instance.web[0]: aws_instance.web[0] refused",
+            ]
+        );
+        // the host waits for the whole cloud layer: skipped, never started
+        assert_eq!(w.skipped, ["web0"]);
     }
 
     #[tokio::test]

@@ -64,13 +64,11 @@ pub fn render_all_with_outputs(
     secrets: &Secrets,
     outputs: &serde_json::Value,
 ) -> Result<BTreeMap<String, HostConfig>, render::RenderError> {
+    let prepared = render::Prepared::new(stack, secrets, outputs)?;
     stack
         .hosts
         .iter()
-        .map(|h| {
-            let cfg = render::render_host_with_outputs(stack, h, secrets, outputs)?;
-            Ok((h.name.clone(), cfg))
-        })
+        .map(|h| Ok((h.name.clone(), prepared.host(h)?)))
         .collect()
 }
 
@@ -301,27 +299,6 @@ pub fn steps_down(plan: &Plan, host: &str, o: &ObservedHost) -> ApplySteps {
 pub enum Mode {
     Up,
     Down,
-}
-
-/// Applies a plan on every host that has changes, in parallel, one script per host.
-pub async fn apply(stack: &Stack, obs: &Observed, plan: &Plan, mode: Mode) -> Vec<HostReport> {
-    let parallelism = stack.file.ssh.parallelism.max(1);
-    let hosts: Vec<&String> = obs
-        .conns
-        .keys()
-        .filter(|host| plan.for_host(host).next().is_some())
-        .collect();
-    let mut reports: Vec<HostReport> = futures::stream::iter(
-        hosts
-            .into_iter()
-            .map(|host| apply_host(stack, obs, plan, mode, host)),
-    )
-    .buffer_unordered(parallelism)
-    .filter_map(|r| async move { r })
-    .collect()
-    .await;
-    reports.sort_by(|a, b| a.host.cmp(&b.host));
-    reports
 }
 
 /// Applies one host's share of a plan in one script (None: the host was not observed).

@@ -17,7 +17,7 @@
 //! The wait is bounded (`--wait-timeout`, default 2 min): the stack is asked every 250 ms and
 //! each change of what is not ready is reported on stderr. At the deadline the command fails
 //! with [`NotServing`] naming everything still not ready, and exits with
-//! [`ExitStatus::NotServing`] (3), so a pipeline can tell "applied but not serving" from a
+//! `ExitStatus::NotServing` (3), so a pipeline can tell "applied but not serving" from a
 //! failed apply (1). `--no-wait` returns as soon as the changes are applied.
 
 use std::net::IpAddr;
@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::hooks::Hooks;
 use super::status::{self, Status};
 use crate::stack::duration::Dur;
 use crate::stack::Stack;
-use crate::{view, ExitStatus};
 
 /// The AWS part of the wait: the target group whose targets must be healthy.
 pub(crate) struct TargetWait {
@@ -147,14 +147,15 @@ fn elected(s: &Status) -> Option<String> {
 const POLL: Duration = Duration::from_millis(250);
 
 /// Asks the stack (and the target group) every [`POLL`] until it serves or `timeout` passes,
-/// reporting each change of what is not ready on stderr.
+/// reporting the start, each change of what is not ready and the end through `hooks`.
 pub(crate) async fn until_serving(
     stack: &Stack,
     timeout: Duration,
     targets: Option<&TargetWait>,
+    hooks: &dyn Hooks,
 ) -> Serving {
     let t0 = Instant::now();
-    view::note(&view::wait::started(stack.name(), timeout));
+    hooks.wait_started(stack.name(), timeout);
     let mut last: Vec<String> = Vec::new();
     loop {
         let left = timeout.saturating_sub(t0.elapsed());
@@ -172,11 +173,11 @@ pub(crate) async fn until_serving(
                 vip_holder: holder,
                 not_ready: Vec::new(),
             };
-            view::note(&view::wait::serving(&s));
+            hooks.served(&s);
             return s;
         }
         if why != last {
-            view::note(&view::wait::progress(elapsed, &why));
+            hooks.wait_progress(elapsed, &why);
             last = why;
         }
         if elapsed >= timeout {
@@ -234,19 +235,15 @@ fn targets_not_ready(list: &[crate::provider::aws::health::TargetHealth]) -> Vec
         .collect()
 }
 
-/// The exit status after a wait: the diagnostic is printed here, through the view, because
-/// the command's own outcome (already printed) stays valid.
-pub(crate) fn finish(stack: &Stack, timeout: Duration, s: &Serving) -> ExitStatus {
-    if s.serving {
-        return ExitStatus::Success;
-    }
-    let e = NotServing {
+/// The diagnostic of a wait that ended before the stack served (None: it serves). The
+/// command prints it beside its own outcome (already printed, still valid) and exits with
+/// `ExitStatus::NotServing`.
+pub(crate) fn not_serving(stack: &Stack, timeout: Duration, s: &Serving) -> Option<NotServing> {
+    (!s.serving).then(|| NotServing {
         stack: stack.name().to_string(),
         waited: Dur(timeout),
         what: s.not_ready.clone(),
-    };
-    view::print_error(&miette::Report::new(e));
-    ExitStatus::NotServing
+    })
 }
 
 #[cfg(test)]
@@ -428,6 +425,6 @@ mod tests {
                 "host2: check `nginx` fails".into(),
             ],
         };
-        insta::assert_snapshot!(view::format_report(&miette::Report::new(e), false));
+        insta::assert_snapshot!(crate::view::format_report(&miette::Report::new(e), false));
     }
 }

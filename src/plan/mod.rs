@@ -268,6 +268,16 @@ pub enum Reason {
         id: String,
         why: String,
     },
+    // --- redis replication (`heal`)
+    /// A live instance that does not replicate its port's primary (`primary`: its host,
+    /// `address`: the address it is made to follow with `REPLICAOF`).
+    NotFollowingPrimary {
+        primary: String,
+        address: String,
+    },
+    /// No live primary on the port and `promotion: hactl`: this replica, the one with the most
+    /// data, is promoted (`REPLICAOF NO ONE`).
+    NoLivePrimary,
 }
 
 impl std::fmt::Display for Reason {
@@ -325,6 +335,12 @@ impl std::fmt::Display for Reason {
             }
             Reason::Relaunch { was: None } => f.write_str("missing: launch it"),
             Reason::Dead { id, why } => write!(f, "{id} is {why}: replace"),
+            Reason::NotFollowingPrimary { primary, address } => {
+                write!(f, "not a replica of the primary {primary} ({address})")
+            }
+            Reason::NoLivePrimary => {
+                f.write_str("no live primary: promoted, the replica with the most data")
+            }
         }
     }
 }

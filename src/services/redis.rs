@@ -127,17 +127,6 @@ impl Fix {
             Fix::Promote { .. } => vec!["replicaof".into(), "no".into(), "one".into()],
         }
     }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Fix::Follow {
-                host,
-                port,
-                primary,
-            } => format!("{host}:{port} → replica of {primary}"),
-            Fix::Promote { host, port } => format!("{host}:{port} → promoted to primary"),
-        }
-    }
 }
 
 /// What `heal` concluded for one port.

@@ -83,6 +83,15 @@ pub enum ProviderKind {
     Aws,
 }
 
+/// A secret name: what `{{ secret.NAME }}` and `secret: NAME` can spell (letters, digits and
+/// `_`, not starting with a digit, at most 128). The vault holds only such names.
+pub fn valid_secret_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
 /// A string given inline or taken from the vault: `password: {secret: db_password}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]

@@ -4,8 +4,44 @@
 
 use std::fmt::Write as _;
 
-use crate::deploy::exec::DeployReport;
+use crate::deploy::exec::{DeployReport, Options, Session, Target};
 use crate::deploy::rollout;
+use crate::engine::serving::Serving;
+
+/// Where a rollout's steps go: this run's hooks (`Hooks::step`), shown on stderr.
+pub fn steps() -> crate::deploy::exec::StepSink {
+    let hooks = super::hooks();
+    Box::new(move |subject, message, elapsed| hooks.step(subject, message, elapsed))
+}
+
+/// The question `deploy`/`rollback` ask before they start (without `--auto-approve`).
+pub fn question(
+    op: &str,
+    target: &Target,
+    session: &Session<'_>,
+    stack: &crate::stack::Stack,
+    opts: &Options,
+) -> String {
+    format!(
+        "{op} {} ({}) to {} host(s) of stack `{}` in batches of {}",
+        rollout::version_of(&target.image),
+        target.image,
+        session.app_hosts.len(),
+        stack.name(),
+        opts.batch
+    )
+}
+
+/// The `--json` document's body: the report, with the wait's outcome as `serving` when the
+/// command waited for the stack to serve.
+pub fn document(r: &DeployReport, serving: Option<&Serving>) -> miette::Result<serde_json::Value> {
+    let encode = |e: serde_json::Error| miette::miette!("cannot encode JSON output: {e}");
+    let mut doc = serde_json::to_value(r).map_err(encode)?;
+    if let (Some(s), Some(obj)) = (serving, doc.as_object_mut()) {
+        obj.insert("serving".into(), serde_json::to_value(s).map_err(encode)?);
+    }
+    Ok(doc)
+}
 
 pub fn human(r: &DeployReport) -> String {
     let mut s = String::new();

@@ -178,6 +178,50 @@ impl Hooks for JsonHooks {
         self.emit("warning", [("message", message.into())]);
         record_push("warnings", message.into());
     }
+
+    // Steps and the wait stay on stderr as plain lines (stdout carries the JSON), and are
+    // events for `--json-events`.
+    fn step(&self, subject: &str, message: &str, elapsed: Duration) {
+        super::note(&super::progress::step_line(subject, message, None));
+        self.emit(
+            "step",
+            [
+                ("subject", subject.into()),
+                ("message", message.into()),
+                ("elapsed_ms", ms(elapsed)),
+            ],
+        );
+    }
+
+    fn wait_started(&self, stack: &str, timeout: Duration) {
+        super::note(&super::wait::started(stack, timeout));
+        self.emit(
+            "wait_started",
+            [("stack", stack.into()), ("timeout_ms", ms(timeout))],
+        );
+    }
+
+    fn wait_progress(&self, elapsed: Duration, not_ready: &[String]) {
+        super::note(&super::wait::progress(elapsed, not_ready));
+        self.emit(
+            "wait_progress",
+            [
+                ("elapsed_ms", ms(elapsed)),
+                ("not_ready", serde_json::json!(not_ready)),
+            ],
+        );
+    }
+
+    fn served(&self, serving: &crate::engine::serving::Serving) {
+        super::note(&super::wait::serving(serving));
+        self.emit(
+            "served",
+            [(
+                "serving",
+                serde_json::to_value(serving).unwrap_or(Value::Null),
+            )],
+        );
+    }
 }
 
 #[cfg(test)]

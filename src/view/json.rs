@@ -171,7 +171,7 @@ fn lock(m: &Mutex<Doc>) -> std::sync::MutexGuard<'_, Doc> {
 }
 
 /// While the guard lives, contributions go into the object `name` of the document (the
-/// hosts layer of a cloud `up` is `hosts_layer`).
+/// sub-report nested under its own key).
 #[must_use = "contributions go to the section only while the guard lives"]
 pub struct Guard(Option<Target>);
 

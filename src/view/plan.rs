@@ -107,8 +107,11 @@ pub(super) fn change_line(c: &Change) -> String {
             c.before.as_deref().unwrap_or("none"),
             c.after.as_deref().unwrap_or("none")
         );
-    } else if c.kind() == Kind::File && c.action == Action::Update && c.diff.is_none() {
-        // content hactl may not show (another user's file, a link): the digests
+    } else if c.kind() == Kind::Redis
+        || (c.kind() == Kind::File && c.action == Action::Update && c.diff.is_none())
+    {
+        // a redis instance's role before and after; a file whose content hactl may not
+        // show (another user's file, a link): the digests
         let _ = write!(
             out,
             "  {} → {}",

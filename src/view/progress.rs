@@ -262,11 +262,69 @@ impl Hooks for HumanHooks {
     fn warning(&self, message: &str) {
         self.line(&format!("warning: {message}"));
     }
+
+    fn step(&self, subject: &str, message: &str, elapsed: Duration) {
+        let live = matches!(self.draw, Draw::Live { .. });
+        self.line(&step_line(subject, message, live.then_some(elapsed)));
+    }
+
+    fn wait_started(&self, stack: &str, timeout: Duration) {
+        self.line(&super::wait::started(stack, timeout));
+    }
+
+    fn wait_progress(&self, elapsed: Duration, not_ready: &[String]) {
+        self.line(&super::wait::progress(elapsed, not_ready));
+    }
+
+    fn served(&self, serving: &crate::engine::serving::Serving) {
+        self.line(&super::wait::serving(serving));
+    }
+}
+
+/// A step's line, `host: message`; on a terminal led by the time since the operation started,
+/// dimmed (`[  12.3s]`).
+pub fn step_line(subject: &str, message: &str, elapsed: Option<Duration>) -> String {
+    let who = if subject.is_empty() {
+        String::new()
+    } else {
+        format!("{subject}: ")
+    };
+    match elapsed {
+        Some(t) => format!("\x1b[2m[{:>6.1}s]\x1b[0m {who}{message}", t.as_secs_f64()),
+        None => format!("{who}{message}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rollout's steps and the wait are permanent lines, in the order they came; a step
+    /// is timed on a terminal only.
+    #[test]
+    fn steps_and_the_wait_are_lines() {
+        let h = HumanHooks::kept();
+        h.step("web1", "draining", Duration::from_millis(1500));
+        h.step("", "batch 1 of 2", Duration::ZERO);
+        h.wait_started("lab", Duration::from_secs(120));
+        h.wait_progress(
+            Duration::from_millis(750),
+            &["VIP 198.18.0.100: no holder".into()],
+        );
+        assert_eq!(
+            h.lines(),
+            [
+                "web1: draining",
+                "batch 1 of 2",
+                "waiting for `lab` to serve (at most 120s; `--no-wait` skips this)…",
+                "    0.8s not yet:\n    VIP 198.18.0.100: no holder",
+            ]
+        );
+        assert_eq!(
+            step_line("web1", "draining", Some(Duration::from_millis(1500))),
+            "\x1b[2m[   1.5s]\x1b[0m web1: draining"
+        );
+    }
 
     #[test]
     fn elapsed_is_short_and_exact_below_an_hour() {

@@ -158,7 +158,7 @@ impl Workdir {
     }
 
     /// hactl in this directory, with HOME here (the age identity lives under it).
-    fn base(&self) -> Command {
+    pub fn base(&self) -> Command {
         let mut c = hactl();
         c.current_dir(self.dir.path());
         c.env("HOME", self.dir.path());
@@ -1111,10 +1111,10 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let info = loop {
         let o = w.run(&moto, &["state", "lock-info", "--json"]);
-        // one document per command: the lock (or null) is its `result`
+        // one document per command: the holder (or null) is its `lock`
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v["result"].is_object() {
-            break v["result"].clone();
+        if v["lock"].is_object() {
+            break v["lock"].clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -1175,7 +1175,7 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     // Unlocked now; a lock left by a dead run is removed by force-unlock with its id.
     let o = w.run(&moto, &["state", "lock-info", "--json"]);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(doc["result"], serde_json::Value::Null, "{doc}");
+    assert_eq!(doc["lock"], serde_json::Value::Null, "{doc}");
     assert_eq!(doc["command"], "state lock-info", "{doc}");
     let dead = r#"{"id":"deadbeef","who":"ci@gone","pid":1,"operation":"up","created":0}"#;
     rt.block_on(
@@ -1220,7 +1220,7 @@ fn lab(args: &[&str]) -> String {
 
 /// The lab variant's working directory: the seed, an ssh_config that sends `web-0`/`web-1` to
 /// the lab's host1/host2, and the demo image archive the app runs from.
-fn lab_workdir() -> Workdir {
+pub fn lab_workdir() -> Workdir {
     let w = Workdir::seed(lab_variant);
     std::fs::write(
         w.dir.path().join("stacks/ssh_config"),
@@ -1826,7 +1826,17 @@ fn docs_ci_sequence_runs_against_moto_and_the_lab() {
     let docs = crate::pipeline::json_docs(&w.dir.path().join("up.json"));
     // Both layers, the EFS mount and the wait: one document (docs/json.md).
     assert_eq!(docs.len(), 1, "{docs:#?}");
-    assert!(docs[0].get("hosts_layer").is_some(), "{docs:#?}");
+    assert!(docs[0]["host_plan"]["changes"].is_array(), "{docs:#?}");
+    assert_eq!(
+        docs[0]["hosts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
+    assert_eq!(
+        docs[0]["mounts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
     let serving = docs
         .iter()
         .find_map(|d| d.get("serving"))

@@ -70,16 +70,6 @@ fn the_print_rule_sees_what_it_forbids() {
 /// engine, one into the view.
 const MAX_COMMAND_LINES: usize = 150;
 
-/// Command files still over the limit because the engine work (issue 11, items 1–3) is
-/// rewriting them; the lead removes each entry when that work is merged.
-const OWNED_BY_ENGINE_WORK: &[&str] = &["plan.rs", "aws.rs", "heal.rs", "state.rs", "mod.rs"];
-
-/// Command files not shrunk yet (issue 11, item 1): `deploy.rs` waits for the deploy work
-/// (src/deploy/*) in flight beside this one; `init.rs` still holds the scaffold (resolving
-/// the flags, rendering the stack text), which belongs in `stack/`. Each entry is work left,
-/// not an exception: remove it when the file is under the limit.
-const NOT_YET_SHRUNK: &[&str] = &["deploy.rs", "init.rs"];
-
 #[test]
 fn no_command_file_over_150_lines() {
     let cli = root().join("src/cli");
@@ -87,9 +77,7 @@ fn no_command_file_over_150_lines() {
     for e in std::fs::read_dir(&cli).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        let excepted = OWNED_BY_ENGINE_WORK.contains(&name.as_str())
-            || NOT_YET_SHRUNK.contains(&name.as_str());
-        if p.extension().is_none_or(|x| x != "rs") || excepted {
+        if p.extension().is_none_or(|x| x != "rs") {
             continue;
         }
         let n = std::fs::read_to_string(&p).unwrap().lines().count();

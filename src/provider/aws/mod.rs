@@ -26,6 +26,7 @@ pub mod model;
 pub mod observe;
 pub mod outputs;
 pub mod preflight;
+pub mod targets;
 pub mod wait;
 
 /// An AWS call that failed: the service's error code and message, not a debug dump.

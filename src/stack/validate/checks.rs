@@ -92,7 +92,7 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     // while an invalid one may have thousands. Warnings do not stop a stack from loading, and
     // `explain` loads one whose only errors are in its hearing graph: both need the hosts.
     let loads = c.out.iter().all(|p| {
-        p.severity == miette::Severity::Warning || crate::ha::hearing::CODES.contains(&p.code)
+        p.severity == miette::Severity::Warning || crate::stack::hearing::CODES.contains(&p.code)
     });
     let resolved = if loads {
         c.resolve()

@@ -78,7 +78,7 @@ pub enum Kind {
     CheckCommand,
     /// An e-mail address: `local@domain` with letters, digits and `._%+-`.
     Email,
-    /// A vault secret name (`vault::valid_name`).
+    /// A vault secret name (`stack::model::valid_secret_name`).
     SecretName,
     /// An AWS identifier (zone, VPC/subnet/ENI id, instance type, engine version, protocol).
     AwsId,
@@ -680,7 +680,7 @@ impl Kind {
                 Ok(())
             }
             Kind::SecretName => {
-                if crate::vault::valid_name(s) {
+                if crate::stack::model::valid_secret_name(s) {
                     Ok(())
                 } else {
                     only(s, |c| alnum(c) || c == '_')?;
