@@ -68,14 +68,7 @@ pub async fn apply_and_report(
     if !json {
         view::print_out(&view::run::render_planned(&s, full_diff));
     }
-    // A plan that destroys data without `--allow-data-loss` is refused before anyone is asked.
-    let asked = s
-        .refusal()
-        .and_then(|()| match s.plan.has_changes() && !approved {
-            true => view::run::confirm(s.command),
-            false => Ok(()),
-        });
-    if let Err(e) = asked {
+    if let Err(e) = view::run::approve(&s, approved) {
         s.close().await;
         return Err(e);
     }

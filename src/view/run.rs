@@ -27,9 +27,15 @@ pub struct Document<'a> {
     pub serving: Option<&'a crate::engine::serving::Serving>,
 }
 
-/// Asks at the terminal before `command` changes anything ([`super::confirm`]).
-pub fn confirm(command: Command) -> miette::Result<()> {
-    super::confirm(match command {
+/// Before `s` changes anything: a plan that destroys data without `--allow-data-loss` is
+/// refused ([`Session::refusal`]) before anyone is asked; then, unless `approved`, a plan with
+/// changes is confirmed at the terminal ([`super::confirm`]).
+pub fn approve(s: &Session, approved: bool) -> miette::Result<()> {
+    s.refusal()?;
+    if !s.plan.has_changes() || approved {
+        return Ok(());
+    }
+    super::confirm(match s.command {
         Command::Down => "remove these",
         _ => "apply these changes",
     })

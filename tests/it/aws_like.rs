@@ -238,8 +238,15 @@ impl Stack {
 
     /// Starts hactl `args -f stack.yaml` against `layer` and SIGKILLs it (`Child::kill` is
     /// SIGKILL on Unix) `delay` after its `nth` change started (its `nth` progress line
-    /// `ADDR: creating…`); whether it was still running then.
-    fn killed_after(&self, layer: &AwsLike, args: &[&str], nth: usize, delay: Duration) -> bool {
+    /// `ADDR: creating…`). None: it was still running then (killed); else its exit code and
+    /// the end of its stderr.
+    fn killed_after(
+        &self,
+        layer: &AwsLike,
+        args: &[&str],
+        nth: usize,
+        delay: Duration,
+    ) -> Option<(Option<i32>, String)> {
         use std::io::BufRead;
         let mut child = self
             .base()
@@ -253,8 +260,10 @@ impl Stack {
             .expect("hactl runs");
         let err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
         let mut started = 0;
+        let mut tail = Vec::new();
         for line in err.lines() {
             let Ok(line) = line else { break };
+            tail.push(line.clone());
             if line.ends_with('…') {
                 started += 1;
                 if started == nth {
@@ -263,10 +272,14 @@ impl Stack {
                 }
             }
         }
-        let killed = child.try_wait().unwrap().is_none();
-        child.kill().expect("SIGKILL hactl");
-        child.wait().unwrap();
-        killed
+        if child.try_wait().unwrap().is_none() {
+            child.kill().expect("SIGKILL hactl");
+            child.wait().unwrap();
+            return None;
+        }
+        let code = child.wait().unwrap().code();
+        let from = tail.len().saturating_sub(12);
+        Some((code, tail[from..].join("\n")))
     }
 
     fn ok(&self, layer: &AwsLike, args: &[&str], limit: Duration) -> (String, Duration) {
@@ -995,9 +1008,18 @@ async fn aws_like_sigkill_at_ten_random_points_then_up_converges() {
     let mut killed = 0;
     while killed < 10 && points.len() < 30 {
         let (nth, delay) = (1 + next(3) as usize, Duration::from_millis(next(2000)));
-        let landed = stack.killed_after(&layer, &up, nth, delay);
-        points.push((nth, delay, landed));
-        killed += usize::from(landed);
+        let ended = stack.killed_after(&layer, &up, nth, delay);
+        // A run between two kills that ends by itself must have succeeded: what a killed
+        // run left never makes the next one fail.
+        if let Some((code, tail)) = &ended {
+            assert_eq!(
+                *code,
+                Some(0),
+                "a run after {killed} kill(s) failed (HACTL_KILL_SEED={seed}):\n{tail}"
+            );
+        }
+        points.push((nth, delay, ended.is_none()));
+        killed += usize::from(ended.is_none());
     }
     let why = format!("HACTL_KILL_SEED={seed}: (nth change, delay, killed) {points:?}");
     assert_eq!(killed, 10, "the kills did not land mid-run ({why})");

@@ -15,6 +15,7 @@ use super::desired::{self, listener_addr, mount_target_addr};
 use super::model::{
     Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK,
 };
+use super::wait::settle;
 use super::{sdk_message, AwsError};
 
 fn api<E, R>(op: &'static str) -> impl Fn(aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
@@ -860,15 +861,14 @@ pub async fn observe(
         }
     }
 
-    // Second round: what hangs off the balancer, target groups and file systems.
+    // Second round: what hangs off the balancer, target groups and file systems. Each read
+    // names a resource the first round listed: NotFound is a new one EC2/ELB/EFS lists before
+    // it answers for it (a killed run's), asked again for `MID_SCAN` ([`wait::settle`]).
     let listeners = futures::future::try_join_all(our_lbs.iter().map(|(addr, arn)| async move {
-        let out = c
-            .elb
-            .describe_listeners()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-            .map_err(api("DescribeListeners"))?;
+        let out = settle(MID_SCAN, "DescribeListeners", "(read)", || {
+            c.elb.describe_listeners().load_balancer_arn(arn).send()
+        })
+        .await?;
         let mut v = Vec::new();
         for l in out.listeners() {
             let port = l.port().unwrap_or_default();
@@ -903,13 +903,17 @@ pub async fn observe(
     }));
     let tg_details = futures::future::try_join_all(our_tgs.iter().map(|(addr, arn)| async move {
         let (attrs, health) = tokio::join!(
-            c.elb
-                .describe_target_group_attributes()
-                .target_group_arn(arn)
-                .send(),
-            c.elb.describe_target_health().target_group_arn(arn).send()
+            settle(MID_SCAN, "DescribeTargetGroupAttributes", "(read)", || {
+                c.elb
+                    .describe_target_group_attributes()
+                    .target_group_arn(arn)
+                    .send()
+            }),
+            settle(MID_SCAN, "DescribeTargetHealth", "(read)", || {
+                c.elb.describe_target_health().target_group_arn(arn).send()
+            })
         );
-        let attrs = attrs.map_err(api("DescribeTargetGroupAttributes"))?;
+        let attrs = attrs?;
         let dereg = attrs
             .attributes()
             .iter()
@@ -917,8 +921,7 @@ pub async fn observe(
             .and_then(|a| a.value())
             .unwrap_or("300")
             .to_string();
-        let targets: Vec<String> = health
-            .map_err(api("DescribeTargetHealth"))?
+        let targets: Vec<String> = health?
             .target_health_descriptions()
             .iter()
             .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
@@ -932,13 +935,10 @@ pub async fn observe(
         Ok::<_, AwsError>((addr.clone(), dereg, att))
     }));
     let mounts = futures::future::try_join_all(our_fs.iter().map(|(addr, id)| async move {
-        let out = c
-            .efs
-            .describe_mount_targets()
-            .file_system_id(id)
-            .send()
-            .await
-            .map_err(api("DescribeMountTargets"))?;
+        let out = settle(MID_SCAN, "DescribeMountTargets", "(read)", || {
+            c.efs.describe_mount_targets().file_system_id(id).send()
+        })
+        .await?;
         let mut v = Vec::new();
         for m in out.mount_targets() {
             if matches!(
@@ -993,28 +993,47 @@ pub async fn observe(
         Ok::<_, AwsError>(v)
     }));
     // DNS hostnames are an attribute of their own (DescribeVpcAttribute), one VPC at a time.
+    // A VPC the tag listing returned but EC2 answers NotFound for (a new one, not propagated
+    // yet: a killed run's) has its DNS setting not known yet: no change is planned from it.
     let dns = futures::future::try_join_all(our_vpcs.iter().map(|(addr, id)| async move {
-        let out = c
+        let out = match c
             .ec2
             .describe_vpc_attribute()
             .vpc_id(id)
             .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
             .send()
             .await
-            .map_err(api("DescribeVpcAttribute"))?;
+        {
+            Ok(out) => out,
+            Err(e) if super::wait::is_not_found(&super::sdk_code(&e).unwrap_or_default()) => {
+                return Ok((addr.clone(), None));
+            }
+            Err(e) => return Err(api("DescribeVpcAttribute")(e)),
+        };
         let on = out
             .enable_dns_hostnames()
             .and_then(|v| v.value())
             .unwrap_or(false);
-        Ok::<_, AwsError>((addr.clone(), on))
+        Ok::<_, AwsError>((addr.clone(), Some(on)))
     }));
     let (listeners, tg_details, mounts, dns) = tokio::join!(listeners, tg_details, mounts, dns);
     for (addr, on) in dns? {
         if let Some(v) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
-            v.obs
-                .res
-                .attrs
-                .insert("dns_hostnames".into(), on.to_string());
+            match on {
+                Some(on) => {
+                    v.obs
+                        .res
+                        .attrs
+                        .insert("dns_hostnames".into(), on.to_string());
+                }
+                None => {
+                    let unknown = v.obs.info.entry(super::diff::UNKNOWN.into()).or_default();
+                    if !unknown.is_empty() {
+                        unknown.push(',');
+                    }
+                    unknown.push_str("dns_hostnames");
+                }
+            }
         }
     }
     raws.extend(listeners?.into_iter().flatten());
