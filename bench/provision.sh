@@ -58,7 +58,7 @@ for i in $(seq "$RUNS"); do
   echo "$t1 - $t0" | bc -l >>"$WORK/hactl_up"
   t0=$(now); "$HACTL" plan -f stack.yaml --detailed-exitcode >/dev/null 2>&1; t1=$(now)
   echo "$t1 - $t0" | bc -l >>"$WORK/hactl_plan"
-  t0=$(now); "$HACTL" down -f stack.yaml --auto-approve >/dev/null 2>&1; t1=$(now)
+  t0=$(now); "$HACTL" down -f stack.yaml --auto-approve --allow-data-loss >/dev/null 2>&1; t1=$(now)
   echo "$t1 - $t0" | bc -l >>"$WORK/hactl_down"
   reset
   t0=$(now)

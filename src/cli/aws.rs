@@ -21,6 +21,9 @@ pub struct RunArgs {
     /// How many AWS resources are created or deleted at once within a wave.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
+    /// Allow a plan that deletes or replaces a database or file system (`down` included).
+    #[arg(long)]
+    pub allow_data_loss: bool,
 }
 
 /// Narrowing a run (the result is partial: a warning says so).
@@ -47,6 +50,7 @@ impl RunArgs {
                 hosts: t.hosts.clone(),
             },
             save: false,
+            allow_data_loss: self.allow_data_loss,
         }
     }
 }
@@ -64,17 +68,16 @@ pub async fn apply_and_report(
     if !json {
         view::print_out(&view::run::render_planned(&s, full_diff));
     }
-    if s.plan.has_changes() && !approved {
-        let down = s.command == Command::Down;
-        let what = if down {
-            "remove these"
-        } else {
-            "apply these changes"
-        };
-        if let Err(e) = view::confirm(what) {
-            s.close().await;
-            return Err(e);
-        }
+    // A plan that destroys data without `--allow-data-loss` is refused before anyone is asked.
+    let asked = s
+        .refusal()
+        .and_then(|()| match s.plan.has_changes() && !approved {
+            true => view::run::confirm(s.command),
+            false => Ok(()),
+        });
+    if let Err(e) = asked {
+        s.close().await;
+        return Err(e);
     }
     let r = s.apply(hooks).await;
     let (plan, not_found, command) = (s.plan.clone(), s.not_found.clone(), s.command);

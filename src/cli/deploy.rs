@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::deploy::command::{self, ProbeSettings};
+use crate::deploy::balancer;
+use crate::deploy::command;
 use crate::deploy::exec::{self, Progress, Session};
 use crate::deploy::rollout;
 use crate::{stack, view, ExitStatus};
@@ -42,22 +43,16 @@ pub struct RunArgs {
     /// Wait this long for another deploy's lock (`30s`, `5m`) instead of failing at once.
     #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "0s")]
     pub lock_wait: Duration,
-    /// Send steady traffic to the public endpoint during the deploy (default URL: the VIP's
-    /// haproxy or nginx port) and report failed requests and p50/p99 latency.
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
-    pub probe: Option<String>,
-    /// Probe requests per second.
-    #[arg(long, default_value_t = 20.0, value_name = "R")]
-    pub probe_rate: f64,
-    /// Failed probe requests tolerated; over it the deploy rolls back (default: not gating).
-    #[arg(long, value_name = "N")]
-    pub probe_budget: Option<u64>,
-    /// Keep probing this long after the last batch.
-    #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "5s")]
-    pub probe_soak: Duration,
-    /// Hard limit on the probe's duration, whatever the deploy does.
-    #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "10m")]
-    pub probe_max: Duration,
+    #[command(flatten)]
+    pub probe: super::probe_args::ProbeArgs,
+    /// Stop each host's running version before starting the new one (one copy of the app at
+    /// a time, for instances without room for two). AWS stacks only: after the target group
+    /// has drained the host.
+    #[arg(long)]
+    pub stop_first: bool,
+    /// Test-only: leave each batch registered in the AWS target group while it is swapped.
+    #[arg(long, hide = true)]
+    pub no_deregister: bool,
     #[command(flatten)]
     pub wait: super::wait::WaitArgs,
 }
@@ -94,6 +89,9 @@ async fn rollout(
 ) -> miette::Result<ExitStatus> {
     let stack = stack::load(&command::stack_file(a.file.as_deref())?)?;
     command::check_stack(&stack)?;
+    // An AWS stack's instances become the hosts, its target group where batches leave rotation.
+    let p = balancer::prepare(stack, !a.no_deregister).await?;
+    let (stack, balancer, endpoint) = (p.stack, p.target_group, p.endpoint);
     let target = d
         .map(|d| command::target(&stack, d.image.as_deref(), d.archive.as_deref()))
         .transpose()?;
@@ -102,7 +100,7 @@ async fn rollout(
         let session = Session::open(&stack).await?;
         let r = async {
             let target = command::target_or_rollback(&session, target).await?;
-            let opts = a.settings().options(&stack, op)?;
+            let opts = a.settings().options(op, &stack, endpoint, balancer)?;
             if !a.auto_approve {
                 view::confirm(&view::deploy::question(
                     op, &target, &session, &stack, &opts,
@@ -138,13 +136,10 @@ impl RunArgs {
             batch: self.batch,
             max_failed_hosts: self.max_failed_hosts,
             lock_wait: self.lock_wait,
-            probe: ProbeSettings {
-                url: self.probe.clone(),
-                rate: self.probe_rate,
-                max: self.probe_max,
-            },
-            probe_budget: self.probe_budget,
-            probe_soak: self.probe_soak,
+            probe: self.probe.settings(),
+            probe_budget: self.probe.probe_budget,
+            probe_soak: self.probe.probe_soak,
+            stop_first: self.stop_first,
         }
     }
 }

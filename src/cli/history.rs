@@ -29,6 +29,8 @@ pub struct HistoryArgs {
 pub async fn run(h: HistoryArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&h.file)?;
     command::check_stack(&stack)?;
+    // On AWS the hosts are the instances in the state.
+    let stack = crate::deploy::balancer::prepare(stack, true).await?.stack;
     let session = Session::open(&stack).await?;
     let r = session.history().await;
     session.close().await;

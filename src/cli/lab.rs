@@ -74,6 +74,10 @@ pub enum LabCommand {
     },
     /// Write the demo app's image archive (busybox httpd serving its version; no registry).
     DemoImage(super::demo_image::DemoImageArgs),
+    /// A stand-in ALB/NLB for an AWS stack on moto whose instances are lab hosts: forwards
+    /// each connection to a registered, healthy target of the target group (read every
+    /// `--poll`), lets draining targets finish; one JSON line per backend set change.
+    Balancer(super::balancer::BalancerArgs),
     /// Internal: PID 1 of a lab host (mounts its private view, then becomes sshd).
     #[command(name = "__init", hide = true)]
     Init {
@@ -85,6 +89,7 @@ pub enum LabCommand {
 
 pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
     match cmd {
+        LabCommand::Balancer(a) => super::balancer::run(a).await,
         LabCommand::Up { hosts, json, dir } => {
             let lab = Lab::open(dir.dir)?;
             let exe = std::env::current_exe().map_err(|e| LabError::Io {

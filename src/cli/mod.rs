@@ -2,6 +2,7 @@
 //! doing load → engine → view. Settings come from arguments, then the environment.
 
 mod aws;
+mod balancer;
 mod completions;
 mod demo_image;
 mod deploy;
@@ -14,6 +15,7 @@ mod lab;
 mod logs;
 mod outputs;
 mod plan;
+mod probe_args;
 mod render;
 mod schema;
 mod secrets;

@@ -89,7 +89,7 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
         sv.provision_only = a.provision_only;
         sv.write(out)
     });
-    let (plan, order) = (s.plan.clone(), s.host_order.clone());
+    let (plan, order, refused) = (s.plan.clone(), s.host_order.clone(), s.refusal());
     s.close().await;
     saved.transpose()?;
     if a.stack.json {
@@ -103,6 +103,7 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
             ));
         }
     }
+    refused?;
     Ok(if !plan.failed_hosts.is_empty() {
         ExitStatus::Failure
     } else if a.detailed_exitcode && plan.has_changes() {

@@ -57,9 +57,11 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
             })?],
         None => stack.hosts.iter().collect(),
     };
+    let null = serde_json::Value::Null;
+    let prepared = render::Prepared::new(&stack, &secrets, &null)?;
     let configs = hosts
         .iter()
-        .map(|h| render::render_host(&stack, h, &secrets))
+        .map(|h| prepared.host(h))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Files land in --out, or (for --check alone) in a private temporary directory that is

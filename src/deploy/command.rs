@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::balancer::TargetGroup;
 use super::exec::{Options, Session, Target};
 use super::probe::{self, ProbeConfig};
 use super::{rollout, DeployError};
-use crate::stack::model::ProviderKind;
 use crate::stack::Stack;
 
 /// The stack file: `-f`/`HACTL_STACK`, else an error saying how to give it.
@@ -41,40 +41,30 @@ pub fn target(
     }
 }
 
-/// A stack deploys when it has an app and runs on `provider: hosts`.
+/// A stack deploys when it has an app (on hosts, or on the AWS instances `hactl up` made).
 pub fn check_stack(stack: &Stack) -> Result<(), DeployError> {
     if stack.file.app.is_none() {
         return Err(DeployError::NoApp(stack.name().into()));
     }
-    if stack.file.provider.value != ProviderKind::Hosts {
-        return Err(DeployError::Provider("aws".into()));
-    }
     Ok(())
 }
 
-/// The default probe URL: the VIP on haproxy's port (or nginx's).
-pub fn default_probe_url(stack: &Stack) -> Option<String> {
-    let vip = stack.vip.as_ref()?;
-    let port = match (&stack.file.haproxy, &stack.file.nginx) {
-        (Some(h), _) => h.listen.value,
-        (None, Some(n)) => n.listen.value,
-        _ => 80,
-    };
-    Some(match vip.address {
-        std::net::IpAddr::V4(a) => format!("http://{a}:{port}/"),
-        std::net::IpAddr::V6(a) => format!("http://[{a}]:{port}/"),
-    })
-}
-
-/// `--probe [URL]`, `--probe-rate`, `--probe-max`.
+/// `--probe [URL]`, `--probe-rate`, `--probe-max` and how the probe reaches its endpoint.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
-    /// None: no probe; `Some("")`: the stack's default URL ([`default_probe_url`]).
+    /// None: no probe; `Some("")`: the stack's public endpoint (`balancer::prepare`: the VIP
+    /// on haproxy's or nginx's port, or an AWS stack's load balancer).
     pub url: Option<String>,
     /// Requests per second, held to 0.1–1000.
     pub rate: f64,
     /// Hard limit on the probe's duration (its request count follows from the rate).
     pub max: Duration,
+    /// Reuse connections (`--probe-keep-alive`).
+    pub keep_alive: bool,
+    /// `NAME=ADDR[:PORT]` answers instead of DNS (`--probe-resolve`).
+    pub resolve: Vec<String>,
+    /// A PEM bundle trusted instead of the system's roots (`--probe-ca`).
+    pub ca: Option<PathBuf>,
 }
 
 /// The settings of a rollout (`deploy`, `rollback`), from the command line.
@@ -88,12 +78,28 @@ pub struct Settings {
     pub probe_budget: Option<u64>,
     /// Probing after the last batch (only with a probe).
     pub probe_soak: Duration,
+    /// Stop the running version before starting the new one (`--stop-first`).
+    pub stop_first: bool,
 }
 
 impl Settings {
-    /// The rollout's options for `op` (`deploy` or `rollback`).
-    pub fn options(&self, stack: &Stack, op: &'static str) -> Result<Options, DeployError> {
-        let probe = probe(&self.probe, stack)?;
+    /// The rollout's options for `op` (`deploy` or `rollback`) on `stack`; `endpoint` is the
+    /// stack's public URL and `balancer` an AWS stack's target group (`balancer::prepare`).
+    /// `--stop-first` is refused without a target group: on a hosts stack the app's health is
+    /// what the VRRP checks (and haproxy's) watch, so stopping it on the VIP holder moves the
+    /// VIP and resets the connections it holds (seen in the lab: 1 request reset at the
+    /// holder's batch, the rollout rolled back).
+    pub fn options(
+        &self,
+        op: &'static str,
+        stack: &Stack,
+        endpoint: Option<String>,
+        balancer: Option<TargetGroup>,
+    ) -> Result<Options, DeployError> {
+        if self.stop_first && balancer.is_none() {
+            return Err(DeployError::StopFirst(stack.name().into()));
+        }
+        let probe = probe(&self.probe, endpoint)?;
         Ok(Options {
             batch: self.batch.max(1),
             max_failed_hosts: self.max_failed_hosts,
@@ -106,6 +112,8 @@ impl Settings {
             probe,
             probe_budget: self.probe_budget,
             op,
+            balancer,
+            stop_first: self.stop_first,
         })
     }
 }
@@ -113,32 +121,20 @@ impl Settings {
 /// The probe to run beside the rollout, and the URL it reads (None: no probe).
 pub fn probe(
     s: &ProbeSettings,
-    stack: &Stack,
+    endpoint: Option<String>,
 ) -> Result<Option<(ProbeConfig, String)>, DeployError> {
     let Some(u) = &s.url else {
         return Ok(None);
     };
-    let url = if u.is_empty() {
-        default_probe_url(stack).ok_or_else(|| {
-            DeployError::ProbeUrl("the stack has no VIP: give `--probe URL`".into())
-        })?
-    } else {
-        u.clone()
-    };
-    let (addr, host_header, path) = probe::parse_url(&url).map_err(DeployError::ProbeUrl)?;
-    let rate = s.rate.clamp(0.1, 1000.0);
-    Ok(Some((
-        ProbeConfig {
-            addr,
-            host_header,
-            path,
-            rate,
-            max_requests: (rate * s.max.as_secs_f64()).ceil() as u64,
-            max_duration: s.max,
-            timeout: Duration::from_secs(5),
-        },
-        url,
-    )))
+    probe::config(
+        u,
+        endpoint,
+        (s.rate, s.max),
+        s.keep_alive,
+        &s.resolve,
+        s.ca.as_deref(),
+    )
+    .map(Some)
 }
 
 /// The target `deploy` was given, or (`rollback`, None) [`rollback_target`].
@@ -188,16 +184,60 @@ mod tests {
     #[test]
     fn probe_defaults_to_the_vip_and_bounds_rate_and_count() {
         let stack = lab();
+        let endpoint = || Some("http://198.18.0.100:8080/".to_string());
         let s = ProbeSettings {
             url: Some(String::new()),
             rate: 5000.0,
             max: Duration::from_secs(2),
+            keep_alive: false,
+            resolve: Vec::new(),
+            ca: None,
         };
-        let (cfg, url) = probe(&s, &stack).unwrap().expect("a probe");
-        assert_eq!(Some(url), default_probe_url(&stack));
+        let (cfg, url) = probe(&s, endpoint()).unwrap().expect("a probe");
+        assert_eq!(url, "http://198.18.0.100:8080/");
         assert_eq!(cfg.rate, 1000.0);
         assert_eq!(cfg.max_requests, 2000);
+        // no endpoint (no VIP, no balancer) and no URL given: a clear error, nothing sent
+        let e = probe(&s, None).expect_err("no URL to probe");
+        assert!(e.to_string().contains("--probe URL"), "{e}");
         let none = ProbeSettings { url: None, ..s };
-        assert!(probe(&none, &stack).unwrap().is_none());
+        assert!(probe(&none, endpoint()).unwrap().is_none());
+        assert!(check_stack(&stack).is_ok());
+    }
+
+    /// `--stop-first` needs a target group: on a hosts stack (haproxy or not) it is refused
+    /// before anything is connected, naming the stack; without it the same stack is fine.
+    /// (Allowed on AWS: `deploy_alb`'s `--stop-first` run.)
+    #[test]
+    fn stop_first_only_through_a_target_group() {
+        let settings = |stop_first| Settings {
+            batch: 1,
+            max_failed_hosts: 0,
+            lock_wait: Duration::ZERO,
+            probe: ProbeSettings {
+                url: None,
+                rate: 1.0,
+                max: Duration::from_secs(1),
+                keep_alive: false,
+                resolve: Vec::new(),
+                ca: None,
+            },
+            probe_budget: None,
+            probe_soak: Duration::ZERO,
+            stop_first,
+        };
+        let behind_haproxy = lab();
+        assert!(behind_haproxy.file.haproxy.is_some());
+        assert!(settings(false)
+            .options("deploy", &behind_haproxy, None, None)
+            .is_ok());
+        let err = settings(true)
+            .options("deploy", &behind_haproxy, None, None)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, DeployError::StopFirst(ref s) if s == "lab-app"),
+            "{err}"
+        );
     }
 }

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ha::priority::Model;
 use crate::ha::probe::{self, Sample};
@@ -214,49 +213,25 @@ struct Probe {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn get(addr: SocketAddr) -> (bool, String) {
-    let attempt = async {
-        let mut s = tokio::time::timeout(
-            Duration::from_millis(300),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        .map_err(|_| "connect-timeout".to_string())?
-        .map_err(|e| format!("{:?}", e.kind()))?;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\nUser-Agent: hactl-drill\r\n\r\n")
-            .await
-            .map_err(|e| format!("{:?}", e.kind()))?;
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_millis(500), s.read_to_end(&mut buf))
-            .await
-            .map_err(|_| "read-timeout".to_string())?
-            .map_err(|e| format!("{:?}", e.kind()))?;
-        Ok::<Vec<u8>, String>(buf)
-    };
-    match attempt.await {
-        Ok(buf) => {
-            let text = String::from_utf8_lossy(&buf);
-            let ok = text
-                .split_whitespace()
-                .nth(1)
-                .is_some_and(|c| c.starts_with('2'));
-            let body = text.split("\r\n\r\n").nth(1).unwrap_or("").trim();
-            let who = body.split_whitespace().last().unwrap_or("").to_string();
-            (
-                ok,
-                if ok {
-                    who
-                } else {
-                    text.chars().take(30).collect()
-                },
-            )
-        }
-        Err(e) => (false, e),
+/// One `GET /` to the VIP with the deploy probe's client (`crate::deploy::probe`): its own
+/// connection each time, 500 ms in all. `(answered 2xx, who)`: who is the
+/// body's last word (the host that answered), or why it failed.
+async fn get(client: &crate::deploy::probe::HttpClient, url: &url::Url) -> (bool, String) {
+    match crate::deploy::probe::get(client, url, true, Duration::from_millis(500)).await {
+        Ok(body) => (
+            true,
+            body.split_whitespace().last().unwrap_or("").to_string(),
+        ),
+        Err(e) => (false, e.chars().take(60).collect()),
     }
 }
 
 impl Probe {
-    fn start(addr: SocketAddr, rate: u32, max: Duration) -> Probe {
+    fn start(addr: SocketAddr, rate: u32, max: Duration) -> miette::Result<Probe> {
+        let url = url::Url::parse(&format!("http://{addr}/"))
+            .map_err(|e| miette::miette!("cannot probe {addr}: {e}"))?;
+        let client = crate::deploy::probe::client(Duration::from_millis(500), false, None, &[])
+            .map_err(|e| miette::miette!("cannot build the probe's HTTP client: {e}"))?;
         let t0 = Instant::now();
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -270,8 +245,9 @@ impl Probe {
                 tick.tick().await;
                 let sent_ms = t0.elapsed().as_millis() as u64;
                 let s3 = s2.clone();
+                let (client, url) = (client.clone(), url.clone());
                 inflight.push(tokio::spawn(async move {
-                    let (ok, who) = get(addr).await;
+                    let (ok, who) = get(&client, &url).await;
                     if let Ok(mut v) = s3.lock() {
                         v.push(Sample { sent_ms, ok, who });
                     }
@@ -281,12 +257,12 @@ impl Probe {
                 let _ = h.await;
             }
         });
-        Probe {
+        Ok(Probe {
             t0,
             samples,
             stop,
             task,
-        }
+        })
     }
 
     fn now_ms(&self) -> u64 {
@@ -481,7 +457,7 @@ pub async fn run(args: &Settings) -> miette::Result<Report> {
     let addr = SocketAddr::new(vip_addr, port);
     let rate = args.rate;
     let every_ms = 1000 / u64::from(rate);
-    let probe = Probe::start(addr, rate, Duration::from_secs(args.max_time));
+    let probe = Probe::start(addr, rate, Duration::from_secs(args.max_time))?;
     let max_ms = args.max_time * 1000;
 
     // Baseline: the holder answers.

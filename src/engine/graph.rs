@@ -8,6 +8,12 @@
 //! - a cloud resource's create or update (and the create half of a replace) is one task; it
 //!   waits for every delete (AWS frees names, addresses and zones first) and for the creates
 //!   and updates of what it references;
+//! - a replacement the provider plans create-before-destroy ([`Order::CreateFirst`]) and a
+//!   duplicate's delete are the exception: the delete half is a *late* task that waits for
+//!   every create and update (the listener is repointed to the new target group before the
+//!   old one goes) and for the late deletes of what references it. A [`Order::Rolled`]
+//!   replacement is a single task (the provider creates, moves traffic, deletes), and the
+//!   rolled tasks run one at a time, in address order, so one instance at most is out;
 //! - all changes on one host are one task (one script per host, see `provider::hosts`); it
 //!   waits for every cloud task, because what the host's files hold comes from the cloud;
 //! - a redis instance's change is one task, after its host's configuration.
@@ -23,7 +29,7 @@ use futures::future::LocalBoxFuture;
 use futures::StreamExt;
 
 use super::hooks::Hooks;
-use crate::plan::{Action, Addr, Change, Kind, Plan};
+use crate::plan::{Action, Addr, Change, Kind, Order, Plan};
 
 /// One unit of work: the changes it carries out and whether it is a delete (half).
 #[derive(Debug)]
@@ -33,14 +39,20 @@ pub struct Task<'p> {
     pub changes: Vec<&'p Change>,
     /// The delete phase of a cloud resource (a delete, or the first half of a replace).
     pub deleting: bool,
+    /// A delete that runs after every create and update ([`Order::CreateFirst`]).
+    pub late: bool,
 }
 
 impl Task<'_> {
-    /// The action this task reports for a change: the delete half of a replace is a delete.
+    /// The action this task reports for a change: the delete half of a replace is a delete,
+    /// the other half a create; a rolled replacement ([`Order::Rolled`]) is one replace.
     pub fn action(&self, c: &Change) -> Action {
         if self.deleting {
             Action::Delete
-        } else if c.action == Action::Replace && c.kind() == Kind::Resource {
+        } else if c.action == Action::Replace
+            && c.kind() == Kind::Resource
+            && c.order != Order::Rolled
+        {
             Action::Create
         } else {
             c.action
@@ -81,11 +93,13 @@ pub fn tasks(plan: &Plan) -> (Vec<Task<'_>>, Vec<Vec<usize>>) {
         match (&c.addr, c.addr.host()) {
             (Addr::Resource { .. }, _) => {
                 let label = c.addr.to_string();
-                if matches!(c.action, Action::Delete | Action::Replace) {
+                let rolled = c.action == Action::Replace && c.order == Order::Rolled;
+                if matches!(c.action, Action::Delete | Action::Replace) && !rolled {
                     tasks.push(Task {
                         label: label.clone(),
                         changes: vec![c],
                         deleting: true,
+                        late: c.order == Order::CreateFirst,
                     });
                 }
                 if c.action != Action::Delete {
@@ -93,6 +107,7 @@ pub fn tasks(plan: &Plan) -> (Vec<Task<'_>>, Vec<Vec<usize>>) {
                         label,
                         changes: vec![c],
                         deleting: false,
+                        late: false,
                     });
                 }
             }
@@ -100,6 +115,7 @@ pub fn tasks(plan: &Plan) -> (Vec<Task<'_>>, Vec<Vec<usize>>) {
                 label: c.addr.to_string(),
                 changes: vec![c],
                 deleting: false,
+                late: false,
             }),
             (_, Some(h)) => match host_task.iter().find(|(x, _)| x == h) {
                 Some(&(_, i)) => tasks[i].changes.push(c),
@@ -109,12 +125,16 @@ pub fn tasks(plan: &Plan) -> (Vec<Task<'_>>, Vec<Vec<usize>>) {
                         label: h.to_string(),
                         changes: vec![c],
                         deleting: false,
+                        late: false,
                     });
                 }
             },
             (_, None) => {}
         }
     }
+    let rolled = |t: &Task| {
+        !t.deleting && t.changes[0].action == Action::Replace && t.changes[0].order == Order::Rolled
+    };
     let pre = tasks
         .iter()
         .enumerate()
@@ -127,11 +147,19 @@ pub fn tasks(plan: &Plan) -> (Vec<Task<'_>>, Vec<Vec<usize>>) {
                     let oc = o.changes[0];
                     match (c.kind(), oc.kind()) {
                         (Kind::Resource, Kind::Resource) if t.deleting => {
-                            // j references i: j is deleted first.
-                            o.deleting && oc.depends_on.contains(&c.addr) && oc.addr != c.addr
+                            // j references i: j is deleted first (within the same phase);
+                            // a late delete also waits for every create and update.
+                            (o.deleting
+                                && o.late == t.late
+                                && oc.depends_on.contains(&c.addr)
+                                && oc.addr != c.addr)
+                                || (t.late && !o.deleting)
                         }
                         (Kind::Resource, Kind::Resource) => {
-                            o.deleting || c.depends_on.contains(&oc.addr)
+                            (o.deleting && !o.late)
+                                || (!o.deleting && c.depends_on.contains(&oc.addr))
+                                // one rolled replacement at a time, in address order
+                                || (rolled(t) && rolled(o) && oc.addr < c.addr)
                         }
                         (Kind::Resource, _) => false,
                         (_, Kind::Resource) => true,

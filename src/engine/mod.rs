@@ -11,6 +11,7 @@ pub mod drill;
 pub mod graph;
 pub mod heal;
 pub mod hooks;
+pub mod journal;
 pub mod layers;
 pub mod logs;
 pub mod run;
@@ -63,13 +64,11 @@ pub fn render_all_with_outputs(
     secrets: &Secrets,
     outputs: &serde_json::Value,
 ) -> Result<BTreeMap<String, HostConfig>, render::RenderError> {
+    let prepared = render::Prepared::new(stack, secrets, outputs)?;
     stack
         .hosts
         .iter()
-        .map(|h| {
-            let cfg = render::render_host_with_outputs(stack, h, secrets, outputs)?;
-            Ok((h.name.clone(), cfg))
-        })
+        .map(|h| Ok((h.name.clone(), prepared.host(h)?)))
         .collect()
 }
 

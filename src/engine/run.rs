@@ -53,6 +53,9 @@ pub struct Options {
     /// The plan is being saved (`plan -o`): a hosts stack's digest key is created now, so
     /// the plan made again at `up` shows the same digests.
     pub save: bool,
+    /// A plan that deletes or replaces a database or file system may be applied
+    /// (`--allow-data-loss`); without it such a plan is refused ([`Session::refusal`]).
+    pub allow_data_loss: bool,
 }
 
 /// An open run: the lock, what was observed, and the plan made from it.
@@ -325,9 +328,20 @@ impl Session {
         Ok(())
     }
 
+    /// The plan destroys data and the run does not allow it (`--allow-data-loss`): the error
+    /// to show after the plan, before anything is asked or changed.
+    pub fn refusal(&self) -> miette::Result<()> {
+        Ok(cloud::refuse_data_loss(
+            &self.plan,
+            self.opts.allow_data_loss,
+        )?)
+    }
+
     /// Applies the plan: the cloud layer, then (a cloud stack) the host layer planned again
-    /// with the new outputs, and the EFS mount step.
+    /// with the new outputs, and the EFS mount step. A plan [`Session::refusal`] refuses is
+    /// not applied.
     pub async fn apply(&mut self, hooks: &dyn Hooks) -> miette::Result<Applied> {
+        self.refusal()?;
         let mut applied = Applied::default();
         let parallelism = self.opts.parallelism.max(1);
         let mut failed = !self.plan.failed_hosts.is_empty();
@@ -339,11 +353,12 @@ impl Session {
                 Vec::new(),
             );
             let st = {
-                let aws = cloud::Aws::new(&self.stack, &self.backend, c, &cloud_plan, self.op())?;
+                let aws = cloud::Aws::start(&self.stack, &self.backend, c, &cloud_plan, self.op())
+                    .await?;
                 applied.walked = graph::walk(&cloud_plan, &aws, parallelism, hooks).await;
                 let st = aws.finish(&self.stack, hooks).await?;
                 applied.state_errors = std::mem::take(&mut *aws.save_errors.lock().await);
-                applied.error = aws.errors.lock().await.drain(..).next().map(Into::into);
+                applied.error = aws.errors.lock().await.drain(..).next();
                 st
             };
             failed |= !applied.walked.ok() || !applied.state_errors.is_empty();

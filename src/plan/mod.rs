@@ -386,6 +386,25 @@ impl PartialEq for Payload {
 }
 impl Eq for Payload {}
 
+/// When the delete of a replaced cloud resource runs, relative to the creates and updates
+/// (Terraform's `lifecycle { create_before_destroy }`). The provider that plans the change
+/// decides; the engine's walk (`engine::graph`) orders by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Deletes (and the delete half of a replace) run first, deepest first: AWS frees names,
+    /// addresses and zones before the creates need them.
+    #[default]
+    DestroyFirst,
+    /// The new resource is created, and what references it repointed, before the old one is
+    /// deleted (a target group a listener forwards to). Also a duplicate's delete: the address
+    /// keeps its first resource, so the second goes last.
+    CreateFirst,
+    /// Replaced by one task that creates the new one, moves the traffic over and deletes the
+    /// old one (an instance behind a load balancer); such tasks run one at a time.
+    Rolled,
+}
+
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -408,6 +427,12 @@ pub struct Change {
     pub wave: usize,
     /// What the provider needs to apply it (not shown, not serialized).
     pub payload: Payload,
+    /// A replacement's (or a late delete's) place in the walk ([`Order`]).
+    pub order: Order,
+    /// The change deletes data only this resource holds (a database, a file system): what is
+    /// kept of it, as the plan says it. The engine refuses such a plan unless the user
+    /// allows data loss (`--allow-data-loss`).
+    pub destroys_data: Option<String>,
 }
 
 impl Change {
@@ -424,6 +449,8 @@ impl Change {
             depends_on: Vec::new(),
             wave: 0,
             payload: Payload::None,
+            order: Order::DestroyFirst,
+            destroys_data: None,
         }
     }
 
@@ -456,6 +483,13 @@ impl Serialize for Change {
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             depends_on: &'a [Addr],
             wave: usize,
+            #[serde(skip_serializing_if = "is_destroy_first")]
+            order: Order,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            destroys_data: &'a Option<String>,
+        }
+        fn is_destroy_first(o: &Order) -> bool {
+            *o == Order::DestroyFirst
         }
         Json {
             addr: &self.addr,
@@ -470,6 +504,8 @@ impl Serialize for Change {
             sensitive: self.sensitive,
             depends_on: &self.depends_on,
             wave: self.wave,
+            order: self.order,
+            destroys_data: &self.destroys_data,
         }
         .serialize(s)
     }

@@ -377,6 +377,20 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
     Ok(v)
 }
 
+/// `hosts` of the context: every resolved host (file order), converted once per stack and
+/// shared by every file of every host. Each host lists its peers, so building it per file was
+/// O(hosts² · files) per host: 0.2 s of a 50-host no-op `up`. Sharing it is safe for secret
+/// tracking: a resolved [`Host`] has only typed plain fields (names, addresses, priority,
+/// roles), never a vault reference, so no file's tracker can miss a secret read through it.
+pub fn hosts_value(stack: &Stack, conv: &Converter) -> Result<Value, RenderError> {
+    let hosts = stack
+        .hosts
+        .iter()
+        .map(|h| host_json(stack, h))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(conv.convert(&serde_json::Value::Array(hosts)))
+}
+
 /// Builds the whole context for one host. Keys:
 ///
 /// - `stack`: the stack file as written, defaults filled in.
@@ -397,6 +411,7 @@ fn host_json(stack: &Stack, h: &Host) -> Result<serde_json::Value, RenderError> 
 pub fn build(
     stack: &Stack,
     host: &Host,
+    hosts: &Value,
     outputs: &serde_json::Value,
     conv: &Converter,
     secrets: &Arc<Secrets>,
@@ -407,12 +422,7 @@ pub fn build(
 
     ctx.insert("stack", conv.convert(&to_json("stack", f)?));
     ctx.insert("host", conv.convert(&host_json(stack, host)?));
-    let hosts = stack
-        .hosts
-        .iter()
-        .map(|h| host_json(stack, h))
-        .collect::<Result<Vec<_>, _>>()?;
-    ctx.insert("hosts", conv.convert(&serde_json::Value::Array(hosts)));
+    ctx.insert("hosts", hosts.clone());
 
     let vip = match (&f.vip, &stack.vip) {
         (Some(spec), Some(resolved)) => {

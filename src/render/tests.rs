@@ -905,8 +905,17 @@ fn building_the_context_reads_no_secret() {
     let tracker = Arc::new(context::Tracker::default());
     let conv = context::Converter::new(vault.clone(), tracker.clone());
     let h = s.host("web1").expect("host");
-    let ctx =
-        context::build(&s, h, &serde_json::Value::Null, &conv, &vault, &tracker).expect("context");
+    let hosts = context::hosts_value(&s, &conv).expect("hosts");
+    let ctx = context::build(
+        &s,
+        h,
+        &hosts,
+        &serde_json::Value::Null,
+        &conv,
+        &vault,
+        &tracker,
+    )
+    .expect("context");
     assert!(ctx.get_attr("app").is_ok());
     assert!(tracker.touched().used.is_empty());
     let env = env::environment(None, s.dir().to_path_buf(), true);

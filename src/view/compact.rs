@@ -79,7 +79,7 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
         let _ = writeln!(out, "{}: no changes", quiet.join(", "));
     }
     for c in plan.changes.iter().filter(|c| c.addr.host().is_none()) {
-        let _ = writeln!(out, "  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
+        out.push_str(&super::plan::resource_line(c));
     }
     let s = plan.summary;
     let _ = writeln!(

@@ -11,7 +11,7 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
     let mut out = String::new();
     // The cloud layer first: the hosts are configured after it, with its outputs.
     for c in plan.resources() {
-        let _ = writeln!(out, "  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
+        out.push_str(&resource_line(c));
     }
     for host in hosts_in_order {
         if let Some(f) = plan.failed_hosts.iter().find(|f| &f.host == host) {
@@ -77,6 +77,22 @@ pub fn render_reports(reports: &[HostReport], plan: &Plan) -> String {
     for f in &plan.failed_hosts {
         let _ = writeln!(out, "{}: FAILED — {}", f.host, f.error);
     }
+    out
+}
+
+/// One cloud resource change as a plan line, `  -/+ aws_db_instance.main  (db_name changed:
+/// app → app2: replace)`; a change that destroys data says so after it, in red at a terminal
+/// (unless `NO_COLOR` is set, <https://no-color.org>).
+pub(super) fn resource_line(c: &Change) -> String {
+    let mut out = format!("  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
+    if let Some(note) = &c.destroys_data {
+        if super::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+            let _ = write!(out, "  \x1b[31m{note}\x1b[0m");
+        } else {
+            let _ = write!(out, "  {note}");
+        }
+    }
+    out.push('\n');
     out
 }
 

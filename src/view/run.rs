@@ -27,6 +27,14 @@ pub struct Document<'a> {
     pub serving: Option<&'a crate::engine::serving::Serving>,
 }
 
+/// Asks at the terminal before `command` changes anything ([`super::confirm`]).
+pub fn confirm(command: Command) -> miette::Result<()> {
+    super::confirm(match command {
+        Command::Down => "remove these",
+        _ => "apply these changes",
+    })
+}
+
 /// The plan as shown before the approval, with `heal`'s count of what is not a repair.
 /// `full_diff` shows every host's diffs; otherwise the compact plan ([`super::compact`]).
 pub fn render_planned(s: &Session, full_diff: bool) -> String {

@@ -158,7 +158,7 @@ impl Workdir {
     }
 
     /// hactl in this directory, with HOME here (the age identity lives under it).
-    fn base(&self) -> Command {
+    pub fn base(&self) -> Command {
         let mut c = hactl();
         c.current_dir(self.dir.path());
         c.env("HOME", self.dir.path());
@@ -218,82 +218,116 @@ fn live() -> Filter {
 }
 
 /// Counts of this stack's resources, read from AWS (tags for EC2, tags for ELB/EFS/RDS).
-#[derive(Debug, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Counts {
-    vpcs: usize,
-    subnets: usize,
-    igws: usize,
-    route_tables: usize,
-    sgs: usize,
-    key_pairs: usize,
-    instances: usize,
-    lbs: usize,
-    tgs: usize,
-    listeners: usize,
-    targets: usize,
-    filesystems: usize,
-    mount_targets: usize,
-    db_subnet_groups: usize,
-    dbs: usize,
+    pub vpcs: usize,
+    pub subnets: usize,
+    pub igws: usize,
+    pub route_tables: usize,
+    pub sgs: usize,
+    pub key_pairs: usize,
+    pub instances: usize,
+    pub lbs: usize,
+    pub tgs: usize,
+    pub listeners: usize,
+    pub targets: usize,
+    pub filesystems: usize,
+    pub mount_targets: usize,
+    pub db_subnet_groups: usize,
+    pub dbs: usize,
 }
 
 pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
+    count(conf, Some(name)).await
+}
+
+/// Counts of everything in the account, tagged or not (orphans included), leaving out what
+/// AWS makes by itself: the default VPC and its subnets and gateway, every VPC's `default`
+/// security group and main route table, RDS's `default` subnet group.
+pub async fn everything(conf: &aws_config::SdkConfig) -> Counts {
+    count(conf, None).await
+}
+
+async fn count(conf: &aws_config::SdkConfig, name: Option<&str>) -> Counts {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(conf);
     let efs = aws_sdk_efs::Client::new(conf);
     let rds = aws_sdk_rds::Client::new(conf);
+    let filters = || Some(name.map(by_stack).into_iter().collect::<Vec<_>>());
+    let default_vpcs: Vec<String> = ec2
+        .describe_vpcs()
+        .filters(Filter::builder().name("is-default").values("true").build())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id().map(str::to_string))
+        .collect();
+    // Not in a default VPC (what AWS made by itself).
+    let ours = |vpc: Option<&str>| !vpc.is_some_and(|v| default_vpcs.iter().any(|d| d == v));
     let mut c = Counts::default();
     let vpcs = ec2
         .describe_vpcs()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap();
-    c.vpcs = vpcs.vpcs().len();
+    c.vpcs = vpcs.vpcs().iter().filter(|v| ours(v.vpc_id())).count();
     c.subnets = ec2
         .describe_subnets()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .subnets()
-        .len();
+        .iter()
+        .filter(|s| ours(s.vpc_id()))
+        .count();
     c.igws = ec2
         .describe_internet_gateways()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .internet_gateways()
-        .len();
+        .iter()
+        .filter(|g| g.attachments().iter().all(|a| ours(a.vpc_id())))
+        .count();
     c.route_tables = ec2
         .describe_route_tables()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .route_tables()
-        .len();
+        .iter()
+        .filter(|t| ours(t.vpc_id()))
+        .filter(|t| !t.associations().iter().any(|a| a.main() == Some(true)))
+        .count();
     c.sgs = ec2
         .describe_security_groups()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .security_groups()
-        .len();
+        .iter()
+        .filter(|g| ours(g.vpc_id()) && g.group_name() != Some("default"))
+        .count();
     c.key_pairs = ec2
         .describe_key_pairs()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .key_pairs()
         .len();
+    let mut live_filters = filters().unwrap_or_default();
+    live_filters.push(live());
     c.instances = ec2
         .describe_instances()
-        .filters(by_stack(name))
-        .filters(live())
+        .set_filters(Some(live_filters))
         .send()
         .await
         .unwrap()
@@ -302,15 +336,20 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .map(|r| r.instances().len())
         .sum();
     let tagged = |tags: &[aws_sdk_elasticloadbalancingv2::types::Tag]| {
-        tags.iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
+        name.is_none_or(|name| {
+            tags.iter()
+                .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
+        })
     };
-    for lb in elb
+    // Every page: moto pages load balancers by 50 and file systems by 10.
+    for lb in &elb
         .describe_load_balancers()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .load_balancers()
     {
         let arn = lb.load_balancer_arn().unwrap();
         let t = elb.describe_tags().resource_arns(arn).send().await.unwrap();
@@ -326,12 +365,14 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
                 .len();
         }
     }
-    for tg in elb
+    for tg in &elb
         .describe_target_groups()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .target_groups()
     {
         let arn = tg.target_group_arn().unwrap();
         let t = elb.describe_tags().resource_arns(arn).send().await.unwrap();
@@ -347,17 +388,23 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
                 .len();
         }
     }
-    for fs in efs
+    let named = |key: Option<&str>, value: Option<&str>| {
+        key == Some("hactl:stack") && name.is_some_and(|n| value == Some(n))
+    };
+    for fs in &efs
         .describe_file_systems()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .file_systems()
     {
-        if fs
-            .tags()
-            .iter()
-            .any(|t| t.key() == "hactl:stack" && t.value() == name)
+        if name.is_none()
+            || fs
+                .tags()
+                .iter()
+                .any(|t| named(Some(t.key()), Some(t.value())))
         {
             c.filesystems += 1;
             c.mount_targets += efs
@@ -370,18 +417,16 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
                 .len();
         }
     }
-    for db in rds
+    for db in &rds
         .describe_db_instances()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .db_instances()
     {
-        if db
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
-        {
+        if name.is_none() || db.tag_list().iter().any(|t| named(t.key(), t.value())) {
             c.dbs += 1;
         }
     }
@@ -392,21 +437,44 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .unwrap()
         .db_subnet_groups()
     {
+        if g.db_subnet_group_name() == Some("default") {
+            continue;
+        }
         let tags = rds
             .list_tags_for_resource()
             .resource_name(g.db_subnet_group_arn().unwrap())
             .send()
             .await
             .unwrap();
-        if tags
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
-        {
+        if name.is_none() || tags.tag_list().iter().any(|t| named(t.key(), t.value())) {
             c.db_subnet_groups += 1;
         }
     }
     c
+}
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            vpcs: self.vpcs + o.vpcs,
+            subnets: self.subnets + o.subnets,
+            igws: self.igws + o.igws,
+            route_tables: self.route_tables + o.route_tables,
+            sgs: self.sgs + o.sgs,
+            key_pairs: self.key_pairs + o.key_pairs,
+            instances: self.instances + o.instances,
+            lbs: self.lbs + o.lbs,
+            tgs: self.tgs + o.tgs,
+            listeners: self.listeners + o.listeners,
+            targets: self.targets + o.targets,
+            filesystems: self.filesystems + o.filesystems,
+            mount_targets: self.mount_targets + o.mount_targets,
+            db_subnet_groups: self.db_subnet_groups + o.db_subnet_groups,
+            dbs: self.dbs + o.dbs,
+        }
+    }
 }
 
 /// What seed 003 makes: the full set, exactly once each.
@@ -431,14 +499,14 @@ pub fn full() -> Counts {
 }
 
 /// An untagged VPC + security group + instance + bucket, as someone else's resources.
-struct Decoy {
+pub struct Decoy {
     vpc: String,
     sg: String,
     instance: String,
     bucket: String,
 }
 
-async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
+pub async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let vpc = ec2
         .create_vpc()
@@ -497,7 +565,7 @@ async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
     }
 }
 
-async fn decoy_intact(conf: &aws_config::SdkConfig, d: &Decoy) {
+pub async fn decoy_intact(conf: &aws_config::SdkConfig, d: &Decoy) {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let v = ec2.describe_vpcs().vpc_ids(&d.vpc).send().await.unwrap();
     assert_eq!(v.vpcs().len(), 1, "decoy VPC gone");
@@ -702,7 +770,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(lb.security_groups(), [lb_id.to_string()]);
     let tgs = elb
         .describe_target_groups()
-        .names(format!("hactl-{name}-web"))
+        .names(format!("hactl-{name}-web-http-80"))
         .send()
         .await
         .unwrap();
@@ -912,14 +980,14 @@ fn aws_seed003_up_noop_replace_update_down() {
     let tg = rt
         .block_on(
             elb.describe_target_groups()
-                .names("hactl-aws-web-web")
+                .names("hactl-aws-web-web-http-80")
                 .send(),
         )
         .unwrap();
     assert_eq!(tg.target_groups()[0].health_check_path(), Some("/ready"));
 
     // Down: everything tagged goes, the decoy stays.
-    let out = w.ok(&moto, &["down", "--auto-approve"]);
+    let out = w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert!(out.contains("Applied."), "{out}");
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     rt.block_on(decoy_intact(&conf, &decoy));
@@ -982,8 +1050,13 @@ fn aws_sigkill_at_five_points_converges_without_duplicates() {
     let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
     // Kills during down converge too.
-    up_killed_after_cmd(&w, &moto, &["down", "--auto-approve"], 3);
-    w.ok(&moto, &["down", "--auto-approve"]);
+    up_killed_after_cmd(
+        &w,
+        &moto,
+        &["down", "--auto-approve", "--allow-data-loss"],
+        3,
+    );
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
 }
 
@@ -1147,7 +1220,7 @@ fn lab(args: &[&str]) -> String {
 
 /// The lab variant's working directory: the seed, an ssh_config that sends `web-0`/`web-1` to
 /// the lab's host1/host2, and the demo image archive the app runs from.
-fn lab_workdir() -> Workdir {
+pub fn lab_workdir() -> Workdir {
     let w = Workdir::seed(lab_variant);
     std::fs::write(
         w.dir.path().join("stacks/ssh_config"),
@@ -1303,7 +1376,7 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
     assert_eq!(out.matches("Nothing to do.").count(), 2, "{out}");
     assert!(!err.contains("pinned"), "{err}");
 
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     lab(&["lab", "down"]);
 }
@@ -1434,7 +1507,7 @@ fn aws_seed003_one_plan_for_cloud_and_hosts_and_saved_plans() {
         stderr(&o)
     );
 
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     lab(&["lab", "down"]);
 }
 
@@ -1716,7 +1789,7 @@ fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     lab(&["lab", "down"]);
 }

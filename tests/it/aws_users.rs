@@ -221,7 +221,7 @@ fn aws_tag_cleanup_is_a_retag_not_a_replacement() {
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     rt.block_on(ec2.delete_security_group().group_id(&db_sg).send())
         .unwrap();
-    let out = w.ok(&moto, &["down", "--auto-approve"]);
+    let out = w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert!(
         out.contains("Not found in AWS (recorded in the state, deleted outside hactl?):"),
         "{out}"
@@ -416,7 +416,7 @@ fn aws_every_kind_that_loses_its_tags_is_retagged_in_place() {
     assert_eq!(rt.block_on(counts(&conf, NAME)), crate::aws::full());
     let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
 }
 
@@ -435,7 +435,7 @@ fn aws_health_check_matcher_drift_is_planned_and_repaired() {
         let tg = rt
             .block_on(
                 elb.describe_target_groups()
-                    .names(format!("hactl-{NAME}-web"))
+                    .names(format!("hactl-{NAME}-web-http-80"))
                     .send(),
             )
             .unwrap();
@@ -708,7 +708,7 @@ fn aws_existing_vpc_cidr_comes_from_the_account() {
     assert_eq!(ranges, ["172.31.0.0/16"]);
     let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
 
     // A VPC id that does not exist: refused, pointing at `vpc_id`.
     let w = fixture(|t| nlb(t).replace(&vpc, "vpc-0dead0dead"));

@@ -9,6 +9,7 @@ mod aws_validate;
 mod aws_vip;
 mod canary;
 mod deploy;
+mod deploy_alb;
 mod guard;
 mod ha;
 mod hostile;

@@ -16,9 +16,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::plan::{Action, Addr, AttrChange, Change, Payload, Plan, Reason};
+use crate::plan::{Action, Addr, AttrChange, Change, Order, Payload, Plan, Reason};
 
-use super::model::{Observed, ResKind, Resource, INFO_RETAG};
+use super::model::{satisfies, Observed, ResKind, Resource, INFO_RETAG};
 
 /// The provider's own view of a change: the address as the AWS provider keys everything (its
 /// `type.name` string), the action and the typed reason. [`Step::to_change`] is the one place
@@ -48,6 +48,10 @@ pub struct Step {
     /// An update whose only purpose is to restore the ownership tags of a resource found
     /// through the state ([`INFO_RETAG`]): apply re-tags it and changes nothing else.
     pub retag_only: bool,
+    /// A delete of a second resource at an address that has one (a create retried before its
+    /// first answer came back): apply removes it after the creates and updates, and the
+    /// address keeps the first one's id.
+    pub duplicate: bool,
 }
 
 /// The steps and how many resources were checked and found right.
@@ -58,10 +62,13 @@ pub struct Diff {
 }
 
 impl Diff {
+    /// The steps as the engine's plan: each change says when its delete half runs
+    /// ([`create_before_destroy`]) and whether it destroys data ([`destroys_data`]).
     pub fn plan(&self, stack: &str) -> Plan {
+        let cbd = create_before_destroy(&self.steps);
         Plan::new(
             stack,
-            self.steps.iter().map(Step::to_change).collect(),
+            self.steps.iter().map(|s| s.to_change(&cbd)).collect(),
             self.noop,
             Vec::new(),
         )
@@ -72,7 +79,27 @@ impl Step {
     /// The provider boundary: this step as the engine's [`Change`], carrying the step itself
     /// as its payload (apply takes it back with `change.payload.get::<Step>()`). It depends on
     /// the managed resources it references, as desired (or, for a delete, as observed).
-    pub fn to_change(&self) -> Change {
+    /// `cbd`: the addresses replaced create-before-destroy ([`create_before_destroy`]).
+    pub fn to_change(&self, cbd: &BTreeSet<String>) -> Change {
+        let kind = self
+            .observed
+            .as_ref()
+            .map(|o| o.res.kind)
+            .or(self.desired.as_ref().map(|d| d.kind));
+        let order = match self.change.action {
+            Action::Delete if self.duplicate => Order::CreateFirst,
+            Action::Replace if cbd.contains(&self.change.addr) => {
+                if kind == Some(ResKind::Instance) {
+                    Order::Rolled
+                } else {
+                    Order::CreateFirst
+                }
+            }
+            _ => Order::DestroyFirst,
+        };
+        let destroys_data = destroys_data(self)
+            .then(|| kind.map(|k| data_loss_note(k).to_string()))
+            .flatten();
         let deps = self
             .desired
             .as_ref()
@@ -84,6 +111,8 @@ impl Step {
             depends_on: deps,
             wave: self.wave,
             payload: Payload::provider(self.clone()),
+            order,
+            destroys_data,
             ..Change::new(
                 Addr::resource(&self.change.addr),
                 self.change.action,
@@ -167,7 +196,7 @@ pub fn differences(want: &Resource, have: &Resource) -> Vec<(String, String, Str
     let mut out = Vec::new();
     for (k, v) in &want.attrs {
         let h = have.attrs.get(k);
-        if h != Some(v) {
+        if !satisfies(want.kind, k, v, h.map(String::as_str)) {
             out.push((
                 k.clone(),
                 show(h.map(String::as_str)),
@@ -241,6 +270,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: true,
             });
         }
         let Some(have) = found.first() else {
@@ -252,6 +282,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
             continue;
         };
@@ -290,6 +321,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             wave,
             replaces: None,
             retag_only: diffs.is_empty(),
+            duplicate: false,
         });
     }
 
@@ -351,6 +383,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     wave: depth.get(&want.addr).copied().unwrap_or(0),
                     replaces: None,
                     retag_only: false,
+                    duplicate: false,
                 });
             }
         }
@@ -369,6 +402,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
         }
     }
@@ -391,11 +425,126 @@ pub fn destroy(observed: &[Observed]) -> Diff {
                 wave: depth.get(&o.res.addr).copied().unwrap_or(0),
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             }
         })
         .collect();
     sort_steps(&mut steps);
     Diff { steps, noop: 0 }
+}
+
+/// Whether deleting a resource of this kind loses data that only the resource holds: an RDS
+/// instance (its database) and an EFS file system (its files). Everything else hactl makes can
+/// be made again from the stack.
+pub fn holds_data(kind: ResKind) -> bool {
+    super::kinds::of(kind).holds_data()
+}
+
+/// Whether carrying out `s` deletes a resource that [`holds_data`]: a delete (also `down`'s, or
+/// a duplicate's) or a replacement (whose delete half goes first) of a database or file system.
+/// `up`, `plan` and `down` refuse such a plan unless the user passes `--allow-data-loss`
+/// ([`refuse_data_loss`]).
+pub fn destroys_data(s: &Step) -> bool {
+    matches!(s.change.action, Action::Delete | Action::Replace)
+        && s.observed.as_ref().is_some_and(|o| holds_data(o.res.kind))
+}
+
+/// What hactl keeps of a resource it deletes, as the plan says it (RDS `DeleteDBInstance`
+/// with a `FinalDBSnapshotIdentifier`; EFS has no final snapshot — AWS Backup is the service
+/// that keeps file systems, see docs/stack.md).
+fn data_loss_note(kind: ResKind) -> &'static str {
+    match kind {
+        ResKind::DbInstance => {
+            "destroys data: a final DB snapshot is taken first; needs `--allow-data-loss`"
+        }
+        _ => "destroys data: EFS keeps no final snapshot; needs `--allow-data-loss`",
+    }
+}
+
+/// A plan that deletes or replaces a database or file system, refused because the user did not
+/// pass `--allow-data-loss`. `steps`: one line per such change, `addr (action: reason)`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("refusing a plan that destroys data:\n{}", .steps.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n"))]
+#[diagnostic(
+    code(hactl::aws::data_loss),
+    help("a database or file system is deleted or replaced by this plan (a replacement starts empty). If that is what you want, re-run with `--allow-data-loss`: hactl then turns the database's deletion protection off and takes a final DB snapshot before deleting it (EFS has none: back it up with AWS Backup first). Otherwise undo the stack change that forces the replacement")
+)]
+pub struct DataLoss {
+    pub steps: Vec<String>,
+}
+
+/// The plan's changes that destroy data ([`Change::destroys_data`], set from
+/// [`destroys_data`]), refused unless `allowed` (`--allow-data-loss`).
+pub fn refuse_data_loss<'a>(
+    changes: impl IntoIterator<Item = &'a Change>,
+    allowed: bool,
+) -> Result<(), DataLoss> {
+    let steps: Vec<String> = changes
+        .into_iter()
+        .filter(|c| c.destroys_data.is_some())
+        .map(|c| {
+            let what = match c.action {
+                Action::Replace => "replace",
+                _ => "delete",
+            };
+            format!("`{}` ({what}: {})", c.addr, c.reason)
+        })
+        .collect();
+    if steps.is_empty() || allowed {
+        Ok(())
+    } else {
+        Err(DataLoss { steps })
+    }
+}
+
+/// Which replacements are made create-before-destroy: the new resource is created (and what
+/// references it repointed) before the old one is deleted, so a listener never forwards to a
+/// deleted target group (AWS answers DeleteTargetGroup `ResourceInUse` while one does) and an
+/// instance keeps serving until its replacement does. Kinds that can: target groups (their
+/// AWS name carries what forces the replacement, so old and new coexist), their registrations,
+/// and instances. A replacement is made this way only when nothing it references is deleted
+/// first (a subnet replaced under an instance must go before the new instance can exist
+/// elsewhere, and cannot go while the old instance is in it). The engine's walk orders by the
+/// [`Order`] each change carries ([`Step::to_change`]).
+pub fn create_before_destroy(steps: &[Step]) -> BTreeSet<String> {
+    let can = |k: ResKind| super::kinds::of(k).create_before_destroy();
+    let kind = |s: &Step| s.observed.as_ref().map(|o| o.res.kind);
+    let mut first: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| match s.change.action {
+            Action::Delete => !s.duplicate,
+            Action::Replace => !kind(s).is_some_and(can),
+            _ => false,
+        })
+        .map(|s| s.change.addr.as_str())
+        .collect();
+    let candidates: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.change.action == Action::Replace && kind(s).is_some_and(can))
+        .collect();
+    // A candidate that references something deleted first is not one; that may disqualify
+    // what references it in turn, so repeat until nothing changes.
+    loop {
+        let before = first.len();
+        for s in &candidates {
+            let deps_go_first = s
+                .observed
+                .iter()
+                .flat_map(|o| o.res.deps())
+                .any(|d| first.contains(d));
+            if deps_go_first {
+                first.insert(s.change.addr.as_str());
+            }
+        }
+        if first.len() == before {
+            break;
+        }
+    }
+    candidates
+        .iter()
+        .filter(|s| !first.contains(s.change.addr.as_str()))
+        .map(|s| s.change.addr.clone())
+        .collect()
 }
 
 /// Why an observed instance of the stack no longer serves, if it does not: stopped or stopping
@@ -503,6 +652,7 @@ pub fn repairs(
             wave: wave(&want.addr),
             replaces: None,
             retag_only: false,
+            duplicate: false,
         });
     }
     let repaired: Vec<String> = steps.iter().map(|s| s.change.addr.clone()).collect();
@@ -532,6 +682,7 @@ pub fn repairs(
                 wave: wave(&want.addr),
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
         }
     }
@@ -917,6 +1068,150 @@ aws:
         );
         o.info.insert("state".into(), "stopping".into());
         assert_eq!(dead(&o).as_deref(), Some("stopping"));
+    }
+
+    /// Issue 12 §2 drift the SDK causes: RDS upgraded `16.3` to `16.4` by itself; the plan
+    /// must not ask for a downgrade (main planned `engine_version: 16.4 → 16.3` forever). A
+    /// major version change is still planned.
+    #[test]
+    fn engine_version_is_compared_as_a_version_prefix() {
+        use crate::provider::aws::model::satisfies;
+        let db = ResKind::DbInstance;
+        assert!(satisfies(db, "engine_version", "16.3", Some("16.4")));
+        assert!(satisfies(db, "engine_version", "16", Some("16.4")));
+        assert!(satisfies(db, "engine_version", "8.0.35", Some("8.0.36")));
+        assert!(!satisfies(db, "engine_version", "16.3", Some("16.2")));
+        assert!(!satisfies(db, "engine_version", "16.3", Some("17.1")));
+        assert!(!satisfies(db, "engine_version", "16.3", None));
+        assert!(!satisfies(
+            ResKind::Instance,
+            "ami",
+            "ami-1",
+            Some("ami-1.2")
+        ));
+
+        let w: Vec<Resource> = want()
+            .into_iter()
+            .map(|r| {
+                if r.kind == ResKind::DbInstance {
+                    r.attr("engine_version", "16.3")
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res.attrs.insert("engine_version".into(), "16.4".into());
+            }
+        }
+        assert!(diff(&w, &obs).steps.is_empty());
+    }
+
+    /// Issue 12 §2 settings observed to be repaired: IMDSv1 allowed on an instance, DNS
+    /// hostnames off in the VPC and public addresses off in a subnet are in-place updates.
+    #[test]
+    fn imds_dns_hostnames_and_public_ips_are_repaired_in_place() {
+        let w = want();
+        let inst = w.iter().find(|r| r.kind == ResKind::Instance).unwrap();
+        assert_eq!(inst.get("metadata.http_tokens"), Some("required"));
+        assert_eq!(inst.get("metadata.hop_limit"), Some("2"));
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            let (k, v) = match o.res.kind {
+                ResKind::Instance => ("metadata.http_tokens", "optional"),
+                ResKind::Vpc => ("dns_hostnames", "false"),
+                ResKind::Subnet => ("map_public_ip", "false"),
+                _ => continue,
+            };
+            o.res.attrs.insert(k.into(), v.into());
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 2 + 2 + 1, "{:?}", d.steps);
+        assert!(d.steps.iter().all(|s| s.change.action == Action::Update));
+    }
+
+    /// Issue 12 §2 data safety: a `database.name` change replaces the database (RDS cannot
+    /// rename it); the plan marks the step and refuses it without `--allow-data-loss`.
+    #[test]
+    fn database_name_change_destroys_data_and_is_refused() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res.attrs.insert("db_name".into(), "old".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        let db = d
+            .steps
+            .iter()
+            .find(|s| s.change.addr == desired::DB)
+            .expect("a step for the database");
+        assert_eq!(db.change.action, Action::Replace);
+        assert!(destroys_data(db));
+        let plan = d.plan("web3");
+        let change = plan
+            .resources()
+            .find(|c| c.addr.to_string() == desired::DB)
+            .expect("the database's change");
+        let note = change.destroys_data.as_deref().unwrap_or_default();
+        assert!(note.contains("final DB snapshot"), "{note}");
+        assert!(
+            crate::view::plan::render_plan(&plan, &[]).contains(note),
+            "the plan shows it"
+        );
+        let err = refuse_data_loss(plan.resources(), false).expect_err("refused without the flag");
+        assert_eq!(err.steps.len(), 1, "{:?}", err.steps);
+        assert!(refuse_data_loss(plan.resources(), true).is_ok());
+        insta::assert_snapshot!(crate::view::format_report(&miette::Report::new(err), false));
+    }
+
+    /// `down` deletes the database and the file system: refused without the flag; an
+    /// instance replacement or a security group change loses nothing and is not.
+    #[test]
+    fn only_databases_and_file_systems_destroy_data() {
+        let w = want();
+        let down = destroy(&as_observed(&w));
+        let lost: Vec<&str> = down
+            .steps
+            .iter()
+            .filter(|s| destroys_data(s))
+            .map(|s| s.change.addr.as_str())
+            .collect();
+        assert_eq!(lost, [desired::DB, desired::EFS]);
+        assert!(refuse_data_loss(down.plan("web3").resources(), false).is_err());
+
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::Instance {
+                o.res.attrs.insert("instance_type".into(), "t2.nano".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert!(!d.steps.is_empty());
+        assert!(d.steps.iter().all(|s| !destroys_data(s)));
+        assert!(refuse_data_loss(d.plan("web3").resources(), false).is_ok());
+    }
+
+    /// A database created before deletion protection was hactl's default is an in-place
+    /// update (ModifyDBInstance DeletionProtection), never a replacement.
+    #[test]
+    fn deletion_protection_off_is_an_in_place_update() {
+        let w = want();
+        let mut obs = as_observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res
+                    .attrs
+                    .insert("deletion_protection".into(), "false".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+        assert_eq!(d.steps[0].change.action, Action::Update);
+        assert!(!destroys_data(&d.steps[0]));
     }
 
     #[test]

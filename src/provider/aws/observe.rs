@@ -3,7 +3,10 @@
 //! tags). Listeners, target registrations and EFS mount targets have no tags of their own and
 //! are read through the balancer, target group and file system they belong to.
 //!
-//! All list calls of one round run concurrently: a no-op plan is two rounds of requests.
+//! All list calls of one round run concurrently: a no-op plan is two rounds of requests. The
+//! region-wide listings (load balancers, target groups, file systems, DB instances) are read
+//! page by page to the end: a busy account has more than one page (moto pages load balancers
+//! by 50 and file systems by 10), and a resource on page two is not absent.
 
 use std::collections::BTreeMap;
 
@@ -169,16 +172,39 @@ pub async fn observe(
                     .build()
             )
             .send(),
-        c.elb.describe_load_balancers().send(),
-        c.elb.describe_target_groups().send(),
-        c.efs.describe_file_systems().send(),
-        c.rds.describe_db_instances().send(),
+        // Region-wide listings: every page (ELBv2 pages by 400 at most, EFS by 100 and RDS by
+        // 100 by default; a busy account has more than one).
+        c.elb
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.elb
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.efs
+            .describe_file_systems()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.rds
+            .describe_db_instances()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
         c.rds
             .describe_db_subnet_groups()
             .db_subnet_group_name(desired::aws_name(stack, "db", 255))
             .send(),
     );
     let mut raws: Vec<Raw> = Vec::new();
+    let mut our_vpcs: Vec<(String, String)> = Vec::new();
 
     let vpcs = vpcs.map_err(api("DescribeVpcs"))?;
     let subnets = subnets.map_err(api("DescribeSubnets"))?;
@@ -346,6 +372,7 @@ pub async fn observe(
         };
         let mut r = owned(ResKind::Vpc, who, id);
         r.obs.res = r.obs.res.attr("cidr", v.cidr_block().unwrap_or_default());
+        our_vpcs.push((r.obs.res.addr.clone(), id.to_string()));
         raws.push(r);
     }
     for s in subnets.subnets().iter().chain(&x_sub) {
@@ -365,6 +392,10 @@ pub async fn observe(
             .res
             .attr("cidr", s.cidr_block().unwrap_or_default())
             .attr("zone", s.availability_zone().unwrap_or_default())
+            .attr(
+                "map_public_ip",
+                s.map_public_ip_on_launch().unwrap_or(false),
+            )
             .reference("vpc", s.vpc_id().map(str::to_string).into_iter().collect());
         r.obs.info.insert(
             "zone".into(),
@@ -526,6 +557,19 @@ pub async fn observe(
                     i.instance_type().map(|t| t.as_str()).unwrap_or_default(),
                 )
                 .attr("ami", i.image_id().unwrap_or_default())
+                .attr(
+                    "metadata.http_tokens",
+                    i.metadata_options()
+                        .and_then(|m| m.http_tokens())
+                        .map(|t| t.as_str())
+                        .unwrap_or("optional"),
+                )
+                .attr(
+                    "metadata.hop_limit",
+                    i.metadata_options()
+                        .and_then(|m| m.http_put_response_hop_limit())
+                        .unwrap_or(1),
+                )
                 .reference(
                     "subnet",
                     i.subnet_id().map(str::to_string).into_iter().collect(),
@@ -566,12 +610,10 @@ pub async fn observe(
     let lbs = lbs.map_err(api("DescribeLoadBalancers"))?;
     let tgs = tgs.map_err(api("DescribeTargetGroups"))?;
     let arns: Vec<String> = lbs
-        .load_balancers()
         .iter()
         .filter_map(|l| l.load_balancer_arn().map(str::to_string))
         .chain(
-            tgs.target_groups()
-                .iter()
+            tgs.iter()
                 .filter_map(|t| t.target_group_arn().map(str::to_string)),
         )
         .collect();
@@ -583,7 +625,7 @@ pub async fn observe(
         owner.of(kind, arn, tag(TAG_STACK), tag(TAG_ADDRESS))
     };
     let mut our_lbs = Vec::new();
-    for l in lbs.load_balancers() {
+    for l in &lbs {
         let Some(who) = ours(ResKind::Lb, l.load_balancer_arn()) else {
             continue;
         };
@@ -613,7 +655,7 @@ pub async fn observe(
         raws.push(r);
     }
     let mut our_tgs = Vec::new();
-    for t in tgs.target_groups() {
+    for t in &tgs {
         let Some(who) = ours(ResKind::TargetGroup, t.target_group_arn()) else {
             continue;
         };
@@ -659,7 +701,7 @@ pub async fn observe(
     }
 
     let mut our_fs = Vec::new();
-    for f in fss.map_err(api("DescribeFileSystems"))?.file_systems() {
+    for f in &fss.map_err(api("DescribeFileSystems"))? {
         let tag = |k: &str| {
             f.tags()
                 .iter()
@@ -697,7 +739,7 @@ pub async fn observe(
         raws.push(r);
     }
 
-    for d in dbs.map_err(api("DescribeDBInstances"))?.db_instances() {
+    for d in &dbs.map_err(api("DescribeDBInstances"))? {
         let tag = |k: &str| {
             d.tag_list()
                 .iter()
@@ -725,6 +767,10 @@ pub async fn observe(
             .attr("storage_gb", d.allocated_storage().unwrap_or_default())
             .attr("multi_az", d.multi_az().unwrap_or(false))
             .attr("db_name", d.db_name().unwrap_or_default())
+            .attr(
+                "deletion_protection",
+                d.deletion_protection().unwrap_or(false),
+            )
             .reference(
                 "subnet_group",
                 d.db_subnet_group()
@@ -903,8 +949,10 @@ pub async fn observe(
                 continue;
             }
             // A failed read is an error, never "no security groups" (which would plan a
-            // change); a mount target deleted since the listing is gone; one that is not in a
-            // state to answer has groups not known yet (no change planned from them).
+            // change). One that is not in a state to answer, or that answers NotFound although
+            // it was just listed (a new mount target EFS lists before it answers for it:
+            // taking it for gone planned a second create, `MountTargetConflict`), has groups
+            // not known yet: it is observed, and no change is planned from them.
             let sgs = match c
                 .efs
                 .describe_mount_target_security_groups()
@@ -914,14 +962,9 @@ pub async fn observe(
             {
                 Ok(o) => Some(o.security_groups().to_vec()),
                 Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_mount_target_not_found()) =>
-                {
-                    continue
-                }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_incorrect_mount_target_state()) =>
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_mount_target_not_found() || s.is_incorrect_mount_target_state()
+                    }) =>
                 {
                     None
                 }
@@ -949,7 +992,31 @@ pub async fn observe(
         }
         Ok::<_, AwsError>(v)
     }));
-    let (listeners, tg_details, mounts) = tokio::join!(listeners, tg_details, mounts);
+    // DNS hostnames are an attribute of their own (DescribeVpcAttribute), one VPC at a time.
+    let dns = futures::future::try_join_all(our_vpcs.iter().map(|(addr, id)| async move {
+        let out = c
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+            .send()
+            .await
+            .map_err(api("DescribeVpcAttribute"))?;
+        let on = out
+            .enable_dns_hostnames()
+            .and_then(|v| v.value())
+            .unwrap_or(false);
+        Ok::<_, AwsError>((addr.clone(), on))
+    }));
+    let (listeners, tg_details, mounts, dns) = tokio::join!(listeners, tg_details, mounts, dns);
+    for (addr, on) in dns? {
+        if let Some(v) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
+            v.obs
+                .res
+                .attrs
+                .insert("dns_hostnames".into(), on.to_string());
+        }
+    }
     raws.extend(listeners?.into_iter().flatten());
     for (addr, dereg, att) in tg_details? {
         if let Some(tg) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
@@ -1080,22 +1147,40 @@ pub async fn instance_status(c: &Clients, observed: &mut [Observed]) -> Result<(
     Ok(())
 }
 
-/// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently.
+/// How long an ARN that was just listed may answer NotFound for its tags before it counts as
+/// deleted since it was listed: ELBv2 lists a new load balancer or target group before it
+/// answers for it (eventual consistency), and a scan must neither fail on that nor miss it.
+const MID_SCAN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently. DescribeTags fails
+/// the whole request when one ARN is NotFound: such a chunk is asked again one ARN at a time
+/// ([`elb_tags_one`]), so one resource new or gone mid-scan never fails the scan.
 async fn elb_tags(
     c: &Clients,
     arns: &[String],
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, AwsError> {
     let chunks = futures::future::try_join_all(arns.chunks(20).map(|chunk| async move {
-        c.elb
+        match c
+            .elb
             .describe_tags()
             .set_resource_arns(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(api("DescribeTags"))
+        {
+            Ok(o) => Ok(vec![o]),
+            Err(e) if super::wait::is_not_found(&super::sdk_code(&e).unwrap_or_default()) => {
+                let mut outs = Vec::new();
+                for arn in chunk {
+                    outs.extend(elb_tags_one(c, arn).await?);
+                }
+                Ok(outs)
+            }
+            Err(e) => Err(api("DescribeTags")(e)),
+        }
     }))
     .await?;
     let mut out = BTreeMap::new();
-    for o in chunks {
+    for o in chunks.iter().flatten() {
         for d in o.tag_descriptions() {
             let tags = d
                 .tags()
@@ -1106,6 +1191,34 @@ async fn elb_tags(
         }
     }
     Ok(out)
+}
+
+/// The tags of one ARN that was just listed: NotFound is asked again for [`MID_SCAN`] (a new
+/// resource), then means the resource was deleted since it was listed (None: not observed).
+/// Any other error is the scan's error.
+async fn elb_tags_one(
+    c: &Clients,
+    arn: &str,
+) -> Result<
+    Option<aws_sdk_elasticloadbalancingv2::operation::describe_tags::DescribeTagsOutput>,
+    AwsError,
+> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match c.elb.describe_tags().resource_arns(arn).send().await {
+            Ok(o) => return Ok(Some(o)),
+            Err(e) => {
+                let code = super::sdk_code(&e).unwrap_or_default();
+                if !super::wait::is_not_found(&code) {
+                    return Err(api("DescribeTags")(e));
+                }
+                if t0.elapsed() >= MID_SCAN {
+                    return Ok(None);
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 #[cfg(test)]

@@ -32,18 +32,24 @@ pub fn allowed(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether the guard is on (`HACTL_NETWORK_GUARD=lab`); an unknown value is an error rather
+/// than "off", so a typo cannot switch the guard off. The deploy probe asks it too.
+pub fn active() -> Result<bool, String> {
+    match std::env::var(VAR) {
+        Ok(v) if v == "lab" => Ok(true),
+        Ok(v) if v.is_empty() => Ok(false),
+        Ok(v) => Err(format!(
+            "{VAR}={v:?} is not understood (the one value is `lab`)"
+        )),
+        Err(_) => Ok(false),
+    }
+}
+
 /// Checks an SSH target under the guard. `Ok(())` when the guard is off or every address the
 /// target (and any jump host) resolves to is allowed; otherwise the reason, naming the address.
 pub async fn check(stack: &Stack, target: &str) -> Result<(), String> {
-    match std::env::var(VAR) {
-        Ok(v) if v == "lab" => {}
-        Ok(v) if v.is_empty() => return Ok(()),
-        Ok(v) => {
-            return Err(format!(
-                "{VAR}={v:?} is not understood (the one value is `lab`)"
-            ))
-        }
-        Err(_) => return Ok(()),
+    if !active()? {
+        return Ok(());
     }
     let ssh = &stack.file.ssh;
     let mut cmd = tokio::process::Command::new("ssh");
