@@ -8,10 +8,13 @@
 # `hactl lab up --hosts 2`; one moto_server on 127.0.0.1; the seed with the lab's SSH key, an
 # ssh_config that sends the instances web-0/web-1 to the lab's host1/host2, and the demo app
 # image; `hactl up` once (both layers). Then RUNS timed `hactl plan --detailed-exitcode` (each
-# must exit 0: nothing to do), a release build of hactl, one process per run (cold: a new SSH
-# master per host, the state read from disk, the vault decrypted).
+# must exit 0: nothing to do), a release build of hactl, one process per run (the state read
+# from disk, the vault decrypted, the cloud read from moto; each host's SSH master is the one
+# the previous run left, as for a user's next command).
 #
-# Usage: bench/noop-plan.sh [RUNS]   (default 10; needs root, moto_server, the lab's tools)
+# Usage: bench/noop-plan.sh [RUNS]   (default 10; PROFILE=debug for a debug build,
+#        HACTL=BINARY to time that binary, TRACE_DIR=DIR for one more traced run kept in DIR;
+#        needs root, moto_server, strace with TRACE_DIR, the lab's tools)
 # Output: each run's wall time and the median, on stdout. Network: loopback and the lab's
 # addresses only (HACTL_NETWORK_GUARD=lab refuses anything else); it leaves no lab, moto
 # server or SSH master behind.
@@ -21,8 +24,13 @@ ROOT=$PWD
 RUNS=${1:-10}
 export HACTL_NETWORK_GUARD=lab
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hactl-target}"
-cargo build --release -q
-H="$CARGO_TARGET_DIR/release/hactl"
+PROFILE=${PROFILE:-release}
+if [ -n "${HACTL:-}" ]; then
+  H=$HACTL # a binary built elsewhere (its profile is the caller's to state)
+else
+  if [ "$PROFILE" = release ]; then cargo build --release -q; else cargo build -q; fi
+  H="$CARGO_TARGET_DIR/$PROFILE/hactl"
+fi
 # The lab is shared with the tests: hold their lock for the whole benchmark (`flock -o` keeps
 # the descriptor out of the lab hosts started below).
 if [ -z "${HACTL_BENCH_LOCKED:-}" ]; then
@@ -105,8 +113,15 @@ for i in $(seq "$RUNS"); do
   fi
   times+=("$(python3 -c "print(f'{$t1-$t0:.3f}')")")
 done
+# TRACE_DIR=DIR: one more plan with hactl's debug log (timestamps) and every process it
+# starts (strace), kept in DIR for finding where the time goes.
+if [ -n "${TRACE_DIR:-}" ]; then
+  mkdir -p "$TRACE_DIR"
+  RUST_LOG=debug strace -f -tt -e trace=execve,connect,wait4 -o "$TRACE_DIR/strace.txt" \
+    "$H" plan -f $F -v -v >"$TRACE_DIR/plan.out" 2>"$TRACE_DIR/plan.log" || true
+fi
 changes=$(grep -c '' plan.out)
-printf 'no-op plan (seed 003 on moto + 2 lab hosts, release build), %s runs (s): %s\n' "$RUNS" "${times[*]}"
+printf 'no-op plan (seed 003 on moto + 2 lab hosts, %s build), %s runs (s): %s\n' "$PROFILE" "$RUNS" "${times[*]}"
 python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f'median {statistics.median(v):.3f} s, min {min(v):.3f} s, max {max(v):.3f} s')" "${times[@]}"
 echo "the last plan's output ($changes lines):"
 cat plan.out

@@ -99,6 +99,31 @@ fn parse() -> Result<cli::Cli, miette::Report> {
     Ok(args)
 }
 
+/// The vault's terminal is `view` (the vault cannot import it: `view` reaches the vault
+/// through the engine), wired here where both are in reach.
+struct VaultIo;
+
+impl vault::io::Io for VaultIo {
+    fn note(&self, text: &str) {
+        view::note(text);
+    }
+    fn prompt(&self, text: &str) {
+        view::prompt(text);
+    }
+    fn interactive(&self) -> bool {
+        view::interactive()
+    }
+    fn print_out(&self, text: &str) {
+        view::print_out(text);
+    }
+    fn stdout_is_terminal(&self) -> bool {
+        view::stdout_is_terminal()
+    }
+    fn put_named(&self, key: &str, value: serde_json::Value) -> miette::Result<()> {
+        view::json::put_named(key, &value)
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
@@ -108,6 +133,7 @@ fn main() -> ExitCode {
         }
     };
     view::init_tracing(args.verbose);
+    vault::io::install(&VaultIo);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

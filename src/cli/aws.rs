@@ -86,12 +86,10 @@ pub async fn apply_and_report(
     let wait = wait.filter(|_| !applied.failed() && command != Command::Down);
     let serving = match (wait, &applied.configured) {
         (Some(t), Some(stack)) => {
-            let region = crate::engine::cloud::region(stack);
-            let mut targets = None;
-            if let Some(arn) = applied.target_group.clone() {
-                let clients = crate::provider::aws::client::Clients::new(&region).await;
-                targets = Some(super::wait::TargetWait { clients, arn });
-            }
+            let targets = match applied.target_group.clone() {
+                Some(arn) => Some(super::wait::TargetWait::of(stack, arn).await),
+                None => None,
+            };
             Some((
                 t,
                 super::wait::until_serving(stack, t, targets.as_ref()).await,

@@ -7,6 +7,8 @@
 //! for the host layer. A cloud stack's host layer is planned twice: once with the outputs as
 //! they are (new instances' files "(known after apply)") so `plan` shows everything `up` does,
 //! and again after the cloud layer is applied, with the outputs it produced.
+//! The instances hactl configured before are observed over SSH while the cloud layer is read
+//! (both are mostly waiting), so a `plan` with nothing to do costs about the longer of the two.
 //! [`Session::close`] releases the lock on every path.
 
 use std::time::Duration;
@@ -216,15 +218,33 @@ impl Session {
         let mut failures = Vec::new();
         let mut state_basis: Option<(String, u64)> = None;
         if cloud::is_aws(&stack) {
-            let c = cloud::observe(&stack, &self.backend, self.op()).await?;
+            // The instances hactl configured before are observed over SSH while the cloud
+            // layer is read: both are mostly waiting (on AWS, on the hosts).
+            let secrets = self
+                .cloud_hosts_wanted()
+                .then(|| vault::open_checked(&stack))
+                .transpose()?;
+            let (c, early) = tokio::join!(
+                cloud::observe(&stack, &self.backend, self.op()),
+                observe_pinned(&stack, &self.backend, secrets.as_ref(), hooks),
+            );
+            let (c, early) = match (c, early) {
+                (Ok(c), Ok(e)) => (c, e),
+                (Err(err), e) => {
+                    if let Ok(Some((_, l))) = e {
+                        l.close().await;
+                    }
+                    return Err(err);
+                }
+                (Ok(_), Err(err)) => return Err(err),
+            };
             let cp = c.plan(&stack, self.op());
             state_basis = Some((c.state.lineage.clone(), c.state.serial));
             changes.extend(cp.plan.changes);
             noop += cp.plan.summary.noop;
             self.not_repairs = cp.not_repairs;
             self.not_found = cp.not_found;
-            if self.cloud_hosts_wanted() {
-                let secrets = vault::open_checked(&stack)?;
+            if let Some(secrets) = secrets {
                 // Instances that exist and stay: observed; the others: known after apply.
                 let moving: Vec<String> = changes
                     .iter()
@@ -232,34 +252,30 @@ impl Session {
                     .filter(|c| matches!(&c.addr, Addr::Resource { kind, .. } if kind == "aws_instance"))
                     .map(|c| host_name(&c.addr.to_string()))
                     .collect();
-                let mut st = c.state.clone();
-                // Only instances hactl configured before are contacted: their host keys are
-                // pinned (or the stack names its own known_hosts). Any other address is not
-                // known to be this stack's host yet, and is not connected to before `up`.
-                let own_keys = stack.file.ssh.known_hosts.is_some();
-                let existing: Vec<String> = aws_hosts::instances(&st.outputs)
-                    .into_iter()
-                    .filter(|i| own_keys || st.host_keys.contains_key(&i.instance_id))
-                    .map(|i| i.name)
-                    .filter(|n| !moving.contains(n))
-                    .collect();
+                let (existing, mut st) = pinned(&stack, &c.state, &moving);
                 let later: Vec<String> = c
                     .wanted_hosts(&stack)
                     .into_iter()
                     .filter(|n| !existing.contains(n))
                     .collect();
-                if !existing.is_empty() {
-                    let mut outputs = st.outputs.clone();
-                    if let Some(hs) = outputs["hosts"].as_array_mut() {
-                        hs.retain(|h| {
-                            h["name"]
-                                .as_str()
-                                .is_some_and(|n| existing.iter().any(|e| e == n))
-                        });
+                // What was observed early is kept when it is exactly these instances (the
+                // usual case); a replaced instance is observed again without it.
+                let layer = match early {
+                    Some((names, l)) if names == existing => Some(l),
+                    Some((_, l)) => {
+                        l.close().await;
+                        None
                     }
-                    st.outputs = outputs;
-                    let layer =
-                        HostLayer::of_instances(&stack, &mut st, &secrets, false, hooks).await?;
+                    None => None,
+                };
+                let layer = match layer {
+                    Some(l) => Some(l),
+                    None if existing.is_empty() => None,
+                    None => Some(
+                        HostLayer::of_instances(&stack, &mut st, &secrets, false, hooks).await?,
+                    ),
+                };
+                if let Some(layer) = layer {
                     let hp = layer.plan(Mode::Up);
                     noop += hp.summary.noop;
                     failures.extend(hp.failed_hosts.clone());
@@ -458,4 +474,50 @@ impl Session {
             g.release().await;
         }
     }
+}
+
+/// The instances of a cloud stack's state that hactl may contact, minus `moving` (replaced or
+/// created by this plan), and the state with only those in its outputs. Only instances hactl
+/// configured before are contacted: their host keys are pinned (or the stack names its own
+/// known_hosts). Any other address is not known to be this stack's host yet, and is not
+/// connected to before `up`.
+fn pinned(stack: &Stack, state: &State, moving: &[String]) -> (Vec<String>, State) {
+    let own_keys = stack.file.ssh.known_hosts.is_some();
+    let existing: Vec<String> = aws_hosts::instances(&state.outputs)
+        .into_iter()
+        .filter(|i| own_keys || state.host_keys.contains_key(&i.instance_id))
+        .map(|i| i.name)
+        .filter(|n| !moving.contains(n))
+        .collect();
+    let mut st = state.clone();
+    if let Some(hs) = st.outputs["hosts"].as_array_mut() {
+        hs.retain(|h| {
+            h["name"]
+                .as_str()
+                .is_some_and(|n| existing.iter().any(|e| e == n))
+        });
+    }
+    (existing, st)
+}
+
+/// The pinned instances as the state records them, rendered and observed (None: hosts are not
+/// configured by this run, no state yet, or no such instance): started beside the cloud read.
+async fn observe_pinned(
+    stack: &Stack,
+    backend: &Backend,
+    secrets: Option<&Secrets>,
+    hooks: &dyn Hooks,
+) -> miette::Result<Option<(Vec<String>, HostLayer)>> {
+    let Some(secrets) = secrets else {
+        return Ok(None);
+    };
+    let Some(state) = backend.read(stack.name()).await? else {
+        return Ok(None);
+    };
+    let (existing, mut st) = pinned(stack, &state, &[]);
+    if existing.is_empty() {
+        return Ok(None);
+    }
+    let layer = HostLayer::of_instances(stack, &mut st, secrets, false, hooks).await?;
+    Ok(Some((existing, layer)))
 }

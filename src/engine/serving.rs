@@ -36,6 +36,17 @@ pub(crate) struct TargetWait {
     pub arn: String,
 }
 
+impl TargetWait {
+    /// The wait on the stack's target group `arn`, with clients for the stack's region.
+    pub(crate) async fn of(stack: &Stack, arn: String) -> TargetWait {
+        let region = super::cloud::region(stack);
+        TargetWait {
+            clients: crate::provider::aws::client::Clients::new(&region).await,
+            arn,
+        }
+    }
+}
+
 /// How the wait ended, as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Serving {

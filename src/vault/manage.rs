@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use miette::IntoDiagnostic;
 
 use crate::stack::Stack;
+use crate::vault::io;
 use crate::vault::{
     self, read_value, read_vault, write_vault, Recipients, Secrets, VaultError, VaultPaths,
 };
-use crate::view;
 use crate::ExitStatus;
 
 fn load(file: &Path) -> miette::Result<(Stack, VaultPaths)> {
@@ -68,7 +68,7 @@ pub fn create_vault(
     let mut recipients = Recipients::load(&paths.recipients)?;
     let (public, created) = vault::ensure_identity(stack)?;
     if let Some(p) = &created {
-        view::note(&format!(
+        io::note(&format!(
             "created the age identity `{}` (0600); back it up: without it (or another \
              recipient) the vault cannot be opened",
             p.display()
@@ -89,14 +89,14 @@ pub fn create_vault(
     }
     write_vault(stack, paths, secrets, &recipients)?;
     crate::vault::write_recipients(paths, &recipients)?;
-    view::note(&format!(
+    io::note(&format!(
         "created the vault `{}` for the stack `{}`, readable by {} (listed in `{}`)",
         paths.vault.display(),
         stack.name(),
         count(recipients.keys().count(), "recipient"),
         paths.recipients.display()
     ));
-    view::note(&format!("your public key: {public}"));
+    io::note(&format!("your public key: {public}"));
     Ok(created)
 }
 
@@ -109,7 +109,7 @@ pub fn set(file: &Path, name: &str) -> miette::Result<ExitStatus> {
     let value = read_value(name)?;
     let replaced = secrets.insert(name.to_string(), value);
     write_vault(&stack, &paths, &secrets, &recipients)?;
-    view::note(&format!(
+    io::note(&format!(
         "{} `{}` in `{}`",
         if replaced { "replaced" } else { "set" },
         name,
@@ -125,10 +125,10 @@ pub fn get(file: &Path, name: &str) -> miette::Result<ExitStatus> {
     let Some(value) = secrets.get(name) else {
         return Err(unknown(&stack, &secrets, name).into());
     };
-    view::print_out(value.expose());
+    io::print_out(value.expose());
     // A newline for people at a terminal; scripts get the value exactly.
-    if view::stdout_is_terminal() && !value.expose().ends_with('\n') {
-        view::print_out("\n");
+    if io::stdout_is_terminal() && !value.expose().ends_with('\n') {
+        io::print_out("\n");
     }
     Ok(ExitStatus::Success)
 }
@@ -147,14 +147,14 @@ pub fn list(file: &Path, json: bool) -> miette::Result<ExitStatus> {
     let (_, secrets) = read_vault(&stack, &paths)?;
     let names: Vec<&str> = secrets.names().collect();
     if json {
-        view::json::put_named("secrets", &names)?;
+        io::put_named("secrets", &names)?;
     } else {
         let mut out = String::new();
         for n in names {
             out.push_str(n);
             out.push('\n');
         }
-        view::print_out(&out);
+        io::print_out(&out);
     }
     Ok(ExitStatus::Success)
 }
@@ -168,7 +168,7 @@ pub fn remove(file: &Path, name: &str) -> miette::Result<ExitStatus> {
         return Err(unknown(&stack, &secrets, name).into());
     }
     write_vault(&stack, &paths, &secrets, &recipients)?;
-    view::note(&format!(
+    io::note(&format!(
         "removed `{}` from `{}`",
         name,
         paths.vault.display()
@@ -200,7 +200,7 @@ pub async fn edit(file: PathBuf) -> miette::Result<ExitStatus> {
 
     let summary = summarize(&secrets, &edited);
     if summary.is_empty() {
-        view::note("no changes; the vault is unchanged");
+        io::note("no changes; the vault is unchanged");
         return Ok(ExitStatus::Success);
     }
     tokio::task::spawn_blocking(move || {
@@ -210,7 +210,7 @@ pub async fn edit(file: PathBuf) -> miette::Result<ExitStatus> {
     })
     .await
     .into_diagnostic()??;
-    view::note(&format!(
+    io::note(&format!(
         "updated `{}`: {}",
         shown_file.display(),
         summary.join(", ")
@@ -226,7 +226,7 @@ fn warn_dangling(stack: &Stack, secrets: &Secrets) {
             (Some(l), Some(c)) => format!("{}:{l}:{c}: ", stack.path.display()),
             _ => String::new(),
         };
-        view::note(&format!("warning: {at}{}", p.message));
+        io::note(&format!("warning: {at}{}", p.message));
     }
 }
 
@@ -274,12 +274,12 @@ pub fn recipients_add(file: &Path, words: &[String], no_rekey: bool) -> miette::
     let (stack, paths) = load(file)?;
     let mut recipients = Recipients::load(&paths.recipients)?;
     if !recipients.add(&key)? {
-        view::note("already a recipient; nothing to do");
+        io::note("already a recipient; nothing to do");
         return Ok(ExitStatus::Success);
     }
     if no_rekey || !paths.vault.exists() {
         crate::vault::write_recipients(&paths, &recipients)?;
-        view::note(&format!(
+        io::note(&format!(
             "added the recipient to `{}`; the vault is not re-encrypted yet: run `hactl secrets rekey -f {}`",
             paths.recipients.display(),
             stack.path.display()
@@ -289,7 +289,7 @@ pub fn recipients_add(file: &Path, words: &[String], no_rekey: bool) -> miette::
     let (_, secrets) = read_vault(&stack, &paths)?;
     write_vault(&stack, &paths, &secrets, &recipients)?;
     crate::vault::write_recipients(&paths, &recipients)?;
-    view::note(&format!(
+    io::note(&format!(
         "added the recipient and re-encrypted `{}` to {}",
         paths.vault.display(),
         count(recipients.keys().count(), "recipient")
@@ -321,7 +321,7 @@ pub fn recipients_remove(
     }
     if no_rekey || !paths.vault.exists() {
         crate::vault::write_recipients(&paths, &recipients)?;
-        view::note(&format!(
+        io::note(&format!(
             "removed the recipient from `{}`; the vault is not re-encrypted yet: run `hactl secrets rekey -f {}`",
             paths.recipients.display(),
             stack.path.display()
@@ -330,13 +330,13 @@ pub fn recipients_remove(
         let (_, secrets) = read_vault(&stack, &paths)?;
         write_vault(&stack, &paths, &secrets, &recipients)?;
         crate::vault::write_recipients(&paths, &recipients)?;
-        view::note(&format!(
+        io::note(&format!(
             "removed the recipient and re-encrypted `{}` to {}",
             paths.vault.display(),
             count(recipients.keys().count(), "recipient")
         ));
     }
-    view::note(
+    io::note(
         "warning: the removed key can still open every earlier version of the vault in git \
          history (and any copy someone kept): rotate every secret in it — change each password \
          or key where it is used, then `hactl secrets set` the new value",
@@ -350,14 +350,14 @@ pub fn recipients_list(file: &Path, json: bool) -> miette::Result<ExitStatus> {
     let recipients = Recipients::load(&paths.recipients)?;
     let keys: Vec<&str> = recipients.keys().collect();
     if json {
-        view::json::put_named("recipients", &keys)?;
+        io::put_named("recipients", &keys)?;
     } else {
         let mut out = String::new();
         for k in keys {
             out.push_str(k);
             out.push('\n');
         }
-        view::print_out(&out);
+        io::print_out(&out);
     }
     Ok(ExitStatus::Success)
 }
@@ -368,13 +368,13 @@ pub fn rekey(file: &Path) -> miette::Result<ExitStatus> {
     let recipients = load_recipients(&paths)?;
     let (_, secrets) = read_vault(&stack, &paths)?;
     write_vault(&stack, &paths, &secrets, &recipients)?;
-    view::note(&format!(
+    io::note(&format!(
         "re-encrypted `{}` to {} (listed in `{}`)",
         paths.vault.display(),
         count(recipients.keys().count(), "recipient"),
         paths.recipients.display()
     ));
-    view::note(
+    io::note(
         "note: if this removed anyone, their key still opens the old vault in git history: \
          rotate the secrets they could read",
     );
@@ -385,7 +385,7 @@ pub fn rekey(file: &Path) -> miette::Result<ExitStatus> {
 pub fn check(file: &Path) -> miette::Result<ExitStatus> {
     let (stack, _) = load(file)?;
     vault::open_checked(&stack)?;
-    view::note(&format!(
+    io::note(&format!(
         "every secret reference in `{}` is in its vault ({} checked)",
         stack.path.display(),
         vault::references(&stack).len()

@@ -18,6 +18,7 @@ mod edit;
 mod error;
 mod file;
 mod identity;
+pub mod io;
 pub mod manage;
 mod payload;
 mod prompt;
