@@ -95,12 +95,14 @@ async fn rollout(
     let target = d
         .map(|d| command::target(&stack, d.image.as_deref(), d.archive.as_deref()))
         .transpose()?;
+    // Every flag is checked here, before the lock and before any host is connected: bad input
+    // costs no SSH round and leaves nothing behind.
+    let opts = a.settings().options(op, &stack, endpoint, balancer)?;
     let guard = super::lock(&stack, op, a.lock_wait).await?;
     let r = async {
         let session = Session::open(&stack).await?;
         let r = async {
             let target = command::target_or_rollback(&session, target).await?;
-            let opts = a.settings().options(op, &stack, endpoint, balancer)?;
             if !a.auto_approve {
                 view::confirm(&view::deploy::question(
                     op, &target, &session, &stack, &opts,

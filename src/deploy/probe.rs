@@ -94,11 +94,20 @@ pub fn config(
         .iter()
         .map(|r| parse_resolve(r))
         .collect::<Result<_, _>>()
-        .map_err(DeployError::ProbeUrl)?;
+        .map_err(|detail| DeployError::ProbeFlag {
+            flag: "--probe-resolve",
+            detail,
+        })?;
     if let Some(path) = ca {
-        cfg.ca_pem = Some(std::fs::read(path).map_err(|e| {
-            DeployError::ProbeUrl(format!("cannot read `{}`: {e}", path.display()))
-        })?);
+        let flag = |detail| DeployError::ProbeFlag {
+            flag: "--probe-ca",
+            detail,
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| flag(format!("cannot read `{}`: {e}", path.display())))?;
+        // parsed now, so a bad file is refused before anything is connected
+        roots(Some(&pem)).map_err(|e| flag(format!("`{}`: {e}", path.display())))?;
+        cfg.ca_pem = Some(pem);
     }
     Ok((cfg, url))
 }
@@ -198,25 +207,7 @@ pub fn client(
     ca_pem: Option<&[u8]>,
     resolve: &[(String, SocketAddr)],
 ) -> Result<HttpClient, String> {
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for der in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
-                let der = der.map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
-                roots
-                    .add(der)
-                    .map_err(|e| format!("the CA file holds a bad certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err("the CA file holds no certificate".into());
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-        }
-    }
+    let roots = roots(ca_pem)?;
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -241,6 +232,31 @@ pub fn client(
             .pool_max_idle_per_host(if keep_alive { usize::MAX } else { 0 })
             .build(https),
     )
+}
+
+/// The roots HTTPS trusts: only the certificates of the PEM bundle `ca_pem` when given
+/// (an error when it holds no certificate or a malformed one), else the system's.
+fn roots(ca_pem: Option<&[u8]>) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for der in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                let der = der.map_err(|e| format!("not PEM certificates: {e}"))?;
+                roots
+                    .add(der)
+                    .map_err(|e| format!("a bad certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("no PEM certificate in it".into());
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    Ok(roots)
 }
 
 /// An error and its sources on one line (hyper's own text is only "client error (Connect)").
