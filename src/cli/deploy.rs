@@ -31,8 +31,8 @@ pub struct RunArgs {
     /// One JSON document on stdout instead of human output (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
-    /// Hosts updated at once; the first batch is the canary.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Hosts updated at once (at least 1); the first batch is the canary.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = super::probe_args::batch)]
     pub batch: usize,
     /// Go ahead without asking.
     #[arg(long)]

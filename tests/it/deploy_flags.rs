@@ -135,3 +135,38 @@ fn bad_deploy_flags_are_refused_before_any_connection() {
         support::stderr(&o)
     );
 }
+
+/// Values that used to be fixed up silently are refused by the argument parser (exit 2, the
+/// flag named): `--batch 0`, `--probe-rate` nan/0/-1/over 1000, `--probe-max 0s`, and
+/// `--probe-resolve`/`--probe-ca` without `--probe`. Nothing is connected.
+#[test]
+fn out_of_range_deploy_flags_are_refused_by_the_parser() {
+    let w = World::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--batch", "0"], "--batch"),
+        (&["--probe", "--probe-rate", "nan"], "--probe-rate"),
+        (&["--probe", "--probe-rate", "0"], "--probe-rate"),
+        (&["--probe", "--probe-rate=-1"], "--probe-rate"),
+        (&["--probe", "--probe-rate", "1001"], "--probe-rate"),
+        (&["--probe", "--probe-max", "0s"], "--probe-max"),
+        (&["--probe-resolve", "app.test=127.0.0.1"], "--probe"),
+        (&["--probe-ca", "garbage.pem"], "--probe"),
+    ];
+    for op in [
+        &["deploy", "--image", "registry.example/app:v2"][..],
+        &["rollback"][..],
+    ] {
+        for (flags, named) in cases {
+            let mut args = op.to_vec();
+            args.extend_from_slice(flags);
+            let o = w.run(&args);
+            let err = support::stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: a usage error:\n{err}");
+            assert!(
+                err.contains(named),
+                "{args:?}: the error names `{named}`:\n{err}"
+            );
+        }
+    }
+    assert_eq!(w.accepted.load(Ordering::SeqCst), 0);
+}
