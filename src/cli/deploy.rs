@@ -31,8 +31,8 @@ pub struct RunArgs {
     /// One JSON document on stdout instead of human output (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
-    /// Hosts updated at once; the first batch is the canary.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Hosts updated at once (at least 1); the first batch is the canary.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = super::probe_args::batch)]
     pub batch: usize,
     /// Go ahead without asking.
     #[arg(long)]
@@ -95,12 +95,14 @@ async fn rollout(
     let target = d
         .map(|d| command::target(&stack, d.image.as_deref(), d.archive.as_deref()))
         .transpose()?;
+    // Every flag is checked here, before the lock and before any host is connected: bad input
+    // costs no SSH round and leaves nothing behind.
+    let opts = a.settings().options(op, &stack, endpoint, balancer)?;
     let guard = super::lock(&stack, op, a.lock_wait).await?;
     let r = async {
         let session = Session::open(&stack).await?;
         let r = async {
             let target = command::target_or_rollback(&session, target).await?;
-            let opts = a.settings().options(op, &stack, endpoint, balancer)?;
             if !a.auto_approve {
                 view::confirm(&view::deploy::question(
                     op, &target, &session, &stack, &opts,

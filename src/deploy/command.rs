@@ -55,7 +55,7 @@ pub struct ProbeSettings {
     /// None: no probe; `Some("")`: the stack's public endpoint (`balancer::prepare`: the VIP
     /// on haproxy's or nginx's port, or an AWS stack's load balancer).
     pub url: Option<String>,
-    /// Requests per second, held to 0.1–1000.
+    /// Requests per second, in (0, 1000] (the CLI refuses others; `ProbeConfig::new` clamps).
     pub rate: f64,
     /// Hard limit on the probe's duration (its request count follows from the rate).
     pub max: Duration,

@@ -959,8 +959,49 @@ async fn deploy_locked(
                         );
                     }
                     if let Err(e) = tg.take_out(&servers, &mut window).await {
+                        // Nothing of this batch changed: put it back, and stop as a failed
+                        // gate does, so the batches already on the new version are rolled
+                        // back and the outcome is recorded in the hosts' history.
                         let _ = tg.put_back(&servers, &mut window).await;
-                        return Err(e);
+                        let error = e.to_string();
+                        progress.say("", &format!("FAILED: {error}"));
+                        for (h, app, _) in &work {
+                            let mut res = result(h, "failed", app, &version, None);
+                            res.version = app
+                                .image
+                                .as_deref()
+                                .map(rollout::version_of)
+                                .unwrap_or_default();
+                            res.error = Some(error.clone());
+                            results.insert(h.clone(), res);
+                        }
+                        failed_total += servers.len();
+                        let elapsed_ms = bt.elapsed().as_millis() as u64;
+                        let after = probe.as_ref().map(|(p, _)| p.counts());
+                        let (requests, failed) = match (before, after) {
+                            (Some((r0, f0)), Some((r1, f1))) => (Some(r1 - r0), Some(f1 - f0)),
+                            _ => (None, None),
+                        };
+                        batch_reports.push(BatchReport {
+                            hosts: batch.clone(),
+                            elapsed_ms,
+                            drain_ms: dt.elapsed().as_millis() as u64,
+                            host_ms: 0,
+                            register_ms: 0,
+                            overhead_ms: 0,
+                            deregistered_at: window.deregistered_at,
+                            drained_at: None,
+                            swapped_at: None,
+                            registered_at: window.registered_at,
+                            healthy_at: window.healthy_at,
+                            requests,
+                            failed,
+                        });
+                        stop = Some(rollout::StopReason::NotDrained {
+                            hosts: servers.clone(),
+                            error,
+                        });
+                        break;
                     }
                     if window.drained_at.is_some() {
                         progress.say("", &format!("{} drained", servers.join(", ")));
@@ -1077,9 +1118,19 @@ async fn deploy_locked(
             let mut window = Window::default();
             match &opts.balancer {
                 Some(tg) => {
+                    // A chunk the balancer does not take out stays on the new version (the
+                    // rollback goes on with the next chunk and the outcome is recorded).
                     if let Err(e) = tg.take_out(&servers, &mut window).await {
                         let _ = tg.put_back(&servers, &mut window).await;
-                        return Err(e);
+                        progress.say("", &format!("FAILED: {e}"));
+                        for h in &servers {
+                            if let Some(r) = results.get_mut(h) {
+                                r.result = "rollback_failed".into();
+                                r.error = Some(e.to_string());
+                            }
+                        }
+                        outcome = Outcome::Failed;
+                        continue;
                     }
                 }
                 None => s.drain(&servers).await?,

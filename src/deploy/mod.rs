@@ -95,6 +95,13 @@ pub enum DeployError {
     )]
     ProbeUrl(String),
 
+    #[error("bad `{flag}`: {detail}")]
+    #[diagnostic(
+        code(hactl::deploy::probe_flag),
+        help("`--probe-resolve NAME=ADDR[:PORT]` (an IP address, like curl's `--resolve`); `--probe-ca FILE.pem` (PEM certificates, `-----BEGIN CERTIFICATE-----`)")
+    )]
+    ProbeFlag { flag: &'static str, detail: String },
+
     #[error(
         "no version to roll back to: the deploy history has no earlier good version than `{0}`"
     )]

@@ -41,8 +41,8 @@ pub struct ProbeConfig {
     pub timeout: Duration,
     /// PEM bundle: when set, HTTPS trusts only these roots (not the system's).
     pub ca_pem: Option<Vec<u8>>,
-    /// Names answered without DNS: `(name, address)`; the address's port is used when the URL
-    /// names none (hyper's connector rule).
+    /// Names answered without DNS: `(name, address)`; the address's port wins over the URL's
+    /// ([`Mapped`]), port 0 means the URL's.
     pub resolve: Vec<(String, SocketAddr)>,
     /// Reuse connections (off by default: a cut connection must be seen).
     pub keep_alive: bool,
@@ -94,11 +94,20 @@ pub fn config(
         .iter()
         .map(|r| parse_resolve(r))
         .collect::<Result<_, _>>()
-        .map_err(DeployError::ProbeUrl)?;
+        .map_err(|detail| DeployError::ProbeFlag {
+            flag: "--probe-resolve",
+            detail,
+        })?;
     if let Some(path) = ca {
-        cfg.ca_pem = Some(std::fs::read(path).map_err(|e| {
-            DeployError::ProbeUrl(format!("cannot read `{}`: {e}", path.display()))
-        })?);
+        let flag = |detail| DeployError::ProbeFlag {
+            flag: "--probe-ca",
+            detail,
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| flag(format!("cannot read `{}`: {e}", path.display())))?;
+        // parsed now, so a bad file is refused before anything is connected
+        roots(Some(&pem)).map_err(|e| flag(format!("`{}`: {e}", path.display())))?;
+        cfg.ca_pem = Some(pem);
     }
     Ok((cfg, url))
 }
@@ -142,9 +151,68 @@ pub fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
 /// The probe's HTTP client: hyper's client over rustls (aws-lc-rs), HTTP/1.1, its own
 /// resolver for the `resolve` mappings.
 pub type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<Resolver>>,
+    hyper_rustls::HttpsConnector<Mapped>,
     http_body_util::Empty<hyper::body::Bytes>,
 >;
+
+type Http = hyper_util::client::legacy::connect::HttpConnector<Resolver>;
+
+/// hyper's TCP connector, with the port of a `NAME=ADDR:PORT` mapping winning over the URL's.
+///
+/// hyper-util's `HttpConnector` puts the URL's explicit port on every address the resolver
+/// answers (`set_port` in its `connect/http.rs`: only a port-0 answer is left to the URL's
+/// default otherwise), so `https://name:8443/` with `name=127.0.0.1:9000` would connect to
+/// :8443. This layer rewrites the connect destination's port for mapped names (the TCP
+/// connection only: the request's `Host` header and TLS's server name stay the URL's, as
+/// curl's `--resolve` does).
+#[derive(Clone)]
+pub struct Mapped {
+    inner: Http,
+    /// Names whose mapping gives a port (lowercase), with that port.
+    ports: Arc<Vec<(String, u16)>>,
+}
+
+impl Mapped {
+    /// `dst` with a mapped name's port, else `dst` unchanged.
+    fn route(&self, dst: hyper::Uri) -> hyper::Uri {
+        let Some(host) = dst.host() else {
+            return dst;
+        };
+        let lower = host.to_ascii_lowercase();
+        let Some(port) = self
+            .ports
+            .iter()
+            .find(|(n, _)| *n == lower)
+            .map(|(_, p)| *p)
+        else {
+            return dst;
+        };
+        let Ok(authority) = format!("{host}:{port}").parse::<http::uri::Authority>() else {
+            return dst;
+        };
+        let mut parts = dst.clone().into_parts();
+        parts.authority = Some(authority);
+        hyper::Uri::from_parts(parts).unwrap_or(dst)
+    }
+}
+
+impl tower_service::Service<hyper::Uri> for Mapped {
+    type Response = <Http as tower_service::Service<hyper::Uri>>::Response;
+    type Error = <Http as tower_service::Service<hyper::Uri>>::Error;
+    type Future = <Http as tower_service::Service<hyper::Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: hyper::Uri) -> Self::Future {
+        let dst = self.route(dst);
+        self.inner.call(dst)
+    }
+}
 
 /// Names from the mappings first, then the system resolver. A mapped address with port 0 takes
 /// the URL's port (hyper's connector sets it).
@@ -198,25 +266,7 @@ pub fn client(
     ca_pem: Option<&[u8]>,
     resolve: &[(String, SocketAddr)],
 ) -> Result<HttpClient, String> {
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for der in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
-                let der = der.map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
-                roots
-                    .add(der)
-                    .map_err(|e| format!("the CA file holds a bad certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err("the CA file holds no certificate".into());
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-        }
-    }
+    let roots = roots(ca_pem)?;
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -226,11 +276,26 @@ pub fn client(
     .with_no_client_auth();
     let mut http =
         hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(Resolver {
-            map: Arc::new(resolve.to_vec()),
+            map: Arc::new(
+                resolve
+                    .iter()
+                    .map(|(n, a)| (n.to_ascii_lowercase(), *a))
+                    .collect(),
+            ),
         });
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeout));
     http.set_nodelay(true);
+    let http = Mapped {
+        inner: http,
+        ports: Arc::new(
+            resolve
+                .iter()
+                .filter(|(_, a)| a.port() != 0)
+                .map(|(n, a)| (n.to_ascii_lowercase(), a.port()))
+                .collect(),
+        ),
+    };
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -241,6 +306,31 @@ pub fn client(
             .pool_max_idle_per_host(if keep_alive { usize::MAX } else { 0 })
             .build(https),
     )
+}
+
+/// The roots HTTPS trusts: only the certificates of the PEM bundle `ca_pem` when given
+/// (an error when it holds no certificate or a malformed one), else the system's.
+fn roots(ca_pem: Option<&[u8]>) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for der in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                let der = der.map_err(|e| format!("not PEM certificates: {e}"))?;
+                roots
+                    .add(der)
+                    .map_err(|e| format!("a bad certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("no PEM certificate in it".into());
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    Ok(roots)
 }
 
 /// An error and its sources on one line (hyper's own text is only "client error (Connect)").
@@ -713,6 +803,61 @@ mod tests {
             21,
             "one connection per request (20 + the readiness check): keep-alive is off"
         );
+    }
+
+    /// `--probe-resolve NAME=ADDR:PORT` wins over the URL's explicit port (hyper's connector
+    /// would put the URL's port on the mapped address): the URL says :8443, the mapping sends
+    /// to a loopback server on another port. Over HTTPS the certificate for the URL's name is
+    /// accepted (TLS's server name is still the URL's); over HTTP the `Host` header still
+    /// carries the URL's name and port.
+    #[tokio::test]
+    async fn a_mapped_port_wins_over_the_urls_port() {
+        let (addr, ca_pem, conns) = https_server("probe.hactl.test").await;
+        assert_ne!(addr.port(), 8443);
+        let mut c = cfg("https://probe.hactl.test:8443/", 100.0, 5);
+        c.ca_pem = Some(ca_pem.into_bytes());
+        c.resolve = vec![("probe.hactl.test".into(), addr)];
+        let p = Probe::start(c, Duration::from_secs(2)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = p.finish("https://probe.hactl.test:8443/").await;
+        assert_eq!(
+            (r.stats.requests, r.stats.failed),
+            (5, 0),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            6,
+            "all went to the mapped port"
+        );
+
+        // plain HTTP: the request head as the server saw it
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain = listener.local_addr().unwrap();
+        let head = Arc::new(Mutex::new(String::new()));
+        let seen = head.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            *seen.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv1")
+                .await;
+        });
+        let client = client(
+            Duration::from_secs(2),
+            false,
+            None,
+            &[("Plain.Hactl.Test".into(), plain)],
+        )
+        .unwrap();
+        let url = parse_url("http://plain.hactl.test:8443/x").unwrap();
+        let body = get(&client, &url, true, Duration::from_secs(2)).await;
+        assert_eq!(body.as_deref(), Ok("v1"));
+        let head = head.lock().unwrap().to_ascii_lowercase();
+        assert!(head.contains("host: plain.hactl.test:8443\r\n"), "{head}");
     }
 
     /// The same server without its CA: the system roots do not know the test CA, so the probe

@@ -138,6 +138,9 @@ pub enum StopReason {
     TooManyFailedHosts { failed: usize, max: usize },
     /// The probe saw more failed requests than `--probe-budget` allows.
     ProbeFailures { failed: u64, budget: u64 },
+    /// The balancer did not take a batch out of rotation (`DeregisterTargets` failed, or the
+    /// drain did not end in time): the batch was put back unchanged.
+    NotDrained { hosts: Vec<String>, error: String },
 }
 
 impl std::fmt::Display for StopReason {
@@ -153,6 +156,11 @@ impl std::fmt::Display for StopReason {
             StopReason::ProbeFailures { failed, budget } => write!(
                 f,
                 "the probe saw {failed} failed request(s), more than `--probe-budget {budget}` allows"
+            ),
+            StopReason::NotDrained { hosts, error } => write!(
+                f,
+                "the target group did not take {} out of rotation ({error}); they were put back unchanged",
+                hosts.join(", ")
             ),
         }
     }

@@ -35,6 +35,9 @@ and moto does not, each behaviour off until a test turns it on:
   nothing was in flight. moto drops the target at once.
 - `target_initial_secs`: a target registered less than this long ago is `initial`
   (`Elb.RegistrationInProgress`) instead of `healthy` (its first health checks on AWS).
+- `fail_calls`: `{"Action": [n, ...]}` answers the n-th call (from 1, counted since `fail_calls`
+  was last set) of that action with a `ValidationError` (not retried by the SDKs): a call that fails
+  at one point of a run and not before or after, e.g. the second batch's DeregisterTargets.
 - DeleteTargetGroup answers `ResourceInUse` while a listener forwards to it: moto already does.
 - ModifyDBInstance `DBPortNumber` moves the endpoint's port (moto stores it and shows the old
   one): always on.
@@ -76,6 +79,7 @@ DEFAULTS = {
     "eni_linger_secs": 0.0,
     "target_draining": False,
     "target_initial_secs": 0.0,
+    "fail_calls": {},
 }
 
 # The services whose calls the layer may throttle or answer NotFound (S3, the state backend,
@@ -238,7 +242,10 @@ class Layer:
         self.deregistered = {}
         self.registered = {}
         self.stats = {k: 0 for k in
-                      ("requests", "throttled", "not_found", "rewritten", "dependency_violation")}
+                      ("requests", "throttled", "not_found", "rewritten", "dependency_violation",
+                       "failed_calls")}
+        # action -> calls seen (for `fail_calls`)
+        self.calls = {}
 
     def configure(self, update):
         unknown = set(update) - set(DEFAULTS)
@@ -248,6 +255,8 @@ class Layer:
             self.settings.update(update)
             if "seed" in update:
                 self.rng.seed(update["seed"])
+            if "fail_calls" in update:
+                self.calls = {}
 
     def age(self, id_):
         entry = self.fresh.get(id_)
@@ -340,6 +349,13 @@ class Layer:
         s = self.settings
         if service not in SERVICES:
             return None
+        if action in s["fail_calls"]:
+            n = self.calls.get(action, 0) + 1
+            self.calls[action] = n
+            if n in s["fail_calls"][action]:
+                self.stats["failed_calls"] += 1
+                return error_response(service, "ValidationError",
+                                      f"aws_like: call {n} of {action} fails (fail_calls)")
         actions = s["throttle_actions"]
         if s["throttle_share"] > 0 and (not actions or action in actions):
             if self.rng.random() < s["throttle_share"]:

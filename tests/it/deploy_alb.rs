@@ -424,6 +424,69 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
         r["probe"]["failed"], r["probe"]["requests"]
     );
 
+    // 5. The balancer refuses to take the second batch out (its DeregisterTargets fails, as a
+    //    drain that never ends would): the batch is put back unchanged, the canary already on
+    //    the new version is rolled back, the outcome says why and is in the hosts' history.
+    let versions: Vec<&str> = r["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["version"].as_str().unwrap())
+        .collect();
+    assert!(versions.iter().all(|v| *v == versions[0]), "{r:#}");
+    let (from, to) = if versions[0] == "v1" {
+        ("v1", "v2")
+    } else {
+        ("v2", "v1")
+    };
+    assert_eq!(versions[0], from, "{r:#}");
+    layer.configure(json!({"fail_calls": {"DeregisterTargets": [2]}}));
+    let (ok, r, err, _) = deploy(
+        &w,
+        &layer,
+        &dns,
+        stand_in.port,
+        &archive(to),
+        &["--probe-soak", "2s"],
+    );
+    layer.configure(json!({"fail_calls": {}}));
+    assert!(!ok, "{r:#}\n{err}");
+    assert_eq!(layer.stats()["failed_calls"], 1, "the fault happened once");
+    assert_eq!(r["outcome"], "rolled_back", "{r:#}\n{err}");
+    let second = r["batches"][1]["hosts"][0].as_str().unwrap().to_string();
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not take") && reason.contains(&second),
+        "{reason}"
+    );
+    for h in r["hosts"].as_array().unwrap() {
+        assert_eq!(h["version"], from, "every host back on {from}: {h:#}");
+        let want = if h["host"] == second {
+            "failed"
+        } else {
+            "rolled_back"
+        };
+        assert_eq!(h["result"], want, "{h:#}");
+    }
+    assert_eq!(r["probe"]["failed"], 0, "{:#}\n{err}", r["probe"]);
+    let mut hist = w.base();
+    hist.envs(layer.env());
+    hist.args(["deploy", "history", "-f", SEED, "--json"]);
+    let o = hist.output().unwrap();
+    let h: Value = serde_json::from_str(&stdout(&o)).expect("history --json");
+    let last = h["history"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (last["outcome"].as_str(), last["version"].as_str()),
+        (Some("rolled_back"), Some(to)),
+        "recorded in the hosts' history: {h:#}"
+    );
+    eprintln!("not drained: {reason}");
+    stand_in.wait_active(&ids);
+
     drop(stand_in);
     let mut down = w.base();
     down.envs(layer.env());

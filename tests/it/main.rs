@@ -10,6 +10,7 @@ mod aws_vip;
 mod canary;
 mod deploy;
 mod deploy_alb;
+mod deploy_flags;
 mod guard;
 mod ha;
 mod hostile;

@@ -22,8 +22,30 @@ use super::client::Clients;
 use super::health::{targets, TargetHealth};
 use super::{sdk_message, AwsError};
 
-/// How often the target group is asked while waiting.
+/// The first pause between two `DescribeTargetHealth` calls while waiting; each pause is
+/// [`BACKOFF`] times the one before, up to [`POLL_MAX`], so a short lab drain is seen within
+/// a quarter second and a long AWS one (minutes) costs a call every few seconds, not four a
+/// second (ELBv2's API rate limits are per account and region).
 pub const POLL: Duration = Duration::from_millis(250);
+
+/// The longest pause between two polls.
+pub const POLL_MAX: Duration = Duration::from_secs(4);
+
+/// Growth of the pause from one poll to the next.
+pub const BACKOFF: f64 = 1.5;
+
+/// Slack beyond what the stack's settings predict, for the drain and the health wait alike.
+/// It only bounds a failure (a wait that never ends), so it is generous: AWS documents that
+/// registering and deregistering "can take a few minutes" on top of the health checks and the
+/// deregistration delay, NLBs most of all
+/// (<https://docs.aws.amazon.com/cli/latest/reference/elbv2/register-targets.html>,
+/// <https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-register-targets.html>).
+pub const SLACK: Duration = Duration::from_secs(5 * 60);
+
+/// The pause after `pause`: [`BACKOFF`] times longer, at most [`POLL_MAX`].
+pub fn next_pause(pause: Duration) -> Duration {
+    pause.mul_f64(BACKOFF).min(POLL_MAX)
+}
 
 /// The reason code AWS gives a target that is not registered (any more).
 const NOT_REGISTERED: &str = "Target.NotRegistered";
@@ -64,17 +86,17 @@ pub fn describe(list: &[TargetHealth], ids: &[String]) -> String {
         .join(", ")
 }
 
-/// How long the drain may take: the group's deregistration delay, plus one poll and the API's
-/// own latency.
+/// How long the drain may take: the group's deregistration delay plus [`SLACK`] (the
+/// balancer's own propagation, minutes on an NLB).
 pub fn drain_bound(deregistration_delay: Duration) -> Duration {
-    deregistration_delay + Duration::from_secs(5) + POLL
+    deregistration_delay + SLACK
 }
 
 /// How long a registered target may take to turn `healthy`: `healthy_threshold` checks
-/// `interval` apart, plus one more interval for the first check to start and one check's
-/// timeout.
+/// `interval` apart, plus one more interval for the first check to start, one check's
+/// timeout, and [`SLACK`] for the registration itself to take effect.
 pub fn healthy_bound(interval: Duration, timeout: Duration, healthy_threshold: u32) -> Duration {
-    interval * (healthy_threshold + 1) + timeout + Duration::from_secs(5)
+    interval * (healthy_threshold + 1) + timeout + SLACK
 }
 
 /// `DeregisterTargets` for `ids` in the group `arn`.
@@ -111,8 +133,9 @@ fn target(id: &str) -> aws_sdk_elasticloadbalancingv2::types::TargetDescription 
         .build()
 }
 
-/// Polls `DescribeTargetHealth` every [`POLL`] until `done` holds for `ids`, or `within`
-/// passes (a [`AwsError::Timeout`] naming what each id looked like last).
+/// Polls `DescribeTargetHealth` (pauses from [`POLL`] growing to [`POLL_MAX`]) until `done`
+/// holds for `ids`, or `within` passes (a [`AwsError::Timeout`] naming what each id looked
+/// like last). The last pause is cut short so the bound is kept.
 async fn wait_until(
     c: &Clients,
     arn: &str,
@@ -122,6 +145,7 @@ async fn wait_until(
     done: fn(&[TargetHealth], &[String]) -> bool,
 ) -> Result<(), AwsError> {
     let t0 = Instant::now();
+    let mut pause = POLL;
     loop {
         let list = targets(c, arn).await?;
         if done(&list, ids) {
@@ -135,7 +159,8 @@ async fn wait_until(
                 last: describe(&list, ids),
             });
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(pause.min(within.saturating_sub(t0.elapsed()))).await;
+        pause = next_pause(pause);
     }
 }
 
@@ -228,16 +253,40 @@ mod tests {
         assert!(!all_healthy(&sick, &batch));
     }
 
+    /// The waits only bound a failure, so they leave AWS minutes beyond the stack's settings
+    /// (NLB registration "can take a few minutes").
     #[test]
-    fn bounds_follow_the_stack() {
+    fn wait_bounds_leave_aws_minutes() {
         // seed 003: deregistration_delay 30 s; checks every 10 s, 5 s timeout, 2 in a row
         assert_eq!(
             drain_bound(Duration::from_secs(30)),
-            Duration::from_millis(35_250)
+            Duration::from_secs(30 + 300)
         );
         assert_eq!(
             healthy_bound(Duration::from_secs(10), Duration::from_secs(5), 2),
-            Duration::from_secs(40)
+            Duration::from_secs(35 + 300)
         );
+    }
+
+    /// Polls start at 250 ms and back off to 4 s: a 10-minute wait asks at most ~160 times
+    /// (4 a second would be 2,400), and a drain the lab ends in 1 s is seen within 0.6 s.
+    #[test]
+    fn target_health_polls_back_off() {
+        let mut pauses = vec![POLL];
+        while pauses.len() < 10 {
+            pauses.push(next_pause(*pauses.last().unwrap()));
+        }
+        let ms: Vec<u128> = pauses.iter().map(|p| p.as_millis()).collect();
+        assert_eq!(ms, [250, 375, 562, 843, 1265, 1898, 2847, 4000, 4000, 4000]);
+        // calls within 10 minutes
+        let (mut t, mut calls, mut p) = (Duration::ZERO, 1u32, POLL);
+        while t < Duration::from_secs(600) {
+            t += p;
+            calls += 1;
+            p = next_pause(p);
+        }
+        assert!(calls <= 160, "{calls}");
+        // a drain over at 1 s: polled at 0.25, 0.625, 1.1875 s
+        assert!(pauses[..3].iter().sum::<Duration>() < Duration::from_millis(1200));
     }
 }
