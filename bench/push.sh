@@ -23,6 +23,8 @@
 # bench installs pyinfra and ansible). Network: only the lab's addresses (198.18.0.0/15;
 # `hactl lab check` before each tool's runs); it leaves no lab, process or SSH master behind.
 set -euo pipefail
+# hactl may SSH only to loopback and the lab (src/provider/hosts/guard.rs).
+export HACTL_NETWORK_GUARD=lab
 cd "$(dirname "$0")/.."
 NS=${NS:-"5 20 50"}
 RUNS=${RUNS:-1}
