@@ -6,9 +6,11 @@
 //! Why: moto invents public addresses for the instances it "launches" (54.214.x.x), and an
 //! `up` on a moto fixture without `--provision-only` or a lab-mapped ssh_config would try SSH
 //! to them. The project's tests, benchmarks and CI set the variable (`.cargo/config.toml`
-//! `[env]`, `scripts/test.sh`, `bench/*.sh`), so such a slip fails before a packet leaves
-//! instead of timing out against someone else's address. Outside those runs it is unset and
-//! costs nothing.
+//! `[env]`, `scripts/test.sh`, `bench/*.sh` except `bench/push.sh`, which measures hactl's
+//! cost per host and proves every address routes to the lab with `hactl lab check` instead),
+//! so such a slip fails before a packet leaves instead of timing out against someone else's
+//! address. Outside those runs it is unset and costs nothing; set, it costs one `ssh -G` per
+//! connection (~4 ms of client CPU per host).
 //!
 //! The target is resolved the way ssh will resolve it: `ssh -G` applies the stack's
 //! ssh_config (`HostName`, `ProxyJump`), then the name is looked up. A `ProxyCommand` cannot
