@@ -498,61 +498,12 @@ mod tests {
     //! The order the walk gives a cloud plan (`engine::graph` over the changes
     //! `provider::aws::diff` makes), for the replacements issue 12 §2 names.
 
-    use std::collections::BTreeMap;
-
     use super::super::graph::{self, tests::Fake};
     use super::super::hooks::Silent;
     use crate::plan::{Action, Order, Plan};
-    use crate::provider::aws::desired::{desired, Inputs};
     use crate::provider::aws::diff;
-    use crate::provider::aws::model::{Observed, ResKind, Resource};
-
-    const STACK: &str = r#"
-name: web3
-provider: aws
-aws:
-  region: us-east-1
-  zones: [us-east-1a, us-east-1b]
-  network:
-    vpc_cidr: 10.20.0.0/16
-    subnets: [10.20.1.0/24, 10.20.2.0/24]
-  hosts:
-    count: 2
-    instance_type: t2.micro
-    ami: ami-1e749f67
-  balancer:
-    kind: alb
-  shared_fs:
-    performance_mode: generalPurpose
-  database:
-    engine: postgres
-    instance_class: db.t3.micro
-    username: app
-    password: secret-pw
-"#;
-
-    fn resources(edit: impl Fn(String) -> String) -> Vec<Resource> {
-        let file: crate::stack::model::StackFile =
-            serde_saphyr::from_str(&edit(STACK.to_string())).unwrap();
-        desired(
-            &file,
-            &Inputs {
-                public_key: None,
-                vpc_cidrs: None,
-            },
-        )
-    }
-
-    fn observed(rs: &[Resource]) -> Vec<Observed> {
-        rs.iter()
-            .enumerate()
-            .map(|(i, r)| Observed {
-                res: r.clone(),
-                id: format!("id-{i}"),
-                info: BTreeMap::new(),
-            })
-            .collect()
-    }
+    use crate::provider::aws::fixture::{observed, resources};
+    use crate::provider::aws::model::{ResKind, Resource};
 
     /// A task as the fake provider logs it: `-addr` for a delete half.
     fn tag(t: &graph::Task) -> String {

@@ -1834,55 +1834,8 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::aws::desired::{desired, Inputs};
     use crate::provider::aws::diff;
-
-    const STACK: &str = r#"
-name: web3
-provider: aws
-aws:
-  region: us-east-1
-  zones: [us-east-1a, us-east-1b]
-  network:
-    vpc_cidr: 10.20.0.0/16
-    subnets: [10.20.1.0/24, 10.20.2.0/24]
-  hosts:
-    count: 2
-    instance_type: t2.micro
-    ami: ami-1e749f67
-  balancer:
-    kind: alb
-  shared_fs:
-    performance_mode: generalPurpose
-  database:
-    engine: postgres
-    instance_class: db.t3.micro
-    username: app
-    password: secret-pw
-"#;
-
-    fn resources(edit: impl Fn(String) -> String) -> Vec<Resource> {
-        let file: crate::stack::model::StackFile =
-            serde_saphyr::from_str(&edit(STACK.to_string())).unwrap();
-        desired(
-            &file,
-            &Inputs {
-                public_key: None,
-                vpc_cidrs: None,
-            },
-        )
-    }
-
-    fn observed(rs: &[Resource]) -> Vec<Observed> {
-        rs.iter()
-            .enumerate()
-            .map(|(i, r)| Observed {
-                res: r.clone(),
-                id: format!("id-{i}"),
-                info: BTreeMap::new(),
-            })
-            .collect()
-    }
+    use crate::provider::aws::fixture::{observed, resources};
 
     /// An instance replaced create-before-destroy is moved between the target groups whose
     /// registration lists it: the roll registers the new one there before the old one goes.

@@ -726,6 +726,7 @@ fn sort_steps(steps: &mut [Step]) {
 mod tests {
     use super::*;
     use crate::provider::aws::desired::{self, desired};
+    use crate::provider::aws::fixture::observed;
 
     const STACK: &str = r#"
 name: web3
@@ -767,18 +768,6 @@ aws:
         )
     }
 
-    /// Pretends everything desired exists as asked, with made-up ids.
-    fn as_observed(rs: &[Resource]) -> Vec<Observed> {
-        rs.iter()
-            .enumerate()
-            .map(|(i, r)| Observed {
-                res: r.clone(),
-                id: format!("id-{i}"),
-                info: BTreeMap::new(),
-            })
-            .collect()
-    }
-
     fn render(d: &Diff) -> String {
         crate::view::plan::render_plan(&d.plan("web3"), &[])
     }
@@ -799,7 +788,7 @@ aws:
     #[test]
     fn second_run_has_no_changes() {
         let w = want();
-        let d = diff(&w, &as_observed(&w));
+        let d = diff(&w, &observed(&w));
         assert!(d.steps.is_empty(), "{:?}", d.steps);
         assert_eq!(d.noop, w.len());
     }
@@ -810,7 +799,7 @@ aws:
     #[test]
     fn creating_database_without_a_port_plans_nothing() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         let db = obs
             .iter_mut()
             .find(|o| o.res.kind == ResKind::DbInstance)
@@ -839,7 +828,7 @@ aws:
     #[test]
     fn instance_type_change_replaces_and_reregisters() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::Instance {
                 o.res.attrs.insert("instance_type".into(), "t2.nano".into());
@@ -858,7 +847,7 @@ aws:
     #[test]
     fn health_check_path_is_an_in_place_update() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::TargetGroup {
                 o.res
@@ -877,7 +866,7 @@ aws:
     #[test]
     fn lost_tags_are_a_retag_not_a_replacement() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.addr == desired::VPC || o.res.addr == desired::SG_HOSTS {
                 o.info
@@ -905,7 +894,7 @@ aws:
             Some("200"),
             "AWS's ALB default"
         );
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::TargetGroup {
                 o.res
@@ -923,7 +912,7 @@ aws:
     #[test]
     fn duplicates_and_strays_are_deleted() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         let mut dup = obs
             .iter()
             .find(|o| o.res.addr == desired::instance_addr(0))
@@ -946,7 +935,7 @@ aws:
     #[test]
     fn down_deletes_in_reverse_waves() {
         let w = want();
-        let d = destroy(&as_observed(&w));
+        let d = destroy(&observed(&w));
         let order: Vec<String> = d
             .steps
             .iter()
@@ -963,7 +952,7 @@ aws:
     #[test]
     fn repairs_relaunch_terminated_replace_stopped_and_reregister() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         obs.retain(|o| o.res.addr != desired::instance_addr(0));
         for o in &mut obs {
             match o.res.kind {
@@ -1020,7 +1009,7 @@ aws:
     #[test]
     fn up_salts_the_token_of_a_relaunched_instance() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         obs.retain(|o| o.res.kind != ResKind::Instance);
         let mut d = diff(&w, &obs);
         let last = BTreeMap::from([(desired::instance_addr(0), "i-dead0".to_string())]);
@@ -1042,7 +1031,7 @@ aws:
     #[test]
     fn repairs_nothing_when_every_instance_runs() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             o.info.insert("state".into(), "running".into());
         }
@@ -1055,7 +1044,7 @@ aws:
     #[test]
     fn an_impaired_instance_is_dead_a_pending_one_is_not() {
         let w = want();
-        let mut o = as_observed(&w)
+        let mut o = observed(&w)
             .into_iter()
             .find(|o| o.res.kind == ResKind::Instance)
             .unwrap();
@@ -1100,7 +1089,7 @@ aws:
                 }
             })
             .collect();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::DbInstance {
                 o.res.attrs.insert("engine_version".into(), "16.4".into());
@@ -1117,7 +1106,7 @@ aws:
         let inst = w.iter().find(|r| r.kind == ResKind::Instance).unwrap();
         assert_eq!(inst.get("metadata.http_tokens"), Some("required"));
         assert_eq!(inst.get("metadata.hop_limit"), Some("2"));
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             let (k, v) = match o.res.kind {
                 ResKind::Instance => ("metadata.http_tokens", "optional"),
@@ -1137,7 +1126,7 @@ aws:
     #[test]
     fn database_name_change_destroys_data_and_is_refused() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::DbInstance {
                 o.res.attrs.insert("db_name".into(), "old".into());
@@ -1173,7 +1162,7 @@ aws:
     #[test]
     fn only_databases_and_file_systems_destroy_data() {
         let w = want();
-        let down = destroy(&as_observed(&w));
+        let down = destroy(&observed(&w));
         let lost: Vec<&str> = down
             .steps
             .iter()
@@ -1183,7 +1172,7 @@ aws:
         assert_eq!(lost, [desired::DB, desired::EFS]);
         assert!(refuse_data_loss(down.plan("web3").resources(), false).is_err());
 
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::Instance {
                 o.res.attrs.insert("instance_type".into(), "t2.nano".into());
@@ -1200,7 +1189,7 @@ aws:
     #[test]
     fn deletion_protection_off_is_an_in_place_update() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::DbInstance {
                 o.res

@@ -19,6 +19,8 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod diff;
+#[cfg(test)]
+pub mod fixture;
 pub mod health;
 pub mod hosts;
 pub mod kinds;
