@@ -41,6 +41,28 @@ pub enum ResKind {
 }
 
 impl ResKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ResKind; 15] = {
+        use ResKind::*;
+        [
+            Vpc,
+            Subnet,
+            InternetGateway,
+            RouteTable,
+            SecurityGroup,
+            KeyPair,
+            Instance,
+            Lb,
+            TargetGroup,
+            Listener,
+            TargetAttachment,
+            EfsFileSystem,
+            EfsMountTarget,
+            DbSubnetGroup,
+            DbInstance,
+        ]
+    };
+
     /// The Terraform-style type name that starts every address.
     pub fn type_name(self) -> &'static str {
         match self {
@@ -64,26 +86,7 @@ impl ResKind {
 
     /// The kind whose [`ResKind::type_name`] is `name` (as the state records it).
     pub fn from_type_name(name: &str) -> Option<ResKind> {
-        use ResKind::*;
-        [
-            Vpc,
-            Subnet,
-            InternetGateway,
-            RouteTable,
-            SecurityGroup,
-            KeyPair,
-            Instance,
-            Lb,
-            TargetGroup,
-            Listener,
-            TargetAttachment,
-            EfsFileSystem,
-            EfsMountTarget,
-            DbSubnetGroup,
-            DbInstance,
-        ]
-        .into_iter()
-        .find(|k| k.type_name() == name)
+        ResKind::ALL.into_iter().find(|k| k.type_name() == name)
     }
 
     /// Whether a change of this attribute or reference can only be made by replacing the

@@ -209,23 +209,7 @@ mod tests {
     #[test]
     fn each_kind_says_what_it_is() {
         use ResKind::*;
-        let all = [
-            Vpc,
-            Subnet,
-            InternetGateway,
-            RouteTable,
-            SecurityGroup,
-            KeyPair,
-            Instance,
-            Lb,
-            TargetGroup,
-            Listener,
-            TargetAttachment,
-            EfsFileSystem,
-            EfsMountTarget,
-            DbSubnetGroup,
-            DbInstance,
-        ];
+        let all = ResKind::ALL;
         let data: Vec<ResKind> = all.into_iter().filter(|k| of(*k).holds_data()).collect();
         assert_eq!(data, [EfsFileSystem, DbInstance]);
         let cbd: Vec<ResKind> = all
