@@ -218,6 +218,18 @@ pub struct BatchReport {
     pub failed: Option<u64>,
 }
 
+/// A batch's window of the probe: `(requests, failed)` between two [`Probe::counts`] readings
+/// (None without a probe).
+fn probe_window(
+    before: Option<(u64, u64)>,
+    after: Option<(u64, u64)>,
+) -> (Option<u64>, Option<u64>) {
+    match (before, after) {
+        (Some((r0, f0)), Some((r1, f1))) => (Some(r1 - r0), Some(f1 - f0)),
+        _ => (None, None),
+    }
+}
+
 /// The whole run, as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployReport {
@@ -977,11 +989,8 @@ async fn deploy_locked(
                         }
                         failed_total += servers.len();
                         let elapsed_ms = bt.elapsed().as_millis() as u64;
-                        let after = probe.as_ref().map(|(p, _)| p.counts());
-                        let (requests, failed) = match (before, after) {
-                            (Some((r0, f0)), Some((r1, f1))) => (Some(r1 - r0), Some(f1 - f0)),
-                            _ => (None, None),
-                        };
+                        let (requests, failed) =
+                            probe_window(before, probe.as_ref().map(|(p, _)| p.counts()));
                         batch_reports.push(BatchReport {
                             hosts: batch.clone(),
                             elapsed_ms,
@@ -1081,11 +1090,7 @@ async fn deploy_locked(
         }
         failed_total += failed_in_batch.len();
         let elapsed_ms = bt.elapsed().as_millis() as u64;
-        let after = probe.as_ref().map(|(p, _)| p.counts());
-        let (requests, failed) = match (before, after) {
-            (Some((r0, f0)), Some((r1, f1))) => (Some(r1 - r0), Some(f1 - f0)),
-            _ => (None, None),
-        };
+        let (requests, failed) = probe_window(before, probe.as_ref().map(|(p, _)| p.counts()));
         batch_reports.push(BatchReport {
             hosts: batch.clone(),
             elapsed_ms,
