@@ -219,15 +219,7 @@ mod tests {
         assert!(s.contains("base64 -d <<'HACTL_EOF' | podman load"));
         assert!(!s.contains("archive-bytes"));
         assert!(s.contains("podman image inspect 'localhost/hactl-demo:v2'"));
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &s])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::onhost::sh::assert_parses("the load script", &s);
     }
 
     #[test]
@@ -259,14 +251,6 @@ mod tests {
             load.find("ready || exit 1").expect("ready")
                 < load.find("| docker load").expect("load")
         );
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &load])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::onhost::sh::assert_parses("the docker load script", &load);
     }
 }

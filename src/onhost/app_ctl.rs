@@ -358,15 +358,7 @@ mod tests {
             "ready() {\n  [ -S /run/docker.sock ] || (umask 022; exec systemctl start docker >/dev/null)"
         ));
         assert!(s.contains("compose() {\n  ready || return 1\n  compose_cmd\n"));
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &s])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::onhost::sh::assert_parses("the docker app-ctl", &s);
         assert!(s.contains("label=com.docker.compose.project="));
         assert!(s.contains("point() { :; }"));
         assert!(!s.contains("HACTL_APP_PORT_2"));
@@ -396,15 +388,7 @@ mod tests {
 
     #[test]
     fn ctl_script_is_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &ctl_script(&params())])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::onhost::sh::assert_parses("app-ctl", &ctl_script(&params()));
     }
 
     #[test]

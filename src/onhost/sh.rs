@@ -43,6 +43,21 @@ pub fn heredoc_b64(out: &mut String, bytes: &[u8]) {
     out.push('\n');
 }
 
+/// Panics unless `script` parses as POSIX sh (`sh -n`), naming `what`: how the tests check that
+/// a script hactl builds or renders is valid before any host runs it.
+#[cfg(test)]
+pub fn assert_parses(what: &str, script: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-n", "-c", script])
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{what}: sh -n failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
