@@ -881,7 +881,8 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(g_subnets, sorted);
 }
 
-fn rt() -> tokio::runtime::Runtime {
+/// A current-thread runtime for the SDK calls the AWS tests make to count and check.
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -6,15 +6,8 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
 
-use crate::aws::{counts, Counts, Moto, Workdir, NAME};
+use crate::aws::{counts, rt, Counts, Moto, Workdir, NAME};
 use crate::support::{root, stderr, stdout};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// `tests/fixtures/aws/web.yaml` (seed 003 on moto) under the tests' stack name, optionally
 /// edited, in a fresh work directory with its vault.

@@ -8,16 +8,9 @@ use std::process::Command;
 
 use aws_sdk_ec2::types::Filter;
 
-use crate::aws::{counts, Counts, Moto, NAME};
+use crate::aws::{counts, rt, Counts, Moto, NAME};
 use crate::aws_users::{fixture, nothing_created, refused};
 use crate::support::{stderr, stdout};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// An AMI that does not exist in the region: RunInstances would refuse it after the VPC, the
 /// balancer, EFS and RDS were created. `plan` and `up` refuse first, at `hosts.ami`.
