@@ -286,6 +286,24 @@ impl Stack {
         let (o, took) = self.run(layer, args, limit);
         (crate::support::succeeded(args, &o), took)
     }
+
+    /// Nothing left to change in the cloud: `plan --detailed-exitcode` exits 0. Cloud only
+    /// (`--provision-only`): the instances are moto's, with no host behind them to plan on.
+    /// `why` says what a change would mean.
+    fn assert_converged(&self, layer: &AwsLike, why: &str) {
+        let (o, _) = self.run(
+            layer,
+            &["plan", "--detailed-exitcode", "--provision-only"],
+            2 * MINUTE,
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{why}:\n{}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
 }
 
 /// What `tests/fixtures/aws/web.yaml` makes, exactly once each: seed 003's set without a key
@@ -345,18 +363,7 @@ async fn aws_like_up_plan_down_converge_under_faults() {
     // The database alone takes 20 s to become available.
     assert!(took > Duration::from_secs(20), "up took {took:?}");
 
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "the second plan has changes:\n{}\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    stack.assert_converged(&layer, "the second plan has changes");
 
     let after_up = layer.stats();
     layer.calm();
@@ -426,12 +433,7 @@ async fn aws_like_new_ids_not_found_for_seconds_are_retried() {
         5 * MINUTE,
     );
     assert!(n(&layer.stats(), "not_found") > 0, "{}", layer.stats());
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    stack.assert_converged(&layer, "the cloud plan has changes");
 }
 
 /// Under 30% throttling every call fails three times in a row often enough that the SDK's
@@ -447,12 +449,7 @@ async fn aws_like_heavy_throttling_converges() {
     );
     assert!(n(&layer.stats(), "throttled") > 20, "{}", layer.stats());
     layer.calm();
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    stack.assert_converged(&layer, "the cloud plan has changes");
 }
 
 /// RDS `incompatible-parameters` is final: the wait ends at once with that status, not after
@@ -523,17 +520,7 @@ fn aws_like_plan_while_the_database_creates_changes_nothing() {
         "{err}"
     );
     assert!(took < 2 * MINUTE, "up took {took:?}");
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "a creating database planned a change:\n{}",
-        stdout(&o)
-    );
+    stack.assert_converged(&layer, "a creating database planned a change");
 }
 
 /// A `database.port` change is an in-place update that is really sent (ModifyDBInstance
@@ -560,17 +547,7 @@ fn aws_like_database_port_change_is_applied() {
         &["up", "--auto-approve", "--provision-only"],
         5 * MINUTE,
     );
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "the port change was not applied:\n{}",
-        stdout(&o)
-    );
+    stack.assert_converged(&layer, "the port change was not applied");
 }
 
 /// Issue 12 §2: `observe` took two failed reads for "absent": any error of
@@ -613,13 +590,7 @@ fn aws_like_failed_reads_are_errors_never_absent() {
         assert!(err.contains(action) && err.contains(code), "{err}");
     }
     layer.calm();
-    // Cloud only: the instances are moto's, with no host behind them to plan files on.
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    stack.assert_converged(&layer, "the cloud plan has changes");
 }
 
 /// The final DB snapshots of this stack's database, as RDS lists them.
@@ -715,12 +686,7 @@ async fn aws_like_database_name_change_needs_allow_data_loss() {
         .await
         .expect("the new database exists");
     assert_eq!(db.db_instances()[0].db_name(), Some("app2"));
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    stack.assert_converged(&layer, "the cloud plan has changes");
 
     let (o, _) = stack.run(&layer, &["down", "--auto-approve"], 2 * MINUTE);
     assert!(!o.status.success(), "down accepted it: {}", stdout(&o));
@@ -801,12 +767,7 @@ async fn aws_like_target_port_change_repoints_the_listener_first() {
         .await
         .unwrap();
     assert_eq!(health.target_health_descriptions().len(), 2);
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    stack.assert_converged(&layer, "the cloud plan has changes");
 }
 
 /// Issue 12 §2: an `instance_type` change replaces the instances create-before-destroy and one
@@ -870,12 +831,7 @@ async fn aws_like_instance_type_change_rolls_one_at_a_time() {
     assert!(running
         .iter()
         .all(|i| i.instance_type().map(|t| t.as_str()) == Some("t3.small")));
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    stack.assert_converged(&layer, "the cloud plan has changes");
 }
 
 /// Issue 12 §2 the root disk and IMDSv2: each instance's one block device mapping is on the
@@ -948,12 +904,7 @@ async fn aws_like_root_device_from_the_ami_and_imdsv2_only() {
         &["up", "--auto-approve", "--provision-only"],
         5 * MINUTE,
     );
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    stack.assert_converged(&layer, "the cloud plan has changes");
     assert_eq!(
         instances().await.len(),
         2,
@@ -1031,17 +982,9 @@ async fn aws_like_sigkill_at_ten_random_points_then_up_converges() {
     );
 
     stack.ok(&layer, &up, 5 * MINUTE);
-    let (o, _) = stack.run(
+    stack.assert_converged(
         &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "the plan after the kills has changes ({why}):\n{}\n{}",
-        stdout(&o),
-        stderr(&o)
+        &format!("the plan after the kills has changes ({why})"),
     );
     let (entries, in_flight) = journal(&stack, &layer);
     assert!(
@@ -1131,18 +1074,7 @@ async fn aws_like_busy_account_is_read_to_the_last_page() {
         &["up", "--auto-approve", "--provision-only"],
         5 * MINUTE,
     );
-    let (o, _) = stack.run(
-        &layer,
-        &["plan", "--detailed-exitcode", "--provision-only"],
-        2 * MINUTE,
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "the stack's own were not read:\n{}\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    stack.assert_converged(&layer, "the stack's own were not read");
     assert_eq!(counts(&conf, NAME).await, full());
 }
 
