@@ -34,8 +34,10 @@ use crate::vault::Secret;
 use super::client::Clients;
 use super::desired::parse_rule;
 use super::diff::Step;
+use super::kinds::db_instance::MASTER_PASSWORD;
 use super::model::{
-    is_addr, Observed, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK,
+    is_addr, Observed, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PASSWORD_HMAC,
+    TAG_PUBLIC_KEY, TAG_STACK,
 };
 use super::wait::{self, call_err, CallError, Poll, Timeouts};
 use super::{sdk_code, sdk_message, AwsError};
@@ -1065,7 +1067,7 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
                 .publicly_accessible(false)
                 .storage_encrypted(true)
                 .deletion_protection(at.deletion_protection)
-                .set_tags(Some(ctx.rds_tags(a)));
+                .set_tags(Some(db_tags(ctx, r)));
             // The subnet group may be new to RDS still (DBSubnetGroupNotFoundFault): settle.
             ctx.settle("CreateDBInstance", a, || async {
                 match req.clone().send().await {
@@ -1105,6 +1107,21 @@ async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError
             Ok(ident)
         }
     }
+}
+
+/// A new database's tags: the ownership tags and, when the vault's password is known, its
+/// keyed hash ([`TAG_PASSWORD_HMAC`], see `kinds::db_instance`).
+fn db_tags(ctx: &Ctx, r: &Resource) -> Vec<aws_sdk_rds::types::Tag> {
+    let mut tags = ctx.rds_tags(&r.addr);
+    if let Some(h) = r.get(MASTER_PASSWORD).filter(|h| !h.is_empty()) {
+        tags.push(
+            aws_sdk_rds::types::Tag::builder()
+                .key(TAG_PASSWORD_HMAC)
+                .value(h)
+                .build(),
+        );
+    }
+    tags
 }
 
 /// Restores the ownership tags of a resource the state recorded and that lost them (observe
@@ -1607,11 +1624,24 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
         ResKind::DbInstance => {
             let n = |k: &str| want.get(k).and_then(|v| v.parse::<i32>().ok());
             let security_groups_ids = ctx.ref_ids(want, "security_groups").await?;
+            // The vault's password, when it is not the one the instance's tag records (or
+            // there is no tag): sent, then the tag rewritten (`kinds::db_instance`).
+            let hmac = want.get(MASTER_PASSWORD).filter(|h| !h.is_empty());
+            let password = match hmac {
+                Some(h) if have.res.get(MASTER_PASSWORD) != Some(h) => {
+                    let (_, pass) = ctx.db_credentials.as_ref().ok_or_else(|| {
+                        AwsError::Credentials("database.username/password".into())
+                    })?;
+                    Some(pass.expose())
+                }
+                _ => None,
+            };
             ctx.settle("ModifyDBInstance", a, || {
                 c.rds
                     .modify_db_instance()
                     .db_instance_identifier(id)
                     .apply_immediately(true)
+                    .set_master_user_password(password.map(str::to_string))
                     .set_db_instance_class(want.get("instance_class").map(str::to_string))
                     .set_allocated_storage(n("storage_gb"))
                     .set_multi_az(want.get("multi_az").map(|v| v == "true"))
@@ -1622,6 +1652,21 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                     .send()
             })
             .await?;
+            if let (Some(h), Some(_)) = (hmac, &password) {
+                let arn = have.info.get("arn").cloned().unwrap_or_default();
+                let tag = aws_sdk_rds::types::Tag::builder()
+                    .key(TAG_PASSWORD_HMAC)
+                    .value(h)
+                    .build();
+                ctx.settle("AddTagsToResource", a, || {
+                    c.rds
+                        .add_tags_to_resource()
+                        .resource_name(&arn)
+                        .tags(tag.clone())
+                        .send()
+                })
+                .await?;
+            }
         }
         ResKind::Vpc => {
             if want.get("dns_hostnames") != have.res.get("dns_hostnames") {

@@ -7,7 +7,8 @@
 //! (desired + observed → steps, pure), [`observe`] (read everything carrying
 //! `hactl:stack=<name>`), [`apply`] (steps → API calls, in dependency order, idempotent
 //! creates), [`wait`] (eventual consistency, throttling, ready and failure states, per-kind
-//! limits), [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what
+//! limits), [`sshd`] (a new instance's SSH port answering before hactl first contacts it),
+//! [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what
 //! only the account can answer — zones, instance type offerings, existing subnets and VPC —
 //! asked before anything is created). Only `observe`, `preflight` and `apply` talk to AWS.
 //!
@@ -28,6 +29,7 @@ pub mod model;
 pub mod observe;
 pub mod outputs;
 pub mod preflight;
+pub mod sshd;
 pub mod targets;
 pub mod wait;
 

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use super::client::Clients;
 use super::desired::{self, listener_addr, mount_target_addr};
 use super::model::{
-    Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK,
+    Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PASSWORD_HMAC,
+    TAG_PUBLIC_KEY, TAG_STACK,
 };
 use super::wait::settle;
 use super::{sdk_message, AwsError};
@@ -492,7 +493,7 @@ pub async fn observe(
             let port = p.from_port().unwrap_or(-1);
             for range in p.ip_ranges() {
                 if let Some(c) = range.cidr_ip() {
-                    rules.push(desired::rule(port.into(), c));
+                    rules.push(desired::proto_rule(proto, port.into(), c));
                 }
             }
             for pair in p.user_id_group_pairs() {
@@ -645,6 +646,8 @@ pub async fn observe(
                     .filter_map(|z| z.subnet_id().map(str::to_string))
                     .collect(),
             );
+        // An NLB made without a security group can never get one: replaced (see `desired`).
+        res = res.attr("security_groups_at_create", !l.security_groups().is_empty());
         if !l.security_groups().is_empty() {
             res = res.reference("security_groups", l.security_groups().to_vec());
         }
@@ -787,6 +790,14 @@ pub async fn observe(
                     .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
                     .collect(),
             );
+        // The password RDS never shows back: the keyed hash hactl tagged it with, if any
+        // (`kinds::db_instance`); no tag plans the password update once.
+        if let Some(h) = tag(TAG_PASSWORD_HMAC).filter(|h| !h.is_empty()) {
+            r.obs.res = r
+                .obs
+                .res
+                .attr(super::kinds::db_instance::MASTER_PASSWORD, h);
+        }
         // The port is known from the endpoint only: until the instance is available RDS has
         // none and reports `DbInstancePort` 0, which must not plan a port change.
         match d.endpoint().and_then(|e| e.port()) {

@@ -32,6 +32,13 @@ pub trait Kind: Sync {
         want == have
     }
 
+    /// How the plan shows a change of `key` when its value must not be shown (a keyed hash
+    /// of a secret): `(before, after)` in place of the values, from what was observed
+    /// (`have`, None when AWS reported nothing). None: the key is shown as it is.
+    fn masked(&self, _key: &str, _have: Option<&str>) -> Option<(String, String)> {
+        None
+    }
+
     /// Whether deleting one loses data only it holds (a database, a file system).
     fn holds_data(&self) -> bool {
         false
@@ -98,11 +105,13 @@ impl Kind for Table {
     }
 }
 
-/// The load balancer: ready when `active` (the SDK's `load_balancer_available` waiter).
+/// The load balancer: ready when `active` (the SDK's `load_balancer_available` waiter). Its
+/// security groups change in place (SetSecurityGroups), except that an NLB created without
+/// any can never have one (`security_groups_at_create`, see `desired`): it is replaced.
 struct Lb;
 impl Kind for Lb {
     fn forces_replace(&self, key: &str) -> bool {
-        matches!(key, "kind" | "name")
+        matches!(key, "kind" | "name" | "security_groups_at_create")
     }
     fn ready(&self, status: &str) -> Poll {
         super::wait::load_balancer_active(status)
