@@ -302,6 +302,8 @@ fn validate_json_lists_diagnostics_on_stdout() {
         .expect("message")
         .contains("same priority 100"));
     assert!(d["help"].as_str().is_some_and(|h| !h.is_empty()));
+    // Like every failed command's document, it carries `error` (docs/json.md).
+    assert!(doc["error"]["message"].is_string(), "{doc:#}");
 
     let o = support::run(&["validate", "-f", "stacks/lab.yaml", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", support::stderr(&o));
@@ -309,6 +311,11 @@ fn validate_json_lists_diagnostics_on_stdout() {
     assert_eq!(doc["valid"], true);
     assert_eq!(doc["stack"], "lab");
     assert_eq!(doc["diagnostics"].as_array().map(Vec::len), Some(0));
+    assert!(doc.get("error").is_none(), "{doc:#}");
+    // An AWS stack stands for the instances it asks for (their addresses come with `up`).
+    let o = support::run(&["validate", "-f", "stacks/seed-003-aws-web.yaml", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&support::stdout(&o)).expect("JSON");
+    assert_eq!(doc["hosts"], 2, "{doc:#}");
 }
 
 #[test]
