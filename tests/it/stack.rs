@@ -378,3 +378,46 @@ fn aws_subnet_of_28_is_refused_for_an_alb_and_valid_for_an_nlb() {
         "{doc}"
     );
 }
+
+/// A stack file from an untrusted pull request may hide terminal escapes, control characters
+/// or bidirectional overrides in keys and names: `validate` names them as escapes (`\u{1b}`)
+/// and its excerpts show `?` in their place, so nothing in its output acts on a terminal or a
+/// CI log viewer (docs/security.md calls `validate` safe for such files).
+#[test]
+fn validate_output_carries_no_terminal_controls_from_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hostile.yaml");
+    std::fs::write(
+        &path,
+        "name: \"evil\\0name\"\nprovider: hosts\nhosts:\n  - name: web1\n    address: 192.0.2.11\n    pri\u{1b}[31mority: 150\n  - name: \"web\u{202e}2\"\n    address: 192.0.2.12\nvip:\n  address: 192.0.2.100/24\n  virtual_router_id: 51\n  pre\u{1b}]0;owned\u{7}empt: true\n",
+    )
+    .expect("write");
+    let file = path.display().to_string();
+    for json in [false, true] {
+        let mut args = vec!["validate", "-f", file.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let o = support::run(&args);
+        assert_eq!(o.status.code(), Some(1), "{}", support::stderr(&o));
+        for (stream, text) in [
+            ("stdout", support::stdout(&o)),
+            ("stderr", support::stderr(&o)),
+        ] {
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|c| {
+                    (c.is_control() && *c != '\n')
+                        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                })
+                .collect();
+            assert!(bad.is_empty(), "json={json} {stream} has {bad:?}:\n{text}");
+        }
+        assert!(
+            support::stderr(&o).contains("\\u{1b}") || support::stdout(&o).contains("\\\\u{1b}"),
+            "json={json}: the escape is named:\n{}{}",
+            support::stdout(&o),
+            support::stderr(&o)
+        );
+    }
+}
