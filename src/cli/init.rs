@@ -37,10 +37,10 @@ pub struct InitArgs {
     #[arg(long, value_name = "ADDRESS/PREFIX")]
     pub vip: Option<String>,
     /// The VRRP interface on the hosts.
-    #[arg(long, default_value = "eth0")]
+    #[arg(long, default_value = scaffold::DEFAULT_INTERFACE)]
     pub interface: String,
     /// VRRP virtual router id, 1–255, unique on the LAN.
-    #[arg(long, default_value_t = 51, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(long, default_value_t = scaffold::DEFAULT_VIRTUAL_ROUTER_ID, value_parser = clap::value_parser!(u8).range(1..))]
     pub virtual_router_id: u8,
     /// `provider: aws`: the region, e.g. `eu-west-1` (zones `<region>a` and `<region>b`).
     #[arg(long)]
@@ -49,10 +49,10 @@ pub struct InitArgs {
     #[arg(long)]
     pub ami: Option<String>,
     /// `provider: aws`: how many hosts, spread over the zones.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = scaffold::DEFAULT_COUNT)]
     pub count: u16,
     /// `provider: aws`: the instance type.
-    #[arg(long, default_value = "t3.small")]
+    #[arg(long, default_value = scaffold::DEFAULT_INSTANCE_TYPE)]
     pub instance_type: String,
     /// `provider: aws`: the public half of the hosts' SSH key (a `.pub` file); stored in the
     /// vault as `ssh_public_key`.

@@ -47,6 +47,26 @@ pub struct Flags {
     pub known_hosts: Option<String>,
 }
 
+/// The flags' defaults (`hactl init --help` shows them; a value equal to its default counts as
+/// not given when checking which provider a flag belongs to).
+pub const DEFAULT_INTERFACE: &str = "eth0";
+pub const DEFAULT_VIRTUAL_ROUTER_ID: u8 = 51;
+pub const DEFAULT_COUNT: u16 = 2;
+pub const DEFAULT_INSTANCE_TYPE: &str = "t3.small";
+
+impl Flags {
+    /// No flag given: every default.
+    pub fn defaults() -> Flags {
+        Flags {
+            interface: DEFAULT_INTERFACE.into(),
+            virtual_router_id: DEFAULT_VIRTUAL_ROUTER_ID,
+            count: DEFAULT_COUNT,
+            instance_type: DEFAULT_INSTANCE_TYPE.into(),
+            ..Flags::default()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum InitError {
     #[error("missing {}: stdin is not a terminal, so `hactl init` asks nothing", flags.join(", "))]
@@ -61,6 +81,15 @@ pub enum InitError {
         flag: &'static str,
         value: String,
         why: String,
+    },
+    #[error("{} {} for a `provider: {provider}` stack, which has no use for {}", flags.join(", "), if flags.len() == 1 { "is given" } else { "are given" }, if flags.len() == 1 { "it" } else { "them" })]
+    #[diagnostic(
+        code(hactl::init::wrong_provider),
+        help("`--host`/`--vip`/`--interface` describe existing hosts (`--provider hosts`); `--region`/`--ami`/`--count`/`--instance-type`/`--ssh-public-key`/`--ssh-cidr` describe EC2 instances (`--provider aws`): drop the others")
+    )]
+    WrongProvider {
+        provider: &'static str,
+        flags: Vec<&'static str>,
     },
     #[error("`{path}` exists")]
     #[diagnostic(
@@ -211,6 +240,49 @@ pub fn resolve(a: &Flags, asker: &dyn Ask) -> miette::Result<Plan> {
             })
             .transpose()?,
     };
+    // A flag of the other provider would be silently dropped from the stack: refused instead.
+    let given = |flag: &'static str, yes: bool| yes.then_some(flag);
+    let defaults = Flags::defaults();
+    let foreign: Vec<&'static str> = match provider {
+        Some(ProviderKind::Hosts) => [
+            given("--region", a.region.is_some()),
+            given("--ami", a.ami.is_some()),
+            given("--count", a.count != defaults.count),
+            given("--instance-type", a.instance_type != defaults.instance_type),
+            given("--ssh-public-key", a.ssh_public_key.is_some()),
+            given("--ssh-cidr", a.ssh_cidr.is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Some(ProviderKind::Aws) => [
+            given("--host", !a.hosts.is_empty()),
+            given("--vip", a.vip.is_some()),
+            given("--interface", a.interface != defaults.interface),
+            given(
+                "--virtual-router-id",
+                a.virtual_router_id != defaults.virtual_router_id,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        None => Vec::new(),
+    };
+    if !foreign.is_empty() {
+        let provider = match provider {
+            Some(ProviderKind::Aws) => "aws",
+            _ => "hosts",
+        };
+        return Err(InitError::WrongProvider {
+            provider,
+            flags: foreign,
+        }
+        .into());
+    }
+    if provider == Some(ProviderKind::Hosts) {
+        check_interface(&a.interface)?;
+    }
     let name = a.name.clone().unwrap_or_else(|| "web".into());
     check_name("--name", &name, false)?;
     let mut plan = Plan {
@@ -542,6 +614,49 @@ mod tests {
         assert!(e.to_string().starts_with("missing `--provider`"), "{e}");
     }
 
+    /// A flag of the other provider is refused, naming it, instead of being left out of the
+    /// stack; a hosts stack's interface is checked even without a VIP.
+    #[test]
+    fn flags_of_the_other_provider_are_refused() {
+        let aws = [
+            "--provider",
+            "aws",
+            "--region",
+            "eu-west-1",
+            "--ami",
+            "ami-0abc",
+            "--ssh-public-key",
+            "k.pub",
+        ];
+        let mut with_vip = aws.to_vec();
+        with_vip.extend(["--host", "10.0.0.1", "--vip", "10.0.0.100/24"]);
+        let e = resolve(&args(&with_vip), &NoTty).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--host, --vip are given for a `provider: aws` stack, which has no use for them"
+        );
+        let hosts = [
+            "--provider",
+            "hosts",
+            "--host",
+            "10.0.0.1",
+            "--host",
+            "10.0.0.2",
+        ];
+        let mut with_ami = hosts.to_vec();
+        with_ami.extend(["--ami", "ami-0abc", "--count", "5"]);
+        let e = resolve(&args(&with_ami), &NoTty).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--ami, --count are given for a `provider: hosts` stack, which has no use for them"
+        );
+        let mut bad_if = hosts.to_vec();
+        bad_if.extend(["--interface", "eth0;reboot"]);
+        let e = resolve(&args(&bad_if), &NoTty).unwrap_err();
+        assert!(e.to_string().starts_with("`--interface`"), "{e}");
+        assert!(resolve(&args(&hosts), &NoTty).is_ok());
+    }
+
     #[test]
     fn init_asks_on_a_tty() {
         let asker = Answers(std::cell::RefCell::new(vec![
@@ -608,5 +723,25 @@ mod tests {
         )
         .expect("plan");
         insta::assert_snapshot!(render(&p));
+    }
+}
+
+/// `--interface`: a Linux interface name (at most 15 bytes, IFNAMSIZ − 1; letters, digits,
+/// `_`, `.`, `-`, starting with a letter or digit), checked whether or not a VIP uses it.
+fn check_interface(name: &str) -> Result<(), InitError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "--interface",
+            name,
+            "is not an interface name: up to 15 letters, digits, `_`, `.` and `-`, e.g. `eth0`",
+        ))
     }
 }
