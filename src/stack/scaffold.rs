@@ -567,6 +567,26 @@ pub fn write(
     })
 }
 
+/// `--interface`: a Linux interface name (at most 15 bytes, IFNAMSIZ − 1; letters, digits,
+/// `_`, `.`, `-`, starting with a letter or digit), checked whether or not a VIP uses it.
+fn check_interface(name: &str) -> Result<(), InitError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "--interface",
+            name,
+            "is not an interface name: up to 15 letters, digits, `_`, `.` and `-`, e.g. `eth0`",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,25 +743,5 @@ mod tests {
         )
         .expect("plan");
         insta::assert_snapshot!(render(&p));
-    }
-}
-
-/// `--interface`: a Linux interface name (at most 15 bytes, IFNAMSIZ − 1; letters, digits,
-/// `_`, `.`, `-`, starting with a letter or digit), checked whether or not a VIP uses it.
-fn check_interface(name: &str) -> Result<(), InitError> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "--interface",
-            name,
-            "is not an interface name: up to 15 letters, digits, `_`, `.` and `-`, e.g. `eth0`",
-        ))
     }
 }
