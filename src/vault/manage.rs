@@ -211,6 +211,7 @@ pub async fn edit(file: PathBuf) -> miette::Result<ExitStatus> {
         io::note("no changes; the vault is unchanged");
         return Ok(ExitStatus::Success);
     }
+    let vault_file = paths.vault.clone();
     tokio::task::spawn_blocking(move || {
         write_vault(&stack, &paths, &edited, &recipients)?;
         warn_dangling(&stack, &edited);
@@ -219,7 +220,8 @@ pub async fn edit(file: PathBuf) -> miette::Result<ExitStatus> {
     .await
     .into_diagnostic()??;
     io::note(&format!(
-        "updated `{}`: {}",
+        "updated the vault `{}` of `{}`: {}",
+        vault_file.display(),
         shown_file.display(),
         summary.join(", ")
     ));
