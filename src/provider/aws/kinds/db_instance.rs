@@ -6,12 +6,16 @@
 
 use std::time::Duration;
 
+use super::shared::Ctx;
 use super::{get, parse, Kind, MissingAttr};
-use crate::provider::aws::model::Resource;
+use crate::provider::aws::model::{Observed, ResKind, Resource};
+use crate::provider::aws::observe::Scan;
 use crate::provider::aws::wait::{Poll, Timeouts};
+use crate::provider::aws::AwsError;
 
 pub struct DbInstance;
 
+#[async_trait::async_trait]
 impl Kind for DbInstance {
     fn forces_replace(&self, key: &str) -> bool {
         matches!(key, "engine" | "db_name" | "identifier")
@@ -33,6 +37,31 @@ impl Kind for DbInstance {
 
     fn timeout(&self, t: &Timeouts) -> Option<Duration> {
         Some(t.database)
+    }
+
+    /// Its identifier is its subnet group's name too: it must not shadow the group.
+    fn referred_to(&self) -> bool {
+        false
+    }
+
+    async fn read(&self, scan: &Scan<'_>) -> Result<Vec<Observed>, AwsError> {
+        crate::provider::aws::observe::legacy_read(scan, ResKind::DbInstance).await
+    }
+
+    async fn create(&self, ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError> {
+        crate::provider::aws::apply::legacy_create(ctx, r, token).await
+    }
+
+    async fn update(&self, ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsError> {
+        crate::provider::aws::apply::legacy_update(ctx, want, have).await
+    }
+
+    async fn retag(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
+        ctx.retag_rds(o).await
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
+        crate::provider::aws::apply::legacy_delete(ctx, o).await
     }
 }
 
