@@ -238,6 +238,10 @@ pub struct DeployReport {
     pub outcome: Outcome,
     pub version: String,
     pub image: String,
+    /// How each host's slots were swapped, in Docker's `update_config.order` terms:
+    /// `start-first` (the new slot starts beside the old one) or `stop-first` (`--stop-first`:
+    /// the old one stops first, the host out of rotation meanwhile).
+    pub order: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub hosts: Vec<HostResult>,
@@ -1268,6 +1272,11 @@ async fn deploy_locked(
         outcome,
         version,
         image: target.image.clone(),
+        order: if opts.stop_first {
+            "stop-first"
+        } else {
+            "start-first"
+        },
         reason,
         hosts,
         batches: batch_reports,

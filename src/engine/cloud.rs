@@ -249,6 +249,9 @@ pub struct Aws<'b> {
     /// The AWS (and journal) errors, kept whole (code and help) for the report.
     pub errors: Mutex<Vec<miette::Report>>,
     pub save_errors: Mutex<Vec<String>>,
+    /// Set when the run configures the instances (not `--provision-only`, not `down`): a
+    /// rolled instance is then configured before it is registered ([`Aws::configure_rolled`]).
+    pub rolled_hosts: Option<(Stack, vault::Secrets)>,
 }
 
 impl<'b> Aws<'b> {
@@ -314,7 +317,29 @@ impl<'b> Aws<'b> {
             state: Mutex::new(cloud.state),
             errors: Mutex::new(Vec::new()),
             save_errors: Mutex::new(Vec::new()),
+            rolled_hosts: None,
         })
+    }
+
+    /// A rolled instance's host layer, between its launch and its registration: on AWS a
+    /// target only turns `healthy` once its health check is answered, so the new instance is
+    /// configured first ([`super::layers::configure_rolled`]); the key pinned for it goes into
+    /// the state.
+    async fn configure_rolled(
+        &self,
+        launched: apply::Launched,
+        hooks: &dyn Hooks,
+    ) -> Result<(), String> {
+        let Some((stack, secrets)) = &self.rolled_hosts else {
+            return Ok(());
+        };
+        let st = self.state.lock().await.clone();
+        let key = super::layers::configure_rolled(stack, st, secrets, &launched, hooks).await?;
+        if let Some(key) = key {
+            let mut st = self.state.lock().await;
+            st.host_keys.insert(launched.instance_id, key);
+        }
+        Ok(())
     }
 
     /// Re-reads what exists now: the state and outputs describe AWS as it is, not as
@@ -412,12 +437,20 @@ impl Provider for Aws<'_> {
                 self.errors.lock().await.push(e.into());
                 return Err(text);
             }
+            let prepare = |l: apply::Launched| -> LocalBoxFuture<'a, Result<(), String>> {
+                Box::pin(self.configure_rolled(l, hooks))
+            };
+            let prepare: Option<&apply::Prepare<'a>> = match (&self.rolled_hosts, rolled) {
+                (Some(_), true) => Some(&prepare),
+                _ => None,
+            };
             let work = apply::run_step(
                 &self.ctx,
                 step,
                 phase,
                 rolled,
                 &self.roll,
+                prepare,
                 token.as_deref(),
                 on_event,
             );

@@ -52,20 +52,42 @@ impl HostLayer {
         pin: bool,
         hooks: &dyn Hooks,
     ) -> miette::Result<HostLayer> {
+        Self::of_instances_only(stack, st, secrets, pin, None, hooks).await
+    }
+
+    /// [`HostLayer::of_instances`], narrowed to the host named `only` when given: every
+    /// instance is rendered (templates may list them all) and keeps its pinned key, only that
+    /// one is pinned and observed.
+    pub async fn of_instances_only(
+        stack: &Stack,
+        st: &mut State,
+        secrets: &Secrets,
+        pin: bool,
+        only: Option<&str>,
+        hooks: &dyn Hooks,
+    ) -> miette::Result<HostLayer> {
         let instances = aws_hosts::instances(&st.outputs);
         let mut s = stack.clone();
         s.hosts = aws_hosts::hosts(stack, &instances);
+        let mut configs = render_instances(&s, secrets, &st.outputs)?;
+        let mut narrowed = instances.clone();
+        if let Some(name) = only {
+            s.hosts.retain(|h| h.name == name);
+            configs.retain(|n, _| n == name);
+            narrowed.retain(|i| i.name == name);
+        }
         if stack.file.ssh.known_hosts.is_none() {
             let path = known_hosts_path(stack.name());
+            // Pruned against every instance the outputs name: a replaced instance's key goes
+            // (its successor may answer to the same name or address with another key).
             write_known_hosts(&instances, st, &path, pin)?;
             if pin {
-                pin_new(&s, &instances, st, &path, hooks).await;
+                pin_new(&s, &narrowed, st, &path, hooks).await;
             }
             s.file.ssh.known_hosts = Some(crate::stack::model::unspanned(
                 path.to_string_lossy().into_owned(),
             ));
         }
-        let configs = render_instances(&s, secrets, &st.outputs)?;
         let observed = super::observe(&s, configs).await;
         Ok(HostLayer { stack: s, observed })
     }
@@ -84,6 +106,75 @@ impl HostLayer {
     pub async fn close(self) {
         self.observed.close().await;
     }
+}
+
+/// The host layer of an instance a roll just launched (`aws_instance.web[0]`'s new one, not yet
+/// registered in any target group): the outputs as they will be once it has replaced the old
+/// one, its key pinned (`st` is the run's state; a copy is changed), its files pushed and
+/// services started, its EFS entry mounted. Returns the host key lines pinned for it, which the
+/// caller records in the state under its id. An error names what failed on the host.
+pub async fn configure_rolled(
+    stack: &Stack,
+    mut st: State,
+    secrets: &Secrets,
+    new: &crate::provider::aws::apply::Launched,
+    hooks: &dyn Hooks,
+) -> Result<Option<String>, String> {
+    let name = crate::provider::aws::outputs::host_name(&new.addr);
+    let entry = serde_json::json!({
+        "name": name,
+        "address": new.private_ip,
+        "public_ip": new.public_ip,
+        "instance_id": new.instance_id,
+    });
+    if !st.outputs["hosts"].is_array() {
+        st.outputs["hosts"] = serde_json::Value::Array(Vec::new());
+    }
+    if let Some(hosts) = st.outputs["hosts"].as_array_mut() {
+        match hosts.iter_mut().find(|h| h["name"] == name.as_str()) {
+            Some(h) => *h = entry,
+            None => hosts.push(entry),
+        }
+    }
+    let layer = HostLayer::of_instances_only(stack, &mut st, secrets, true, Some(&name), hooks)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut plan = layer.plan(Mode::Up);
+    super::graph::assign_waves(&mut plan);
+    let hosts = Hosts {
+        layer: &layer,
+        plan: &plan,
+        mode: Mode::Up,
+        secrets,
+        reports: Default::default(),
+    };
+    let w = super::graph::walk(&plan, &hosts, 1, hooks).await;
+    let mut errors: Vec<String> = plan
+        .failed_hosts
+        .iter()
+        .map(|f| format!("{}: {}", f.host, f.error))
+        .chain(w.failed.iter().map(|(t, e)| format!("{t}: {e}")))
+        .chain(w.skipped.iter().map(|t| format!("{t}: not started")))
+        .collect();
+    let efs = st.outputs["shared_fs"]["dns_name"]
+        .as_str()
+        .unwrap_or_default();
+    if let (Some(path), false, true) = (
+        aws_hosts::efs_mount(stack),
+        efs.is_empty(),
+        errors.is_empty(),
+    ) {
+        for m in mount_step(&layer.stack, &path).await {
+            if let aws_hosts::MountOutcome::Failed(e) = &m.mount {
+                errors.push(format!("mount {path}: {e}"));
+            }
+        }
+    }
+    layer.close().await;
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Ok(st.host_keys.get(&new.instance_id).cloned())
 }
 
 /// Every instance's files, rendered with the outputs, plus the EFS mount entry when the stack

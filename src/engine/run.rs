@@ -353,8 +353,13 @@ impl Session {
                 Vec::new(),
             );
             let st = {
-                let aws = cloud::Aws::start(&self.stack, &self.backend, c, &cloud_plan, self.op())
-                    .await?;
+                let mut aws =
+                    cloud::Aws::start(&self.stack, &self.backend, c, &cloud_plan, self.op())
+                        .await?;
+                if self.cloud_hosts_wanted() {
+                    let secrets = self.secrets.clone().unwrap_or_default();
+                    aws.rolled_hosts = Some((self.stack.clone(), secrets));
+                }
                 applied.walked = graph::walk(&cloud_plan, &aws, parallelism, hooks).await;
                 let st = aws.finish(&self.stack, hooks).await?;
                 applied.state_errors = std::mem::take(&mut *aws.save_errors.lock().await);

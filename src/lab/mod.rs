@@ -313,7 +313,6 @@ const FORBIDDEN_PREFIXES: &[&str] = &["/etc", "/var", "/run", "/root", "/proc", 
 
 impl Lab {
     /// The lab dir from `HACTL_LAB_DIR`, or `/srv/hactl-lab`.
-    #[allow(dead_code)] // API for other modules (the CLI gets the same default from clap)
     pub fn default_dir() -> PathBuf {
         std::env::var_os("HACTL_LAB_DIR")
             .filter(|v| !v.is_empty())
@@ -348,10 +347,6 @@ impl Lab {
         Ok(Lab { dir })
     }
 
-    #[allow(dead_code)] // API for other modules
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.join("known_hosts")
     }
@@ -420,24 +415,6 @@ impl Lab {
         let mut c = std::process::Command::new(nsenter);
         c.args(&full[1..]);
         Ok(c)
-    }
-
-    /// Runs `argv` inside a host and returns its output (exit status included, not an error).
-    #[allow(dead_code)] // API for other modules (the CLI execs `exec_command` instead)
-    pub async fn exec(
-        &self,
-        name: &str,
-        argv: &[String],
-    ) -> Result<std::process::Output, LabError> {
-        let cmd = self.exec_command(name, argv)?;
-        tokio::process::Command::from(cmd)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| LabError::Spawn {
-                program: "nsenter".into(),
-                source: e,
-            })
     }
 
     /// Takes the lab lock (one `up`/`down` at a time, across processes).

@@ -31,7 +31,7 @@ pub fn lab_range() -> Ipv4Net {
 }
 
 /// The hosts' subnet on the bridge, 198.18.0.0/24.
-#[allow(dead_code)] // API for other modules (stack checks against the lab)
+#[cfg(test)]
 pub fn host_subnet() -> Ipv4Net {
     Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), PREFIX).unwrap_or_default()
 }

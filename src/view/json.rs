@@ -2,7 +2,7 @@
 //! streams one NDJSON event per engine hook call (the schema is docs/json.md).
 //!
 //! Commands never write JSON themselves: they *contribute* to the command's one document
-//! ([`put`], [`section`], [`item`]) and `main` writes it once, when the command has returned
+//! ([`put`], [`item`]) and `main` writes it once, when the command has returned
 //! ([`finish`]), with the error in it when the command failed. That makes "one document" a
 //! property of the program rather than of each command: a command that works in layers (`up`
 //! on a cloud stack: resources, then hosts, then the EFS mount, then the wait) or in rounds
@@ -43,8 +43,6 @@ struct Sink {
 #[derive(Default)]
 struct Doc {
     body: Map<String, Value>,
-    /// Objects contributed under a name ([`section`]), in order.
-    sections: Vec<(String, Map<String, Value>)>,
     /// Arrays of objects ([`item`]), in order.
     items: Vec<(String, Vec<Map<String, Value>>)>,
     /// Where contributions go now.
@@ -55,7 +53,6 @@ struct Doc {
 enum Target {
     #[default]
     Top,
-    Section(String),
     Item(String),
 }
 
@@ -63,16 +60,6 @@ impl Doc {
     fn target_map(&mut self) -> &mut Map<String, Value> {
         match &self.target {
             Target::Top => &mut self.body,
-            Target::Section(name) => {
-                let i = match self.sections.iter().position(|(n, _)| n == name) {
-                    Some(i) => i,
-                    None => {
-                        self.sections.push((name.clone(), Map::new()));
-                        self.sections.len() - 1
-                    }
-                };
-                &mut self.sections[i].1
-            }
             Target::Item(name) => {
                 let i = match self.items.iter().position(|(n, _)| n == name) {
                     Some(i) => i,
@@ -91,12 +78,9 @@ impl Doc {
         }
     }
 
-    /// The contributions as one object: the top level, then each section and list.
+    /// The contributions as one object: the top level, then each list.
     fn into_body(self) -> Map<String, Value> {
         let mut m = self.body;
-        for (k, v) in self.sections {
-            m.insert(k, Value::Object(v));
-        }
         for (k, v) in self.items {
             m.insert(k, Value::Array(v.into_iter().map(Value::Object).collect()));
         }
@@ -131,7 +115,7 @@ fn encode<T: serde::Serialize>(value: &T) -> miette::Result<Value> {
 }
 
 /// Adds a command's result to its document: the keys of an object are merged into the
-/// current target (the top level unless a [`section`] or [`item`] guard is alive); any other
+/// current target (the top level unless an [`item`] guard is alive); any other
 /// value (a list, a map of user data) must be named with [`put_named`]. Outside JSON mode
 /// (`hactl schema`, tests) the value is written at once as its own document.
 pub fn put<T: serde::Serialize>(value: &T) -> miette::Result<()> {
@@ -170,9 +154,9 @@ fn lock(m: &Mutex<Doc>) -> std::sync::MutexGuard<'_, Doc> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// While the guard lives, contributions go into the object `name` of the document (the
-/// sub-report nested under its own key).
-#[must_use = "contributions go to the section only while the guard lives"]
+/// While the guard lives, contributions go into the newest object of the array `name` of the
+/// document ([`item`]: one per round).
+#[must_use = "contributions go to the item only while the guard lives"]
 pub struct Guard(Option<Target>);
 
 impl Drop for Guard {
@@ -192,14 +176,6 @@ fn retarget(t: Target) -> Guard {
         }
         None => Guard(None),
     }
-}
-
-// Unused since the engine builds one document for both layers of a cloud `up`; kept for
-// commands that nest a sub-result.
-#[allow(dead_code)]
-/// Contributions go into the object `name` until the guard is dropped.
-pub fn section(name: &str) -> Guard {
-    retarget(Target::Section(name.to_string()))
 }
 
 /// Contributions go into a new object appended to the array `name` (one per round of `heal

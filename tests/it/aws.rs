@@ -1382,6 +1382,77 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
     lab(&["lab", "down"]);
 }
 
+/// Issue 12 §2, replace without an outage on AWS as it behaves: a target turns `healthy` only
+/// once its health check is answered, so a rolled instance is configured over SSH (key pinned,
+/// files pushed, services started) after it is launched and before it is registered; before,
+/// the host layer ran only after the whole cloud layer, and on a real account every roll of a
+/// configured stack waited out `aws.timeouts.instance` and failed. Seed 003 on moto with the
+/// instances mapped to two lab hosts: an `instance_type` change rolls web[0] then web[1], and
+/// each new instance's key is pinned (its first contact) inside its own roll. Afterwards the
+/// state pins exactly the two new instances and both layers are converged.
+#[test]
+fn aws_rolled_instance_is_configured_before_it_is_registered() {
+    let _guard = crate::support::lab_guard();
+    let _ = crate::support::run(&["lab", "down"]);
+    lab(&["lab", "up", "--hosts", "2"]);
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = lab_workdir();
+    let o = w.run(&moto, &["up", "--auto-approve"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+
+    w.rewrite("instance_type: t3.small", "instance_type: t3.medium");
+    let o = w.run(&moto, &["up", "--auto-approve"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "roll\nstdout:\n{out}\nstderr:\n{err}");
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{err}"))
+    };
+    for i in 0..2 {
+        let pinned = at(&format!("web-{i}: host key pinned at first contact"));
+        assert!(
+            at(&format!("aws_instance.web[{i}]: replacing")) < pinned
+                && pinned < at(&format!("aws_instance.web[{i}]: replaced")),
+            "web-{i} was not configured inside its roll:\n{err}"
+        );
+    }
+    assert!(
+        at("aws_instance.web[0]: replaced") < at("aws_instance.web[1]: replacing"),
+        "{err}"
+    );
+    assert_eq!(
+        rt.block_on(counts(&conf, NAME)),
+        full(),
+        "replaced, not duplicated"
+    );
+
+    // The state pins exactly the two running instances, by their new ids.
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.state_path()).unwrap()).unwrap();
+    let mut pinned: Vec<&String> = st["host_keys"].as_object().unwrap().keys().collect();
+    pinned.sort();
+    let mut ids: Vec<String> = st["outputs"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(pinned, ids.iter().collect::<Vec<_>>());
+
+    let o = w.run(&moto, &["up", "--auto-approve"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out.matches("Nothing to do.").count(), 2, "{out}\n{err}");
+    assert!(!err.contains("pinned"), "{err}");
+
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
+    assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
+    lab(&["lab", "down"]);
+}
+
 /// Issue 11: one plan for both layers. On seed 003 with moto and two lab hosts as the
 /// instances: `plan` shows the cloud resources and each instance's files in one plan and one
 /// JSON document; after `up`, `plan --detailed-exitcode` is 0 for both layers; a hand edit to a

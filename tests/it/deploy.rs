@@ -181,6 +181,7 @@ fn assert_zero_failed_rollout(batch: &str) {
     assert!(okk, "deploy failed: {v:#}\n{err}");
     assert_eq!(v["outcome"], "deployed", "{v:#}");
     assert_eq!(v["version"], "v2");
+    assert_eq!(v["order"], "start-first", "{v:#}");
     assert_eq!(versions(), ["v2", "v2", "v2"], "every host serves v2");
     let p = &v["probe"];
     let requests = p["requests"].as_u64().unwrap();

@@ -333,6 +333,7 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
     );
     assert!(ok, "deploy v2: {r:#}\n{err}");
     assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["order"], "start-first", "{r:#}");
     let p = &r["probe"];
     assert_eq!(p["failed"], 0, "{p:#}\n{err}");
     assert!(p["requests"].as_u64().unwrap() >= 5000, "{p:#}");
@@ -390,6 +391,7 @@ fn aws_deploy_drains_each_batch_at_the_target_group_under_load() {
         &["--stop-first", "--probe-budget", "0", "--probe-soak", "2s"],
     );
     assert!(ok, "deploy v1 --stop-first: {r:#}\n{err}");
+    assert_eq!(r["order"], "stop-first", "{r:#}");
     assert_eq!(r["probe"]["failed"], 0, "{:#}\n{err}", r["probe"]);
     assert!(err.contains("stopping the running version"), "{err}");
     assert_drained_before_each_swap(&r, &stand_in.events_within(span), &id_of);

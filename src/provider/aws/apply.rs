@@ -94,6 +94,23 @@ impl Roll {
     }
 }
 
+/// A rolled instance once it runs, before it is registered anywhere: what the host layer needs
+/// to reach and configure it ([`Prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// The address it replaces the old instance at (`aws_instance.web[0]`).
+    pub addr: String,
+    pub instance_id: String,
+    pub private_ip: String,
+    pub public_ip: Option<String>,
+}
+
+/// What a roll runs between launching the new instance and registering it: the host layer
+/// (key pinned, files pushed, services started), so the target group's health checks can pass.
+/// An error fails the roll with the old instance still registered and serving.
+pub type Prepare<'a> =
+    dyn Fn(Launched) -> futures::future::LocalBoxFuture<'a, Result<(), String>> + 'a;
+
 /// Which part of a change a task carries out ([`run_step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -141,8 +158,8 @@ pub fn token(ctx: &Ctx, s: &Step) -> String {
 /// One step in one [`Phase`]: its events, its call(s), and the id it leaves in the context
 /// (returned too: the engine journals it). `rolled`: the step is an instance replaced
 /// create-before-destroy ([`crate::plan::Order::Rolled`]), carried out whole by
-/// [`roll_instance`] between the target groups `roll` names. `token`: a create's idempotency
-/// token, as journaled.
+/// [`roll_instance`] between the target groups `roll` names, with `prepare` run on the new
+/// instance before it is registered. `token`: a create's idempotency token, as journaled.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_step<F, Fut>(
     ctx: &Arc<Ctx>,
@@ -150,6 +167,7 @@ pub async fn run_step<F, Fut>(
     phase: Phase,
     rolled: bool,
     roll: &Roll,
+    prepare: Option<&Prepare<'_>>,
     token: Option<&str>,
     on_event: F,
 ) -> Result<Option<String>, AwsError>
@@ -196,7 +214,9 @@ where
             },
             (Some(d), Action::Replace) if rolled && d.kind == ResKind::Instance => {
                 match &s.observed {
-                    Some(o) => roll_instance(ctx, d, o, roll, token).await.map(Some),
+                    Some(o) => roll_instance(ctx, d, o, roll, prepare, token)
+                        .await
+                        .map(Some),
                     None => create(ctx, d, token).await.map(Some),
                 }
             }
@@ -246,20 +266,31 @@ where
 }
 
 /// An instance replaced create-before-destroy: the new one is launched (its token salted with
-/// the old id) and waited on to be running; in every target group the old one is registered in
-/// ([`Roll`]), the new one is registered and waited on to be `healthy`, then the old one is
-/// deregistered and waited on until it has drained; then the old one is terminated. If the new
-/// one does not become healthy within the instance limit, the step fails with the old one still
-/// registered and serving. Returns the new instance's id.
+/// the old id) and waited on to be running, then `prepare`d (the host layer configures it: on
+/// AWS a target is only `healthy` once something answers its health check); in every target
+/// group the old one is registered in ([`Roll`]), the new one is registered and waited on to be
+/// `healthy`, then the old one is deregistered and waited on until it has drained; then the old
+/// one is terminated. If the preparation fails, or the new one does not become healthy within
+/// the instance limit, the step fails with the old one still registered and serving. Returns
+/// the new instance's id.
 async fn roll_instance(
     ctx: &Ctx,
     want: &Resource,
     old: &Observed,
     roll: &Roll,
+    prepare: Option<&Prepare<'_>>,
     token: &str,
 ) -> Result<String, AwsError> {
     let a = want.addr.as_str();
     let new_id = create(ctx, want, token).await?;
+    if let Some(prepare) = prepare {
+        let launched = launched(ctx, a, &new_id).await?;
+        prepare(launched).await.map_err(|e| AwsError::Prepare {
+            addr: a.to_string(),
+            id: new_id.clone(),
+            error: e,
+        })?;
+    }
     for tg_addr in roll.target_groups.get(a).into_iter().flatten() {
         let Some(tg) = ctx.ids.lock().await.get(tg_addr).cloned() else {
             continue; // a group still to be created: its registration step registers the new one
@@ -299,6 +330,34 @@ async fn roll_instance(
     }
     delete(ctx, old).await?;
     Ok(new_id)
+}
+
+/// The addresses of the running instance `id` (DescribeInstances; retried while the new id
+/// propagates). An instance without a private address yet is an error: it cannot be reached.
+async fn launched(ctx: &Ctx, addr: &str, id: &str) -> Result<Launched, AwsError> {
+    let out = ctx
+        .settle("DescribeInstances", addr, || {
+            ctx.c.ec2.describe_instances().instance_ids(id).send()
+        })
+        .await?;
+    let i = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| i.instance_id() == Some(id));
+    let private_ip = i
+        .and_then(|i| i.private_ip_address())
+        .ok_or_else(|| AwsError::Prepare {
+            addr: addr.to_string(),
+            id: id.to_string(),
+            error: "DescribeInstances shows no private address for it".into(),
+        })?;
+    Ok(Launched {
+        addr: addr.to_string(),
+        instance_id: id.to_string(),
+        private_ip: private_ip.to_string(),
+        public_ip: i.and_then(|i| i.public_ip_address()).map(str::to_string),
+    })
 }
 
 /// The health state (`initial`, `healthy`, `draining`, …) of one target in a target group, or

@@ -83,6 +83,16 @@ pub enum AwsError {
         help("add the public key (one `ssh-ed25519 AAAA…` line) with `hactl secrets set`")
     )]
     PublicKey(String),
+    #[error("the new instance `{id}` for `{addr}` could not be configured: {error}")]
+    #[diagnostic(
+        code(hactl::aws::prepare),
+        help("the old instance is still registered and serving; the new one runs unregistered and a re-run of `hactl up` removes it (a duplicate of the address) and rolls again")
+    )]
+    Prepare {
+        addr: String,
+        id: String,
+        error: String,
+    },
 }
 
 /// The code and message of an SDK error.
