@@ -188,35 +188,43 @@ impl Scan<'_> {
             .collect()
     }
 
-    /// An EC2 listing of `kind`: what carries the stack's tag, then what the state recorded and
-    /// that listing did not return, read by id (the filter `id_filter`, so an id that is gone
-    /// is simply absent; one call, and only when there is any). `list` makes the describe call
-    /// with a filter; its flag says the call reads by id. `op` names the call in errors.
+    /// An EC2 listing of `kind`, each one the stack's with its [`Observed`] start ([`owned`]):
+    /// what carries the stack's tag, then what the state recorded and that listing did not
+    /// return, read by id (the filter `id_filter_name`, so an id that is gone is simply absent;
+    /// one call, and only when there is any). `list` makes the describe call with a filter; its
+    /// flag says the call reads by id. `op` names the call in errors.
     pub async fn ec2<T, E, R, F, Fut>(
         &self,
         kind: ResKind,
         op: &'static str,
         id_filter_name: &str,
-        id_of: impl Fn(&T) -> Option<&str>,
+        id_tags: impl Fn(&T) -> (Option<&str>, &[aws_sdk_ec2::types::Tag]),
         list: F,
-    ) -> Result<Vec<T>, AwsError>
+    ) -> Result<Vec<(T, Observed)>, AwsError>
     where
         E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
         F: Fn(aws_sdk_ec2::types::Filter, bool) -> Fut,
         Fut: Future<Output = Result<Vec<T>, aws_sdk_ec2::error::SdkError<E, R>>>,
     {
-        let mut out = list(stack_filter(self.stack), false)
+        let mut all = list(stack_filter(self.stack), false)
             .await
             .map_err(api(op, "(read)"))?;
-        let missing = Owner::missing(self.recorded, kind, out.iter().filter_map(&id_of));
+        let missing = Owner::missing(self.recorded, kind, all.iter().filter_map(|v| id_tags(v).0));
         if !missing.is_empty() {
             let by_id = list(id_filter(id_filter_name, &missing), true)
                 .await
                 .map_err(api(op, "(read)"))?;
-            out.extend(by_id);
+            all.extend(by_id);
         }
-        Ok(out)
+        Ok(all
+            .into_iter()
+            .filter_map(|v| {
+                let (id, tags) = id_tags(&v);
+                let o = self.owned_ec2(kind, id?, tags)?;
+                Some((v, o))
+            })
+            .collect())
     }
 
     /// The ELBv2 tags of `arns` ([`elb_tags`]).
@@ -348,14 +356,14 @@ pub(crate) async fn legacy_read(scan: &Scan<'_>, kind: ResKind) -> Result<Vec<Ob
                 ResKind::SecurityGroup,
                 "DescribeSecurityGroups",
                 "group-id",
-                |g: &aws_sdk_ec2::types::SecurityGroup| g.group_id(),
+                |g: &aws_sdk_ec2::types::SecurityGroup| (g.group_id(), g.tags()),
                 |f, _| async move {
                     let o = c.ec2.describe_security_groups().filters(f).send().await;
                     o.map(|o| o.security_groups().to_vec())
                 },
             )
             .await?;
-        for g in &all {
+        for (g, _) in &all {
             let Some(id) = g.group_id() else { continue };
             let tags = g.tags();
             let Some(who) = owner.of(

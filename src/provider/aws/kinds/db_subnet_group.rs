@@ -134,15 +134,14 @@ impl Kind for DbSubnetGroup {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteDBSubnetGroup", &o.res.addr, || {
+        ctx.remove("DeleteDBSubnetGroup", &o.res.addr, || {
             ctx.c
                 .rds
                 .delete_db_subnet_group()
                 .db_subnet_group_name(&o.id)
                 .send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

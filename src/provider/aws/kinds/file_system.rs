@@ -167,11 +167,10 @@ impl Kind for FileSystem {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteFileSystem", &o.res.addr, || {
+        ctx.remove("DeleteFileSystem", &o.res.addr, || {
             ctx.c.efs.delete_file_system().file_system_id(&o.id).send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

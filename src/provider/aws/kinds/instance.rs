@@ -137,7 +137,7 @@ impl Kind for Instance {
                 ResKind::Instance,
                 "DescribeInstances",
                 "instance-id",
-                |i: &ec2t::Instance| i.instance_id(),
+                |i: &ec2t::Instance| (i.instance_id(), i.tags()),
                 |f, _| async move {
                     let o = c
                         .ec2
@@ -157,11 +157,7 @@ impl Kind for Instance {
             )
             .await?;
         let mut out = Vec::new();
-        for i in &instances {
-            let Some(id) = i.instance_id() else { continue };
-            let Some(mut o) = scan.owned_ec2(ResKind::Instance, id, i.tags()) else {
-                continue;
-            };
+        for (i, mut o) in instances {
             let mut res = o
                 .res
                 .attr(
@@ -319,7 +315,7 @@ impl Kind for Instance {
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
         let (a, id) = (o.res.addr.as_str(), o.id.as_str());
-        ctx.retry_busy("TerminateInstances", a, || {
+        ctx.remove("TerminateInstances", a, || {
             ctx.c.ec2.terminate_instances().instance_ids(id).send()
         })
         .await?;

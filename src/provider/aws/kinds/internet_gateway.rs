@@ -53,7 +53,7 @@ impl Kind for InternetGateway {
                 ResKind::InternetGateway,
                 "DescribeInternetGateways",
                 "internet-gateway-id",
-                |g: &ec2t::InternetGateway| g.internet_gateway_id(),
+                |g: &ec2t::InternetGateway| (g.internet_gateway_id(), g.tags()),
                 |f, _| async move {
                     let o = c.ec2.describe_internet_gateways().filters(f).send().await;
                     o.map(|o| o.internet_gateways().to_vec())
@@ -61,13 +61,7 @@ impl Kind for InternetGateway {
             )
             .await?;
         let mut out = Vec::new();
-        for g in &igws {
-            let Some(id) = g.internet_gateway_id() else {
-                continue;
-            };
-            let Some(mut o) = scan.owned_ec2(ResKind::InternetGateway, id, g.tags()) else {
-                continue;
-            };
+        for (g, mut o) in igws {
             let vpcs = g
                 .attachments()
                 .iter()
@@ -128,7 +122,7 @@ impl Kind for InternetGateway {
         let (a, id) = (o.res.addr.as_str(), o.id.as_str());
         for vpc in o.res.refs.get("vpc").cloned().unwrap_or_default() {
             let vpc = ctx.id(a, &vpc).await.unwrap_or(vpc);
-            ctx.retry_busy("DetachInternetGateway", a, || {
+            ctx.remove("DetachInternetGateway", a, || {
                 ctx.c
                     .ec2
                     .detach_internet_gateway()
@@ -138,7 +132,7 @@ impl Kind for InternetGateway {
             })
             .await?;
         }
-        ctx.retry_busy("DeleteInternetGateway", a, || {
+        ctx.remove("DeleteInternetGateway", a, || {
             ctx.c
                 .ec2
                 .delete_internet_gateway()

@@ -9,9 +9,8 @@ use aws_sdk_ec2::types as ec2t;
 use super::shared::{api, Ctx};
 use super::{get, Kind, MissingAttr};
 use crate::provider::aws::desired;
-use crate::provider::aws::model::{Observed, ResKind, Resource, TAG_PUBLIC_KEY};
-use crate::provider::aws::model::{TAG_ADDRESS, TAG_STACK};
-use crate::provider::aws::observe::{ec2_tag, owned, Scan};
+use crate::provider::aws::model::{Observed, ResKind, Resource, INFO_RETAG, TAG_PUBLIC_KEY};
+use crate::provider::aws::observe::{ec2_tag, Scan};
 use crate::provider::aws::{sdk_code, AwsError};
 
 pub struct KeyPair;
@@ -47,7 +46,7 @@ impl Kind for KeyPair {
                 ResKind::KeyPair,
                 "DescribeKeyPairs",
                 "key-name",
-                |k: &ec2t::KeyPairInfo| k.key_name(),
+                |k: &ec2t::KeyPairInfo| (k.key_name(), k.tags()),
                 // Read by id, the material too: a pair that lost its tags lost the
                 // fingerprint tag as well.
                 |f, by_id| async move {
@@ -63,27 +62,24 @@ impl Kind for KeyPair {
             )
             .await?;
         let mut out = Vec::new();
-        for k in &keys {
-            let Some(name) = k.key_name() else { continue };
-            let tags = k.tags();
-            let Some((addr, mut retag)) = scan.who(
-                ResKind::KeyPair,
-                name,
-                ec2_tag(tags, TAG_STACK),
-                ec2_tag(tags, TAG_ADDRESS),
-            ) else {
-                continue;
-            };
-            let sha = match (ec2_tag(tags, TAG_PUBLIC_KEY), k.public_key()) {
+        for (k, mut o) in keys {
+            // The name is the id: RunInstances and DeleteKeyPair take it.
+            let name = o.id.clone();
+            // The fingerprint hactl compares lives in a tag; a pair read by id brings its
+            // material (and lacks that tag when it lost the others).
+            let sha = match (ec2_tag(k.tags(), TAG_PUBLIC_KEY), k.public_key()) {
                 (Some(t), _) => t.to_string(),
                 (None, Some(material)) => {
-                    retag.push(TAG_PUBLIC_KEY);
+                    let retag = o.info.entry(INFO_RETAG.into()).or_default();
+                    if !retag.is_empty() {
+                        retag.push_str(", ");
+                    }
+                    retag.push_str(TAG_PUBLIC_KEY);
                     desired::public_key_sha256(material)
                 }
                 (None, None) => String::new(),
             };
-            let mut o = owned(ResKind::KeyPair, (addr, retag), name);
-            o.res = o.res.attr("name", name).attr("public_key_sha256", sha);
+            o.res = o.res.attr("name", &name).attr("public_key_sha256", sha);
             if let Some(id) = k.key_pair_id() {
                 o.info.insert("key_pair_id".into(), id.into());
             }
@@ -135,11 +131,10 @@ impl Kind for KeyPair {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteKeyPair", &o.res.addr, || {
+        ctx.remove("DeleteKeyPair", &o.res.addr, || {
             ctx.c.ec2.delete_key_pair().key_name(&o.id).send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

@@ -181,15 +181,14 @@ impl Kind for Lb {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteLoadBalancer", &o.res.addr, || {
+        ctx.remove("DeleteLoadBalancer", &o.res.addr, || {
             ctx.c
                 .elb
                 .delete_load_balancer()
                 .load_balancer_arn(&o.id)
                 .send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

@@ -156,11 +156,10 @@ impl Kind for Listener {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteListener", &o.res.addr, || {
+        ctx.remove("DeleteListener", &o.res.addr, || {
             ctx.c.elb.delete_listener().listener_arn(&o.id).send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

@@ -197,7 +197,7 @@ impl Kind for MountTarget {
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
         let (a, id) = (o.res.addr.as_str(), o.id.as_str());
         let c = &ctx.c;
-        ctx.retry_busy("DeleteMountTarget", a, || {
+        ctx.remove("DeleteMountTarget", a, || {
             c.efs.delete_mount_target().mount_target_id(id).send()
         })
         .await?;

@@ -137,7 +137,7 @@ impl Kind for Registration {
         let (a, id) = (o.res.addr.as_str(), o.id.as_str());
         let registered = ctx.registered(a, id).await?;
         if !registered.is_empty() {
-            ctx.retry_busy("DeregisterTargets", a, || {
+            ctx.remove("DeregisterTargets", a, || {
                 ctx.c
                     .elb
                     .deregister_targets()

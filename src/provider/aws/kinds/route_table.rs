@@ -55,7 +55,7 @@ impl Kind for RouteTable {
                 ResKind::RouteTable,
                 "DescribeRouteTables",
                 "route-table-id",
-                |t: &ec2t::RouteTable| t.route_table_id(),
+                |t: &ec2t::RouteTable| (t.route_table_id(), t.tags()),
                 |f, _| async move {
                     let o = c.ec2.describe_route_tables().filters(f).send().await;
                     o.map(|o| o.route_tables().to_vec())
@@ -63,13 +63,7 @@ impl Kind for RouteTable {
             )
             .await?;
         let mut out = Vec::new();
-        for t in &tables {
-            let Some(id) = t.route_table_id() else {
-                continue;
-            };
-            let Some(mut o) = scan.owned_ec2(ResKind::RouteTable, id, t.tags()) else {
-                continue;
-            };
+        for (t, mut o) in tables {
             let gw = t
                 .routes()
                 .iter()
@@ -194,7 +188,7 @@ impl Kind for RouteTable {
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
         let a = o.res.addr.as_str();
         for (_, assoc) in associations(o) {
-            ctx.retry_busy("DisassociateRouteTable", a, || {
+            ctx.remove("DisassociateRouteTable", a, || {
                 ctx.c
                     .ec2
                     .disassociate_route_table()
@@ -203,7 +197,7 @@ impl Kind for RouteTable {
             })
             .await?;
         }
-        ctx.retry_busy("DeleteRouteTable", a, || {
+        ctx.remove("DeleteRouteTable", a, || {
             ctx.c.ec2.delete_route_table().route_table_id(&o.id).send()
         })
         .await?;

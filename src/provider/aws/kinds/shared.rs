@@ -17,7 +17,7 @@ use aws_sdk_elasticloadbalancingv2::types as elbt;
 use crate::provider::aws::client::Clients;
 use crate::provider::aws::model::{is_addr, Observed, Resource, TAG_ADDRESS, TAG_STACK};
 use crate::provider::aws::wait::{self, CallError, Poll, Timeouts};
-use crate::provider::aws::{sdk_code, sdk_message, AwsError};
+use crate::provider::aws::{sdk_code, AwsError};
 use crate::vault::Secret;
 
 /// What the kinds' create, update and delete calls need besides the resource.
@@ -53,12 +53,8 @@ where
     E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let addr = addr.to_string();
-    move |e| AwsError::Api {
-        op,
-        addr: addr.clone(),
-        message: sdk_message(&e),
-    }
+    let call = wait::call_err(op, addr);
+    move |e| call(e).error
 }
 
 /// The error codes that mean "something still uses it" to a delete: ENIs of a deleted load
@@ -329,6 +325,22 @@ impl Ctx {
             tokio::time::sleep(delay).await;
             delay = (delay * 3 / 2).min(Duration::from_secs(10));
         }
+    }
+
+    /// A delete call ([`Ctx::retry_busy`]) whose answer nothing needs.
+    pub async fn remove<T, E, R, F, Fut>(
+        &self,
+        op: &'static str,
+        addr: &str,
+        f: F,
+    ) -> Result<(), AwsError>
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, aws_sdk_ec2::error::SdkError<E, R>>>,
+    {
+        self.retry_busy(op, addr, f).await.map(|_| ())
     }
 
     /// The instance ids registered in a target group now.

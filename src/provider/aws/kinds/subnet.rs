@@ -63,7 +63,7 @@ impl Kind for Subnet {
                 ResKind::Subnet,
                 "DescribeSubnets",
                 "subnet-id",
-                |s: &ec2t::Subnet| s.subnet_id(),
+                |s: &ec2t::Subnet| (s.subnet_id(), s.tags()),
                 |f, _| async move {
                     let o = c.ec2.describe_subnets().filters(f).send().await;
                     o.map(|o| o.subnets().to_vec())
@@ -71,11 +71,7 @@ impl Kind for Subnet {
             )
             .await?;
         let mut out = Vec::new();
-        for s in &subnets {
-            let Some(id) = s.subnet_id() else { continue };
-            let Some(mut o) = scan.owned_ec2(ResKind::Subnet, id, s.tags()) else {
-                continue;
-            };
+        for (s, mut o) in subnets {
             o.res = o
                 .res
                 .attr("cidr", s.cidr_block().unwrap_or_default())
@@ -132,11 +128,10 @@ impl Kind for Subnet {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteSubnet", &o.res.addr, || {
+        ctx.remove("DeleteSubnet", &o.res.addr, || {
             ctx.c.ec2.delete_subnet().subnet_id(&o.id).send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

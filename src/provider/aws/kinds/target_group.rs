@@ -245,15 +245,14 @@ impl Kind for TargetGroup {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteTargetGroup", &o.res.addr, || {
+        ctx.remove("DeleteTargetGroup", &o.res.addr, || {
             ctx.c
                 .elb
                 .delete_target_group()
                 .target_group_arn(&o.id)
                 .send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

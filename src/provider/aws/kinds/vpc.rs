@@ -60,7 +60,7 @@ impl Kind for Vpc {
                 ResKind::Vpc,
                 "DescribeVpcs",
                 "vpc-id",
-                |v: &ec2t::Vpc| v.vpc_id(),
+                |v: &ec2t::Vpc| (v.vpc_id(), v.tags()),
                 |f, _| async move {
                     let o = c.ec2.describe_vpcs().filters(f).send().await;
                     o.map(|o| o.vpcs().to_vec())
@@ -68,11 +68,7 @@ impl Kind for Vpc {
             )
             .await?;
         let mut out = Vec::new();
-        for v in &vpcs {
-            let Some(id) = v.vpc_id() else { continue };
-            let Some(mut o) = scan.owned_ec2(ResKind::Vpc, id, v.tags()) else {
-                continue;
-            };
+        for (v, mut o) in vpcs {
             o.res = o.res.attr("cidr", v.cidr_block().unwrap_or_default());
             out.push(o);
         }
@@ -152,11 +148,10 @@ impl Kind for Vpc {
     }
 
     async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
-        ctx.retry_busy("DeleteVpc", &o.res.addr, || {
+        ctx.remove("DeleteVpc", &o.res.addr, || {
             ctx.c.ec2.delete_vpc().vpc_id(&o.id).send()
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 
