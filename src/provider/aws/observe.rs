@@ -245,7 +245,23 @@ pub struct Ids<'a> {
     pub given_subnets: &'a [String],
 }
 
-impl Ids<'_> {
+impl<'a> Ids<'a> {
+    /// The addresses of the ids (and ARNs, and the DB subnet group's name) of `all`: the ids
+    /// of the kinds others refer to ([`Kind::referred_to`]), so that an id two kinds share
+    /// names the one referred to.
+    pub fn of(all: &[Observed], given_subnets: &'a [String]) -> Ids<'a> {
+        let mut by_id: BTreeMap<String, String> = all
+            .iter()
+            .filter(|o| kinds::of(o.res.kind).referred_to())
+            .map(|o| (o.id.clone(), o.res.addr.clone()))
+            .collect();
+        by_id.retain(|_, a| !a.is_empty());
+        Ids {
+            by_id,
+            given_subnets,
+        }
+    }
+
     /// The address of `id`, or `id` itself (an unmanaged resource: a literal id).
     pub fn addr_of(&self, id: &str) -> String {
         self.by_id
@@ -310,18 +326,7 @@ pub async fn observe(
     let mut all = first;
     all.extend(second);
 
-    // Map ids (and ARNs, and the DB subnet group's name) back to addresses: the ids of the
-    // kinds others refer to (an id two kinds share must name the one referred to).
-    let mut by_id: BTreeMap<String, String> = all
-        .iter()
-        .filter(|o| kinds::of(o.res.kind).referred_to())
-        .map(|o| (o.id.clone(), o.res.addr.clone()))
-        .collect();
-    by_id.retain(|_, a| !a.is_empty());
-    let ids = Ids {
-        by_id,
-        given_subnets,
-    };
+    let ids = Ids::of(&all, given_subnets);
     for o in &mut all {
         kinds::of(o.res.kind).resolve(o, &ids);
     }
@@ -645,6 +650,86 @@ mod tests {
         .into_iter()
         .map(|(a, k, id)| (a.to_string(), (k, id.to_string())))
         .collect()
+    }
+
+    fn found(kind: ResKind, addr: &str, id: &str) -> Observed {
+        unowned(kind, addr, id)
+    }
+
+    /// The DB instance's identifier is its subnet group's name too: the instance's
+    /// `subnet_group` reference maps to the group, whichever the scan read first; likewise a
+    /// registration's id is its group's ARN.
+    #[test]
+    fn an_id_two_kinds_share_names_the_one_referred_to() {
+        let given = Vec::new();
+        for all in [
+            vec![
+                found(
+                    ResKind::DbSubnetGroup,
+                    "aws_db_subnet_group.main",
+                    "hactl-web-db",
+                ),
+                found(ResKind::DbInstance, "aws_db_instance.main", "hactl-web-db"),
+            ],
+            vec![
+                found(ResKind::DbInstance, "aws_db_instance.main", "hactl-web-db"),
+                found(
+                    ResKind::DbSubnetGroup,
+                    "aws_db_subnet_group.main",
+                    "hactl-web-db",
+                ),
+                found(ResKind::TargetGroup, "aws_lb_target_group.web", "arn:tg"),
+                found(
+                    ResKind::TargetAttachment,
+                    "aws_lb_target_group_attachment.web",
+                    "arn:tg",
+                ),
+            ],
+        ] {
+            let ids = Ids::of(&all, &given);
+            assert_eq!(ids.addr_of("hactl-web-db"), "aws_db_subnet_group.main");
+            assert_eq!(ids.addr_of("vpc-other"), "vpc-other");
+        }
+        let all = [
+            found(
+                ResKind::TargetAttachment,
+                "aws_lb_target_group_attachment.web",
+                "arn:tg",
+            ),
+            found(ResKind::TargetGroup, "aws_lb_target_group.web", "arn:tg"),
+        ];
+        assert_eq!(
+            Ids::of(&all, &given).get("arn:tg"),
+            Some("aws_lb_target_group.web")
+        );
+    }
+
+    /// A mount target is addressed by the index of its subnet: the stack's own subnet's, or
+    /// the position among the subnets the stack names, else the subnet id itself.
+    #[test]
+    fn a_mount_target_is_addressed_by_its_subnet() {
+        let given = vec!["subnet-given0".to_string(), "subnet-given1".to_string()];
+        let all = [found(
+            ResKind::Subnet,
+            "aws_subnet.public[1]",
+            "subnet-own1",
+        )];
+        let ids = Ids::of(&all, &given);
+        let at = |subnet: &str| {
+            let mut o = found(ResKind::EfsMountTarget, "", "fsmt-1");
+            o.res = o.res.reference("subnet", vec![subnet.into()]);
+            kinds::of(ResKind::EfsMountTarget).resolve(&mut o, &ids);
+            (o.res.addr, o.res.refs["subnet"].clone())
+        };
+        assert_eq!(
+            at("subnet-own1"),
+            (
+                desired::mount_target_addr(1),
+                vec!["aws_subnet.public[1]".to_string()]
+            )
+        );
+        assert_eq!(at("subnet-given1").0, desired::mount_target_addr(1));
+        assert_eq!(at("subnet-x").0, "aws_efs_mount_target.shared[subnet-x]");
     }
 
     /// The state's record decides before the tags: an untagged VPC it recorded is this stack's
