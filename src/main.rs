@@ -66,8 +66,8 @@ fn leaf(m: &ArgMatches) -> (String, &ArgMatches) {
 /// `--json-events` NDJSON events and then that document (so it implies `--json`, which is
 /// added to the command's own arguments; a command without `--json` refuses it).
 fn parse() -> Result<cli::Cli, miette::Report> {
-    let matches = cli::Cli::command().get_matches();
-    let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = cli::Cli::command().try_get_matches().map_err(usage_error)?;
+    let args = cli::Cli::from_arg_matches(&matches).map_err(usage_error)?;
     let (name, sub) = leaf(&matches);
     let has_json = sub.try_get_one::<bool>("json").is_ok();
     let json = sub.try_get_one::<bool>("json").ok().flatten() == Some(&true);
@@ -91,12 +91,82 @@ fn parse() -> Result<cli::Cli, miette::Report> {
         (true, true) => {
             let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
             argv.push("--json".into());
-            let args = cli::Cli::try_parse_from(argv).unwrap_or_else(|e| e.exit());
+            let args = cli::Cli::try_parse_from(argv).map_err(usage_error)?;
             (args, view::json::Mode::Events)
         }
     };
     view::json::init(mode, &name);
     Ok(args)
+}
+
+/// A command line clap refuses. `--help` and `--version` print and exit 0 here (what they
+/// were asked for); anything else is a usage error: exit 1 like every other error, never
+/// clap's own 2, which `--detailed-exitcode` reserves for "changes pending" (a mistyped flag
+/// in a CI plan job must fail it). With `--json` the error is the command's one document.
+fn usage_error(e: clap::Error) -> miette::Report {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+        // `hactl` alone, or `hactl state`: the help is the useful answer, and still an error.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::exit(1);
+        }
+        _ => {}
+    }
+    let argv: Vec<String> = std::env::args().collect();
+    let json = argv.iter().any(|a| a == "--json" || a == "--json-events");
+    let name = typed_command(&argv);
+    view::json::init(
+        if json {
+            view::json::Mode::Document
+        } else {
+            view::json::Mode::Human
+        },
+        &name,
+    );
+    let text = e.render().to_string();
+    // clap's text up to its usage line, on one line ("the following required arguments were
+    // not provided: --probe <URL>"); its tips become the help below.
+    let message = text
+        .trim()
+        .trim_start_matches("error: ")
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip: "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // clap's tips ("a similar argument exists: '--target'") are the help, then where to look.
+    let mut help: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+        .map(str::to_string)
+        .collect();
+    help.push(match name.as_str() {
+        "" => "see `hactl --help`".to_string(),
+        n => format!("see `hactl {n} --help`"),
+    });
+    let help = help.join("; ");
+    miette::miette!(code = "hactl::cli::usage", help = help, "{message}")
+}
+
+/// The subcommand path a command line names (`state lock-info`), as far as it is valid; flags
+/// before and between the names are skipped.
+fn typed_command(argv: &[String]) -> String {
+    let mut cmd = cli::Cli::command();
+    let mut names: Vec<String> = Vec::new();
+    for a in argv.iter().skip(1) {
+        if a.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = cmd.find_subcommand(a).cloned() else {
+            break;
+        };
+        names.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    names.join(" ")
 }
 
 /// The vault's terminal is `view` (the vault cannot import it: `view` reaches the vault
@@ -128,6 +198,7 @@ fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
         Err(report) => {
+            view::json::finish(Some(&report));
             view::print_error(&report);
             return ExitCode::from(1);
         }

@@ -81,7 +81,7 @@ fn run_blocking(cmd: SecretsCommand) -> miette::Result<ExitStatus> {
     match cmd {
         SecretsCommand::Init(a) => m::init(&a.file),
         SecretsCommand::Set(a) => m::set(&a.stack.file, &a.name),
-        SecretsCommand::Get(a) => m::get(&a.stack.file, &a.name),
+        SecretsCommand::Get(a) => m::get(&a.stack.file, &a.name, a.stack.json),
         SecretsCommand::List(a) => m::list(&a.file, a.json),
         SecretsCommand::Remove(a) => m::remove(&a.stack.file, &a.name),
         SecretsCommand::Recipients(RecipientsCommand::Add(a)) => {

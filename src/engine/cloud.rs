@@ -110,15 +110,17 @@ pub fn record(st: &mut State, observed: &[Observed]) {
     st.outputs = outputs::outputs(observed);
 }
 
-/// What the cloud layer knows before planning: the state as read, the account's answers and
-/// every resource the stack owns.
+/// What the cloud layer knows before planning: the state as read and every resource the stack
+/// owns (the account's answers refuse a stack before this exists: `preflight::check`).
 pub struct Cloud {
     pub clients: Clients,
     pub state: State,
     pub observed: Vec<Observed>,
-    pub account: preflight::Account,
     /// The hosts' public key (`aws.hosts.public_key`), resolved (None for `down`).
     pub key: Option<vault::Secret>,
+    /// The keyed hash of the database's master password as the vault holds it now (None for
+    /// `down`, or without a database): what the instance's `hactl:password-hmac` tag must say.
+    pub db_password_hmac: Option<String>,
 }
 
 /// The cloud layer's share of a plan, and what the report says beside it.
@@ -134,7 +136,7 @@ pub struct CloudPlan {
 /// nothing); `heal` also reads the instances' EC2 status checks.
 pub async fn observe(stack: &Stack, backend: &Backend, op: Op) -> miette::Result<Cloud> {
     let name = stack.name();
-    let state = backend
+    let mut state = backend
         .read(name)
         .await?
         .unwrap_or_else(|| State::new(name));
@@ -150,21 +152,23 @@ pub async fn observe(stack: &Stack, backend: &Backend, op: Op) -> miette::Result
         },
         read(stack, &clients, &state)
     );
-    let (account, mut observed) = (account?, observed?);
+    // The account's answers only refuse: nothing desired depends on them any more (an NLB's
+    // hosts admit the balancer's group, not the VPC's CIDR blocks).
+    let (_, mut observed) = (account?, observed?);
     if op == Op::Heal {
         observe::instance_status(&clients, &mut observed).await?;
     }
-    let key = if op == Op::Down {
-        None
+    let (key, db_password_hmac) = if op == Op::Down {
+        (None, None)
     } else {
-        public_key(stack)?
+        (public_key(stack)?, db_password_hmac(stack, &mut state)?)
     };
     Ok(Cloud {
         clients,
         state,
         observed,
-        account,
         key,
+        db_password_hmac,
     })
 }
 
@@ -173,7 +177,7 @@ impl Cloud {
     pub fn plan(&self, stack: &Stack, op: Op) -> CloudPlan {
         let inputs = desired::Inputs {
             public_key: self.key.as_ref().map(|k| k.expose()),
-            vpc_cidrs: self.account.vpc_cidrs.as_deref(),
+            db_password_hmac: self.db_password_hmac.as_deref(),
         };
         let last_ids: BTreeMap<String, String> = self
             .state
@@ -220,7 +224,7 @@ impl Cloud {
     pub fn wanted_hosts(&self, stack: &Stack) -> Vec<String> {
         let inputs = desired::Inputs {
             public_key: self.key.as_ref().map(|k| k.expose()),
-            vpc_cidrs: self.account.vpc_cidrs.as_deref(),
+            db_password_hmac: self.db_password_hmac.as_deref(),
         };
         desired::desired(&stack.file, &inputs)
             .iter()
@@ -509,6 +513,32 @@ pub fn public_key(stack: &Stack) -> miette::Result<Option<vault::Secret>> {
         .resolve(&v.value)
         .ok_or_else(|| AwsError::PublicKey("aws.hosts.public_key".into()))?;
     Ok(Some(key))
+}
+
+/// The keyed hash of the database's master password (inline or from the vault), under the
+/// stack's digest key (`provider::aws::kinds::db_instance::password_hmac`). A state without a
+/// digest key (made before hactl kept one) gets one here: `up` saves it with the state, and
+/// until then the password is planned as changed. None without a database, or when the named
+/// secret is missing (the error that names it comes when the password is needed).
+fn db_password_hmac(stack: &Stack, state: &mut State) -> miette::Result<Option<String>> {
+    use crate::plan::DigestKey;
+    let Some(db) = stack.file.aws.as_ref().and_then(|a| a.database.as_ref()) else {
+        return Ok(None);
+    };
+    let Some(pass) = vault::open(stack)?.resolve(&db.password.value) else {
+        return Ok(None);
+    };
+    let key = match state.digest_key.as_deref().and_then(DigestKey::from_hex) {
+        Some(k) => k,
+        None => {
+            let k = DigestKey::random();
+            state.digest_key = Some(k.to_hex());
+            k
+        }
+    };
+    Ok(Some(
+        crate::provider::aws::kinds::db_instance::password_hmac(&key, stack.name(), pass.expose()),
+    ))
 }
 
 /// The RDS master credentials, resolved from the stack (inline or from the vault).

@@ -82,7 +82,7 @@ impl HostLayer {
             // (its successor may answer to the same name or address with another key).
             write_known_hosts(&instances, st, &path, pin)?;
             if pin {
-                pin_new(&s, &narrowed, st, &path, hooks).await;
+                pin_new(&s, &narrowed, st, &path, hooks).await?;
             }
             s.file.ssh.known_hosts = Some(crate::stack::model::unspanned(
                 path.to_string_lossy().into_owned(),
@@ -312,13 +312,20 @@ fn write_known_hosts(
 
 /// Each instance not pinned yet is contacted once with `accept-new`, one at a time so the
 /// lines it adds are its own, and those lines are recorded in the state under its instance id.
+/// First, each one's sshd must answer ([`wait_for_sshd`]): an error names those that did not.
 async fn pin_new(
     s: &Stack,
     instances: &[aws_hosts::Instance],
     st: &mut State,
     path: &std::path::Path,
     hooks: &dyn Hooks,
-) {
+) -> miette::Result<()> {
+    let new: Vec<(&aws_hosts::Instance, &crate::stack::Host)> = instances
+        .iter()
+        .zip(&s.hosts)
+        .filter(|(i, _)| !st.host_keys.contains_key(&i.instance_id))
+        .collect();
+    wait_for_sshd(s, &new, hooks).await?;
     let lines = || -> std::collections::BTreeSet<String> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -347,6 +354,75 @@ async fn pin_new(
             // The strict connection that follows reports it with the other hosts.
             Err(e) => hooks.warning(&format!("{}: first contact failed: {e}", host.name)),
         }
+    }
+    Ok(())
+}
+
+/// Waits, all at once, until each new instance's sshd answers on the address hactl connects
+/// to (`provider::aws::sshd`), at most `aws.timeouts.ssh`. The wait shows as the progress of
+/// `HOST:service/sshd` (and its end as that service started) when the first probe is not
+/// answered. Instances reached through `ssh.config_file` or `ssh.proxy_jump` are not probed:
+/// no plain TCP connection from here reaches them.
+async fn wait_for_sshd(
+    s: &Stack,
+    new: &[(&aws_hosts::Instance, &crate::stack::Host)],
+    hooks: &dyn Hooks,
+) -> miette::Result<()> {
+    use crate::provider::aws::{sshd, wait::Timeouts};
+    if s.file.ssh.config_file.is_some() || s.file.ssh.proxy_jump.is_some() {
+        return Ok(());
+    }
+    let timeout = s
+        .file
+        .aws
+        .as_ref()
+        .map(|a| Timeouts::from_spec(&a.timeouts))
+        .unwrap_or_default()
+        .ssh;
+    let port = s.file.ssh.port;
+    let waits = new.iter().filter_map(|(inst, host)| {
+        let ip: std::net::IpAddr = host.ssh_target.parse().ok()?;
+        let addr = std::net::SocketAddr::new(ip, port);
+        Some(async move {
+            let label = format!("{}:service/sshd", host.name);
+            let mut waited = false;
+            let r = sshd::wait(addr, timeout, sshd::Pace::default(), |status, took| {
+                waited = true;
+                hooks.progress(&label, &format!("waiting for sshd: {status}"), took);
+            })
+            .await;
+            match r {
+                Ok((_, took)) => {
+                    if waited {
+                        hooks.done(&label, Action::Start, took);
+                    }
+                    None
+                }
+                Err(last) => {
+                    hooks.failed(&label, &format!("sshd did not answer: {last}"));
+                    Some(sshd::not_answering_line(
+                        &host.name,
+                        &inst.instance_id,
+                        addr,
+                        &last,
+                    ))
+                }
+            }
+        })
+    });
+    let failed: Vec<String> = futures::future::join_all(waits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(sshd::NotAnswering {
+            after: crate::stack::duration::Dur(timeout).to_string(),
+            hosts: failed,
+        }
+        .into())
     }
 }
 
@@ -418,5 +494,127 @@ impl Provider for Hosts<'_> {
             self.reports.lock().await.push(r);
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wait for sshd before the first contact, wired as `up` runs it: against a listener on
+    //! 127.0.0.1 standing in for a new instance's public address.
+
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::stack::duration::Dur;
+    use crate::stack::model::unspanned;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Hooks for Seen {
+        fn progress(&self, addr: &str, status: &str, _: Duration) {
+            self.0.lock().unwrap().push(format!("{addr}: {status}"));
+        }
+        fn done(&self, addr: &str, action: Action, _: Duration) {
+            self.0.lock().unwrap().push(format!("{addr}: {action:?}"));
+        }
+        fn failed(&self, addr: &str, error: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{addr}: failed: {error}"));
+        }
+    }
+
+    /// Seed 003 with one new instance at 127.0.0.1, sshd expected on `port` within `secs`.
+    fn seed(port: u16, secs: u64) -> (Stack, Vec<aws_hosts::Instance>) {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stacks/seed-003-aws-web.yaml");
+        let mut s = crate::stack::load(&path).expect("the seed loads");
+        s.file.ssh.port = port;
+        if let Some(a) = s.file.aws.as_mut() {
+            a.timeouts.ssh = Some(unspanned(Dur::from_secs(secs)));
+        }
+        let inst = vec![aws_hosts::Instance {
+            name: "web-0".into(),
+            instance_id: "i-0test".into(),
+            private_ip: "10.0.0.5".parse().unwrap(),
+            public_ip: Some("127.0.0.1".into()),
+        }];
+        s.hosts = aws_hosts::hosts(&s, &inst);
+        (s, inst)
+    }
+
+    /// Issue 12 §2: a new instance is contacted only once its sshd answers: the wait reports
+    /// its progress (`connection refused`) until a banner comes, then ends.
+    #[tokio::test]
+    async fn new_instances_are_pinned_only_once_sshd_answers() {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        // Probes go every 2 s (`sshd::Pace::default`): the second one finds the banner.
+        let (s, inst) = seed(addr.port(), 10);
+        let pairs: Vec<_> = inst.iter().zip(&s.hosts).collect();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+            while let Ok((mut c, _)) = l.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = c.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+            }
+        });
+        let seen = Seen::default();
+        wait_for_sshd(&s, &pairs, &seen)
+            .await
+            .expect("sshd answers");
+        let seen = seen.0.into_inner().unwrap();
+        assert_eq!(
+            seen.first().map(String::as_str),
+            Some("web-0:service/sshd: waiting for sshd: connection refused"),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen.last().map(String::as_str),
+            Some("web-0:service/sshd: Start")
+        );
+    }
+
+    /// A port that never answers with a banner ends the wait at `aws.timeouts.ssh` with an
+    /// error naming the instance, its id and the address; through `ssh.config_file` nothing
+    /// is probed (no plain TCP connection reaches such an instance).
+    #[tokio::test]
+    async fn sshd_that_never_answers_is_an_error_naming_the_instance() {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                held.push(c); // accepted, never a banner
+            }
+        });
+        let (s, inst) = seed(addr.port(), 1);
+        let pairs: Vec<_> = inst.iter().zip(&s.hosts).collect();
+        let t0 = std::time::Instant::now();
+        let e = wait_for_sshd(&s, &pairs, &Seen::default())
+            .await
+            .expect_err("times out");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!(
+                "web-0 (i-0test at {addr}): last seen: port open, no SSH banner"
+            )),
+            "{text}"
+        );
+        assert!(text.starts_with("sshd did not answer within 1s"), "{text}");
+
+        let mut via_config = s.clone();
+        via_config.file.ssh.config_file = Some(unspanned("ssh_config".into()));
+        wait_for_sshd(&via_config, &pairs, &Seen::default())
+            .await
+            .expect("not probed");
     }
 }

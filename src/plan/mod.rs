@@ -628,6 +628,29 @@ impl DigestKey {
         hex::encode(self.0)
     }
 
+    /// HMAC-SHA256 (RFC 2104) of `value` under a key derived from this one for `purpose`
+    /// (HMAC-SHA256(key, `purpose`), so the plan digests and each other use never share a
+    /// key): 64 lowercase hex digits. What an RDS instance's `hactl:password-hmac` tag holds
+    /// (`provider::aws::kinds::db_instance::password_hmac`).
+    pub fn mac(&self, purpose: &str, value: &[u8]) -> String {
+        use hmac::Mac;
+        type H = hmac::Hmac<sha2::Sha256>;
+        let derived = match H::new_from_slice(&self.0) {
+            Ok(mut m) => {
+                m.update(purpose.as_bytes());
+                m.finalize().into_bytes()
+            }
+            Err(_) => return String::new(),
+        };
+        match H::new_from_slice(&derived) {
+            Ok(mut m) => {
+                m.update(value);
+                hex::encode(m.finalize().into_bytes())
+            }
+            Err(_) => String::new(),
+        }
+    }
+
     /// `hmac:` + the first 12 hex digits of HMAC-SHA256(key, `sha256_hex`).
     pub fn show(&self, sha256_hex: &str) -> String {
         use hmac::Mac;

@@ -800,8 +800,9 @@ pub struct AwsSpec {
 }
 
 /// Per-kind wait limits (`aws.timeouts`). Defaults (terraform-provider-aws's): instances,
-/// load balancers and EFS 10 min, databases 40 min (a Multi-AZ create takes that long), and
-/// 2 min for a new id to become known everywhere (`propagation`).
+/// load balancers and EFS 10 min, databases 40 min (a Multi-AZ create takes that long),
+/// 2 min for a new id to become known everywhere (`propagation`), and 5 min for a new
+/// instance's sshd to answer before its host key is pinned (`ssh`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsTimeoutsSpec {
@@ -820,6 +821,9 @@ pub struct AwsTimeoutsSpec {
     #[serde(default)]
     #[schemars(with = "Option<Dur>")]
     pub propagation: Option<Spanned<Dur>>,
+    #[serde(default)]
+    #[schemars(with = "Option<Dur>")]
+    pub ssh: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

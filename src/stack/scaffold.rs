@@ -428,6 +428,15 @@ impl Plan {
                 path: p.display().to_string(),
                 source,
             })?;
+            // The file is checked as EC2's ImportKeyPair would (a private key given by
+            // mistake must not land in the vault as the "public" key, nor be echoed here).
+            if let Err(why) = super::aws_rules::ec2_public_key(key.trim()) {
+                return Err(InitError::Bad {
+                    flag: "--ssh-public-key",
+                    value: p.display().to_string(),
+                    why: format!("is not an SSH public key EC2 imports: {why}"),
+                });
+            }
             out.push(("ssh_public_key".to_string(), key.trim().to_string()));
         }
         Ok(out)

@@ -180,21 +180,33 @@ pub(crate) async fn edit_plaintext<T>(
 
 /// `$EDITOR` (or `$VISUAL`, else `vi`), run by `sh` so that `EDITOR="code --wait"` works;
 /// `exec` makes the editor the child itself, so stopping the child stops the editor.
+///
+/// The editor never writes to hactl's stdout unless that is a terminal: a terminal editor draws
+/// the plaintext on its screen, and a redirected stdout (a CI log, a `--json` document) would
+/// keep it. It then draws on `/dev/tty` when there is one, else on nothing; without EDITOR or
+/// VISUAL and without a person at a terminal, `vi` is not started at all ([`VaultError::NoTerminal`]).
 async fn run_editor(file: &Path, signals: &mut Signals) -> Result<(), VaultError> {
-    let editor = std::env::var("EDITOR")
-        .ok()
-        .filter(|e| !e.trim().is_empty())
-        .or_else(|| {
-            std::env::var("VISUAL")
-                .ok()
-                .filter(|e| !e.trim().is_empty())
-        })
-        .unwrap_or_else(|| "vi".into());
+    let set = |name: &str| std::env::var(name).ok().filter(|e| !e.trim().is_empty());
+    let editor = match set("EDITOR").or_else(|| set("VISUAL")) {
+        Some(e) => e,
+        None if super::io::interactive() => "vi".into(),
+        None => return Err(VaultError::NoTerminal),
+    };
+    let stdout = if super::io::stdout_is_terminal() {
+        std::process::Stdio::inherit()
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/tty")
+            .map(std::process::Stdio::from)
+            .unwrap_or_else(|_| std::process::Stdio::null())
+    };
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(format!("exec {editor} \"$1\""))
         .arg("hactl-secrets-edit")
         .arg(file)
+        .stdout(stdout)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| VaultError::Editor {

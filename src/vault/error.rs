@@ -143,6 +143,13 @@ pub enum VaultError {
     )]
     Editor { reason: String },
 
+    #[error("`secrets edit` needs a terminal: no EDITOR or VISUAL is set, and `vi` would draw the secrets on a stream that is not one")]
+    #[diagnostic(
+        code(hactl::vault::no_terminal),
+        help("run it in a terminal, set EDITOR to a program that edits the file named by its argument, or use `hactl secrets set NAME` (value on stdin) in scripts; the vault is unchanged")
+    )]
+    NoTerminal,
+
     #[error("interrupted: the plaintext copy was wiped and the vault is unchanged")]
     #[diagnostic(code(hactl::vault::interrupted))]
     Interrupted,

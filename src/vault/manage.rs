@@ -119,12 +119,20 @@ pub fn set(file: &Path, name: &str) -> miette::Result<ExitStatus> {
 }
 
 /// `secrets get NAME`.
-pub fn get(file: &Path, name: &str) -> miette::Result<ExitStatus> {
+///
+/// With `json` the value is the document's `value` (stdout, where the caller asked for it);
+/// never printed beside the document on stderr, which CI jobs keep in their logs.
+pub fn get(file: &Path, name: &str, json: bool) -> miette::Result<ExitStatus> {
     let (stack, paths) = load(file)?;
     let (_, secrets) = read_vault(&stack, &paths)?;
     let Some(value) = secrets.get(name) else {
         return Err(unknown(&stack, &secrets, name).into());
     };
+    if json {
+        io::put_named("name", &name)?;
+        io::put_named("value", &value.expose())?;
+        return Ok(ExitStatus::Success);
+    }
     io::print_out(value.expose());
     // A newline for people at a terminal; scripts get the value exactly.
     if io::stdout_is_terminal() && !value.expose().ends_with('\n') {

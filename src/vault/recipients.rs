@@ -167,7 +167,17 @@ impl Recipients {
 }
 
 /// Keys are long; errors show their start.
+/// How an argument that was refused as a recipient is named in the error. Only what starts
+/// like a public key is quoted (shortened); anything else may be a private key or a password
+/// pasted by mistake, and an error message lands in terminals' scrollback and CI logs, so it is
+/// named by its length only.
 fn shorten(s: &str) -> String {
+    let public = ["age1", "ssh-", "ecdsa-", "sk-"]
+        .iter()
+        .any(|p| s.starts_with(p));
+    if !public {
+        return format!("the {}-character argument (not shown)", s.chars().count());
+    }
     if s.chars().count() > 40 {
         format!("{}…", s.chars().take(40).collect::<String>())
     } else {
@@ -212,6 +222,18 @@ mod tests {
         let mut r = Recipients::default();
         let err = r.add("AGE-SECRET-KEY-1QQQQ").unwrap_err();
         assert!(format!("{err}").contains("private key"));
+        // A refused argument that is not a public key is never quoted, not even in part.
+        let secret = "AGE-SECRET-KEY-17JWWTPA74ZVKSDWPF28RS8Q5QQQQQQQQQQQQQQQQQQQQ";
+        let text = format!("{}", r.add(secret).unwrap_err());
+        assert!(!text.contains("17JWW"), "{text}");
+        assert!(text.contains("60-character argument (not shown)"), "{text}");
+        let text = format!("{}", r.add("hunter2-my-password").unwrap_err());
+        assert!(!text.contains("hunter2"), "{text}");
+        let text = format!("{}", r.add("ssh-dss AAAAB3NzaC1kc3MAAACBAP").unwrap_err());
+        assert!(
+            text.contains("ssh-dss AAAA"),
+            "a public key is named: {text}"
+        );
         assert!(r.add("hello").is_err());
         let err = Recipients::parse("# x\nage1nope\n", Path::new("r")).unwrap_err();
         assert!(format!("{err}").starts_with("r:2:"), "{err}");

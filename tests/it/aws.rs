@@ -1923,3 +1923,218 @@ fn docs_ci_sequence_runs_against_moto_and_the_lab() {
     );
     let _ = crate::support::run(&["lab", "down"]);
 }
+
+/// The `hactl:password-hmac` tag of the stack's database, through the RDS API.
+async fn password_tag(conf: &aws_config::SdkConfig) -> Option<String> {
+    let rds = aws_sdk_rds::Client::new(conf);
+    let out = rds
+        .describe_db_instances()
+        .db_instance_identifier(format!("hactl-{NAME}-db"))
+        .send()
+        .await
+        .unwrap();
+    out.db_instances()[0]
+        .tag_list()
+        .iter()
+        .find(|t| t.key() == Some("hactl:password-hmac"))
+        .and_then(|t| t.value().map(str::to_string))
+}
+
+/// Issue 12 §2: RDS never shows the master password back, so a password rotated in the vault
+/// (`hactl secrets set`) never reached RDS. Now `plan` shows the database's in-place update
+/// (without the password or its hash), `up` sends it (ModifyDBInstance `MasterUserPassword`)
+/// and rewrites the instance's keyed-hash tag, and the next plan is empty. An instance without
+/// the tag (made before hactl kept it) plans the update once, saying why. Neither password is
+/// in any plan (text or JSON), `up`'s output, the state or the journal.
+#[test]
+fn aws_db_password_rotation_reaches_rds() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = crate::aws_users::fixture(|t| t);
+    let (first, rotated) = ("moto-only-pw", "rotated-moto-pw-2");
+    let mut shown = vec![w.ok(&moto, &["up", "--auto-approve", "--provision-only"])];
+    let tag1 = rt
+        .block_on(password_tag(&conf))
+        .expect("the tag is set at create");
+    assert_eq!(tag1.len(), 64, "{tag1}");
+    assert!(tag1.chars().all(|c| c.is_ascii_hexdigit()), "{tag1}");
+
+    w.set_secret("db_password", rotated.as_bytes());
+    let plan = w.ok(&moto, &["plan", "--provision-only"]);
+    assert!(plan.contains("~ aws_db_instance.main"), "{plan}");
+    assert!(
+        plan.contains("master_password: (sensitive) → (changed in the vault)"),
+        "{plan}"
+    );
+    let json = w.ok(&moto, &["plan", "--json", "--provision-only"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("plan JSON");
+    let changes = doc["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "only the database changes: {doc:#}");
+    assert_eq!(changes[0]["action"], "update", "{doc:#}");
+    shown.extend([plan, json]);
+    shown.push(w.ok(&moto, &["up", "--auto-approve", "--provision-only"]));
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let tag2 = rt.block_on(password_tag(&conf)).expect("the tag is kept");
+    assert_ne!(tag1, tag2, "the tag follows the new password");
+
+    // An instance without the tag: one update, and the plan says why.
+    let rds = aws_sdk_rds::Client::new(&conf);
+    let arn = rt
+        .block_on(
+            rds.describe_db_instances()
+                .db_instance_identifier(format!("hactl-{NAME}-db"))
+                .send(),
+        )
+        .unwrap()
+        .db_instances()[0]
+        .db_instance_arn()
+        .unwrap()
+        .to_string();
+    rt.block_on(
+        rds.remove_tags_from_resource()
+            .resource_name(&arn)
+            .tag_keys("hactl:password-hmac")
+            .send(),
+    )
+    .unwrap();
+    let plan = w.ok(&moto, &["plan", "--provision-only"]);
+    assert!(
+        plan.contains("no `hactl:password-hmac` tag, the instance predates it"),
+        "{plan}"
+    );
+    shown.push(plan);
+    shown.push(w.ok(&moto, &["up", "--auto-approve", "--provision-only"]));
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(rt.block_on(password_tag(&conf)), Some(tag2.clone()));
+
+    let on_disk = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    shown.push(on_disk(w.state_path()));
+    shown.push(on_disk(
+        w.dir.path().join(format!(".hactl/{NAME}.journal.jsonl")),
+    ));
+    for text in &shown {
+        for secret in [first, rotated, &tag1[..16], &tag2[..16]] {
+            assert!(
+                !text.contains(secret),
+                "`{secret}` is shown or stored:\n{text}"
+            );
+        }
+    }
+}
+
+/// Issue 12 §2: an NLB's targets see the clients' addresses, and the hosts' group admitted the
+/// target port from the VPC only: health checks passed and every client timed out. The NLB now
+/// has its own group (created with it: AWS cannot add one later), open on the listener's port
+/// to clients, and the hosts admit the target port from that group; a second plan is empty.
+/// An NLB made without a group (as hactl made them before) is planned as a replacement, and
+/// `up` makes it with one.
+#[test]
+fn aws_nlb_has_its_own_security_group() {
+    use aws_sdk_elasticloadbalancingv2 as elbv2;
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = crate::aws_users::fixture(|t| {
+        t.replace("kind: alb", "kind: nlb")
+            .replace("protocol: HTTP", "protocol: TCP")
+    });
+    w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let elb = elbv2::Client::new(&conf);
+    let group = |name: String| {
+        let g = rt
+            .block_on(
+                ec2.describe_security_groups()
+                    .filters(Filter::builder().name("group-name").values(name).build())
+                    .send(),
+            )
+            .unwrap();
+        g.security_groups()[0].clone()
+    };
+    let lb_sg = group(format!("hactl-{NAME}-lb"));
+    let lb_sg_id = lb_sg.group_id().unwrap().to_string();
+    let rules = |g: &aws_sdk_ec2::types::SecurityGroup| -> Vec<String> {
+        let mut v: Vec<String> = g
+            .ip_permissions()
+            .iter()
+            .flat_map(|p| {
+                let head = format!(
+                    "{}/{}",
+                    p.ip_protocol().unwrap_or("?"),
+                    p.from_port().unwrap_or(-1)
+                );
+                p.ip_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ip().map(str::to_string))
+                    .chain(
+                        p.user_id_group_pairs()
+                            .iter()
+                            .filter_map(|u| u.group_id().map(str::to_string)),
+                    )
+                    .map(move |from| format!("{head} from {from}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(rules(&lb_sg), ["tcp/80 from 0.0.0.0/0"]);
+    let hosts = rules(&group(format!("hactl-{NAME}-hosts")));
+    assert_eq!(
+        hosts
+            .iter()
+            .filter(|r| r.starts_with("tcp/80 "))
+            .collect::<Vec<_>>(),
+        [&format!("tcp/80 from {lb_sg_id}")],
+        "{hosts:?}"
+    );
+    let lb = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(
+            elb.describe_load_balancers()
+                .names(format!("hactl-{NAME}-lb"))
+                .send(),
+        )
+        .unwrap()
+        .load_balancers()[0]
+            .clone()
+    };
+    let first = lb(&rt);
+    assert_eq!(first.r#type().map(|t| t.as_str()), Some("network"));
+    assert_eq!(first.security_groups(), std::slice::from_ref(&lb_sg_id));
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // An NLB made without a group, as hactl made them before: replaced, and the plan says why.
+    let arn = first.load_balancer_arn().unwrap();
+    rt.block_on(elb.delete_load_balancer().load_balancer_arn(arn).send())
+        .unwrap();
+    let subnets: Vec<String> = first
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.subnet_id().map(str::to_string))
+        .collect();
+    let tag = |k: &str, v: &str| elbv2::types::Tag::builder().key(k).value(v).build();
+    rt.block_on(
+        elb.create_load_balancer()
+            .name(format!("hactl-{NAME}-lb"))
+            .r#type(elbv2::types::LoadBalancerTypeEnum::Network)
+            .set_subnets(Some(subnets))
+            .tags(tag("hactl:stack", NAME))
+            .tags(tag("hactl:address", "aws_lb.main"))
+            .send(),
+    )
+    .unwrap();
+    let plan = w.ok(&moto, &["plan", "--provision-only"]);
+    assert!(plan.contains("-/+ aws_lb.main"), "{plan}");
+    assert!(
+        plan.contains("security_groups_at_create changed: false → true: replace"),
+        "{plan}"
+    );
+    w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
+    assert_eq!(lb(&rt).security_groups(), [lb_sg_id]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}

@@ -651,9 +651,11 @@ fn aws_subnet_ids_in_the_wrong_zone_are_refused() {
     rt.block_on(nothing_created(&conf));
 }
 
-/// Issue 17 §2: with `vpc_id`, an NLB's hosts accept the target port from the VPC's real CIDR
-/// block (moto's default VPC is 172.31.0.0/16), not from a hard-coded 10.0.0.0/16; a VPC
-/// that does not exist is refused before anything is created.
+/// Issue 17 §2: with `vpc_id`, an NLB's hosts never accept the target port from a hard-coded
+/// 10.0.0.0/16 (moto's default VPC is 172.31.0.0/16). Since issue 12 §2 they accept it from the
+/// NLB's own security group only (an NLB's instance targets see the clients' addresses, so a
+/// rule for the VPC's CIDR passed health checks and refused every client); a VPC that does not
+/// exist is refused before anything is created.
 #[test]
 fn aws_existing_vpc_cidr_comes_from_the_account() {
     let moto = Moto::start();
@@ -691,14 +693,36 @@ fn aws_existing_vpc_cidr_comes_from_the_account() {
                 .send(),
         )
         .unwrap();
-    let ranges: Vec<String> = g.security_groups()[0]
+    let port_80: Vec<&aws_sdk_ec2::types::IpPermission> = g.security_groups()[0]
         .ip_permissions()
         .iter()
         .filter(|p| p.from_port() == Some(80))
-        .flat_map(|p| p.ip_ranges())
-        .filter_map(|r| r.cidr_ip().map(str::to_string))
         .collect();
-    assert_eq!(ranges, ["172.31.0.0/16"]);
+    let ranges: Vec<&str> = port_80
+        .iter()
+        .flat_map(|p| p.ip_ranges())
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    assert!(ranges.is_empty(), "{ranges:?}");
+    let lb_sg = rt
+        .block_on(
+            ec2.describe_security_groups()
+                .filters(
+                    Filter::builder()
+                        .name("group-name")
+                        .values(format!("hactl-{NAME}-lb"))
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let lb_sg_id = lb_sg.security_groups()[0].group_id().unwrap();
+    let groups: Vec<&str> = port_80
+        .iter()
+        .flat_map(|p| p.user_id_group_pairs())
+        .filter_map(|u| u.group_id())
+        .collect();
+    assert_eq!(groups, [lb_sg_id]);
     let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);

@@ -108,3 +108,57 @@ fn json_events_is_refused_by_a_command_without_json() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("has no `--json`"), "{}", stderr(&o));
 }
+
+/// A command line clap refuses (a mistyped flag, a missing value, an unknown subcommand) exits
+/// 1 like every error, never clap's own 2: `--detailed-exitcode` reserves 2 for "changes
+/// pending", and docs/ci.md's plan job passes on 2, so a typo would have passed it. With
+/// `--json` the error is the one document on stdout, naming the flag; `--help` still exits 0.
+#[test]
+fn usage_errors_exit_1_with_one_document() {
+    for (args, named, command) in [
+        (
+            &[
+                "plan",
+                "-f",
+                "stacks/lab.yaml",
+                "--detailed-exitcode",
+                "--json",
+                "--taget",
+                "x",
+            ][..],
+            "--taget",
+            "plan",
+        ),
+        (
+            &["plan", "--detailed-exitcode", "--json"][..],
+            "--file",
+            "plan",
+        ),
+        (&["state", "bogus", "--json"][..], "bogus", "state"),
+        (&["validate", "--json", "-f"][..], "--file", "validate"),
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let docs = documents(&stdout(&o));
+        assert_eq!(docs.len(), 1, "{args:?}: one document: {}", stdout(&o));
+        let e = &docs[0]["error"];
+        assert_eq!(e["code"], "hactl::cli::usage", "{args:?}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(named),
+            "{args:?}: the message names {named}: {e}"
+        );
+        assert_eq!(docs[0]["command"], command, "{args:?}");
+    }
+    // Without --json: the same error on stderr, nothing on stdout, exit 1; a did-you-mean tip.
+    let o = run(&["plan", "-f", "stacks/lab.yaml", "--taget", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).contains("'--target'"), "{}", stderr(&o));
+    // What was asked for is not an error.
+    assert_eq!(run(&["plan", "--help"]).status.code(), Some(0));
+    assert_eq!(run(&["--version"]).status.code(), Some(0));
+    // `hactl` alone prints the help and fails.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Usage:"), "{}", stderr(&o));
+}

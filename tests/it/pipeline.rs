@@ -161,7 +161,7 @@ fn init_aws_stack_validates() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("hosts.pub"),
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhactlinittestkeyhactlinittestkeyhactlinit ci@test\n",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO7DwKba4zmEdVVsWOSrRuOkXXA9BURK8d9NAyUP7RMf ci@test\n",
     )
     .expect("write key");
     let args = [
@@ -179,6 +179,24 @@ fn init_aws_stack_validates() {
         "--ssh-cidr",
         "203.0.113.0/24",
     ];
+    // A private key given as the public one is refused, naming the flag, and never echoed;
+    // nothing is written.
+    let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n";
+    std::fs::write(dir.path().join("hosts.key"), private).expect("write key");
+    let mut wrong = args.to_vec();
+    wrong[10] = "hosts.key";
+    let o = hactl_in(dir.path(), &wrong);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--ssh-public-key") && err.contains("private key"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
+        "{err}"
+    );
+    assert!(!dir.path().join("stacks").exists() && !dir.path().join("secrets").exists());
     let o = hactl_in(dir.path(), &args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.path().join("stacks/shop.yaml").exists());

@@ -237,6 +237,14 @@ fn round_trip_with_several_recipients() {
     let got = w.secrets(&["get", "db_password"], None, &[]);
     assert_eq!(ok(&got), CANARY, "get prints exactly the value");
     assert_eq!(ok(&w.secrets(&["get", "tls_key"], None, &[])), multi);
+    // With --json the value is in the one document on stdout, and nowhere on stderr (a CI
+    // log): before, it was written to stderr beside a document without it.
+    let o = w.secrets(&["get", "db_password", "--json"], None, &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let doc: serde_json::Value = serde_json::from_str(&support::stdout(&o)).expect("one document");
+    assert_eq!(doc["value"], CANARY);
+    assert_eq!(doc["name"], "db_password");
+    assert!(!support::stderr(&o).contains(CANARY), "{}", show(&o));
     assert_eq!(
         ok(&rec(&mut outputs, "list", w.secrets(&["list"], None, &[]))),
         "db_password\ntls_key\n"
@@ -563,6 +571,50 @@ fn edit_with_invalid_yaml_leaves_the_vault_unchanged() {
     let o = w.secrets(&["edit"], None, &[("EDITOR", Path::new("true"))]);
     assert!(support::stderr(&ok_out(o)).contains("no changes"));
     assert_eq!(w.vault_bytes(), before);
+}
+
+/// `secrets edit` where no person is at a terminal (a CI job, a pipe): without EDITOR or
+/// VISUAL it refuses to start `vi`, which would draw every secret on the redirected stdout; an
+/// editor that writes the file to its stdout (as a terminal editor draws it) never reaches
+/// hactl's stdout, which is not a terminal here.
+#[test]
+fn edit_without_a_terminal_never_draws_the_secrets_on_stdout() {
+    let w = world_with_secret();
+    let before = w.vault_bytes();
+    let mut c = w.cmd(&["secrets", "edit", "-f", &w.stack().display().to_string()]);
+    c.env_remove("EDITOR")
+        .env_remove("VISUAL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let o = c.output().expect("hactl runs");
+    fails_with(&o, "needs a terminal");
+    assert!(
+        support::stderr(&o).contains("hactl::vault::no_terminal"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(w.vault_bytes(), before);
+    assert!(w.temp_leftovers().is_empty(), "{:?}", w.temp_leftovers());
+    for json in [false, true] {
+        let drawer = w.script("draw.sh", "cat \"$1\"");
+        let mut args = vec!["edit"];
+        if json {
+            args.push("--json");
+        }
+        let o = w.secrets(&args, None, &[("EDITOR", &drawer)]);
+        assert!(o.status.success(), "{}", show(&o));
+        assert!(
+            !support::stdout(&o).contains(CANARY),
+            "json={json}: {}",
+            show(&o)
+        );
+        assert!(
+            !support::stderr(&o).contains(CANARY),
+            "json={json}: {}",
+            show(&o)
+        );
+    }
 }
 
 /// Keeps an output for the final leak check and returns it.

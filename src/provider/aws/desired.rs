@@ -3,8 +3,8 @@
 //! Seed 003's shape: a VPC with one public subnet per zone, an internet gateway and a route
 //! table; least-privilege security groups (the balancer open on its listeners, the hosts only
 //! from the balancer and SSH from a stated CIDR, NFS and the DB port only from the hosts);
-//! instances spread round-robin over the zones; an ALB/NLB with a target group, listeners and
-//! the instances registered; EFS with a mount target in every zone; a DB subnet group and an
+//! instances spread round-robin over the zones; an ALB/NLB (either with its own security
+//! group) with a target group, listeners and the instances registered; EFS with a mount target in every zone; a DB subnet group and an
 //! RDS instance (Multi-AZ by default). With `network.vpc_id` the network is not managed and
 //! references carry the given ids instead of addresses.
 
@@ -75,10 +75,25 @@ pub fn db_default_port(engine: &str) -> i64 {
     }
 }
 
-/// One security group ingress rule in its canonical text form: `tcp/80 from 0.0.0.0/0` or
-/// `tcp/2049 from aws_security_group.hosts`. The text is what the diff compares and shows.
+/// One TCP security group ingress rule in its canonical text form: `tcp/80 from 0.0.0.0/0`
+/// or `tcp/2049 from aws_security_group.hosts`. The text is what the diff compares and shows.
 pub fn rule(port: i64, from: &str) -> String {
-    format!("tcp/{port} from {from}")
+    proto_rule("tcp", port, from)
+}
+
+/// [`rule`] for another IP protocol (`udp`), as EC2 names it in `IpProtocol`.
+pub fn proto_rule(proto: &str, port: i64, from: &str) -> String {
+    format!("{proto}/{port} from {from}")
+}
+
+/// The IP protocols a listener's clients use (`TCP`, `TLS`, `HTTP`, `HTTPS`: tcp; `UDP`: udp;
+/// `TCP_UDP`: both), for the balancer's security group.
+pub fn listener_ip_protocols(protocol: &str) -> &'static [&'static str] {
+    match protocol.to_ascii_uppercase().as_str() {
+        "UDP" => &["udp"],
+        "TCP_UDP" => &["tcp", "udp"],
+        _ => &["tcp"],
+    }
 }
 
 /// Parses [`rule`]'s text back into (protocol, port, source).
@@ -112,15 +127,18 @@ pub fn subnets(aws: &AwsSpec) -> Vec<String> {
     (0..aws.zones.value.len()).map(subnet_addr).collect()
 }
 
-/// The hosts' SSH public key as given (`aws.hosts.public_key`, resolved from the vault when it
-/// is a `{secret: NAME}`): hactl imports it as the stack's own EC2 key pair.
+/// What the stack file alone does not say.
 ///
-/// `vpc_cidrs`: with `network.vpc_id`, the existing VPC's IPv4 CIDR blocks as the account
-/// reports them ([`super::preflight`]); rules that admit traffic "from the VPC" use them.
+/// `public_key`: the hosts' SSH public key as given (`aws.hosts.public_key`, resolved from the
+/// vault when it is a `{secret: NAME}`): hactl imports it as the stack's own EC2 key pair.
+///
+/// `db_password_hmac`: the keyed hash of the database's master password as it is now in the
+/// vault ([`super::kinds::db_instance::password_hmac`]); None when it is not known (`down`),
+/// and then the password is not compared.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Inputs<'a> {
     pub public_key: Option<&'a str>,
-    pub vpc_cidrs: Option<&'a [String]>,
+    pub db_password_hmac: Option<&'a str>,
 }
 
 /// The key pair's fingerprint as hactl compares it: the SHA-256 of the key line's type and
@@ -192,28 +210,28 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
         .unwrap_or(80);
     let mut host_rules = Vec::new();
     if let Some(b) = &aws.balancer {
-        if b.kind.value == "alb" {
-            let rules = b
-                .listeners
-                .iter()
-                .map(|l| rule(l.port.value, "0.0.0.0/0"))
-                .collect();
-            out.push(sg(stack, SG_LB, "lb", &vpc, rules));
-            host_rules.push(rule(target_port, SG_LB));
-        } else {
-            // An NLB has no security group of its own here: traffic keeps the client's
-            // address, so the hosts accept the target port from the VPC only — the VPC hactl
-            // makes (`vpc_cidr`), or every CIDR block of an existing one as DescribeVpcs
-            // reports it (never a guess: a wrong block leaves every target unhealthy).
-            let cidrs: Vec<String> = match (&aws.network.vpc_cidr, inputs.vpc_cidrs) {
-                (Some(c), _) => vec![c.value.clone()],
-                (None, Some(found)) => found.to_vec(),
-                (None, None) => Vec::new(),
-            };
-            for cidr in cidrs {
-                host_rules.push(rule(target_port, &cidr));
-            }
-        }
+        // The balancer's own group opens each listener's port, with the listener's protocol,
+        // to its clients (anyone: the balancer is internet-facing), and the hosts accept the
+        // target port from that group only. An NLB too: "referencing the security group
+        // associated with your Network Load Balancer in the security groups associated with
+        // your targets ensures that your targets accept traffic from your Network Load
+        // Balancer even if you enable client IP preservation" (AWS, Elastic Load Balancing,
+        // "Update the security groups for your Network Load Balancer",
+        // https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-security-groups.html).
+        // Without one, instance targets see the client's address (client IP preservation is
+        // always on for instance targets), so a hosts' rule for the VPC's CIDR passed the
+        // health checks and refused every client.
+        let rules = b
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                listener_ip_protocols(&l.protocol)
+                    .iter()
+                    .map(|p| proto_rule(p, l.port.value, "0.0.0.0/0"))
+            })
+            .collect();
+        out.push(sg(stack, SG_LB, "lb", &vpc, rules));
+        host_rules.push(rule(target_port, SG_LB));
     }
     if let Some(c) = &aws.network.ssh_cidr {
         host_rules.push(rule(22, &c.value));
@@ -271,14 +289,18 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
 
     if let Some(b) = &aws.balancer {
         let alb = b.kind.value == "alb";
-        let mut lb = Resource::new(ResKind::Lb, LB)
-            .attr("name", aws_name(stack, "lb", 32))
-            .attr("kind", if alb { "application" } else { "network" })
-            .reference("subnets", subnet_list.clone());
-        if alb {
-            lb = lb.reference("security_groups", vec![SG_LB.into()]);
-        }
-        out.push(lb);
+        // `security_groups_at_create`: AWS can only give an NLB security groups when it is
+        // created ("If you create a Network Load Balancer without associating any security
+        // groups, you can't associate them with the load balancer later", same page as
+        // above): one made without (by hactl before it gave NLBs a group) is replaced.
+        out.push(
+            Resource::new(ResKind::Lb, LB)
+                .attr("name", aws_name(stack, "lb", 32))
+                .attr("kind", if alb { "application" } else { "network" })
+                .attr("security_groups_at_create", true)
+                .reference("subnets", subnet_list.clone())
+                .reference("security_groups", vec![SG_LB.into()]),
+        );
         let hc = &b.health_check;
         let tg_protocol = if alb { "HTTP" } else { "TCP" };
         out.push(
@@ -370,6 +392,9 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
             .reference("security_groups", vec![SG_DB.into()]);
         if let Some(v) = &db.engine_version {
             r = r.attr("engine_version", v);
+        }
+        if let Some(h) = inputs.db_password_hmac {
+            r = r.attr(super::kinds::db_instance::MASTER_PASSWORD, h);
         }
         out.push(r);
     }

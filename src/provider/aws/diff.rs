@@ -195,14 +195,13 @@ fn attr_changes(diffs: &[(String, String, String, bool)]) -> Vec<AttrChange> {
 pub fn differences(want: &Resource, have: &Resource) -> Vec<(String, String, String, bool)> {
     let mut out = Vec::new();
     for (k, v) in &want.attrs {
-        let h = have.attrs.get(k);
-        if !satisfies(want.kind, k, v, h.map(String::as_str)) {
-            out.push((
-                k.clone(),
-                show(h.map(String::as_str)),
-                show(Some(v)),
-                want.kind.forces_replace(k),
-            ));
+        let h = have.attrs.get(k).map(String::as_str);
+        if !satisfies(want.kind, k, v, h) {
+            // A keyed hash of a secret (the database's master password) is never shown.
+            let (before, after) = super::kinds::of(want.kind)
+                .masked(k, h)
+                .unwrap_or_else(|| (show(h), show(Some(v))));
+            out.push((k.clone(), before, after, want.kind.forces_replace(k)));
         }
     }
     for (k, v) in &want.refs {
@@ -763,7 +762,7 @@ aws:
             &file,
             &crate::provider::aws::desired::Inputs {
                 public_key: Some(key),
-                vpc_cidrs: None,
+                db_password_hmac: None,
             },
         )
     }
@@ -1216,6 +1215,166 @@ aws:
         aws_security_group.efs: tcp/2049 from aws_security_group.hosts
         aws_security_group.db: tcp/5432 from aws_security_group.hosts
         ");
+    }
+
+    /// Issue 12 §2: the database's master password, which RDS never shows back, is compared
+    /// as the keyed hash in the instance's `hactl:password-hmac` tag: the same password plans
+    /// nothing; a password rotated in the vault, or an instance without the tag (made before
+    /// hactl kept it, said so in the reason), is an in-place update; the plan (text and JSON)
+    /// shows neither the password nor the hash.
+    #[test]
+    fn database_password_rotation_is_an_in_place_update_without_the_secret() {
+        use crate::plan::DigestKey;
+        use crate::provider::aws::kinds::db_instance::{password_hmac, MASTER_PASSWORD};
+        let key = DigestKey::from_hex(&"5a".repeat(32)).unwrap();
+        let (old_pw, new_pw) = ("first-Passw0rd", "rotated-Passw0rd");
+        let (old_h, new_h) = (
+            password_hmac(&key, "web3", old_pw),
+            password_hmac(&key, "web3", new_pw),
+        );
+        // Keyed: another key gives another hash; neither holds the password.
+        let other = DigestKey::from_hex(&"a5".repeat(32)).unwrap();
+        assert_ne!(old_h, password_hmac(&other, "web3", old_pw));
+        assert_ne!(old_h, new_h);
+        assert_eq!(old_h.len(), 64);
+        assert!(!old_h.contains(old_pw));
+        let file: crate::stack::model::StackFile = serde_saphyr::from_str(STACK).unwrap();
+        let with = |h: &str| {
+            desired(
+                &file,
+                &crate::provider::aws::desired::Inputs {
+                    public_key: None,
+                    db_password_hmac: Some(h),
+                },
+            )
+        };
+        let have = observed(&with(&old_h));
+
+        // The same password: nothing to do.
+        let d = diff(&with(&old_h), &have);
+        assert!(d.steps.is_empty(), "{:?}", d.steps);
+
+        // Rotated in the vault: one in-place update of the database, no replacement.
+        let check = |d: &Diff, before: &str| {
+            assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+            let s = &d.steps[0];
+            assert_eq!(
+                (s.change.addr.as_str(), s.change.action),
+                (desired::DB, Action::Update)
+            );
+            assert!(!destroys_data(s));
+            let Reason::Differs { attrs, .. } = &s.change.reason else {
+                panic!("{:?}", s.change.reason)
+            };
+            assert_eq!(attrs.len(), 1, "{attrs:?}");
+            assert_eq!(attrs[0].key, MASTER_PASSWORD);
+            assert!(!attrs[0].forces_replace);
+            assert!(attrs[0].before.contains(before), "{attrs:?}");
+            let text = render(d);
+            let json = serde_json::to_string(&d.plan("web3")).unwrap();
+            for shown in [&text, &json] {
+                for secret in [old_pw, new_pw, &old_h, &new_h, &old_h[..12], &new_h[..12]] {
+                    assert!(!shown.contains(secret), "{secret} shown in {shown}");
+                }
+            }
+            text
+        };
+        let text = check(&diff(&with(&new_h), &have), "(sensitive)");
+        assert!(
+            text.contains("master_password: (sensitive) → (changed in the vault)"),
+            "{text}"
+        );
+
+        // No tag (an instance made before hactl kept it): the update is planned once, and the
+        // reason says why.
+        let mut untagged = have.clone();
+        for o in &mut untagged {
+            o.res.attrs.remove(MASTER_PASSWORD);
+        }
+        let text = check(
+            &diff(&with(&old_h), &untagged),
+            "no `hactl:password-hmac` tag",
+        );
+        assert!(text.contains("(set from the vault)"), "{text}");
+
+        // Without the vault's password (`down`) the password is not compared.
+        let none = desired(&file, &crate::provider::aws::desired::Inputs::default());
+        assert!(diff(&none, &untagged).steps.is_empty());
+    }
+
+    /// Issue 12 §2: an NLB's targets see the client's address, so the hosts' group must not
+    /// admit the target port from the VPC only. The NLB gets its own group, open on each
+    /// listener's port with the listener's protocol, and the hosts admit the target port from
+    /// that group (AWS's "Update the security groups for your Network Load Balancer").
+    #[test]
+    fn nlb_has_its_own_security_group_and_the_hosts_admit_it() {
+        let rs = crate::provider::aws::fixture::resources(|s| {
+            s.replace(
+                "    kind: alb\n",
+                "    kind: nlb\n    listeners:\n      - {port: 443, protocol: TLS, certificate_arn: \"arn:aws:acm:us-east-1:123456789012:certificate/x\"}\n      - {port: 5353, protocol: UDP}\n    target_port: 8080\n",
+            )
+        });
+        let rules: Vec<String> = rs
+            .iter()
+            .filter(|r| r.kind == ResKind::SecurityGroup)
+            .map(|r| format!("{}: {}", r.addr, r.get("ingress").unwrap()))
+            .collect();
+        insta::assert_snapshot!(rules.join("\n"), @r"
+        aws_security_group.lb: tcp/443 from 0.0.0.0/0, udp/5353 from 0.0.0.0/0
+        aws_security_group.hosts: tcp/8080 from aws_security_group.lb
+        aws_security_group.efs: tcp/2049 from aws_security_group.hosts
+        aws_security_group.db: tcp/5432 from aws_security_group.hosts
+        ");
+        let lb = rs.iter().find(|r| r.kind == ResKind::Lb).unwrap();
+        assert_eq!(lb.get("kind"), Some("network"));
+        assert_eq!(lb.one_ref("security_groups"), Some(desired::SG_LB));
+        let hosts = rs.iter().find(|r| r.addr == desired::SG_HOSTS).unwrap();
+        assert_eq!(
+            hosts.refs.get("ingress_from"),
+            Some(&vec![desired::SG_LB.to_string()])
+        );
+    }
+
+    /// Issue 12 §2: AWS cannot give security groups to an NLB created without any: such an
+    /// NLB (made by hactl before NLBs had a group) is replaced, and the plan says why, instead
+    /// of an update that AWS refuses or a drift that never goes away.
+    #[test]
+    fn nlb_made_without_a_security_group_is_replaced() {
+        let nlb = |s: String| {
+            s.replace(
+                "    kind: alb\n",
+                "    kind: nlb\n    listeners:\n      - {port: 80, protocol: TCP}\n",
+            )
+        };
+        let want = crate::provider::aws::fixture::resources(nlb);
+        let mut have = observed(&want);
+        for o in &mut have {
+            if o.res.kind == ResKind::Lb {
+                o.res.refs.remove("security_groups");
+                o.res
+                    .attrs
+                    .insert("security_groups_at_create".into(), "false".into());
+            }
+        }
+        let d = diff(&want, &have);
+        let lb = d
+            .steps
+            .iter()
+            .find(|s| s.change.addr == desired::LB)
+            .unwrap();
+        assert_eq!(lb.change.action, Action::Replace);
+        let why = lb.change.reason.to_string();
+        assert!(
+            why.contains("security_groups_at_create changed: false → true: replace"),
+            "{why}"
+        );
+        // The listener goes with it; a second run against what the new one is has nothing.
+        assert!(d
+            .steps
+            .iter()
+            .any(|s| s.change.addr == "aws_lb_listener.port_80"
+                && s.change.action == Action::Replace));
+        assert!(diff(&want, &observed(&want)).steps.is_empty());
     }
 
     #[test]

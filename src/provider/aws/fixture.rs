@@ -40,7 +40,7 @@ pub fn resources(edit: impl Fn(String) -> String) -> Vec<Resource> {
         &file,
         &Inputs {
             public_key: None,
-            vpc_cidrs: None,
+            db_password_hmac: None,
         },
     )
 }

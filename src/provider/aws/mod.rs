@@ -10,9 +10,10 @@
 //! calls share), [`observe`] (the scan: which kind is read when, ownership, ids back to
 //! addresses), [`apply`] (the step runner: one change in one phase, the instance roll, tokens),
 //! [`wait`] (eventual consistency, throttling, ready and failure states, per-kind limits),
-//! [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what only the
-//! account can answer — zones, instance type offerings, existing subnets and VPC — asked
-//! before anything is created). Only `kinds`, `observe`, `preflight` and `apply` talk to AWS.
+//! [`sshd`] (a new instance's SSH port answering before hactl first contacts it), [`outputs`]
+//! (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what only the account can
+//! answer — zones, instance type offerings, existing subnets and VPC — asked before anything
+//! is created). Only `kinds`, `observe`, `preflight` and `apply` talk to AWS.
 //!
 //! Identity: the state's ids first, tags second. `observe` reads what the state recorded by
 //! id (a resource that lost its `hactl:*` tags is still this stack's, and is re-tagged in
@@ -31,6 +32,7 @@ pub mod model;
 pub mod observe;
 pub mod outputs;
 pub mod preflight;
+pub mod sshd;
 pub mod targets;
 pub mod wait;
 

@@ -18,6 +18,10 @@ pub const TAG_ADDRESS: &str = "hactl:address";
 /// The tag on an imported key pair that records which public key it holds
 /// ([`super::desired::public_key_sha256`]): EC2 cannot show the material back.
 pub const TAG_PUBLIC_KEY: &str = "hactl:public-key-sha256";
+/// The tag on an RDS instance that records which master password it was given: a keyed hash
+/// ([`super::kinds::db_instance::password_hmac`]), never the password. RDS cannot show the
+/// password back, so without it a password rotated in the vault would never reach RDS.
+pub const TAG_PASSWORD_HMAC: &str = "hactl:password-hmac";
 
 /// The kinds of resources the AWS provider manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

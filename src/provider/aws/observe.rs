@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use super::client::Clients;
-use super::desired;
 use super::kinds::{self, shared::api};
 use super::model::{Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_STACK};
 use super::AwsError;
@@ -337,191 +336,6 @@ pub async fn observe(
     Ok(all)
 }
 
-// Issue 12 §1, moved last: the security groups' and the DB instances' reads, until they move
-// to their kinds' files (after the lifecycles branch is merged). Reached only through
-// `kinds::security_group` and `kinds::db_instance`.
-
-struct Raw {
-    obs: Observed,
-}
-
-fn legacy_owned(kind: ResKind, who: Who, id: &str) -> Raw {
-    Raw {
-        obs: owned(kind, who, id),
-    }
-}
-
-pub(crate) async fn legacy_read(scan: &Scan<'_>, kind: ResKind) -> Result<Vec<Observed>, AwsError> {
-    let c = scan.c;
-    let owner = scan.owner;
-    let mut raws: Vec<Raw> = Vec::new();
-    if kind == ResKind::SecurityGroup {
-        let all = scan
-            .ec2(
-                ResKind::SecurityGroup,
-                "DescribeSecurityGroups",
-                "group-id",
-                |g: &aws_sdk_ec2::types::SecurityGroup| (g.group_id(), g.tags()),
-                |f, _| async move {
-                    let o = c.ec2.describe_security_groups().filters(f).send().await;
-                    o.map(|o| o.security_groups().to_vec())
-                },
-            )
-            .await?;
-        for (g, _) in &all {
-            let Some(id) = g.group_id() else { continue };
-            let tags = g.tags();
-            let Some(who) = owner.of(
-                ResKind::SecurityGroup,
-                id,
-                ec2_tag(tags, TAG_STACK),
-                ec2_tag(tags, TAG_ADDRESS),
-            ) else {
-                continue;
-            };
-            let mut r = legacy_owned(ResKind::SecurityGroup, who, id);
-            // Rules keep group ids for now; they are mapped to addresses below with the rest.
-            let mut rules = Vec::new();
-            for p in g.ip_permissions() {
-                let proto = p.ip_protocol().unwrap_or("-1");
-                let port = p.from_port().unwrap_or(-1);
-                for range in p.ip_ranges() {
-                    if let Some(c) = range.cidr_ip() {
-                        rules.push(desired::rule(port.into(), c));
-                    }
-                }
-                for pair in p.user_id_group_pairs() {
-                    if let Some(gid) = pair.group_id() {
-                        rules.push(format!("{proto}/{port} from {gid}"));
-                    }
-                }
-            }
-            r.obs.res = r
-                .obs
-                .res
-                .attr("name", g.group_name().unwrap_or_default())
-                .reference("vpc", g.vpc_id().map(str::to_string).into_iter().collect());
-            r.obs.info.insert("rules".into(), rules.join("\n"));
-            raws.push(r);
-        }
-    }
-    if kind == ResKind::DbInstance {
-        let dbs: Result<Vec<_>, _> = c
-            .rds
-            .describe_db_instances()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await;
-        for d in &dbs.map_err(api("DescribeDBInstances", "(read)"))? {
-            let tag = |k: &str| {
-                d.tag_list()
-                    .iter()
-                    .find(|t| t.key() == Some(k))
-                    .and_then(|t| t.value())
-            };
-            if d.db_instance_status() == Some("deleting") {
-                continue;
-            }
-            let id = d.db_instance_identifier().unwrap_or_default();
-            let Some(who) = owner.of(ResKind::DbInstance, id, tag(TAG_STACK), tag(TAG_ADDRESS))
-            else {
-                continue;
-            };
-            let mut r = legacy_owned(ResKind::DbInstance, who, id);
-            if let Some(arn) = d.db_instance_arn() {
-                r.obs.info.insert("arn".into(), arn.into());
-            }
-            r.obs.res = r
-                .obs
-                .res
-                .attr("identifier", id)
-                .attr("engine", d.engine().unwrap_or_default())
-                .attr("engine_version", d.engine_version().unwrap_or_default())
-                .attr("instance_class", d.db_instance_class().unwrap_or_default())
-                .attr("storage_gb", d.allocated_storage().unwrap_or_default())
-                .attr("multi_az", d.multi_az().unwrap_or(false))
-                .attr("db_name", d.db_name().unwrap_or_default())
-                .attr(
-                    "deletion_protection",
-                    d.deletion_protection().unwrap_or(false),
-                )
-                .reference(
-                    "subnet_group",
-                    d.db_subnet_group()
-                        .and_then(|g| g.db_subnet_group_name())
-                        .map(str::to_string)
-                        .into_iter()
-                        .collect(),
-                )
-                .reference(
-                    "security_groups",
-                    d.vpc_security_groups()
-                        .iter()
-                        .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
-                        .collect(),
-                );
-            // The port is known from the endpoint only: until the instance is available RDS has
-            // none and reports `DbInstancePort` 0, which must not plan a port change.
-            match d.endpoint().and_then(|e| e.port()) {
-                Some(port) => r.obs.res = r.obs.res.attr("port", port),
-                None => {
-                    r.obs
-                        .info
-                        .insert(super::diff::UNKNOWN.into(), "port".into());
-                }
-            }
-            if let Some(e) = d.endpoint() {
-                r.obs
-                    .info
-                    .insert("endpoint".into(), e.address().unwrap_or_default().into());
-                r.obs
-                    .info
-                    .insert("port".into(), e.port().unwrap_or_default().to_string());
-            }
-            raws.push(r);
-        }
-    }
-    Ok(raws.into_iter().map(|r| r.obs).collect())
-}
-
-pub(crate) fn legacy_resolve(o: &mut Observed, ids: &Ids<'_>) {
-    ids.map_refs(&mut o.res);
-    let addr_of = |id: &String| ids.addr_of(id);
-    let mut r = Raw { obs: o.clone() };
-    if r.obs.res.kind == ResKind::SecurityGroup {
-        let mut rules: Vec<String> = r
-            .obs
-            .info
-            .get("rules")
-            .map(|s| {
-                s.lines()
-                    .map(|l| match desired::parse_rule(l) {
-                        Some((p, port, from)) => {
-                            format!("{p}/{port} from {}", addr_of(&from))
-                        }
-                        None => l.to_string(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        rules.sort();
-        rules.dedup();
-        let from: Vec<String> = rules
-            .iter()
-            .filter_map(|r| desired::parse_rule(r).map(|(_, _, f)| f))
-            .filter(|f| f.starts_with("aws_"))
-            .collect();
-        r.obs.res = r
-            .obs
-            .res
-            .attr("ingress", rules.join(", "))
-            .reference("ingress_from", from);
-    }
-    *o = r.obs;
-}
-
 /// The EC2 status checks of the observed instances, for `heal`: an instance whose instance or
 /// system check reads `impaired` gets `info["status"] = "impaired"` (anything else leaves it
 /// alone). A second round trip that only `heal` pays: `plan` and `up` never replace a running
@@ -724,11 +538,14 @@ mod tests {
         assert_eq!(
             at("subnet-own1"),
             (
-                desired::mount_target_addr(1),
+                super::super::desired::mount_target_addr(1),
                 vec!["aws_subnet.public[1]".to_string()]
             )
         );
-        assert_eq!(at("subnet-given1").0, desired::mount_target_addr(1));
+        assert_eq!(
+            at("subnet-given1").0,
+            super::super::desired::mount_target_addr(1)
+        );
         assert_eq!(at("subnet-x").0, "aws_efs_mount_target.shared[subnet-x]");
     }
 

@@ -100,6 +100,9 @@ pub struct Timeouts {
     pub database: Duration,
     /// How long NotFound for a resource this run made (or names) is retried.
     pub propagation: Duration,
+    /// How long a new instance's sshd may take to answer before hactl first contacts it
+    /// ([`super::sshd`]; Terraform's `connection` timeout is 5 minutes too).
+    pub ssh: Duration,
 }
 
 impl Default for Timeouts {
@@ -110,6 +113,7 @@ impl Default for Timeouts {
             file_system: Duration::from_secs(10 * 60),
             database: Duration::from_secs(40 * 60),
             propagation: Duration::from_secs(2 * 60),
+            ssh: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -127,6 +131,7 @@ impl Timeouts {
             file_system: or(&spec.file_system, d.file_system),
             database: or(&spec.database, d.database),
             propagation: or(&spec.propagation, d.propagation),
+            ssh: or(&spec.ssh, d.ssh),
         }
     }
 }

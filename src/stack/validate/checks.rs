@@ -2569,6 +2569,7 @@ impl Checker<'_> {
             (&t.file_system, "aws.timeouts.file_system"),
             (&t.database, "aws.timeouts.database"),
             (&t.propagation, "aws.timeouts.propagation"),
+            (&t.ssh, "aws.timeouts.ssh"),
         ] {
             if let Some(v) = v {
                 self.dur_range(v, path, Dur::from_secs(1), Dur::from_secs(4 * 3600));

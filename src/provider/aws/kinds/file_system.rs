@@ -55,8 +55,8 @@ impl Kind for FileSystem {
         wait::efs_available(status)
     }
 
-    fn timeout(&self, t: &Timeouts) -> Option<Duration> {
-        Some(t.file_system)
+    fn timeout(&self, t: &Timeouts) -> Duration {
+        t.file_system
     }
 
     async fn read(&self, scan: &Scan<'_>) -> Result<Vec<Observed>, AwsError> {
@@ -136,7 +136,7 @@ impl Kind for FileSystem {
             }
             Err(e) => return Err(api("CreateFileSystem", a)(e)),
         };
-        ctx.wait(a, "available", ctx.timeouts.file_system, || async {
+        ctx.wait(a, "available", self.timeout(&ctx.timeouts), || async {
             let o = c
                 .efs
                 .describe_file_systems()

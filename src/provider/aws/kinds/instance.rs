@@ -126,8 +126,8 @@ impl Kind for Instance {
         wait::instance_running(status)
     }
 
-    fn timeout(&self, t: &Timeouts) -> Option<Duration> {
-        Some(t.instance)
+    fn timeout(&self, t: &Timeouts) -> Duration {
+        t.instance
     }
 
     async fn read(&self, scan: &Scan<'_>) -> Result<Vec<Observed>, AwsError> {
@@ -268,7 +268,7 @@ impl Kind for Instance {
             .and_then(|i| i.instance_id())
             .unwrap_or_default()
             .to_string();
-        ctx.wait(a, "running", ctx.timeouts.instance, || async {
+        ctx.wait(a, "running", self.timeout(&ctx.timeouts), || async {
             Ok(match state(ctx, a, &id).await? {
                 Some(s) => self.ready(&s),
                 // Not listed yet: the id is still propagating.
@@ -325,7 +325,7 @@ impl Kind for Instance {
             "terminated",
             "DescribeInstances",
             "InvalidInstanceID.NotFound",
-            ctx.timeouts.instance,
+            self.timeout(&ctx.timeouts),
             || async {
                 let o = ctx.c.ec2.describe_instances().instance_ids(id).send().await;
                 o.map(|o| {

@@ -1,6 +1,7 @@
 //! `aws_lb`: the stack's load balancer, an ALB (`application`) or an NLB (`network`), facing
 //! the internet across the public subnets. Its name and type cannot change in place; its
-//! subnets and security groups can. `provisioning → active` (`failed` final: the SDK's
+//! subnets and security groups can (SetSecurityGroups), except that an NLB created without any
+//! can never have one (`security_groups_at_create`, see `desired`): it is replaced. `provisioning → active` (`failed` final: the SDK's
 //! `load_balancer_available` waiter). The scan reads every load balancer of the region (ELBv2
 //! has no tag filter) and keeps those whose tags are the stack's.
 
@@ -38,15 +39,15 @@ impl Attrs {
 #[async_trait::async_trait]
 impl Kind for Lb {
     fn forces_replace(&self, key: &str) -> bool {
-        matches!(key, "kind" | "name")
+        matches!(key, "kind" | "name" | "security_groups_at_create")
     }
 
     fn ready(&self, status: &str) -> Poll {
         wait::load_balancer_active(status)
     }
 
-    fn timeout(&self, t: &Timeouts) -> Option<Duration> {
-        Some(t.load_balancer)
+    fn timeout(&self, t: &Timeouts) -> Duration {
+        t.load_balancer
     }
 
     async fn read(&self, scan: &Scan<'_>) -> Result<Vec<Observed>, AwsError> {
@@ -87,6 +88,11 @@ impl Kind for Lb {
                         .filter_map(|z| z.subnet_id().map(str::to_string))
                         .collect(),
                 );
+            // An NLB made without a security group can never get one: replaced (see
+            // `desired`).
+            o.res = o
+                .res
+                .attr("security_groups_at_create", !l.security_groups().is_empty());
             if !l.security_groups().is_empty() {
                 o.res = o
                     .res
@@ -125,7 +131,7 @@ impl Kind for Lb {
             .and_then(|l| l.load_balancer_arn())
             .unwrap_or_default()
             .to_string();
-        ctx.wait(a, "active", ctx.timeouts.load_balancer, || async {
+        ctx.wait(a, "active", self.timeout(&ctx.timeouts), || async {
             let o = c
                 .elb
                 .describe_load_balancers()
@@ -209,10 +215,8 @@ mod tests {
         assert_eq!(Lb.ready("active_impaired"), Poll::Ready);
         assert_eq!(Lb.ready("failed"), Poll::Failed("failed".into()));
         assert!(Lb.forces_replace("kind"));
+        assert!(Lb.forces_replace("security_groups_at_create"));
         assert!(!Lb.forces_replace("subnets"));
-        assert_eq!(
-            Lb.timeout(&Timeouts::default()),
-            Some(Duration::from_secs(600))
-        );
+        assert_eq!(Lb.timeout(&Timeouts::default()), Duration::from_secs(600));
     }
 }

@@ -51,6 +51,13 @@ pub trait Kind: Sync {
         want == have
     }
 
+    /// How the plan shows a change of `key` when its value must not be shown (a keyed hash
+    /// of a secret): `(before, after)` in place of the values, from what was observed
+    /// (`have`, None when AWS reported nothing). None: the key is shown as it is.
+    fn masked(&self, _key: &str, _have: Option<&str>) -> Option<(String, String)> {
+        None
+    }
+
     /// Whether deleting one loses data only it holds (a database, a file system).
     fn holds_data(&self) -> bool {
         false
@@ -70,9 +77,11 @@ pub trait Kind: Sync {
         Poll::Ready
     }
 
-    /// How long a create, update or delete of one may take ([`Timeouts`], stack-settable).
-    fn timeout(&self, _t: &Timeouts) -> Option<Duration> {
-        None
+    /// How long a create or delete of one may wait for it to become ready or gone
+    /// ([`Timeouts`], stack-settable under `aws.timeouts`). Kinds that are ready when their
+    /// create call returns wait only while a new id propagates.
+    fn timeout(&self, t: &Timeouts) -> Duration {
+        t.propagation
     }
 
     /// The kind this one is read through (a listener through its load balancer, a
@@ -216,6 +225,16 @@ mod tests {
                 (TargetAttachment, TargetGroup),
                 (EfsMountTarget, EfsFileSystem)
             ]
+        );
+        // Only the kinds with a ready state of their own wait longer than a new id propagates.
+        let t = Timeouts::default();
+        let waits: Vec<ResKind> = all
+            .into_iter()
+            .filter(|k| of(*k).timeout(&t) != t.propagation)
+            .collect();
+        assert_eq!(
+            waits,
+            [Instance, Lb, EfsFileSystem, EfsMountTarget, DbInstance]
         );
         assert!(of(Subnet).forces_replace("zone"));
         assert!(!of(TargetGroup).forces_replace("health_check.path"));

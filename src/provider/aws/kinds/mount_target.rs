@@ -66,8 +66,8 @@ impl Kind for MountTarget {
         wait::efs_available(status)
     }
 
-    fn timeout(&self, t: &Timeouts) -> Option<Duration> {
-        Some(t.file_system)
+    fn timeout(&self, t: &Timeouts) -> Duration {
+        t.file_system
     }
 
     fn read_through(&self) -> Option<ResKind> {
@@ -161,7 +161,7 @@ impl Kind for MountTarget {
             })
             .await?;
         let id = out.mount_target_id().to_string();
-        ctx.wait(a, "available", ctx.timeouts.file_system, || async {
+        ctx.wait(a, "available", self.timeout(&ctx.timeouts), || async {
             let o = c
                 .efs
                 .describe_mount_targets()
@@ -207,7 +207,7 @@ impl Kind for MountTarget {
             "deleted",
             "DescribeMountTargets",
             "MountTargetNotFound",
-            ctx.timeouts.file_system,
+            self.timeout(&ctx.timeouts),
             || async {
                 let o = c
                     .efs
