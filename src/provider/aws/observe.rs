@@ -1,6 +1,6 @@
 //! The scan: reads everything that carries `hactl:stack=<name>`, and what the state recorded,
 //! and describes it as [`Observed`] resources whose references are addresses. Each kind reads
-//! its own part ([`Kind::read`] in `kinds/`); this file owns the orchestration: which kind is
+//! its own part ([`kinds::Kind::read`] in `kinds/`); this file owns the orchestration: which kind is
 //! read when, who owns what ([`Owner`]: the state's ids first, the tags second), the mapping of
 //! ids back to addresses ([`Ids`]), the paging and mid-scan helpers ([`Scan`], [`elb_tags`])
 //! and the error policy.
@@ -137,7 +137,7 @@ impl<'a> Owner<'a> {
     }
 }
 
-/// What a kind's [`Kind::read`] reads with: the clients, who owns what, and (in the second
+/// What a kind's [`kinds::Kind::read`] reads with: the clients, who owns what, and (in the second
 /// round) what the first round found.
 pub struct Scan<'a> {
     pub c: &'a Clients,
@@ -235,7 +235,7 @@ impl Scan<'_> {
     }
 }
 
-/// The addresses of the ids the scan found, for [`Kind::resolve`].
+/// The addresses of the ids the scan found, for [`kinds::Kind::resolve`].
 pub struct Ids<'a> {
     /// id (or ARN, or a DB subnet group's name) → address.
     by_id: BTreeMap<String, String>,
@@ -246,7 +246,7 @@ pub struct Ids<'a> {
 
 impl<'a> Ids<'a> {
     /// The addresses of the ids (and ARNs, and the DB subnet group's name) of `all`: the ids
-    /// of the kinds others refer to ([`Kind::referred_to`]), so that an id two kinds share
+    /// of the kinds others refer to ([`kinds::Kind::referred_to`]), so that an id two kinds share
     /// names the one referred to.
     pub fn of(all: &[Observed], given_subnets: &'a [String]) -> Ids<'a> {
         let mut by_id: BTreeMap<String, String> = all
@@ -336,42 +336,9 @@ pub async fn observe(
     Ok(all)
 }
 
-/// The EC2 status checks of the observed instances, for `heal`: an instance whose instance or
-/// system check reads `impaired` gets `info["status"] = "impaired"` (anything else leaves it
-/// alone). A second round trip that only `heal` pays: `plan` and `up` never replace a running
-/// instance for its health.
-pub async fn instance_status(c: &Clients, observed: &mut [Observed]) -> Result<(), AwsError> {
-    let ids: Vec<String> = observed
-        .iter()
-        .filter(|o| o.res.kind == ResKind::Instance)
-        .map(|o| o.id.clone())
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let out = c
-        .ec2
-        .describe_instance_status()
-        .set_instance_ids(Some(ids))
-        .send()
-        .await
-        .map_err(api("DescribeInstanceStatus", "(read)"))?;
-    for s in out.instance_statuses() {
-        let impaired = |x: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| {
-            x.and_then(|x| x.status()) == Some(&aws_sdk_ec2::types::SummaryStatus::Impaired)
-        };
-        if !(impaired(s.instance_status()) || impaired(s.system_status())) {
-            continue;
-        }
-        if let Some(o) = observed
-            .iter_mut()
-            .find(|o| Some(o.id.as_str()) == s.instance_id())
-        {
-            o.info.insert("status".into(), "impaired".into());
-        }
-    }
-    Ok(())
-}
+/// The EC2 status checks of the observed instances, for `heal`
+/// ([`kinds::instance::status_checks`]).
+pub use super::kinds::instance::status_checks as instance_status;
 
 /// How long an ARN that was just listed may answer NotFound for its tags before it counts as
 /// deleted since it was listed: ELBv2 lists a new load balancer or target group before it

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types as ec2t;
 
-use super::shared::Ctx;
+use super::shared::{api, Ctx};
 use super::{get, parse, reference, Kind, MissingAttr};
+use crate::provider::aws::client::Clients;
 use crate::provider::aws::model::{Observed, ResKind, Resource};
 use crate::provider::aws::observe::{Ids, Scan};
 use crate::provider::aws::wait::{self, call_err, Poll, Timeouts};
@@ -344,6 +345,43 @@ impl Kind for Instance {
         )
         .await
     }
+}
+
+/// The EC2 status checks of the observed instances, for `heal`: an instance whose instance or
+/// system check reads `impaired` gets `info["status"] = "impaired"` (anything else leaves it
+/// alone). A second round trip that only `heal` pays: `plan` and `up` never replace a running
+/// instance for its health.
+pub async fn status_checks(c: &Clients, observed: &mut [Observed]) -> Result<(), AwsError> {
+    let ids: Vec<String> = observed
+        .iter()
+        .filter(|o| o.res.kind == ResKind::Instance)
+        .map(|o| o.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let out = c
+        .ec2
+        .describe_instance_status()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .map_err(api("DescribeInstanceStatus", "(read)"))?;
+    for s in out.instance_statuses() {
+        let impaired = |x: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| {
+            x.and_then(|x| x.status()) == Some(&aws_sdk_ec2::types::SummaryStatus::Impaired)
+        };
+        if !(impaired(s.instance_status()) || impaired(s.system_status())) {
+            continue;
+        }
+        if let Some(o) = observed
+            .iter_mut()
+            .find(|o| Some(o.id.as_str()) == s.instance_id())
+        {
+            o.info.insert("status".into(), "impaired".into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
