@@ -41,7 +41,7 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
                 valid: true,
                 file: file.clone(),
                 stack: Some(stack.name().to_string()),
-                hosts: Some(stack.hosts.len()),
+                hosts: Some(host_count(&stack)),
                 diagnostics: Vec::new(),
                 warnings,
             })?;
@@ -52,10 +52,11 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
             view::print_out(&format!(
                 "{file}: stack `{}` is valid ({} hosts)\n",
                 stack.name(),
-                stack.hosts.len()
+                host_count(&stack)
             ));
             Ok(ExitStatus::Success)
         }
+        // The diagnostics, and (from `main`) the error every failed command's document has.
         Err(e) if args.json => {
             view::print_json(&Report {
                 valid: false,
@@ -65,8 +66,17 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
                 diagnostics: e.diagnostics(),
                 warnings: Vec::new(),
             })?;
-            Ok(ExitStatus::Failure)
+            Err(e.into())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The hosts the stack stands for: those it lists, or on AWS the instances it asks for
+/// (`aws.hosts.count`; their addresses are only known after `up`).
+fn host_count(stack: &stack::Stack) -> usize {
+    match &stack.file.aws {
+        Some(aws) if stack.hosts.is_empty() => aws.hosts.count.value as usize,
+        _ => stack.hosts.len(),
     }
 }

@@ -112,10 +112,7 @@ async fn observe_connected(
             Some(Ok(c)) => {
                 live.insert(h.name.clone(), c);
             }
-            Some(Err(e)) => failures.push(HostFailure {
-                host: h.name.clone(),
-                error: e.to_string(),
-            }),
+            Some(Err(e)) => failures.push(HostFailure::new(&h.name, e)),
             None => {}
         }
     }
@@ -158,10 +155,7 @@ async fn observe_connected(
             Ok(o) => {
                 observed.insert(host, o);
             }
-            Err(e) => failures.push(HostFailure {
-                host,
-                error: e.to_string(),
-            }),
+            Err(e) => failures.push(HostFailure::new(host, e)),
         }
     }
     failures.sort_by(|a, b| a.host.cmp(&b.host));

@@ -527,6 +527,24 @@ pub struct HostFailure {
     pub error: String,
 }
 
+impl HostFailure {
+    /// `error` as a line a log and a JSON reader can take: ssh's stderr ends its lines with
+    /// `\r\n` and may carry other control characters; only newlines and tabs are kept.
+    pub fn new(host: impl Into<String>, error: impl std::fmt::Display) -> HostFailure {
+        let error = error
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+            .collect::<String>()
+            .trim_end()
+            .to_string();
+        HostFailure {
+            host: host.into(),
+            error,
+        }
+    }
+}
+
 /// The whole plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -691,5 +709,24 @@ mod digest_tests {
         );
         assert!(DigestKey::from_hex("abc").is_none());
         assert_eq!(format!("{k1:?}"), "DigestKey(..)");
+    }
+}
+
+#[cfg(test)]
+mod host_failure_tests {
+    use super::HostFailure;
+
+    /// ssh's `\r\n` and other control characters never reach a plan's text or JSON.
+    #[test]
+    fn a_host_failure_is_clean_text() {
+        let f = HostFailure::new(
+            "web1",
+            "ssh: connect to host 198.51.100.11 port 22: Connection timed out\r\n\u{1b}[31mx\r\n",
+        );
+        assert_eq!(
+            f.error,
+            "ssh: connect to host 198.51.100.11 port 22: Connection timed out\n[31mx"
+        );
+        assert_eq!(f.host, "web1");
     }
 }

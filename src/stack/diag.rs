@@ -52,7 +52,7 @@ impl Problem {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Problem {
             code,
-            message: message.into(),
+            message: printable(message.into()),
             label: String::new(),
             span: None,
             help: None,
@@ -77,18 +77,18 @@ impl Problem {
     /// Points the problem at `span` (when known) with `label` under the caret.
     pub fn at(mut self, span: Option<SourceSpan>, label: impl Into<String>) -> Self {
         self.span = span;
-        self.label = label.into();
+        self.label = printable(label.into());
         self
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(printable(help.into()));
         self
     }
 
     pub fn maybe_help(mut self, help: Option<String>) -> Self {
         if help.is_some() {
-            self.help = help;
+            self.help = help.map(printable);
         }
         self
     }
@@ -416,8 +416,50 @@ pub struct StackSource {
     line_starts: Vec<usize>,
 }
 
+/// `text` with what a terminal would act on instead of showing written as escapes
+/// (`\u{1b}`): a diagnostic quotes keys and values from a stack file that may come from an
+/// untrusted pull request, and its output lands in terminals and CI logs. Newlines stay.
+pub fn printable(text: String) -> String {
+    if !text.chars().any(is_hostile) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            c if is_hostile(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Control characters (C0 but newline, tab and carriage return; DEL; C1) and the bidirectional
+/// overrides and isolates that reorder what is shown (CVE-2021-42574, "Trojan Source").
+fn is_hostile(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The file's text as excerpts show it: every hostile character ([`is_hostile`]) replaced by
+/// as many `?` as it has bytes, so every span's byte offsets still point at the same text.
+fn shown_text(text: &Arc<String>) -> Arc<String> {
+    if !text.chars().any(is_hostile) {
+        return text.clone();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_hostile(c) {
+            out.extend(std::iter::repeat_n('?', c.len_utf8()));
+        } else {
+            out.push(c);
+        }
+    }
+    Arc::new(out)
+}
+
 impl StackSource {
     pub fn new(name: String, text: Arc<String>) -> StackSource {
+        let text = shown_text(&text);
         let b = text.as_bytes();
         let mut line_starts = vec![0];
         let mut i = 0;

@@ -29,11 +29,11 @@ impl VaultPaths {
         let vault = match stack.file.vault.as_ref().and_then(|v| v.file.as_ref()) {
             Some(f) => stack.resolve_path(&f.value),
             None => {
-                let dir = stack.dir();
+                let dir = named_dir(stack.dir());
                 let root = match (dir.file_name(), dir.parent()) {
                     // An empty parent (`stacks/x.yaml`) joins as the current directory.
                     (Some(n), Some(parent)) if n == "stacks" => parent,
-                    _ => dir,
+                    _ => &dir,
                 };
                 root.join("secrets").join(format!("{}.age", stack.name()))
             }
@@ -41,6 +41,29 @@ impl VaultPaths {
         let recipients = vault.with_extension("recipients");
         VaultPaths { vault, recipients }
     }
+}
+
+/// `dir` with a last component that names it: `.` or `..` (`-f x.yaml` run inside `stacks/`)
+/// becomes the absolute directory it stands for (without resolving symlinks), so the vault of
+/// one stack file is the same however its path is written.
+fn named_dir(dir: &Path) -> PathBuf {
+    if dir.file_name().is_some() {
+        return dir.to_path_buf();
+    }
+    let abs = std::env::current_dir()
+        .map(|cwd| cwd.join(dir))
+        .unwrap_or_else(|_| dir.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Decrypts the stack's vault. Returns the label of the identity that opened it and the

@@ -1254,12 +1254,33 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
     let rt = rt();
     let conf = rt.block_on(moto.sdk());
     let w = lab_workdir();
+    // Before `up` the hosts are instances nobody made yet: `render` says so, with what to run.
+    let o = w.run(&moto, &["render"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("hactl::render::no_instances"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = w.run(&moto, &["up", "--auto-approve"]);
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(
         o.status.success(),
         "up failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    // After `up`, `render` shows each instance's files as `up` pushed them (outputs included).
+    let doc: serde_json::Value = serde_json::from_str(&w.ok(&moto, &["render", "--json"])).unwrap();
+    let rendered: Vec<&str> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(rendered, ["web-0", "web-1"], "{doc:#}");
+    assert!(
+        doc.to_string().contains("/etc/hactl/aws-web/efs.fstab"),
+        "{doc:#}"
     );
     // `up` returned once the stack served: the instances (as status reads them) and the
     // target group's targets (moto: registered and running is `healthy`).

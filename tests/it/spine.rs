@@ -381,6 +381,19 @@ fn unreachable_host_is_reported_and_the_others_converge() {
         f[0]["error"].as_str().unwrap_or("").contains("host key"),
         "{v:#}"
     );
+    assert!(
+        !f[0]["error"].as_str().unwrap_or("").contains('\r'),
+        "{v:#}"
+    );
+    // A failed plan's document has `error`, naming the hosts, like every failed command's.
+    assert_eq!(v["error"]["code"], "hactl::plan::hosts_unobserved", "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("host1"),
+        "{v:#}"
+    );
     ok(&["down", "-f", STACK, "--auto-approve"]);
     lab_down();
 }

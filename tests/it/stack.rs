@@ -302,6 +302,8 @@ fn validate_json_lists_diagnostics_on_stdout() {
         .expect("message")
         .contains("same priority 100"));
     assert!(d["help"].as_str().is_some_and(|h| !h.is_empty()));
+    // Like every failed command's document, it carries `error` (docs/json.md).
+    assert!(doc["error"]["message"].is_string(), "{doc:#}");
 
     let o = support::run(&["validate", "-f", "stacks/lab.yaml", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", support::stderr(&o));
@@ -309,6 +311,11 @@ fn validate_json_lists_diagnostics_on_stdout() {
     assert_eq!(doc["valid"], true);
     assert_eq!(doc["stack"], "lab");
     assert_eq!(doc["diagnostics"].as_array().map(Vec::len), Some(0));
+    assert!(doc.get("error").is_none(), "{doc:#}");
+    // An AWS stack stands for the instances it asks for (their addresses come with `up`).
+    let o = support::run(&["validate", "-f", "stacks/seed-003-aws-web.yaml", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&support::stdout(&o)).expect("JSON");
+    assert_eq!(doc["hosts"], 2, "{doc:#}");
 }
 
 #[test]
@@ -370,4 +377,47 @@ fn aws_subnet_of_28_is_refused_for_an_alb_and_valid_for_an_nlb() {
         (Some(11), Some(15)),
         "{doc}"
     );
+}
+
+/// A stack file from an untrusted pull request may hide terminal escapes, control characters
+/// or bidirectional overrides in keys and names: `validate` names them as escapes (`\u{1b}`)
+/// and its excerpts show `?` in their place, so nothing in its output acts on a terminal or a
+/// CI log viewer (docs/security.md calls `validate` safe for such files).
+#[test]
+fn validate_output_carries_no_terminal_controls_from_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hostile.yaml");
+    std::fs::write(
+        &path,
+        "name: \"evil\\0name\"\nprovider: hosts\nhosts:\n  - name: web1\n    address: 192.0.2.11\n    pri\u{1b}[31mority: 150\n  - name: \"web\u{202e}2\"\n    address: 192.0.2.12\nvip:\n  address: 192.0.2.100/24\n  virtual_router_id: 51\n  pre\u{1b}]0;owned\u{7}empt: true\n",
+    )
+    .expect("write");
+    let file = path.display().to_string();
+    for json in [false, true] {
+        let mut args = vec!["validate", "-f", file.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let o = support::run(&args);
+        assert_eq!(o.status.code(), Some(1), "{}", support::stderr(&o));
+        for (stream, text) in [
+            ("stdout", support::stdout(&o)),
+            ("stderr", support::stderr(&o)),
+        ] {
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|c| {
+                    (c.is_control() && *c != '\n')
+                        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                })
+                .collect();
+            assert!(bad.is_empty(), "json={json} {stream} has {bad:?}:\n{text}");
+        }
+        assert!(
+            support::stderr(&o).contains("\\u{1b}") || support::stdout(&o).contains("\\\\u{1b}"),
+            "json={json}: the escape is named:\n{}{}",
+            support::stdout(&o),
+            support::stderr(&o)
+        );
+    }
 }

@@ -617,6 +617,29 @@ fn edit_without_a_terminal_never_draws_the_secrets_on_stdout() {
     }
 }
 
+/// The vault of a stack file is the same however its path is written: `-f NAME.yaml` run
+/// inside `stacks/` finds `secrets/NAME.age` beside `stacks/` (before, it looked for
+/// `./secrets/` inside `stacks/`, and `secrets init` there would have made a second vault).
+#[test]
+fn the_vault_does_not_depend_on_how_the_stack_path_is_written() {
+    let w = world_with_secret();
+    let stack = w.stack();
+    let name = stack.file_name().unwrap().to_str().unwrap().to_string();
+    for (cwd, file) in [
+        (w.repo.join("stacks"), name.clone()),
+        (w.repo.join("stacks"), format!("./{name}")),
+        (w.repo.join("secrets"), format!("../stacks/{name}")),
+        (w.repo.clone(), stack.display().to_string()),
+    ] {
+        let mut c = w.cmd(&["secrets", "get", "db_password", "-f", &file]);
+        c.current_dir(&cwd);
+        let o = c.output().expect("hactl runs");
+        assert!(o.status.success(), "{cwd:?} -f {file}: {}", show(&o));
+        assert_eq!(support::stdout(&o), CANARY, "{cwd:?} -f {file}");
+    }
+    assert!(!w.repo.join("stacks/secrets").exists());
+}
+
 /// Keeps an output for the final leak check and returns it.
 fn rec(outputs: &mut Vec<(String, Output)>, what: &str, o: Output) -> Output {
     outputs.push((what.to_string(), o.clone()));

@@ -181,10 +181,10 @@ impl Connection {
             .control_persist(ControlPersist::IdleFor(persist_secs()))
             .control_directory(&dir);
         if let Some(k) = &identity {
-            b.keyfile(k);
+            b.keyfile(ssh_path(k, false));
         }
         if let Some(k) = &known_hosts {
-            b.user_known_hosts_file(k);
+            b.user_known_hosts_file(ssh_path(k, true));
         }
         if let Some(c) = &config {
             b.config_file(c);
@@ -468,4 +468,47 @@ async fn resume(dir: &std::path::Path) -> Option<Session> {
         let _ = std::fs::remove_dir_all(e.path());
     }
     found
+}
+
+/// `path` as ssh reads it back: ssh expands `%` tokens in every identity and known-hosts file
+/// name (`%%` is a literal `%`), and splits `UserKnownHostsFile`'s value on whitespace unless
+/// it is double-quoted (ssh_config(5) TOKENS; ssh's `-o` takes a config line). The stack's own
+/// paths are refused with these characters by `validate`; this keeps the ones hactl makes
+/// (`.hactl/STACK.known_hosts` under a directory named `My Stacks`) meaning what they say.
+fn ssh_path(path: &std::path::Path, option_value: bool) -> std::path::PathBuf {
+    let text = path.to_string_lossy().replace('%', "%%");
+    if option_value && text.contains(char::is_whitespace) {
+        std::path::PathBuf::from(format!("\"{text}\""))
+    } else {
+        std::path::PathBuf::from(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ssh_path;
+    use std::path::{Path, PathBuf};
+
+    /// A `%` is literal for ssh only as `%%`; a known-hosts path with a space is quoted (ssh
+    /// would read two files); a plain path is left alone.
+    #[test]
+    fn paths_reach_ssh_as_written() {
+        assert_eq!(
+            ssh_path(Path::new("/srv/hactl-lab/known_hosts"), true),
+            PathBuf::from("/srv/hactl-lab/known_hosts")
+        );
+        assert_eq!(
+            ssh_path(Path::new("/home/me/My Stacks/.hactl/web.known_hosts"), true),
+            PathBuf::from("\"/home/me/My Stacks/.hactl/web.known_hosts\"")
+        );
+        assert_eq!(
+            ssh_path(Path::new("/home/me/100%/id"), false),
+            PathBuf::from("/home/me/100%%/id")
+        );
+        // `-i` is its own argument: spaces need no quotes there.
+        assert_eq!(
+            ssh_path(Path::new("/home/me/My Keys/id"), false),
+            PathBuf::from("/home/me/My Keys/id")
+        );
+    }
 }

@@ -688,6 +688,30 @@ impl Checker<'_> {
             ),
             Ok(net) => {
                 self.vip_net = Some(net);
+                // keepalived adds the VIP with this prefix, so the whole range becomes on-link
+                // on the holder: `/0` takes over the default route. Nothing a VRRP LAN uses is
+                // wider than a /8 (IPv4) or a /48 (IPv6).
+                let (min, family) = match net {
+                    IpNet::V4(_) => (8, "IPv4"),
+                    IpNet::V6(_) => (48, "IPv6"),
+                };
+                if net.prefix_len() < min {
+                    self.push(
+                        Problem::new(
+                            "hactl::stack::vip_address",
+                            format!(
+                                "the VIP's prefix /{} is wider than any {family} LAN: the holder \
+                                 would treat {} as on-link",
+                                net.prefix_len(),
+                                net.trunc()
+                            ),
+                        )
+                        .at(aspan, "prefix too short")
+                        .help(format!(
+                            "write the hosts' own prefix length (/{min} or longer), e.g. `198.51.100.100/24`"
+                        )),
+                    );
+                }
                 let is_v4_edge = match net {
                     IpNet::V4(n) if n.prefix_len() <= 30 => {
                         n.addr() == n.network() || n.addr() == n.broadcast()

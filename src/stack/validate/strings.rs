@@ -65,6 +65,11 @@ pub enum Kind {
     AbsPath,
     /// A path on this machine: no control characters and not starting with `-`.
     LocalPath,
+    /// A path on this machine that ssh reads as an option value (`-i`, `UserKnownHostsFile`):
+    /// a [`Kind::LocalPath`] without whitespace (ssh splits `UserKnownHostsFile` on it), `%`
+    /// or `$` (ssh expands `%d`, `%u`, … tokens and `${VAR}` in both: ssh_config(5) TOKENS and
+    /// ENVIRONMENT VARIABLES) or quotes.
+    SshPath,
     /// An OCI image reference (`[registry[:port]/]path[:tag][@digest]`, the distribution
     /// reference grammar).
     ImageRef,
@@ -103,8 +108,8 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("description", Kind::Text),
     ("templates_dir", Kind::LocalPath),
     ("ssh.user", Kind::UserName),
-    ("ssh.identity_file", Kind::LocalPath),
-    ("ssh.known_hosts", Kind::LocalPath),
+    ("ssh.identity_file", Kind::SshPath),
+    ("ssh.known_hosts", Kind::SshPath),
     ("ssh.config_file", Kind::LocalPath),
     ("ssh.proxy_jump", Kind::SshTarget),
     ("hosts[].name", Kind::HostName),
@@ -480,6 +485,7 @@ impl Kind {
             Kind::HttpUrl => "an http(s) URL",
             Kind::AbsPath => "a plain absolute path",
             Kind::LocalPath => "a local path",
+            Kind::SshPath => "a path ssh can take",
             Kind::ImageRef => "an image reference",
             Kind::Volume => "a volume",
             Kind::EnvName => "an environment variable name",
@@ -511,6 +517,7 @@ impl Kind {
             Kind::HttpUrl => "e.g. `http://127.0.0.1:80/healthz`; percent-encode quotes, spaces, `#`, `!`, `$` and braces",
             Kind::AbsPath => "e.g. `/etc/app/app.conf`: letters, digits and `._/@+~:-`, without `.` or `..` segments",
             Kind::LocalPath => "a path on this machine without control characters, not starting with `-`",
+            Kind::SshPath => "a path on this machine without spaces, `%` or `$` (ssh expands `%d` tokens and `${VAR}` in it), quotes or control characters, not starting with `-`",
             Kind::ImageRef => "e.g. `ghcr.io/acme/web:1.4` or `registry:5000/web@sha256:…` (lowercase path, tag of letters, digits, `_.-`)",
             Kind::Volume => "`host_path:container_path[:ro]`, paths of letters, digits and `._/@+~-`, e.g. `/srv/data:/data:ro`",
             Kind::EnvName => "use letters, digits and `_`, not starting with a digit, e.g. `DATABASE_URL`",
@@ -622,6 +629,15 @@ impl Kind {
             }
             Kind::LocalPath => {
                 only(s, |c| !c.is_control())?;
+                if s.starts_with('-') {
+                    return Err("starts with `-`".into());
+                }
+                Ok(())
+            }
+            Kind::SshPath => {
+                only(s, |c| {
+                    !c.is_control() && !c.is_whitespace() && !matches!(c, '%' | '$' | '"' | '\'')
+                })?;
                 if s.starts_with('-') {
                     return Err("starts with `-`".into());
                 }
@@ -928,6 +944,30 @@ mod tests {
             "/%zz",
         ] {
             assert!(Kind::UrlPath.check(bad).is_err(), "{bad:?} passed");
+        }
+    }
+
+    /// ssh splits `UserKnownHostsFile` on whitespace and expands `%` tokens in it and in
+    /// `-i`: such paths would name other files than the stack says.
+    #[test]
+    fn ssh_paths_are_taken_by_ssh_as_written() {
+        for ok in [
+            "/srv/hactl-lab/id_ed25519",
+            "~/.ssh/known_hosts",
+            "keys/web.key",
+        ] {
+            assert!(Kind::SshPath.check(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/tmp/a b",
+            "/tmp/a\tb",
+            "/tmp/%d/key",
+            "/tmp/$(reboot)'",
+            "${HOME}/.ssh/id",
+            "\"/tmp/k\"",
+            "-oProxyCommand=x",
+        ] {
+            assert!(Kind::SshPath.check(bad).is_err(), "{bad}");
         }
     }
 
