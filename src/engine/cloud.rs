@@ -3,8 +3,8 @@
 //! `provider::aws::diff`), and carry the plan's resource changes out through the AWS provider
 //! one task at a time (`engine::graph` orders them), saving the state after each one.
 //!
-//! The boundary with the provider is narrow on purpose (the provider's files are being split
-//! into one file per resource kind): this file uses `observe::observe`,
+//! The boundary with the provider is narrow on purpose (the provider is one file per resource
+//! kind, `provider::aws::kinds`, which this file never names): this file uses `observe::observe`,
 //! `observe::instance_status`, `preflight::check`, `diff::{diff, destroy, repairs,
 //! salt_relaunches, refuse_data_loss}`, `diff::Step` (carried as each change's payload, see
 //! [`diff::Step::to_change`]), `apply::{run_step, verb, creates, token, Roll, Phase, Ctx,

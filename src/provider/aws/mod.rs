@@ -4,13 +4,16 @@
 //! dependency order.
 //!
 //! Layout: [`model`] (the resource shape), [`desired`] (stack → resources, pure), [`diff`]
-//! (desired + observed → steps, pure), [`observe`] (read everything carrying
-//! `hactl:stack=<name>`), [`apply`] (steps → API calls, in dependency order, idempotent
-//! creates), [`wait`] (eventual consistency, throttling, ready and failure states, per-kind
-//! limits), [`sshd`] (a new instance's SSH port answering before hactl first contacts it),
-//! [`outputs`] (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what
-//! only the account can answer — zones, instance type offerings, existing subnets and VPC —
-//! asked before anything is created). Only `observe`, `preflight` and `apply` talk to AWS.
+//! (desired + observed → steps, pure), [`kinds`] (one file per resource kind implementing
+//! [`kinds::Kind`]: which changes force a replacement, read, create, update, delete, ready and
+//! failed states, timeouts, over a typed attribute struct; [`kinds::shared`] holds what their
+//! calls share), [`observe`] (the scan: which kind is read when, ownership, ids back to
+//! addresses), [`apply`] (the step runner: one change in one phase, the instance roll, tokens),
+//! [`wait`] (eventual consistency, throttling, ready and failure states, per-kind limits),
+//! [`sshd`] (a new instance's SSH port answering before hactl first contacts it), [`outputs`]
+//! (LB DNS, DB endpoint, EFS id, host addresses), [`preflight`] (what only the account can
+//! answer — zones, instance type offerings, existing subnets and VPC — asked before anything
+//! is created). Only `kinds`, `observe`, `preflight` and `apply` talk to AWS.
 //!
 //! Identity: the state's ids first, tags second. `observe` reads what the state recorded by
 //! id (a resource that lost its `hactl:*` tags is still this stack's, and is re-tagged in

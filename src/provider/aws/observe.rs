@@ -1,37 +1,33 @@
-//! Reads everything that carries `hactl:stack=<name>` and describes it as [`Observed`]
-//! resources whose references are addresses (ids mapped back through the `hactl:address`
-//! tags). Listeners, target registrations and EFS mount targets have no tags of their own and
-//! are read through the balancer, target group and file system they belong to.
+//! The scan: reads everything that carries `hactl:stack=<name>`, and what the state recorded,
+//! and describes it as [`Observed`] resources whose references are addresses. Each kind reads
+//! its own part ([`kinds::Kind::read`] in `kinds/`); this file owns the orchestration: which kind is
+//! read when, who owns what ([`Owner`]: the state's ids first, the tags second), the mapping of
+//! ids back to addresses ([`Ids`]), the paging and mid-scan helpers ([`Scan`], [`elb_tags`])
+//! and the error policy.
 //!
-//! All list calls of one round run concurrently: a no-op plan is two rounds of requests. The
+//! Two rounds: every kind with tags of its own is read at once (each lists what carries the
+//! stack's tag, then reads by id what the state recorded and the listing did not return); then
+//! the kinds without tags of their own (listeners, target registrations, EFS mount targets) are
+//! read through the load balancer, target group and file system the first round found. The
 //! region-wide listings (load balancers, target groups, file systems, DB instances) are read
 //! page by page to the end: a busy account has more than one page (moto pages load balancers
 //! by 50 and file systems by 10), and a resource on page two is not absent.
+//!
+//! Error policy: a failed read fails the scan, never "absent" (which would plan a second one);
+//! the only exceptions are the service's NotFound for the one thing asked (a DB subnet group
+//! by name), and NotFound for an id the first round just listed, asked again for [`MID_SCAN`]
+//! (a new resource AWS lists before it answers for it) and then taken as deleted since.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use super::client::Clients;
-use super::desired::{self, listener_addr, mount_target_addr};
-use super::model::{
-    Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PASSWORD_HMAC,
-    TAG_PUBLIC_KEY, TAG_STACK,
-};
-use super::wait::settle;
-use super::{sdk_message, AwsError};
+use super::kinds::{self, shared::api};
+use super::model::{Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_STACK};
+use super::AwsError;
 
-fn api<E, R>(op: &'static str) -> impl Fn(aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
-where
-    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    move |e| AwsError::Api {
-        op,
-        addr: "(read)".into(),
-        message: sdk_message(&e),
-    }
-}
-
-fn ec2_tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+/// The value of the EC2 tag `key`.
+pub fn ec2_tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
     tags.iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())
@@ -44,28 +40,33 @@ fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
         .build()
 }
 
-/// A resource read from AWS before its references are mapped to addresses.
-struct Raw {
-    obs: Observed,
+fn id_filter(name: &str, ids: &[String]) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(ids.to_vec()))
+        .build()
 }
 
-fn raw(kind: ResKind, addr: &str, id: &str) -> Raw {
-    Raw {
-        obs: Observed {
-            res: Resource::new(kind, addr),
-            id: id.to_string(),
-            info: BTreeMap::new(),
-        },
-    }
-}
+/// Who a resource is: its address, and the ownership tags it lacks ([`Owner::of`]).
+pub type Who = (String, Vec<&'static str>);
 
-/// A resource of this stack at `addr`, noting the ownership tags it lacks (found by id).
-fn owned(kind: ResKind, (addr, retag): (String, Vec<&str>), id: &str) -> Raw {
-    let mut r = raw(kind, &addr, id);
+/// A resource of this stack at `who`'s address with its id, noting the ownership tags it lacks
+/// (found by id: [`INFO_RETAG`]).
+pub fn owned(kind: ResKind, (addr, retag): Who, id: &str) -> Observed {
+    let mut o = unowned(kind, &addr, id);
     if !retag.is_empty() {
-        r.obs.info.insert(INFO_RETAG.into(), retag.join(", "));
+        o.info.insert(INFO_RETAG.into(), retag.join(", "));
     }
-    r
+    o
+}
+
+/// A resource read through its parent (no tags of its own), at `addr`.
+pub fn unowned(kind: ResKind, addr: &str, id: &str) -> Observed {
+    Observed {
+        res: Resource::new(kind, addr),
+        id: id.to_string(),
+        info: BTreeMap::new(),
+    }
 }
 
 /// Which of this stack's resources an AWS resource is, and which ownership tags it lacks.
@@ -74,7 +75,7 @@ fn owned(kind: ResKind, (addr, retag): (String, Vec<&str>), id: &str) -> Raw {
 /// console tag clean-up does not make a running resource someone else's); the tags it should
 /// carry and does not are listed for a re-tag. Without a record, the tags decide (discovery,
 /// as when the state is lost).
-struct Owner<'a> {
+pub struct Owner<'a> {
     stack: &'a str,
     /// (kind, id) → address: ids are unique per kind only (the DB instance and its subnet
     /// group share the name `hactl-<stack>-db`).
@@ -136,16 +137,155 @@ impl<'a> Owner<'a> {
     }
 }
 
-fn id_filter(name: &str, ids: &[String]) -> aws_sdk_ec2::types::Filter {
-    aws_sdk_ec2::types::Filter::builder()
-        .name(name)
-        .set_values(Some(ids.to_vec()))
-        .build()
+/// What a kind's [`kinds::Kind::read`] reads with: the clients, who owns what, and (in the second
+/// round) what the first round found.
+pub struct Scan<'a> {
+    pub c: &'a Clients,
+    pub stack: &'a str,
+    owner: &'a Owner<'a>,
+    recorded: &'a Recorded,
+    /// What the first round observed (empty during it).
+    first: &'a [Observed],
+}
+
+impl Scan<'_> {
+    /// Which of this stack's resources the AWS resource `id` of `kind` is, by the state's
+    /// record or its tags ([`Owner::of`]); None: someone else's.
+    pub fn who(
+        &self,
+        kind: ResKind,
+        id: &str,
+        stack_tag: Option<&str>,
+        addr_tag: Option<&str>,
+    ) -> Option<Who> {
+        self.owner.of(kind, id, stack_tag, addr_tag)
+    }
+
+    /// [`Scan::who`] and [`owned`] for an EC2 resource and its tags.
+    pub fn owned_ec2(
+        &self,
+        kind: ResKind,
+        id: &str,
+        tags: &[aws_sdk_ec2::types::Tag],
+    ) -> Option<Observed> {
+        let who = self.who(
+            kind,
+            id,
+            ec2_tag(tags, TAG_STACK),
+            ec2_tag(tags, TAG_ADDRESS),
+        )?;
+        Some(owned(kind, who, id))
+    }
+
+    /// The (address, id) of each `kind` the first round observed: the parents a kind read
+    /// through them reads from.
+    pub fn parents(&self, kind: ResKind) -> Vec<(String, String)> {
+        self.first
+            .iter()
+            .filter(|o| o.res.kind == kind)
+            .map(|o| (o.res.addr.clone(), o.id.clone()))
+            .collect()
+    }
+
+    /// An EC2 listing of `kind`, each one the stack's with its [`Observed`] start ([`owned`]):
+    /// what carries the stack's tag, then what the state recorded and that listing did not
+    /// return, read by id (the filter `id_filter_name`, so an id that is gone is simply absent;
+    /// one call, and only when there is any). `list` makes the describe call with a filter; its
+    /// flag says the call reads by id. `op` names the call in errors.
+    pub async fn ec2<T, E, R, F, Fut>(
+        &self,
+        kind: ResKind,
+        op: &'static str,
+        id_filter_name: &str,
+        id_tags: impl Fn(&T) -> (Option<&str>, &[aws_sdk_ec2::types::Tag]),
+        list: F,
+    ) -> Result<Vec<(T, Observed)>, AwsError>
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+        F: Fn(aws_sdk_ec2::types::Filter, bool) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, aws_sdk_ec2::error::SdkError<E, R>>>,
+    {
+        let mut all = list(stack_filter(self.stack), false)
+            .await
+            .map_err(api(op, "(read)"))?;
+        let missing = Owner::missing(self.recorded, kind, all.iter().filter_map(|v| id_tags(v).0));
+        if !missing.is_empty() {
+            let by_id = list(id_filter(id_filter_name, &missing), true)
+                .await
+                .map_err(api(op, "(read)"))?;
+            all.extend(by_id);
+        }
+        Ok(all
+            .into_iter()
+            .filter_map(|v| {
+                let (id, tags) = id_tags(&v);
+                let o = self.owned_ec2(kind, id?, tags)?;
+                Some((v, o))
+            })
+            .collect())
+    }
+
+    /// The ELBv2 tags of `arns` ([`elb_tags`]).
+    pub async fn elb_tags(
+        &self,
+        arns: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, AwsError> {
+        elb_tags(self.c, arns).await
+    }
+}
+
+/// The addresses of the ids the scan found, for [`kinds::Kind::resolve`].
+pub struct Ids<'a> {
+    /// id (or ARN, or a DB subnet group's name) → address.
+    by_id: BTreeMap<String, String>,
+    /// The subnets the stack names (`aws.subnets`), in order: a mount target in one of them is
+    /// `aws_efs_mount_target.shared[<index>]`.
+    pub given_subnets: &'a [String],
+}
+
+impl<'a> Ids<'a> {
+    /// The addresses of the ids (and ARNs, and the DB subnet group's name) of `all`: the ids
+    /// of the kinds others refer to ([`kinds::Kind::referred_to`]), so that an id two kinds share
+    /// names the one referred to.
+    pub fn of(all: &[Observed], given_subnets: &'a [String]) -> Ids<'a> {
+        let mut by_id: BTreeMap<String, String> = all
+            .iter()
+            .filter(|o| kinds::of(o.res.kind).referred_to())
+            .map(|o| (o.id.clone(), o.res.addr.clone()))
+            .collect();
+        by_id.retain(|_, a| !a.is_empty());
+        Ids {
+            by_id,
+            given_subnets,
+        }
+    }
+
+    /// The address of `id`, or `id` itself (an unmanaged resource: a literal id).
+    pub fn addr_of(&self, id: &str) -> String {
+        self.by_id
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// The address of `id`, when the scan found it.
+    pub fn get(&self, id: &str) -> Option<&str> {
+        self.by_id.get(id).map(String::as_str)
+    }
+
+    /// Maps every reference of `r` from ids to addresses (sorted, once each).
+    pub fn map_refs(&self, r: &mut Resource) {
+        for v in r.refs.values_mut() {
+            *v = v.iter().map(|id| self.addr_of(id)).collect();
+            v.sort();
+            v.dedup();
+        }
+    }
 }
 
 /// Everything of this stack that exists now: what carries its tags, and what the state
 /// recorded (`recorded`; empty when the state is lost), read by id when its tags are gone.
-/// A no-op plan is two rounds of requests; a recorded resource that lost its tags adds one.
 pub async fn observe(
     c: &Clients,
     stack: &str,
@@ -153,1039 +293,62 @@ pub async fn observe(
     recorded: &Recorded,
 ) -> Result<Vec<Observed>, AwsError> {
     let owner = Owner::new(stack, recorded);
-    let f = || stack_filter(stack);
-    let (vpcs, subnets, igws, rtbs, sgs, keys, insts, lbs, tgs, fss, dbs, dbsg) = tokio::join!(
-        c.ec2.describe_vpcs().filters(f()).send(),
-        c.ec2.describe_subnets().filters(f()).send(),
-        c.ec2.describe_internet_gateways().filters(f()).send(),
-        c.ec2.describe_route_tables().filters(f()).send(),
-        c.ec2.describe_security_groups().filters(f()).send(),
-        c.ec2.describe_key_pairs().filters(f()).send(),
-        c.ec2
-            .describe_instances()
-            .filters(f())
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build()
-            )
-            .send(),
-        // Region-wide listings: every page (ELBv2 pages by 400 at most, EFS by 100 and RDS by
-        // 100 by default; a busy account has more than one).
-        c.elb
-            .describe_load_balancers()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect(),
-        c.elb
-            .describe_target_groups()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect(),
-        c.efs
-            .describe_file_systems()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect(),
-        c.rds
-            .describe_db_instances()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect(),
-        c.rds
-            .describe_db_subnet_groups()
-            .db_subnet_group_name(desired::aws_name(stack, "db", 255))
-            .send(),
-    );
-    let mut raws: Vec<Raw> = Vec::new();
-    let mut our_vpcs: Vec<(String, String)> = Vec::new();
-
-    let vpcs = vpcs.map_err(api("DescribeVpcs"))?;
-    let subnets = subnets.map_err(api("DescribeSubnets"))?;
-    let igws = igws.map_err(api("DescribeInternetGateways"))?;
-    let rtbs = rtbs.map_err(api("DescribeRouteTables"))?;
-    let sgs = sgs.map_err(api("DescribeSecurityGroups"))?;
-    let keys = keys.map_err(api("DescribeKeyPairs"))?;
-    let insts = insts.map_err(api("DescribeInstances"))?;
-    let tagged_instances = insts.reservations().iter().flat_map(|r| r.instances());
-    // What the state recorded and the tag listings did not return: read by id (filters, so an
-    // id that is gone is simply absent), all at once and only when there is any.
-    let m_vpc = Owner::missing(
-        recorded,
-        ResKind::Vpc,
-        vpcs.vpcs().iter().filter_map(|v| v.vpc_id()),
-    );
-    let m_sub = Owner::missing(
-        recorded,
-        ResKind::Subnet,
-        subnets.subnets().iter().filter_map(|v| v.subnet_id()),
-    );
-    let m_igw = Owner::missing(
-        recorded,
-        ResKind::InternetGateway,
-        igws.internet_gateways()
-            .iter()
-            .filter_map(|v| v.internet_gateway_id()),
-    );
-    let m_rtb = Owner::missing(
-        recorded,
-        ResKind::RouteTable,
-        rtbs.route_tables()
-            .iter()
-            .filter_map(|v| v.route_table_id()),
-    );
-    let m_sg = Owner::missing(
-        recorded,
-        ResKind::SecurityGroup,
-        sgs.security_groups().iter().filter_map(|v| v.group_id()),
-    );
-    let m_key = Owner::missing(
-        recorded,
-        ResKind::KeyPair,
-        keys.key_pairs().iter().filter_map(|v| v.key_name()),
-    );
-    let m_inst = Owner::missing(
-        recorded,
-        ResKind::Instance,
-        tagged_instances.clone().filter_map(|v| v.instance_id()),
-    );
-    let (x_vpc, x_sub, x_igw, x_rtb, x_sg, x_key, x_inst) = tokio::join!(
-        async {
-            if m_vpc.is_empty() {
-                return Ok(Vec::new());
-            }
-            c.ec2
-                .describe_vpcs()
-                .filters(id_filter("vpc-id", &m_vpc))
-                .send()
-                .await
-                .map(|o| o.vpcs().to_vec())
-        },
-        async {
-            if m_sub.is_empty() {
-                return Ok(Vec::new());
-            }
-            c.ec2
-                .describe_subnets()
-                .filters(id_filter("subnet-id", &m_sub))
-                .send()
-                .await
-                .map(|o| o.subnets().to_vec())
-        },
-        async {
-            if m_igw.is_empty() {
-                return Ok(Vec::new());
-            }
-            c.ec2
-                .describe_internet_gateways()
-                .filters(id_filter("internet-gateway-id", &m_igw))
-                .send()
-                .await
-                .map(|o| o.internet_gateways().to_vec())
-        },
-        async {
-            if m_rtb.is_empty() {
-                return Ok(Vec::new());
-            }
-            c.ec2
-                .describe_route_tables()
-                .filters(id_filter("route-table-id", &m_rtb))
-                .send()
-                .await
-                .map(|o| o.route_tables().to_vec())
-        },
-        async {
-            if m_sg.is_empty() {
-                return Ok(Vec::new());
-            }
-            c.ec2
-                .describe_security_groups()
-                .filters(id_filter("group-id", &m_sg))
-                .send()
-                .await
-                .map(|o| o.security_groups().to_vec())
-        },
-        async {
-            if m_key.is_empty() {
-                return Ok(Vec::new());
-            }
-            // The material too: a pair that lost its tags lost the fingerprint tag as well.
-            c.ec2
-                .describe_key_pairs()
-                .filters(id_filter("key-name", &m_key))
-                .include_public_key(true)
-                .send()
-                .await
-                .map(|o| o.key_pairs().to_vec())
-        },
-        async {
-            if m_inst.is_empty() {
-                return Ok(Vec::new());
-            }
-            c.ec2
-                .describe_instances()
-                .filters(id_filter("instance-id", &m_inst))
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("instance-state-name")
-                        .values("pending")
-                        .values("running")
-                        .values("stopping")
-                        .values("stopped")
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|o| {
-                    o.reservations()
-                        .iter()
-                        .flat_map(|r| r.instances())
-                        .cloned()
-                        .collect()
-                })
-        },
-    );
-    let x_vpc: Vec<_> = x_vpc.map_err(api("DescribeVpcs"))?;
-    let x_sub: Vec<_> = x_sub.map_err(api("DescribeSubnets"))?;
-    let x_igw: Vec<_> = x_igw.map_err(api("DescribeInternetGateways"))?;
-    let x_rtb: Vec<_> = x_rtb.map_err(api("DescribeRouteTables"))?;
-    let x_sg: Vec<_> = x_sg.map_err(api("DescribeSecurityGroups"))?;
-    let x_key: Vec<_> = x_key.map_err(api("DescribeKeyPairs"))?;
-    let x_inst: Vec<_> = x_inst.map_err(api("DescribeInstances"))?;
-
-    for v in vpcs.vpcs().iter().chain(&x_vpc) {
-        let Some(id) = v.vpc_id() else { continue };
-        let tags = v.tags();
-        let Some(who) = owner.of(
-            ResKind::Vpc,
-            id,
-            ec2_tag(tags, TAG_STACK),
-            ec2_tag(tags, TAG_ADDRESS),
-        ) else {
-            continue;
-        };
-        let mut r = owned(ResKind::Vpc, who, id);
-        r.obs.res = r.obs.res.attr("cidr", v.cidr_block().unwrap_or_default());
-        our_vpcs.push((r.obs.res.addr.clone(), id.to_string()));
-        raws.push(r);
-    }
-    for s in subnets.subnets().iter().chain(&x_sub) {
-        let Some(id) = s.subnet_id() else { continue };
-        let tags = s.tags();
-        let Some(who) = owner.of(
-            ResKind::Subnet,
-            id,
-            ec2_tag(tags, TAG_STACK),
-            ec2_tag(tags, TAG_ADDRESS),
-        ) else {
-            continue;
-        };
-        let mut r = owned(ResKind::Subnet, who, id);
-        r.obs.res = r
-            .obs
-            .res
-            .attr("cidr", s.cidr_block().unwrap_or_default())
-            .attr("zone", s.availability_zone().unwrap_or_default())
-            .attr(
-                "map_public_ip",
-                s.map_public_ip_on_launch().unwrap_or(false),
-            )
-            .reference("vpc", s.vpc_id().map(str::to_string).into_iter().collect());
-        r.obs.info.insert(
-            "zone".into(),
-            s.availability_zone().unwrap_or_default().into(),
-        );
-        raws.push(r);
-    }
-    for g in igws.internet_gateways().iter().chain(&x_igw) {
-        let Some(id) = g.internet_gateway_id() else {
-            continue;
-        };
-        let tags = g.tags();
-        let Some(who) = owner.of(
-            ResKind::InternetGateway,
-            id,
-            ec2_tag(tags, TAG_STACK),
-            ec2_tag(tags, TAG_ADDRESS),
-        ) else {
-            continue;
-        };
-        let mut r = owned(ResKind::InternetGateway, who, id);
-        let vpcs = g
-            .attachments()
-            .iter()
-            .filter_map(|a| a.vpc_id().map(str::to_string))
-            .collect();
-        r.obs.res = r.obs.res.reference("vpc", vpcs);
-        raws.push(r);
-    }
-    for t in rtbs.route_tables().iter().chain(&x_rtb) {
-        let Some(id) = t.route_table_id() else {
-            continue;
-        };
-        let tags = t.tags();
-        let Some(who) = owner.of(
-            ResKind::RouteTable,
-            id,
-            ec2_tag(tags, TAG_STACK),
-            ec2_tag(tags, TAG_ADDRESS),
-        ) else {
-            continue;
-        };
-        let mut r = owned(ResKind::RouteTable, who, id);
-        let gw = t
-            .routes()
-            .iter()
-            .filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
-            .filter_map(|r| r.gateway_id().map(str::to_string))
-            .collect();
-        let subnets = t
-            .associations()
-            .iter()
-            .filter(|a| a.main() != Some(true))
-            .filter_map(|a| a.subnet_id().map(str::to_string))
-            .collect();
-        let assoc: Vec<String> = t
-            .associations()
-            .iter()
-            .filter(|a| a.main() != Some(true))
-            .filter_map(|a| {
-                Some(format!(
-                    "{}={}",
-                    a.subnet_id()?,
-                    a.route_table_association_id()?
-                ))
-            })
-            .collect();
-        r.obs.info.insert("associations".into(), assoc.join(","));
-        r.obs.res = r
-            .obs
-            .res
-            .reference("vpc", t.vpc_id().map(str::to_string).into_iter().collect())
-            .reference("gateway", gw)
-            .reference("subnets", subnets);
-        raws.push(r);
-    }
-    for g in sgs.security_groups().iter().chain(&x_sg) {
-        let Some(id) = g.group_id() else { continue };
-        let tags = g.tags();
-        let Some(who) = owner.of(
-            ResKind::SecurityGroup,
-            id,
-            ec2_tag(tags, TAG_STACK),
-            ec2_tag(tags, TAG_ADDRESS),
-        ) else {
-            continue;
-        };
-        let mut r = owned(ResKind::SecurityGroup, who, id);
-        // Rules keep group ids for now; they are mapped to addresses below with the rest.
-        let mut rules = Vec::new();
-        for p in g.ip_permissions() {
-            let proto = p.ip_protocol().unwrap_or("-1");
-            let port = p.from_port().unwrap_or(-1);
-            for range in p.ip_ranges() {
-                if let Some(c) = range.cidr_ip() {
-                    rules.push(desired::proto_rule(proto, port.into(), c));
-                }
-            }
-            for pair in p.user_id_group_pairs() {
-                if let Some(gid) = pair.group_id() {
-                    rules.push(format!("{proto}/{port} from {gid}"));
-                }
-            }
-        }
-        r.obs.res = r
-            .obs
-            .res
-            .attr("name", g.group_name().unwrap_or_default())
-            .reference("vpc", g.vpc_id().map(str::to_string).into_iter().collect());
-        r.obs.info.insert("rules".into(), rules.join("\n"));
-        raws.push(r);
-    }
-    for k in keys.key_pairs().iter().chain(&x_key) {
-        let Some(name) = k.key_name() else { continue };
-        let tags = k.tags();
-        let Some((addr, mut retag)) = owner.of(
-            ResKind::KeyPair,
-            name,
-            ec2_tag(tags, TAG_STACK),
-            ec2_tag(tags, TAG_ADDRESS),
-        ) else {
-            continue;
-        };
-        // The fingerprint hactl compares lives in a tag; a pair read by id brings its material.
-        let sha = match (ec2_tag(tags, TAG_PUBLIC_KEY), k.public_key()) {
-            (Some(t), _) => t.to_string(),
-            (None, Some(material)) => {
-                retag.push(TAG_PUBLIC_KEY);
-                desired::public_key_sha256(material)
-            }
-            (None, None) => String::new(),
-        };
-        // The name is the id: RunInstances and DeleteKeyPair take it.
-        let mut r = owned(ResKind::KeyPair, (addr, retag), name);
-        r.obs.res = r.obs.res.attr("name", name).attr("public_key_sha256", sha);
-        if let Some(id) = k.key_pair_id() {
-            r.obs.info.insert("key_pair_id".into(), id.into());
-        }
-        raws.push(r);
-    }
-    {
-        for i in tagged_instances.chain(&x_inst) {
-            let Some(id) = i.instance_id() else { continue };
-            let tags = i.tags();
-            let Some(who) = owner.of(
-                ResKind::Instance,
-                id,
-                ec2_tag(tags, TAG_STACK),
-                ec2_tag(tags, TAG_ADDRESS),
-            ) else {
-                continue;
-            };
-            let mut r = owned(ResKind::Instance, who, id);
-            let mut res = r
-                .obs
-                .res
-                .attr(
-                    "instance_type",
-                    i.instance_type().map(|t| t.as_str()).unwrap_or_default(),
-                )
-                .attr("ami", i.image_id().unwrap_or_default())
-                .attr(
-                    "metadata.http_tokens",
-                    i.metadata_options()
-                        .and_then(|m| m.http_tokens())
-                        .map(|t| t.as_str())
-                        .unwrap_or("optional"),
-                )
-                .attr(
-                    "metadata.hop_limit",
-                    i.metadata_options()
-                        .and_then(|m| m.http_put_response_hop_limit())
-                        .unwrap_or(1),
-                )
-                .reference(
-                    "subnet",
-                    i.subnet_id().map(str::to_string).into_iter().collect(),
-                )
-                .reference(
-                    "security_groups",
-                    i.security_groups()
-                        .iter()
-                        .filter_map(|g| g.group_id().map(str::to_string))
-                        .collect(),
-                );
-            if let Some(k) = i.key_name() {
-                // Mapped to the key pair's address below when it is this stack's own.
-                res = res
-                    .attr("key_name", k)
-                    .reference("key_pair", vec![k.to_string()]);
-            }
-            r.obs.res = res;
-            let info = &mut r.obs.info;
-            if let Some(ip) = i.private_ip_address() {
-                info.insert("private_ip".into(), ip.into());
-            }
-            if let Some(ip) = i.public_ip_address() {
-                info.insert("public_ip".into(), ip.into());
-            }
-            if let Some(z) = i.placement().and_then(|p| p.availability_zone()) {
-                info.insert("zone".into(), z.into());
-            }
-            // `heal` replaces a stopped one; the diff of `up` does not look at it.
-            if let Some(s) = i.state().and_then(|s| s.name()) {
-                info.insert("state".into(), s.as_str().into());
-            }
-            raws.push(r);
-        }
-    }
-
-    // ELBv2 lists everything; our resources are the ones whose tags say so.
-    let lbs = lbs.map_err(api("DescribeLoadBalancers"))?;
-    let tgs = tgs.map_err(api("DescribeTargetGroups"))?;
-    let arns: Vec<String> = lbs
-        .iter()
-        .filter_map(|l| l.load_balancer_arn().map(str::to_string))
-        .chain(
-            tgs.iter()
-                .filter_map(|t| t.target_group_arn().map(str::to_string)),
-        )
-        .collect();
-    let elb_tags = elb_tags(c, &arns).await?;
-    let ours = |kind: ResKind, arn: Option<&str>| -> Option<(String, Vec<&'static str>)> {
-        let arn = arn?;
-        let t = elb_tags.get(arn);
-        let tag = |k: &str| t.and_then(|t| t.get(k)).map(String::as_str);
-        owner.of(kind, arn, tag(TAG_STACK), tag(TAG_ADDRESS))
+    let round = |through: bool| {
+        ResKind::ALL
+            .into_iter()
+            .filter(move |k| kinds::of(*k).read_through().is_some() == through)
     };
-    let mut our_lbs = Vec::new();
-    for l in &lbs {
-        let Some(who) = ours(ResKind::Lb, l.load_balancer_arn()) else {
-            continue;
-        };
-        let addr = who.0.clone();
-        let arn = l.load_balancer_arn().unwrap_or_default();
-        let mut r = owned(ResKind::Lb, who, arn);
-        let mut res = r
-            .obs
-            .res
-            .attr("name", l.load_balancer_name().unwrap_or_default())
-            .attr("kind", l.r#type().map(|t| t.as_str()).unwrap_or_default())
-            .reference(
-                "subnets",
-                l.availability_zones()
-                    .iter()
-                    .filter_map(|z| z.subnet_id().map(str::to_string))
-                    .collect(),
-            );
-        // An NLB made without a security group can never get one: replaced (see `desired`).
-        res = res.attr("security_groups_at_create", !l.security_groups().is_empty());
-        if !l.security_groups().is_empty() {
-            res = res.reference("security_groups", l.security_groups().to_vec());
-        }
-        r.obs.res = res;
-        r.obs
-            .info
-            .insert("dns_name".into(), l.dns_name().unwrap_or_default().into());
-        our_lbs.push((addr, arn.to_string()));
-        raws.push(r);
-    }
-    let mut our_tgs = Vec::new();
-    for t in &tgs {
-        let Some(who) = ours(ResKind::TargetGroup, t.target_group_arn()) else {
-            continue;
-        };
-        let addr = who.0.clone();
-        let arn = t.target_group_arn().unwrap_or_default();
-        let mut r = owned(ResKind::TargetGroup, who, arn);
-        r.obs.res = r
-            .obs
-            .res
-            .attr("name", t.target_group_name().unwrap_or_default())
-            .attr(
-                "protocol",
-                t.protocol().map(|p| p.as_str()).unwrap_or_default(),
-            )
-            .attr("port", t.port().unwrap_or_default())
-            .attr(
-                "health_check.path",
-                t.health_check_path().unwrap_or_default(),
-            )
-            .attr(
-                "health_check.interval",
-                t.health_check_interval_seconds().unwrap_or_default(),
-            )
-            .attr(
-                "health_check.timeout",
-                t.health_check_timeout_seconds().unwrap_or_default(),
-            )
-            .attr(
-                "health_check.healthy_threshold",
-                t.healthy_threshold_count().unwrap_or_default(),
-            )
-            .attr(
-                "health_check.unhealthy_threshold",
-                t.unhealthy_threshold_count().unwrap_or_default(),
-            )
-            .attr(
-                "health_check.matcher",
-                t.matcher().and_then(|m| m.http_code()).unwrap_or_default(),
-            )
-            .reference("vpc", t.vpc_id().map(str::to_string).into_iter().collect());
-        our_tgs.push((addr, arn.to_string()));
-        raws.push(r);
-    }
-
-    let mut our_fs = Vec::new();
-    for f in &fss.map_err(api("DescribeFileSystems"))? {
-        let tag = |k: &str| {
-            f.tags()
-                .iter()
-                .find(|t| t.key() == k)
-                .map(|t| t.value().to_string())
-        };
-        if matches!(
-            f.life_cycle_state(),
-            aws_sdk_efs::types::LifeCycleState::Deleted
-                | aws_sdk_efs::types::LifeCycleState::Deleting
-        ) {
-            continue;
-        }
-        let id = f.file_system_id();
-        let Some(who) = owner.of(
-            ResKind::EfsFileSystem,
-            id,
-            tag(TAG_STACK).as_deref(),
-            tag(TAG_ADDRESS).as_deref(),
-        ) else {
-            continue;
-        };
-        let addr = who.0.clone();
-        let mut r = owned(ResKind::EfsFileSystem, who, id);
-        r.obs.res = r
-            .obs
-            .res
-            .attr("performance_mode", f.performance_mode().as_str())
-            .attr("encrypted", f.encrypted().unwrap_or(false));
-        r.obs.info.insert(
-            "dns_name".into(),
-            format!("{id}.efs.{}.amazonaws.com", c.region),
-        );
-        our_fs.push((addr, id.to_string()));
-        raws.push(r);
-    }
-
-    for d in &dbs.map_err(api("DescribeDBInstances"))? {
-        let tag = |k: &str| {
-            d.tag_list()
-                .iter()
-                .find(|t| t.key() == Some(k))
-                .and_then(|t| t.value())
-        };
-        if d.db_instance_status() == Some("deleting") {
-            continue;
-        }
-        let id = d.db_instance_identifier().unwrap_or_default();
-        let Some(who) = owner.of(ResKind::DbInstance, id, tag(TAG_STACK), tag(TAG_ADDRESS)) else {
-            continue;
-        };
-        let mut r = owned(ResKind::DbInstance, who, id);
-        if let Some(arn) = d.db_instance_arn() {
-            r.obs.info.insert("arn".into(), arn.into());
-        }
-        r.obs.res = r
-            .obs
-            .res
-            .attr("identifier", id)
-            .attr("engine", d.engine().unwrap_or_default())
-            .attr("engine_version", d.engine_version().unwrap_or_default())
-            .attr("instance_class", d.db_instance_class().unwrap_or_default())
-            .attr("storage_gb", d.allocated_storage().unwrap_or_default())
-            .attr("multi_az", d.multi_az().unwrap_or(false))
-            .attr("db_name", d.db_name().unwrap_or_default())
-            .attr(
-                "deletion_protection",
-                d.deletion_protection().unwrap_or(false),
-            )
-            .reference(
-                "subnet_group",
-                d.db_subnet_group()
-                    .and_then(|g| g.db_subnet_group_name())
-                    .map(str::to_string)
-                    .into_iter()
-                    .collect(),
-            )
-            .reference(
-                "security_groups",
-                d.vpc_security_groups()
-                    .iter()
-                    .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
-                    .collect(),
-            );
-        // The password RDS never shows back: the keyed hash hactl tagged it with, if any
-        // (`kinds::db_instance`); no tag plans the password update once.
-        if let Some(h) = tag(TAG_PASSWORD_HMAC).filter(|h| !h.is_empty()) {
-            r.obs.res = r
-                .obs
-                .res
-                .attr(super::kinds::db_instance::MASTER_PASSWORD, h);
-        }
-        // The port is known from the endpoint only: until the instance is available RDS has
-        // none and reports `DbInstancePort` 0, which must not plan a port change.
-        match d.endpoint().and_then(|e| e.port()) {
-            Some(port) => r.obs.res = r.obs.res.attr("port", port),
-            None => {
-                r.obs
-                    .info
-                    .insert(super::diff::UNKNOWN.into(), "port".into());
-            }
-        }
-        if let Some(e) = d.endpoint() {
-            r.obs
-                .info
-                .insert("endpoint".into(), e.address().unwrap_or_default().into());
-            r.obs
-                .info
-                .insert("port".into(), e.port().unwrap_or_default().to_string());
-        }
-        raws.push(r);
-    }
-
-    // The DB subnet group is found by its name, then confirmed by its tags. Only
-    // DBSubnetGroupNotFound means there is none: any other failure fails the read, never
-    // "absent" (which would plan a second group and a replaced database).
-    let dbsg = match dbsg {
-        Ok(out) => out.db_subnet_groups().to_vec(),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_db_subnet_group_not_found_fault()) =>
-        {
-            Vec::new()
-        }
-        Err(e) => return Err(api("DescribeDBSubnetGroups")(e)),
+    let scan = Scan {
+        c,
+        stack,
+        owner: &owner,
+        recorded,
+        first: &[],
     };
-    {
-        for g in &dbsg {
-            let (Some(name), Some(arn)) = (g.db_subnet_group_name(), g.db_subnet_group_arn())
-            else {
-                continue;
-            };
-            let tags = c
-                .rds
-                .list_tags_for_resource()
-                .resource_name(arn)
-                .send()
-                .await
-                .map_err(api("ListTagsForResource"))?;
-            let tag = |k: &str| {
-                tags.tag_list()
-                    .iter()
-                    .find(|t| t.key() == Some(k))
-                    .and_then(|t| t.value())
-            };
-            let Some(who) = owner.of(
-                ResKind::DbSubnetGroup,
-                name,
-                tag(TAG_STACK),
-                tag(TAG_ADDRESS),
-            ) else {
-                continue;
-            };
-            let mut r = owned(ResKind::DbSubnetGroup, who, name);
-            r.obs.info.insert("arn".into(), arn.into());
-            r.obs.res = r.obs.res.attr("name", name).reference(
-                "subnets",
-                g.subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_identifier().map(str::to_string))
-                    .collect(),
-            );
-            raws.push(r);
-        }
-    }
-
+    let first = futures::future::try_join_all(round(false).map(|k| kinds::of(k).read(&scan)))
+        .await?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     // Second round: what hangs off the balancer, target groups and file systems. Each read
     // names a resource the first round listed: NotFound is a new one EC2/ELB/EFS lists before
-    // it answers for it (a killed run's), asked again for `MID_SCAN` ([`wait::settle`]).
-    let listeners = futures::future::try_join_all(our_lbs.iter().map(|(addr, arn)| async move {
-        let out = settle(MID_SCAN, "DescribeListeners", "(read)", || {
-            c.elb.describe_listeners().load_balancer_arn(arn).send()
-        })
-        .await?;
-        let mut v = Vec::new();
-        for l in out.listeners() {
-            let port = l.port().unwrap_or_default();
-            let mut r = raw(
-                ResKind::Listener,
-                &listener_addr(port.into()),
-                l.listener_arn().unwrap_or_default(),
-            );
-            // The default certificate (DescribeListeners lists only that one).
-            if let Some(arn) = l.certificates().first().and_then(|c| c.certificate_arn()) {
-                r.obs.res = r.obs.res.attr("certificate_arn", arn);
-            }
-            r.obs.res = r
-                .obs
-                .res
-                .attr("port", port)
-                .attr(
-                    "protocol",
-                    l.protocol().map(|p| p.as_str()).unwrap_or_default(),
-                )
-                .reference("lb", vec![addr.clone()])
-                .reference(
-                    "target_group",
-                    l.default_actions()
-                        .iter()
-                        .filter_map(|a| a.target_group_arn().map(str::to_string))
-                        .collect(),
-                );
-            v.push(r);
-        }
-        Ok::<_, AwsError>(v)
-    }));
-    let tg_details = futures::future::try_join_all(our_tgs.iter().map(|(addr, arn)| async move {
-        let (attrs, health) = tokio::join!(
-            settle(MID_SCAN, "DescribeTargetGroupAttributes", "(read)", || {
-                c.elb
-                    .describe_target_group_attributes()
-                    .target_group_arn(arn)
-                    .send()
-            }),
-            settle(MID_SCAN, "DescribeTargetHealth", "(read)", || {
-                c.elb.describe_target_health().target_group_arn(arn).send()
-            })
-        );
-        let attrs = attrs?;
-        let dereg = attrs
-            .attributes()
-            .iter()
-            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
-            .and_then(|a| a.value())
-            .unwrap_or("300")
-            .to_string();
-        let targets: Vec<String> = health?
-            .target_health_descriptions()
-            .iter()
-            .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
-            .collect();
-        let mut att = raw(ResKind::TargetAttachment, desired::ATTACH, arn);
-        att.obs.res = att
-            .obs
-            .res
-            .reference("target_group", vec![addr.clone()])
-            .reference("targets", targets);
-        Ok::<_, AwsError>((addr.clone(), dereg, att))
-    }));
-    let mounts = futures::future::try_join_all(our_fs.iter().map(|(addr, id)| async move {
-        let out = settle(MID_SCAN, "DescribeMountTargets", "(read)", || {
-            c.efs.describe_mount_targets().file_system_id(id).send()
-        })
-        .await?;
-        let mut v = Vec::new();
-        for m in out.mount_targets() {
-            if matches!(
-                m.life_cycle_state(),
-                aws_sdk_efs::types::LifeCycleState::Deleted
-                    | aws_sdk_efs::types::LifeCycleState::Deleting
-            ) {
-                continue;
-            }
-            // A failed read is an error, never "no security groups" (which would plan a
-            // change). One that is not in a state to answer, or that answers NotFound although
-            // it was just listed (a new mount target EFS lists before it answers for it:
-            // taking it for gone planned a second create, `MountTargetConflict`), has groups
-            // not known yet: it is observed, and no change is planned from them.
-            let sgs = match c
-                .efs
-                .describe_mount_target_security_groups()
-                .mount_target_id(m.mount_target_id())
-                .send()
-                .await
-            {
-                Ok(o) => Some(o.security_groups().to_vec()),
-                Err(e)
-                    if e.as_service_error().is_some_and(|s| {
-                        s.is_mount_target_not_found() || s.is_incorrect_mount_target_state()
-                    }) =>
-                {
-                    None
-                }
-                Err(e) => return Err(api("DescribeMountTargetSecurityGroups")(e)),
-            };
-            let mut r = raw(ResKind::EfsMountTarget, "", m.mount_target_id());
-            r.obs.res = r
-                .obs
-                .res
-                .reference("file_system", vec![addr.clone()])
-                .reference("subnet", vec![m.subnet_id().to_string()]);
-            match sgs {
-                Some(sgs) => r.obs.res = r.obs.res.reference("security_groups", sgs),
-                None => {
-                    r.obs
-                        .info
-                        .insert(super::diff::UNKNOWN.into(), "security_groups".into());
-                }
-            }
-            r.obs.info.insert(
-                "zone".into(),
-                m.availability_zone_name().unwrap_or_default().into(),
-            );
-            v.push(r);
-        }
-        Ok::<_, AwsError>(v)
-    }));
-    // DNS hostnames are an attribute of their own (DescribeVpcAttribute), one VPC at a time.
-    // A VPC the tag listing returned but EC2 answers NotFound for (a new one, not propagated
-    // yet: a killed run's) has its DNS setting not known yet: no change is planned from it.
-    let dns = futures::future::try_join_all(our_vpcs.iter().map(|(addr, id)| async move {
-        let out = match c
-            .ec2
-            .describe_vpc_attribute()
-            .vpc_id(id)
-            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if super::wait::is_not_found(&super::sdk_code(&e).unwrap_or_default()) => {
-                return Ok((addr.clone(), None));
-            }
-            Err(e) => return Err(api("DescribeVpcAttribute")(e)),
-        };
-        let on = out
-            .enable_dns_hostnames()
-            .and_then(|v| v.value())
-            .unwrap_or(false);
-        Ok::<_, AwsError>((addr.clone(), Some(on)))
-    }));
-    let (listeners, tg_details, mounts, dns) = tokio::join!(listeners, tg_details, mounts, dns);
-    for (addr, on) in dns? {
-        if let Some(v) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
-            match on {
-                Some(on) => {
-                    v.obs
-                        .res
-                        .attrs
-                        .insert("dns_hostnames".into(), on.to_string());
-                }
-                None => {
-                    let unknown = v.obs.info.entry(super::diff::UNKNOWN.into()).or_default();
-                    if !unknown.is_empty() {
-                        unknown.push(',');
-                    }
-                    unknown.push_str("dns_hostnames");
-                }
-            }
-        }
-    }
-    raws.extend(listeners?.into_iter().flatten());
-    for (addr, dereg, att) in tg_details? {
-        if let Some(tg) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
-            tg.obs
-                .res
-                .attrs
-                .insert("deregistration_delay".into(), dereg);
-        }
-        raws.push(att);
-    }
-    let mounts: Vec<Raw> = mounts?.into_iter().flatten().collect();
+    // it answers for it (a killed run's), asked again for `MID_SCAN` ([`super::wait::settle`]).
+    let scan = Scan {
+        first: &first,
+        ..scan
+    };
+    let second = futures::future::try_join_all(round(true).map(|k| kinds::of(k).read(&scan)))
+        .await?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let mut all = first;
+    all.extend(second);
 
-    // Map ids (and ARNs, and the DB subnet group's name) back to addresses.
-    // The attachment's id is its target group's ARN: it must not shadow the group.
-    let mut by_id: BTreeMap<String, String> = raws
-        .iter()
-        .filter(|r| r.obs.res.kind != ResKind::TargetAttachment)
-        .map(|r| (r.obs.id.clone(), r.obs.res.addr.clone()))
-        .collect();
-    by_id.retain(|_, a| !a.is_empty());
-    let addr_of = |id: &String| by_id.get(id).cloned().unwrap_or_else(|| id.clone());
-    for mut m in mounts {
-        let subnet = m.obs.res.one_ref("subnet").unwrap_or_default().to_string();
-        let index = match by_id.get(&subnet) {
-            Some(a) => a
-                .strip_prefix("aws_subnet.public[")
-                .and_then(|s| s.strip_suffix(']'))
-                .map(str::to_string),
-            None => given_subnets
-                .iter()
-                .position(|s| *s == subnet)
-                .map(|i| i.to_string()),
-        };
-        m.obs.res.addr = match index.and_then(|i| i.parse().ok()) {
-            Some(i) => mount_target_addr(i),
-            None => format!("aws_efs_mount_target.shared[{subnet}]"),
-        };
-        raws.push(m);
-    }
-    let mut out = Vec::with_capacity(raws.len());
-    for mut r in raws {
-        for v in r.obs.res.refs.values_mut() {
-            *v = v.iter().map(addr_of).collect();
-            v.sort();
-            v.dedup();
-        }
-        // A key pair the stack does not own (`hosts.key_name`) is no reference.
-        if r.obs
-            .res
-            .refs
-            .get("key_pair")
-            .is_some_and(|k| !k.iter().all(|a| a.starts_with("aws_")))
-        {
-            r.obs.res.refs.remove("key_pair");
-        }
-        if r.obs.res.kind == ResKind::SecurityGroup {
-            let mut rules: Vec<String> = r
-                .obs
-                .info
-                .get("rules")
-                .map(|s| {
-                    s.lines()
-                        .map(|l| match desired::parse_rule(l) {
-                            Some((p, port, from)) => {
-                                format!("{p}/{port} from {}", addr_of(&from))
-                            }
-                            None => l.to_string(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            rules.sort();
-            rules.dedup();
-            let from: Vec<String> = rules
-                .iter()
-                .filter_map(|r| desired::parse_rule(r).map(|(_, _, f)| f))
-                .filter(|f| f.starts_with("aws_"))
-                .collect();
-            r.obs.res = r
-                .obs
-                .res
-                .attr("ingress", rules.join(", "))
-                .reference("ingress_from", from);
-        }
-        out.push(r.obs);
+    let ids = Ids::of(&all, given_subnets);
+    for o in &mut all {
+        kinds::of(o.res.kind).resolve(o, &ids);
     }
     // By address; of two at one address, the one the state recorded first (the diff keeps
     // the first and deletes the others as duplicates).
     let recorded_id = |o: &Observed| recorded.get(&o.res.addr).map(|(_, id)| id) == Some(&o.id);
-    out.sort_by(|a, b| (&a.res.addr, !recorded_id(a)).cmp(&(&b.res.addr, !recorded_id(b))));
-    Ok(out)
+    all.sort_by(|a, b| (&a.res.addr, !recorded_id(a)).cmp(&(&b.res.addr, !recorded_id(b))));
+    Ok(all)
 }
 
-/// The EC2 status checks of the observed instances, for `heal`: an instance whose instance or
-/// system check reads `impaired` gets `info["status"] = "impaired"` (anything else leaves it
-/// alone). A second round trip that only `heal` pays: `plan` and `up` never replace a running
-/// instance for its health.
-pub async fn instance_status(c: &Clients, observed: &mut [Observed]) -> Result<(), AwsError> {
-    let ids: Vec<String> = observed
-        .iter()
-        .filter(|o| o.res.kind == ResKind::Instance)
-        .map(|o| o.id.clone())
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let out = c
-        .ec2
-        .describe_instance_status()
-        .set_instance_ids(Some(ids))
-        .send()
-        .await
-        .map_err(api("DescribeInstanceStatus"))?;
-    for s in out.instance_statuses() {
-        let impaired = |x: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| {
-            x.and_then(|x| x.status()) == Some(&aws_sdk_ec2::types::SummaryStatus::Impaired)
-        };
-        if !(impaired(s.instance_status()) || impaired(s.system_status())) {
-            continue;
-        }
-        if let Some(o) = observed
-            .iter_mut()
-            .find(|o| Some(o.id.as_str()) == s.instance_id())
-        {
-            o.info.insert("status".into(), "impaired".into());
-        }
-    }
-    Ok(())
-}
+/// The EC2 status checks of the observed instances, for `heal`
+/// ([`kinds::instance::status_checks`]).
+pub use super::kinds::instance::status_checks as instance_status;
 
 /// How long an ARN that was just listed may answer NotFound for its tags before it counts as
 /// deleted since it was listed: ELBv2 lists a new load balancer or target group before it
 /// answers for it (eventual consistency), and a scan must neither fail on that nor miss it.
-const MID_SCAN: std::time::Duration = std::time::Duration::from_secs(15);
+pub const MID_SCAN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently. DescribeTags fails
 /// the whole request when one ARN is NotFound: such a chunk is asked again one ARN at a time
 /// ([`elb_tags_one`]), so one resource new or gone mid-scan never fails the scan.
-async fn elb_tags(
+pub async fn elb_tags(
     c: &Clients,
     arns: &[String],
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, AwsError> {
@@ -1205,7 +368,7 @@ async fn elb_tags(
                 }
                 Ok(outs)
             }
-            Err(e) => Err(api("DescribeTags")(e)),
+            Err(e) => Err(api("DescribeTags", "(read)")(e)),
         }
     }))
     .await?;
@@ -1240,7 +403,7 @@ async fn elb_tags_one(
             Err(e) => {
                 let code = super::sdk_code(&e).unwrap_or_default();
                 if !super::wait::is_not_found(&code) {
-                    return Err(api("DescribeTags")(e));
+                    return Err(api("DescribeTags", "(read)")(e));
                 }
                 if t0.elapsed() >= MID_SCAN {
                     return Ok(None);
@@ -1268,6 +431,89 @@ mod tests {
         .into_iter()
         .map(|(a, k, id)| (a.to_string(), (k, id.to_string())))
         .collect()
+    }
+
+    fn found(kind: ResKind, addr: &str, id: &str) -> Observed {
+        unowned(kind, addr, id)
+    }
+
+    /// The DB instance's identifier is its subnet group's name too: the instance's
+    /// `subnet_group` reference maps to the group, whichever the scan read first; likewise a
+    /// registration's id is its group's ARN.
+    #[test]
+    fn an_id_two_kinds_share_names_the_one_referred_to() {
+        let given = Vec::new();
+        for all in [
+            vec![
+                found(
+                    ResKind::DbSubnetGroup,
+                    "aws_db_subnet_group.main",
+                    "hactl-web-db",
+                ),
+                found(ResKind::DbInstance, "aws_db_instance.main", "hactl-web-db"),
+            ],
+            vec![
+                found(ResKind::DbInstance, "aws_db_instance.main", "hactl-web-db"),
+                found(
+                    ResKind::DbSubnetGroup,
+                    "aws_db_subnet_group.main",
+                    "hactl-web-db",
+                ),
+                found(ResKind::TargetGroup, "aws_lb_target_group.web", "arn:tg"),
+                found(
+                    ResKind::TargetAttachment,
+                    "aws_lb_target_group_attachment.web",
+                    "arn:tg",
+                ),
+            ],
+        ] {
+            let ids = Ids::of(&all, &given);
+            assert_eq!(ids.addr_of("hactl-web-db"), "aws_db_subnet_group.main");
+            assert_eq!(ids.addr_of("vpc-other"), "vpc-other");
+        }
+        let all = [
+            found(
+                ResKind::TargetAttachment,
+                "aws_lb_target_group_attachment.web",
+                "arn:tg",
+            ),
+            found(ResKind::TargetGroup, "aws_lb_target_group.web", "arn:tg"),
+        ];
+        assert_eq!(
+            Ids::of(&all, &given).get("arn:tg"),
+            Some("aws_lb_target_group.web")
+        );
+    }
+
+    /// A mount target is addressed by the index of its subnet: the stack's own subnet's, or
+    /// the position among the subnets the stack names, else the subnet id itself.
+    #[test]
+    fn a_mount_target_is_addressed_by_its_subnet() {
+        let given = vec!["subnet-given0".to_string(), "subnet-given1".to_string()];
+        let all = [found(
+            ResKind::Subnet,
+            "aws_subnet.public[1]",
+            "subnet-own1",
+        )];
+        let ids = Ids::of(&all, &given);
+        let at = |subnet: &str| {
+            let mut o = found(ResKind::EfsMountTarget, "", "fsmt-1");
+            o.res = o.res.reference("subnet", vec![subnet.into()]);
+            kinds::of(ResKind::EfsMountTarget).resolve(&mut o, &ids);
+            (o.res.addr, o.res.refs["subnet"].clone())
+        };
+        assert_eq!(
+            at("subnet-own1"),
+            (
+                super::super::desired::mount_target_addr(1),
+                vec!["aws_subnet.public[1]".to_string()]
+            )
+        );
+        assert_eq!(
+            at("subnet-given1").0,
+            super::super::desired::mount_target_addr(1)
+        );
+        assert_eq!(at("subnet-x").0, "aws_efs_mount_target.shared[subnet-x]");
     }
 
     /// The state's record decides before the tags: an untagged VPC it recorded is this stack's

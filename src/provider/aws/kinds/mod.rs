@@ -1,26 +1,45 @@
-//! Resource kinds as the unit of the AWS provider: one trait, [`Kind`], that says for one kind
-//! which changes force a replacement, when an observed value satisfies the stack's, whether a
-//! delete loses data, whether a replacement can be made create-before-destroy, which states of
-//! a wait are ready or final, and how long the wait may take. [`of`] gives each kind's
-//! implementation; the diff, the apply phases and the waits ask it instead of matching on the
-//! kind themselves.
+//! Resource kinds as the unit of the AWS provider: one trait, [`Kind`], and one file per kind
+//! implementing it over a typed attribute struct (`Attrs::of(&Resource)`, where a missing
+//! attribute is a [`MissingAttr`] naming it, never "" sent to AWS). A kind says which changes
+//! force a replacement, when an observed value satisfies the stack's, whether a delete loses
+//! data, whether a replacement can be made create-before-destroy, how it is read (its part of
+//! `observe`), created, updated, re-tagged and deleted, which states of a wait are ready,
+//! pending or failed, and how long that may take. [`of`] gives each kind's implementation: the
+//! diff, the step runner (`apply`) and the scan (`observe`) ask it instead of matching on the
+//! kind themselves. What the kinds' calls share (the call context, tags, error mapping, the
+//! NotFound and in-use retries) is [`shared`], written once.
 //!
-//! The kinds whose attributes were the worst offenders (a missing attribute silently sent to
-//! AWS as "") have their own file and a typed attribute struct parsed from the resource, with
-//! every missing attribute an error naming it: [`db_instance`], [`instance`],
-//! [`target_group`]. The others are described by [`Table`] rows in this file until their
-//! create/update/delete calls move here from `apply.rs` too (issue 12 §1, partly done).
+//! The anchor is terraform-provider-aws, where each resource type is one file with its schema,
+//! CRUD functions, waiters and timeouts (`internal/service/ec2/vpc_.go`,
+//! `internal/service/rds/instance.go`).
 
 pub mod db_instance;
+pub mod db_subnet_group;
+pub mod file_system;
 pub mod instance;
+pub mod internet_gateway;
+pub mod key_pair;
+pub mod lb;
+pub mod listener;
+pub mod mount_target;
+pub mod registration;
+pub mod route_table;
+pub mod security_group;
+pub mod shared;
+pub mod subnet;
 pub mod target_group;
+pub mod vpc;
 
 use std::time::Duration;
 
-use super::model::{ResKind, Resource};
+use super::model::{Observed, ResKind, Resource};
+use super::observe::{Ids, Scan};
 use super::wait::{Poll, Timeouts};
+use super::AwsError;
+pub use shared::Ctx;
 
-/// What one resource kind knows about itself.
+/// What one resource kind knows about itself, and its calls.
+#[async_trait::async_trait]
 pub trait Kind: Sync {
     /// Whether a change of this attribute or reference can only be made by replacing the
     /// resource (AWS has no call that changes it in place).
@@ -51,15 +70,63 @@ pub trait Kind: Sync {
     }
 
     /// What a status read while waiting for a new one to be ready means (the SDK waiters'
-    /// acceptors). Kinds that are ready when their create call returns never wait.
+    /// acceptors): ready, pending, or failed (a state AWS will not leave by itself, which ends
+    /// the wait with that status). Kinds that are ready when their create call returns never
+    /// wait.
     fn ready(&self, _status: &str) -> Poll {
         Poll::Ready
     }
 
-    /// How long a create, update or delete of one may take ([`Timeouts`], stack-settable).
-    fn timeout(&self, _t: &Timeouts) -> Option<Duration> {
+    /// How long a create or delete of one may wait for it to become ready or gone
+    /// ([`Timeouts`], stack-settable under `aws.timeouts`). Kinds that are ready when their
+    /// create call returns wait only while a new id propagates.
+    fn timeout(&self, t: &Timeouts) -> Duration {
+        t.propagation
+    }
+
+    /// The kind this one is read through (a listener through its load balancer, a
+    /// registration through its target group, a mount target through its file system): it
+    /// has no tags of its own, and is read in the scan's second round.
+    fn read_through(&self) -> Option<ResKind> {
         None
     }
+
+    /// Whether other resources refer to one of this kind by its id, so that the scan maps
+    /// that id back to its address ([`Ids`]). Not a kind whose id is another's too: a
+    /// registration's id is its target group's ARN, and the DB instance's identifier is its
+    /// subnet group's name (`hactl-<stack>-db`); nothing refers to either.
+    fn referred_to(&self) -> bool {
+        true
+    }
+
+    /// Every one of this kind that is the stack's: its tagged ones, and those the state
+    /// recorded (found by id when their tags are gone), with references as AWS ids.
+    async fn read(&self, scan: &Scan<'_>) -> Result<Vec<Observed>, AwsError>;
+
+    /// Maps the references of one read by [`Kind::read`] from AWS ids to addresses.
+    fn resolve(&self, o: &mut Observed, ids: &Ids<'_>) {
+        ids.map_refs(&mut o.res);
+    }
+
+    /// Creates `r` and waits until it is ready; returns its id. `token` is its idempotency
+    /// token, derived from the journal (`engine::journal::create_token`).
+    async fn create(&self, ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError>;
+
+    /// Changes `have` in place to what `want` says (only attributes that do not
+    /// [`Kind::forces_replace`] differ).
+    async fn update(&self, _ctx: &Ctx, _want: &Resource, _have: &Observed) -> Result<(), AwsError> {
+        Ok(())
+    }
+
+    /// Restores the ownership tags of one the state recorded and that lost them (observe set
+    /// [`super::model::INFO_RETAG`]). Kinds without tags of their own never need it.
+    async fn retag(&self, _ctx: &Ctx, _o: &Observed) -> Result<(), AwsError> {
+        Ok(())
+    }
+
+    /// Deletes `o` (retrying while something still uses it) and, where what depends on it
+    /// can only go after, waits until it is gone.
+    async fn delete(&self, ctx: &Ctx, o: &Observed) -> Result<(), AwsError>;
 }
 
 /// A missing attribute that the create or update call needs.
@@ -94,117 +161,34 @@ pub fn parse<T: std::str::FromStr>(r: &Resource, key: &str) -> Result<T, Missing
     })
 }
 
-/// A kind described by a row: the keys that force its replacement.
-pub struct Table {
-    pub replace_on: &'static [&'static str],
+/// The reference `key` of `r` that a call needs (an address, or the literal id of an
+/// unmanaged resource), or [`MissingAttr`] naming it.
+pub fn reference<'a>(r: &'a Resource, key: &str) -> Result<&'a str, MissingAttr> {
+    r.one_ref(key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| MissingAttr {
+            addr: r.addr.clone(),
+            key: key.to_string(),
+        })
 }
-
-impl Kind for Table {
-    fn forces_replace(&self, key: &str) -> bool {
-        self.replace_on.contains(&key)
-    }
-}
-
-/// The load balancer: ready when `active` (the SDK's `load_balancer_available` waiter). Its
-/// security groups change in place (SetSecurityGroups), except that an NLB created without
-/// any can never have one (`security_groups_at_create`, see `desired`): it is replaced.
-struct Lb;
-impl Kind for Lb {
-    fn forces_replace(&self, key: &str) -> bool {
-        matches!(key, "kind" | "name" | "security_groups_at_create")
-    }
-    fn ready(&self, status: &str) -> Poll {
-        super::wait::load_balancer_active(status)
-    }
-    fn timeout(&self, t: &Timeouts) -> Option<Duration> {
-        Some(t.load_balancer)
-    }
-}
-
-/// The EFS file system: holds data (no final snapshot exists; AWS Backup keeps file systems).
-struct FileSystem;
-impl Kind for FileSystem {
-    fn forces_replace(&self, key: &str) -> bool {
-        matches!(key, "performance_mode" | "encrypted")
-    }
-    fn holds_data(&self) -> bool {
-        true
-    }
-    fn ready(&self, status: &str) -> Poll {
-        super::wait::efs_available(status)
-    }
-    fn timeout(&self, t: &Timeouts) -> Option<Duration> {
-        Some(t.file_system)
-    }
-}
-
-/// An EFS mount target: `creating → available`, gone before its file system can go.
-struct MountTarget;
-impl Kind for MountTarget {
-    fn forces_replace(&self, key: &str) -> bool {
-        matches!(key, "file_system" | "subnet")
-    }
-    fn ready(&self, status: &str) -> Poll {
-        super::wait::efs_available(status)
-    }
-    fn timeout(&self, t: &Timeouts) -> Option<Duration> {
-        Some(t.file_system)
-    }
-}
-
-/// The registration of instances in a target group: made again in the new group before the
-/// old group goes.
-struct Registration;
-impl Kind for Registration {
-    fn forces_replace(&self, key: &str) -> bool {
-        key == "target_group"
-    }
-    fn create_before_destroy(&self) -> bool {
-        true
-    }
-}
-
-static VPC: Table = Table {
-    replace_on: &["cidr"],
-};
-static SUBNET: Table = Table {
-    replace_on: &["cidr", "zone", "vpc"],
-};
-static GATEWAY: Table = Table { replace_on: &[] };
-static ROUTE_TABLE: Table = Table {
-    replace_on: &["vpc"],
-};
-static SECURITY_GROUP: Table = Table {
-    replace_on: &["vpc", "name"],
-};
-// EC2 cannot change an imported key's material: a new key is a new pair.
-static KEY_PAIR: Table = Table {
-    replace_on: &["name", "public_key_sha256"],
-};
-static LISTENER: Table = Table {
-    replace_on: &["lb"],
-};
-static DB_SUBNET_GROUP: Table = Table {
-    replace_on: &["name"],
-};
 
 /// The implementation of `kind`.
 pub fn of(kind: ResKind) -> &'static dyn Kind {
     match kind {
-        ResKind::Vpc => &VPC,
-        ResKind::Subnet => &SUBNET,
-        ResKind::InternetGateway => &GATEWAY,
-        ResKind::RouteTable => &ROUTE_TABLE,
-        ResKind::SecurityGroup => &SECURITY_GROUP,
-        ResKind::KeyPair => &KEY_PAIR,
+        ResKind::Vpc => &vpc::Vpc,
+        ResKind::Subnet => &subnet::Subnet,
+        ResKind::InternetGateway => &internet_gateway::InternetGateway,
+        ResKind::RouteTable => &route_table::RouteTable,
+        ResKind::SecurityGroup => &security_group::SecurityGroup,
+        ResKind::KeyPair => &key_pair::KeyPair,
         ResKind::Instance => &instance::Instance,
-        ResKind::Lb => &Lb,
+        ResKind::Lb => &lb::Lb,
         ResKind::TargetGroup => &target_group::TargetGroup,
-        ResKind::Listener => &LISTENER,
-        ResKind::TargetAttachment => &Registration,
-        ResKind::EfsFileSystem => &FileSystem,
-        ResKind::EfsMountTarget => &MountTarget,
-        ResKind::DbSubnetGroup => &DB_SUBNET_GROUP,
+        ResKind::Listener => &listener::Listener,
+        ResKind::TargetAttachment => &registration::Registration,
+        ResKind::EfsFileSystem => &file_system::FileSystem,
+        ResKind::EfsMountTarget => &mount_target::MountTarget,
+        ResKind::DbSubnetGroup => &db_subnet_group::DbSubnetGroup,
         ResKind::DbInstance => &db_instance::DbInstance,
     }
 }
@@ -214,7 +198,9 @@ mod tests {
     use super::*;
 
     /// Exactly the database and the file system hold data; exactly target groups, their
-    /// registrations and instances can be replaced create-before-destroy.
+    /// registrations and instances can be replaced create-before-destroy; exactly the kinds
+    /// whose id another kind shares are not mapped back by id; exactly the kinds without tags
+    /// are read through their parent.
     #[test]
     fn each_kind_says_what_it_is() {
         use ResKind::*;
@@ -226,6 +212,30 @@ mod tests {
             .filter(|k| of(*k).create_before_destroy())
             .collect();
         assert_eq!(cbd, [Instance, TargetGroup, TargetAttachment]);
+        let hidden: Vec<ResKind> = all.into_iter().filter(|k| !of(*k).referred_to()).collect();
+        assert_eq!(hidden, [TargetAttachment, DbInstance]);
+        let through: Vec<(ResKind, ResKind)> = all
+            .into_iter()
+            .filter_map(|k| Some((k, of(k).read_through()?)))
+            .collect();
+        assert_eq!(
+            through,
+            [
+                (Listener, Lb),
+                (TargetAttachment, TargetGroup),
+                (EfsMountTarget, EfsFileSystem)
+            ]
+        );
+        // Only the kinds with a ready state of their own wait longer than a new id propagates.
+        let t = Timeouts::default();
+        let waits: Vec<ResKind> = all
+            .into_iter()
+            .filter(|k| of(*k).timeout(&t) != t.propagation)
+            .collect();
+        assert_eq!(
+            waits,
+            [Instance, Lb, EfsFileSystem, EfsMountTarget, DbInstance]
+        );
         assert!(of(Subnet).forces_replace("zone"));
         assert!(!of(TargetGroup).forces_replace("health_check.path"));
     }
