@@ -224,11 +224,17 @@ fn noop_up_still_sees_a_hand_edited_file_a_changed_mode_and_a_stopped_service() 
     };
     for (what, host) in [
         ("/etc/haproxy/haproxy.cfg", "host2"),
-        ("/etc/keepalived/keepalived.conf  (mode 0644 → 0600)", "host3"),
+        (
+            "/etc/keepalived/keepalived.conf  (mode 0644 → 0600)",
+            "host3",
+        ),
         ("service nginx  (not running)", "host1"),
         ("service keepalived  (not running)", "host2"),
     ] {
-        assert!(under(host, what), "the plan misses {what} on {host}:\n{out}");
+        assert!(
+            under(host, what),
+            "the plan misses {what} on {host}:\n{out}"
+        );
     }
     ok(&["up", "-f", STACK, "--auto-approve"]);
     plan(0);
