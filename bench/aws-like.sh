@@ -14,6 +14,8 @@
 #        target/release/hactl if present, else target/debug/hactl)
 # Output: a table in the format of docs/benchmarks.md.
 set -euo pipefail
+# hactl may SSH only to loopback and the lab (src/provider/hosts/guard.rs).
+export HACTL_NETWORK_GUARD=lab
 
 RUNS=${1:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

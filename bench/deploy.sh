@@ -7,6 +7,8 @@
 # size (alternating v2/v1). Writes bench/out/deploy.md and the deploy section of
 # docs/benchmarks.md. Needs root (lab hosts in network namespaces) and podman-compose.
 set -euo pipefail
+# hactl may SSH only to loopback and the lab (src/provider/hosts/guard.rs).
+export HACTL_NETWORK_GUARD=lab
 # The lab is shared with the test suite: hold its lock for the whole run. `flock -o` keeps the
 # lock in flock itself, so lab hosts started below do not inherit (and keep) it.
 if [ -z "${HACTL_LAB_LOCKED:-}" ]; then

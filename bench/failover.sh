@@ -7,6 +7,8 @@
 # with `hactl up` after each run. Writes bench/out/failover.md and the failover section of
 # docs/benchmarks.md. Needs root (lab hosts in network namespaces).
 set -euo pipefail
+# hactl may SSH only to loopback and the lab (src/provider/hosts/guard.rs).
+export HACTL_NETWORK_GUARD=lab
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 SCENARIOS=${SCENARIOS:-"service-stop keepalived-stop keepalived-kill link-down host-down"}

@@ -10,6 +10,8 @@
 # Median of RUNS (3) runs each, wall time and max RSS from /usr/bin/time -v; writes
 # bench/out/validate.md and the validate section of docs/benchmarks.md.
 set -euo pipefail
+# hactl may SSH only to loopback and the lab (src/provider/hosts/guard.rs).
+export HACTL_NETWORK_GUARD=lab
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 N=${N:-10000}

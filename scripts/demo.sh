@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh demo   # only what the demo needs (not redis, moto, ansible)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hactl-target}"
+# The demo talks only to lab hosts: the guard refuses any other SSH target (src/provider/hosts/guard.rs).
+export HACTL_NETWORK_GUARD=lab
 # The debug build: it shares the test suite's build, and hactl's time here is SSH, not CPU.
 cargo build
 H="$CARGO_TARGET_DIR/debug/hactl"

@@ -8,7 +8,10 @@ mod cli;
 mod deploy;
 mod engine;
 mod ha;
+#[cfg(test)]
+mod imports;
 mod lab;
+mod onhost;
 mod plan;
 mod provider;
 mod render;
@@ -20,7 +23,7 @@ mod view;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 /// The process exit codes, stable for scripts and CI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +51,89 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
+/// The command's name as typed (`up`, `state show`) and its own arguments' matches.
+fn leaf(m: &ArgMatches) -> (String, &ArgMatches) {
+    let mut names = Vec::new();
+    let mut m = m;
+    while let Some((name, sub)) = m.subcommand() {
+        names.push(name);
+        m = sub;
+    }
+    (names.join(" "), m)
+}
+
+/// Parses the arguments and sets the output mode: `--json` makes stdout one JSON document,
+/// `--json-events` NDJSON events and then that document (so it implies `--json`, which is
+/// added to the command's own arguments; a command without `--json` refuses it).
+fn parse() -> Result<cli::Cli, miette::Report> {
+    let matches = cli::Cli::command().get_matches();
+    let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (name, sub) = leaf(&matches);
+    let has_json = sub.try_get_one::<bool>("json").is_ok();
+    let json = sub.try_get_one::<bool>("json").ok().flatten() == Some(&true);
+    let (args, mode) = match (args.json_events, has_json) {
+        (false, _) => (
+            args,
+            if json {
+                view::json::Mode::Document
+            } else {
+                view::json::Mode::Human
+            },
+        ),
+        (true, false) => {
+            return Err(miette::miette!(
+                code = "hactl::cli::json_events",
+                help = "`--json-events` streams the engine's events of commands that have `--json`",
+                "`hactl {name}` has no `--json`, so no `--json-events` either"
+            ))
+        }
+        (true, true) if json => (args, view::json::Mode::Events),
+        (true, true) => {
+            let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            argv.push("--json".into());
+            let args = cli::Cli::try_parse_from(argv).unwrap_or_else(|e| e.exit());
+            (args, view::json::Mode::Events)
+        }
+    };
+    view::json::init(mode, &name);
+    Ok(args)
+}
+
+/// The vault's terminal is `view` (the vault cannot import it: `view` reaches the vault
+/// through the engine), wired here where both are in reach.
+struct VaultIo;
+
+impl vault::io::Io for VaultIo {
+    fn note(&self, text: &str) {
+        view::note(text);
+    }
+    fn prompt(&self, text: &str) {
+        view::prompt(text);
+    }
+    fn interactive(&self) -> bool {
+        view::interactive()
+    }
+    fn print_out(&self, text: &str) {
+        view::print_out(text);
+    }
+    fn stdout_is_terminal(&self) -> bool {
+        view::stdout_is_terminal()
+    }
+    fn put_named(&self, key: &str, value: serde_json::Value) -> miette::Result<()> {
+        view::json::put_named(key, &value)
+    }
+}
+
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match parse() {
+        Ok(a) => a,
+        Err(report) => {
+            view::print_error(&report);
+            return ExitCode::from(1);
+        }
+    };
     view::init_tracing(args.verbose);
+    vault::io::install(&VaultIo);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,8 +145,12 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli::run(args)) {
-        Ok(status) => status.into(),
+        Ok(status) => {
+            view::json::finish(None);
+            status.into()
+        }
         Err(report) => {
+            view::json::finish(Some(&report));
             view::print_error(&report);
             ExitCode::from(1)
         }

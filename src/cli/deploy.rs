@@ -1,84 +1,25 @@
-//! `hactl deploy`, `hactl rollback`, `hactl deploy history` and `hactl lab demo-image`:
-//! arguments here, the decisions in `crate::deploy`, the printing in `crate::view`.
+//! `hactl deploy`, `hactl rollback` and `hactl deploy history`: args → settings → the rollout
+//! (`crate::deploy`: `command` for what is decided around it, `exec` for the hosts) → view.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
-use crate::deploy::demo_image;
-use crate::{view, ExitStatus};
-
-/// `hactl lab demo-image`.
-#[derive(Debug, Args)]
-pub struct DemoImageArgs {
-    /// The version the app serves and the image tag (`localhost/hactl-demo:VERSION`).
-    #[arg(long)]
-    pub version: String,
-    /// Build a version whose health endpoint fails (404), to exercise rollbacks.
-    #[arg(long)]
-    pub broken: bool,
-    /// Where to write the image archive (docker-archive, for `podman load`/`docker load`).
-    #[arg(short = 'o', long = "output", value_name = "FILE.tar")]
-    pub output: PathBuf,
-    /// One JSON document on stdout instead of human output.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn run_demo_image(a: DemoImageArgs) -> miette::Result<ExitStatus> {
-    let img = demo_image::write(&a.version, a.broken, &a.output)?;
-    if a.json {
-        view::print_json(&img)?;
-    } else {
-        view::print_out(&format!(
-            "wrote {} ({}, {} bytes{}): load it with `podman load -i {}`\n",
-            img.path.display(),
-            img.reference,
-            img.bytes,
-            if img.broken {
-                ", health endpoint broken"
-            } else {
-                ""
-            },
-            img.path.display()
-        ));
-    }
-    Ok(ExitStatus::Success)
-}
-
-use std::time::Duration;
-
-use clap::Subcommand;
-
-use crate::deploy::exec::{self, DeployReport, Options, Progress, Session, Target};
-use crate::deploy::probe::{self, ProbeConfig};
-use crate::deploy::{rollout, DeployError};
-use crate::stack;
+use crate::deploy::balancer;
+use crate::deploy::command;
+use crate::deploy::exec::{self, Progress, Session};
+use crate::deploy::rollout;
+use crate::{stack, view, ExitStatus};
 
 /// `hactl deploy`: a rolling deploy, or `hactl deploy history`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct DeployCommand {
     #[command(subcommand)]
-    pub sub: Option<DeploySub>,
+    pub sub: Option<super::history::DeploySub>,
     #[command(flatten)]
     pub args: DeployArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DeploySub {
-    /// The deploy history kept on the hosts: version, time, who, outcome.
-    History(HistoryArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct HistoryArgs {
-    /// The stack file.
-    #[arg(short = 'f', long = "file", env = "HACTL_STACK", value_name = "STACK")]
-    pub file: PathBuf,
-    /// One JSON document on stdout instead of human output.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Settings shared by `deploy` and `rollback`.
@@ -90,8 +31,8 @@ pub struct RunArgs {
     /// One JSON document on stdout instead of human output (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
-    /// Hosts updated at once; the first batch is the canary.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Hosts updated at once (at least 1); the first batch is the canary.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = super::probe_args::batch)]
     pub batch: usize,
     /// Go ahead without asking.
     #[arg(long)]
@@ -102,22 +43,16 @@ pub struct RunArgs {
     /// Wait this long for another deploy's lock (`30s`, `5m`) instead of failing at once.
     #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "0s")]
     pub lock_wait: Duration,
-    /// Send steady traffic to the public endpoint during the deploy (default URL: the VIP's
-    /// haproxy or nginx port) and report failed requests and p50/p99 latency.
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
-    pub probe: Option<String>,
-    /// Probe requests per second.
-    #[arg(long, default_value_t = 20.0, value_name = "R")]
-    pub probe_rate: f64,
-    /// Failed probe requests tolerated; over it the deploy rolls back (default: not gating).
-    #[arg(long, value_name = "N")]
-    pub probe_budget: Option<u64>,
-    /// Keep probing this long after the last batch.
-    #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "5s")]
-    pub probe_soak: Duration,
-    /// Hard limit on the probe's duration, whatever the deploy does.
-    #[arg(long, value_name = "D", value_parser = crate::stack::duration::arg, default_value = "10m")]
-    pub probe_max: Duration,
+    #[command(flatten)]
+    pub probe: super::probe_args::ProbeArgs,
+    /// Stop each host's running version before starting the new one (one copy of the app at
+    /// a time, for instances without room for two). AWS stacks only: after the target group
+    /// has drained the host.
+    #[arg(long)]
+    pub stop_first: bool,
+    /// Test-only: leave each batch registered in the AWS target group while it is swapped.
+    #[arg(long, hide = true)]
+    pub no_deregister: bool,
     #[command(flatten)]
     pub wait: super::wait::WaitArgs,
 }
@@ -135,294 +70,78 @@ pub struct DeployArgs {
 }
 
 pub async fn run_deploy(c: DeployCommand) -> miette::Result<ExitStatus> {
-    if let Some(DeploySub::History(h)) = c.sub {
-        return run_history(h).await;
+    match c.sub {
+        Some(super::history::DeploySub::History(h)) => super::history::run(h).await,
+        None => rollout(&c.args.run, "deploy", Some(&c.args)).await,
     }
-    let a = c.args;
-    let file = stack_file(&a.run)?;
-    let stack = stack::load(&file)?;
-    check_stack(&stack)?;
-    let target = match (&a.image, &a.archive) {
-        (Some(i), _) => Target {
-            image: i.clone(),
-            archive: None,
-        },
-        (None, Some(p)) => exec::read_archive(p)?,
-        (None, None) => exec::stack_target(&stack)?,
-    };
-    // The stack's lock (as `up` takes it), besides the deploy lock on the first app host.
-    let guard = super::plan::lock(&stack, "deploy", a.run.lock_wait).await?;
+}
+
+pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
+    rollout(&a, "rollback", None).await
+}
+
+/// `deploy` (`d`'s image or archive, else the stack's) or `rollback` (the last good version),
+/// under the stack's lock (as `up` takes it) besides the deploy lock on the first app host.
+async fn rollout(
+    a: &RunArgs,
+    op: &'static str,
+    d: Option<&DeployArgs>,
+) -> miette::Result<ExitStatus> {
+    let stack = stack::load(&command::stack_file(a.file.as_deref())?)?;
+    command::check_stack(&stack)?;
+    // An AWS stack's instances become the hosts, its target group where batches leave rotation.
+    let p = balancer::prepare(stack, !a.no_deregister).await?;
+    let (stack, balancer, endpoint) = (p.stack, p.target_group, p.endpoint);
+    let target = d
+        .map(|d| command::target(&stack, d.image.as_deref(), d.archive.as_deref()))
+        .transpose()?;
+    // Every flag is checked here, before the lock and before any host is connected: bad input
+    // costs no SSH round and leaves nothing behind.
+    let opts = a.settings().options(op, &stack, endpoint, balancer)?;
+    let guard = super::lock(&stack, op, a.lock_wait).await?;
     let r = async {
         let session = Session::open(&stack).await?;
-        let r = go(&session, &stack, target, &a.run, "deploy").await;
+        let r = async {
+            let target = command::target_or_rollback(&session, target).await?;
+            if !a.auto_approve {
+                view::confirm(&view::deploy::question(
+                    op, &target, &session, &stack, &opts,
+                ))?;
+            }
+            let progress = Progress::new(false, view::deploy::steps());
+            Ok::<_, miette::Report>(exec::deploy(&session, &target, &opts, &progress).await?)
+        }
+        .await;
         session.close().await;
         r
     }
     .await;
     guard.release().await;
-    finish(r?, &stack, &a.run).await
-}
-
-pub async fn run_rollback(a: RunArgs) -> miette::Result<ExitStatus> {
-    let file = stack_file(&a)?;
-    let stack = stack::load(&file)?;
-    check_stack(&stack)?;
-    let guard = super::plan::lock(&stack, "rollback", a.lock_wait).await?;
-    let session = match Session::open(&stack).await {
-        Ok(s) => s,
-        Err(e) => {
-            guard.release().await;
-            return Err(e.into());
-        }
-    };
-    let r = async {
-        let history = session.history().await?;
-        let apps = session.inspect("").await?;
-        // the version most hosts run now
-        let mut counts = std::collections::BTreeMap::<String, usize>::new();
-        for a in apps.values() {
-            if let Some(i) = &a.image {
-                *counts.entry(i.clone()).or_default() += 1;
-            }
-        }
-        let current = counts
-            .into_iter()
-            .max_by_key(|(_, n)| *n)
-            .map(|(i, _)| i)
-            .unwrap_or_default();
-        let prev = rollout::previous_good(&history, &current)
-            .ok_or_else(|| DeployError::NoPrevious(rollout::version_of(&current)))?;
-        Ok::<_, miette::Report>(Target {
-            image: prev,
-            archive: None,
-        })
-    }
-    .await;
-    let r = match r {
-        Ok(target) => go(&session, &stack, target, &a, "rollback").await,
-        Err(e) => Err(e),
-    };
-    session.close().await;
-    guard.release().await;
-    finish(r?, &stack, &a).await
-}
-
-fn stack_file(a: &RunArgs) -> miette::Result<PathBuf> {
-    a.file.clone().ok_or_else(|| {
-        miette::miette!(
-            code = "hactl::deploy::no_stack",
-            help = "pass `-f STACK` or set `HACTL_STACK`",
-            "which stack? no stack file given"
-        )
-    })
-}
-
-fn check_stack(stack: &stack::Stack) -> Result<(), DeployError> {
-    if stack.file.app.is_none() {
-        return Err(DeployError::NoApp(stack.name().into()));
-    }
-    if stack.file.provider.value != crate::stack::model::ProviderKind::Hosts {
-        return Err(DeployError::Provider("aws".into()));
-    }
-    Ok(())
-}
-
-/// The default probe URL: the VIP on haproxy's port (or nginx's).
-fn default_probe_url(stack: &stack::Stack) -> Option<String> {
-    let vip = stack.vip.as_ref()?;
-    let port = match (&stack.file.haproxy, &stack.file.nginx) {
-        (Some(h), _) => h.listen.value,
-        (None, Some(n)) => n.listen.value,
-        _ => 80,
-    };
-    Some(match vip.address {
-        std::net::IpAddr::V4(a) => format!("http://{a}:{port}/"),
-        std::net::IpAddr::V6(a) => format!("http://[{a}]:{port}/"),
-    })
-}
-
-async fn go(
-    session: &Session<'_>,
-    stack: &stack::Stack,
-    target: Target,
-    a: &RunArgs,
-    op: &'static str,
-) -> miette::Result<DeployReport> {
-    let probe = match &a.probe {
-        None => None,
-        Some(u) => {
-            let url = if u.is_empty() {
-                default_probe_url(stack).ok_or_else(|| {
-                    DeployError::ProbeUrl("the stack has no VIP: give `--probe URL`".into())
-                })?
-            } else {
-                u.clone()
-            };
-            let (addr, host_header, path) =
-                probe::parse_url(&url).map_err(DeployError::ProbeUrl)?;
-            let rate = a.probe_rate.clamp(0.1, 1000.0);
-            Some((
-                ProbeConfig {
-                    addr,
-                    host_header,
-                    path,
-                    rate,
-                    max_requests: (rate * a.probe_max.as_secs_f64()).ceil() as u64,
-                    max_duration: a.probe_max,
-                    timeout: Duration::from_secs(5),
-                },
-                url,
-            ))
-        }
-    };
-    if !a.auto_approve {
-        view::confirm(&format!(
-            "{op} {} ({}) to {} host(s) of stack `{}` in batches of {}",
-            rollout::version_of(&target.image),
-            target.image,
-            session.app_hosts.len(),
-            stack.name(),
-            a.batch.max(1)
-        ))?;
-    }
-    let opts = Options {
-        batch: a.batch.max(1),
-        max_failed_hosts: a.max_failed_hosts,
-        lock_wait: a.lock_wait,
-        probe,
-        probe_budget: a.probe_budget,
-        probe_soak: if a.probe.is_some() {
-            a.probe_soak
-        } else {
-            Duration::ZERO
-        },
-        op,
-    };
-    let progress = Progress::new(false);
-    Ok(exec::deploy(session, &target, &opts, &progress).await?)
-}
-
-/// Prints the deploy's outcome; a deploy that went through then waits until the stack serves
-/// (`cli/wait.rs`), and with `--json` the report carries the wait's outcome as `serving`.
-async fn finish(r: DeployReport, stack: &stack::Stack, a: &RunArgs) -> miette::Result<ExitStatus> {
-    let deployed = matches!(r.outcome, rollout::Outcome::Deployed);
-    let wait = a.wait.wait().filter(|_| deployed);
+    // The outcome; a deploy that went through then waits until the stack serves, and with
+    // `--json` the report carries the wait's outcome as `serving`.
+    let r = r?;
     if !a.json {
-        view::print_out(&human(&r));
+        view::print_out(&view::deploy::human(&r));
     }
-    let serving = match wait {
-        Some(t) => Some(super::wait::until_serving(stack, t, None).await),
-        None => None,
-    };
+    let deployed = matches!(r.outcome, rollout::Outcome::Deployed);
+    let (serving, status) = super::wait::serve(&stack, a.wait.wait(), deployed).await;
     if a.json {
-        let mut doc = serde_json::to_value(&r)
-            .map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?;
-        if let (Some(s), Some(obj)) = (&serving, doc.as_object_mut()) {
-            obj.insert(
-                "serving".into(),
-                serde_json::to_value(s)
-                    .map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?,
-            );
-        }
-        view::print_json(&doc)?;
+        view::print_json(&view::deploy::document(&r, serving.as_ref())?)?;
     }
-    Ok(match (deployed, wait.zip(serving.as_ref())) {
-        (false, _) => ExitStatus::Failure,
-        (true, Some((t, s))) => super::wait::finish(stack, t, s),
-        (true, None) => ExitStatus::Success,
-    })
+    Ok(status)
 }
 
-fn human(r: &DeployReport) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    for h in &r.hosts {
-        let _ = write!(s, "  {:<8} {:<16} {}", h.host, h.result, h.version);
-        if let Some(e) = &h.error {
-            let _ = write!(s, "  ({e})");
+impl RunArgs {
+    /// The rollout's settings (`deploy::command::Settings`).
+    fn settings(&self) -> command::Settings {
+        command::Settings {
+            batch: self.batch,
+            max_failed_hosts: self.max_failed_hosts,
+            lock_wait: self.lock_wait,
+            probe: self.probe.settings(),
+            probe_budget: self.probe.probe_budget,
+            probe_soak: self.probe.probe_soak,
+            stop_first: self.stop_first,
         }
-        s.push('\n');
-    }
-    if let Some(p) = &r.probe {
-        let _ = writeln!(
-            s,
-            "probe {}: {} requests, {} failed, p50 {:.1} ms, p99 {:.1} ms",
-            p.url, p.stats.requests, p.stats.failed, p.stats.p50_ms, p.stats.p99_ms
-        );
-    }
-    let verb = match r.outcome {
-        rollout::Outcome::Deployed => format!("{} {}: deployed", r.op, r.version),
-        rollout::Outcome::RolledBack => format!("{} {}: rolled back", r.op, r.version),
-        rollout::Outcome::Failed => format!("{} {}: FAILED", r.op, r.version),
-    };
-    let _ = write!(s, "{verb} in {:.1} s", r.elapsed_ms as f64 / 1000.0);
-    if let Some(reason) = &r.reason {
-        let _ = write!(s, ": {reason}");
-    }
-    s.push('\n');
-    s
-}
-
-async fn run_history(h: HistoryArgs) -> miette::Result<ExitStatus> {
-    let stack = stack::load(&h.file)?;
-    check_stack(&stack)?;
-    let session = Session::open(&stack).await?;
-    let r = session.history().await;
-    session.close().await;
-    let entries = r?;
-    if h.json {
-        view::print_json(&entries)?;
-    } else {
-        use std::fmt::Write as _;
-        let mut s = String::from("TIME (UTC)           OP        VERSION      OUTCOME      WHO\n");
-        for e in &entries {
-            let _ = writeln!(
-                s,
-                "{:<20} {:<9} {:<12} {:<12} {}",
-                utc(e.time),
-                e.op,
-                e.version,
-                e.outcome.as_str(),
-                e.who
-            );
-        }
-        if entries.is_empty() {
-            s.push_str("(no deploys recorded)\n");
-        }
-        view::print_out(&s);
-    }
-    Ok(ExitStatus::Success)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` from unix seconds (civil-from-days, no time zone crate needed).
-fn utc(t: u64) -> String {
-    let days = (t / 86_400) as i64;
-    let rem = t % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
     }
 }

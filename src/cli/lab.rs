@@ -1,7 +1,6 @@
 //! `hactl lab up|status|down|exec|check`: local lab hosts (see `crate::lab`). Arguments here,
 //! the work in `crate::lab`, the printing in `crate::view`.
 
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -74,7 +73,11 @@ pub enum LabCommand {
         addrs: Vec<Ipv4Addr>,
     },
     /// Write the demo app's image archive (busybox httpd serving its version; no registry).
-    DemoImage(super::deploy::DemoImageArgs),
+    DemoImage(super::demo_image::DemoImageArgs),
+    /// A stand-in ALB/NLB for an AWS stack on moto whose instances are lab hosts: forwards
+    /// each connection to a registered, healthy target of the target group (read every
+    /// `--poll`), lets draining targets finish; one JSON line per backend set change.
+    Balancer(super::balancer::BalancerArgs),
     /// Internal: PID 1 of a lab host (mounts its private view, then becomes sshd).
     #[command(name = "__init", hide = true)]
     Init {
@@ -86,6 +89,7 @@ pub enum LabCommand {
 
 pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
     match cmd {
+        LabCommand::Balancer(a) => super::balancer::run(a).await,
         LabCommand::Up { hosts, json, dir } => {
             let lab = Lab::open(dir.dir)?;
             let exe = std::env::current_exe().map_err(|e| LabError::Io {
@@ -93,36 +97,19 @@ pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
                 source: e,
             })?;
             let report = lab.up(hosts, &exe).await?;
-            if json {
-                view::print_json(&report)?;
-            } else {
-                view::print_out(&human_up(&report));
-            }
+            view::show(json, &report, view::lab::human_up)?;
             Ok(ExitStatus::Success)
         }
         LabCommand::Status { json, dir } => {
             let lab = Lab::open(dir.dir)?;
             let report = lab.status().await?;
-            if json {
-                view::print_json(&report)?;
-            } else {
-                view::print_out(&human_status(&report));
-            }
+            view::show(json, &report, view::lab::human_status)?;
             Ok(ExitStatus::Success)
         }
         LabCommand::Down { json, dir } => {
             let lab = Lab::open(dir.dir)?;
             let report = lab.down().await?;
-            if json {
-                view::print_json(&report)?;
-            } else {
-                view::print_out(&format!(
-                    "lab down: removed {} host(s), {} process(es), the bridge and the safety route in {:.2} s\n",
-                    report.hosts.len(),
-                    report.processes_killed,
-                    report.elapsed_ms as f64 / 1000.0
-                ));
-            }
+            view::show(json, &report, view::lab::human_down)?;
             Ok(ExitStatus::Success)
         }
         LabCommand::Exec { dir, host, cmd } => {
@@ -143,66 +130,11 @@ pub async fn run(cmd: LabCommand) -> miette::Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
-        LabCommand::DemoImage(a) => super::deploy::run_demo_image(a),
+        LabCommand::DemoImage(a) => super::demo_image::run_demo_image(a),
         LabCommand::Init { dir, name } => {
             let sshd = lab::tool_path("sshd").unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
-            Err(lab::init::run(&dir, &name, &sshd).into())
+            let warn = |w: &str| view::note(&format!("hactl lab __init {name}: warning: {w}"));
+            Err(lab::init::run(&dir, &name, &sshd, &warn).into())
         }
     }
-}
-
-fn human_up(r: &lab::UpReport) -> String {
-    let started = r.hosts.iter().filter(|h| h.started).count();
-    let mut s = format!(
-        "lab up: {} host(s) on {} {} ({} started, {} already running) in {:.2} s\n",
-        r.hosts.len(),
-        r.bridge,
-        r.gateway,
-        started,
-        r.hosts.len() - started,
-        r.elapsed_ms as f64 / 1000.0
-    );
-    for h in &r.hosts {
-        let _ = writeln!(
-            s,
-            "  {:<7} {:<13} pid {:<8} {}",
-            h.name,
-            h.address,
-            h.pid,
-            if h.started { "started" } else { "running" }
-        );
-    }
-    let _ = writeln!(s, "known_hosts  {}", r.known_hosts.display());
-    let _ = writeln!(s, "client key   {}", r.identity_file.display());
-    let _ = writeln!(
-        s,
-        "ssh config   {}  (ssh -F {} host1 hostname)",
-        r.ssh_config.display(),
-        r.ssh_config.display()
-    );
-    s
-}
-
-fn human_status(r: &lab::StatusReport) -> String {
-    let mut s = format!(
-        "bridge: {}\nsafety route unreachable {}: {}\n",
-        r.bridge.as_deref().unwrap_or("absent"),
-        lab::net::LAB_RANGE,
-        if r.safety_route { "present" } else { "absent" }
-    );
-    if r.hosts.is_empty() {
-        s.push_str("no lab hosts\n");
-    }
-    for h in &r.hosts {
-        let _ = writeln!(
-            s,
-            "  {:<7} {:<13} pid1 {:<8} processes {:<4} sshd {}",
-            h.name,
-            h.address,
-            h.pid.map_or("-".to_string(), |p| p.to_string()),
-            h.processes,
-            if h.sshd { "reachable" } else { "unreachable" }
-        );
-    }
-    s
 }

@@ -2,16 +2,20 @@
 //! doing load → engine → view. Settings come from arguments, then the environment.
 
 mod aws;
+mod balancer;
 mod completions;
+mod demo_image;
 mod deploy;
 mod drill;
 mod explain;
 mod heal;
+mod history;
 mod init;
 mod lab;
 mod logs;
 mod outputs;
 mod plan;
+mod probe_args;
 mod render;
 mod schema;
 mod secrets;
@@ -19,8 +23,6 @@ mod state;
 mod status;
 mod validate;
 mod wait;
-
-pub(crate) use wait::Serving;
 
 use std::path::PathBuf;
 
@@ -40,6 +42,10 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// NDJSON on stdout: one event per step of the engine as it happens, then the command's
+    /// `--json` document as the last event (docs/json.md). Implies `--json`.
+    #[arg(long, global = true)]
+    pub json_events: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,4 +131,15 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Completions(a) => completions::run_completions(a),
         Command::Man(a) => completions::run_man(a),
     }
+}
+
+/// Takes the stack's lock for `operation` (`deploy`, `rollback`, a `heal` round), saying whom
+/// it waits for.
+pub(crate) async fn lock(
+    stack: &crate::stack::Stack,
+    operation: &str,
+    wait: std::time::Duration,
+) -> miette::Result<crate::state::LockGuard> {
+    let backend = crate::state::Backend::for_stack(stack).await?;
+    crate::engine::run::lock(&backend, operation, wait, &*crate::view::hooks()).await
 }

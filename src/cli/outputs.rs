@@ -55,7 +55,7 @@ pub async fn run(a: OutputsArgs) -> miette::Result<ExitStatus> {
         ));
     };
     if a.stack.json {
-        view::print_json(&st.outputs)?;
+        view::json::put_named("outputs", &st.outputs)?;
     } else {
         view::print_out(&render_human(&st.outputs));
     }

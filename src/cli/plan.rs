@@ -1,35 +1,53 @@
-//! `hactl plan`, `hactl up` and `hactl down`: load → render → observe → diff → (apply) →
-//! report. The plan is printed before anything changes; applying needs `--auto-approve` or a
-//! "yes" at a terminal prompt, and is refused (with a hint) when no terminal can be asked.
-//! `up` and `down` hold the stack's lock ([`lock`]) from before the hosts are read until the
-//! report, as the AWS path does.
-//! `up` then waits until the stack serves (`cli/wait.rs`) unless `--no-wait`.
+//! `hactl plan`, `hactl up` and `hactl down`, for every provider: args → settings → engine
+//! (`engine::run`: lock, observe both layers, one plan, walk) → view. The plan is printed
+//! before anything changes; applying needs `--auto-approve`, a "yes" at a terminal prompt, or
+//! a saved plan (`plan -o FILE`, then `up FILE`, refused when stale). `up` then waits until
+//! the stack serves (`cli/wait.rs`) unless `--no-wait`.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
+use super::aws::{apply_and_report, RunArgs, TargetArgs};
 use super::StackArgs;
-use crate::engine::{self, Mode};
-use crate::plan::Plan;
-use crate::provider::hosts::HostReport;
-use crate::{stack, vault, view, ExitStatus};
+use crate::engine::run::{self, Command};
+use crate::engine::saved::Saved;
+use crate::{stack, view, ExitStatus};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub stack: StackArgs,
     #[command(flatten)]
-    pub run: super::aws::RunArgs,
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Exit 2 when there are changes, 0 when none, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Save the plan to FILE, for `hactl up FILE` (which refuses it once anything changed).
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// `provider: aws`: plan the cloud layer only, as `up --provision-only` applies it.
+    #[arg(long)]
+    pub provision_only: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    /// A plan saved by `hactl plan -o FILE`: apply exactly it, without asking.
+    #[arg(value_name = "PLAN")]
+    pub saved: Option<PathBuf>,
+    /// The stack file (with a saved plan: the one it was made from, by default).
+    #[arg(short = 'f', long = "file", env = "HACTL_STACK", value_name = "STACK")]
+    pub file: Option<PathBuf>,
+    /// One JSON document on stdout instead of human output.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub run: RunArgs,
     #[command(flatten)]
-    pub run: super::aws::RunArgs,
+    pub target: TargetArgs,
     /// Apply without asking.
     #[arg(long)]
     pub auto_approve: bool,
@@ -39,6 +57,10 @@ pub struct UpArgs {
     pub provision_only: bool,
     #[command(flatten)]
     pub wait: super::wait::WaitArgs,
+    /// Show every host's full diffs (default: a change identical on several hosts is shown
+    /// once, with the list of hosts, and long diffs are cut).
+    #[arg(long)]
+    pub diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -46,48 +68,42 @@ pub struct DownArgs {
     #[command(flatten)]
     pub stack: StackArgs,
     #[command(flatten)]
-    pub run: super::aws::RunArgs,
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Remove without asking.
     #[arg(long)]
     pub auto_approve: bool,
 }
 
-struct Prepared {
-    stack: stack::Stack,
-    observed: engine::Observed,
-    /// For redacting tool output in the reports.
-    secrets: vault::Secrets,
-}
-
-async fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
-    let stack = stack::load(&args.file)?;
-    let secrets = vault::open_checked(&stack)?;
-    let observed = engine::render_and_observe(&stack, &secrets).await?;
-    Ok(Prepared {
-        stack,
-        observed,
-        secrets,
-    })
-}
-
-fn host_order(stack: &stack::Stack) -> Vec<String> {
-    stack.hosts.iter().map(|h| h.name.clone()).collect()
-}
-
 pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
-    view::print_warnings(&stack::risks(&stack));
-    if super::aws::is_aws(&stack) {
-        return super::aws::plan(stack, &a.stack, &a.run, a.detailed_exitcode).await;
-    }
-    let p = prepare(&a.stack).await?;
-    let plan = engine::plan_up(&p.stack, &p.observed);
+    view::print_warnings(&crate::ha::problems(&stack));
+    view::print_warnings(&crate::provider::aws::preflight::region_warnings(&stack));
+    let hooks = view::hooks();
+    let mut opts = a.run.options(&a.target, a.provision_only);
+    opts.save = a.out.is_some();
+    let s = run::open(&stack, Command::Plan, &opts, &*hooks).await?;
+    let saved = a.out.as_ref().map(|out| {
+        let mut sv = Saved::new(&stack, &s.basis, &s.plan, &opts.targets);
+        sv.provision_only = a.provision_only;
+        sv.write(out)
+    });
+    let (plan, order, refused) = (s.plan.clone(), s.host_order.clone(), s.refusal());
+    s.close().await;
+    saved.transpose()?;
     if a.stack.json {
         view::print_json(&plan)?;
     } else {
-        view::print_out(&view::plan::render_plan(&plan, &host_order(&p.stack)));
+        view::print_out(&view::plan::render_plan(&plan, &order));
+        if let Some(out) = &a.out {
+            let p = out.display();
+            view::print_out(&format!(
+                "\nSaved the plan to `{p}`: `hactl up {p}` applies exactly it.\n"
+            ));
+        }
     }
-    p.observed.close().await;
+    refused?;
     Ok(if !plan.failed_hosts.is_empty() {
         ExitStatus::Failure
     } else if a.detailed_exitcode && plan.has_changes() {
@@ -97,176 +113,35 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
     })
 }
 
-/// Takes the stack's lock for `operation` on a `provider: hosts` stack: the state backend's
-/// lock (a local file lock under `.hactl/`, or the S3 lock when `state.backend` is `s3`),
-/// leased and renewed while held, waiting up to `wait` (`--lock-wait`) for a holder.
-pub(crate) async fn lock(
-    stack: &stack::Stack,
-    operation: &str,
-    wait: std::time::Duration,
-) -> miette::Result<crate::state::LockGuard> {
-    let backend = crate::state::Backend::for_stack(stack).await?;
-    match backend.lock(operation, std::time::Duration::ZERO).await {
-        Err(crate::state::StateError::Locked { holder, .. }) if !wait.is_zero() => {
-            view::note(&format!(
-                "waiting for the stack lock held by {holder} (up to {})",
-                crate::stack::duration::Dur(wait)
-            ));
-            Ok(backend.lock(operation, wait).await?)
-        }
-        r => Ok(r?),
-    }
-}
-
 pub async fn run_up(a: UpArgs) -> miette::Result<ExitStatus> {
-    let stack = stack::load(&a.stack.file)?;
-    view::print_warnings(&stack::risks(&stack));
-    if super::aws::is_aws(&stack) {
-        return super::aws::up(
-            stack,
-            &a.stack,
-            &a.run,
-            a.auto_approve,
-            a.provision_only,
-            a.wait.wait(),
-        )
-        .await;
+    let saved = a.saved.as_deref().map(Saved::read).transpose()?;
+    let stack = stack::load(&Saved::stack_file(a.file.as_deref(), saved.as_ref())?)?;
+    view::print_warnings(&crate::ha::problems(&stack));
+    view::print_warnings(&crate::provider::aws::preflight::region_warnings(&stack));
+    let hooks = view::hooks();
+    let mut opts = a.run.options(&a.target, a.provision_only);
+    if let Some(s) = &saved {
+        opts.targets = s.narrowed();
+        opts.save = true;
+        opts.provision_only |= s.provision_only;
     }
-    let guard = lock(&stack, "up", a.run.lock_wait).await?;
-    let r = async {
-        let mut p = prepare(&a.stack).await?;
-        p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
-        let plan = engine::plan_up(&p.stack, &p.observed);
-        apply(
-            p,
-            plan,
-            a.stack.json,
-            a.auto_approve,
-            Mode::Up,
-            a.wait.wait(),
-        )
-        .await
+    let s = run::open(&stack, Command::Up, &opts, &*hooks).await?;
+    if let (Some(sv), Some(path)) = (&saved, &a.saved) {
+        let mut fresh = Saved::new(&stack, &s.basis, &s.plan, &opts.targets);
+        fresh.provision_only = sv.provision_only;
+        if let Err(e) = sv.check(path, &fresh) {
+            s.close().await;
+            return Err(e.into());
+        }
     }
-    .await;
-    guard.release().await;
-    r
+    let approved = a.auto_approve || saved.is_some();
+    apply_and_report(s, a.json, a.diff, approved, a.wait.wait(), &*hooks).await
 }
 
 pub async fn run_down(a: DownArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&a.stack.file)?;
-    if super::aws::is_aws(&stack) {
-        return super::aws::down(stack, &a.stack, &a.run, a.auto_approve).await;
-    }
-    let guard = lock(&stack, "down", a.run.lock_wait).await?;
-    let r = async {
-        let mut p = prepare(&a.stack).await?;
-        p.observed.digest_key = crate::state::digest_key(&p.stack, true).await;
-        let plan = engine::plan_down(&p.stack, &p.observed);
-        apply(p, plan, a.stack.json, a.auto_approve, Mode::Down, None).await
-    }
-    .await;
-    guard.release().await;
-    r
-}
-
-/// The hosts layer of an AWS `up`: the instances, already built into `stack.hosts` and
-/// rendered with the state's outputs, go through the same observe → plan → apply as a hosts
-/// stack (see `cli/aws.rs`, which waits for the stack to serve once the EFS mount is done).
-pub(crate) async fn up_rendered(
-    stack: stack::Stack,
-    configs: std::collections::BTreeMap<String, crate::render::HostConfig>,
-    secrets: vault::Secrets,
-    json: bool,
-    auto_approve: bool,
-) -> miette::Result<ExitStatus> {
-    let observed = engine::observe(&stack, configs).await;
-    let plan = engine::plan_up(&stack, &observed);
-    apply(
-        Prepared {
-            stack,
-            observed,
-            secrets,
-        },
-        plan,
-        json,
-        auto_approve,
-        Mode::Up,
-        None,
-    )
-    .await
-}
-
-#[derive(serde::Serialize)]
-struct ApplyOutput<'a> {
-    outcome: &'a str,
-    plan: &'a Plan,
-    hosts: &'a [HostReport],
-    /// How the wait for the stack to serve ended (absent with `--no-wait` or on failure).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    serving: Option<&'a super::wait::Serving>,
-}
-
-/// Applies the plan, then (`wait`: at most that long) waits for the stack to serve. With
-/// `--json` the one document carries the wait's outcome; human output prints the reports
-/// first, so the progress of the wait follows them on stderr.
-async fn apply(
-    p: Prepared,
-    plan: Plan,
-    json: bool,
-    auto_approve: bool,
-    mode: Mode,
-    wait: Option<std::time::Duration>,
-) -> miette::Result<ExitStatus> {
-    let order = host_order(&p.stack);
-    if !json {
-        view::print_out(&view::plan::render_plan(&plan, &order));
-    }
-    let mut reports = Vec::new();
-    if plan.has_changes() {
-        if !auto_approve {
-            view::confirm(match mode {
-                Mode::Up => "apply these changes",
-                Mode::Down => "remove these",
-            })?;
-        }
-        reports = engine::apply(&p.stack, &p.observed, &plan, mode).await;
-        // Checkers and services quote what they refuse: never a secret value.
-        for r in &mut reports {
-            r.redact(&p.secrets);
-        }
-    }
-    p.observed.close().await;
-    let failed = !plan.failed_hosts.is_empty() || reports.iter().any(|r| !r.ok);
-    let outcome = match (failed, plan.has_changes()) {
-        (true, _) => "failed",
-        (false, true) => "applied",
-        (false, false) => "no_changes",
-    };
-    if !json {
-        let mut text = view::plan::render_reports(&reports, &plan);
-        text.push_str(match outcome {
-            "failed" => "\nSome hosts failed: see above. The others were applied.\n",
-            "applied" => "\nApplied.\n",
-            _ => "\nNothing to do.\n",
-        });
-        view::print_out(&text);
-    }
-    let wait = wait.filter(|_| !failed && mode == Mode::Up);
-    let serving = match wait {
-        Some(t) => Some(super::wait::until_serving(&p.stack, t, None).await),
-        None => None,
-    };
-    if json {
-        view::print_json(&ApplyOutput {
-            outcome,
-            plan: &plan,
-            hosts: &reports,
-            serving: serving.as_ref(),
-        })?;
-    }
-    Ok(match (failed, wait.zip(serving.as_ref())) {
-        (true, _) => ExitStatus::Failure,
-        (false, Some((t, s))) => super::wait::finish(&p.stack, t, s),
-        (false, None) => ExitStatus::Success,
-    })
+    let hooks = view::hooks();
+    let opts = a.run.options(&a.target, false);
+    let s = run::open(&stack, Command::Down, &opts, &*hooks).await?;
+    apply_and_report(s, a.stack.json, true, a.auto_approve, None, &*hooks).await
 }

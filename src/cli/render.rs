@@ -2,14 +2,14 @@
 //! `up` would push, and with `--check` runs the real keepalived/nginx/haproxy checks on it
 //! here. Sensitive files are never printed: only their size and hash.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::json;
 
 use super::StackArgs;
+use crate::render;
 use crate::render::check;
-use crate::render::{self, HostConfig, RenderedFile};
 use crate::{stack, view, ExitStatus};
 
 #[derive(Debug, Args)]
@@ -49,27 +49,19 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
     let key = crate::state::digest_key(&stack, false).await;
 
     let hosts: Vec<&stack::Host> = match &args.host {
-        Some(name) => match stack.host(name) {
-            Some(h) => vec![h],
-            None => {
-                let known = stack
-                    .hosts
-                    .iter()
-                    .map(|h| format!("`{}`", h.name))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(RenderCmdError::UnknownHost {
-                    name: name.clone(),
-                    known,
-                }
-                .into());
-            }
-        },
+        Some(name) => vec![stack
+            .host(name)
+            .ok_or_else(|| RenderCmdError::UnknownHost {
+                name: name.clone(),
+                known: view::render::known_hosts(&stack),
+            })?],
         None => stack.hosts.iter().collect(),
     };
+    let null = serde_json::Value::Null;
+    let prepared = render::Prepared::new(&stack, &secrets, &null)?;
     let configs = hosts
         .iter()
-        .map(|h| render::render_host(&stack, h, &secrets))
+        .map(|h| prepared.host(h))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Files land in --out, or (for --check alone) in a private temporary directory that is
@@ -99,12 +91,12 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
     if args.out.is_some() {
         for (c, paths) in configs.iter().zip(&written) {
             if !args.stack.json {
-                view::print_out(&written_report(c, paths));
+                view::print_out(&view::render::written_report(c, paths));
             }
         }
     } else if !args.check && !args.stack.json {
         for c in &configs {
-            view::print_out(&listing(c, &key));
+            view::print_out(&view::render::listing(c, &key));
         }
     }
 
@@ -120,7 +112,7 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
                     status = ExitStatus::Failure;
                 }
                 if !args.stack.json {
-                    view::print_out(&check_line(&c.host, f, &outcome));
+                    view::print_out(&view::render::check_line(&c.host, f, &outcome));
                 }
                 results.push(json!({
                     "host": c.host,
@@ -140,7 +132,9 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
         let hosts: Vec<_> = configs
             .iter()
             .zip(written.iter().map(Some).chain(std::iter::repeat(None)))
-            .map(|(c, paths)| host_json(c, paths.filter(|_| args.out.is_some()), &key))
+            .map(|(c, paths)| {
+                view::render::host_json(c, paths.filter(|_| args.out.is_some()), &key)
+            })
             .collect();
         view::print_json(&json!({
             "stack": stack.name(),
@@ -150,123 +144,4 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
     }
     drop(tmp);
     Ok(status)
-}
-
-fn mode(f: &RenderedFile) -> String {
-    format!("{:04o}", f.mode)
-}
-
-/// What the header line says about a file: mode, owner, service, check.
-fn describe(f: &RenderedFile) -> String {
-    let mut parts = vec![mode(f)];
-    if let Some(o) = &f.owner {
-        parts.push(format!("owner {o}"));
-    }
-    if let Some(s) = &f.service {
-        parts.push(format!("reloads {s}"));
-    }
-    if let Some(k) = f.check {
-        parts.push(format!(
-            "checked by `{}`",
-            render::check_argv(k, "FILE").join(" ")
-        ));
-    }
-    parts.join(", ")
-}
-
-/// A sensitive file's size and keyed digest: a plain SHA-256 prefix would let a reader of
-/// the output guess a short secret offline.
-fn sensitive_summary(f: &RenderedFile, key: &crate::plan::DigestKey) -> String {
-    format!(
-        "(sensitive, {} bytes, {})",
-        f.content.len(),
-        key.show(&f.sha256())
-    )
-}
-
-/// The human listing of one host's files: a header per file, then its content.
-fn listing(c: &HostConfig, key: &crate::plan::DigestKey) -> String {
-    let mut out = format!(
-        "== host {}: {} files; services in start order: {}\n",
-        c.host,
-        c.files.len(),
-        if c.services.is_empty() {
-            "none".to_string()
-        } else {
-            c.services.join(", ")
-        }
-    );
-    for f in &c.files {
-        out.push_str(&format!("\n--- {}:{} ({})\n", c.host, f.path, describe(f)));
-        if f.sensitive {
-            out.push_str(&sensitive_summary(f, key));
-            out.push('\n');
-        } else {
-            let text = String::from_utf8_lossy(&f.content);
-            out.push_str(&text);
-            if !text.ends_with('\n') {
-                out.push('\n');
-            }
-        }
-    }
-    out.push('\n');
-    out
-}
-
-fn written_report(c: &HostConfig, paths: &[PathBuf]) -> String {
-    let mut out = String::new();
-    for (f, p) in c.files.iter().zip(paths) {
-        let note = if f.sensitive {
-            " (sensitive: readable by the owner only)"
-        } else {
-            ""
-        };
-        out.push_str(&format!("wrote {} ({}){note}\n", p.display(), mode(f)));
-    }
-    out
-}
-
-fn check_line(host: &str, f: &RenderedFile, o: &check::CheckOutcome) -> String {
-    let verdict = if o.ok { "ok  " } else { "FAIL" };
-    let mut line = format!("{verdict} {host}:{} ({})\n", f.path, o.argv.join(" "));
-    if !o.ok || !o.output.is_empty() {
-        for l in o.output.lines() {
-            line.push_str(&format!("     | {l}\n"));
-        }
-    }
-    line
-}
-
-fn host_json(
-    c: &HostConfig,
-    written: Option<&Vec<PathBuf>>,
-    key: &crate::plan::DigestKey,
-) -> serde_json::Value {
-    let files: Vec<_> = c
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let mut v = json!({
-                "path": f.path,
-                "mode": mode(f),
-                "owner": f.owner,
-                "service": f.service,
-                "check": f.check,
-                "sensitive": f.sensitive,
-                "size": f.content.len(),
-            });
-            if f.sensitive {
-                v["digest"] = key.show(&f.sha256()).into();
-            } else {
-                v["sha256"] = f.sha256().into();
-                v["content"] = String::from_utf8_lossy(&f.content).into_owned().into();
-            }
-            if let Some(p) = written.and_then(|w| w.get(i)) {
-                v["written"] = Path::new(p).display().to_string().into();
-            }
-            v
-        })
-        .collect();
-    json!({ "host": c.host, "services": c.services, "files": files })
 }

@@ -1,11 +1,12 @@
-//! `hactl state lock-info | force-unlock ID | refresh`: inspect and repair the state and its
+//! `hactl state lock-info | force-unlock ID | refresh | journal`: inspect and repair the state and its
 //! lock. `refresh` rebuilds the state (ids and outputs) from the resources' ownership tags,
 //! which is how a lost or corrupted state is recovered.
 
 use clap::{Args, Subcommand};
 
-use super::aws::{read, record, region, RunArgs};
+use super::aws::RunArgs;
 use super::StackArgs;
+use crate::engine::cloud::{read, record, region};
 use crate::provider::aws::client::Clients;
 use crate::state::{Backend, State};
 use crate::{stack, view, ExitStatus};
@@ -18,6 +19,8 @@ pub enum StateCommand {
     ForceUnlock(ForceUnlockArgs),
     /// Rebuild the state from the resources' `hactl:stack` tags.
     Refresh(RefreshArgs),
+    /// The apply journal: each cloud change's intent and result, and what is in flight.
+    Journal(StackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -36,14 +39,32 @@ pub struct RefreshArgs {
     pub run: RunArgs,
 }
 
+/// `hactl state journal`: the journal beside the state, as text, or with `--json` its
+/// `entries` and the ones still `in_flight`.
+async fn journal(a: StackArgs) -> miette::Result<ExitStatus> {
+    use crate::engine::journal::{in_flight, render, Journal};
+    let stack = stack::load(&a.file)?;
+    let entries = Journal::for_stack(stack.name()).read().await?;
+    if a.json {
+        view::json::put_named("entries", &entries)?;
+        view::json::put_named("in_flight", &in_flight(&entries))?;
+    } else {
+        view::print_out(&render(&entries));
+    }
+    Ok(ExitStatus::Success)
+}
+
 pub async fn run(c: StateCommand) -> miette::Result<ExitStatus> {
     match c {
+        StateCommand::Journal(a) => journal(a).await,
         StateCommand::LockInfo(a) => {
             let stack = stack::load(&a.file)?;
             let backend = Backend::for_stack(&stack).await?;
             let info = backend.lock_info().await?;
             if a.json {
-                view::print_json(&info)?;
+                // Always under `lock` (null when free): a reader tests one key, whether or not
+                // the lock is held.
+                view::json::put_named("lock", &info)?;
             } else {
                 match info {
                     Some(i) => view::print_out(&format!(

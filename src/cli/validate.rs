@@ -1,7 +1,7 @@
 //! `hactl validate -f STACK [--json]`: loads the stack, reports every problem, exits 0 or 1.
 //!
 //! Human output: a one-line summary on stdout when valid, after the stack's risks as located
-//! warnings on stderr (the same list `plan`, `up` and `explain` print: see `stack::risks`);
+//! warnings on stderr (the same list `plan`, `up` and `explain` print: see `ha::problems`);
 //! otherwise the error (every problem with `file:line:col`, the line, a caret, a code and a
 //! hint) goes to `main`, the one place that prints errors. With `--json` exactly one document
 //! goes to stdout either way (warnings under `warnings`), and the exit code still says valid
@@ -33,7 +33,7 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
     let file = args.file.display().to_string();
     match stack::load(&args.file) {
         Ok(stack) if args.json => {
-            let warnings = stack::risks(&stack)
+            let warnings = crate::ha::problems(&stack)
                 .iter()
                 .map(|w| JsonDiagnostic::of(&file, w))
                 .collect();
@@ -48,7 +48,7 @@ pub fn run(args: StackArgs) -> miette::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Ok(stack) => {
-            view::print_warnings(&stack::risks(&stack));
+            view::print_warnings(&crate::ha::problems(&stack));
             view::print_out(&format!(
                 "{file}: stack `{}` is valid ({} hosts)\n",
                 stack.name(),

@@ -12,16 +12,18 @@
 //! run on the same machine recognises as stale (its pid is gone) and breaks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::balancer::{TargetGroup, Window};
 use super::probe::{Probe, ProbeConfig, ProbeReport};
-use super::remote::{self, AppParams};
+use super::remote;
 use super::rollout::{self, Budget, HistoryEntry, HostApp, HostStep, LockHolder, Outcome, Slot};
 use super::DeployError;
+use crate::onhost::app_ctl::{self, AppParams};
 use crate::provider::hosts::{connect_all, Connection};
 use crate::stack::model::Runtime;
 use crate::stack::Stack;
@@ -30,10 +32,8 @@ use crate::stack::Stack;
 type Rec = Vec<String>;
 
 fn records(stdout: &str) -> Vec<Rec> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("HACTL\t"))
-        .map(|l| l.split('\t').map(str::to_string).collect())
+    crate::onhost::record::fields(stdout)
+        .map(|f| f.into_iter().map(str::to_string).collect())
         .collect()
 }
 
@@ -113,42 +113,43 @@ pub struct Options {
     pub probe_soak: Duration,
     /// `deploy` or `rollback`.
     pub op: &'static str,
+    /// On a `provider: aws` stack: the target group batches leave and rejoin (instead of
+    /// haproxy's drain).
+    pub balancer: Option<TargetGroup>,
+    /// Stop a host's running version before starting the new one (`--stop-first`), instead
+    /// of starting the new slot beside it. Refused where batches do not leave rotation.
+    pub stop_first: bool,
 }
 
-/// Progress on stderr: on a terminal with elapsed time, else plain lines.
+/// Where a rollout's steps go: (the host, or empty for the whole run; the message; the time
+/// since the rollout started). The command passes its hooks' `step` (the view shows them on
+/// stderr: on a terminal with the elapsed time, else plain lines); deploy never prints.
+pub type StepSink = Box<dyn Fn(&str, &str, Duration) + Send + Sync>;
+
+/// The rollout's steps, reported through a [`StepSink`].
 pub struct Progress {
-    tty: bool,
+    sink: StepSink,
     start: Instant,
     quiet: bool,
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Progress {
+    pub fn new(quiet: bool, sink: StepSink) -> Progress {
         Progress {
-            tty: std::io::stderr().is_terminal(),
+            sink,
             start: Instant::now(),
             quiet,
         }
     }
     fn say(&self, host: &str, msg: &str) {
-        if self.quiet {
-            return;
-        }
-        let who = if host.is_empty() {
-            String::new()
-        } else {
-            format!("{host}: ")
-        };
-        if self.tty {
-            crate::view::note(&format!(
-                "\x1b[2m[{:>6.1}s]\x1b[0m {who}{msg}",
-                self.start.elapsed().as_secs_f64()
-            ));
-        } else {
-            crate::view::note(&format!("{who}{msg}"));
+        if !self.quiet {
+            (self.sink)(host, msg, self.start.elapsed());
         }
     }
 }
+
+/// One host's swap: it went through, its on-host timings, its log lines, why it failed.
+type Swapped = (bool, HostTimings, Vec<String>, Option<String>);
 
 /// Timings reported by `app-ctl deploy` on the host (ms since it started).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -186,15 +187,47 @@ pub struct HostResult {
     pub log: Vec<String>,
 }
 
-/// One batch's timing: wall time, the drain, the slowest host's on-host time, and what is
-/// left: hactl's own overhead (SSH round trips, orchestration).
+/// One batch's timing: wall time, the drain, the slowest host's on-host time, the wait for the
+/// balancer's health checks, and what is left: hactl's own overhead (SSH and API round trips,
+/// orchestration). On an AWS stack, when the batch left the target group, had drained and
+/// was `healthy` again (unix ms); with a probe, the requests answered in the batch's window
+/// and how many of them failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchReport {
     pub hosts: Vec<String>,
     pub elapsed_ms: u64,
     pub drain_ms: u64,
     pub host_ms: u64,
+    /// From the batch's registration to `healthy` (AWS stacks; 0 elsewhere).
+    pub register_ms: u64,
     pub overhead_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deregistered_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained_at: Option<u64>,
+    /// When the swap's first command went to the hosts (AWS stacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swapped_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
+}
+
+/// A batch's window of the probe: `(requests, failed)` between two [`Probe::counts`] readings
+/// (None without a probe).
+fn probe_window(
+    before: Option<(u64, u64)>,
+    after: Option<(u64, u64)>,
+) -> (Option<u64>, Option<u64>) {
+    match (before, after) {
+        (Some((r0, f0)), Some((r1, f1))) => (Some(r1 - r0), Some(f1 - f0)),
+        _ => (None, None),
+    }
 }
 
 /// The whole run, as `--json` prints it.
@@ -397,7 +430,7 @@ impl<'a> Session<'a> {
                     stack: self.stack.name().into(),
                     holder: holder_text,
                     host,
-                    lock: remote::lock_dir(self.stack.name()),
+                    lock: crate::onhost::paths::lock_dir(self.stack.name()),
                 });
             }
             if !said {
@@ -420,7 +453,7 @@ impl<'a> Session<'a> {
 
     /// Each app host's slots, image and health.
     pub async fn inspect(&self, target: &str) -> Result<BTreeMap<String, HostApp>, DeployError> {
-        let script = remote::ctl_call(self.stack.name(), &["inspect", target]);
+        let script = app_ctl::ctl_call(self.stack.name(), &["inspect", target]);
         let runs = futures::future::join_all(
             self.app_hosts
                 .iter()
@@ -564,14 +597,65 @@ impl<'a> Session<'a> {
         Ok(out)
     }
 
-    /// `app-ctl deploy SLOT IMAGE` on one host.
-    async fn deploy_host(
+    /// Swaps each `(host, slot, image)` in parallel. By default `app-ctl deploy` starts
+    /// `image` in `slot` beside the running version, gates it on health, points nginx at it
+    /// and stops the old slot; a failed gate leaves the old version serving. With
+    /// `stop_first`, `app-ctl stop` first takes both slots down (the host is out of rotation),
+    /// and a host whose new slot then fails gets its recorded version back (`app-ctl start`).
+    /// Returns each host's result, in order, and how long the stops took (ms).
+    async fn swap(
         &self,
-        host: &str,
-        to: Slot,
-        image: &str,
-    ) -> (bool, HostTimings, Vec<String>, Option<String>) {
-        let script = remote::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
+        swaps: &[(String, Slot, String)],
+        stop_first: bool,
+        verb: &str,
+        progress: &Progress,
+    ) -> (Vec<Swapped>, u64) {
+        let hosts: Vec<String> = swaps.iter().map(|(h, _, _)| h.clone()).collect();
+        let st = Instant::now();
+        let stop_failed = if stop_first {
+            progress.say(
+                "",
+                &format!("stopping the running version on {}", hosts.join(", ")),
+            );
+            self.ctl_each(&hosts, "stop").await
+        } else {
+            Vec::new()
+        };
+        let stop_ms = if stop_first {
+            st.elapsed().as_millis() as u64
+        } else {
+            0
+        };
+        let runs: Vec<Swapped> = futures::future::join_all(swaps.iter().map(|(h, to, image)| {
+            let stopped_badly = stop_failed.iter().find(|(x, _)| x == h).cloned();
+            async move {
+                if let Some((_, why)) = stopped_badly {
+                    return (false, HostTimings::default(), Vec::new(), Some(why));
+                }
+                let v = rollout::version_of(image);
+                progress.say(h, &format!("{verb} {v} in slot {}", to.name()));
+                self.deploy_host(h, *to, image).await
+            }
+        }))
+        .await;
+        if stop_first {
+            // A host whose new slot failed runs nothing: its recorded version goes back up.
+            let down: Vec<String> = hosts
+                .iter()
+                .zip(&runs)
+                .filter(|(_, r)| !r.0)
+                .map(|(h, _)| h.clone())
+                .collect();
+            for (h, why) in self.ctl_each(&down, "start").await {
+                progress.say(&h, &format!("restarting the old version failed: {why}"));
+            }
+        }
+        (runs, stop_ms)
+    }
+
+    /// `app-ctl deploy SLOT IMAGE` on one host.
+    async fn deploy_host(&self, host: &str, to: Slot, image: &str) -> Swapped {
+        let script = app_ctl::ctl_call(self.stack.name(), &["deploy", to.name(), image]);
         let ran = match self.run(host, &script).await {
             Ok(r) => r,
             Err(e) => {
@@ -628,12 +712,38 @@ impl<'a> Session<'a> {
         (ok, t, log, fail)
     }
 
+    /// `app-ctl VERB` on each of `hosts` in parallel (`stop`: both slots down; `start`: the
+    /// recorded version back up in the active slot, gated on health). Returns the hosts where
+    /// it failed, with why.
+    async fn ctl_each(&self, hosts: &[String], verb: &str) -> Vec<(String, String)> {
+        let script = app_ctl::ctl_call(self.stack.name(), &[verb]);
+        let runs = futures::future::join_all(
+            hosts
+                .iter()
+                .map(|h| async { (h.clone(), self.run(h, &script).await) }),
+        )
+        .await;
+        runs.into_iter()
+            .filter_map(|(h, r)| match r {
+                Ok(r) if r.ok => None,
+                Ok(r) => Some((
+                    h,
+                    format!(
+                        "app-ctl {verb} failed: {}",
+                        r.stderr.trim().lines().last().unwrap_or("no output")
+                    ),
+                )),
+                Err(e) => Some((h, e.to_string())),
+            })
+            .collect()
+    }
+
     /// Stops a leftover slot.
     async fn stop_stray(&self, host: &str, slot: Slot) -> Result<(), DeployError> {
         let r = self
             .run(
                 host,
-                &remote::ctl_call(self.stack.name(), &["down", slot.name()]),
+                &app_ctl::ctl_call(self.stack.name(), &["down", slot.name()]),
             )
             .await?;
         if r.ok {
@@ -743,6 +853,25 @@ async fn deploy_locked(
         );
         s.ready(&back).await?;
     }
+    // The same on an AWS stack: a healthy host left out of the target group rejoins it.
+    if let Some(tg) = &opts.balancer {
+        let back: Vec<String> = tg
+            .missing()
+            .await?
+            .into_iter()
+            .filter(|h| apps.get(h).is_some_and(|a| a.healthy))
+            .collect();
+        if !back.is_empty() {
+            progress.say(
+                "",
+                &format!(
+                    "back in the target group after an interrupted run: {}",
+                    back.join(", ")
+                ),
+            );
+            tg.put_back(&back, &mut Window::default()).await?;
+        }
+    }
     // The probe covers the whole deploy, image loading included.
     let probe = match &opts.probe {
         Some((cfg, url)) => {
@@ -817,7 +946,10 @@ async fn deploy_locked(
         let servers: Vec<String> = work.iter().map(|(h, _, _)| h.clone()).collect();
         let mut drain_ms = 0;
         let mut host_ms = 0;
+        let mut register_ms = 0;
         let mut failed_in_batch = Vec::new();
+        let mut window = Window::default();
+        let before = probe.as_ref().map(|(p, _)| p.counts());
         if !servers.is_empty() {
             progress.say(
                 "",
@@ -829,19 +961,98 @@ async fn deploy_locked(
                 ),
             );
             let dt = Instant::now();
-            if !s.lb_hosts.is_empty() {
-                progress.say("", &format!("draining {} at haproxy", servers.join(", ")));
+            // Out of rotation: at the target group (AWS) or at every haproxy (hosts).
+            match &opts.balancer {
+                Some(tg) => {
+                    if tg.deregister {
+                        progress.say(
+                            "",
+                            &format!("deregistering {} from the target group", servers.join(", ")),
+                        );
+                    }
+                    if let Err(e) = tg.take_out(&servers, &mut window).await {
+                        // Nothing of this batch changed: put it back, and stop as a failed
+                        // gate does, so the batches already on the new version are rolled
+                        // back and the outcome is recorded in the hosts' history.
+                        let _ = tg.put_back(&servers, &mut window).await;
+                        let error = e.to_string();
+                        progress.say("", &format!("FAILED: {error}"));
+                        for (h, app, _) in &work {
+                            let mut res = result(h, "failed", app, &version, None);
+                            res.version = app
+                                .image
+                                .as_deref()
+                                .map(rollout::version_of)
+                                .unwrap_or_default();
+                            res.error = Some(error.clone());
+                            results.insert(h.clone(), res);
+                        }
+                        failed_total += servers.len();
+                        let elapsed_ms = bt.elapsed().as_millis() as u64;
+                        let (requests, failed) =
+                            probe_window(before, probe.as_ref().map(|(p, _)| p.counts()));
+                        batch_reports.push(BatchReport {
+                            hosts: batch.clone(),
+                            elapsed_ms,
+                            drain_ms: dt.elapsed().as_millis() as u64,
+                            host_ms: 0,
+                            register_ms: 0,
+                            overhead_ms: 0,
+                            deregistered_at: window.deregistered_at,
+                            drained_at: None,
+                            swapped_at: None,
+                            registered_at: window.registered_at,
+                            healthy_at: window.healthy_at,
+                            requests,
+                            failed,
+                        });
+                        stop = Some(rollout::StopReason::NotDrained {
+                            hosts: servers.clone(),
+                            error,
+                        });
+                        break;
+                    }
+                    if window.drained_at.is_some() {
+                        progress.say("", &format!("{} drained", servers.join(", ")));
+                    }
+                }
+                None => {
+                    if !s.lb_hosts.is_empty() {
+                        progress.say("", &format!("draining {} at haproxy", servers.join(", ")));
+                    }
+                    s.drain(&servers).await?;
+                }
             }
-            s.drain(&servers).await?;
             drain_ms = dt.elapsed().as_millis() as u64;
-            let v = &version;
-            let runs = futures::future::join_all(work.iter().map(|(h, _, to)| async move {
-                progress.say(h, &format!("starting {v} in slot {}", to.name()));
-                s.deploy_host(h, *to, &target.image).await
-            }))
-            .await;
-            // Back in rotation whatever happened: a failed host still serves its old slot.
-            s.ready(&servers).await?;
+            window.swapped_at = Some(super::balancer::unix_ms());
+            let swaps: Vec<(String, Slot, String)> = work
+                .iter()
+                .map(|(h, _, to)| (h.clone(), *to, target.image.clone()))
+                .collect();
+            let (runs, stop_ms) = s.swap(&swaps, opts.stop_first, "starting", progress).await;
+            drain_ms += stop_ms;
+            // Back in rotation whatever happened: a host whose swap failed still serves its
+            // old version. A batch the balancer does not take back (not `healthy` in time)
+            // fails its hosts; those already on the new version are rolled back like any
+            // updated host.
+            let mut reg_err: Option<String> = None;
+            match &opts.balancer {
+                Some(tg) => {
+                    let rt = Instant::now();
+                    progress.say(
+                        "",
+                        &format!(
+                            "registering {} and waiting until healthy",
+                            servers.join(", ")
+                        ),
+                    );
+                    if let Err(e) = tg.put_back(&servers, &mut window).await {
+                        reg_err = Some(e.to_string());
+                    }
+                    register_ms = rt.elapsed().as_millis() as u64;
+                }
+                None => s.ready(&servers).await?,
+            }
             for ((h, app, to), (ok, timings, log, fail)) in work.iter().zip(runs) {
                 host_ms = host_ms.max(timings.stopped.or(timings.healthy).unwrap_or(0));
                 let mut res = result(
@@ -853,13 +1064,23 @@ async fn deploy_locked(
                 );
                 res.timings = timings;
                 res.log = log;
+                if ok {
+                    updated.push((h.clone(), app.image.clone(), *to));
+                }
+                let fail = match (&reg_err, ok) {
+                    (Some(e), true) => Some(e.clone()),
+                    _ => fail,
+                };
+                let ok = ok && reg_err.is_none();
+                if !ok {
+                    res.result = "failed".into();
+                }
                 res.error = fail.clone();
                 if ok {
                     progress.say(
                         h,
                         &format!("on {version} (slot {}), back in rotation", to.name()),
                     );
-                    updated.push((h.clone(), app.image.clone(), *to));
                 } else {
                     progress.say(h, &format!("FAILED: {}", fail.unwrap_or_default()));
                     failed_in_batch.push(h.clone());
@@ -869,12 +1090,21 @@ async fn deploy_locked(
         }
         failed_total += failed_in_batch.len();
         let elapsed_ms = bt.elapsed().as_millis() as u64;
+        let (requests, failed) = probe_window(before, probe.as_ref().map(|(p, _)| p.counts()));
         batch_reports.push(BatchReport {
             hosts: batch.clone(),
             elapsed_ms,
             drain_ms,
             host_ms,
-            overhead_ms: elapsed_ms.saturating_sub(drain_ms + host_ms),
+            register_ms,
+            overhead_ms: elapsed_ms.saturating_sub(drain_ms + host_ms + register_ms),
+            deregistered_at: window.deregistered_at,
+            drained_at: window.drained_at,
+            swapped_at: window.swapped_at.filter(|_| opts.balancer.is_some()),
+            registered_at: window.registered_at,
+            healthy_at: window.healthy_at,
+            requests,
+            failed,
         });
         let probe_failed = probe.as_ref().map(|(p, _)| p.failed()).unwrap_or(0);
         stop = rollout::after_batch(bi, &failed_in_batch, failed_total, probe_failed, budget);
@@ -890,23 +1120,57 @@ async fn deploy_locked(
         outcome = Outcome::RolledBack;
         for chunk in updated.chunks(opts.batch.max(1)) {
             let servers: Vec<String> = chunk.iter().map(|(h, _, _)| h.clone()).collect();
-            s.drain(&servers).await?;
-            let runs = futures::future::join_all(chunk.iter().map(|(h, prev, now)| async move {
-                match prev {
-                    Some(prev) => {
-                        progress.say(h, &format!("rolling back to {}", rollout::version_of(prev)));
-                        s.deploy_host(h, now.other(), prev).await
+            let mut window = Window::default();
+            match &opts.balancer {
+                Some(tg) => {
+                    // A chunk the balancer does not take out stays on the new version (the
+                    // rollback goes on with the next chunk and the outcome is recorded).
+                    if let Err(e) = tg.take_out(&servers, &mut window).await {
+                        let _ = tg.put_back(&servers, &mut window).await;
+                        progress.say("", &format!("FAILED: {e}"));
+                        for h in &servers {
+                            if let Some(r) = results.get_mut(h) {
+                                r.result = "rollback_failed".into();
+                                r.error = Some(e.to_string());
+                            }
+                        }
+                        outcome = Outcome::Failed;
+                        continue;
                     }
-                    None => (
-                        false,
-                        HostTimings::default(),
-                        Vec::new(),
-                        Some("no previous version to roll back to".into()),
-                    ),
                 }
-            }))
-            .await;
-            s.ready(&servers).await?;
+                None => s.drain(&servers).await?,
+            }
+            // Hosts with a previous version swap back to it; the others fail at once.
+            let swaps: Vec<(String, Slot, String)> = chunk
+                .iter()
+                .filter_map(|(h, prev, now)| Some((h.clone(), now.other(), prev.clone()?)))
+                .collect();
+            let (mut swapped, _) = s
+                .swap(&swaps, opts.stop_first, "rolling back to", progress)
+                .await;
+            let runs: Vec<Swapped> = chunk
+                .iter()
+                .map(
+                    |(h, _, _)| match swaps.iter().position(|(x, _, _)| x == h) {
+                        Some(i) => std::mem::take(&mut swapped[i]),
+                        None => (
+                            false,
+                            HostTimings::default(),
+                            Vec::new(),
+                            Some("no previous version to roll back to".into()),
+                        ),
+                    },
+                )
+                .collect();
+            match &opts.balancer {
+                Some(tg) => {
+                    if let Err(e) = tg.put_back(&servers, &mut window).await {
+                        progress.say("", &e.to_string());
+                        outcome = Outcome::Failed;
+                    }
+                }
+                None => s.ready(&servers).await?,
+            }
             for ((h, prev, _), (ok, _, _, fail)) in chunk.iter().zip(runs) {
                 if let Some(r) = results.get_mut(h) {
                     r.result = if ok { "rolled_back" } else { "rollback_failed" }.into();
@@ -1060,7 +1324,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
     let recorded = conn
         .run_script(&format!(
             "cat {}/image 2>/dev/null; exit 0\n",
-            remote::app_dir(stack.name())
+            crate::onhost::paths::app_dir(stack.name())
         ))
         .await
         .map_err(|e| e.to_string())?
@@ -1078,7 +1342,7 @@ pub async fn prepare_up(stack: &Stack, conn: &Connection) -> Result<(), String> 
         let have = conn
             .run_script(&format!(
                 "{cli} image inspect {} >/dev/null 2>&1\n",
-                crate::provider::hosts::script::q(&target.image)
+                crate::onhost::sh::q(&target.image)
             ))
             .await
             .map_err(|e| e.to_string())?;

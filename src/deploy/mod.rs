@@ -5,10 +5,16 @@
 //!   target, lock staleness, probe statistics) with unit tests beside them;
 //! - [`remote`]: what runs on the hosts, built as data (the `app-ctl` script `hactl up`
 //!   renders, the image load, haproxy drains, the lock, the history);
-//! - [`probe`]: the load probe (HTTP to the VIP or LB, bounded in count and time);
+//! - [`probe`]: the load probe (HTTP(S) to the VIP or LB, bounded in count and time);
+//! - [`balancer`]: an AWS stack's instances as the hosts, and its target group as the place a
+//!   batch leaves and rejoins rotation;
 //! - [`exec`]: the one place that drives hosts over SSH, in the order `rollout` decides;
+//! - [`command`]: what `deploy`/`rollback` decide around a rollout from their settings (the
+//!   stack, the probe's target and limits, the version a rollback returns to);
 //! - [`demo_image`]: the lab's demo app image, built with no registry.
 
+pub mod balancer;
+pub mod command;
 pub mod demo_image;
 pub mod exec;
 pub mod probe;
@@ -24,9 +30,19 @@ pub enum DeployError {
     )]
     NoApp(String),
 
-    #[error("`hactl deploy` works on `provider: hosts` stacks; this one uses `{0}`")]
-    #[diagnostic(code(hactl::deploy::provider))]
-    Provider(String),
+    #[error("`--stop-first` on stack `{0}`, which has no target group to drain its hosts")]
+    #[diagnostic(
+        code(hactl::deploy::stop_first),
+        help("stopping the running version first is only safe where the balancer has stopped sending to the host: an AWS stack's target group; on hosts the app's health drives the VRRP checks, so stopping it moves the VIP. Leave it out: the new version then starts beside the old one and no request is lost")
+    )]
+    StopFirst(String),
+
+    #[error("the balancer: {0}")]
+    #[diagnostic(
+        code(hactl::deploy::balancer),
+        help("the hosts of the batch were put back in the target group; `hactl status -f STACK` shows the targets' health")
+    )]
+    Balancer(String),
 
     #[error("cannot read the image archive `{path}`: {message}")]
     #[diagnostic(
@@ -75,9 +91,16 @@ pub enum DeployError {
     #[error("bad probe URL: {0}")]
     #[diagnostic(
         code(hactl::deploy::probe_url),
-        help("write it as `http://IP:PORT/PATH`, e.g. `http://198.18.0.100:8080/`")
+        help("write it as `http[s]://HOST[:PORT]/PATH`, e.g. `http://198.18.0.100:8080/`; `--probe-resolve NAME=ADDR` maps a name by hand, `--probe-ca FILE` trusts a CA")
     )]
     ProbeUrl(String),
+
+    #[error("bad `{flag}`: {detail}")]
+    #[diagnostic(
+        code(hactl::deploy::probe_flag),
+        help("`--probe-resolve NAME=ADDR[:PORT]` (an IP address, like curl's `--resolve`); `--probe-ca FILE.pem` (PEM certificates, `-----BEGIN CERTIFICATE-----`)")
+    )]
+    ProbeFlag { flag: &'static str, detail: String },
 
     #[error(
         "no version to roll back to: the deploy history has no earlier good version than `{0}`"

@@ -1,418 +1,17 @@
-//! What runs on the hosts for the app, built as data by pure functions (snapshot-tested, no
-//! SSH needed).
-//!
-//! Each app host gets one control script, `app-ctl` (rendered with the host's other files by
-//! `hactl up`, mode 0700), that knows the stack's compose project, its two slots and its health
-//! check. `hactl up` starts and stops the app through it (it stands where `systemctl VERB app`
-//! would), and every deploy step is one `app-ctl` call over SSH. Keeping the sequence on the
-//! host means a slow link never stretches the window between "new slot healthy" and "nginx
-//! switched", and the host's state stays consistent if hactl is killed mid-call:
-//!
-//! - `$A/active` (the slot nginx serves) and `$A/image` (what it runs) change only together,
-//!   after the new slot passed its health gate and nginx accepted the switch;
-//! - nginx's slot choice lives in its own include file (`app-upstream.conf`), written
-//!   atomically and checked with `nginx -t`, so `hactl up` and deploys never fight over
-//!   `nginx.conf`; the compose file takes the image and ports from the environment, so `up`
-//!   renders it once and deploys never rewrite it.
-//!
-//! The other scripts here (image load, haproxy drain, the deploy lock, the history) are sent
-//! whole on stdin like every other hactl script. Output is `HACTL\t…` records.
+//! What the deploy runs on the hosts besides `app-ctl` (which is `crate::onhost::app_ctl`):
+//! image load, haproxy drain, the deploy lock and the history, each a script built as data by
+//! a pure function (snapshot-tested, no SSH needed) and sent whole on stdin like every other
+//! hactl script. Output is `HACTL\t…` records (`crate::onhost::record`).
 
 use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use super::rollout::Slot;
-use crate::provider::hosts::script::{q, state_dir};
-use crate::stack::model::Runtime;
-use crate::stack::Stack;
-
-/// The haproxy backend hactl's template defines (templates/haproxy.cfg.j2).
-pub const HAPROXY_BACKEND: &str = "hactl_web";
-
-/// The app's state directory on a host (active slot, image, history).
-pub fn app_dir(stack: &str) -> String {
-    format!("{}/app", state_dir(stack))
-}
-
-/// The control script `hactl up` renders onto every app host.
-pub fn ctl_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/app-ctl")
-}
-
-/// The compose file `hactl up` renders (templates/docker-compose.yml.j2).
-pub fn compose_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/docker-compose.yml")
-}
-
-/// The app's environment file (0600): `app.env` from the stack, secrets included. compose
-/// hands it to the runtime by path (`env_file:`), so no value is ever on `podman run`'s argv
-/// (which every host user sees in `ps`) or in `compose.log`, which logs that argv.
-pub fn env_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/compose.env")
-}
-
-/// Why a value cannot go into the environment file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnvFileError {
-    /// Not `[A-Za-z_][A-Za-z0-9_]*`.
-    Name,
-    /// A newline or NUL: one line per variable, in both runtimes' formats.
-    LineBreak,
-    /// docker compose reads the file as dotenv: a value is single-quoted to stay literal, so
-    /// it cannot hold `'`.
-    SingleQuote,
-}
-
-impl std::fmt::Display for EnvFileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            EnvFileError::Name => "an environment variable name is letters, digits and `_`, not starting with a digit",
-            EnvFileError::LineBreak => "the value holds a line break or NUL, which an environment file cannot carry",
-            EnvFileError::SingleQuote => "the value holds `'`, which docker compose's environment file cannot carry literally",
-        })
-    }
-}
-
-/// The environment file's text for the runtime. podman reads `--env-file` lines as
-/// `NAME=VALUE` with the value taken literally (containers/common `pkg/env`); docker compose
-/// reads `env_file` as dotenv, where only a single-quoted value is literal (no `$`
-/// interpolation, no `#` comment). Errors name the offending variable.
-pub fn env_file(runtime: Runtime, vars: &[(&str, &str)]) -> Result<String, (String, EnvFileError)> {
-    let mut out = String::from(
-        "# Written by hactl (`app.env` in the stack). Do not edit: `hactl up` overwrites it.\n",
-    );
-    for (name, value) in vars {
-        let err = |e| Err((name.to_string(), e));
-        let mut chars = name.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return err(EnvFileError::Name);
-        }
-        if value.contains(['\n', '\r', '\0']) {
-            return err(EnvFileError::LineBreak);
-        }
-        match runtime {
-            Runtime::Podman => {
-                let _ = writeln!(out, "{name}={value}");
-            }
-            Runtime::Docker => {
-                if value.contains('\'') {
-                    return err(EnvFileError::SingleQuote);
-                }
-                let _ = writeln!(out, "{name}='{value}'");
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The nginx include that picks the slot: `set $hactl_app hactl_app_green;`.
-pub fn upstream_path(stack: &str) -> String {
-    format!("/etc/hactl/{stack}/app-upstream.conf")
-}
-
-/// The deploy lock: a directory, so taking it is one atomic `mkdir` (as Kamal does).
-pub fn lock_dir(stack: &str) -> String {
-    format!("{}/deploy.lock", state_dir(stack))
-}
-
-/// The environment variable that carries replica `i`'s host port into the compose file.
-pub fn port_var(i: u16) -> String {
-    format!("HACTL_APP_PORT_{}", i + 1)
-}
-
-/// Everything `app-ctl` needs, resolved from the stack.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppParams {
-    pub stack: String,
-    pub runtime: Runtime,
-    pub host_port: u16,
-    pub replicas: u16,
-    pub health_path: String,
-    pub health_interval_s: f64,
-    pub health_timeout_s: f64,
-    pub healthy_threshold: u32,
-    pub health_deadline_s: u64,
-    pub stop_grace_s: u64,
-    /// nginx fronts the app on this host (so switching means rewriting its include).
-    pub nginx: bool,
-}
-
-impl AppParams {
-    /// The app's parameters, or none when the stack has no `app`.
-    pub fn from_stack(stack: &Stack) -> Option<AppParams> {
-        let a = stack.file.app.as_ref()?;
-        Some(AppParams {
-            stack: stack.name().to_string(),
-            runtime: a.runtime.value,
-            host_port: u16::try_from(a.host_port.value).unwrap_or(8000),
-            replicas: u16::try_from(a.replicas.value.max(1)).unwrap_or(1),
-            health_path: a.health.path.clone(),
-            health_interval_s: a.health.interval.value.as_secs_f64().max(0.05),
-            health_timeout_s: a.health.timeout.value.as_secs_f64().max(0.1),
-            healthy_threshold: u32::try_from(a.health.healthy_threshold.value.max(1)).unwrap_or(1),
-            health_deadline_s: a.health.deadline.value.as_secs_f64().ceil().max(1.0) as u64,
-            stop_grace_s: a.stop_grace_period.value.as_secs_f64().ceil() as u64,
-            nginx: stack.file.nginx.is_some(),
-        })
-    }
-}
-
-/// The runtime's container CLI (`podman` / `docker`).
-fn container_cli(rt: Runtime) -> &'static str {
-    match rt {
-        Runtime::Podman => "podman",
-        Runtime::Docker => "docker",
-    }
-}
-
-/// The label compose puts on a project's containers.
-fn project_label(rt: Runtime) -> &'static str {
-    match rt {
-        Runtime::Podman => "io.podman.compose.project",
-        Runtime::Docker => "com.docker.compose.project",
-    }
-}
-
-/// Shell that makes sure the runtime's daemon answers before a container command. podman has
-/// no daemon. Docker's does, and on a host where it is installed but stopped (a fresh lab
-/// host, a host after `systemctl stop docker`) every `docker` call fails: start the unit
-/// (`docker.service`, Debian's docker.io and Docker's own packages alike) when its socket is
-/// missing (with the usual umask 022: app-ctl's own 077 is for hactl's files, not the daemon's).
-/// Stopping is left to the operator.
-fn runtime_ready(rt: Runtime) -> &'static str {
-    match rt {
-        Runtime::Podman => "",
-        Runtime::Docker => {
-            "[ -S /run/docker.sock ] || (umask 022; exec systemctl start docker >/dev/null) || { echo 'docker.service is not running and did not start' >&2; return 1; }\n"
-        }
-    }
-}
-
-/// The compose command of a runtime. Docker's Compose v2 plugin (`docker compose`) where it is
-/// installed, else the standalone Compose v1 (`docker-compose`), which is all Debian 12's
-/// packages offer (docker.io ships no compose plugin). Both label containers with
-/// `com.docker.compose.project`.
-fn compose_cmd(rt: Runtime) -> &'static str {
-    match rt {
-        Runtime::Podman => "podman-compose",
-        Runtime::Docker => "$DOCKER_COMPOSE",
-    }
-}
-
-fn secs(x: f64) -> String {
-    let s = format!("{x:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-/// The `app-ctl` script. Verbs:
-///
-/// - `start` / `reload`: bring the active slot (blue at first) up with the recorded image and
-///   gate on its health; `stop`: bring both slots down; `is-active`: the active slot is healthy.
-/// - `inspect IMAGE`: records for the deploy (active slot, image, running slots, health,
-///   whether IMAGE is present).
-/// - `deploy SLOT IMAGE`: start IMAGE in SLOT, gate on health, switch nginx, drain, stop the
-///   old slot; on a failed gate the new slot is stopped and nothing else changes.
-/// - `down SLOT`: stop one slot (a leftover of a killed deploy).
-pub fn ctl_script(p: &AppParams) -> String {
-    let mut s = String::new();
-    let cli = container_cli(p.runtime);
-    let compose = compose_cmd(p.runtime);
-    let _ = writeln!(
-        s,
-        "#!/bin/sh\n# Written by hactl for stack `{}`. Do not edit: `hactl up` overwrites it.\n# The app's compose project in two slots (blue/green) behind nginx; see `hactl deploy`.",
-        p.stack
-    );
-    s.push_str("set -u\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
-    let _ = writeln!(s, "A={}", q(&app_dir(&p.stack)));
-    let _ = writeln!(s, "C={}", q(&compose_path(&p.stack)));
-    let _ = writeln!(s, "U={}", q(&upstream_path(&p.stack)));
-    let _ = writeln!(s, "STACK={}", q(&p.stack));
-    // hactl's own files (image, active slot, compose.log, which logs compose's commands) are
-    // root's alone: 0700 directories and 0600 files from their first use. compose itself runs
-    // with the usual 022 (see `compose`), so what it creates for the app (bind-mount sources)
-    // stays readable to the app's own user.
-    s.push_str("umask 077\n[ -d \"$A\" ] || mkdir -p \"$A\" || exit 1\n");
-    // only the verbs that change containers start the daemon (compose); queries (inspect,
-    // is-active) report what runs without starting anything
-    if p.runtime == Runtime::Docker {
-        let _ = writeln!(s, "ready() {{\n  {}}}", runtime_ready(p.runtime));
-        s.push_str("compose_cmd() {\n  [ -n \"${DOCKER_COMPOSE:-}\" ] && return 0\n  if docker compose version >/dev/null 2>&1; then DOCKER_COMPOSE='docker compose'; else DOCKER_COMPOSE=docker-compose; fi\n}\n");
-    } else {
-        s.push_str("ready() { :; }\ncompose_cmd() { :; }\n");
-    }
-    s.push_str("rec() { printf 'HACTL'; for f in \"$@\"; do printf '\\t%s' \"$f\"; done; printf '\\n'; }\n");
-    s.push_str("now_ms() { date +%s%3N; }\n");
-    s.push_str("active() { if [ \"$(cat \"$A/active\" 2>/dev/null)\" = green ]; then echo green; else echo blue; fi; }\n");
-    s.push_str("image() { cat \"$A/image\" 2>/dev/null; }\n");
-    // Ports of replica i per slot.
-    s.push_str("port() { if [ \"$1\" = green ]; then echo $((");
-    let _ = writeln!(
-        s,
-        "{} + $2)); else echo $(({} + $2)); fi; }}",
-        Slot::Green.port(p.host_port, 0),
-        Slot::Blue.port(p.host_port, 0)
-    );
-    // compose SLOT IMAGE ARGS...: the slot's project with its image and ports.
-    // (sh has no locals: helpers use prefixed names so they never clobber the caller's)
-    s.push_str(
-        "compose() {
-  ready || return 1
-  compose_cmd
-  c_sl=$1; c_im=$2; shift 2
-",
-    );
-    let _ = write!(
-        s,
-        "  (umask 022; exec env HACTL_APP_IMAGE=\"$c_im\" HACTL_SLOT=\"$c_sl\""
-    );
-    for i in 0..p.replicas {
-        let _ = write!(s, " {}=\"$(port \"$c_sl\" {i})\"", port_var(i));
-    }
-    let _ = writeln!(
-        s,
-        " {compose} -p \"hactl-$STACK-$c_sl\" -f \"$C\" \"$@\")\n}}"
-    );
-    // healthy SLOT: every replica answers 2xx once. The path is the stack's: quoted as its
-    // own shell word (validation allows only URL path characters, this is the second fence).
-    let _ = writeln!(
-        s,
-        "healthy() {{\n  h_i=0\n  while [ $h_i -lt {n} ]; do\n    curl -fsS -m {t} -o /dev/null \"http://127.0.0.1:$(port \"$1\" $h_i)\"{path} 2>/dev/null || return 1\n    h_i=$((h_i + 1))\n  done\n}}",
-        n = p.replicas,
-        t = secs(p.health_timeout_s),
-        path = q(&p.health_path)
-    );
-    // gate SLOT: `healthy_threshold` passes in a row before the deadline.
-    let _ = writeln!(
-        s,
-        "gate() {{\n  g_ok=0; g_end=$(( $(date +%s) + {deadline} ))\n  while :; do\n    if healthy \"$1\"; then g_ok=$((g_ok + 1)); [ $g_ok -ge {th} ] && return 0; else g_ok=0; fi\n    [ \"$(date +%s)\" -ge $g_end ] && return 1\n    sleep {iv}\n  done\n}}",
-        deadline = p.health_deadline_s,
-        th = p.healthy_threshold,
-        iv = secs(p.health_interval_s)
-    );
-    let _ = writeln!(
-        s,
-        "running() {{\n  for r_sl in blue green; do\n    [ -n \"$({cli} ps -q --filter label={label}=hactl-$STACK-$r_sl 2>/dev/null)\" ] && echo $r_sl\n  done\n}}",
-        label = project_label(p.runtime)
-    );
-    // point nginx at SLOT: atomic include, nginx -t, graceful reload; undo on failure.
-    if p.nginx {
-        s.push_str(concat!(
-            "point() {\n",
-            "  want=\"set \\$hactl_app hactl_app_$1;\"\n",
-            "  [ \"$(cat \"$U\" 2>/dev/null)\" = \"$want\" ] && return 0\n",
-            "  [ -f \"$U\" ] && cp -p \"$U\" \"$U.prev\"\n",
-            "  printf '%s\\n' \"$want\" > \"$U.new\" && mv -f \"$U.new\" \"$U\" || return 1\n",
-            "  systemctl is-active --quiet nginx >/dev/null 2>&1 || return 0\n",
-            "  if ! out=$(nginx -t -q 2>&1); then\n",
-            "    if [ -f \"$U.prev\" ]; then mv -f \"$U.prev\" \"$U\"; else rm -f \"$U\"; fi\n",
-            "    printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; return 1\n",
-            "  fi\n",
-            "  systemctl reload nginx || return 1\n",
-            "}\n",
-            // old workers finish their in-flight requests, then exit
-            "drain_nginx() {\n",
-            "  d_end=$(( $(date +%s) + $1 ))\n",
-            "  sleep 0.2\n",
-            "  while pgrep -f 'nginx: worker process is shutting down' >/dev/null 2>&1; do\n",
-            "    [ \"$(date +%s)\" -ge $d_end ] && return 1\n",
-            "    sleep 0.1\n",
-            "  done\n",
-            "}\n",
-        ));
-    } else {
-        s.push_str("point() { :; }\ndrain_nginx() { :; }\n");
-    }
-    let grace = p.stop_grace_s;
-    let _ = writeln!(s, "GRACE={grace}");
-    s.push_str(concat!(
-        "cmd=${1:-}\n",
-        "case $cmd in\n",
-        "start|reload|restart)\n",
-        "  sl=$(active); im=$(image)\n",
-        "  [ -n \"$im\" ] || { echo \"app-ctl: no image recorded in $A/image (hactl deploy or hactl up writes it)\" >&2; exit 2; }\n",
-        "  compose \"$sl\" \"$im\" up -d >\"$A/compose.log\" 2>&1 || { cat \"$A/compose.log\" >&2; exit 1; }\n",
-        "  gate \"$sl\" || { echo \"app-ctl: slot $sl ($im) did not become healthy\" >&2; exit 1; }\n",
-        "  [ -f \"$A/active\" ] || echo \"$sl\" > \"$A/active\"\n",
-        "  point \"$sl\" ;;\n",
-        "stop)\n",
-        "  for s_sl in blue green; do compose \"$s_sl\" \"$(image)\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1; done; : ;;\n",
-        "is-active)\n",
-        "  [ -f \"$A/active\" ] && healthy \"$(active)\" ;;\n",
-        "inspect)\n",
-        "  [ -f \"$A/active\" ] && rec app active \"$(active)\"\n",
-        "  rec app image \"$(image)\"\n",
-        "  for sl in $(running); do rec app running \"$sl\"; done\n",
-        "  if [ -f \"$A/active\" ] && healthy \"$(active)\"; then rec app healthy yes; else rec app healthy no; fi\n",
-    ));
-    let _ = writeln!(
-        s,
-        "  if [ -n \"${{2:-}}\" ] && {cli} image inspect \"$2\" >/dev/null 2>&1; then rec app has-image yes; else rec app has-image no; fi ;;"
-    );
-    s.push_str(concat!(
-        "deploy)\n",
-        "  sl=$2; im=$3; t0=$(now_ms); old=\"\"\n",
-        "  [ -f \"$A/active\" ] && old=$(active)\n",
-        "  [ \"$old\" = \"$sl\" ] && { rec fail deploy \"slot $sl is the active one\"; exit 2; }\n",
-        "  if ! compose \"$sl\" \"$im\" up -d >\"$A/compose.log\" 2>&1; then\n",
-        "    sed 's/^/HACTL\\tlog\\t/' \"$A/compose.log\"; compose \"$sl\" \"$im\" down -t 1 >/dev/null 2>&1\n",
-        "    rec fail start \"$sl\"; exit 4\n",
-        "  fi\n",
-        "  rec step started \"$(( $(now_ms) - t0 ))\"\n",
-        "  if ! gate \"$sl\"; then\n",
-        "    rec step unhealthy \"$(( $(now_ms) - t0 ))\"\n",
-        "    compose \"$sl\" \"$im\" down -t 1 >/dev/null 2>&1\n",
-        "    rec step stopped \"$(( $(now_ms) - t0 ))\"\n",
-        "    rec fail health \"$sl\"; exit 5\n",
-        "  fi\n",
-        "  rec step healthy \"$(( $(now_ms) - t0 ))\"\n",
-        "  if ! point \"$sl\"; then compose \"$sl\" \"$im\" down -t 1 >/dev/null 2>&1; rec fail switch \"$sl\"; exit 6; fi\n",
-        "  printf '%s\\n' \"$im\" > \"$A/image.new\" && printf '%s\\n' \"$sl\" > \"$A/active.new\" && mv -f \"$A/image.new\" \"$A/image\" && mv -f \"$A/active.new\" \"$A/active\"\n",
-        "  rec step switched \"$(( $(now_ms) - t0 ))\"\n",
-        "  drain_nginx \"$GRACE\" || rec log \"old nginx workers still busy after ${GRACE}s\"\n",
-        "  rec step drained \"$(( $(now_ms) - t0 ))\"\n",
-        "  if [ -n \"$old\" ]; then compose \"$old\" \"$im\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1 || rec log \"stopping slot $old failed\"; fi\n",
-        "  rec step stopped \"$(( $(now_ms) - t0 ))\"\n",
-        "  rec ok deploy \"$sl\" ;;\n",
-        "down)\n",
-        "  [ \"$2\" = \"$(active)\" ] && [ -f \"$A/active\" ] && { rec fail down \"slot $2 is the active one\"; exit 2; }\n",
-        "  compose \"$2\" \"$(image)\" down -t \"$GRACE\" >>\"$A/compose.log\" 2>&1 && rec ok down \"$2\" ;;\n",
-        "*) echo \"usage: app-ctl start|stop|reload|is-active|inspect [IMAGE]|deploy SLOT IMAGE|down SLOT\" >&2; exit 2 ;;\n",
-        "esac\n",
-    ));
-    s
-}
-
-/// Runs one `app-ctl` verb (the deploy's per-host call).
-pub fn ctl_call(stack: &str, args: &[&str]) -> String {
-    let mut s = String::from("set -u\n");
-    let ctl = ctl_path(stack);
-    let _ = writeln!(
-        s,
-        "[ -x {c} ] || {{ printf 'HACTL\\tfail\\tno-ctl\\t%s\\n' {c}; exit 7; }}",
-        c = q(&ctl)
-    );
-    let mut line = q(&ctl).into_owned();
-    for a in args {
-        line.push(' ');
-        line.push_str(&q(a));
-    }
-    let _ = writeln!(s, "{line}");
-    s
-}
-
-fn heredoc_b64(s: &mut String, bytes: &[u8]) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    s.push_str("<<'HACTL_EOF'\n");
-    for chunk in b64.as_bytes().chunks(76) {
-        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        s.push('\n');
-    }
-    s.push_str("HACTL_EOF\n");
-}
+use crate::onhost::app_ctl::Runtime;
+use crate::onhost::app_ctl::{container_cli, runtime_ready};
+use crate::onhost::paths::{app_dir, lock_dir, HAPROXY_BACKEND};
+use crate::onhost::record;
+use crate::onhost::sh::{heredoc_b64, q};
 
 /// Loads an image archive sent inside the script itself (base64 in a here-document, which
 /// the shell feeds through a pipe): nothing is written to a world-readable temporary file.
@@ -435,7 +34,9 @@ pub fn load_image_script(runtime: Runtime, archive: &[u8], want: &str) -> String
     s.push_str("HACTL_EOF\n); then printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; printf 'HACTL\\tfail\\tload\\n'; exit 1; fi\n");
     let _ = writeln!(
         s,
-        "if {cli} image inspect {w} >/dev/null 2>&1; then printf 'HACTL\\tok\\tload\\t%s\\n' {w}; else printf 'HACTL\\tfail\\tload-name\\t%s\\n' {w}; exit 1; fi",
+        "if {cli} image inspect {w} >/dev/null 2>&1; then {}; else {}; exit 1; fi",
+        record::printf(&["ok", "load"], &[&q(want)]),
+        record::printf(&["fail", "load-name"], &[&q(want)]),
         w = q(want)
     );
     s
@@ -470,8 +71,10 @@ fn hapx_fn(socket: &str) -> String {
 pub fn drain_script(socket: &str, servers: &[String], timeout_s: f64) -> String {
     let mut s = String::from("set -u\n");
     s.push_str(&hapx_fn(socket));
-    s.push_str(
-        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    let _ = writeln!(
+        s,
+        "[ -S \"$SOCK\" ] || {{ {}; exit 1; }}",
+        record::printf(&["fail", "no-socket"], &["\"$SOCK\""])
     );
     for srv in servers {
         let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state drain");
@@ -498,16 +101,18 @@ pub fn drain_script(socket: &str, servers: &[String], timeout_s: f64) -> String 
 pub fn ready_script(socket: &str, servers: &[String]) -> String {
     let mut s = String::from("set -u\n");
     s.push_str(&hapx_fn(socket));
-    s.push_str(
-        "[ -S \"$SOCK\" ] || { printf 'HACTL\\tfail\\tno-socket\\t%s\\n' \"$SOCK\"; exit 1; }\n",
+    let _ = writeln!(
+        s,
+        "[ -S \"$SOCK\" ] || {{ {}; exit 1; }}",
+        record::printf(&["fail", "no-socket"], &["\"$SOCK\""])
     );
     for srv in servers {
         let cmd = format!("set server {HAPROXY_BACKEND}/{srv} state ready");
         let _ = writeln!(
             s,
-            "hapx {} >/dev/null && printf 'HACTL\\tready\\t%s\\n' {}",
+            "hapx {} >/dev/null && {}",
             q(&cmd),
-            q(srv)
+            record::printf(&["ready"], &[&q(srv)])
         );
     }
     s
@@ -543,8 +148,10 @@ pub fn unlock_script(stack: &str, token: &str) -> String {
     let _ = writeln!(s, "L={}", q(&lock_dir(stack)));
     let _ = writeln!(
         s,
-        "if grep -q {} \"$L/holder.json\" 2>/dev/null; then rm -rf \"$L\" && printf 'HACTL\\tlock\\treleased\\n'; else printf 'HACTL\\tlock\\tnot-ours\\n'; fi",
-        q(&format!("\"token\":\"{token}\""))
+        "if grep -q {} \"$L/holder.json\" 2>/dev/null; then rm -rf \"$L\" && {}; else {}; fi",
+        q(&format!("\"token\":\"{token}\"")),
+        record::printf(&["lock", "released"], &[]),
+        record::printf(&["lock", "not-ours"], &[]),
     );
     s
 }
@@ -573,8 +180,9 @@ pub fn seed_image_script(stack: &str, image: &str, history_line: &[u8]) -> Strin
     let _ = writeln!(s, "A={}", q(&app_dir(stack)));
     let _ = writeln!(
         s,
-        "mkdir -p \"$A\" || exit 1\n[ -s \"$A/image\" ] && exit 0\nprintf '%s\\n' {} > \"$A/image\" && printf 'HACTL\\tok\\tseed\\n' || exit 1",
-        q(image)
+        "mkdir -p \"$A\" || exit 1\n[ -s \"$A/image\" ] && exit 0\nprintf '%s\\n' {} > \"$A/image\" && {} || exit 1",
+        q(image),
+        record::printf(&["ok", "seed"], &[])
     );
     s.push_str("base64 -d >> \"$A/history.jsonl\" ");
     heredoc_b64(&mut s, history_line);
@@ -584,140 +192,6 @@ pub fn seed_image_script(stack: &str, image: &str, history_line: &[u8]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params() -> AppParams {
-        AppParams {
-            stack: "lab".into(),
-            runtime: Runtime::Podman,
-            host_port: 8000,
-            replicas: 2,
-            health_path: "/healthz".into(),
-            health_interval_s: 0.5,
-            health_timeout_s: 1.0,
-            healthy_threshold: 2,
-            health_deadline_s: 10,
-            stop_grace_s: 5,
-            nginx: true,
-        }
-    }
-
-    #[test]
-    fn ctl_script_snapshot() {
-        insta::assert_snapshot!(ctl_script(&params()));
-    }
-
-    #[test]
-    fn ctl_script_docker_snapshot() {
-        insta::assert_snapshot!(ctl_script(&AppParams {
-            runtime: Runtime::Docker,
-            ..params()
-        }));
-    }
-
-    #[test]
-    fn env_file_per_runtime_keeps_values_literal() {
-        let vars = [("DB_PASSWORD", "p#ss $HOME w0rd"), ("MODE", "prod")];
-        assert_eq!(
-            env_file(Runtime::Podman, &vars).as_deref(),
-            Ok("# Written by hactl (`app.env` in the stack). Do not edit: `hactl up` overwrites it.\nDB_PASSWORD=p#ss $HOME w0rd\nMODE=prod\n")
-        );
-        assert_eq!(
-            env_file(Runtime::Docker, &vars).as_deref(),
-            Ok("# Written by hactl (`app.env` in the stack). Do not edit: `hactl up` overwrites it.\nDB_PASSWORD='p#ss $HOME w0rd'\nMODE='prod'\n")
-        );
-        let err = |rt, n, v| env_file(rt, &[(n, v)]).map_err(|(_, e)| e);
-        assert_eq!(
-            err(Runtime::Podman, "A", "x\ny"),
-            Err(EnvFileError::LineBreak)
-        );
-        assert_eq!(
-            err(Runtime::Docker, "A", "it's"),
-            Err(EnvFileError::SingleQuote)
-        );
-        assert!(err(Runtime::Podman, "A", "it's").is_ok());
-        assert_eq!(err(Runtime::Podman, "1A", "x"), Err(EnvFileError::Name));
-        assert_eq!(err(Runtime::Podman, "A=B", "x"), Err(EnvFileError::Name));
-    }
-
-    #[test]
-    fn app_state_is_private_from_first_use() {
-        let s = ctl_script(&params());
-        // hactl's files under umask 077 (compose.log logs compose's commands); compose itself
-        // with 022, in a subshell
-        assert!(s.contains("umask 077\n[ -d \"$A\" ] || mkdir -p \"$A\" || exit 1\n"));
-        assert!(s.contains("(umask 022; exec env HACTL_APP_IMAGE="));
-        for script in [
-            seed_image_script("lab", "img", b"{}\n"),
-            history_append_script("lab", b"{}\n"),
-            lock_script("lab", b"{}"),
-        ] {
-            assert!(script.starts_with("set -u\numask 077\n"), "{script}");
-        }
-    }
-
-    #[test]
-    fn ctl_script_docker_without_nginx() {
-        let p = AppParams {
-            runtime: Runtime::Docker,
-            nginx: false,
-            replicas: 1,
-            ..params()
-        };
-        let s = ctl_script(&p);
-        assert!(s.contains("$DOCKER_COMPOSE -p \"hactl-$STACK-$c_sl\""));
-        // the v2 plugin where it exists, else Debian 12's docker-compose (v1)
-        assert!(s.contains(
-            "if docker compose version >/dev/null 2>&1; then DOCKER_COMPOSE='docker compose'; else DOCKER_COMPOSE=docker-compose; fi\n"
-        ));
-        // compose (the verbs that change containers) starts the daemon when its socket is
-        // missing; queries do not
-        assert!(s.contains(
-            "ready() {\n  [ -S /run/docker.sock ] || (umask 022; exec systemctl start docker >/dev/null)"
-        ));
-        assert!(s.contains("compose() {\n  ready || return 1\n  compose_cmd\n"));
-        let load = load_image_script(Runtime::Docker, b"x", "localhost/a:1");
-        assert!(load.contains("[ -S /run/docker.sock ] || (umask 022; exec systemctl start docker"));
-        assert!(
-            load.find("ready || exit 1").expect("ready")
-                < load.find("| docker load").expect("load")
-        );
-        for script in [&s, &load] {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", script])
-                .output()
-                .expect("sh runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert!(s.contains("label=com.docker.compose.project="));
-        assert!(s.contains("point() { :; }"));
-        assert!(!s.contains("HACTL_APP_PORT_2"));
-    }
-
-    #[test]
-    fn ctl_script_is_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &ctl_script(&params())])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    #[test]
-    fn call_quotes_arguments() {
-        assert_eq!(
-            ctl_call("lab", &["deploy", "green", "localhost/hactl-demo:v2"]),
-            "set -u\n[ -x /etc/hactl/lab/app-ctl ] || { printf 'HACTL\\tfail\\tno-ctl\\t%s\\n' /etc/hactl/lab/app-ctl; exit 7; }\n/etc/hactl/lab/app-ctl deploy green 'localhost/hactl-demo:v2'\n"
-        );
-        assert!(ctl_call("lab", &["inspect", "a b;rm"]).contains("'a b;rm'"));
-    }
 
     #[test]
     fn haproxy_scripts_snapshot() {
@@ -745,15 +219,7 @@ mod tests {
         assert!(s.contains("base64 -d <<'HACTL_EOF' | podman load"));
         assert!(!s.contains("archive-bytes"));
         assert!(s.contains("podman image inspect 'localhost/hactl-demo:v2'"));
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &s])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::onhost::sh::assert_parses("the load script", &s);
     }
 
     #[test]
@@ -764,5 +230,27 @@ mod tests {
             history_read_script("lab"),
             "cat /var/lib/hactl/lab/app/history.jsonl 2>/dev/null; exit 0\n"
         );
+    }
+
+    #[test]
+    fn deploy_state_is_private_from_first_use() {
+        for script in [
+            seed_image_script("lab", "img", b"{}\n"),
+            history_append_script("lab", b"{}\n"),
+            lock_script("lab", b"{}"),
+        ] {
+            assert!(script.starts_with("set -u\numask 077\n"), "{script}");
+        }
+    }
+
+    #[test]
+    fn load_script_starts_the_docker_daemon_first() {
+        let load = load_image_script(Runtime::Docker, b"x", "localhost/a:1");
+        assert!(load.contains("[ -S /run/docker.sock ] || (umask 022; exec systemctl start docker"));
+        assert!(
+            load.find("ready || exit 1").expect("ready")
+                < load.find("| docker load").expect("load")
+        );
+        crate::onhost::sh::assert_parses("the docker load script", &load);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 /// One of the two app slots on a host. Blue runs on `host_port + i`, green on
-/// `host_port + 100 + i` (replica `i`).
+/// `host_port + 100 + i` (replica `i`; `crate::onhost::app_ctl::GREEN_PORT_OFFSET`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Slot {
@@ -34,13 +34,6 @@ impl Slot {
             "blue" => Some(Slot::Blue),
             "green" => Some(Slot::Green),
             _ => None,
-        }
-    }
-    /// The host port of replica `i` (0-based) in this slot.
-    pub fn port(self, host_port: u16, i: u16) -> u16 {
-        match self {
-            Slot::Blue => host_port + i,
-            Slot::Green => host_port + 100 + i,
         }
     }
 }
@@ -145,6 +138,9 @@ pub enum StopReason {
     TooManyFailedHosts { failed: usize, max: usize },
     /// The probe saw more failed requests than `--probe-budget` allows.
     ProbeFailures { failed: u64, budget: u64 },
+    /// The balancer did not take a batch out of rotation (`DeregisterTargets` failed, or the
+    /// drain did not end in time): the batch was put back unchanged.
+    NotDrained { hosts: Vec<String>, error: String },
 }
 
 impl std::fmt::Display for StopReason {
@@ -160,6 +156,11 @@ impl std::fmt::Display for StopReason {
             StopReason::ProbeFailures { failed, budget } => write!(
                 f,
                 "the probe saw {failed} failed request(s), more than `--probe-budget {budget}` allows"
+            ),
+            StopReason::NotDrained { hosts, error } => write!(
+                f,
+                "the target group did not take {} out of rotation ({error}); they were put back unchanged",
+                hosts.join(", ")
             ),
         }
     }
@@ -348,9 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn slot_ports() {
-        assert_eq!(Slot::Blue.port(8000, 0), 8000);
-        assert_eq!(Slot::Green.port(8000, 1), 8101);
+    fn slots() {
         assert_eq!(Slot::Blue.other(), Slot::Green);
         assert_eq!(Slot::parse("green\n"), Some(Slot::Green));
     }

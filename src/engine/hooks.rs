@@ -11,11 +11,13 @@
 
 use std::time::Duration;
 
+use super::serving::Serving;
 use crate::plan::{Action, Plan};
 
 /// What the engine reports. Every method has an empty default so an implementation listens
 /// only to what it shows; implementations must be cheap and must not block (they are called
 /// from async tasks).
+// Until `engine::apply` reports through it (issue 11 item 1), only view's tests call it.
 pub trait Hooks: Send + Sync {
     /// The plan is known, before any confirmation or change.
     fn planned(&self, _plan: &Plan) {}
@@ -32,9 +34,21 @@ pub trait Hooks: Send + Sync {
     fn state_saved(&self, _serial: u64) {}
     /// Something the user should know that does not stop the run.
     fn warning(&self, _message: &str) {}
+    /// A step of a long operation that is worth a line of its own (a rollout's batch, drain,
+    /// health gate): `subject` is the host it is about (empty: the whole run), `elapsed` the
+    /// time since the operation started.
+    fn step(&self, _subject: &str, _message: &str, _elapsed: Duration) {}
+    /// The wait until `stack` serves started, bounded by `timeout`.
+    fn wait_started(&self, _stack: &str, _timeout: Duration) {}
+    /// What keeps the stack from serving changed (`not_ready`: one line per thing).
+    fn wait_progress(&self, _elapsed: Duration, _not_ready: &[String]) {}
+    /// The stack serves.
+    fn served(&self, _serving: &Serving) {}
 }
 
-/// Hooks that report nothing: for tests and for callers that only want the result.
+/// Hooks that report nothing: for tests of the engine that only want the result.
+#[cfg(test)]
 pub struct Silent;
 
+#[cfg(test)]
 impl Hooks for Silent {}

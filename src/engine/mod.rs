@@ -6,14 +6,26 @@
 //! be reached are reported and do not stop the others. Connections opened for the plan are
 //! reused for the apply.
 
+pub mod cloud;
+pub mod drill;
+pub mod graph;
+pub mod heal;
 pub mod hooks;
+pub mod journal;
+pub mod layers;
+pub mod logs;
+pub mod run;
+pub mod saved;
+pub mod serving;
+pub mod status;
+pub mod target;
 
 use std::collections::BTreeMap;
 
 use futures::StreamExt;
 
 use crate::plan::hosts::{self, Manifest, ManifestFile, ObservedHost};
-use crate::plan::{sha256_hex, Action, DigestKey, HostFailure, Kind, Plan};
+use crate::plan::{sha256_hex, Action, Addr, DigestKey, HostFailure, Plan};
 use crate::provider::hosts::script::{ApplySteps, ManifestOp, Probe, RemoveFile, WriteFile};
 use crate::provider::hosts::{self as hp, Connection, HostReport};
 use crate::render::{self, HostConfig};
@@ -52,13 +64,11 @@ pub fn render_all_with_outputs(
     secrets: &Secrets,
     outputs: &serde_json::Value,
 ) -> Result<BTreeMap<String, HostConfig>, render::RenderError> {
+    let prepared = render::Prepared::new(stack, secrets, outputs)?;
     stack
         .hosts
         .iter()
-        .map(|h| {
-            let cfg = render::render_host_with_outputs(stack, h, secrets, outputs)?;
-            Ok((h.name.clone(), cfg))
-        })
+        .map(|h| Ok((h.name.clone(), prepared.host(h)?)))
         .collect()
 }
 
@@ -129,7 +139,7 @@ async fn observe_connected(
             let mut services: Vec<String> = cfg.map(|c| c.services.clone()).unwrap_or_default();
             // Services hactl may have started earlier are observed too, for `down`.
             for s in ["app", "nginx", "haproxy", "keepalived"] {
-                if !services.iter().any(|x| x == s) && hp::script::pid_file(s).is_some() {
+                if !services.iter().any(|x| x == s) && crate::onhost::paths::pid_file(s).is_some() {
                     services.push(s.to_string());
                 }
             }
@@ -202,9 +212,9 @@ pub fn steps_up(plan: &Plan, cfg: &HostConfig, o: &ObservedHost) -> ApplySteps {
     let mut steps = ApplySteps::default();
     let mut started: Vec<String> = prev.services.clone();
     for c in plan.for_host(host) {
-        match (c.kind, c.action) {
-            (Kind::File, Action::Create | Action::Update) => {
-                let path = c.addr.strip_prefix(&format!("{host}:")).unwrap_or(&c.addr);
+        match (&c.addr, c.action) {
+            (Addr::File { path, .. }, Action::Create | Action::Update) => {
+                let path = path.as_str();
                 if let Some(f) = cfg.files.iter().find(|f| f.path == path) {
                     let existed = o.files.get(path).is_some_and(|x| x.is_some());
                     steps.writes.push(WriteFile {
@@ -219,19 +229,14 @@ pub fn steps_up(plan: &Plan, cfg: &HostConfig, o: &ObservedHost) -> ApplySteps {
                     });
                 }
             }
-            (Kind::File, Action::Delete) => {
-                let path = c.addr.strip_prefix(&format!("{host}:")).unwrap_or(&c.addr);
+            (Addr::File { path, .. }, Action::Delete) => {
                 steps.removes.push(RemoveFile {
                     path: path.to_string(),
                     restore: prev.file(path).is_some_and(|f| f.backup),
                 });
             }
-            (Kind::Service, Action::Start | Action::Reload) => {
-                let svc = c
-                    .addr
-                    .rsplit_once("service/")
-                    .map(|(_, s)| s)
-                    .unwrap_or_default();
+            (Addr::Service { service: svc, .. }, Action::Start | Action::Reload) => {
+                let svc = svc.as_str();
                 let verb = if c.action == Action::Start {
                     if !started.iter().any(|s| s == svc) {
                         started.push(svc.to_string());
@@ -272,17 +277,11 @@ pub fn steps_down(plan: &Plan, host: &str, o: &ObservedHost) -> ApplySteps {
     let prev = o.manifest.clone().unwrap_or_default();
     let mut steps = ApplySteps::default();
     for c in plan.for_host(host) {
-        match (c.kind, c.action) {
-            (Kind::Service, Action::Stop) => {
-                let svc = c
-                    .addr
-                    .rsplit_once("service/")
-                    .map(|(_, s)| s)
-                    .unwrap_or_default();
-                steps.services.push(("stop".into(), svc.to_string()));
+        match (&c.addr, c.action) {
+            (Addr::Service { service, .. }, Action::Stop) => {
+                steps.services.push(("stop".into(), service.to_string()));
             }
-            (Kind::File, Action::Delete) => {
-                let path = c.addr.strip_prefix(&format!("{host}:")).unwrap_or(&c.addr);
+            (Addr::File { path, .. }, Action::Delete) => {
                 steps.removes.push(RemoveFile {
                     path: path.to_string(),
                     restore: prev.file(path).is_some_and(|f| f.backup),
@@ -302,52 +301,41 @@ pub enum Mode {
     Down,
 }
 
-/// Applies a plan on every host that has changes, in parallel, one script per host.
-pub async fn apply(stack: &Stack, obs: &Observed, plan: &Plan, mode: Mode) -> Vec<HostReport> {
-    let name = stack.name();
-    let parallelism = stack.file.ssh.parallelism.max(1);
-    let work: Vec<_> = obs
-        .conns
+/// Applies one host's share of a plan in one script (None: the host was not observed).
+pub async fn apply_host(
+    stack: &Stack,
+    obs: &Observed,
+    plan: &Plan,
+    mode: Mode,
+    host: &str,
+) -> Option<HostReport> {
+    let conn = obs.conns.get(host)?;
+    let o = obs.hosts.get(host)?;
+    let mut steps = match mode {
+        Mode::Up => steps_up(plan, obs.configs.get(host)?, o),
+        Mode::Down => steps_down(plan, host, o),
+    };
+    for w in &mut steps.writes {
+        w.replace_symlink = stack
+            .file
+            .files
+            .iter()
+            .any(|f| f.replace_symlink && f.dest.value == w.path);
+    }
+    // The app runs an image that must be on the host (loaded from the stack's archive) and
+    // recorded before `app-ctl start` runs in the apply script.
+    let starts_app = steps
+        .services
         .iter()
-        .filter(|(host, _)| plan.for_host(host).next().is_some())
-        .filter_map(|(host, conn)| {
-            let o = obs.hosts.get(host)?;
-            let mut steps = match mode {
-                Mode::Up => steps_up(plan, obs.configs.get(host)?, o),
-                Mode::Down => steps_down(plan, host, o),
-            };
-            for w in &mut steps.writes {
-                w.replace_symlink = stack
-                    .file
-                    .files
-                    .iter()
-                    .any(|f| f.replace_symlink && f.dest.value == w.path);
-            }
-            Some((conn, steps))
-        })
-        .collect();
-    let mut reports: Vec<HostReport> =
-        futures::stream::iter(work.into_iter().map(|(conn, steps)| async move {
-            // The app runs an image that must be on the host (loaded from the stack's
-            // archive) and recorded before `app-ctl start` runs in the apply script.
-            let starts_app = steps
-                .services
-                .iter()
-                .any(|(v, s)| s == "app" && v != "stop");
-            if starts_app {
-                if let Err(e) = crate::deploy::exec::prepare_up(stack, conn).await {
-                    return HostReport {
-                        host: conn.host.clone(),
-                        error: Some(e),
-                        ..Default::default()
-                    };
-                }
-            }
-            hp::apply(conn, name, &steps).await
-        }))
-        .buffer_unordered(parallelism)
-        .collect()
-        .await;
-    reports.sort_by(|a, b| a.host.cmp(&b.host));
-    reports
+        .any(|(v, s)| s == "app" && v != "stop");
+    if starts_app {
+        if let Err(e) = crate::deploy::exec::prepare_up(stack, conn).await {
+            return Some(HostReport {
+                host: conn.host.clone(),
+                error: Some(e),
+                ..Default::default()
+            });
+        }
+    }
+    Some(hp::apply(conn, stack.name(), &steps).await)
 }

@@ -22,7 +22,7 @@
 
 use std::fmt::Write as _;
 
-use crate::provider::hosts::script::q;
+use crate::onhost::sh::q;
 
 /// The services `hactl logs` knows.
 pub const SERVICES: &[&str] = &["keepalived", "nginx", "haproxy", "app"];
@@ -101,18 +101,14 @@ pub struct Line {
 pub fn parse(stdout: &str) -> (Vec<Line>, Vec<(String, u64)>) {
     let mut lines = Vec::new();
     let mut sizes = Vec::new();
-    for l in stdout.lines() {
-        let Some(rest) = l.strip_prefix("HACTL\t") else {
-            continue;
-        };
-        let mut f = rest.splitn(4, '\t');
-        match (f.next(), f.next(), f.next(), f.next()) {
-            (Some("line"), Some(svc), Some(src), text) => lines.push(Line {
+    for f in crate::onhost::record::fields(stdout) {
+        match f.as_slice() {
+            ["line", svc, src, text @ ..] => lines.push(Line {
                 service: clean(svc),
                 source: clean(src),
-                text: clean(text.unwrap_or("")),
+                text: clean(&text.join("\t")),
             }),
-            (Some("size"), Some(path), Some(n), None) => {
+            ["size", path, n] => {
                 if let Ok(n) = n.trim().parse() {
                     sizes.push((path.to_string(), n));
                 }

@@ -8,7 +8,10 @@
 //! lets the unit tests pin it against keepalived's documented behaviour and seed 004's worked
 //! examples without a lab.
 
-pub mod hearing;
+pub mod cases;
+/// Who hears whose adverts: the graph lives with the stack, whose validation refuses a VIP
+/// with two elections; HA reads it from there.
+pub use crate::stack::hearing;
 pub mod logs;
 pub mod priority;
 pub mod probe;
@@ -21,6 +24,16 @@ pub fn risks(stack: &crate::stack::Stack) -> Vec<priority::Warning> {
     out.extend(timing::service_risks(stack));
     out.extend(check_risks(stack));
     out
+}
+
+/// [`risks`] as located warnings after the stack's own (each at the key it is about): the
+/// list `validate`, `plan` and `up` print.
+pub fn problems(stack: &crate::stack::Stack) -> Vec<crate::stack::diag::Problem> {
+    let risks = risks(stack)
+        .into_iter()
+        .map(|w| (w.code, w.message, w.key))
+        .collect();
+    crate::stack::located_warnings(stack, risks)
 }
 
 /// Commands that succeed whatever the host's state.

@@ -142,8 +142,9 @@ fn clear_dir(dir: &str) -> Result<(), LabError> {
 }
 
 /// Sets up the host's mounts and files, then becomes its sshd. Returns only on failure.
-pub fn run(lab_dir: &Path, name: &str, sshd: &Path) -> LabError {
-    match setup(lab_dir, name) {
+/// `warn` gets each mount that failed without stopping the host (a missing cgroup hierarchy).
+pub fn run(lab_dir: &Path, name: &str, sshd: &Path, warn: &dyn Fn(&str)) -> LabError {
+    match setup(lab_dir, name, warn) {
         Ok(paths) => {
             let err = std::process::Command::new(sshd)
                 .arg("-D")
@@ -161,7 +162,7 @@ pub fn run(lab_dir: &Path, name: &str, sshd: &Path) -> LabError {
     }
 }
 
-fn setup(lab_dir: &Path, name: &str) -> Result<HostPaths, LabError> {
+fn setup(lab_dir: &Path, name: &str, warn: &dyn Fn(&str)) -> Result<HostPaths, LabError> {
     let index =
         super::net::host_index(name).ok_or_else(|| LabError::UnknownHost(name.to_string()))?;
     let h = host_addr(index).ok_or_else(|| LabError::UnknownHost(name.to_string()))?;
@@ -244,7 +245,7 @@ fn setup(lab_dir: &Path, name: &str) -> Result<HostPaths, LabError> {
         }
     }
     for w in warnings {
-        eprintln!("hactl lab __init {name}: warning: {w}");
+        warn(&w);
     }
 
     // identity files and podman's settings, written through the /etc overlay

@@ -7,7 +7,8 @@
 //! [`Lab::open`], [`Lab::host_pid`], [`Lab::exec`], and [`ensure_lab_route`], which every
 //! caller must pass before sending traffic to a lab address. `net` holds the address plan and
 //! the `ip` calls, `host` one host's files and processes, `init` what runs inside a host before
-//! it becomes sshd.
+//! it becomes sshd, `balancer` the stand-in ALB/NLB in front of lab hosts for an AWS stack on
+//! moto.
 //!
 //! Layout of the lab dir (default `/srv/hactl-lab`, `HACTL_LAB_DIR` overrides; it may not be
 //! under /etc or /var, which the hosts overlay): `id_ed25519` (client key, root on every
@@ -16,6 +17,7 @@
 //! storage). Keys survive `down`, so `known_hosts` stays valid across restarts; per-boot
 //! state (overlays, /root, podman storage) is wiped so each start is a clean host.
 
+pub mod balancer;
 pub mod host;
 pub mod init;
 pub mod net;

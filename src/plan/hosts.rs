@@ -10,18 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{sha256_hex, short_digest, Action, Change, DigestKey, Kind};
+use super::{sha256_hex, short_digest, Action, Addr, Change, DigestKey, Reason};
 use crate::render::HostConfig;
 
-/// What is at a path on a host (`lstat`: a symbolic link is one, not its target).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FileKind {
-    #[default]
-    Regular,
-    Symlink,
-    /// A directory, fifo, device, …
-    Other,
-}
+pub use crate::onhost::record::FileKind;
 
 /// A file as found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,33 +141,38 @@ pub fn diff(
             }
         };
         let (action, reason, before) = match &found {
-            None => (Some(Action::Create), "missing".to_string(), None),
+            None => (Some(Action::Create), Reason::Missing, None),
             Some(o) if o.kind == FileKind::Symlink => (
                 Some(Action::Update),
-                "a symbolic link on the host: `up` refuses it unless the file says `replace_symlink: true`"
-                    .to_string(),
+                Reason::Symlink,
                 Some("symlink".to_string()),
             ),
             Some(o) if o.kind == FileKind::Other => (
                 Some(Action::Update),
-                "not a regular file on the host: `up` cannot replace it".to_string(),
+                Reason::NotRegularFile,
                 Some("not a file".to_string()),
             ),
             Some(o) if o.sha256 != want => (
                 Some(Action::Update),
                 if o.mode != f.mode {
-                    format!("content and mode {:04o} → {:04o} changed", o.mode, f.mode)
+                    Reason::ContentAndMode {
+                        from: o.mode,
+                        to: f.mode,
+                    }
                 } else {
-                    "content changed".to_string()
+                    Reason::ContentChanged
                 },
                 Some(show(&o.sha256)),
             ),
             Some(o) if o.mode != f.mode => (
                 Some(Action::Update),
-                format!("mode {:04o} → {:04o}", o.mode, f.mode),
+                Reason::Mode {
+                    from: o.mode,
+                    to: f.mode,
+                },
                 Some(show(&o.sha256)),
             ),
-            Some(_) => (None, String::new(), None),
+            Some(_) => (None, Reason::Missing, None),
         };
         let Some(action) = action else {
             noop += 1;
@@ -198,15 +195,11 @@ pub fn diff(
             }
         };
         changes.push(Change {
-            addr: format!("{host}:{}", f.path),
-            host: Some(host.clone()),
-            kind: Kind::File,
-            action,
-            reason,
             before,
             after: Some(show(&want)),
             diff,
             sensitive: f.sensitive,
+            ..Change::new(Addr::file(host, &f.path), action, reason)
         });
     }
 
@@ -216,21 +209,13 @@ pub fn diff(
             if desired.files.iter().any(|f| f.path == mf.path) {
                 continue;
             }
-            let reason = if mf.backup {
-                "no longer in the stack: original restored"
-            } else {
-                "no longer in the stack"
+            let reason = Reason::NoLongerInStack {
+                restored: mf.backup,
             };
             changes.push(Change {
-                addr: format!("{host}:{}", mf.path),
-                host: Some(host.clone()),
-                kind: Kind::File,
-                action: Action::Delete,
-                reason: reason.into(),
                 before: Some(manifest_digest(mf, key)),
-                after: None,
-                diff: None,
                 sensitive: mf.sensitive,
+                ..Change::new(Addr::file(host, &mf.path), Action::Delete, reason)
             });
         }
     }
@@ -239,23 +224,22 @@ pub fn diff(
         let state = observed.services.get(svc).copied().unwrap_or_default();
         let changed = touched.get(svc.as_str());
         let (action, reason) = match (state.active, changed) {
-            (true, Some(files)) => (Action::Reload, format!("{} changed", files.join(", "))),
-            (false, _) => (Action::Start, "not running".to_string()),
+            (true, Some(files)) => (
+                Action::Reload,
+                Reason::FilesChanged {
+                    files: files.iter().map(|f| f.to_string()).collect(),
+                },
+            ),
+            (false, _) => (Action::Start, Reason::NotRunning),
             (true, None) => {
                 noop += 1;
                 continue;
             }
         };
         changes.push(Change {
-            addr: format!("{host}:service/{svc}"),
-            host: Some(host.clone()),
-            kind: Kind::Service,
-            action,
-            reason,
             before: Some(if state.active { "running" } else { "stopped" }.into()),
             after: Some("running".into()),
-            diff: None,
-            sensitive: false,
+            ..Change::new(Addr::service(host, svc), action, reason)
         });
     }
     (changes, noop)
@@ -282,32 +266,24 @@ pub fn diff_down(host: &str, observed: &ObservedHost, key: &DigestKey) -> Vec<Ch
             continue;
         }
         changes.push(Change {
-            addr: format!("{host}:service/{svc}"),
-            host: Some(host.to_string()),
-            kind: Kind::Service,
-            action: Action::Stop,
-            reason: "started by hactl".into(),
             before: Some("running".into()),
             after: Some("stopped".into()),
-            diff: None,
-            sensitive: false,
+            ..Change::new(
+                Addr::service(host, svc),
+                Action::Stop,
+                Reason::StartedByHactl,
+            )
         });
     }
     for f in &m.files {
         changes.push(Change {
-            addr: format!("{host}:{}", f.path),
-            host: Some(host.to_string()),
-            kind: Kind::File,
-            action: Action::Delete,
-            reason: if f.backup {
-                "written by hactl: original restored".into()
-            } else {
-                "written by hactl".into()
-            },
             before: Some(manifest_digest(f, key)),
-            after: None,
-            diff: None,
             sensitive: f.sensitive,
+            ..Change::new(
+                Addr::file(host, &f.path),
+                Action::Delete,
+                Reason::WrittenByHactl { restored: f.backup },
+            )
         });
     }
     changes
@@ -316,7 +292,8 @@ pub fn diff_down(host: &str, observed: &ObservedHost, key: &DigestKey) -> Vec<Ch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{CheckKind, RenderedFile};
+    use crate::onhost::cmd::CheckKind;
+    use crate::render::RenderedFile;
 
     fn file(path: &str, content: &str, service: &str) -> RenderedFile {
         RenderedFile {
@@ -384,10 +361,13 @@ mod tests {
         assert_eq!(noop, 0);
         let actions: Vec<_> = changes
             .iter()
-            .map(|c| (c.addr.as_str(), c.action))
+            .map(|c| (c.addr.to_string(), c.action))
             .collect();
         assert_eq!(
-            actions,
+            actions
+                .iter()
+                .map(|(a, x)| (a.as_str(), *x))
+                .collect::<Vec<_>>(),
             vec![
                 ("host1:/etc/nginx/nginx.conf", Action::Create),
                 ("host1:/etc/keepalived/keepalived.conf", Action::Create),
@@ -423,9 +403,9 @@ mod tests {
         assert_eq!(noop, 2);
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0].action, Action::Update);
-        assert_eq!(changes[1].addr, "host1:service/nginx");
+        assert_eq!(changes[1].addr.to_string(), "host1:service/nginx");
         assert_eq!(changes[1].action, Action::Reload);
-        assert_eq!(changes[1].reason, "nginx.conf changed");
+        assert_eq!(changes[1].reason.to_string(), "nginx.conf changed");
         insta::assert_snapshot!(changes[0].diff.clone().unwrap_or_default());
     }
 
@@ -565,7 +545,7 @@ mod tests {
         assert_eq!(changes[0].action, Action::Update);
         assert_eq!(changes[0].before.as_deref(), Some("symlink"));
         assert!(
-            changes[0].reason.contains("refuses"),
+            changes[0].reason.to_string().contains("refuses"),
             "{}",
             changes[0].reason
         );
@@ -596,13 +576,19 @@ mod tests {
         });
         let (changes, _) = diff(&d, &o, &key());
         assert_eq!(changes.len(), 1);
-        assert_eq!(changes[0].addr, "host1:/etc/old.conf");
+        assert_eq!(changes[0].addr.to_string(), "host1:/etc/old.conf");
         assert_eq!(changes[0].action, Action::Delete);
 
         let down = diff_down("host1", &o, &key());
-        let actions: Vec<_> = down.iter().map(|c| (c.addr.as_str(), c.action)).collect();
+        let actions: Vec<_> = down
+            .iter()
+            .map(|c| (c.addr.to_string(), c.action))
+            .collect();
         assert_eq!(
-            actions,
+            actions
+                .iter()
+                .map(|(a, x)| (a.as_str(), *x))
+                .collect::<Vec<_>>(),
             vec![
                 ("host1:service/nginx", Action::Stop),
                 ("host1:/etc/nginx/nginx.conf", Action::Delete),

@@ -1,14 +1,15 @@
 //! Rendered files on this machine: writing them under a directory (`hactl render --out`) and
 //! checking them with the real tools installed here (`hactl render --check`).
 //!
-//! The check runs exactly the command lines of [`check_argv`], the same ones the apply engine
+//! The check runs exactly the command lines of [`cmd::check`], the same ones the apply engine
 //! runs on each host, so a file that passes here fails on a host only because of the host
 //! (a missing interface, a missing check script), not because of the template.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{check_argv, CheckKind, HostConfig, RenderedFile};
+use super::{CheckKind, HostConfig, RenderedFile};
+use crate::onhost::cmd;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CheckError {
@@ -129,7 +130,7 @@ pub struct CheckOutcome {
 
 /// Runs the real tool on the file at `path` on this machine.
 pub async fn run_check(kind: CheckKind, path: &Path) -> Result<CheckOutcome, CheckError> {
-    let argv = check_argv(kind, &path.to_string_lossy());
+    let argv = cmd::check(kind, &path.to_string_lossy());
     let tool = kind.tool().to_string();
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -155,22 +156,6 @@ pub async fn run_check(kind: CheckKind, path: &Path) -> Result<CheckOutcome, Che
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn check_argv_per_tool() {
-        assert_eq!(
-            check_argv(CheckKind::Keepalived, "/tmp/k.conf"),
-            ["keepalived", "-t", "-f", "/tmp/k.conf"]
-        );
-        assert_eq!(
-            check_argv(CheckKind::Nginx, "/tmp/n.conf"),
-            ["nginx", "-t", "-q", "-c", "/tmp/n.conf"]
-        );
-        assert_eq!(
-            check_argv(CheckKind::Haproxy, "/tmp/h.cfg"),
-            ["haproxy", "-c", "-q", "-f", "/tmp/h.cfg"]
-        );
-    }
 
     #[test]
     fn local_paths_nest_under_the_host() {

@@ -47,12 +47,13 @@ fn first_bad(s: &str, bad: impl Fn(char) -> bool) -> Option<char> {
     s.chars().find(|c| bad(*c))
 }
 
-/// Quotes a word for `/bin/sh` (single quotes, only when needed). NUL cannot be in a shell word.
+/// Quotes a word for `/bin/sh` with the one shell quoting of hactl ([`crate::onhost::sh::q`]).
+/// NUL cannot be in a shell word.
 pub fn sh(v: String) -> Result<String, Error> {
     if v.contains('\0') {
         return Err(refuse("a shell script", "contains a NUL byte".into()));
     }
-    Ok(shell_escape::unix::escape(v.into()).into_owned())
+    Ok(crate::onhost::sh::q(&v).into_owned())
 }
 
 /// A keepalived token, or (`quoted=true`) the inside of a `"…"` string. `max=N` refuses a

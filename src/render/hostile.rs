@@ -803,7 +803,7 @@ fn keepalived_auth_pass_from_the_vault_is_checked_when_rendering() {
 #[test]
 fn app_ctl_quotes_the_health_path() {
     let path = "/healthz\"; id >/tmp/x; echo \"";
-    let p = crate::deploy::remote::AppParams {
+    let p = crate::onhost::app_ctl::AppParams {
         stack: "s".into(),
         runtime: crate::stack::model::Runtime::Podman,
         host_port: 8000,
@@ -816,7 +816,7 @@ fn app_ctl_quotes_the_health_path() {
         stop_grace_s: 5,
         nginx: true,
     };
-    let script = crate::deploy::remote::ctl_script(&p);
+    let script = crate::onhost::app_ctl::ctl_script(&p);
     assert!(
         script.contains("$h_i)\"'/healthz\"; id >/tmp/x; echo \"' 2>/dev/null"),
         "{script}"

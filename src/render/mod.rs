@@ -4,7 +4,7 @@
 //! `templates/` (or the stack's `templates_dir` overrides, see [`env`]). `render_host` returns a
 //! [`HostConfig`]: the files with their destination, mode, which service reloads when they
 //! change and which real binary checks them, plus the services that must be running. Nothing
-//! here does I/O on hosts: [`check_argv`] gives the command line that checks a file (the apply
+//! here does I/O on hosts: `onhost::cmd::check` gives the command line that checks a file (the apply
 //! engine runs it on the host before activating the file), and [`check`] runs those same
 //! commands on this machine for `hactl render --check`.
 //!
@@ -12,9 +12,11 @@
 //! the stack) is marked `sensitive`: its group and other permission bits are dropped (0644
 //! becomes 0600) and views show its size and hash, never its content.
 
+mod app_params;
 pub mod check;
 mod context;
 mod env;
+mod env_file;
 pub mod escape;
 mod services;
 
@@ -27,42 +29,7 @@ use crate::vault::Secrets;
 
 pub use context::{AWS_CREDENTIALS, NOTIFY_SCRIPT};
 
-/// The real tool that checks a file before it is activated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckKind {
-    /// `keepalived -t -f FILE`
-    Keepalived,
-    /// `nginx -t -q -c FILE`
-    Nginx,
-    /// `haproxy -c -q -f FILE`
-    Haproxy,
-}
-
-impl CheckKind {
-    /// The binary that does the check.
-    pub fn tool(self) -> &'static str {
-        match self {
-            CheckKind::Keepalived => "keepalived",
-            CheckKind::Nginx => "nginx",
-            CheckKind::Haproxy => "haproxy",
-        }
-    }
-}
-
-/// The command line that checks the file at `path` with the real tool. Exit status 0 means
-/// the file is valid; anything else (with the tool's stderr) means it must not be activated.
-pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
-    let args: &[&str] = match kind {
-        CheckKind::Keepalived => &["keepalived", "-t", "-f"],
-        CheckKind::Nginx => &["nginx", "-t", "-q", "-c"],
-        CheckKind::Haproxy => &["haproxy", "-c", "-q", "-f"],
-    };
-    args.iter()
-        .map(|s| s.to_string())
-        .chain(std::iter::once(path.to_string()))
-        .collect()
-}
+pub use crate::onhost::cmd::CheckKind;
 
 /// One file as it should be on a host.
 #[derive(Debug, Clone, Serialize)]
@@ -172,9 +139,7 @@ pub enum RenderError {
 struct Renderer<'a> {
     stack: &'a Stack,
     host: &'a Host,
-    outputs: &'a serde_json::Value,
-    env: minijinja::Environment<'static>,
-    secrets: Arc<Secrets>,
+    prepared: &'a Prepared<'a>,
 }
 
 /// What a file is, before rendering.
@@ -199,23 +164,19 @@ impl Renderer<'_> {
         job: FileJob,
         extra: impl FnOnce(&context::Converter) -> minijinja::Value,
     ) -> Result<RenderedFile, RenderError> {
+        let p = self.prepared;
         let tracker = Arc::new(context::Tracker::default());
-        let conv = context::Converter::new(self.secrets.clone(), tracker.clone());
+        let conv = context::Converter::new(p.secrets.clone(), tracker.clone());
         let extra = extra(&conv);
         let base = context::build(
-            self.stack,
-            self.host,
-            self.outputs,
-            &conv,
-            &self.secrets,
-            &tracker,
+            self.stack, self.host, &p.hosts, p.outputs, &conv, &p.secrets, &tracker,
         )?;
         let ctx = if extra.is_none() {
             base
         } else {
             minijinja::value::merge_maps([extra, base])
         };
-        let result = self
+        let result = p
             .env
             .get_template(&job.template)
             .and_then(|t| t.render(ctx));
@@ -286,7 +247,7 @@ fn parse_mode(dest: &str, mode: Option<&str>) -> Result<u32, RenderError> {
     }
 }
 
-/// The app's environment file ([`crate::deploy::remote::env_file`]): sensitive when a value
+/// The app's environment file ([`env_file::env_file`]): sensitive when a value
 /// comes from the vault, and 0600 either way.
 fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<RenderedFile, RenderError> {
     let app = stack.file.app.as_ref().ok_or(RenderError::Context {
@@ -310,15 +271,14 @@ fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<Rendered
         values.push((name.as_str(), value));
     }
     let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.expose())).collect();
-    let text =
-        crate::deploy::remote::env_file(app.runtime.value, &pairs).map_err(|(name, reason)| {
-            RenderError::EnvFile {
-                name,
-                reason: reason.to_string(),
-            }
-        })?;
+    let text = env_file::env_file(app.runtime.value, &pairs).map_err(|(name, reason)| {
+        RenderError::EnvFile {
+            name,
+            reason: reason.to_string(),
+        }
+    })?;
     Ok(RenderedFile {
-        path: crate::deploy::remote::env_path(stack.name()),
+        path: crate::onhost::paths::env_path(stack.name()),
         content: text.into_bytes(),
         mode: 0o600,
         owner: Some("root".to_string()),
@@ -328,167 +288,205 @@ fn app_env_file(stack: &Stack, host: &str, secrets: &Secrets) -> Result<Rendered
     })
 }
 
-/// Renders every file and the service list for one host (no provider outputs).
+/// Renders every file and the service list for one host (no provider outputs): the tests'
+/// shorthand for one [`Prepared`] used once.
+#[cfg(test)]
 pub fn render_host(
     stack: &Stack,
     host: &Host,
     secrets: &Secrets,
 ) -> Result<HostConfig, RenderError> {
-    render_host_with_outputs(stack, host, secrets, &serde_json::Value::Null)
+    Prepared::new(stack, secrets, &serde_json::Value::Null)?.host(host)
 }
 
-/// [`render_host`] with the provider's outputs from the state (`{{ outputs.… }}`): how an
-/// AWS stack's hosts see the balancer's DNS name, the database endpoint and the file system.
-pub fn render_host_with_outputs(
-    stack: &Stack,
-    host: &Host,
-    secrets: &Secrets,
-    outputs: &serde_json::Value,
-) -> Result<HostConfig, RenderError> {
-    let f = &stack.file;
-    let templates_dir = f
-        .templates_dir
-        .as_ref()
-        .map(|d| stack.resolve_path(&d.value));
-    let confine = !f.allow_templates_outside_stack_dir;
-    if let (true, Some(dir)) = (confine, &templates_dir) {
-        // validate refuses `..` and absolute paths; this catches a symlink that leads out
-        let inside = match (dir.canonicalize(), stack.dir().canonicalize()) {
-            (Ok(d), Ok(root)) => d.starts_with(root),
-            // a missing directory reads nothing: the embedded templates apply
-            (Err(_), _) => true,
-            (Ok(_), Err(_)) => false,
-        };
-        if !inside {
-            return Err(RenderError::OutsideStackDir {
-                path: dir.display().to_string(),
-            });
-        }
-    }
-    let renderer = Renderer {
-        stack,
-        host,
-        outputs,
-        env: env::environment(templates_dir, stack.dir().to_path_buf(), confine),
-        secrets: Arc::new(secrets.clone()),
-    };
-    let job = |template: &str, path: String, mode: u32, service: &str, check| FileJob {
-        template: template.to_string(),
-        path,
-        mode,
-        owner: Some("root".to_string()),
-        service: Some(service.to_string()),
-        check,
-    };
+/// What every host's render shares, built once per stack: the template environment (templates
+/// loaded and compiled once), the vault and the `hosts` context value. Rendering a fleet goes
+/// through one of these (`engine::render_all_with_outputs`), so a host's cost does not grow
+/// with the fleet's size beyond its own peer list.
+pub struct Prepared<'a> {
+    stack: &'a Stack,
+    outputs: &'a serde_json::Value,
+    env: minijinja::Environment<'static>,
+    secrets: Arc<Secrets>,
+    hosts: minijinja::Value,
+}
 
-    let mut files = Vec::new();
-    let mut services = Vec::new();
-    // Start order: the app first, then what proxies to it, then what routes to that, and the
-    // VIP last so a host only claims it once it can serve.
-    if f.app.is_some() && host.has_role("app") {
-        // The app's environment (secrets included) goes in its own 0600 file that compose
-        // names by path: never on `podman run`'s argv, in `compose.log` or in the compose file.
-        files.push(app_env_file(stack, &host.name, secrets)?);
-        let path = format!("/etc/hactl/{}/docker-compose.yml", stack.name());
-        files.push(renderer.render(job("docker-compose.yml.j2", path, 0o644, "app", None))?);
-        // The app is no system unit: `app-ctl` runs its compose project in two slots and
-        // takes systemctl's verbs (built as data in `deploy::remote`, not a template: its
-        // logic is hactl's, not the user's to override).
-        if let Some(params) = crate::deploy::remote::AppParams::from_stack(stack) {
-            files.push(RenderedFile {
-                path: crate::deploy::remote::ctl_path(stack.name()),
-                content: crate::deploy::remote::ctl_script(&params).into_bytes(),
-                mode: 0o700,
-                owner: Some("root".to_string()),
-                service: Some("app".to_string()),
-                check: None,
-                sensitive: false,
-            });
+impl<'a> Prepared<'a> {
+    /// Checks `templates_dir` and builds the shared parts.
+    ///
+    /// Errors: [`RenderError::OutsideStackDir`] when `templates_dir` leads out of the stack's
+    /// folder, [`RenderError::Context`] when a host cannot be encoded.
+    pub fn new(
+        stack: &'a Stack,
+        secrets: &Secrets,
+        outputs: &'a serde_json::Value,
+    ) -> Result<Self, RenderError> {
+        let f = &stack.file;
+        let templates_dir = f
+            .templates_dir
+            .as_ref()
+            .map(|d| stack.resolve_path(&d.value));
+        let confine = !f.allow_templates_outside_stack_dir;
+        if let (true, Some(dir)) = (confine, &templates_dir) {
+            // validate refuses `..` and absolute paths; this catches a symlink that leads out
+            let inside = match (dir.canonicalize(), stack.dir().canonicalize()) {
+                (Ok(d), Ok(root)) => d.starts_with(root),
+                // a missing directory reads nothing: the embedded templates apply
+                (Err(_), _) => true,
+                (Ok(_), Err(_)) => false,
+            };
+            if !inside {
+                return Err(RenderError::OutsideStackDir {
+                    path: dir.display().to_string(),
+                });
+            }
         }
-        services.push("app".to_string());
+        let secrets = Arc::new(secrets.clone());
+        // Hosts hold no vault reference (see `context::hosts_value`): the tracker is unused.
+        let conv = context::Converter::new(secrets.clone(), Arc::default());
+        Ok(Prepared {
+            stack,
+            outputs,
+            env: env::environment(templates_dir, stack.dir().to_path_buf(), confine),
+            hosts: context::hosts_value(stack, &conv)?,
+            secrets,
+        })
     }
-    if f.nginx.is_some() && host.has_role("app") {
-        let path = "/etc/nginx/nginx.conf".to_string();
-        let check = Some(CheckKind::Nginx);
-        files.push(renderer.render(job("nginx.conf.j2", path, 0o644, "nginx", check))?);
-        services.push("nginx".to_string());
-    }
-    // HA services (syslog, redis) before haproxy and keepalived, which front them.
-    services::render(&renderer, &mut files, &mut services)?;
-    if f.haproxy.is_some() && host.has_role("vip") {
-        let path = "/etc/haproxy/haproxy.cfg".to_string();
-        let check = Some(CheckKind::Haproxy);
-        files.push(renderer.render(job("haproxy.cfg.j2", path, 0o644, "haproxy", check))?);
-        services.push("haproxy".to_string());
-    } else if crate::services::haproxy_client_only(stack, host) {
-        // A client host (seed 002's `app`): its own haproxy in front of the front hosts',
-        // checked, started and reloaded like theirs (the file names the unit and the check).
-        files.push(services::render_client_haproxy(&renderer)?);
-        services.push("haproxy".to_string());
-    }
-    if f.vip.is_some() && host.has_role("vip") {
-        // The notify script comes first: keepalived.conf names it, so it must be in place
-        // before keepalived reloads.
-        if context::has_notify(stack) {
-            let path = NOTIFY_SCRIPT.to_string();
+
+    /// Renders every file and the service list for `host`.
+    pub fn host(&self, host: &Host) -> Result<HostConfig, RenderError> {
+        let stack = self.stack;
+        let f = &stack.file;
+        let secrets = &*self.secrets;
+        let renderer = Renderer {
+            stack,
+            host,
+            prepared: self,
+        };
+        let job = |template: &str, path: String, mode: u32, service: &str, check| FileJob {
+            template: template.to_string(),
+            path,
+            mode,
+            owner: Some("root".to_string()),
+            service: Some(service.to_string()),
+            check,
+        };
+
+        let mut files = Vec::new();
+        let mut services = Vec::new();
+        // Start order: the app first, then what proxies to it, then what routes to that, and the
+        // VIP last so a host only claims it once it can serve.
+        if f.app.is_some() && host.has_role("app") {
+            // The app's environment (secrets included) goes in its own 0600 file that compose
+            // names by path: never on `podman run`'s argv, in `compose.log` or in the compose file.
+            files.push(app_env_file(stack, &host.name, secrets)?);
+            let path = crate::onhost::paths::compose_path(stack.name());
+            files.push(renderer.render(job("docker-compose.yml.j2", path, 0o644, "app", None))?);
+            // The app is no system unit: `app-ctl` runs its compose project in two slots and
+            // takes systemctl's verbs (built as data in `onhost::app_ctl`, not a template: its
+            // logic is hactl's, not the user's to override).
+            if let Some(params) = crate::onhost::app_ctl::AppParams::from_stack(stack) {
+                files.push(RenderedFile {
+                    path: crate::onhost::paths::ctl_path(stack.name()),
+                    content: crate::onhost::app_ctl::ctl_script(&params).into_bytes(),
+                    mode: 0o700,
+                    owner: Some("root".to_string()),
+                    service: Some("app".to_string()),
+                    check: None,
+                    sensitive: false,
+                });
+            }
+            services.push("app".to_string());
+        }
+        if f.nginx.is_some() && host.has_role("app") {
+            let path = "/etc/nginx/nginx.conf".to_string();
+            let check = Some(CheckKind::Nginx);
+            files.push(renderer.render(job("nginx.conf.j2", path, 0o644, "nginx", check))?);
+            services.push("nginx".to_string());
+        }
+        // HA services (syslog, redis) before haproxy and keepalived, which front them.
+        services::render(&renderer, &mut files, &mut services)?;
+        if f.haproxy.is_some() && host.has_role("vip") {
+            let path = "/etc/haproxy/haproxy.cfg".to_string();
+            let check = Some(CheckKind::Haproxy);
+            files.push(renderer.render(job("haproxy.cfg.j2", path, 0o644, "haproxy", check))?);
+            services.push("haproxy".to_string());
+        } else if crate::services::haproxy_client_only(stack, host) {
+            // A client host (seed 002's `app`): its own haproxy in front of the front hosts',
+            // checked, started and reloaded like theirs (the file names the unit and the check).
+            files.push(services::render_client_haproxy(&renderer)?);
+            services.push("haproxy".to_string());
+        }
+        if f.vip.is_some() && host.has_role("vip") {
+            // The notify script comes first: keepalived.conf names it, so it must be in place
+            // before keepalived reloads.
+            if context::has_notify(stack) {
+                let path = NOTIFY_SCRIPT.to_string();
+                files.push(renderer.render(job(
+                    "hactl-notify.sh.j2",
+                    path,
+                    0o700,
+                    "keepalived",
+                    None,
+                ))?);
+            }
+            if context::has_fast_checks(stack) {
+                let path = context::CHECK_SCRIPT.to_string();
+                files.push(renderer.render(job(
+                    "hactl-check.sh.j2",
+                    path,
+                    0o700,
+                    "keepalived",
+                    None,
+                ))?);
+            }
+            // vip.aws credentials from the vault: their own 0600 file, read by the notify script,
+            // so the script itself stays plain and shows in plans.
+            let aws_keys = f.vip.as_ref().and_then(|v| v.aws.as_ref());
+            if aws_keys.is_some_and(|a| a.secret_access_key.is_some()) {
+                files.push(renderer.render(FileJob {
+                    template: "hactl-aws-vip.env.j2".to_string(),
+                    path: AWS_CREDENTIALS.to_string(),
+                    mode: 0o600,
+                    owner: Some("root".to_string()),
+                    service: None,
+                    check: None,
+                })?);
+            }
+            let path = "/etc/keepalived/keepalived.conf".to_string();
+            let check = Some(CheckKind::Keepalived);
             files.push(renderer.render(job(
-                "hactl-notify.sh.j2",
+                "keepalived.conf.j2",
                 path,
-                0o700,
+                0o644,
                 "keepalived",
-                None,
+                check,
             ))?);
+            services.push("keepalived".to_string());
         }
-        if context::has_fast_checks(stack) {
-            let path = context::CHECK_SCRIPT.to_string();
-            files.push(renderer.render(job(
-                "hactl-check.sh.j2",
-                path,
-                0o700,
-                "keepalived",
-                None,
-            ))?);
-        }
-        // vip.aws credentials from the vault: their own 0600 file, read by the notify script,
-        // so the script itself stays plain and shows in plans.
-        let aws_keys = f.vip.as_ref().and_then(|v| v.aws.as_ref());
-        if aws_keys.is_some_and(|a| a.secret_access_key.is_some()) {
+        for spec in &f.files {
+            if let Some(only) = &spec.hosts {
+                if !only.value.iter().any(|h| h == &host.name) {
+                    continue;
+                }
+            }
+            let dest = spec.dest.value.clone();
+            let mode = parse_mode(&dest, spec.mode.as_deref())?;
             files.push(renderer.render(FileJob {
-                template: "hactl-aws-vip.env.j2".to_string(),
-                path: AWS_CREDENTIALS.to_string(),
-                mode: 0o600,
-                owner: Some("root".to_string()),
-                service: None,
+                template: spec.template.value.clone(),
+                path: dest,
+                mode,
+                owner: spec.owner.clone(),
+                service: spec.reload.clone(),
                 check: None,
             })?);
         }
-        let path = "/etc/keepalived/keepalived.conf".to_string();
-        let check = Some(CheckKind::Keepalived);
-        files.push(renderer.render(job("keepalived.conf.j2", path, 0o644, "keepalived", check))?);
-        services.push("keepalived".to_string());
+        Ok(HostConfig {
+            host: host.name.clone(),
+            files,
+            services,
+        })
     }
-    for spec in &f.files {
-        if let Some(only) = &spec.hosts {
-            if !only.value.iter().any(|h| h == &host.name) {
-                continue;
-            }
-        }
-        let dest = spec.dest.value.clone();
-        let mode = parse_mode(&dest, spec.mode.as_deref())?;
-        files.push(renderer.render(FileJob {
-            template: spec.template.value.clone(),
-            path: dest,
-            mode,
-            owner: spec.owner.clone(),
-            service: spec.reload.clone(),
-            check: None,
-        })?);
-    }
-    Ok(HostConfig {
-        host: host.name.clone(),
-        files,
-        services,
-    })
 }
 
 #[cfg(test)]

@@ -287,7 +287,7 @@ fn paths(c: &HostConfig) -> Vec<&str> {
 /// value redacted: no snapshot ever holds one.
 fn snapshot_all(fixture: &str, c: &HostConfig, secrets: &Secrets) {
     for f in &c.files {
-        // app-ctl is built as data by `deploy::remote` and snapshotted there.
+        // app-ctl is built as data by `onhost::app_ctl` and snapshotted there.
         if f.path.ends_with("/app-ctl") {
             continue;
         }
@@ -598,19 +598,8 @@ fn notify_script_is_valid_shell() {
     let s = load("hooks.yaml", NOTIFY);
     let vault = secrets(&[("vrrp_pass", "x")]);
     let c = render(&s, "n1", &vault);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("notify.sh");
-    std::fs::write(&path, &file(&c, NOTIFY_SCRIPT).content).expect("write");
-    let out = std::process::Command::new("/bin/sh")
-        .arg("-n")
-        .arg(&path)
-        .output()
-        .expect("/bin/sh runs");
-    assert!(
-        out.status.success(),
-        "sh -n failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = String::from_utf8_lossy(&file(&c, NOTIFY_SCRIPT).content).into_owned();
+    crate::onhost::sh::assert_parses("the notify script", &script);
 }
 
 #[test]
@@ -691,23 +680,12 @@ fn aws_vip_elastic_ip_with_instance_role_snapshots() {
 #[test]
 fn aws_vip_notify_scripts_are_valid_shell() {
     let vault = secrets(&[("vip_key_id", "k"), ("vip_secret_key", "s")]);
-    let dir = tempfile::tempdir().expect("tempdir");
     for (name, yaml) in [("a.yaml", AWS_SECONDARY), ("b.yaml", AWS_ELASTIC)] {
         let s = load(name, yaml);
         let host = &s.hosts[0].name;
         let c = render(&s, host, &vault);
-        let path = dir.path().join(format!("{name}.sh"));
-        std::fs::write(&path, &file(&c, NOTIFY_SCRIPT).content).expect("write");
-        let out = std::process::Command::new("/bin/sh")
-            .arg("-n")
-            .arg(&path)
-            .output()
-            .expect("/bin/sh runs");
-        assert!(
-            out.status.success(),
-            "{name}: sh -n failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let script = String::from_utf8_lossy(&file(&c, NOTIFY_SCRIPT).content).into_owned();
+        crate::onhost::sh::assert_parses(name, &script);
     }
 }
 
@@ -905,8 +883,17 @@ fn building_the_context_reads_no_secret() {
     let tracker = Arc::new(context::Tracker::default());
     let conv = context::Converter::new(vault.clone(), tracker.clone());
     let h = s.host("web1").expect("host");
-    let ctx =
-        context::build(&s, h, &serde_json::Value::Null, &conv, &vault, &tracker).expect("context");
+    let hosts = context::hosts_value(&s, &conv).expect("hosts");
+    let ctx = context::build(
+        &s,
+        h,
+        &hosts,
+        &serde_json::Value::Null,
+        &conv,
+        &vault,
+        &tracker,
+    )
+    .expect("context");
     assert!(ctx.get_attr("app").is_ok());
     assert!(tracker.touched().used.is_empty());
     let env = env::environment(None, s.dir().to_path_buf(), true);

@@ -19,7 +19,8 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::{Service, SENTINEL_PORT};
-use crate::provider::hosts::script::q;
+use crate::onhost::record;
+use crate::onhost::sh::q;
 use crate::stack::model::Promotion;
 
 /// What one instance says in `INFO replication` (or that it did not answer).
@@ -124,17 +125,6 @@ impl Fix {
                 vec!["replicaof".into(), primary.to_string(), port.to_string()]
             }
             Fix::Promote { .. } => vec!["replicaof".into(), "no".into(), "one".into()],
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Fix::Follow {
-                host,
-                port,
-                primary,
-            } => format!("{host}:{port} → replica of {primary}"),
-            Fix::Promote { host, port } => format!("{host}:{port} → promoted to primary"),
         }
     }
 }
@@ -299,10 +289,9 @@ pub struct Probed {
 pub fn parse_probe(stdout: &str) -> Probed {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut p = Probed::default();
-    for line in stdout.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
+    for f in record::fields(stdout) {
         match f.as_slice() {
-            ["HACTL", "redis", port, data] => {
+            ["redis", port, data] => {
                 if let Ok(port) = port.parse() {
                     let text = b64
                         .decode(data.trim())
@@ -311,7 +300,7 @@ pub fn parse_probe(stdout: &str) -> Probed {
                     p.states.insert(port, State::parse(&text));
                 }
             }
-            ["HACTL", "sentinel", port, addr] => {
+            ["sentinel", port, addr] => {
                 if let (Ok(port), Ok(addr)) = (port.parse(), addr.trim().parse()) {
                     p.sentinel.insert(port, addr);
                 }
@@ -331,6 +320,20 @@ pub fn sentinel_majority<'a>(answers: impl Iterator<Item = &'a IpAddr>) -> Optio
     count.into_iter().max_by_key(|(_, n)| *n).map(|(a, _)| a)
 }
 
+/// What a [`fix_script`] reported: `Ok` when a fix was applied, else what redis answered
+/// (the port and `redis-cli`'s output, or `failed` when the script printed no record).
+pub fn fix_outcome(stdout: &str) -> Result<(), String> {
+    let mut fail = None;
+    for f in record::fields(stdout) {
+        match f.as_slice() {
+            ["ok", "fix", ..] => return Ok(()),
+            ["fail", "fix", rest @ ..] if fail.is_none() => fail = Some(rest.join("\t")),
+            _ => {}
+        }
+    }
+    Err(fail.unwrap_or_else(|| "failed".into()))
+}
+
 /// The script that applies fixes on one host.
 pub fn fix_script(fixes: &[&Fix], password: Option<&str>) -> String {
     let mut s = String::from("set -u\nrc=0\n");
@@ -342,10 +345,13 @@ pub fn fix_script(fixes: &[&Fix], password: Option<&str>) -> String {
             Fix::Follow { port, .. } | Fix::Promote { port, .. } => *port,
         };
         let args: Vec<String> = f.cli_args().iter().map(|a| q(a).into_owned()).collect();
+        let port = port.to_string();
         let _ = writeln!(
             s,
-            "if out=$(timeout 3 redis-cli --no-auth-warning -p {port} {} 2>&1) && case $out in OK*) true ;; *) false ;; esac; then printf 'HACTL\\tok\\tfix\\t%s\\n' {port}; else rc=1; printf 'HACTL\\tfail\\tfix\\t%s\\t%s\\n' {port} \"$out\"; fi",
-            args.join(" ")
+            "if out=$(timeout 3 redis-cli --no-auth-warning -p {port} {} 2>&1) && case $out in OK*) true ;; *) false ;; esac; then {}; else rc=1; {}; fi",
+            args.join(" "),
+            record::printf(&["ok", "fix"], &[&port]),
+            record::printf(&["fail", "fix"], &[&port, "\"$out\""]),
         );
     }
     s.push_str("exit $rc\n");
@@ -541,5 +547,16 @@ mod tests {
         if out=$(timeout 3 redis-cli --no-auth-warning -p 9001 replicaof 198.18.0.12 9001 2>&1) && case $out in OK*) true ;; *) false ;; esac; then printf 'HACTL\tok\tfix\t%s\n' 9001; else rc=1; printf 'HACTL\tfail\tfix\t%s\t%s\n' 9001 "$out"; fi
         exit $rc
         "#);
+    }
+
+    #[test]
+    fn fix_outcome_reads_the_fix_records() {
+        // what the script above prints when redis-cli answers, and when it refuses
+        assert_eq!(fix_outcome("HACTL\tok\tfix\t9001\n"), Ok(()));
+        assert_eq!(
+            fix_outcome("noise\nHACTL\tfail\tfix\t9001\tERR wrong number\nmore\n"),
+            Err("9001\tERR wrong number".into())
+        );
+        assert_eq!(fix_outcome("Connection refused\n"), Err("failed".into()));
     }
 }

@@ -448,7 +448,10 @@ fn load_and_render_never_panic() {
                     .rev()
                     .find(|&i| text.is_char_boundary(i))
                     .unwrap_or(0);
-                eprintln!("stack::fuzz: slow case ({took:?}): {}", &text[..end]);
+                crate::view::note(&format!(
+                    "stack::fuzz: slow case ({took:?}): {}",
+                    &text[..end]
+                ));
             }
             cases.fetch_add(1, Ordering::Relaxed);
             slowest.fetch_max(took.as_millis() as u64, Ordering::Relaxed);
@@ -462,10 +465,10 @@ fn load_and_render_never_panic() {
             break;
         }
     }
-    eprintln!(
+    crate::view::note(&format!(
         "stack::fuzz: {} cases from {} seeds and JSON documents, 0 panics, slowest {} ms CPU",
         cases.load(Ordering::Relaxed),
         c.seeds.len(),
         slowest.load(Ordering::Relaxed)
-    );
+    ));
 }

@@ -9,11 +9,14 @@
 //! The validated `Stack` keeps the parsed file (for templates) and adds what the rest of hactl
 //! needs resolved: parsed addresses, effective base priorities, unicast peers, roles.
 
+pub mod aws_rules;
 pub mod diag;
 pub mod duration;
 #[cfg(test)]
 mod fuzz;
+pub mod hearing;
 pub mod model;
+pub mod scaffold;
 pub mod schema;
 pub(crate) mod validate;
 
@@ -144,9 +147,13 @@ pub fn load_tolerating(
     validate::load_tolerating(path, &bytes, tolerated)
 }
 
-/// The stack's risks as located warnings (the VIP split, never moving or flapping; timings
-/// that make failover slow or jumpy): `validate`, `plan` and `up` print them, `explain` prints
-/// the same list from the same model ([`crate::ha::risks`]).
-pub fn risks(stack: &Stack) -> Vec<diag::Problem> {
-    validate::risks(stack)
+/// A loaded stack's warnings and the given risks (code, message, the stack key each is about)
+/// as located warnings, each pointing at its key when it names one. `crate::ha::problems`
+/// gives it the HA model's risks (the VIP split, never moving or flapping; timings that make
+/// failover slow or jumpy): `validate`, `plan` and `up` print them, `explain` the same list.
+pub fn located_warnings(
+    stack: &Stack,
+    risks: Vec<(&'static str, String, Option<String>)>,
+) -> Vec<diag::Problem> {
+    validate::risks(stack, risks)
 }

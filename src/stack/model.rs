@@ -83,6 +83,15 @@ pub enum ProviderKind {
     Aws,
 }
 
+/// A secret name: what `{{ secret.NAME }}` and `secret: NAME` can spell (letters, digits and
+/// `_`, not starting with a digit, at most 128). The vault holds only such names.
+pub fn valid_secret_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
 /// A string given inline or taken from the vault: `password: {secret: db_password}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -529,12 +538,9 @@ fn default_drain_timeout() -> Spanned<Dur> {
     unspanned(Dur::from_secs(30))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    Docker,
-    Podman,
-}
+/// `app.runtime`: the container runtime on the app hosts (defined with the on-host
+/// vocabulary, which builds its commands).
+pub use crate::onhost::app_ctl::Runtime;
 
 /// The web app, run by compose on every app host behind nginx.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -890,6 +896,7 @@ fn default_listeners() -> Vec<ListenerSpec> {
     vec![ListenerSpec {
         port: unspanned(80),
         protocol: "HTTP".into(),
+        certificate_arn: None,
     }]
 }
 fn default_dereg() -> Spanned<Dur> {
@@ -901,8 +908,16 @@ fn default_dereg() -> Spanned<Dur> {
 pub struct ListenerSpec {
     #[schemars(with = "i64")]
     pub port: Spanned<i64>,
+    /// ALB: `HTTP` or `HTTPS`; NLB: `TCP` or `TLS`.
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// The certificate an `HTTPS` (ALB) or `TLS` (NLB) listener presents, required with those
+    /// protocols and refused with others: an ACM certificate of the stack's region
+    /// (`arn:aws:acm:REGION:ACCOUNT:certificate/ID`) or an IAM server certificate
+    /// (`arn:aws:iam::ACCOUNT:server-certificate/NAME`). ELB picks its default security policy.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub certificate_arn: Option<Spanned<String>>,
 }
 
 fn default_protocol() -> String {

@@ -84,20 +84,22 @@ pub(super) fn load_tolerating(
     ))
 }
 
-/// The risks of a loaded stack ([`crate::ha::risks`]: the one model `explain` uses too) as
-/// located warnings: each points at the key it is about when it names one.
-pub(super) fn risks(stack: &Stack) -> Vec<Problem> {
+/// The stack's own warnings and `risks` (code, message, key) as located warnings: each
+/// points at the key it is about when it names one.
+pub(super) fn risks(
+    stack: &Stack,
+    risks: Vec<(&'static str, String, Option<String>)>,
+) -> Vec<Problem> {
     // the checks' own warnings first (e.g. AWS's /27 advice for balancer subnets)
     let mut out = stack.warnings.clone();
-    let risks = crate::ha::risks(stack);
     if risks.is_empty() {
         return out;
     }
     let tree = tree::Node::parse(&stack.source, options()).ok();
     let problems = risks
         .into_iter()
-        .map(|w| {
-            let span = w.key.as_deref().and_then(|k| {
+        .map(|(code, message, key)| {
+            let span = key.as_deref().and_then(|k| {
                 let t = tree.as_ref()?;
                 t.span(k).or_else(|| t.key_span(k)).or_else(|| {
                     // A default has no value in the file: point at the section that holds it.
@@ -105,7 +107,7 @@ pub(super) fn risks(stack: &Stack) -> Vec<Problem> {
                     t.key_span(parent)
                 })
             });
-            Problem::new(w.code, w.message).at(span, "here").warning()
+            Problem::new(code, message).at(span, "here").warning()
         })
         .collect();
     out.extend(super::diag::locate(

@@ -1,15 +1,5 @@
-//! The state lock: who holds it (id, user@host, pid, operation, since, lease) and the local
-//! OS-lock implementation. The S3 lock lives in `s3.rs`; both hand out a [`LockGuard`].
-//!
-//! **Leases.** A lock records when its holder last renewed it (`renewed`) and for how long a
-//! renewal counts (`ttl`). A live holder renews it every `ttl / 3` from a heartbeat task, so
-//! a lock whose lease ran out belongs to a holder that died (SIGKILL, a lost machine): the next
-//! run takes it over instead of needing `force-unlock`. The S3 lock depends on this. The local
-//! lock is also an OS file lock (`flock`), which the kernel drops the moment its holder dies,
-//! so a dead local holder never blocks anyone even for its TTL; its lease is still written
-//! and renewed, so `state lock-info` shows a live holder the same way for both backends.
-//! The TTL is 60 s (`HACTL_LOCK_TTL`, e.g. `5s` for tests). Judging a lease uses the local
-//! clock against the holder's: clocks must agree to well within the TTL.
+//! The local state lock: an OS file lock (`flock`) on a file beside the state, holding the
+//! holder's [`LockInfo`] with its lease (see `lease.rs`).
 
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -17,138 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fs4::fs_std::FileExt;
-use serde::{Deserialize, Serialize};
 
-use super::{random_id, StateError};
-
-/// What a lock records about its holder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub id: String,
-    /// `user@host`.
-    pub who: String,
-    pub pid: u32,
-    pub operation: String,
-    /// Seconds since the Unix epoch.
-    pub created: u64,
-    /// When the holder last renewed its lease (seconds since the Unix epoch; 0 in a lock
-    /// written before leases existed, which never expires).
-    #[serde(default)]
-    pub renewed: u64,
-    /// Seconds a renewal counts for (0: no lease).
-    #[serde(default)]
-    pub ttl: u64,
-}
-
-/// Seconds since the Unix epoch.
-pub(super) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// The lease TTL: `HACTL_LOCK_TTL` (a duration, at least 1 s), else 60 s.
-pub fn lease_ttl() -> Duration {
-    std::env::var("HACTL_LOCK_TTL")
-        .ok()
-        .and_then(|t| crate::stack::duration::parse(&t).ok())
-        .map(|d| d.0.max(Duration::from_secs(1)))
-        .unwrap_or(Duration::from_secs(60))
-}
-
-impl LockInfo {
-    pub fn new(operation: &str) -> LockInfo {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        LockInfo {
-            id: random_id(),
-            who: format!("{user}@{host}"),
-            pid: std::process::id(),
-            operation: operation.to_string(),
-            created: now_secs(),
-            renewed: now_secs(),
-            ttl: lease_ttl().as_secs(),
-        }
-    }
-
-    /// True when the lease ran out at `now` (seconds): the holder stopped renewing it.
-    pub fn expired(&self, now: u64) -> bool {
-        self.ttl > 0 && self.renewed.saturating_add(self.ttl) < now
-    }
-
-    /// One line naming the holder, for errors and `state lock-info`.
-    pub fn holder(&self) -> String {
-        format!(
-            "{} (pid {}, `{}`, since {}, renewed {}, lease {} s, lock id {})",
-            self.who, self.pid, self.operation, self.created, self.renewed, self.ttl, self.id
-        )
-    }
-}
-
-/// A held lock and the heartbeat that renews its lease; released by [`LockGuard::release`]
-/// (a local one also when dropped or when the process dies; an S3 one then expires).
-pub struct LockGuard {
-    held: Held,
-    heartbeat: tokio::task::JoinHandle<()>,
-}
-
-enum Held {
-    Local(Arc<std::fs::File>),
-    S3 {
-        backend: super::s3::S3Backend,
-        id: String,
-    },
-}
-
-impl LockGuard {
-    pub async fn release(self) {
-        self.heartbeat.abort();
-        let _ = self.heartbeat.await;
-        match self.held {
-            Held::Local(f) => {
-                // Empty the holder record first so `lock-info` never shows a stale holder.
-                let _ = f.set_len(0);
-                let _ = FileExt::unlock(f.as_ref());
-            }
-            Held::S3 { backend, id } => {
-                if let Err(e) = backend.release(&id).await {
-                    tracing::warn!("releasing the state lock failed: {e}");
-                }
-            }
-        }
-    }
-
-    /// Stops renewing the lease without releasing the lock: what a holder killed by SIGKILL
-    /// leaves behind (tests of expiry).
-    #[cfg(test)]
-    pub(super) async fn abandon(self) {
-        self.heartbeat.abort();
-        let _ = self.heartbeat.await;
-        // A local lock's file is closed, so the kernel drops its flock as at a process's death;
-        // an S3 lock object stays, with a lease nobody renews.
-        drop(self.held);
-    }
-
-    pub(super) fn s3(
-        backend: super::s3::S3Backend,
-        id: String,
-        heartbeat: tokio::task::JoinHandle<()>,
-    ) -> LockGuard {
-        LockGuard {
-            held: Held::S3 { backend, id },
-            heartbeat,
-        }
-    }
-}
-
-/// How often a holder renews its lease: three times per TTL, so one late or failed renewal
-/// does not lose it.
-pub(super) fn renew_every(ttl_secs: u64) -> Duration {
-    Duration::from_millis(ttl_secs.max(1) * 1000 / 3)
-}
+use super::lease::{now_secs, renew_every, LockGuard, LockInfo, POLL};
+use super::StateError;
 
 /// Writes the holder record into the (locked) local lock file.
 fn write_info(f: &std::fs::File, info: &LockInfo) -> std::io::Result<()> {
@@ -188,9 +49,6 @@ fn read_info(f: &mut std::fs::File) -> Option<LockInfo> {
     serde_json::from_str(&s).ok()
 }
 
-/// Polling interval while waiting for a lock: short enough to feel immediate.
-pub(super) const POLL: Duration = Duration::from_millis(200);
-
 pub(super) async fn local_lock(
     path: &Path,
     info: LockInfo,
@@ -213,10 +71,11 @@ pub(super) async fn local_lock(
                     }
                 }
             });
-            return Ok(LockGuard {
-                held: Held::Local(f),
-                heartbeat,
-            });
+            return Ok(LockGuard::new(heartbeat, move || async move {
+                // Empty the holder record first so `lock-info` never shows a stale holder.
+                let _ = f.set_len(0);
+                let _ = FileExt::unlock(f.as_ref());
+            }));
         }
         if Instant::now() >= deadline {
             let holder = read_info(&mut f);

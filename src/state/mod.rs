@@ -21,6 +21,7 @@
 //! conditional request (`If-Match` the ETag read; `If-None-Match: *` for a first state), so
 //! two writers cannot both pass the compare.
 
+mod lease;
 mod lock;
 mod s3;
 
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use lock::{LockGuard, LockInfo};
+pub use lease::{LockGuard, LockInfo};
 
 use crate::stack::Stack;
 
@@ -477,7 +478,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2300)).await;
         let later = b.lock_info().await.unwrap().unwrap();
         assert!(later.renewed > first.renewed, "{first:?} then {later:?}");
-        assert!(!later.expired(lock::now_secs()), "{later:?}");
+        assert!(!later.expired(lease::now_secs()), "{later:?}");
         g.abandon().await;
         let t0 = std::time::Instant::now();
         let g2 = b.lock("down", Duration::from_secs(5)).await.unwrap();

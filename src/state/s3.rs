@@ -7,13 +7,18 @@
 //! the object, compare its id or lease, and delete it with `If-Match` its ETag: a lock that
 //! another run took in between is never deleted. State writes are conditional the same way
 //! ([`S3Backend::put_if`]).
+//!
+//! Every conditional write survives the SDK's own retry: a PUT that S3 stored but whose answer
+//! was lost is retried, and the retry gets 412 from the object its first attempt wrote. A 412
+//! is therefore read back, and a lock (or state) that is exactly ours is ours: without that, a
+//! run would wait on its own lock until the lease ran out, or call its own state write stale.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::lock::{now_secs, renew_every, LockGuard, LockInfo, POLL};
+use super::lease::{now_secs, renew_every, LockGuard, LockInfo, POLL};
 use super::StateError;
 
 #[derive(Clone)]
@@ -101,6 +106,12 @@ impl S3Backend {
     /// Writes `key` only if it is still what was read: `etag` of the object read, or `None`
     /// when there was none (then only if there still is none). `Ok(None)` when it changed
     /// (S3 answered 412: another writer came first); else the new ETag.
+    ///
+    /// A 412 can also be this very write's own doing: the SDK retries a PUT whose answer was
+    /// lost (a 5xx or a dropped connection after S3 stored it), and the retry's condition
+    /// fails against the object the first attempt wrote. So a 412 is checked by reading the
+    /// object back: when it holds exactly the text written, the write happened (its ETag is
+    /// returned); only a different text is another writer's.
     pub async fn put_if(
         &self,
         key: &str,
@@ -113,7 +124,7 @@ impl S3Backend {
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
-            .body(ByteStream::from(text.into_bytes()));
+            .body(ByteStream::from(text.clone().into_bytes()));
         let req = match etag {
             Some(t) => req.if_match(t),
             None => req.if_none_match("*"),
@@ -123,10 +134,12 @@ impl S3Backend {
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let se = e.into_service_error();
-                if precondition_failed(status, se.code()) {
-                    Ok(None)
-                } else {
-                    Err(self.err("PutObject", key, message(&se)))
+                if !precondition_failed(status, se.code()) {
+                    return Err(self.err("PutObject", key, message(&se)));
+                }
+                match self.get_tagged(key).await? {
+                    Some((now, etag)) if now == text => Ok(Some(etag)),
+                    _ => Ok(None),
                 }
             }
         }
@@ -144,9 +157,18 @@ impl S3Backend {
             let body = serde_json::to_string(&info).unwrap_or_default();
             if let Some(etag) = self.put_if(&key, body, None).await? {
                 let heartbeat = tokio::spawn(heartbeat(self.clone(), info.clone(), etag));
-                return Ok(LockGuard::s3(self.clone(), info.id, heartbeat));
+                return Ok(guard(self.clone(), info.id, heartbeat));
             }
             let current = self.lock_tagged().await?;
+            // Our own lock (an earlier attempt of this run's create, whose answer was lost,
+            // stored it): held, whatever its text says about the time of renewal.
+            if let Some((held, etag)) = &current {
+                if held.id == info.id {
+                    let heartbeat =
+                        tokio::spawn(heartbeat(self.clone(), info.clone(), etag.clone()));
+                    return Ok(guard(self.clone(), info.id, heartbeat));
+                }
+            }
             if let Some((held, etag)) = &current {
                 if held.expired(now_secs()) {
                     tracing::warn!(
@@ -259,6 +281,16 @@ fn precondition_failed(status: Option<u16>, code: Option<&str>) -> bool {
         || code == Some("ConditionalRequestConflict")
 }
 
+/// The guard of a held S3 lock: releasing it deletes the lock object only if it still holds
+/// `id` (a lock another run took over after this one's lease ran out is left alone).
+fn guard(backend: S3Backend, id: String, heartbeat: tokio::task::JoinHandle<()>) -> LockGuard {
+    LockGuard::new(heartbeat, move || async move {
+        if let Err(e) = backend.release(&id).await {
+            tracing::warn!("releasing the state lock failed: {e}");
+        }
+    })
+}
+
 /// Renews the lease every `ttl / 3` with a write conditional on the lock object being the
 /// one this holder last wrote; stops when it is not (the lease ran out and another run took
 /// the lock over), saying so.
@@ -323,15 +355,81 @@ mod tests {
 
     /// A backend on moto's bucket `hactl-state` (created), key `s.json`.
     async fn backend(m: &Moto) -> S3Backend {
+        backend_with(m, None).await
+    }
+
+    /// Loses the answers of the next `n` conditional PUTs (`If-None-Match` / `If-Match`) that
+    /// S3 stored: the client sees a 503 instead of the 200, as when a connection drops after
+    /// the write, and the SDK retries the PUT.
+    #[derive(Debug)]
+    struct LoseAnswers {
+        left: std::sync::atomic::AtomicUsize,
+        lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        /// The request being sent is a conditional PUT (seen before transmit: the request is
+        /// gone by the time the response is read).
+        conditional: std::sync::atomic::AtomicBool,
+    }
+
+    impl aws_sdk_s3::config::Intercept for LoseAnswers {
+        fn name(&self) -> &'static str {
+            "LoseAnswers"
+        }
+
+        fn read_before_transmit(
+            &self,
+            ctx: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+            _rc: &aws_sdk_s3::config::RuntimeComponents,
+            _cfg: &mut aws_sdk_s3::config::ConfigBag,
+        ) -> Result<(), aws_sdk_s3::error::BoxError> {
+            let r = ctx.request();
+            let conditional = r.method() == "PUT"
+                && (r.headers().contains_key("if-none-match")
+                    || r.headers().contains_key("if-match"));
+            self.conditional
+                .store(conditional, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn modify_before_deserialization(
+            &self,
+            ctx: &mut aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextMut<
+                '_,
+            >,
+            _rc: &aws_sdk_s3::config::RuntimeComponents,
+            _cfg: &mut aws_sdk_s3::config::ConfigBag,
+        ) -> Result<(), aws_sdk_s3::error::BoxError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self.conditional.load(SeqCst)
+                && ctx.response().status().is_success()
+                && self
+                    .left
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                *ctx.response_mut().status_mut() = 503u16.try_into()?;
+                self.lost.fetch_add(1, SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    async fn backend_with(m: &Moto, lose: Option<LoseAnswers>) -> S3Backend {
         let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
-        let conf = aws_sdk_s3::config::Builder::new()
+        let mut conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .credentials_provider(creds)
             .endpoint_url(&m.url)
             .force_path_style(true)
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(conf);
+            .retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(10)),
+            );
+        if let Some(l) = lose {
+            conf = conf.interceptor(l);
+        }
+        let client = aws_sdk_s3::Client::from_conf(conf.build());
         client
             .create_bucket()
             .bucket("hactl-state")
@@ -399,7 +497,7 @@ mod tests {
         let old = b.lock(info("up", 1), Duration::ZERO).await.expect("lock");
         let old_id = b.lock_info().await.unwrap().expect("held").id;
         // Its heartbeat stops (a stalled holder); another run takes over after the TTL.
-        let stalled = LockGuard::s3(b.clone(), old_id.clone(), tokio::spawn(async {}));
+        let stalled = guard(b.clone(), old_id.clone(), tokio::spawn(async {}));
         old.abandon().await;
         let new = b
             .lock(info("deploy", 60), Duration::from_secs(10))
@@ -426,6 +524,56 @@ mod tests {
         assert!(!b.delete_lock_if(&etag).await.unwrap());
         assert!(b.get_tagged(&b.lock_key()).await.unwrap().is_some());
         drop(new);
+    }
+
+    /// Issue 12 §2: the SDK retried a conditional create whose answer was lost (S3 had stored
+    /// it), the retry got 412 from the lock the first attempt wrote, and the run waited on its
+    /// own lock until it gave up (`Locked`, naming itself as the holder). Now the lock read
+    /// back is recognised by its id, and a first state write retried the same way is not
+    /// taken for another writer's.
+    #[tokio::test]
+    async fn s3_lock_and_state_are_ours_after_a_retried_write_whose_answer_was_lost() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let m = moto();
+        let lost = std::sync::Arc::new(AtomicUsize::new(0));
+        let b = backend_with(
+            &m,
+            Some(LoseAnswers {
+                left: AtomicUsize::new(2),
+                lost: lost.clone(),
+                conditional: Default::default(),
+            }),
+        )
+        .await;
+        let g = b
+            .lock(info("up", 60), Duration::ZERO)
+            .await
+            .expect("the lock is ours: its first write was stored");
+        assert_eq!(lost.load(SeqCst), 1, "the create's answer was not lost");
+        let held = b.lock_info().await.unwrap().expect("held");
+        assert_eq!(held.operation, "up");
+        // The first state write (`If-None-Match`) loses its answer the same way.
+        let be = Backend::S3(b.clone());
+        let mut st = State::new("x");
+        st.outputs = serde_json::json!({"by": "us"});
+        be.write(&mut st)
+            .await
+            .expect("our own state write is not stale");
+        assert_eq!(
+            lost.load(SeqCst),
+            2,
+            "the state write's answer was not lost"
+        );
+        let kept = be.read("x").await.unwrap().expect("state");
+        assert_eq!(kept.outputs, serde_json::json!({"by": "us"}));
+        g.release().await;
+        assert_eq!(b.lock_info().await.unwrap(), None);
+        // Another writer's object is still another writer's: a 412 on different text.
+        assert!(b
+            .put_if(b.key(), "{}".into(), None)
+            .await
+            .unwrap()
+            .is_none());
     }
 
     /// Issue 15 §6: state writes never compared serials. Two runs read serial 1; the first

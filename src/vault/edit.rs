@@ -34,7 +34,7 @@ impl Drop for PlainDir {
             wipe_dir(dir.path());
             let path = dir.path().to_path_buf();
             if let Err(e) = dir.close() {
-                crate::view::note(&format!(
+                super::io::note(&format!(
                     "warning: could not remove `{}`: {e}; delete it by hand",
                     path.display()
                 ));
@@ -167,8 +167,8 @@ pub(crate) async fn edit_plaintext<T>(
                 drop(guard);
                 return Ok(v);
             }
-            Err(e) if crate::view::interactive() => {
-                crate::view::note(&format!("error: {e}"));
+            Err(e) if super::io::interactive() => {
+                super::io::note(&format!("error: {e}"));
                 if !ask_again(&mut signals).await? {
                     return Err(e);
                 }
@@ -236,7 +236,7 @@ async fn stop(child: &mut tokio::process::Child) {
 }
 
 async fn ask_again(signals: &mut Signals) -> Result<bool, VaultError> {
-    crate::view::note("edit again? [Y/n] ");
+    super::io::note("edit again? [Y/n] ");
     // A plain thread, not spawn_blocking: the runtime waits for blocking tasks at exit, and a
     // read stuck on the terminal after a SIGINT must not keep hactl alive.
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -203,7 +203,7 @@ fn parse_ssh(text: &str, file: Option<&Path>, name: &str) -> Result<Loaded, Unus
     let boxed: Box<dyn age::Identity> = match id {
         age::ssh::Identity::Unencrypted(_) => Box::new(id),
         age::ssh::Identity::Encrypted(_) => {
-            if !crate::view::interactive() {
+            if !super::io::interactive() {
                 return Err(Unusable::Broken(
                     "protected by a passphrase, which hactl asks for only in a terminal".into(),
                 ));
@@ -229,7 +229,7 @@ struct TtyCallbacks;
 
 impl age::Callbacks for TtyCallbacks {
     fn display_message(&self, message: &str) {
-        crate::view::note(message);
+        super::io::note(message);
     }
     fn confirm(&self, _message: &str, _yes: &str, _no: Option<&str>) -> Option<bool> {
         None
@@ -256,7 +256,7 @@ pub(crate) fn git_root(path: &Path) -> Option<PathBuf> {
 /// Says so on stderr when the identity hactl used is inside a git repository.
 pub(crate) fn warn_if_in_git(path: &Path) {
     if let Some(root) = git_root(path) {
-        crate::view::note(&format!(
+        super::io::note(&format!(
             "warning: the identity `{}` lives inside the git repository `{}`: anyone who can \
              read the repository can open this vault (acceptable for a demo key only)",
             path.display(),

@@ -18,6 +18,8 @@ mod edit;
 mod error;
 mod file;
 mod identity;
+pub mod io;
+pub mod manage;
 mod payload;
 mod prompt;
 mod recipients;
@@ -204,13 +206,8 @@ impl Secrets {
     }
 }
 
-/// A secret name: what `{{ secret.NAME }}` and `secret: NAME` can spell.
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 128
-}
+/// A secret name: the stack's rule (validation checks `secret: NAME` with it).
+pub use crate::stack::model::valid_secret_name as valid_name;
 
 /// Opens the stack's vault. A stack with no vault file and no `secret:` reference has no
 /// secrets (not an error); a stack that references secrets needs its vault.

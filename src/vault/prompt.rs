@@ -79,7 +79,7 @@ impl Drop for Restore {
 
 /// Prints `prompt` on stderr and reads one line from the terminal on stdin with echo off.
 pub(crate) fn read_hidden(prompt: &str) -> std::io::Result<Zeroizing<String>> {
-    eprint!("{prompt}");
+    super::io::prompt(prompt);
     // SAFETY: termios is plain data; tcgetattr fills it or fails (checked).
     let mut term: libc::termios = unsafe { std::mem::zeroed() };
     if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut term) } != 0 {

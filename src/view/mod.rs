@@ -1,8 +1,23 @@
 //! Output: the one place that prints. Human output goes to stdout for data and stderr for
-//! progress and errors; `--json` writes exactly one JSON document on stdout. Colour and
-//! prompts only when attached to a terminal.
+//! progress and errors; `--json` writes exactly one JSON document on stdout ([`json`]) and
+//! `--json-events` NDJSON events ([`events`]). Colour, live progress ([`progress`]) and
+//! prompts only when attached to a terminal. The engine reports through
+//! [`crate::engine::hooks::Hooks`]; [`hooks`] picks the implementation for this run.
 
+pub mod compact;
+pub mod deploy;
+pub mod drill;
+pub mod events;
+pub mod explain;
+pub mod heal;
+pub mod json;
+pub mod lab;
+pub mod logs;
 pub mod plan;
+pub mod progress;
+pub mod render;
+pub mod run;
+pub mod status;
 pub mod wait;
 
 use std::io::{IsTerminal, Write};
@@ -73,25 +88,73 @@ pub fn format_diagnostic(d: &dyn miette::Diagnostic, color: bool) -> String {
     out
 }
 
-/// Writes one JSON document and a newline on stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> miette::Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").map_err(|e| miette::miette!("cannot write to stdout: {e}"))?;
-    Ok(())
+/// The engine's hooks for this run: live or plain progress for people, the document's
+/// record with `--json`, NDJSON events with `--json-events`.
+pub fn hooks() -> Box<dyn crate::engine::hooks::Hooks> {
+    match json::mode() {
+        json::Mode::Human => Box::new(progress::HumanHooks::stderr()),
+        json::Mode::Document => Box::new(events::JsonHooks::document()),
+        json::Mode::Events => Box::new(events::JsonHooks::events()),
+    }
 }
 
-/// Writes human output on stdout.
+/// Adds a command's result to its one JSON document (see [`json::put`]; `main` writes the
+/// document when the command returns).
+pub fn print_json<T: serde::Serialize>(value: &T) -> miette::Result<()> {
+    json::put(value)
+}
+
+/// Shows a command's result: with `--json` it is the document's result, else
+/// `human(value)` on stdout.
+pub fn show<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> miette::Result<()> {
+    if json {
+        json::put(value)
+    } else {
+        print_out(&human(value));
+        Ok(())
+    }
+}
+
+/// Writes human output on stdout; on stderr when stdout carries JSON, so the JSON stays
+/// parseable whatever a command prints.
 pub fn print_out(text: &str) {
+    if json::active() {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
 
+/// Writes lines of streamed data on stdout (`logs --follow`, NDJSON records), flushed, so a
+/// reader sees each line as it comes.
+pub fn print_lines(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// True when stdout is a terminal (a secret printed there gets a newline for the prompt).
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
 /// Writes a progress or notice line on stderr.
 pub fn note(text: &str) {
     eprintln!("{text}");
+}
+
+/// Writes a prompt on stderr, without a newline (the answer follows on the same line).
+pub fn prompt(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 /// True when stdin and stderr are both terminals: only then may hactl ask a question.

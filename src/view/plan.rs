@@ -3,23 +3,16 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::{Action, Kind, Plan};
+use crate::plan::{Action, Change, Kind, Plan};
 use crate::provider::hosts::HostReport;
-
-fn what(kind: Kind, addr: &str, host: Option<&str>) -> String {
-    let local = match host {
-        Some(h) => addr.strip_prefix(&format!("{h}:")).unwrap_or(addr),
-        None => addr,
-    };
-    match kind {
-        Kind::Service => local.replacen("service/", "service ", 1),
-        _ => local.to_string(),
-    }
-}
 
 /// The plan as a person reads it, hosts in stack order.
 pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
     let mut out = String::new();
+    // The cloud layer first: the hosts are configured after it, with its outputs.
+    for c in plan.resources() {
+        out.push_str(&resource_line(c));
+    }
     for host in hosts_in_order {
         if let Some(f) = plan.failed_hosts.iter().find(|f| &f.host == host) {
             let _ = writeln!(out, "{host}: unreachable\n  ! {}", f.error);
@@ -32,39 +25,13 @@ pub fn render_plan(plan: &Plan, hosts_in_order: &[String]) -> String {
         }
         let _ = writeln!(out, "{host}:");
         for c in changes {
-            let _ = write!(
-                out,
-                "  {} {}  ({})",
-                c.action.symbol(),
-                what(c.kind, &c.addr, c.host.as_deref()),
-                c.reason
-            );
-            if c.sensitive {
-                let _ = write!(
-                    out,
-                    "  (sensitive) {} → {}",
-                    c.before.as_deref().unwrap_or("none"),
-                    c.after.as_deref().unwrap_or("none")
-                );
-            } else if c.kind == Kind::File && c.action == Action::Update && c.diff.is_none() {
-                // content hactl may not show (another user's file, a link): the digests
-                let _ = write!(
-                    out,
-                    "  {} → {}",
-                    c.before.as_deref().unwrap_or("none"),
-                    c.after.as_deref().unwrap_or("none")
-                );
-            }
-            out.push('\n');
+            out.push_str(&change_line(c));
             if let Some(d) = &c.diff {
                 for line in d.lines() {
                     let _ = writeln!(out, "      {line}");
                 }
             }
         }
-    }
-    for c in plan.changes.iter().filter(|c| c.host.is_none()) {
-        let _ = writeln!(out, "  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
     }
     let s = plan.summary;
     let _ = writeln!(
@@ -113,46 +80,87 @@ pub fn render_reports(reports: &[HostReport], plan: &Plan) -> String {
     out
 }
 
+/// One cloud resource change as a plan line, `  -/+ aws_db_instance.main  (db_name changed:
+/// app → app2: replace)`; a change that destroys data says so after it, in red at a terminal
+/// (unless `NO_COLOR` is set, <https://no-color.org>).
+pub(super) fn resource_line(c: &Change) -> String {
+    let mut out = format!("  {} {}  ({})", c.action.symbol(), c.addr, c.reason);
+    if let Some(note) = &c.destroys_data {
+        if super::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+            let _ = write!(out, "  \x1b[31m{note}\x1b[0m");
+        } else {
+            let _ = write!(out, "  {note}");
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// One host change as a plan line, `  ~ /etc/nginx/nginx.conf  (content changed)`, with the
+/// digests when the content is not shown (a sensitive file; one hactl may not read or diff).
+pub(super) fn change_line(c: &Change) -> String {
+    let mut out = format!("  {} {}  ({})", c.action.symbol(), c.addr.local(), c.reason);
+    if c.sensitive {
+        let _ = write!(
+            out,
+            "  (sensitive) {} → {}",
+            c.before.as_deref().unwrap_or("none"),
+            c.after.as_deref().unwrap_or("none")
+        );
+    } else if c.kind() == Kind::Redis
+        || (c.kind() == Kind::File && c.action == Action::Update && c.diff.is_none())
+    {
+        // a redis instance's role before and after; a file whose content hactl may not
+        // show (another user's file, a link): the digests
+        let _ = write!(
+            out,
+            "  {} → {}",
+            c.before.as_deref().unwrap_or("none"),
+            c.after.as_deref().unwrap_or("none")
+        );
+    }
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Action, Change, HostFailure};
+    use crate::plan::{Action, Addr, Change, HostFailure, Reason};
 
     #[test]
     fn plan_rendering() {
         let changes = vec![
             Change {
-                addr: "host1:/etc/nginx/nginx.conf".into(),
-                host: Some("host1".into()),
-                kind: Kind::File,
-                action: Action::Update,
-                reason: "content changed".into(),
                 before: Some("sha256:aaaaaaaaaaaa".into()),
                 after: Some("sha256:bbbbbbbbbbbb".into()),
                 diff: Some("--- a\n+++ b\n@@ -1 +1 @@\n-listen 81;\n+listen 80;\n".into()),
-                sensitive: false,
+                ..Change::new(
+                    Addr::file("host1", "/etc/nginx/nginx.conf"),
+                    Action::Update,
+                    Reason::ContentChanged,
+                )
             },
             Change {
-                addr: "host1:/etc/keepalived/keepalived.conf".into(),
-                host: Some("host1".into()),
-                kind: Kind::File,
-                action: Action::Update,
-                reason: "content changed".into(),
                 before: Some("sha256:a1b2c3d4e5f6".into()),
                 after: Some("sha256:c3d4e5f6a7b8".into()),
-                diff: None,
                 sensitive: true,
+                ..Change::new(
+                    Addr::file("host1", "/etc/keepalived/keepalived.conf"),
+                    Action::Update,
+                    Reason::ContentChanged,
+                )
             },
             Change {
-                addr: "host1:service/nginx".into(),
-                host: Some("host1".into()),
-                kind: Kind::Service,
-                action: Action::Reload,
-                reason: "nginx.conf changed".into(),
                 before: Some("running".into()),
                 after: Some("running".into()),
-                diff: None,
-                sensitive: false,
+                ..Change::new(
+                    Addr::service("host1", "nginx"),
+                    Action::Reload,
+                    Reason::FilesChanged {
+                        files: vec!["nginx.conf".into()],
+                    },
+                )
             },
         ];
         let plan = Plan::new(

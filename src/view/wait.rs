@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::cli::Serving;
+use crate::engine::serving::Serving;
 use crate::stack::duration::Dur;
 
 pub fn started(stack: &str, timeout: Duration) -> String {

@@ -28,6 +28,16 @@ and moto does not, each behaviour off until a test turns it on:
 - `eni_linger_secs`: after DeleteLoadBalancer, DeleteSecurityGroup and DeleteSubnet of the
   balancer's security groups and subnets answer `DependencyViolation` for this long (the
   balancer's network interfaces linger on AWS).
+- `target_draining`: after DeregisterTargets, DescribeTargetHealth (without `Targets`) still
+  lists each deregistered target as `draining` (`Target.DeregistrationInProgress`) for the
+  target group's `deregistration_delay.timeout_seconds` (as ModifyTargetGroupAttributes set it;
+  AWS's default 300 otherwise), then no more; AWS shows `draining` for the whole delay even when
+  nothing was in flight. moto drops the target at once.
+- `target_initial_secs`: a target registered less than this long ago is `initial`
+  (`Elb.RegistrationInProgress`) instead of `healthy` (its first health checks on AWS).
+- `fail_calls`: `{"Action": [n, ...]}` answers the n-th call (from 1, counted since `fail_calls`
+  was last set) of that action with a `ValidationError` (not retried by the SDKs): a call that fails
+  at one point of a run and not before or after, e.g. the second batch's DeregisterTargets.
 - DeleteTargetGroup answers `ResourceInUse` while a listener forwards to it: moto already does.
 - ModifyDBInstance `DBPortNumber` moves the endpoint's port (moto stores it and shows the old
   one): always on.
@@ -67,6 +77,9 @@ DEFAULTS = {
     "rds_ready_secs": 0.0,
     "rds_final_status": "available",
     "eni_linger_secs": 0.0,
+    "target_draining": False,
+    "target_initial_secs": 0.0,
+    "fail_calls": {},
 }
 
 # The services whose calls the layer may throttle or answer NotFound (S3, the state backend,
@@ -102,6 +115,15 @@ EC2_NOT_FOUND = {
 }
 
 INSTANCE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48}
+
+
+def rds_key(param, value):
+    """How the layer knows an RDS name: by the kind the parameter names (`DBInstanceIdentifier`
+    names a DB instance, `DBSubnetGroupName` a subnet group), so a DB instance and a subnet group
+    of the same name are two ids, as on AWS. Other parameters never match a created id."""
+    kinds = {"DBInstanceIdentifier": "db_instance", "DBSubnetGroupName": "db_subnet_group"}
+    kind = kinds.get(param)
+    return f"{kind}:{value}" if kind else f"-:{value}"
 
 
 def not_found_code(service, id_, kind):
@@ -214,8 +236,16 @@ class Layer:
         self.lingering = {}
         # DB instance identifier -> the port ModifyDBInstance moved it to
         self.db_ports = {}
+        # target group ARN -> deregistration delay (s), as ModifyTargetGroupAttributes set it
+        self.tg_delay = {}
+        # (target group ARN, target id) -> when it was deregistered / registered
+        self.deregistered = {}
+        self.registered = {}
         self.stats = {k: 0 for k in
-                      ("requests", "throttled", "not_found", "rewritten", "dependency_violation")}
+                      ("requests", "throttled", "not_found", "rewritten", "dependency_violation",
+                       "failed_calls")}
+        # action -> calls seen (for `fail_calls`)
+        self.calls = {}
 
     def configure(self, update):
         unknown = set(update) - set(DEFAULTS)
@@ -225,6 +255,8 @@ class Layer:
             self.settings.update(update)
             if "seed" in update:
                 self.rng.seed(update["seed"])
+            if "fail_calls" in update:
+                self.calls = {}
 
     def age(self, id_):
         entry = self.fresh.get(id_)
@@ -257,6 +289,10 @@ class Layer:
             params.update(query)
             action = (params.get("Action") or [""])[0]
             values = [v for k, vs in params.items() if not k.startswith("Filter.") for v in vs]
+            if service == "rds":
+                # RDS names are the caller's, and a DB instance and its subnet group may share
+                # one: an id is known by the parameter that names it (see `rds_key`).
+                values = [rds_key(k, v) for k, vs in params.items() for v in vs]
         values = [v for v in values if isinstance(v, str)]
         with self.lock:
             self.stats["requests"] += 1
@@ -313,6 +349,13 @@ class Layer:
         s = self.settings
         if service not in SERVICES:
             return None
+        if action in s["fail_calls"]:
+            n = self.calls.get(action, 0) + 1
+            self.calls[action] = n
+            if n in s["fail_calls"][action]:
+                self.stats["failed_calls"] += 1
+                return error_response(service, "ValidationError",
+                                      f"aws_like: call {n} of {action} fails (fail_calls)")
         actions = s["throttle_actions"]
         if s["throttle_share"] > 0 and (not actions or action in actions):
             if self.rng.random() < s["throttle_share"]:
@@ -327,7 +370,8 @@ class Layer:
                     self.stats["not_found"] += 1
                     code = not_found_code(service, v, entry[2])
                     status = 404 if service in ("rds", "elasticfilesystem") else 400
-                    return error_response(service, code, f"The id '{v}' does not exist", status)
+                    name = v.split(":", 1)[1] if service == "rds" else v
+                    return error_response(service, code, f"The id '{name}' does not exist", status)
         if service == "ec2" and action in ("DeleteSecurityGroup", "DeleteSubnet"):
             id_ = (params.get("GroupId") or params.get("SubnetId") or [""])[0]
             since = self.lingering.get(id_)
@@ -370,11 +414,30 @@ class Layer:
                     self.lingering[id_] = now
             if action in ("CreateLoadBalancer", "DescribeLoadBalancers"):
                 out = self.rewrite_lbs(out)
+            arn = params.get("TargetGroupArn", [""])[0]
+            if action == "ModifyTargetGroupAttributes":
+                keys = {k[:-len(".Key")]: vs[0] for k, vs in params.items() if k.endswith(".Key")}
+                for prefix, key in keys.items():
+                    if key == "deregistration_delay.timeout_seconds":
+                        self.tg_delay[arn] = float(params.get(prefix + ".Value", ["300"])[0])
+            if action in ("RegisterTargets", "DeregisterTargets"):
+                ids = [vs[0] for k, vs in params.items()
+                       if k.startswith("Targets.member.") and k.endswith(".Id")]
+                for id_ in ids:
+                    if action == "RegisterTargets":
+                        self.deregistered.pop((arn, id_), None)
+                        self.registered[(arn, id_)] = now
+                    else:
+                        self.registered.pop((arn, id_), None)
+                        self.deregistered[(arn, id_)] = now
+            if action == "DescribeTargetHealth" and not any(
+                    k.startswith("Targets.member.") for k in params):
+                out = self.rewrite_target_health(arn, out)
         elif service == "rds":
             key = RDS_CREATES.get(action)
             if key and params.get(key):
                 kind = "db_instance" if action == "CreateDBInstance" else "db_subnet_group"
-                self.fresh[params[key][0]] = (now, service, kind)
+                self.fresh[rds_key(key, params[key][0])] = (now, service, kind)
             if action == "ModifyDBInstance" and params.get("DBPortNumber"):
                 ident = params.get("DBInstanceIdentifier", [""])[0]
                 self.db_ports[ident] = params["DBPortNumber"][0]
@@ -457,7 +520,9 @@ class Layer:
                 if text_of(child(endpoint, "Port")) != port:
                     set_text(child(endpoint, "Port"), port)
                     changed = True
-            age = self.age(text_of(ident)) if ident is not None else None
+            age = None
+            if ident is not None:
+                age = self.age(rds_key("DBInstanceIdentifier", text_of(ident)))
             if age is None:
                 continue
             if age < ready * 0.75:
@@ -483,6 +548,63 @@ class Layer:
                     set_text(port, 0)
                     changed = True
         return self.serialize(doc, out, changed)
+
+    def rewrite_target_health(self, arn, out):
+        s = self.settings
+        now = self.clock()
+        draining = []
+        if s["target_draining"]:
+            delay = self.tg_delay.get(arn, 300.0)
+            draining = sorted(id_ for (a, id_), t in self.deregistered.items()
+                              if a == arn and now - t < delay)
+        initial = s["target_initial_secs"]
+        if not draining and initial <= 0:
+            return out
+        doc = minidom.parseString(out)
+        lists = doc.getElementsByTagName("TargetHealthDescriptions")
+        if not lists:
+            return out
+        descs = lists[0]
+        changed = False
+        listed = set()
+        for member in [m for m in descs.childNodes if m.nodeType == m.ELEMENT_NODE]:
+            target = child(member, "Target")
+            id_el = child(target, "Id") if target is not None else None
+            if id_el is None:
+                continue
+            id_ = text_of(id_el)
+            listed.add(id_)
+            since = self.registered.get((arn, id_))
+            health = child(member, "TargetHealth")
+            if since is None or health is None or now - since >= initial:
+                continue
+            state = child(health, "State")
+            if state is not None and text_of(state) == "healthy":
+                set_text(state, "initial")
+                self.add(doc, health, "Reason", "Elb.RegistrationInProgress")
+                self.add(doc, health, "Description", "Target registration is in progress")
+                changed = True
+        for id_ in draining:
+            if id_ in listed:
+                continue
+            member = doc.createElement("member")
+            target = self.add(doc, member, "Target")
+            self.add(doc, target, "Id", id_)
+            health = self.add(doc, member, "TargetHealth")
+            self.add(doc, health, "State", "draining")
+            self.add(doc, health, "Reason", "Target.DeregistrationInProgress")
+            self.add(doc, health, "Description", "Target deregistration is in progress")
+            descs.appendChild(member)
+            changed = True
+        return self.serialize(doc, out, changed)
+
+    @staticmethod
+    def add(doc, parent, name, text=None):
+        el = doc.createElement(name)
+        if text is not None:
+            el.appendChild(doc.createTextNode(str(text)))
+        parent.appendChild(el)
+        return el
 
     def serialize(self, doc, out, changed):
         if not changed:

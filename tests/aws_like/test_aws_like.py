@@ -118,6 +118,26 @@ class LayerTest(unittest.TestCase):
         self.assertGreaterEqual(json.loads(urllib.request.urlopen(
             f"{self.url}/_aws_like/stats").read())["not_found"], 4)
 
+    def test_a_db_and_its_subnet_group_of_one_name_are_two_ids(self):
+        # hactl names both `hactl-<stack>-db`: a fresh DB instance must not make the (settled)
+        # subnet group of the same name NotFound, nor answer for it with the instance's code.
+        _, a, b, _ = self.network()
+        self.layer.configure({"not_found_secs": 3})
+        rds = self.client("rds")
+        rds.create_db_subnet_group(DBSubnetGroupName="d", DBSubnetGroupDescription="d",
+                                   SubnetIds=[a, b])
+        self.assertEqual(self.code(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName="d")),
+                         ("DBSubnetGroupNotFoundFault", 404))
+        self.clock.now += 3
+        rds.create_db_instance(DBInstanceIdentifier="d", DBInstanceClass="db.t3.micro",
+                               Engine="postgres", MasterUsername="u",
+                               MasterUserPassword="password1", AllocatedStorage=20,
+                               DBSubnetGroupName="d")
+        groups = rds.describe_db_subnet_groups(DBSubnetGroupName="d")["DBSubnetGroups"]
+        self.assertEqual(len(groups), 1)
+        self.assertEqual(self.code(lambda: rds.describe_db_instances(DBInstanceIdentifier="d")),
+                         ("DBInstanceNotFound", 404))
+
     def test_throttling_has_each_protocols_shape(self):
         self.layer.configure({"throttle_share": 1.0})
         self.assertEqual(self.code(lambda: self.client("ec2").describe_vpcs()),
@@ -252,6 +272,34 @@ class LayerTest(unittest.TestCase):
                          ("ResourceInUse", 400))
         elb.delete_listener(ListenerArn=listener["ListenerArn"])
         elb.delete_target_group(TargetGroupArn=tg)
+
+    def test_deregistered_targets_drain_for_the_delay_and_new_ones_start_initial(self):
+        vpc, a, _, _ = self.network()
+        self.layer.configure({"target_draining": True, "target_initial_secs": 4})
+        ec2, elb = self.client("ec2"), self.client("elbv2")
+        ids = [i["InstanceId"] for i in ec2.run_instances(
+            ImageId=AMI, MinCount=2, MaxCount=2, SubnetId=a, InstanceType="t2.micro")["Instances"]]
+        tg = elb.create_target_group(Name="t", Protocol="HTTP", Port=80, VpcId=vpc)[
+            "TargetGroups"][0]["TargetGroupArn"]
+        elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "5"}])
+        elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i} for i in ids])
+
+        def states():
+            return {d["Target"]["Id"]: (d["TargetHealth"]["State"],
+                                        d["TargetHealth"].get("Reason"))
+                    for d in elb.describe_target_health(TargetGroupArn=tg)[
+                        "TargetHealthDescriptions"]}
+        self.assertEqual(states(), {i: ("initial", "Elb.RegistrationInProgress") for i in ids})
+        self.clock.now += 4
+        self.assertEqual(states(), {i: ("healthy", None) for i in ids})
+        elb.deregister_targets(TargetGroupArn=tg, Targets=[{"Id": ids[0]}])
+        self.assertEqual(states(), {ids[0]: ("draining", "Target.DeregistrationInProgress"),
+                                    ids[1]: ("healthy", None)})
+        self.clock.now += 5
+        self.assertEqual(states(), {ids[1]: ("healthy", None)}, "gone after the delay")
+        elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": ids[0]}])
+        self.assertEqual(states()[ids[0]], ("initial", "Elb.RegistrationInProgress"))
 
     def test_control_endpoint_rejects_unknown_settings(self):
         req = urllib.request.Request(f"{self.url}/_aws_like/config", method="POST",

@@ -140,7 +140,7 @@ impl Workdir {
         w
     }
 
-    fn set_secret(&self, name: &str, value: &[u8]) {
+    pub fn set_secret(&self, name: &str, value: &[u8]) {
         let mut set = self
             .base()
             .args(["secrets", "set", name, "-f", SEED])
@@ -158,7 +158,7 @@ impl Workdir {
     }
 
     /// hactl in this directory, with HOME here (the age identity lives under it).
-    fn base(&self) -> Command {
+    pub fn base(&self) -> Command {
         let mut c = hactl();
         c.current_dir(self.dir.path());
         c.env("HOME", self.dir.path());
@@ -218,82 +218,116 @@ fn live() -> Filter {
 }
 
 /// Counts of this stack's resources, read from AWS (tags for EC2, tags for ELB/EFS/RDS).
-#[derive(Debug, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Counts {
-    vpcs: usize,
-    subnets: usize,
-    igws: usize,
-    route_tables: usize,
-    sgs: usize,
-    key_pairs: usize,
-    instances: usize,
-    lbs: usize,
-    tgs: usize,
-    listeners: usize,
-    targets: usize,
-    filesystems: usize,
-    mount_targets: usize,
-    db_subnet_groups: usize,
-    dbs: usize,
+    pub vpcs: usize,
+    pub subnets: usize,
+    pub igws: usize,
+    pub route_tables: usize,
+    pub sgs: usize,
+    pub key_pairs: usize,
+    pub instances: usize,
+    pub lbs: usize,
+    pub tgs: usize,
+    pub listeners: usize,
+    pub targets: usize,
+    pub filesystems: usize,
+    pub mount_targets: usize,
+    pub db_subnet_groups: usize,
+    pub dbs: usize,
 }
 
 pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
+    count(conf, Some(name)).await
+}
+
+/// Counts of everything in the account, tagged or not (orphans included), leaving out what
+/// AWS makes by itself: the default VPC and its subnets and gateway, every VPC's `default`
+/// security group and main route table, RDS's `default` subnet group.
+pub async fn everything(conf: &aws_config::SdkConfig) -> Counts {
+    count(conf, None).await
+}
+
+async fn count(conf: &aws_config::SdkConfig, name: Option<&str>) -> Counts {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(conf);
     let efs = aws_sdk_efs::Client::new(conf);
     let rds = aws_sdk_rds::Client::new(conf);
+    let filters = || Some(name.map(by_stack).into_iter().collect::<Vec<_>>());
+    let default_vpcs: Vec<String> = ec2
+        .describe_vpcs()
+        .filters(Filter::builder().name("is-default").values("true").build())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id().map(str::to_string))
+        .collect();
+    // Not in a default VPC (what AWS made by itself).
+    let ours = |vpc: Option<&str>| !vpc.is_some_and(|v| default_vpcs.iter().any(|d| d == v));
     let mut c = Counts::default();
     let vpcs = ec2
         .describe_vpcs()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap();
-    c.vpcs = vpcs.vpcs().len();
+    c.vpcs = vpcs.vpcs().iter().filter(|v| ours(v.vpc_id())).count();
     c.subnets = ec2
         .describe_subnets()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .subnets()
-        .len();
+        .iter()
+        .filter(|s| ours(s.vpc_id()))
+        .count();
     c.igws = ec2
         .describe_internet_gateways()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .internet_gateways()
-        .len();
+        .iter()
+        .filter(|g| g.attachments().iter().all(|a| ours(a.vpc_id())))
+        .count();
     c.route_tables = ec2
         .describe_route_tables()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .route_tables()
-        .len();
+        .iter()
+        .filter(|t| ours(t.vpc_id()))
+        .filter(|t| !t.associations().iter().any(|a| a.main() == Some(true)))
+        .count();
     c.sgs = ec2
         .describe_security_groups()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .security_groups()
-        .len();
+        .iter()
+        .filter(|g| ours(g.vpc_id()) && g.group_name() != Some("default"))
+        .count();
     c.key_pairs = ec2
         .describe_key_pairs()
-        .filters(by_stack(name))
+        .set_filters(filters())
         .send()
         .await
         .unwrap()
         .key_pairs()
         .len();
+    let mut live_filters = filters().unwrap_or_default();
+    live_filters.push(live());
     c.instances = ec2
         .describe_instances()
-        .filters(by_stack(name))
-        .filters(live())
+        .set_filters(Some(live_filters))
         .send()
         .await
         .unwrap()
@@ -302,15 +336,20 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .map(|r| r.instances().len())
         .sum();
     let tagged = |tags: &[aws_sdk_elasticloadbalancingv2::types::Tag]| {
-        tags.iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
+        name.is_none_or(|name| {
+            tags.iter()
+                .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
+        })
     };
-    for lb in elb
+    // Every page: moto pages load balancers by 50 and file systems by 10.
+    for lb in &elb
         .describe_load_balancers()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .load_balancers()
     {
         let arn = lb.load_balancer_arn().unwrap();
         let t = elb.describe_tags().resource_arns(arn).send().await.unwrap();
@@ -326,12 +365,14 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
                 .len();
         }
     }
-    for tg in elb
+    for tg in &elb
         .describe_target_groups()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .target_groups()
     {
         let arn = tg.target_group_arn().unwrap();
         let t = elb.describe_tags().resource_arns(arn).send().await.unwrap();
@@ -347,17 +388,23 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
                 .len();
         }
     }
-    for fs in efs
+    let named = |key: Option<&str>, value: Option<&str>| {
+        key == Some("hactl:stack") && name.is_some_and(|n| value == Some(n))
+    };
+    for fs in &efs
         .describe_file_systems()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .file_systems()
     {
-        if fs
-            .tags()
-            .iter()
-            .any(|t| t.key() == "hactl:stack" && t.value() == name)
+        if name.is_none()
+            || fs
+                .tags()
+                .iter()
+                .any(|t| named(Some(t.key()), Some(t.value())))
         {
             c.filesystems += 1;
             c.mount_targets += efs
@@ -370,18 +417,16 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
                 .len();
         }
     }
-    for db in rds
+    for db in &rds
         .describe_db_instances()
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap()
-        .db_instances()
     {
-        if db
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
-        {
+        if name.is_none() || db.tag_list().iter().any(|t| named(t.key(), t.value())) {
             c.dbs += 1;
         }
     }
@@ -392,21 +437,44 @@ pub async fn counts(conf: &aws_config::SdkConfig, name: &str) -> Counts {
         .unwrap()
         .db_subnet_groups()
     {
+        if g.db_subnet_group_name() == Some("default") {
+            continue;
+        }
         let tags = rds
             .list_tags_for_resource()
             .resource_name(g.db_subnet_group_arn().unwrap())
             .send()
             .await
             .unwrap();
-        if tags
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == Some("hactl:stack") && t.value() == Some(name))
-        {
+        if name.is_none() || tags.tag_list().iter().any(|t| named(t.key(), t.value())) {
             c.db_subnet_groups += 1;
         }
     }
     c
+}
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            vpcs: self.vpcs + o.vpcs,
+            subnets: self.subnets + o.subnets,
+            igws: self.igws + o.igws,
+            route_tables: self.route_tables + o.route_tables,
+            sgs: self.sgs + o.sgs,
+            key_pairs: self.key_pairs + o.key_pairs,
+            instances: self.instances + o.instances,
+            lbs: self.lbs + o.lbs,
+            tgs: self.tgs + o.tgs,
+            listeners: self.listeners + o.listeners,
+            targets: self.targets + o.targets,
+            filesystems: self.filesystems + o.filesystems,
+            mount_targets: self.mount_targets + o.mount_targets,
+            db_subnet_groups: self.db_subnet_groups + o.db_subnet_groups,
+            dbs: self.dbs + o.dbs,
+        }
+    }
 }
 
 /// What seed 003 makes: the full set, exactly once each.
@@ -431,14 +499,14 @@ pub fn full() -> Counts {
 }
 
 /// An untagged VPC + security group + instance + bucket, as someone else's resources.
-struct Decoy {
+pub struct Decoy {
     vpc: String,
     sg: String,
     instance: String,
     bucket: String,
 }
 
-async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
+pub async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let vpc = ec2
         .create_vpc()
@@ -497,7 +565,7 @@ async fn make_decoy(conf: &aws_config::SdkConfig) -> Decoy {
     }
 }
 
-async fn decoy_intact(conf: &aws_config::SdkConfig, d: &Decoy) {
+pub async fn decoy_intact(conf: &aws_config::SdkConfig, d: &Decoy) {
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let v = ec2.describe_vpcs().vpc_ids(&d.vpc).send().await.unwrap();
     assert_eq!(v.vpcs().len(), 1, "decoy VPC gone");
@@ -702,7 +770,7 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(lb.security_groups(), [lb_id.to_string()]);
     let tgs = elb
         .describe_target_groups()
-        .names(format!("hactl-{name}-web"))
+        .names(format!("hactl-{name}-web-http-80"))
         .send()
         .await
         .unwrap();
@@ -813,7 +881,8 @@ async fn verify_seed003(conf: &aws_config::SdkConfig, name: &str) {
     assert_eq!(g_subnets, sorted);
 }
 
-fn rt() -> tokio::runtime::Runtime {
+/// A current-thread runtime for the SDK calls the AWS tests make to count and check.
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -836,13 +905,15 @@ fn aws_seed003_up_noop_replace_update_down() {
     // Converged: a second up changes nothing and a detailed plan exits 0.
     let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("0 to create, 0 to update, 0 to delete"));
 
     // Outputs from the state.
-    let outs: serde_json::Value =
+    let doc: serde_json::Value =
         serde_json::from_str(&w.ok(&moto, &["outputs", "--json"])).unwrap();
+    assert_eq!(doc["format_version"], "1.0");
+    let outs = &doc["outputs"];
     assert!(outs["balancer"]["dns_name"]
         .as_str()
         .unwrap()
@@ -868,7 +939,7 @@ fn aws_seed003_up_noop_replace_update_down() {
         "      path: /healthz\n      interval: 10s",
         "      path: /ready\n      interval: 10s",
     );
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     let plan = stdout(&o);
     assert!(
@@ -910,18 +981,18 @@ fn aws_seed003_up_noop_replace_update_down() {
     let tg = rt
         .block_on(
             elb.describe_target_groups()
-                .names("hactl-aws-web-web")
+                .names("hactl-aws-web-web-http-80")
                 .send(),
         )
         .unwrap();
     assert_eq!(tg.target_groups()[0].health_check_path(), Some("/ready"));
 
     // Down: everything tagged goes, the decoy stays.
-    let out = w.ok(&moto, &["down", "--auto-approve"]);
+    let out = w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert!(out.contains("Applied."), "{out}");
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     rt.block_on(decoy_intact(&conf, &decoy));
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -980,8 +1051,13 @@ fn aws_sigkill_at_five_points_converges_without_duplicates() {
     let out = w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert!(out.contains("Nothing to do."), "{out}");
     // Kills during down converge too.
-    up_killed_after_cmd(&w, &moto, &["down", "--auto-approve"], 3);
-    w.ok(&moto, &["down", "--auto-approve"]);
+    up_killed_after_cmd(
+        &w,
+        &moto,
+        &["down", "--auto-approve", "--allow-data-loss"],
+        3,
+    );
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
 }
 
@@ -1036,9 +1112,10 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let info = loop {
         let o = w.run(&moto, &["state", "lock-info", "--json"]);
+        // one document per command: the holder (or null) is its `lock`
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v.is_object() {
-            break v;
+        if v["lock"].is_object() {
+            break v["lock"].clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -1098,7 +1175,9 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
     assert_eq!(st["resources"].as_object().unwrap().len(), 21);
     // Unlocked now; a lock left by a dead run is removed by force-unlock with its id.
     let o = w.run(&moto, &["state", "lock-info", "--json"]);
-    assert_eq!(stdout(&o).trim(), "null");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["lock"], serde_json::Value::Null, "{doc}");
+    assert_eq!(doc["command"], "state lock-info", "{doc}");
     let dead = r#"{"id":"deadbeef","who":"ci@gone","pid":1,"operation":"up","created":0}"#;
     rt.block_on(
         s3.put_object()
@@ -1108,12 +1187,12 @@ fn aws_two_concurrent_ups_with_s3_backend_one_waits_one_fails() {
             .send(),
     )
     .unwrap();
-    let o = w.run(&moto, &["plan"]);
+    let o = w.run(&moto, &["plan", "--provision-only"]);
     assert!(stderr(&o).contains("ci@gone"), "{}", stderr(&o));
     let o = w.run(&moto, &["state", "force-unlock", "wrong"]);
     assert!(!o.status.success());
     w.ok(&moto, &["state", "force-unlock", "deadbeef"]);
-    w.ok(&moto, &["plan"]);
+    w.ok(&moto, &["plan", "--provision-only"]);
 }
 
 /// The seed for the lab: the same file, with SSH going through an ssh_config that maps the
@@ -1142,7 +1221,7 @@ fn lab(args: &[&str]) -> String {
 
 /// The lab variant's working directory: the seed, an ssh_config that sends `web-0`/`web-1` to
 /// the lab's host1/host2, and the demo image archive the app runs from.
-fn lab_workdir() -> Workdir {
+pub fn lab_workdir() -> Workdir {
     let w = Workdir::seed(lab_variant);
     std::fs::write(
         w.dir.path().join("stacks/ssh_config"),
@@ -1298,8 +1377,138 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
     assert_eq!(out.matches("Nothing to do.").count(), 2, "{out}");
     assert!(!err.contains("pinned"), "{err}");
 
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
+    lab(&["lab", "down"]);
+}
+
+/// Issue 11: one plan for both layers. On seed 003 with moto and two lab hosts as the
+/// instances: `plan` shows the cloud resources and each instance's files in one plan and one
+/// JSON document; after `up`, `plan --detailed-exitcode` is 0 for both layers; a hand edit to a
+/// host file and a hand change to a security group both appear in the next plan; `plan -o`
+/// then `up plan.bin` applies exactly it; a host or stack change in between makes it refuse.
+#[test]
+fn aws_seed003_one_plan_for_cloud_and_hosts_and_saved_plans() {
+    let _guard = crate::support::lab_guard();
+    let _ = crate::support::run(&["lab", "down"]);
+    lab(&["lab", "up", "--hosts", "2"]);
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk());
+    let w = lab_workdir();
+
+    // Before anything exists: resources to create, then each instance's files, known after
+    // apply, in one JSON document.
+    let o = w.run(&moto, &["plan", "--json", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+    let changes = v["changes"].as_array().expect("changes");
+    assert!(changes
+        .iter()
+        .any(|c| c["addr"] == "aws_instance.web[0]" && c["action"] == "create"));
+    for h in ["web-0", "web-1"] {
+        let f = changes
+            .iter()
+            .find(|c| c["addr"] == format!("{h}:/etc/nginx/nginx.conf"))
+            .unwrap_or_else(|| panic!("no nginx.conf for {h}: {v:#}"));
+        assert_eq!(f["reason_detail"]["code"], "known_after_apply", "{f:#}");
+    }
+
+    let o = w.run(&moto, &["up", "--auto-approve"]);
+    assert!(o.status.success(), "up\n{}\n{}", stdout(&o), stderr(&o));
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // Drift on both layers, in one plan.
+    lab(&[
+        "lab",
+        "exec",
+        "host1",
+        "--",
+        "sh",
+        "-c",
+        "echo '# edited by hand' >> /etc/nginx/nginx.conf",
+    ]);
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let sg = rt
+        .block_on(
+            ec2.describe_security_groups()
+                .filters(by_stack(NAME))
+                .filters(
+                    Filter::builder()
+                        .name("tag:hactl:address")
+                        .values("aws_security_group.hosts")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let sg_id = sg.security_groups()[0].group_id().unwrap().to_string();
+    rt.block_on(
+        ec2.authorize_security_group_ingress()
+            .group_id(&sg_id)
+            .ip_protocol("tcp")
+            .from_port(8080)
+            .to_port(8080)
+            .cidr_ip("0.0.0.0/0")
+            .send(),
+    )
+    .unwrap();
+    let plan = w.ok(&moto, &["plan"]);
+    assert!(plan.contains("~ aws_security_group.hosts"), "{plan}");
+    assert!(
+        plan.contains("web-0:\n  ~ /etc/nginx/nginx.conf  (content changed)"),
+        "{plan}"
+    );
+
+    // Saved, then applied exactly; converged after.
+    w.ok(&moto, &["plan", "-o", "plan.bin"]);
+    let o = w.run(&moto, &["up", "plan.bin", "--no-wait"]);
+    assert!(
+        o.status.success(),
+        "up plan.bin\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // A host changed between plan and up: refused, nothing applied.
+    lab(&[
+        "lab",
+        "exec",
+        "host2",
+        "--",
+        "sh",
+        "-c",
+        "echo '# again' >> /etc/nginx/nginx.conf",
+    ]);
+    w.ok(&moto, &["plan", "-o", "plan.bin"]);
+    lab(&[
+        "lab",
+        "exec",
+        "host2",
+        "--",
+        "sh",
+        "-c",
+        "echo '# and again' >> /etc/nginx/nginx.conf",
+    ]);
+    let o = w.run(&moto, &["up", "plan.bin", "--no-wait"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("hactl::plan::stale"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("what is deployed"), "{}", stderr(&o));
+    // The stack changed between plan and up: refused too.
+    w.ok(&moto, &["plan", "-o", "plan.bin"]);
+    w.rewrite("health_path: /healthz", "health_path: /ready");
+    let o = w.run(&moto, &["up", "plan.bin", "--no-wait"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the stack file changed"),
+        "{}",
+        stderr(&o)
+    );
+
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     lab(&["lab", "down"]);
 }
 
@@ -1422,10 +1631,13 @@ fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     let dry: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
     assert_eq!(dry["outcome"], "repairs_pending");
     assert_eq!(dry["not_repairs"], 0);
+    // The cloud layer's repairs (the host layer follows: web-0's removed files, web-1's
+    // files known after its launch).
     let planned: Vec<(&str, &str)> = dry["plan"]["changes"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|c| c["kind"] == "resource")
         .map(|c| (c["addr"].as_str().unwrap(), c["action"].as_str().unwrap()))
         .collect();
     assert_eq!(
@@ -1578,7 +1790,7 @@ fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
     let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
     lab(&["lab", "down"]);
 }
@@ -1613,6 +1825,19 @@ fn docs_ci_sequence_runs_against_moto_and_the_lab() {
     assert_ne!(p["summary"]["create"], 0, "{p:#}");
     crate::pipeline::run_ci_job("apply", &apply, w.dir.path(), &env);
     let docs = crate::pipeline::json_docs(&w.dir.path().join("up.json"));
+    // Both layers, the EFS mount and the wait: one document (docs/json.md).
+    assert_eq!(docs.len(), 1, "{docs:#?}");
+    assert!(docs[0]["host_plan"]["changes"].is_array(), "{docs:#?}");
+    assert_eq!(
+        docs[0]["hosts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
+    assert_eq!(
+        docs[0]["mounts"].as_array().map(Vec::len),
+        Some(2),
+        "{docs:#?}"
+    );
     let serving = docs
         .iter()
         .find_map(|d| d.get("serving"))

@@ -6,19 +6,12 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
 
-use crate::aws::{counts, Counts, Moto, Workdir, NAME};
+use crate::aws::{counts, rt, Counts, Moto, Workdir, NAME};
 use crate::support::{root, stderr, stdout};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// `tests/fixtures/aws/web.yaml` (seed 003 on moto) under the tests' stack name, optionally
 /// edited, in a fresh work directory with its vault.
-fn fixture(edit: impl Fn(String) -> String) -> Workdir {
+pub(crate) fn fixture(edit: impl Fn(String) -> String) -> Workdir {
     let text = std::fs::read_to_string(root().join("tests/fixtures/aws/web.yaml"))
         .expect("the fixture")
         .replace("STACKNAME", NAME);
@@ -176,7 +169,7 @@ fn aws_tag_cleanup_is_a_retag_not_a_replacement() {
     assert_eq!(recorded(&w), before_refresh);
     assert_eq!(before_refresh["aws_vpc.main"]["id"], vpc.as_str());
 
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     let plan = stdout(&o);
     assert_eq!(o.status.code(), Some(2), "{plan}{}", stderr(&o));
     for addr in ["aws_vpc.main", "aws_security_group.hosts"] {
@@ -212,7 +205,7 @@ fn aws_tag_cleanup_is_a_retag_not_a_replacement() {
         ]
     );
     assert_eq!(rt.block_on(hactl_tags(&conf, &hosts_sg)).len(), 2);
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 
     // Another clean-up, and a group deleted outside hactl: `down` deletes by the state's ids
@@ -221,7 +214,7 @@ fn aws_tag_cleanup_is_a_retag_not_a_replacement() {
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     rt.block_on(ec2.delete_security_group().group_id(&db_sg).send())
         .unwrap();
-    let out = w.ok(&moto, &["down", "--auto-approve"]);
+    let out = w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert!(
         out.contains("Not found in AWS (recorded in the state, deleted outside hactl?):"),
         "{out}"
@@ -377,7 +370,7 @@ fn aws_every_kind_that_loses_its_tags_is_retagged_in_place() {
         .unwrap();
     }
 
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     let plan = stdout(&o);
     assert_eq!(o.status.code(), Some(2), "{plan}{}", stderr(&o));
     for addr in [
@@ -414,9 +407,9 @@ fn aws_every_kind_that_loses_its_tags_is_retagged_in_place() {
     assert_eq!(rt.block_on(all_instance_ids(&conf)), before);
     assert_eq!(rt.block_on(tagged_ec2_ids(&conf)).len(), ec2_ids.len());
     assert_eq!(rt.block_on(counts(&conf, NAME)), crate::aws::full());
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
     assert_eq!(rt.block_on(counts(&conf, NAME)), Counts::default());
 }
 
@@ -435,7 +428,7 @@ fn aws_health_check_matcher_drift_is_planned_and_repaired() {
         let tg = rt
             .block_on(
                 elb.describe_target_groups()
-                    .names(format!("hactl-{NAME}-web"))
+                    .names(format!("hactl-{NAME}-web-http-80"))
                     .send(),
             )
             .unwrap();
@@ -458,7 +451,7 @@ fn aws_health_check_matcher_drift_is_planned_and_repaired() {
             .send(),
     )
     .unwrap();
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     let plan = stdout(&o);
     assert_eq!(o.status.code(), Some(2), "{plan}{}", stderr(&o));
     assert!(
@@ -467,13 +460,13 @@ fn aws_health_check_matcher_drift_is_planned_and_repaired() {
     );
     w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
     assert_eq!(matcher().1.as_deref(), Some("200"));
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
 
 /// Nothing of the stack exists in the account: no VPC but the default one, no tagged
 /// resource, no instance, balancer, file system or database at all.
-async fn nothing_created(conf: &aws_config::SdkConfig) {
+pub(crate) async fn nothing_created(conf: &aws_config::SdkConfig) {
     assert_eq!(counts(conf, NAME).await, Counts::default());
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let vpcs = ec2.describe_vpcs().send().await.unwrap();
@@ -503,14 +496,14 @@ async fn nothing_created(conf: &aws_config::SdkConfig) {
 
 /// `plan` and `up` both refuse; stderr names the key (`file:line:col`) and what AWS said.
 /// `plan`'s diagnostic is snapshotted as `name` (ids AWS made up are filtered).
-fn refused(w: &Workdir, moto: &Moto, name: &str, located: &str, said: &[&str]) {
+pub(crate) fn refused(w: &Workdir, moto: &Moto, name: &str, located: &str, said: &[&str]) {
     for args in [
-        &["plan"][..],
+        &["plan", "--provision-only"][..],
         &["up", "--auto-approve", "--provision-only"][..],
     ] {
         let o = w.run(moto, args);
         let err = stderr(&o);
-        if args == ["plan"] {
+        if args == ["plan", "--provision-only"] {
             insta::with_settings!({
                 filters => vec![
                     (r"subnet-[0-9a-f]{8,}", "subnet-[ID]"),
@@ -676,12 +669,12 @@ fn aws_existing_vpc_cidr_comes_from_the_account() {
             .replace("protocol: HTTP", "protocol: TCP")
     };
     let w = fixture(nlb);
-    let out = w.ok(&moto, &["plan"]);
+    let out = w.ok(&moto, &["plan", "--provision-only"]);
     assert!(
         out.contains("+ aws_security_group.hosts"),
         "the hosts' group is planned: {out}"
     );
-    let o = w.run(&moto, &["plan", "--json"]);
+    let o = w.run(&moto, &["plan", "--json", "--provision-only"]);
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan JSON");
     assert!(!plan.to_string().contains("10.0.0.0/16"), "{plan}");
     w.ok(&moto, &["up", "--auto-approve", "--provision-only"]);
@@ -706,9 +699,9 @@ fn aws_existing_vpc_cidr_comes_from_the_account() {
         .filter_map(|r| r.cidr_ip().map(str::to_string))
         .collect();
     assert_eq!(ranges, ["172.31.0.0/16"]);
-    let o = w.run(&moto, &["plan", "--detailed-exitcode"]);
+    let o = w.run(&moto, &["plan", "--detailed-exitcode", "--provision-only"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    w.ok(&moto, &["down", "--auto-approve"]);
+    w.ok(&moto, &["down", "--auto-approve", "--allow-data-loss"]);
 
     // A VPC id that does not exist: refused, pointing at `vpc_id`.
     let w = fixture(|t| nlb(t).replace(&vpc, "vpc-0dead0dead"));

@@ -75,7 +75,11 @@ impl World {
             .expect("hactl runs");
         assert!(o.status.success(), "{}", show(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
-        (!v.is_null()).then_some(v)
+        assert_eq!(v["command"], "state lock-info", "{v}");
+        let lock = v
+            .get("lock")
+            .expect("the document has `lock`, null when free");
+        (!lock.is_null()).then(|| lock.clone())
     }
 
     /// Waits until `pid` holds the lock; panics after `limit`.

@@ -362,7 +362,7 @@ pub(crate) fn run_ci_job(name: &str, cmds: &[String], cwd: &Path, env: &[(String
     }
 }
 
-/// The JSON documents a job left in `file` (an AWS `up` writes one per layer).
+/// The JSON documents a job left in `file` (one per command the job ran with `--json`).
 pub(crate) fn json_docs(file: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
     serde_json::Deserializer::from_str(&text)

@@ -1,17 +1,18 @@
-//! Carrying out a diff's steps against AWS.
+//! Carrying out one planned AWS change: its call(s) and its waits.
 //!
-//! Order: deletes first (and the delete half of replacements), then creates and updates.
-//! Within each phase a step starts as soon as the steps it depends on are done (a create after
-//! the creates of what it references, a delete after the deletes of what references it), at
-//! most `parallelism` at a time, so a run takes as long as its longest dependency chain. After a
-//! failed step nothing new starts (nothing that depends on it, nor anything else); the state
-//! is saved after every step, so a re-run resumes.
+//! The engine's walk (`engine::graph`) decides the order and the parallelism: deletes deepest
+//! first, creates and updates after what they reference, create-before-destroy replacements'
+//! old halves and duplicates last (the [`crate::plan::Order`] the diff gave each change, see
+//! [`super::diff::create_before_destroy`]). The engine's AWS provider (`engine::cloud`) calls
+//! [`run_step`] for each task in the [`Phase`] the walk gives it, and saves the state after each.
 //!
 //! Idempotency: every create carries the ownership tags in the create call itself (EC2
 //! TagSpecifications, ELB/RDS/EFS Tags), so a resource never exists untagged and a re-run finds
 //! it by tags instead of creating it again; instances also send a ClientToken and file systems
 //! a CreationToken derived from the state's lineage and the address, so a create retried by the
 //! SDK returns the first one on AWS. Mount targets and listeners are unique by zone / port.
+//! The engine journals each step around [`run_step`] (`engine::journal`): the intent before the
+//! call, the result after; a run that was killed is adopted by the next one.
 //!
 //! AWS as it behaves ([`super::wait`]): calls that name a resource of this run retry NotFound
 //! while the new id propagates; waits poll with tokio sleeps, treat throttling as pending, end
@@ -22,7 +23,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use aws_sdk_ec2::types as ec2t;
@@ -58,6 +58,9 @@ pub struct Ctx {
     pub timeouts: Timeouts,
     /// address → id of everything that exists (observed, then created).
     pub ids: Mutex<BTreeMap<String, String>>,
+    /// address → the status AWS last reported while a change waits on it (`creating`,
+    /// `backing-up`, `provisioning`, `initial`): what the progress lines say it waits for.
+    pub status: Mutex<BTreeMap<String, String>>,
 }
 
 /// What happened to one step, for progress and the state.
@@ -81,134 +84,102 @@ pub enum Event {
     },
 }
 
-/// Runs the steps; `on_event` is awaited after each one (the caller saves the state there).
-///
-/// Deletes all run before any create or update. Within each phase a step starts as soon as
-/// the steps it depends on are done (a create after the creates of what it references; a
-/// delete after the deletes of what references it), at most `parallelism` at a time: the run
-/// takes as long as its longest dependency chain, not the sum of its waves' slowest steps
-/// (measured on `bench/aws-like.sh`). After a failure nothing new starts; what runs finishes.
-pub async fn apply<F, Fut>(
-    ctx: Arc<Ctx>,
-    steps: &[Step],
-    parallelism: usize,
-    on_event: F,
-) -> Vec<AwsError>
-where
-    F: Fn(Event) -> Fut + Clone,
-    Fut: Future<Output = ()>,
-{
-    let mut deletes: Vec<&Step> = Vec::new();
-    let mut forwards: Vec<&Step> = Vec::new();
-    for s in steps {
-        match s.change.action {
-            Action::Delete => deletes.push(s),
-            Action::Replace => {
-                deletes.push(s);
-                forwards.push(s);
+/// The target groups (addresses) an instance replaced create-before-destroy is moved between:
+/// those whose registration (the plan's attachment) lists the instance.
+#[derive(Debug, Default, Clone)]
+pub struct Roll {
+    target_groups: BTreeMap<String, Vec<String>>,
+}
+
+impl Roll {
+    /// From every step of the plan (the registrations' desired targets).
+    pub fn of(steps: &[Step]) -> Roll {
+        let mut target_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in steps.iter().filter_map(|s| s.desired.as_ref()) {
+            if r.kind != ResKind::TargetAttachment {
+                continue;
             }
-            _ => forwards.push(s),
+            let Some(tg) = r.one_ref("target_group") else {
+                continue;
+            };
+            for t in r.refs.get("targets").into_iter().flatten() {
+                target_groups
+                    .entry(t.clone())
+                    .or_default()
+                    .push(tg.to_string());
+            }
         }
+        Roll { target_groups }
     }
-    let errors = run_graph(&ctx, &deletes, parallelism, true, on_event.clone()).await;
-    if !errors.is_empty() {
-        return errors;
-    }
-    run_graph(&ctx, &forwards, parallelism, false, on_event).await
 }
 
-/// For each step, the steps of the same phase that must be done before it starts.
-fn prerequisites(steps: &[&Step], deleting: bool) -> Vec<Vec<usize>> {
-    let deps = |s: &Step| -> Vec<String> {
-        let r = if deleting {
-            s.observed.as_ref().map(|o| &o.res)
-        } else {
-            s.desired.as_ref().or(s.observed.as_ref().map(|o| &o.res))
-        };
-        r.map(|r| r.deps().map(str::to_string).collect())
-            .unwrap_or_default()
-    };
-    steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            (0..steps.len())
-                .filter(|&j| j != i)
-                .filter(|&j| {
-                    if deleting {
-                        // j references i: j goes first.
-                        deps(steps[j]).contains(&s.change.addr)
-                    } else {
-                        deps(s).contains(&steps[j].change.addr)
-                    }
-                })
-                .collect()
-        })
-        .collect()
+/// Which part of a change a task carries out ([`run_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A delete, or the delete half of a replacement made destroy-first.
+    Delete,
+    /// A create, an update, or the create half of a replacement (a rolled instance: all of it,
+    /// see [`roll_instance`]).
+    Forward,
+    /// After every create and update: the old half of a create-before-destroy replacement (the
+    /// address keeps its new id) or a duplicate (the address keeps its first one).
+    Cleanup,
 }
 
-async fn run_graph<F, Fut>(
+/// What a step's journal line calls its action: `create` (with a token, [`token`]),
+/// `update` or `delete`.
+pub fn verb(s: &Step, phase: Phase) -> &'static str {
+    match (phase, s.change.action) {
+        (Phase::Forward, Action::Update) => "update",
+        (Phase::Forward, _) if creates(s, phase) => "create",
+        (Phase::Forward, _) => "none",
+        _ => "delete",
+    }
+}
+
+/// Whether the step creates a resource in this phase (it then sends an idempotency token).
+pub fn creates(s: &Step, phase: Phase) -> bool {
+    phase == Phase::Forward
+        && matches!(s.change.action, Action::Create | Action::Replace)
+        && s.desired.is_some()
+}
+
+/// The step's own idempotency token: the same for a retried create of this resource, different
+/// for a replacement (salted with the id it replaces). The journal may change it
+/// (`engine::journal::create_token`).
+pub fn token(ctx: &Ctx, s: &Step) -> String {
+    let salt = s
+        .observed
+        .as_ref()
+        .map(|o| o.id.as_str())
+        .or(s.replaces.as_deref())
+        .unwrap_or("");
+    ctx.token(&s.change.addr, salt)
+}
+
+/// One step in one [`Phase`]: its events, its call(s), and the id it leaves in the context
+/// (returned too: the engine journals it). `rolled`: the step is an instance replaced
+/// create-before-destroy ([`crate::plan::Order::Rolled`]), carried out whole by
+/// [`roll_instance`] between the target groups `roll` names. `token`: a create's idempotency
+/// token, as journaled.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_step<F, Fut>(
     ctx: &Arc<Ctx>,
-    steps: &[&Step],
-    parallelism: usize,
-    deleting: bool,
+    s: &Step,
+    phase: Phase,
+    rolled: bool,
+    roll: &Roll,
+    token: Option<&str>,
     on_event: F,
-) -> Vec<AwsError>
-where
-    F: Fn(Event) -> Fut + Clone,
-    Fut: Future<Output = ()>,
-{
-    let pre = prerequisites(steps, deleting);
-    let n = steps.len();
-    let mut done = vec![false; n];
-    let mut started = vec![false; n];
-    let mut running = futures::stream::FuturesUnordered::new();
-    let mut errors = Vec::new();
-    loop {
-        if errors.is_empty() {
-            let mut ready: Vec<usize> = (0..n)
-                .filter(|&i| !started[i] && pre[i].iter().all(|&j| done[j]))
-                .collect();
-            // A dependency cycle cannot be ordered: start its first step in wave order
-            // (shallowest creates, deepest deletes) as a root, as the waves did, rather
-            // than stop.
-            if ready.is_empty() && running.is_empty() {
-                ready.extend((0..n).filter(|&i| !started[i]).min_by_key(|&i| {
-                    let w = steps[i].wave;
-                    (if deleting { usize::MAX - w } else { w }, i)
-                }));
-            }
-            for i in ready {
-                if running.len() >= parallelism.max(1) {
-                    break;
-                }
-                started[i] = true;
-                let step = run_step(ctx, steps[i], deleting, on_event.clone());
-                running.push(async move { (i, step.await) });
-            }
-        }
-        match running.next().await {
-            Some((i, r)) => {
-                done[i] = true;
-                errors.extend(r);
-            }
-            None => break,
-        }
-    }
-    errors
-}
-
-/// One step: its events, its call(s), and the id it leaves in the context.
-async fn run_step<F, Fut>(ctx: &Arc<Ctx>, s: &Step, deleting: bool, on_event: F) -> Option<AwsError>
+) -> Result<Option<String>, AwsError>
 where
     F: Fn(Event) -> Fut + Clone,
     Fut: Future<Output = ()>,
 {
     let addr = s.change.addr.clone();
-    let action = if deleting {
-        Action::Delete
-    } else {
-        s.change.action
+    let action = match phase {
+        Phase::Forward => s.change.action,
+        Phase::Delete | Phase::Cleanup => Action::Delete,
     };
     on_event(Event::Started {
         addr: addr.clone(),
@@ -216,37 +187,41 @@ where
     })
     .await;
     let t0 = Instant::now();
-    let r = if deleting {
-        match &s.observed {
+    let token = token.unwrap_or_default();
+    let r = match phase {
+        Phase::Delete => match &s.observed {
             Some(o) => delete(ctx, o).await.map(|_| None),
             None => Ok(None),
-        }
-    } else {
-        match (&s.desired, s.change.action) {
-            (Some(d), Action::Update) => {
-                let o = s.observed.as_ref();
-                match o {
-                    Some(o) => {
-                        let mut r = retag(ctx, o).await;
-                        if r.is_ok() && !s.retag_only {
-                            r = update(ctx, d, o).await;
-                        }
-                        r.map(|_| Some(o.id.clone()))
+        },
+        // The old half of a create-before-destroy replacement, or a duplicate: the address
+        // keeps the id it has now (the new resource, or the first of the duplicates).
+        Phase::Cleanup => match &s.observed {
+            Some(o) => match delete(ctx, o).await {
+                Ok(()) => Ok(ctx.ids.lock().await.get(&addr).cloned()),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        },
+        Phase::Forward => match (&s.desired, s.change.action) {
+            (Some(d), Action::Update) => match s.observed.as_ref() {
+                Some(o) => {
+                    let mut r = retag(ctx, o).await;
+                    if r.is_ok() && !s.retag_only {
+                        r = update(ctx, d, o).await;
                     }
-                    None => Ok(None),
+                    r.map(|_| Some(o.id.clone()))
+                }
+                None => Ok(None),
+            },
+            (Some(d), Action::Replace) if rolled && d.kind == ResKind::Instance => {
+                match &s.observed {
+                    Some(o) => roll_instance(ctx, d, o, roll, token).await.map(Some),
+                    None => create(ctx, d, token).await.map(Some),
                 }
             }
-            (Some(d), _) => {
-                let salt = s
-                    .observed
-                    .as_ref()
-                    .map(|o| o.id.as_str())
-                    .or(s.replaces.as_deref())
-                    .unwrap_or("");
-                create(ctx, d, salt).await.map(Some)
-            }
+            (Some(d), _) => create(ctx, d, token).await.map(Some),
             (None, _) => Ok(None),
-        }
+        },
     };
     match r {
         Ok(id) => {
@@ -262,12 +237,8 @@ where
                     Some(id) => {
                         ids.insert(addr.clone(), id.clone());
                     }
-                    // A duplicate's delete leaves the address's real resource alone.
-                    None if s.desired.is_none() || deleting => {
-                        let dup = s.change.reason.starts_with("duplicate");
-                        if !dup {
-                            ids.remove(&addr);
-                        }
+                    None if phase == Phase::Delete || s.desired.is_none() => {
+                        ids.remove(&addr);
                     }
                     None => {}
                 }
@@ -275,12 +246,12 @@ where
             on_event(Event::Done {
                 addr,
                 action,
-                id,
+                id: id.clone(),
                 kind,
                 elapsed: t0.elapsed(),
             })
             .await;
-            None
+            Ok(id)
         }
         Err(e) => {
             on_event(Event::Failed {
@@ -288,9 +259,93 @@ where
                 error: e.to_string(),
             })
             .await;
-            Some(e)
+            Err(e)
         }
     }
+}
+
+/// An instance replaced create-before-destroy: the new one is launched (its token salted with
+/// the old id) and waited on to be running; in every target group the old one is registered in
+/// ([`Roll`]), the new one is registered and waited on to be `healthy`, then the old one is
+/// deregistered and waited on until it has drained; then the old one is terminated. If the new
+/// one does not become healthy within the instance limit, the step fails with the old one still
+/// registered and serving. Returns the new instance's id.
+async fn roll_instance(
+    ctx: &Ctx,
+    want: &Resource,
+    old: &Observed,
+    roll: &Roll,
+    token: &str,
+) -> Result<String, AwsError> {
+    let a = want.addr.as_str();
+    let new_id = create(ctx, want, token).await?;
+    for tg_addr in roll.target_groups.get(a).into_iter().flatten() {
+        let Some(tg) = ctx.ids.lock().await.get(tg_addr).cloned() else {
+            continue; // a group still to be created: its registration step registers the new one
+        };
+        if !registered(ctx, a, &tg).await?.contains(&old.id) {
+            continue;
+        }
+        let target = |id: &str| elbt::TargetDescription::builder().id(id).build();
+        ctx.settle("RegisterTargets", a, || {
+            ctx.c
+                .elb
+                .register_targets()
+                .target_group_arn(&tg)
+                .targets(target(&new_id))
+                .send()
+        })
+        .await?;
+        ctx.wait(a, "healthy", ctx.timeouts.instance, || async {
+            let state = target_state(ctx, a, &tg, &new_id).await?;
+            Ok(wait::target_healthy(state.as_deref()))
+        })
+        .await?;
+        ctx.settle("DeregisterTargets", a, || {
+            ctx.c
+                .elb
+                .deregister_targets()
+                .target_group_arn(&tg)
+                .targets(target(&old.id))
+                .send()
+        })
+        .await?;
+        ctx.wait(a, "drained", ctx.timeouts.instance, || async {
+            let state = target_state(ctx, a, &tg, &old.id).await?;
+            Ok(wait::target_drained(state.as_deref()))
+        })
+        .await?;
+    }
+    delete(ctx, old).await?;
+    Ok(new_id)
+}
+
+/// The health state (`initial`, `healthy`, `draining`, …) of one target in a target group, or
+/// None when it is not registered there.
+async fn target_state(
+    ctx: &Ctx,
+    addr: &str,
+    tg: &str,
+    id: &str,
+) -> Result<Option<String>, CallError> {
+    let out = ctx
+        .c
+        .elb
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .map_err(call_err("DescribeTargetHealth", addr))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .find(|d| d.target().and_then(|t| t.id()) == Some(id))
+        .map(|d| {
+            d.target_health()
+                .and_then(|h| h.state())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default()
+        }))
 }
 
 fn api<E, R>(
@@ -326,8 +381,12 @@ impl Ctx {
     }
 
     async fn ref_id(&self, r: &Resource, key: &str) -> Result<String, AwsError> {
-        let dep = r.one_ref(key).unwrap_or_default().to_string();
-        self.id(&r.addr, &dep).await
+        // A reference the resource does not have is an error, never an empty id sent to AWS.
+        let dep = r.one_ref(key).ok_or_else(|| AwsError::MissingDep {
+            addr: r.addr.clone(),
+            dep: format!("its `{key}` reference"),
+        })?;
+        self.id(&r.addr, dep).await
     }
 
     async fn ref_ids(&self, r: &Resource, key: &str) -> Result<Vec<String>, AwsError> {
@@ -381,7 +440,8 @@ impl Ctx {
     }
 
     /// Waits on `check` for at most `timeout` (the kind's limit): throttling is pending, and
-    /// so is NotFound while the id propagates ([`wait::until`]).
+    /// so is NotFound while the id propagates ([`wait::until`]). Each pending status AWS
+    /// reports is kept in [`Ctx::status`] for the progress lines.
     async fn wait<F, Fut>(
         &self,
         addr: &str,
@@ -393,7 +453,17 @@ impl Ctx {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Poll, CallError>>,
     {
-        wait::until(addr, what, timeout, self.timeouts.propagation, check).await
+        let seen = || async {
+            let r = check().await;
+            if let Ok(Poll::Pending(status)) = &r {
+                self.status
+                    .lock()
+                    .await
+                    .insert(addr.to_string(), status.clone());
+            }
+            r
+        };
+        wait::until(addr, what, timeout, self.timeouts.propagation, seen).await
     }
 
     /// One call that names a resource this run may have just made: NotFound (and throttling
@@ -458,16 +528,19 @@ where
     }
 }
 
-async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError> {
+/// Creates `r`; `token` is its idempotency token (RunInstances ClientToken, EFS
+/// CreationToken), derived from the journal (`engine::journal::create_token`).
+async fn create(ctx: &Ctx, r: &Resource, token: &str) -> Result<String, AwsError> {
     let c = &ctx.c;
     let a = r.addr.as_str();
     match r.kind {
         ResKind::Vpc => {
+            let cidr = required(r, "cidr")?;
             let out = ctx
                 .settle("CreateVpc", a, || {
                     c.ec2
                         .create_vpc()
-                        .cidr_block(r.get("cidr").unwrap_or_default())
+                        .cidr_block(cidr)
                         .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Vpc, a))
                         .send()
                 })
@@ -492,13 +565,14 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
         }
         ResKind::Subnet => {
             let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let (cidr, zone) = (required(r, "cidr")?, required(r, "zone")?);
             let out = ctx
                 .settle("CreateSubnet", a, || {
                     c.ec2
                         .create_subnet()
                         .vpc_id(&vpc_id)
-                        .cidr_block(r.get("cidr").unwrap_or_default())
-                        .availability_zone(r.get("zone").unwrap_or_default())
+                        .cidr_block(cidr)
+                        .availability_zone(zone)
                         .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Subnet, a))
                         .send()
                 })
@@ -571,11 +645,12 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
         }
         ResKind::SecurityGroup => {
             let vpc_id = ctx.ref_id(r, "vpc").await?;
+            let name = required(r, "name")?;
             let out = ctx
                 .settle("CreateSecurityGroup", a, || {
                     c.ec2
                         .create_security_group()
-                        .group_name(r.get("name").unwrap_or_default())
+                        .group_name(name)
                         .description(format!("hactl {} {}", ctx.stack, a))
                         .vpc_id(&vpc_id)
                         .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::SecurityGroup, a))
@@ -592,7 +667,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(id)
         }
         ResKind::KeyPair => {
-            let name = r.get("name").unwrap_or_default();
+            let name = required(r, "name")?;
             let material = ctx
                 .public_key
                 .as_ref()
@@ -625,21 +700,22 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
         ResKind::Instance => {
             let subnet_id = ctx.ref_id(r, "subnet").await?;
             let security_groups_ids = ctx.ref_ids(r, "security_groups").await?;
+            let at = super::kinds::instance::Attrs::of(r)?;
+            let root = root_device(ctx, a, &at.ami).await?;
             let mut req = c
                 .ec2
                 .run_instances()
-                .image_id(r.get("ami").unwrap_or_default())
-                .instance_type(ec2t::InstanceType::from(
-                    r.get("instance_type").unwrap_or_default(),
-                ))
+                .image_id(&at.ami)
+                .metadata_options(metadata_options(r))
+                .instance_type(ec2t::InstanceType::from(at.instance_type.as_str()))
                 .min_count(1)
                 .max_count(1)
                 .subnet_id(&subnet_id)
                 .set_security_group_ids(Some(security_groups_ids.clone()))
-                .client_token(ctx.token(a, salt))
+                .client_token(token)
                 .block_device_mappings(
                     ec2t::BlockDeviceMapping::builder()
-                        .device_name("/dev/xvda")
+                        .device_name(&root)
                         .ebs(
                             ec2t::EbsBlockDevice::builder()
                                 .volume_size(ctx.root_volume_gb)
@@ -651,7 +727,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 )
                 .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Instance, a))
                 .tag_specifications(ctx.ec2_tags(ec2t::ResourceType::Volume, a));
-            if let Some(k) = r.get("key_name") {
+            if let Some(k) = &at.key_name {
                 req = req.key_name(k);
             }
             // The same ClientToken on every try: AWS returns the first launch.
@@ -691,7 +767,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             let mut req = c
                 .elb
                 .create_load_balancer()
-                .name(r.get("name").unwrap_or_default())
+                .name(required(r, "name")?)
                 .r#type(elbt::LoadBalancerTypeEnum::from(
                     r.get("kind").unwrap_or("application"),
                 ))
@@ -710,7 +786,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 .and_then(|l| l.load_balancer_arn())
                 .unwrap_or_default()
                 .to_string();
-            ctx.wait(a, "active", ctx.timeouts.load_balancer, || async {
+            ctx.wait(a, "active", timeout_of(ctx, ResKind::Lb), || async {
                 let o = c
                     .elb
                     .describe_load_balancers()
@@ -724,7 +800,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                         .iter()
                         .find_map(|l| l.state().and_then(|s| s.code()))
                     {
-                        Some(code) => wait::load_balancer_active(code.as_str()),
+                        Some(code) => super::kinds::of(ResKind::Lb).ready(code.as_str()),
                         None => Poll::Pending("not listed".into()),
                     },
                 )
@@ -733,26 +809,29 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(arn)
         }
         ResKind::TargetGroup => {
-            let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
+            let at = super::kinds::target_group::Attrs::of(r)?;
             let vpc_id = ctx.ref_id(r, "vpc").await?;
             let out = ctx
                 .settle("CreateTargetGroup", a, || {
                     c.elb
                         .create_target_group()
-                        .name(r.get("name").unwrap_or_default())
-                        .protocol(elbt::ProtocolEnum::from(
-                            r.get("protocol").unwrap_or("HTTP"),
-                        ))
-                        .set_port(n("port"))
+                        .name(&at.name)
+                        .protocol(elbt::ProtocolEnum::from(at.protocol.as_str()))
+                        .port(at.port)
                         .vpc_id(&vpc_id)
                         .target_type(elbt::TargetTypeEnum::Instance)
                         .health_check_protocol(elbt::ProtocolEnum::Http)
-                        .health_check_path(r.get("health_check.path").unwrap_or("/"))
-                        .set_health_check_interval_seconds(n("health_check.interval"))
-                        .set_health_check_timeout_seconds(n("health_check.timeout"))
-                        .set_healthy_threshold_count(n("health_check.healthy_threshold"))
-                        .set_unhealthy_threshold_count(n("health_check.unhealthy_threshold"))
-                        .set_matcher(matcher(r))
+                        .health_check_path(&at.health_check_path)
+                        .health_check_interval_seconds(at.interval)
+                        .health_check_timeout_seconds(at.timeout)
+                        .healthy_threshold_count(at.healthy_threshold)
+                        .unhealthy_threshold_count(at.unhealthy_threshold)
+                        .set_matcher(
+                            at.matcher
+                                .as_deref()
+                                .filter(|m| !m.is_empty())
+                                .map(|m| elbt::Matcher::builder().http_code(m).build()),
+                        )
                         .set_tags(Some(ctx.elb_tags(a)))
                         .send()
                 })
@@ -778,6 +857,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                         .protocol(elbt::ProtocolEnum::from(
                             r.get("protocol").unwrap_or("HTTP"),
                         ))
+                        .set_certificates(certificates(r))
                         .default_actions(forward(&target_group_id))
                         .set_tags(Some(ctx.elb_tags(a)))
                         .send()
@@ -801,7 +881,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(tg)
         }
         ResKind::EfsFileSystem => {
-            let token = ctx.token(a, salt);
+            let token = token.to_string();
             let tags: Vec<_> = [(TAG_STACK, ctx.stack.as_str()), (TAG_ADDRESS, a)]
                 .iter()
                 .filter_map(|(k, v)| {
@@ -887,7 +967,7 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
             Ok(id)
         }
         ResKind::DbSubnetGroup => {
-            let name = r.get("name").unwrap_or_default().to_string();
+            let name = required(r, "name")?.to_string();
             let subnets_ids = ctx.ref_ids(r, "subnets").await?;
             ctx.settle("CreateDBSubnetGroup", a, || {
                 c.rds
@@ -906,25 +986,26 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 .db_credentials
                 .as_ref()
                 .ok_or_else(|| AwsError::Credentials("database.username/password".into()))?;
-            let n = |k: &str| r.get(k).and_then(|v| v.parse::<i32>().ok());
-            let ident = r.get("identifier").unwrap_or_default().to_string();
+            let at = super::kinds::db_instance::Attrs::of(r)?;
+            let ident = at.identifier.clone();
             let req = c
                 .rds
                 .create_db_instance()
                 .db_instance_identifier(&ident)
-                .db_instance_class(r.get("instance_class").unwrap_or_default())
-                .engine(r.get("engine").unwrap_or_default())
-                .set_engine_version(r.get("engine_version").map(str::to_string))
-                .set_allocated_storage(n("storage_gb"))
+                .db_instance_class(&at.instance_class)
+                .engine(&at.engine)
+                .set_engine_version(at.engine_version.clone())
+                .allocated_storage(at.storage_gb)
                 .master_username(user.expose())
                 .master_user_password(pass.expose())
-                .db_name(r.get("db_name").unwrap_or("app"))
-                .multi_az(r.get("multi_az") == Some("true"))
-                .set_port(n("port"))
+                .db_name(&at.db_name)
+                .multi_az(at.multi_az)
+                .port(at.port)
                 .db_subnet_group_name(ctx.ref_id(r, "subnet_group").await?)
                 .set_vpc_security_group_ids(Some(ctx.ref_ids(r, "security_groups").await?))
                 .publicly_accessible(false)
                 .storage_encrypted(true)
+                .deletion_protection(at.deletion_protection)
                 .set_tags(Some(ctx.rds_tags(a)));
             // The subnet group may be new to RDS still (DBSubnetGroupNotFoundFault): settle.
             ctx.settle("CreateDBInstance", a, || async {
@@ -937,25 +1018,30 @@ async fn create(ctx: &Ctx, r: &Resource, salt: &str) -> Result<String, AwsError>
                 }
             })
             .await?;
-            ctx.wait(a, "available", ctx.timeouts.database, || async {
-                let o = c
-                    .rds
-                    .describe_db_instances()
-                    .db_instance_identifier(&ident)
-                    .send()
-                    .await
-                    .map_err(call_err("DescribeDBInstances", a))?;
-                Ok(
-                    match o
-                        .db_instances()
-                        .first()
-                        .and_then(|d| d.db_instance_status())
-                    {
-                        Some(status) => wait::db_available(status),
-                        None => Poll::Pending("not listed".into()),
-                    },
-                )
-            })
+            ctx.wait(
+                a,
+                "available",
+                timeout_of(ctx, ResKind::DbInstance),
+                || async {
+                    let o = c
+                        .rds
+                        .describe_db_instances()
+                        .db_instance_identifier(&ident)
+                        .send()
+                        .await
+                        .map_err(call_err("DescribeDBInstances", a))?;
+                    Ok(
+                        match o
+                            .db_instances()
+                            .first()
+                            .and_then(|d| d.db_instance_status())
+                        {
+                            Some(status) => super::kinds::of(ResKind::DbInstance).ready(status),
+                            None => Poll::Pending("not listed".into()),
+                        },
+                    )
+                },
+            )
             .await?;
             Ok(ident)
         }
@@ -1050,6 +1136,63 @@ async fn retag(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// An attribute the create call needs: a missing one is an error naming it, never an empty
+/// string sent to AWS.
+fn required<'a>(r: &'a Resource, key: &str) -> Result<&'a str, AwsError> {
+    Ok(super::kinds::get(r, key)?)
+}
+
+/// The AMI's root device name (`/dev/xvda` on Amazon Linux, `/dev/sda1` on Ubuntu), read with
+/// DescribeImages: only a block device mapping on that name resizes the root volume; any other
+/// name attaches a second, billed volume and leaves the root at the AMI's size (EC2 user guide,
+/// "Block device mappings": the root device of an AMI).
+async fn root_device(ctx: &Ctx, addr: &str, ami: &str) -> Result<String, AwsError> {
+    let out = ctx
+        .settle("DescribeImages", addr, || {
+            ctx.c.ec2.describe_images().image_ids(ami).send()
+        })
+        .await?;
+    out.images()
+        .iter()
+        .find(|i| i.image_id() == Some(ami))
+        .and_then(|i| i.root_device_name())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::Api {
+            op: "DescribeImages",
+            addr: addr.to_string(),
+            message: format!("the AMI `{ami}` was not found or names no root device"),
+        })
+}
+
+/// The instance metadata service settings the stack asks for: IMDSv2 only (`HttpTokens`
+/// required: IMDSv1's unauthenticated GETs are what SSRF attacks read credentials through) and
+/// a PUT response hop limit of 2, so that containers behind a bridge network still reach it
+/// (EC2 user guide, "Configure the instance metadata options").
+fn metadata_options(r: &Resource) -> ec2t::InstanceMetadataOptionsRequest {
+    ec2t::InstanceMetadataOptionsRequest::builder()
+        .http_endpoint(ec2t::InstanceMetadataEndpointState::Enabled)
+        .http_tokens(ec2t::HttpTokensState::from(
+            r.get("metadata.http_tokens").unwrap_or("required"),
+        ))
+        .set_http_put_response_hop_limit(r.get("metadata.hop_limit").and_then(|v| v.parse().ok()))
+        .build()
+}
+
+/// How long a create of `kind` may take to be ready ([`super::kinds::Kind::timeout`]).
+fn timeout_of(ctx: &Ctx, kind: ResKind) -> Duration {
+    super::kinds::of(kind)
+        .timeout(&ctx.timeouts)
+        .unwrap_or(ctx.timeouts.propagation)
+}
+
+/// The identifier of the final snapshot RDS takes when hactl deletes the database `db` at
+/// `unix` seconds: `<db>-final-<unix>`. RDS's rules for `FinalDBSnapshotIdentifier` (1–255
+/// letters, digits and hyphens, a letter first, no trailing or double hyphen; RDS API
+/// reference, DeleteDBInstance) hold for any identifier hactl derives ([`super::desired::aws_name`]).
+pub fn final_snapshot_id(db: &str, unix: u64) -> String {
+    format!("{}-final-{unix}", db.trim_end_matches('-'))
+}
+
 /// The instance ids registered in a target group now.
 async fn registered(ctx: &Ctx, addr: &str, tg: &str) -> Result<Vec<String>, AwsError> {
     let out = ctx
@@ -1073,6 +1216,13 @@ fn matcher(r: &Resource) -> Option<elbt::Matcher> {
     r.get("health_check.matcher")
         .filter(|m| !m.is_empty())
         .map(|m| elbt::Matcher::builder().http_code(m).build())
+}
+
+/// A listener's `Certificates` (CreateListener/ModifyListener): its `certificate_arn`, the
+/// default certificate of an HTTPS or TLS listener; none for other protocols.
+fn certificates(r: &Resource) -> Option<Vec<elbt::Certificate>> {
+    r.get("certificate_arn")
+        .map(|arn| vec![elbt::Certificate::builder().certificate_arn(arn).build()])
 }
 
 fn forward(tg: &str) -> elbt::Action {
@@ -1254,6 +1404,23 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
             }
         }
         ResKind::Instance => {
+            let imds = ["metadata.http_tokens", "metadata.hop_limit"];
+            if imds.iter().any(|k| want.get(k) != have.res.get(k)) {
+                ctx.settle("ModifyInstanceMetadataOptions", a, || {
+                    c.ec2
+                        .modify_instance_metadata_options()
+                        .instance_id(id)
+                        .http_endpoint(ec2t::InstanceMetadataEndpointState::Enabled)
+                        .http_tokens(ec2t::HttpTokensState::from(
+                            want.get("metadata.http_tokens").unwrap_or("required"),
+                        ))
+                        .set_http_put_response_hop_limit(
+                            want.get("metadata.hop_limit").and_then(|v| v.parse().ok()),
+                        )
+                        .send()
+                })
+                .await?;
+            }
             let security_groups_ids = ctx.ref_ids(want, "security_groups").await?;
             ctx.settle("ModifyInstanceAttribute", a, || {
                 c.ec2
@@ -1314,6 +1481,7 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                     .protocol(elbt::ProtocolEnum::from(
                         want.get("protocol").unwrap_or("HTTP"),
                     ))
+                    .set_certificates(certificates(want))
                     .default_actions(forward(&target_group_id))
                     .send()
             })
@@ -1390,13 +1558,44 @@ async fn update(ctx: &Ctx, want: &Resource, have: &Observed) -> Result<(), AwsEr
                     .set_multi_az(want.get("multi_az").map(|v| v == "true"))
                     .set_engine_version(want.get("engine_version").map(str::to_string))
                     .set_db_port_number(n("port"))
+                    .set_deletion_protection(want.get("deletion_protection").map(|v| v == "true"))
                     .set_vpc_security_group_ids(Some(security_groups_ids.clone()))
                     .send()
             })
             .await?;
         }
+        ResKind::Vpc => {
+            if want.get("dns_hostnames") != have.res.get("dns_hostnames") {
+                let on = want.get("dns_hostnames") == Some("true");
+                ctx.settle("ModifyVpcAttribute", a, || {
+                    c.ec2
+                        .modify_vpc_attribute()
+                        .vpc_id(id)
+                        .enable_dns_hostnames(
+                            ec2t::AttributeBooleanValue::builder().value(on).build(),
+                        )
+                        .send()
+                })
+                .await?;
+            }
+        }
+        ResKind::Subnet => {
+            if want.get("map_public_ip") != have.res.get("map_public_ip") {
+                let on = want.get("map_public_ip") == Some("true");
+                ctx.settle("ModifySubnetAttribute", a, || {
+                    c.ec2
+                        .modify_subnet_attribute()
+                        .subnet_id(id)
+                        .map_public_ip_on_launch(
+                            ec2t::AttributeBooleanValue::builder().value(on).build(),
+                        )
+                        .send()
+                })
+                .await?;
+            }
+        }
         // Nothing else has attributes that change in place.
-        ResKind::Vpc | ResKind::Subnet | ResKind::EfsFileSystem | ResKind::KeyPair => {}
+        ResKind::EfsFileSystem | ResKind::KeyPair => {}
     }
     Ok(())
 }
@@ -1576,11 +1775,32 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
             .await?;
         }
         ResKind::DbInstance => {
+            // Only a plan the user allowed (`--allow-data-loss`, checked at plan time) gets
+            // here: deletion protection comes off, and RDS takes a final snapshot first. The
+            // automated backups go with the instance, as Terraform's default
+            // (`delete_automated_backups`): the final snapshot is the copy that is kept.
+            if o.res.get("deletion_protection") != Some("false") {
+                retry_busy(ctx, "ModifyDBInstance", a, || {
+                    c.rds
+                        .modify_db_instance()
+                        .db_instance_identifier(id)
+                        .deletion_protection(false)
+                        .apply_immediately(true)
+                        .send()
+                })
+                .await?;
+            }
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let snapshot = final_snapshot_id(id, unix);
             retry_busy(ctx, "DeleteDBInstance", a, || {
                 c.rds
                     .delete_db_instance()
                     .db_instance_identifier(id)
-                    .skip_final_snapshot(true)
+                    .skip_final_snapshot(false)
+                    .final_db_snapshot_identifier(&snapshot)
                     .delete_automated_backups(true)
                     .send()
             })
@@ -1614,94 +1834,36 @@ async fn delete(ctx: &Ctx, o: &Observed) -> Result<(), AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::aws::desired::{desired, Inputs};
     use crate::provider::aws::diff;
+    use crate::provider::aws::fixture::{observed, resources};
 
-    const STACK: &str = r#"
-name: web3
-provider: aws
-aws:
-  region: us-east-1
-  zones: [us-east-1a, us-east-1b]
-  network:
-    vpc_cidr: 10.20.0.0/16
-    subnets: [10.20.1.0/24, 10.20.2.0/24]
-  hosts:
-    count: 2
-    instance_type: t2.micro
-    ami: ami-1e749f67
-  balancer:
-    kind: alb
-  shared_fs:
-    performance_mode: generalPurpose
-  database:
-    engine: postgres
-    instance_class: db.t3.micro
-    username: app
-    password: secret-pw
-"#;
-
-    fn prerequisite_addrs(steps: &[&Step], deleting: bool, addr: &str) -> Vec<String> {
-        let pre = prerequisites(steps, deleting);
-        let i = steps
-            .iter()
-            .position(|s| s.change.addr == addr)
-            .unwrap_or_else(|| panic!("no step for {addr}"));
-        let mut v: Vec<String> = pre[i]
-            .iter()
-            .map(|&j| steps[j].change.addr.clone())
-            .collect();
-        v.sort();
-        v
+    /// An instance replaced create-before-destroy is moved between the target groups whose
+    /// registration lists it: the roll registers the new one there before the old one goes.
+    #[test]
+    fn a_rolled_instance_moves_between_its_registrations_groups() {
+        let have = observed(&resources(|s| s));
+        let want = resources(|s| s.replace("t2.micro", "t3.small"));
+        let d = diff::diff(&want, &have);
+        let roll = Roll::of(&d.steps);
+        assert_eq!(
+            roll.target_groups
+                .get("aws_instance.web[0]")
+                .map(Vec::as_slice),
+            Some(&["aws_lb_target_group.web".to_string()][..])
+        );
     }
 
-    /// A step waits for the steps of what it references, not for a whole wave: the database
-    /// does not wait for the load balancer, so the run is as long as its longest chain.
+    /// The final snapshot's name follows RDS's identifier rules for any derived DB name.
     #[test]
-    fn a_step_waits_only_for_what_it_references() {
-        let file: crate::stack::model::StackFile = serde_saphyr::from_str(STACK).unwrap();
-        let want = desired(
-            &file,
-            &Inputs {
-                public_key: None,
-                vpc_cidrs: None,
-            },
+    fn final_snapshot_ids_follow_rds_rules() {
+        let id = final_snapshot_id("hactl-web3-db", 1_764_550_000);
+        assert_eq!(id, "hactl-web3-db-final-1764550000");
+        let long = crate::provider::aws::desired::aws_name(&"x".repeat(80), "db", 63);
+        let id = final_snapshot_id(&long, 1);
+        assert!(
+            id.len() <= 255 && !id.contains("--") && !id.ends_with('-'),
+            "{id}"
         );
-        let d = diff::diff(&want, &[]);
-        let steps: Vec<&Step> = d.steps.iter().collect();
-        assert_eq!(
-            prerequisite_addrs(&steps, false, "aws_db_instance.main"),
-            ["aws_db_subnet_group.main", "aws_security_group.db"]
-        );
-        assert_eq!(
-            prerequisite_addrs(&steps, false, "aws_lb_listener.port_80"),
-            ["aws_lb.main", "aws_lb_target_group.web"]
-        );
-        assert!(prerequisite_addrs(&steps, false, "aws_vpc.main").is_empty());
-
-        // Down: a resource goes after everything that references it.
-        let observed: Vec<Observed> = want
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Observed {
-                res: r.clone(),
-                id: format!("id-{i}"),
-                info: BTreeMap::new(),
-            })
-            .collect();
-        let d = diff::destroy(&observed);
-        let steps: Vec<&Step> = d.steps.iter().collect();
-        let vpc = prerequisite_addrs(&steps, true, "aws_vpc.main");
-        for a in [
-            "aws_subnet.public[0]",
-            "aws_security_group.lb",
-            "aws_lb_target_group.web",
-        ] {
-            assert!(
-                vpc.iter().any(|v| v == a),
-                "{a} not before the VPC: {vpc:?}"
-            );
-        }
-        assert!(prerequisite_addrs(&steps, true, "aws_db_instance.main").is_empty());
+        assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
     }
 }

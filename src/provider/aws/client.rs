@@ -1,6 +1,9 @@
 //! AWS SDK clients: the standard credential chain (`AWS_PROFILE`, environment, files,
-//! instance role), `AWS_ENDPOINT_URL` (tests reach moto through it), the stack's region unless
-//! `AWS_REGION` overrides it, all over rustls.
+//! instance role), `AWS_ENDPOINT_URL` (tests reach moto through it), and always the stack's
+//! region, all over rustls. `AWS_REGION` / `AWS_DEFAULT_REGION` never override `aws.region`:
+//! when they did, a shell left in another region built a second, partial stack there (the
+//! stack's state and tags say nothing about regions). A conflicting variable is reported as
+//! a warning by `preflight::region_warnings`.
 //!
 //! Retries: AWS throttles (`Throttling`, `RequestLimitExceeded`) under load and inside long
 //! waits, so every client uses the SDK's standard retry mode (exponential backoff with jitter,
@@ -36,13 +39,10 @@ fn retry_config() -> Option<RetryConfig> {
     )
 }
 
-/// The shared SDK configuration for `region`.
+/// The shared SDK configuration for `region` (the stack's, whatever the environment says).
 pub async fn sdk_config(region: &str) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-    {
-        loader = loader.region(Region::new(region.to_string()));
-    }
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
     if let Some(r) = retry_config() {
         loader = loader.retry_config(r);
     }

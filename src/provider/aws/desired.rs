@@ -53,6 +53,18 @@ pub fn listener_addr(port: i64) -> String {
     format!("aws_lb_listener.port_{port}")
 }
 
+/// The target group's AWS name: the stack's, with the protocol and port that force its
+/// replacement (`hactl-web3-web-http-80`). Names are unique per account and region, so a
+/// replacement made create-before-destroy (a `target_port` change) needs a name of its own
+/// while the old group still exists.
+pub fn target_group_name(stack: &str, protocol: &str, port: i64) -> String {
+    aws_name(
+        stack,
+        &format!("web-{}-{port}", protocol.to_ascii_lowercase()),
+        32,
+    )
+}
+
 /// The default port of each database engine.
 pub fn db_default_port(engine: &str) -> i64 {
     match engine {
@@ -137,7 +149,12 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
                 .as_ref()
                 .map(|c| c.value.clone())
                 .unwrap_or_else(|| "10.0.0.0/16".into());
-            out.push(Resource::new(ResKind::Vpc, VPC).attr("cidr", cidr));
+            // DNS hostnames on: EFS and RDS endpoints resolve through them.
+            out.push(
+                Resource::new(ResKind::Vpc, VPC)
+                    .attr("cidr", cidr)
+                    .attr("dns_hostnames", true),
+            );
             let cidrs: Vec<String> = match &aws.network.subnets {
                 Some(s) => s.value.clone(),
                 None => (0..zones.len()).map(|i| format!("10.0.{i}.0/24")).collect(),
@@ -148,6 +165,8 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
                     Resource::new(ResKind::Subnet, subnet_addr(i))
                         .attr("cidr", cidr)
                         .attr("zone", zone)
+                        // Public subnets: instances get a public address at launch.
+                        .attr("map_public_ip", true)
                         .reference("vpc", vec![VPC.into()]),
                 );
             }
@@ -234,6 +253,9 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
         let mut r = Resource::new(ResKind::Instance, instance_addr(i))
             .attr("instance_type", &aws.hosts.instance_type.value)
             .attr("ami", &aws.hosts.ami.value)
+            // IMDSv2 only, reachable from containers (one hop more than the host).
+            .attr("metadata.http_tokens", "required")
+            .attr("metadata.hop_limit", 2)
             .reference("subnet", vec![subnet])
             .reference("security_groups", vec![SG_HOSTS.into()]);
         if let Some(name) = &key_pair {
@@ -258,10 +280,14 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
         }
         out.push(lb);
         let hc = &b.health_check;
+        let tg_protocol = if alb { "HTTP" } else { "TCP" };
         out.push(
             Resource::new(ResKind::TargetGroup, TG)
-                .attr("name", aws_name(stack, "web", 32))
-                .attr("protocol", if alb { "HTTP" } else { "TCP" })
+                .attr(
+                    "name",
+                    target_group_name(stack, tg_protocol, b.target_port.value),
+                )
+                .attr("protocol", tg_protocol)
                 .attr("port", b.target_port.value)
                 .attr("health_check.path", &hc.path)
                 .attr("health_check.interval", hc.interval.value.0.as_secs())
@@ -280,13 +306,17 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
         );
         for l in &b.listeners {
             // The protocol as written, never a silent substitute: `validate` refuses the ones
-            // hactl cannot build yet (UDP, TCP_UDP, TLS, HTTPS), and a listener that differs
-            // from what AWS reports is planned as a change.
+            // hactl cannot build yet (UDP, TCP_UDP) and HTTPS/TLS without `certificate_arn`,
+            // and a listener that differs from what AWS reports is planned as a change.
             let proto = l.protocol.to_uppercase();
+            let mut listener = Resource::new(ResKind::Listener, listener_addr(l.port.value))
+                .attr("port", l.port.value)
+                .attr("protocol", proto);
+            if let Some(c) = &l.certificate_arn {
+                listener = listener.attr("certificate_arn", &c.value);
+            }
             out.push(
-                Resource::new(ResKind::Listener, listener_addr(l.port.value))
-                    .attr("port", l.port.value)
-                    .attr("protocol", proto)
+                listener
                     .reference("lb", vec![LB.into()])
                     .reference("target_group", vec![TG.into()]),
             );
@@ -333,6 +363,9 @@ pub fn desired(file: &StackFile, inputs: &Inputs) -> Vec<Resource> {
             .attr("multi_az", db.multi_az)
             .attr("db_name", &db.name)
             .attr("port", port)
+            // On: RDS refuses DeleteDBInstance; hactl turns it off only in a delete the user
+            // allowed (`--allow-data-loss`).
+            .attr("deletion_protection", true)
             .reference("subnet_group", vec![DB_SUBNETS.into()])
             .reference("security_groups", vec![SG_DB.into()]);
         if let Some(v) = &db.engine_version {

@@ -16,14 +16,26 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::plan::{Action, Change, Kind, Plan};
+use crate::plan::{Action, Addr, AttrChange, Change, Order, Payload, Plan, Reason};
 
-use super::model::{Observed, ResKind, Resource, INFO_RETAG};
+use super::model::{satisfies, Observed, ResKind, Resource, INFO_RETAG};
+
+/// The provider's own view of a change: the address as the AWS provider keys everything (its
+/// `type.name` string), the action and the typed reason. [`Step::to_change`] is the one place
+/// it becomes a [`crate::plan::Change`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub addr: String,
+    pub action: Action,
+    pub reason: Reason,
+    /// The id of what is there now.
+    pub before: Option<String>,
+}
 
 /// One step of an AWS plan: the change as shown, plus what apply needs to carry it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    pub change: Change,
+    pub change: Planned,
     pub desired: Option<Resource>,
     pub observed: Option<Observed>,
     /// Dependency depth (0 = references nothing managed).
@@ -36,6 +48,10 @@ pub struct Step {
     /// An update whose only purpose is to restore the ownership tags of a resource found
     /// through the state ([`INFO_RETAG`]): apply re-tags it and changes nothing else.
     pub retag_only: bool,
+    /// A delete of a second resource at an address that has one (a create retried before its
+    /// first answer came back): apply removes it after the creates and updates, and the
+    /// address keeps the first one's id.
+    pub duplicate: bool,
 }
 
 /// The steps and how many resources were checked and found right.
@@ -46,13 +62,63 @@ pub struct Diff {
 }
 
 impl Diff {
+    /// The steps as the engine's plan: each change says when its delete half runs
+    /// ([`create_before_destroy`]) and whether it destroys data ([`destroys_data`]).
     pub fn plan(&self, stack: &str) -> Plan {
+        let cbd = create_before_destroy(&self.steps);
         Plan::new(
             stack,
-            self.steps.iter().map(|s| s.change.clone()).collect(),
+            self.steps.iter().map(|s| s.to_change(&cbd)).collect(),
             self.noop,
             Vec::new(),
         )
+    }
+}
+
+impl Step {
+    /// The provider boundary: this step as the engine's [`Change`], carrying the step itself
+    /// as its payload (apply takes it back with `change.payload.get::<Step>()`). It depends on
+    /// the managed resources it references, as desired (or, for a delete, as observed).
+    /// `cbd`: the addresses replaced create-before-destroy ([`create_before_destroy`]).
+    pub fn to_change(&self, cbd: &BTreeSet<String>) -> Change {
+        let kind = self
+            .observed
+            .as_ref()
+            .map(|o| o.res.kind)
+            .or(self.desired.as_ref().map(|d| d.kind));
+        let order = match self.change.action {
+            Action::Delete if self.duplicate => Order::CreateFirst,
+            Action::Replace if cbd.contains(&self.change.addr) => {
+                if kind == Some(ResKind::Instance) {
+                    Order::Rolled
+                } else {
+                    Order::CreateFirst
+                }
+            }
+            _ => Order::DestroyFirst,
+        };
+        let destroys_data = destroys_data(self)
+            .then(|| kind.map(|k| data_loss_note(k).to_string()))
+            .flatten();
+        let deps = self
+            .desired
+            .as_ref()
+            .or(self.observed.as_ref().map(|o| &o.res))
+            .map(|r| r.deps().map(Addr::resource).collect())
+            .unwrap_or_default();
+        Change {
+            before: self.change.before.clone(),
+            depends_on: deps,
+            wave: self.wave,
+            payload: Payload::provider(self.clone()),
+            order,
+            destroys_data,
+            ..Change::new(
+                Addr::resource(&self.change.addr),
+                self.change.action,
+                self.change.reason.clone(),
+            )
+        }
     }
 }
 
@@ -103,18 +169,25 @@ fn show(v: Option<&str>) -> String {
     }
 }
 
-fn change(addr: &str, action: Action, reason: String) -> Change {
-    Change {
+fn change(addr: &str, action: Action, reason: Reason) -> Planned {
+    Planned {
         addr: addr.to_string(),
-        host: None,
-        kind: Kind::Resource,
         action,
         reason,
         before: None,
-        after: None,
-        diff: None,
-        sensitive: false,
     }
+}
+
+fn attr_changes(diffs: &[(String, String, String, bool)]) -> Vec<AttrChange> {
+    diffs
+        .iter()
+        .map(|(k, b, a, r)| AttrChange {
+            key: k.clone(),
+            before: b.clone(),
+            after: a.clone(),
+            forces_replace: *r,
+        })
+        .collect()
 }
 
 /// What differs between a desired resource and its observed self: (key, before, after,
@@ -123,7 +196,7 @@ pub fn differences(want: &Resource, have: &Resource) -> Vec<(String, String, Str
     let mut out = Vec::new();
     for (k, v) in &want.attrs {
         let h = have.attrs.get(k);
-        if h != Some(v) {
+        if !satisfies(want.kind, k, v, h.map(String::as_str)) {
             out.push((
                 k.clone(),
                 show(h.map(String::as_str)),
@@ -185,7 +258,9 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             let mut c = change(
                 &want.addr,
                 Action::Delete,
-                format!("duplicate `{}`", extra.id),
+                Reason::Duplicate {
+                    id: extra.id.clone(),
+                },
             );
             c.before = Some(extra.id.clone());
             steps.push(Step {
@@ -195,17 +270,19 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: true,
             });
         }
         let Some(have) = found.first() else {
             changed.insert(want.addr.clone(), steps.len());
             steps.push(Step {
-                change: change(&want.addr, Action::Create, "not found".into()),
+                change: change(&want.addr, Action::Create, Reason::NotFound),
                 desired: Some(want.clone()),
                 observed: None,
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
             continue;
         };
@@ -218,20 +295,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             continue;
         }
         let replace = diffs.iter().any(|d| d.3);
-        let mut reasons: Vec<String> = diffs
-            .iter()
-            .map(|(k, b, a, r)| {
-                if *r {
-                    format!("{k} changed: {b} → {a}: replace")
-                } else {
-                    format!("{k}: {b} → {a}")
-                }
-            })
-            .collect();
-        if let (Some(t), false) = (retag, replace) {
-            reasons.push(format!("re-tag: {t} missing"));
-        }
-        let reason = reasons.join("; ");
+        let reason = Reason::Differs {
+            attrs: attr_changes(&diffs),
+            retag: retag.filter(|_| !replace).cloned(),
+            replaced: Vec::new(),
+        };
         let mut c = change(
             &want.addr,
             if replace {
@@ -253,6 +321,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             wave,
             replaces: None,
             retag_only: diffs.is_empty(),
+            duplicate: false,
         });
     }
 
@@ -274,11 +343,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
             continue; // being created anyway
         };
         let forces = hits.iter().any(|(k, _)| want.kind.forces_replace(k));
-        let why = hits
-            .iter()
-            .map(|(_, a)| format!("{a} is replaced"))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let why: Vec<String> = hits.iter().map(|(_, a)| a.clone()).collect();
         match changed.get(&want.addr) {
             Some(&i) => {
                 let s = &mut steps[i];
@@ -286,7 +351,9 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     s.change.action = Action::Replace;
                     replaced.insert(want.addr.clone());
                 }
-                s.change.reason = format!("{}; {why}", s.change.reason);
+                if let Reason::Differs { replaced, .. } = &mut s.change.reason {
+                    replaced.extend(why);
+                }
                 s.retag_only = false;
             }
             None => {
@@ -297,7 +364,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     } else {
                         Action::Update
                     },
-                    why,
+                    Reason::Differs {
+                        attrs: Vec::new(),
+                        retag: None,
+                        replaced: why,
+                    },
                 );
                 c.before = Some(have.id.clone());
                 if forces {
@@ -312,6 +383,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                     wave: depth.get(&want.addr).copied().unwrap_or(0),
                     replaces: None,
                     retag_only: false,
+                    duplicate: false,
                 });
             }
         }
@@ -321,7 +393,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
     for o in observed {
         if !wanted.contains(o.res.addr.as_str()) {
             let wave = *depth.entry(o.res.addr.clone()).or_insert(0);
-            let mut c = change(&o.res.addr, Action::Delete, "not in the stack".into());
+            let mut c = change(&o.res.addr, Action::Delete, Reason::NotInStack);
             c.before = Some(o.id.clone());
             steps.push(Step {
                 change: c,
@@ -330,6 +402,7 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Diff {
                 wave,
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
         }
     }
@@ -343,7 +416,7 @@ pub fn destroy(observed: &[Observed]) -> Diff {
     let mut steps: Vec<Step> = observed
         .iter()
         .map(|o| {
-            let mut c = change(&o.res.addr, Action::Delete, "stack down".into());
+            let mut c = change(&o.res.addr, Action::Delete, Reason::StackDown);
             c.before = Some(o.id.clone());
             Step {
                 change: c,
@@ -352,11 +425,126 @@ pub fn destroy(observed: &[Observed]) -> Diff {
                 wave: depth.get(&o.res.addr).copied().unwrap_or(0),
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             }
         })
         .collect();
     sort_steps(&mut steps);
     Diff { steps, noop: 0 }
+}
+
+/// Whether deleting a resource of this kind loses data that only the resource holds: an RDS
+/// instance (its database) and an EFS file system (its files). Everything else hactl makes can
+/// be made again from the stack.
+pub fn holds_data(kind: ResKind) -> bool {
+    super::kinds::of(kind).holds_data()
+}
+
+/// Whether carrying out `s` deletes a resource that [`holds_data`]: a delete (also `down`'s, or
+/// a duplicate's) or a replacement (whose delete half goes first) of a database or file system.
+/// `up`, `plan` and `down` refuse such a plan unless the user passes `--allow-data-loss`
+/// ([`refuse_data_loss`]).
+pub fn destroys_data(s: &Step) -> bool {
+    matches!(s.change.action, Action::Delete | Action::Replace)
+        && s.observed.as_ref().is_some_and(|o| holds_data(o.res.kind))
+}
+
+/// What hactl keeps of a resource it deletes, as the plan says it (RDS `DeleteDBInstance`
+/// with a `FinalDBSnapshotIdentifier`; EFS has no final snapshot — AWS Backup is the service
+/// that keeps file systems, see docs/stack.md).
+fn data_loss_note(kind: ResKind) -> &'static str {
+    match kind {
+        ResKind::DbInstance => {
+            "destroys data: a final DB snapshot is taken first; needs `--allow-data-loss`"
+        }
+        _ => "destroys data: EFS keeps no final snapshot; needs `--allow-data-loss`",
+    }
+}
+
+/// A plan that deletes or replaces a database or file system, refused because the user did not
+/// pass `--allow-data-loss`. `steps`: one line per such change, `addr (action: reason)`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("refusing a plan that destroys data:\n{}", .steps.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n"))]
+#[diagnostic(
+    code(hactl::aws::data_loss),
+    help("a database or file system is deleted or replaced by this plan (a replacement starts empty). If that is what you want, re-run with `--allow-data-loss`: hactl then turns the database's deletion protection off and takes a final DB snapshot before deleting it (EFS has none: back it up with AWS Backup first). Otherwise undo the stack change that forces the replacement")
+)]
+pub struct DataLoss {
+    pub steps: Vec<String>,
+}
+
+/// The plan's changes that destroy data ([`Change::destroys_data`], set from
+/// [`destroys_data`]), refused unless `allowed` (`--allow-data-loss`).
+pub fn refuse_data_loss<'a>(
+    changes: impl IntoIterator<Item = &'a Change>,
+    allowed: bool,
+) -> Result<(), DataLoss> {
+    let steps: Vec<String> = changes
+        .into_iter()
+        .filter(|c| c.destroys_data.is_some())
+        .map(|c| {
+            let what = match c.action {
+                Action::Replace => "replace",
+                _ => "delete",
+            };
+            format!("`{}` ({what}: {})", c.addr, c.reason)
+        })
+        .collect();
+    if steps.is_empty() || allowed {
+        Ok(())
+    } else {
+        Err(DataLoss { steps })
+    }
+}
+
+/// Which replacements are made create-before-destroy: the new resource is created (and what
+/// references it repointed) before the old one is deleted, so a listener never forwards to a
+/// deleted target group (AWS answers DeleteTargetGroup `ResourceInUse` while one does) and an
+/// instance keeps serving until its replacement does. Kinds that can: target groups (their
+/// AWS name carries what forces the replacement, so old and new coexist), their registrations,
+/// and instances. A replacement is made this way only when nothing it references is deleted
+/// first (a subnet replaced under an instance must go before the new instance can exist
+/// elsewhere, and cannot go while the old instance is in it). The engine's walk orders by the
+/// [`Order`] each change carries ([`Step::to_change`]).
+pub fn create_before_destroy(steps: &[Step]) -> BTreeSet<String> {
+    let can = |k: ResKind| super::kinds::of(k).create_before_destroy();
+    let kind = |s: &Step| s.observed.as_ref().map(|o| o.res.kind);
+    let mut first: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| match s.change.action {
+            Action::Delete => !s.duplicate,
+            Action::Replace => !kind(s).is_some_and(can),
+            _ => false,
+        })
+        .map(|s| s.change.addr.as_str())
+        .collect();
+    let candidates: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.change.action == Action::Replace && kind(s).is_some_and(can))
+        .collect();
+    // A candidate that references something deleted first is not one; that may disqualify
+    // what references it in turn, so repeat until nothing changes.
+    loop {
+        let before = first.len();
+        for s in &candidates {
+            let deps_go_first = s
+                .observed
+                .iter()
+                .flat_map(|o| o.res.deps())
+                .any(|d| first.contains(d));
+            if deps_go_first {
+                first.insert(s.change.addr.as_str());
+            }
+        }
+        if first.len() == before {
+            break;
+        }
+    }
+    candidates
+        .iter()
+        .filter(|s| !first.contains(s.change.addr.as_str()))
+        .map(|s| s.change.addr.clone())
+        .collect()
 }
 
 /// Why an observed instance of the stack no longer serves, if it does not: stopped or stopping
@@ -436,10 +624,7 @@ pub fn repairs(
             (Some(ResKind::Instance), Action::Create) => {
                 let was = last_ids.get(&addr).cloned();
                 let mut s = s;
-                s.change.reason = match &was {
-                    Some(id) => format!("{id} is terminated or gone: launch a replacement"),
-                    None => "missing: launch it".into(),
-                };
+                s.change.reason = Reason::Relaunch { was: was.clone() };
                 s.replaces = was;
                 steps.push(s);
             }
@@ -454,7 +639,10 @@ pub fn repairs(
         let mut c = change(
             &want.addr,
             Action::Replace,
-            format!("{} is {why}: replace", o.id),
+            Reason::Dead {
+                id: o.id.clone(),
+                why: why.clone(),
+            },
         );
         c.before = Some(o.id.clone());
         steps.push(Step {
@@ -464,24 +652,28 @@ pub fn repairs(
             wave: wave(&want.addr),
             replaces: None,
             retag_only: false,
+            duplicate: false,
         });
     }
     let repaired: Vec<String> = steps.iter().map(|s| s.change.addr.clone()).collect();
     let want_attach = desired.iter().find(|r| r.kind == ResKind::TargetAttachment);
     let have_attach = want_attach.and_then(|w| observed.iter().find(|o| o.res.addr == w.addr));
     if let (Some(want), Some(have)) = (want_attach, have_attach) {
-        let mut why: Vec<String> = differences(want, &have.res)
+        let targets: Vec<_> = differences(want, &have.res)
             .into_iter()
             .filter(|(k, ..)| k == "targets")
-            .map(|(k, b, a, _)| format!("{k}: {b} → {a}"))
             .collect();
         let moved: Vec<&String> = repaired
             .iter()
             .filter(|a| want.refs.get("targets").is_some_and(|t| t.contains(a)))
             .collect();
-        if !moved.is_empty() || !why.is_empty() {
-            why.extend(moved.iter().map(|a| format!("{a} is replaced")));
-            let mut c = change(&want.addr, Action::Update, why.join("; "));
+        if !moved.is_empty() || !targets.is_empty() {
+            let why = Reason::Differs {
+                attrs: attr_changes(&targets),
+                retag: None,
+                replaced: moved.into_iter().cloned().collect(),
+            };
+            let mut c = change(&want.addr, Action::Update, why);
             c.before = Some(have.id.clone());
             steps.push(Step {
                 change: c,
@@ -490,6 +682,7 @@ pub fn repairs(
                 wave: wave(&want.addr),
                 replaces: None,
                 retag_only: false,
+                duplicate: false,
             });
         }
     }
@@ -533,6 +726,7 @@ fn sort_steps(steps: &mut [Step]) {
 mod tests {
     use super::*;
     use crate::provider::aws::desired::{self, desired};
+    use crate::provider::aws::fixture::observed;
 
     const STACK: &str = r#"
 name: web3
@@ -574,18 +768,6 @@ aws:
         )
     }
 
-    /// Pretends everything desired exists as asked, with made-up ids.
-    fn as_observed(rs: &[Resource]) -> Vec<Observed> {
-        rs.iter()
-            .enumerate()
-            .map(|(i, r)| Observed {
-                res: r.clone(),
-                id: format!("id-{i}"),
-                info: BTreeMap::new(),
-            })
-            .collect()
-    }
-
     fn render(d: &Diff) -> String {
         crate::view::plan::render_plan(&d.plan("web3"), &[])
     }
@@ -606,7 +788,7 @@ aws:
     #[test]
     fn second_run_has_no_changes() {
         let w = want();
-        let d = diff(&w, &as_observed(&w));
+        let d = diff(&w, &observed(&w));
         assert!(d.steps.is_empty(), "{:?}", d.steps);
         assert_eq!(d.noop, w.len());
     }
@@ -617,7 +799,7 @@ aws:
     #[test]
     fn creating_database_without_a_port_plans_nothing() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         let db = obs
             .iter_mut()
             .find(|o| o.res.kind == ResKind::DbInstance)
@@ -637,7 +819,7 @@ aws:
         assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
         assert_eq!(d.steps[0].change.action, Action::Update);
         assert!(
-            d.steps[0].change.reason.contains("port"),
+            d.steps[0].change.reason.to_string().contains("port"),
             "{}",
             d.steps[0].change.reason
         );
@@ -646,7 +828,7 @@ aws:
     #[test]
     fn instance_type_change_replaces_and_reregisters() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::Instance {
                 o.res.attrs.insert("instance_type".into(), "t2.nano".into());
@@ -665,7 +847,7 @@ aws:
     #[test]
     fn health_check_path_is_an_in_place_update() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::TargetGroup {
                 o.res
@@ -684,7 +866,7 @@ aws:
     #[test]
     fn lost_tags_are_a_retag_not_a_replacement() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.addr == desired::VPC || o.res.addr == desired::SG_HOSTS {
                 o.info
@@ -712,7 +894,7 @@ aws:
             Some("200"),
             "AWS's ALB default"
         );
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             if o.res.kind == ResKind::TargetGroup {
                 o.res
@@ -730,7 +912,7 @@ aws:
     #[test]
     fn duplicates_and_strays_are_deleted() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         let mut dup = obs
             .iter()
             .find(|o| o.res.addr == desired::instance_addr(0))
@@ -753,7 +935,7 @@ aws:
     #[test]
     fn down_deletes_in_reverse_waves() {
         let w = want();
-        let d = destroy(&as_observed(&w));
+        let d = destroy(&observed(&w));
         let order: Vec<String> = d
             .steps
             .iter()
@@ -770,7 +952,7 @@ aws:
     #[test]
     fn repairs_relaunch_terminated_replace_stopped_and_reregister() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         obs.retain(|o| o.res.addr != desired::instance_addr(0));
         for o in &mut obs {
             match o.res.kind {
@@ -827,7 +1009,7 @@ aws:
     #[test]
     fn up_salts_the_token_of_a_relaunched_instance() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         obs.retain(|o| o.res.kind != ResKind::Instance);
         let mut d = diff(&w, &obs);
         let last = BTreeMap::from([(desired::instance_addr(0), "i-dead0".to_string())]);
@@ -849,7 +1031,7 @@ aws:
     #[test]
     fn repairs_nothing_when_every_instance_runs() {
         let w = want();
-        let mut obs = as_observed(&w);
+        let mut obs = observed(&w);
         for o in &mut obs {
             o.info.insert("state".into(), "running".into());
         }
@@ -862,7 +1044,7 @@ aws:
     #[test]
     fn an_impaired_instance_is_dead_a_pending_one_is_not() {
         let w = want();
-        let mut o = as_observed(&w)
+        let mut o = observed(&w)
             .into_iter()
             .find(|o| o.res.kind == ResKind::Instance)
             .unwrap();
@@ -875,6 +1057,150 @@ aws:
         );
         o.info.insert("state".into(), "stopping".into());
         assert_eq!(dead(&o).as_deref(), Some("stopping"));
+    }
+
+    /// Issue 12 §2 drift the SDK causes: RDS upgraded `16.3` to `16.4` by itself; the plan
+    /// must not ask for a downgrade (main planned `engine_version: 16.4 → 16.3` forever). A
+    /// major version change is still planned.
+    #[test]
+    fn engine_version_is_compared_as_a_version_prefix() {
+        use crate::provider::aws::model::satisfies;
+        let db = ResKind::DbInstance;
+        assert!(satisfies(db, "engine_version", "16.3", Some("16.4")));
+        assert!(satisfies(db, "engine_version", "16", Some("16.4")));
+        assert!(satisfies(db, "engine_version", "8.0.35", Some("8.0.36")));
+        assert!(!satisfies(db, "engine_version", "16.3", Some("16.2")));
+        assert!(!satisfies(db, "engine_version", "16.3", Some("17.1")));
+        assert!(!satisfies(db, "engine_version", "16.3", None));
+        assert!(!satisfies(
+            ResKind::Instance,
+            "ami",
+            "ami-1",
+            Some("ami-1.2")
+        ));
+
+        let w: Vec<Resource> = want()
+            .into_iter()
+            .map(|r| {
+                if r.kind == ResKind::DbInstance {
+                    r.attr("engine_version", "16.3")
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let mut obs = observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res.attrs.insert("engine_version".into(), "16.4".into());
+            }
+        }
+        assert!(diff(&w, &obs).steps.is_empty());
+    }
+
+    /// Issue 12 §2 settings observed to be repaired: IMDSv1 allowed on an instance, DNS
+    /// hostnames off in the VPC and public addresses off in a subnet are in-place updates.
+    #[test]
+    fn imds_dns_hostnames_and_public_ips_are_repaired_in_place() {
+        let w = want();
+        let inst = w.iter().find(|r| r.kind == ResKind::Instance).unwrap();
+        assert_eq!(inst.get("metadata.http_tokens"), Some("required"));
+        assert_eq!(inst.get("metadata.hop_limit"), Some("2"));
+        let mut obs = observed(&w);
+        for o in &mut obs {
+            let (k, v) = match o.res.kind {
+                ResKind::Instance => ("metadata.http_tokens", "optional"),
+                ResKind::Vpc => ("dns_hostnames", "false"),
+                ResKind::Subnet => ("map_public_ip", "false"),
+                _ => continue,
+            };
+            o.res.attrs.insert(k.into(), v.into());
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 2 + 2 + 1, "{:?}", d.steps);
+        assert!(d.steps.iter().all(|s| s.change.action == Action::Update));
+    }
+
+    /// Issue 12 §2 data safety: a `database.name` change replaces the database (RDS cannot
+    /// rename it); the plan marks the step and refuses it without `--allow-data-loss`.
+    #[test]
+    fn database_name_change_destroys_data_and_is_refused() {
+        let w = want();
+        let mut obs = observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res.attrs.insert("db_name".into(), "old".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        let db = d
+            .steps
+            .iter()
+            .find(|s| s.change.addr == desired::DB)
+            .expect("a step for the database");
+        assert_eq!(db.change.action, Action::Replace);
+        assert!(destroys_data(db));
+        let plan = d.plan("web3");
+        let change = plan
+            .resources()
+            .find(|c| c.addr.to_string() == desired::DB)
+            .expect("the database's change");
+        let note = change.destroys_data.as_deref().unwrap_or_default();
+        assert!(note.contains("final DB snapshot"), "{note}");
+        assert!(
+            crate::view::plan::render_plan(&plan, &[]).contains(note),
+            "the plan shows it"
+        );
+        let err = refuse_data_loss(plan.resources(), false).expect_err("refused without the flag");
+        assert_eq!(err.steps.len(), 1, "{:?}", err.steps);
+        assert!(refuse_data_loss(plan.resources(), true).is_ok());
+        insta::assert_snapshot!(crate::view::format_report(&miette::Report::new(err), false));
+    }
+
+    /// `down` deletes the database and the file system: refused without the flag; an
+    /// instance replacement or a security group change loses nothing and is not.
+    #[test]
+    fn only_databases_and_file_systems_destroy_data() {
+        let w = want();
+        let down = destroy(&observed(&w));
+        let lost: Vec<&str> = down
+            .steps
+            .iter()
+            .filter(|s| destroys_data(s))
+            .map(|s| s.change.addr.as_str())
+            .collect();
+        assert_eq!(lost, [desired::DB, desired::EFS]);
+        assert!(refuse_data_loss(down.plan("web3").resources(), false).is_err());
+
+        let mut obs = observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::Instance {
+                o.res.attrs.insert("instance_type".into(), "t2.nano".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert!(!d.steps.is_empty());
+        assert!(d.steps.iter().all(|s| !destroys_data(s)));
+        assert!(refuse_data_loss(d.plan("web3").resources(), false).is_ok());
+    }
+
+    /// A database created before deletion protection was hactl's default is an in-place
+    /// update (ModifyDBInstance DeletionProtection), never a replacement.
+    #[test]
+    fn deletion_protection_off_is_an_in_place_update() {
+        let w = want();
+        let mut obs = observed(&w);
+        for o in &mut obs {
+            if o.res.kind == ResKind::DbInstance {
+                o.res
+                    .attrs
+                    .insert("deletion_protection".into(), "false".into());
+            }
+        }
+        let d = diff(&w, &obs);
+        assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+        assert_eq!(d.steps[0].change.action, Action::Update);
+        assert!(!destroys_data(&d.steps[0]));
     }
 
     #[test]

@@ -19,12 +19,16 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod diff;
+#[cfg(test)]
+pub mod fixture;
 pub mod health;
 pub mod hosts;
+pub mod kinds;
 pub mod model;
 pub mod observe;
 pub mod outputs;
 pub mod preflight;
+pub mod targets;
 pub mod wait;
 
 /// An AWS call that failed: the service's error code and message, not a debug dump.
@@ -70,6 +74,9 @@ pub enum AwsError {
     #[error("the database needs `{0}`, which is not in the vault")]
     #[diagnostic(code(hactl::aws::credentials), help("add it with `hactl secrets set`"))]
     Credentials(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    MissingAttr(#[from] kinds::MissingAttr),
     #[error("the hosts' key pair needs `{0}`, which is not in the vault")]
     #[diagnostic(
         code(hactl::aws::public_key),

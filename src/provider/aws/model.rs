@@ -41,6 +41,28 @@ pub enum ResKind {
 }
 
 impl ResKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ResKind; 15] = {
+        use ResKind::*;
+        [
+            Vpc,
+            Subnet,
+            InternetGateway,
+            RouteTable,
+            SecurityGroup,
+            KeyPair,
+            Instance,
+            Lb,
+            TargetGroup,
+            Listener,
+            TargetAttachment,
+            EfsFileSystem,
+            EfsMountTarget,
+            DbSubnetGroup,
+            DbInstance,
+        ]
+    };
+
     /// The Terraform-style type name that starts every address.
     pub fn type_name(self) -> &'static str {
         match self {
@@ -64,53 +86,21 @@ impl ResKind {
 
     /// The kind whose [`ResKind::type_name`] is `name` (as the state records it).
     pub fn from_type_name(name: &str) -> Option<ResKind> {
-        use ResKind::*;
-        [
-            Vpc,
-            Subnet,
-            InternetGateway,
-            RouteTable,
-            SecurityGroup,
-            KeyPair,
-            Instance,
-            Lb,
-            TargetGroup,
-            Listener,
-            TargetAttachment,
-            EfsFileSystem,
-            EfsMountTarget,
-            DbSubnetGroup,
-            DbInstance,
-        ]
-        .into_iter()
-        .find(|k| k.type_name() == name)
+        ResKind::ALL.into_iter().find(|k| k.type_name() == name)
     }
 
     /// Whether a change of this attribute or reference can only be made by replacing the
     /// resource (AWS has no call to change it in place).
     pub fn forces_replace(self, key: &str) -> bool {
-        matches!(
-            (self, key),
-            (ResKind::Vpc, "cidr")
-                | (ResKind::Subnet, "cidr" | "zone" | "vpc")
-                | (ResKind::RouteTable, "vpc")
-                | (ResKind::SecurityGroup, "vpc" | "name")
-                // EC2 cannot change an imported key's material: a new key is a new pair.
-                | (ResKind::KeyPair, "name" | "public_key_sha256")
-                | (
-                    ResKind::Instance,
-                    "instance_type" | "ami" | "key_name" | "key_pair" | "subnet"
-                )
-                | (ResKind::Lb, "kind" | "name")
-                | (ResKind::TargetGroup, "port" | "protocol" | "vpc" | "name")
-                | (ResKind::Listener, "lb")
-                | (ResKind::TargetAttachment, "target_group")
-                | (ResKind::EfsFileSystem, "performance_mode" | "encrypted")
-                | (ResKind::EfsMountTarget, "file_system" | "subnet")
-                | (ResKind::DbSubnetGroup, "name")
-                | (ResKind::DbInstance, "engine" | "db_name" | "identifier")
-        )
+        super::kinds::of(self).forces_replace(key)
     }
+}
+
+/// Whether the observed value `have` of attribute `key` satisfies the stack's `want`: equal,
+/// or as the kind compares it ([`super::kinds::Kind::satisfies`]: an RDS `engine_version` is a
+/// version prefix that RDS may move up by itself).
+pub fn satisfies(kind: ResKind, key: &str, want: &str, have: Option<&str>) -> bool {
+    have.is_some_and(|h| super::kinds::of(kind).satisfies(key, want, h))
 }
 
 /// One resource, desired or observed.

@@ -3,7 +3,10 @@
 //! tags). Listeners, target registrations and EFS mount targets have no tags of their own and
 //! are read through the balancer, target group and file system they belong to.
 //!
-//! All list calls of one round run concurrently: a no-op plan is two rounds of requests.
+//! All list calls of one round run concurrently: a no-op plan is two rounds of requests. The
+//! region-wide listings (load balancers, target groups, file systems, DB instances) are read
+//! page by page to the end: a busy account has more than one page (moto pages load balancers
+//! by 50 and file systems by 10), and a resource on page two is not absent.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +15,7 @@ use super::desired::{self, listener_addr, mount_target_addr};
 use super::model::{
     Observed, Recorded, ResKind, Resource, INFO_RETAG, TAG_ADDRESS, TAG_PUBLIC_KEY, TAG_STACK,
 };
+use super::wait::settle;
 use super::{sdk_message, AwsError};
 
 fn api<E, R>(op: &'static str) -> impl Fn(aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
@@ -169,16 +173,39 @@ pub async fn observe(
                     .build()
             )
             .send(),
-        c.elb.describe_load_balancers().send(),
-        c.elb.describe_target_groups().send(),
-        c.efs.describe_file_systems().send(),
-        c.rds.describe_db_instances().send(),
+        // Region-wide listings: every page (ELBv2 pages by 400 at most, EFS by 100 and RDS by
+        // 100 by default; a busy account has more than one).
+        c.elb
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.elb
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.efs
+            .describe_file_systems()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
+        c.rds
+            .describe_db_instances()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect(),
         c.rds
             .describe_db_subnet_groups()
             .db_subnet_group_name(desired::aws_name(stack, "db", 255))
             .send(),
     );
     let mut raws: Vec<Raw> = Vec::new();
+    let mut our_vpcs: Vec<(String, String)> = Vec::new();
 
     let vpcs = vpcs.map_err(api("DescribeVpcs"))?;
     let subnets = subnets.map_err(api("DescribeSubnets"))?;
@@ -346,6 +373,7 @@ pub async fn observe(
         };
         let mut r = owned(ResKind::Vpc, who, id);
         r.obs.res = r.obs.res.attr("cidr", v.cidr_block().unwrap_or_default());
+        our_vpcs.push((r.obs.res.addr.clone(), id.to_string()));
         raws.push(r);
     }
     for s in subnets.subnets().iter().chain(&x_sub) {
@@ -365,6 +393,10 @@ pub async fn observe(
             .res
             .attr("cidr", s.cidr_block().unwrap_or_default())
             .attr("zone", s.availability_zone().unwrap_or_default())
+            .attr(
+                "map_public_ip",
+                s.map_public_ip_on_launch().unwrap_or(false),
+            )
             .reference("vpc", s.vpc_id().map(str::to_string).into_iter().collect());
         r.obs.info.insert(
             "zone".into(),
@@ -526,6 +558,19 @@ pub async fn observe(
                     i.instance_type().map(|t| t.as_str()).unwrap_or_default(),
                 )
                 .attr("ami", i.image_id().unwrap_or_default())
+                .attr(
+                    "metadata.http_tokens",
+                    i.metadata_options()
+                        .and_then(|m| m.http_tokens())
+                        .map(|t| t.as_str())
+                        .unwrap_or("optional"),
+                )
+                .attr(
+                    "metadata.hop_limit",
+                    i.metadata_options()
+                        .and_then(|m| m.http_put_response_hop_limit())
+                        .unwrap_or(1),
+                )
                 .reference(
                     "subnet",
                     i.subnet_id().map(str::to_string).into_iter().collect(),
@@ -566,12 +611,10 @@ pub async fn observe(
     let lbs = lbs.map_err(api("DescribeLoadBalancers"))?;
     let tgs = tgs.map_err(api("DescribeTargetGroups"))?;
     let arns: Vec<String> = lbs
-        .load_balancers()
         .iter()
         .filter_map(|l| l.load_balancer_arn().map(str::to_string))
         .chain(
-            tgs.target_groups()
-                .iter()
+            tgs.iter()
                 .filter_map(|t| t.target_group_arn().map(str::to_string)),
         )
         .collect();
@@ -583,7 +626,7 @@ pub async fn observe(
         owner.of(kind, arn, tag(TAG_STACK), tag(TAG_ADDRESS))
     };
     let mut our_lbs = Vec::new();
-    for l in lbs.load_balancers() {
+    for l in &lbs {
         let Some(who) = ours(ResKind::Lb, l.load_balancer_arn()) else {
             continue;
         };
@@ -613,7 +656,7 @@ pub async fn observe(
         raws.push(r);
     }
     let mut our_tgs = Vec::new();
-    for t in tgs.target_groups() {
+    for t in &tgs {
         let Some(who) = ours(ResKind::TargetGroup, t.target_group_arn()) else {
             continue;
         };
@@ -659,7 +702,7 @@ pub async fn observe(
     }
 
     let mut our_fs = Vec::new();
-    for f in fss.map_err(api("DescribeFileSystems"))?.file_systems() {
+    for f in &fss.map_err(api("DescribeFileSystems"))? {
         let tag = |k: &str| {
             f.tags()
                 .iter()
@@ -697,7 +740,7 @@ pub async fn observe(
         raws.push(r);
     }
 
-    for d in dbs.map_err(api("DescribeDBInstances"))?.db_instances() {
+    for d in &dbs.map_err(api("DescribeDBInstances"))? {
         let tag = |k: &str| {
             d.tag_list()
                 .iter()
@@ -725,6 +768,10 @@ pub async fn observe(
             .attr("storage_gb", d.allocated_storage().unwrap_or_default())
             .attr("multi_az", d.multi_az().unwrap_or(false))
             .attr("db_name", d.db_name().unwrap_or_default())
+            .attr(
+                "deletion_protection",
+                d.deletion_protection().unwrap_or(false),
+            )
             .reference(
                 "subnet_group",
                 d.db_subnet_group()
@@ -761,9 +808,21 @@ pub async fn observe(
         raws.push(r);
     }
 
-    // The DB subnet group is found by its name, then confirmed by its tags.
-    if let Ok(out) = dbsg {
-        for g in out.db_subnet_groups() {
+    // The DB subnet group is found by its name, then confirmed by its tags. Only
+    // DBSubnetGroupNotFound means there is none: any other failure fails the read, never
+    // "absent" (which would plan a second group and a replaced database).
+    let dbsg = match dbsg {
+        Ok(out) => out.db_subnet_groups().to_vec(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_db_subnet_group_not_found_fault()) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(api("DescribeDBSubnetGroups")(e)),
+    };
+    {
+        for g in &dbsg {
             let (Some(name), Some(arn)) = (g.db_subnet_group_name(), g.db_subnet_group_arn())
             else {
                 continue;
@@ -802,15 +861,14 @@ pub async fn observe(
         }
     }
 
-    // Second round: what hangs off the balancer, target groups and file systems.
+    // Second round: what hangs off the balancer, target groups and file systems. Each read
+    // names a resource the first round listed: NotFound is a new one EC2/ELB/EFS lists before
+    // it answers for it (a killed run's), asked again for `MID_SCAN` ([`wait::settle`]).
     let listeners = futures::future::try_join_all(our_lbs.iter().map(|(addr, arn)| async move {
-        let out = c
-            .elb
-            .describe_listeners()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-            .map_err(api("DescribeListeners"))?;
+        let out = settle(MID_SCAN, "DescribeListeners", "(read)", || {
+            c.elb.describe_listeners().load_balancer_arn(arn).send()
+        })
+        .await?;
         let mut v = Vec::new();
         for l in out.listeners() {
             let port = l.port().unwrap_or_default();
@@ -819,6 +877,10 @@ pub async fn observe(
                 &listener_addr(port.into()),
                 l.listener_arn().unwrap_or_default(),
             );
+            // The default certificate (DescribeListeners lists only that one).
+            if let Some(arn) = l.certificates().first().and_then(|c| c.certificate_arn()) {
+                r.obs.res = r.obs.res.attr("certificate_arn", arn);
+            }
             r.obs.res = r
                 .obs
                 .res
@@ -841,13 +903,17 @@ pub async fn observe(
     }));
     let tg_details = futures::future::try_join_all(our_tgs.iter().map(|(addr, arn)| async move {
         let (attrs, health) = tokio::join!(
-            c.elb
-                .describe_target_group_attributes()
-                .target_group_arn(arn)
-                .send(),
-            c.elb.describe_target_health().target_group_arn(arn).send()
+            settle(MID_SCAN, "DescribeTargetGroupAttributes", "(read)", || {
+                c.elb
+                    .describe_target_group_attributes()
+                    .target_group_arn(arn)
+                    .send()
+            }),
+            settle(MID_SCAN, "DescribeTargetHealth", "(read)", || {
+                c.elb.describe_target_health().target_group_arn(arn).send()
+            })
         );
-        let attrs = attrs.map_err(api("DescribeTargetGroupAttributes"))?;
+        let attrs = attrs?;
         let dereg = attrs
             .attributes()
             .iter()
@@ -855,8 +921,7 @@ pub async fn observe(
             .and_then(|a| a.value())
             .unwrap_or("300")
             .to_string();
-        let targets: Vec<String> = health
-            .map_err(api("DescribeTargetHealth"))?
+        let targets: Vec<String> = health?
             .target_health_descriptions()
             .iter()
             .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
@@ -870,13 +935,10 @@ pub async fn observe(
         Ok::<_, AwsError>((addr.clone(), dereg, att))
     }));
     let mounts = futures::future::try_join_all(our_fs.iter().map(|(addr, id)| async move {
-        let out = c
-            .efs
-            .describe_mount_targets()
-            .file_system_id(id)
-            .send()
-            .await
-            .map_err(api("DescribeMountTargets"))?;
+        let out = settle(MID_SCAN, "DescribeMountTargets", "(read)", || {
+            c.efs.describe_mount_targets().file_system_id(id).send()
+        })
+        .await?;
         let mut v = Vec::new();
         for m in out.mount_targets() {
             if matches!(
@@ -886,21 +948,42 @@ pub async fn observe(
             ) {
                 continue;
             }
-            let sgs = c
+            // A failed read is an error, never "no security groups" (which would plan a
+            // change). One that is not in a state to answer, or that answers NotFound although
+            // it was just listed (a new mount target EFS lists before it answers for it:
+            // taking it for gone planned a second create, `MountTargetConflict`), has groups
+            // not known yet: it is observed, and no change is planned from them.
+            let sgs = match c
                 .efs
                 .describe_mount_target_security_groups()
                 .mount_target_id(m.mount_target_id())
                 .send()
                 .await
-                .map(|o| o.security_groups().to_vec())
-                .unwrap_or_default();
+            {
+                Ok(o) => Some(o.security_groups().to_vec()),
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_mount_target_not_found() || s.is_incorrect_mount_target_state()
+                    }) =>
+                {
+                    None
+                }
+                Err(e) => return Err(api("DescribeMountTargetSecurityGroups")(e)),
+            };
             let mut r = raw(ResKind::EfsMountTarget, "", m.mount_target_id());
             r.obs.res = r
                 .obs
                 .res
                 .reference("file_system", vec![addr.clone()])
-                .reference("subnet", vec![m.subnet_id().to_string()])
-                .reference("security_groups", sgs);
+                .reference("subnet", vec![m.subnet_id().to_string()]);
+            match sgs {
+                Some(sgs) => r.obs.res = r.obs.res.reference("security_groups", sgs),
+                None => {
+                    r.obs
+                        .info
+                        .insert(super::diff::UNKNOWN.into(), "security_groups".into());
+                }
+            }
             r.obs.info.insert(
                 "zone".into(),
                 m.availability_zone_name().unwrap_or_default().into(),
@@ -909,7 +992,50 @@ pub async fn observe(
         }
         Ok::<_, AwsError>(v)
     }));
-    let (listeners, tg_details, mounts) = tokio::join!(listeners, tg_details, mounts);
+    // DNS hostnames are an attribute of their own (DescribeVpcAttribute), one VPC at a time.
+    // A VPC the tag listing returned but EC2 answers NotFound for (a new one, not propagated
+    // yet: a killed run's) has its DNS setting not known yet: no change is planned from it.
+    let dns = futures::future::try_join_all(our_vpcs.iter().map(|(addr, id)| async move {
+        let out = match c
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if super::wait::is_not_found(&super::sdk_code(&e).unwrap_or_default()) => {
+                return Ok((addr.clone(), None));
+            }
+            Err(e) => return Err(api("DescribeVpcAttribute")(e)),
+        };
+        let on = out
+            .enable_dns_hostnames()
+            .and_then(|v| v.value())
+            .unwrap_or(false);
+        Ok::<_, AwsError>((addr.clone(), Some(on)))
+    }));
+    let (listeners, tg_details, mounts, dns) = tokio::join!(listeners, tg_details, mounts, dns);
+    for (addr, on) in dns? {
+        if let Some(v) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
+            match on {
+                Some(on) => {
+                    v.obs
+                        .res
+                        .attrs
+                        .insert("dns_hostnames".into(), on.to_string());
+                }
+                None => {
+                    let unknown = v.obs.info.entry(super::diff::UNKNOWN.into()).or_default();
+                    if !unknown.is_empty() {
+                        unknown.push(',');
+                    }
+                    unknown.push_str("dns_hostnames");
+                }
+            }
+        }
+    }
     raws.extend(listeners?.into_iter().flatten());
     for (addr, dereg, att) in tg_details? {
         if let Some(tg) = raws.iter_mut().find(|r| r.obs.res.addr == addr) {
@@ -1040,22 +1166,40 @@ pub async fn instance_status(c: &Clients, observed: &mut [Observed]) -> Result<(
     Ok(())
 }
 
-/// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently.
+/// How long an ARN that was just listed may answer NotFound for its tags before it counts as
+/// deleted since it was listed: ELBv2 lists a new load balancer or target group before it
+/// answers for it (eventual consistency), and a scan must neither fail on that nor miss it.
+const MID_SCAN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// ELBv2 tags for many ARNs (DescribeTags takes 20 at a time), concurrently. DescribeTags fails
+/// the whole request when one ARN is NotFound: such a chunk is asked again one ARN at a time
+/// ([`elb_tags_one`]), so one resource new or gone mid-scan never fails the scan.
 async fn elb_tags(
     c: &Clients,
     arns: &[String],
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, AwsError> {
     let chunks = futures::future::try_join_all(arns.chunks(20).map(|chunk| async move {
-        c.elb
+        match c
+            .elb
             .describe_tags()
             .set_resource_arns(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(api("DescribeTags"))
+        {
+            Ok(o) => Ok(vec![o]),
+            Err(e) if super::wait::is_not_found(&super::sdk_code(&e).unwrap_or_default()) => {
+                let mut outs = Vec::new();
+                for arn in chunk {
+                    outs.extend(elb_tags_one(c, arn).await?);
+                }
+                Ok(outs)
+            }
+            Err(e) => Err(api("DescribeTags")(e)),
+        }
     }))
     .await?;
     let mut out = BTreeMap::new();
-    for o in chunks {
+    for o in chunks.iter().flatten() {
         for d in o.tag_descriptions() {
             let tags = d
                 .tags()
@@ -1066,6 +1210,34 @@ async fn elb_tags(
         }
     }
     Ok(out)
+}
+
+/// The tags of one ARN that was just listed: NotFound is asked again for [`MID_SCAN`] (a new
+/// resource), then means the resource was deleted since it was listed (None: not observed).
+/// Any other error is the scan's error.
+async fn elb_tags_one(
+    c: &Clients,
+    arn: &str,
+) -> Result<
+    Option<aws_sdk_elasticloadbalancingv2::operation::describe_tags::DescribeTagsOutput>,
+    AwsError,
+> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match c.elb.describe_tags().resource_arns(arn).send().await {
+            Ok(o) => return Ok(Some(o)),
+            Err(e) => {
+                let code = super::sdk_code(&e).unwrap_or_default();
+                if !super::wait::is_not_found(&code) {
+                    return Err(api("DescribeTags")(e));
+                }
+                if t0.elapsed() >= MID_SCAN {
+                    return Ok(None);
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 #[cfg(test)]

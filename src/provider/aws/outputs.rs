@@ -26,7 +26,13 @@ pub fn outputs(observed: &[Observed]) -> Value {
             .unwrap_or(Value::Null);
         out.insert(
             "database".into(),
-            json!({"endpoint": info(db, "endpoint"), "port": port, "identifier": db.id}),
+            json!({
+                "endpoint": info(db, "endpoint"),
+                "port": port,
+                "identifier": db.id,
+                // The version RDS runs now (it upgrades minor versions by itself).
+                "engine_version": db.res.get("engine_version"),
+            }),
         );
     }
     if let Some(fs) = find(EFS) {

@@ -11,17 +11,26 @@
 //!   end up in one zone and EFS answers MountTargetConflict;
 //! - `network.vpc_id` exists, and its CIDR blocks (DescribeVpcs: the primary and every
 //!   associated one) are returned for the rules that admit traffic "from the VPC", instead of a
-//!   guess.
+//!   guess;
+//! - `hosts.ami` exists in the region and is `available` (DescribeImages), and its
+//!   architecture is one `hosts.instance_type` runs (DescribeInstanceTypes,
+//!   `ProcessorInfo.SupportedArchitectures`): an arm64 image on a t3 would fail RunInstances
+//!   after the VPC, the balancer and the file system exist;
+//! - the secrets the stack names, as the vault holds them, keep RDS's and EC2's rules (the
+//!   database's master username and password per engine, the hosts' public key:
+//!   [`crate::stack::aws_rules`], which `validate` applies to values written in the file).
 //!
 //! All of it is asked in one round of concurrent calls; every refusal names the stack key
-//! (`file:line:col`) and what AWS said.
+//! (`file:line:col`) and what AWS said (or would say).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use aws_sdk_ec2::types::Filter;
 
+use crate::stack::aws_rules;
 use crate::stack::diag::{locate, Problem};
+use crate::stack::model::Value;
 use crate::stack::Stack;
 
 use super::client::Clients;
@@ -33,6 +42,9 @@ pub struct Account {
     /// With `network.vpc_id`: the VPC's IPv4 CIDR blocks (primary first, then the other
     /// associated ones).
     pub vpc_cidrs: Option<Vec<String>>,
+    /// `hosts.ami`'s root device (DescribeImages `RootDeviceName`: `/dev/xvda` on Amazon
+    /// Linux, `/dev/sda1` on Ubuntu), for the root volume's block device mapping.
+    pub root_device_name: Option<String>,
 }
 
 /// The stack asks for something the account does not have: nothing was created.
@@ -76,6 +88,130 @@ fn instance_zones(zones: &[String], count: i64) -> BTreeSet<String> {
         .collect()
 }
 
+/// The region variables of the environment, in the order the SDK reads them.
+const REGION_VARS: [&str; 2] = ["AWS_REGION", "AWS_DEFAULT_REGION"];
+
+/// Warnings, at `aws.region`, for each region variable of the environment that names another
+/// region than the stack's: hactl uses `aws.region` (see `client`), and says that it ignores
+/// them rather than building in a region nobody named in the file. Shown by `plan`, `up`,
+/// `heal` and `down` through the view.
+pub fn region_warnings(stack: &Stack) -> Vec<Problem> {
+    let Some(aws) = &stack.file.aws else {
+        return Vec::new();
+    };
+    let problems: Vec<Problem> = region_conflicts(&aws.region.value, |k| std::env::var(k).ok())
+        .into_iter()
+        .map(|(var, value)| {
+            Problem::new(
+                "hactl::aws::region",
+                format!(
+                    "{var}={value} in the environment is ignored: this stack is in {}",
+                    aws.region.value
+                ),
+            )
+            .at(stack.span_of("aws.region"), "the stack's region")
+            .help(format!(
+                "hactl always works in `aws.region`; unset {var} (or change `aws.region`) to silence this"
+            ))
+            .warning()
+        })
+        .collect();
+    locate(&stack.path, Arc::clone(&stack.source), problems)
+}
+
+/// `(variable, value)` of each set, non-empty region variable that differs from `region`.
+fn region_conflicts(region: &str, env: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    REGION_VARS
+        .iter()
+        .filter_map(|k| {
+            let v = env(k)?;
+            let v = v.trim();
+            (!v.is_empty() && v != region).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The secrets of the stack (as the vault holds them) that break RDS's or EC2's rules: the
+/// hosts' public key and the database's master username and password, each when it is a
+/// `{secret: NAME}` (values written in the file are `validate`'s). Opens the vault only when
+/// the stack names such a secret; a secret missing from the vault is left to the error that
+/// names it when the value is needed.
+fn secret_problems(stack: &Stack) -> miette::Result<Vec<Problem>> {
+    let Some(aws) = &stack.file.aws else {
+        return Ok(Vec::new());
+    };
+    let secret = |v: &Value| match v {
+        Value::Secret(r) => Some(r.secret.clone()),
+        Value::Plain(_) => None,
+    };
+    let key = aws
+        .hosts
+        .public_key
+        .as_ref()
+        .and_then(|k| secret(&k.value).map(|n| (n, &k.value)));
+    let db = aws
+        .database
+        .as_ref()
+        .filter(|d| aws_rules::DB_ENGINES.contains(&d.engine.value.as_str()));
+    let user = db.and_then(|d| secret(&d.username.value).map(|n| (n, &d.username.value)));
+    let pass = db.and_then(|d| secret(&d.password.value).map(|n| (n, &d.password.value)));
+    if key.is_none() && user.is_none() && pass.is_none() {
+        return Ok(Vec::new());
+    }
+    let vault = crate::vault::open(stack)?;
+    let mut out = Vec::new();
+    let mut rule = |at: &str,
+                    what: &str,
+                    (name, v): (String, &Value),
+                    check: &dyn Fn(&str) -> Result<(), String>,
+                    code: &'static str,
+                    help: String| {
+        let Some(value) = vault.resolve(v) else {
+            return;
+        };
+        if let Err(why) = check(value.expose()) {
+            out.push(
+                Problem::new(code, format!("{what} (secret `{name}`) {why}"))
+                    .at(stack.span_of(at), "from the vault")
+                    .help(help),
+            );
+        }
+    };
+    if let Some(k) = key {
+        rule(
+            "aws.hosts.public_key",
+            "the hosts' public key",
+            k,
+            &|t: &str| aws_rules::ec2_public_key(t).map(|_| ()),
+            "hactl::stack::aws_hosts",
+            "EC2 ImportKeyPair takes one OpenSSH line of an RSA or ED25519 key, e.g. the contents of `~/.ssh/id_ed25519.pub`: `hactl secrets set NAME < KEY.pub`".into(),
+        );
+    }
+    if let Some(u) = user {
+        rule(
+            "aws.database.username",
+            "the database username",
+            u,
+            &aws_rules::db_username,
+            "hactl::stack::aws_database",
+            "RDS (CreateDBInstance `MasterUsername`): 1 to 16 letters, digits or underscores, starting with a letter".into(),
+        );
+    }
+    if let (Some(d), Some(p)) = (db, pass) {
+        let engine = d.engine.value.clone();
+        let max = aws_rules::db_password_max(&engine);
+        rule(
+            "aws.database.password",
+            "the database password",
+            p,
+            &|t: &str| aws_rules::db_password(&engine, t),
+            "hactl::stack::aws_database",
+            format!("RDS (CreateDBInstance `MasterUserPassword`): 8 to {max} printable ASCII characters for {engine}, without `/`, `\"`, `@` or spaces; `hactl secrets set NAME` replaces it"),
+        );
+    }
+    Ok(out)
+}
+
 /// Asks AWS about the stack; a refusal lists every problem at once.
 pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
     let Some(aws) = &stack.file.aws else {
@@ -84,10 +220,12 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
     let region = c.region.clone();
     let net = &aws.network;
     let itype = aws.hosts.instance_type.value.clone();
+    let ami = aws.hosts.ami.value.clone();
     let subnet_ids = net.subnet_ids.clone().unwrap_or_default();
+    let mut problems = secret_problems(stack)?;
     // One round: the offerings of the type in every zone of the region (a handful of rows),
     // so the zones the instances go to need not be known first.
-    let (azs, offerings, subnets, vpcs) = tokio::join!(
+    let (azs, offerings, subnets, vpcs, image, itype_info) = tokio::join!(
         c.ec2.describe_availability_zones().send(),
         c.ec2
             .describe_instance_type_offerings()
@@ -126,13 +264,42 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
                 .await
                 .map(|o| o.vpcs().to_vec())
         },
+        c.ec2.describe_images().image_ids(&ami).send(),
+        c.ec2
+            .describe_instance_types()
+            .instance_types(aws_sdk_ec2::types::InstanceType::from(itype.as_str()))
+            .send(),
     );
     let azs = azs.map_err(api("DescribeAvailabilityZones"))?;
     let offerings = offerings.map_err(api("DescribeInstanceTypeOfferings"))?;
     let subnets: Vec<_> = subnets.map_err(api("DescribeSubnets"))?;
     let vpcs: Vec<_> = vpcs.map_err(api("DescribeVpcs"))?;
+    // An id EC2 does not know (or cannot parse) is an answer about the stack, not a failure.
+    let image = match image {
+        Ok(o) => o
+            .images()
+            .iter()
+            .find(|i| i.image_id() == Some(ami.as_str()))
+            .cloned(),
+        Err(e) if super::sdk_code(&e).is_some_and(|c| c.starts_with("InvalidAMIID.")) => None,
+        Err(e) => return Err(api("DescribeImages")(e).into()),
+    };
+    // An unknown type is reported by the offerings check: no architecture to compare then.
+    let type_archs: Option<Vec<String>> = match itype_info {
+        Ok(o) => o.instance_types().first().map(|t| {
+            t.processor_info()
+                .map(|p| {
+                    p.supported_architectures()
+                        .iter()
+                        .map(|a| a.as_str().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        }),
+        Err(e) if super::sdk_code(&e).is_some_and(|c| c.starts_with("InvalidInstanceType")) => None,
+        Err(e) => return Err(api("DescribeInstanceTypes")(e).into()),
+    };
 
-    let mut problems = Vec::new();
     let known: Vec<(String, String)> = azs
         .availability_zones()
         .iter()
@@ -221,6 +388,51 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
     }
 
     let mut account = Account::default();
+    match &image {
+        None => problems.push(
+            Problem::new(
+                "hactl::aws::ami",
+                format!("AMI `{ami}` does not exist in {region}"),
+            )
+            .at(stack.span_of("aws.hosts.ami"), "no such image")
+            .help(format!(
+                "DescribeImages does not return it: AMIs are regional (copy it to {region}, or use that region's image of the same release)"
+            )),
+        ),
+        Some(img) => {
+            let state = img.state().map(|s| s.as_str()).unwrap_or("unknown");
+            let arch = img.architecture().map(|a| a.as_str()).unwrap_or("unknown");
+            if state != "available" {
+                problems.push(
+                    Problem::new(
+                        "hactl::aws::ami",
+                        format!("AMI `{ami}` is `{state}`, not available"),
+                    )
+                    .at(stack.span_of("aws.hosts.ami"), "not available")
+                    .help("RunInstances takes available images only (DescribeImages `State`)"),
+                );
+            }
+            if let Some(archs) = &type_archs {
+                if !archs.iter().any(|a| a == arch) {
+                    problems.push(
+                        Problem::new(
+                            "hactl::aws::ami",
+                            format!(
+                                "AMI `{ami}` is built for {arch}, but instance type `{itype}` runs {}",
+                                if archs.is_empty() { "no listed architecture".to_string() } else { archs.join(", ") }
+                            ),
+                        )
+                        .at(stack.span_of("aws.hosts.ami"), "wrong architecture")
+                        .help(format!(
+                            "pick an {arch} instance type, or the {} image of the same release (DescribeImages `Architecture`, DescribeInstanceTypes `ProcessorInfo.SupportedArchitectures`)",
+                            archs.first().map(String::as_str).unwrap_or("matching")
+                        )),
+                    );
+                }
+            }
+            account.root_device_name = img.root_device_name().map(str::to_string);
+        }
+    }
     if let Some(id) = &net.vpc_id {
         match vpcs.first() {
             None => problems.push(
@@ -306,6 +518,36 @@ pub async fn check(c: &Clients, stack: &Stack) -> miette::Result<Account> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12 §2: `AWS_REGION` silently won over `aws.region`. Each variable naming another
+    /// region is a conflict (to warn about); the same region, empty or unset is none.
+    #[test]
+    fn region_variables_that_differ_from_the_stack_are_conflicts() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            region_conflicts("eu-west-1", env(&[("AWS_REGION", "us-east-1")])),
+            vec![("AWS_REGION".to_string(), "us-east-1".to_string())]
+        );
+        assert_eq!(
+            region_conflicts(
+                "eu-west-1",
+                env(&[
+                    ("AWS_REGION", "eu-west-1"),
+                    ("AWS_DEFAULT_REGION", "us-west-2")
+                ])
+            ),
+            vec![("AWS_DEFAULT_REGION".to_string(), "us-west-2".to_string())]
+        );
+        assert!(region_conflicts("eu-west-1", env(&[("AWS_REGION", "")])).is_empty());
+        assert!(region_conflicts("eu-west-1", env(&[])).is_empty());
+    }
 
     #[test]
     fn instances_go_round_robin_over_the_zones() {

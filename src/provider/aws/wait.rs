@@ -180,6 +180,29 @@ pub fn db_available(status: &str) -> Poll {
     }
 }
 
+/// A target registered for a create-before-destroy replacement, waited on to be `healthy`
+/// (ELBv2 target health states: `initial` while the first checks run, `unhealthy`,
+/// `unavailable` while its zone or group is not ready yet are pending; a target that is gone
+/// again — `draining`, `unused`, not listed — was deregistered by someone else: failed).
+pub fn target_healthy(state: Option<&str>) -> Poll {
+    match state {
+        Some("healthy") => Poll::Ready,
+        Some(s @ ("draining" | "unused")) => Poll::Failed(s.into()),
+        None => Poll::Failed("not registered".into()),
+        Some(other) => Poll::Pending(other.into()),
+    }
+}
+
+/// A target deregistered for a create-before-destroy replacement, waited on until its
+/// connections have drained (`draining` lasts the group's deregistration delay; it is done when
+/// AWS no longer lists it, or lists it `unused`).
+pub fn target_drained(state: Option<&str>) -> Poll {
+    match state {
+        None | Some("unused") => Poll::Ready,
+        Some(other) => Poll::Pending(other.into()),
+    }
+}
+
 /// Polls `check` until it is ready, failed, or `timeout` has passed. The pause between polls
 /// is a fortieth of the time waited so far (at least the first pause, at most 10 s): a
 /// resource is seen ready at most 2.5% (or 10 s) after it became so, and a 40-minute wait

@@ -5,6 +5,7 @@
 //! to `ssh.parallelism`. What runs on a host is built as data in [`script`]; this module only
 //! connects, sends scripts on stdin and turns their records into observations and reports.
 
+pub mod guard;
 pub mod script;
 mod ssh;
 
@@ -14,9 +15,10 @@ use serde::Serialize;
 
 pub use ssh::{Connection, HostError};
 
+use crate::onhost::record::{self, Record};
 use crate::plan::hosts::{FileKind, Manifest, ObservedFile, ObservedHost, ObservedService};
 use crate::stack::{Host, Stack};
-use script::{ApplySteps, Probe, Record};
+use script::{ApplySteps, Probe};
 
 /// Connects to every host in parallel. Each entry is the host's connection or why not.
 pub async fn connect_all(
@@ -65,9 +67,9 @@ pub async fn observe(
     };
     obs.manifest = script::manifest_from_lines(&out.stdout)
         .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok());
-    let sums: BTreeMap<String, String> = script::parse_sums(&out.stdout).into_iter().collect();
+    let sums: BTreeMap<String, String> = record::parse_sums(&out.stdout).into_iter().collect();
     let mut stats = BTreeMap::new();
-    for rec in script::parse(&out.stdout) {
+    for rec in record::parse(&out.stdout) {
         match rec {
             Record::Manifest(bytes) => {
                 obs.manifest = serde_json::from_slice::<Manifest>(&bytes).ok();
@@ -105,7 +107,7 @@ pub async fn observe(
     }
     if !fetch.is_empty() {
         let out = conn.run_read_only(&script::fetch_script(&fetch)).await?;
-        for rec in script::parse(&out.stdout) {
+        for rec in record::parse(&out.stdout) {
             if let Record::Content { path, bytes } = rec {
                 if let Some(Some(f)) = obs.files.get_mut(&path) {
                     f.content = Some(bytes);
@@ -153,7 +155,7 @@ impl HostReport {
 /// Runs one host's apply script and reports what it did.
 pub async fn apply(conn: &Connection, stack: &str, steps: &ApplySteps) -> HostReport {
     // Fresh for every run: the temporary names on the host cannot be guessed beforehand.
-    let nonce = crate::state::random_id();
+    let nonce = crate::onhost::paths::nonce();
     let out = match conn
         .run_script(&script::apply_script(stack, steps, &nonce))
         .await
@@ -191,7 +193,7 @@ pub fn report_from(
         ..Default::default()
     };
     let mut errors = Vec::new();
-    for rec in script::parse(stdout) {
+    for rec in record::parse(stdout) {
         match rec {
             Record::Ok(f) => match f.as_slice() {
                 [kind, path] if kind == "file" || kind == "remove" => {
@@ -228,7 +230,10 @@ pub fn report_from(
 fn checker_paths(line: &str, steps: &ApplySteps, nonce: &str) -> String {
     let mut out = line.to_string();
     for w in steps.writes.iter().filter(|w| w.check.is_some()) {
-        let tmp = format!("/proc/self/cwd/{}", script::temp_name(&w.path, nonce));
+        let tmp = format!(
+            "/proc/self/cwd/{}",
+            crate::onhost::paths::temp_name(&w.path, nonce)
+        );
         out = out.replace(&tmp, &w.path);
     }
     out
@@ -243,7 +248,7 @@ pub async fn query(conn: &Connection, script: &str) -> Result<String, HostError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::CheckKind;
+    use crate::onhost::cmd::CheckKind;
     use script::WriteFile;
 
     #[test]

@@ -5,88 +5,19 @@
 //! base64-encoded inside here-documents, which dash feeds through pipes, not temp files. One
 //! script per phase keeps a host to one round trip for observing and one for applying. Every
 //! argument is quoted with `shell-escape`, never by hand. The output is line-oriented,
-//! tab-separated records prefixed `HACTL` that `parse_*` read back.
+//! tab-separated records prefixed `HACTL` (`crate::onhost::record`) that its `parse` reads back.
 //!
 //! Host users are not trusted: writes never follow a link or a renamed directory a user
 //! planted ([`apply_script_at`]), and observing never reads through a link nor fetches what
 //! an unprivileged user could not read ([`observe_script`], [`fetch_script`]); see
 //! docs/security.md.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use base64::Engine as _;
-
+use crate::onhost::cmd::{self, CheckKind};
+use crate::onhost::paths::{pid_file, state_dir, temp_name, vrrp_state_file, READER_UID};
+use crate::onhost::sh::{heredoc_b64, join, q};
 use crate::plan::hosts::Manifest;
-use crate::render::CheckKind;
-
-/// Quotes one shell word.
-pub fn q(s: &str) -> Cow<'_, str> {
-    shell_escape::unix::escape(Cow::Borrowed(s))
-}
-
-/// Joins an argv into one shell command line.
-pub fn join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| q(a).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Where hactl keeps its per-stack records on a host.
-pub fn state_dir(stack: &str) -> String {
-    format!("/var/lib/hactl/{stack}")
-}
-
-/// The pid file each known service writes (Debian's defaults, and the lab's stand-in).
-pub fn pid_file(service: &str) -> Option<&'static str> {
-    match service {
-        "nginx" => Some("/run/nginx.pid"),
-        "haproxy" => Some("/run/haproxy.pid"),
-        "keepalived" => Some("/run/keepalived.pid"),
-        _ => None,
-    }
-}
-
-/// The argv that checks a file with the real binary before it is activated.
-pub fn check_argv(kind: CheckKind, path: &str) -> Vec<String> {
-    let v: &[&str] = match kind {
-        CheckKind::Keepalived => &["keepalived", "-t", "-f", path],
-        CheckKind::Nginx => &["nginx", "-t", "-q", "-c", path],
-        CheckKind::Haproxy => &["haproxy", "-c", "-q", "-f", path],
-    };
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-pub fn service_argv(verb: &str, service: &str) -> Vec<String> {
-    vec!["systemctl".into(), verb.into(), service.into()]
-}
-
-/// The command that runs `verb` on one of a stack's services. The app is no system unit:
-/// hactl runs it with compose through the `app-ctl` script `hactl up` renders (see
-/// `crate::deploy::remote`), which takes the same verbs as systemctl.
-pub fn stack_service_argv(stack: &str, verb: &str, service: &str) -> Vec<String> {
-    if service == "app" {
-        return vec![crate::deploy::remote::ctl_path(stack), verb.into()];
-    }
-    service_argv(verb, service)
-}
-
-/// `is-active` for a stack's service, quiet.
-fn is_active_cmd(stack: &str, service: &str) -> String {
-    if service == "app" {
-        return join(&stack_service_argv(stack, "is-active", service));
-    }
-    format!("systemctl is-active --quiet {}", q(service))
-}
-
-/// The temporary name a file is written to before it is checked and renamed into place: in
-/// the same directory (so the rename is atomic), hidden, and ending in this run's `nonce`
-/// (random per run), so a host user cannot plant anything at the name beforehand.
-pub fn temp_name(dest: &str, nonce: &str) -> String {
-    let name = dest.rsplit_once('/').map_or(dest, |(_, n)| n);
-    format!(".{name}.hactl-{nonce}")
-}
 
 /// Where the original of a replaced file is kept: `"$S/backup"` + the quoted path, so the
 /// variable expands and the path stays one word.
@@ -106,16 +37,6 @@ pub fn dir_of(path: &str) -> &str {
 /// The last component of a path.
 fn base_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
-}
-
-fn heredoc(out: &mut String, bytes: &[u8]) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    out.push_str("<<'HACTL_EOF'\n");
-    for chunk in b64.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("HACTL_EOF\n");
 }
 
 /// One file to ask about while observing.
@@ -177,7 +98,7 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
             let _ = writeln!(
                 s,
                 "if {} >/dev/null 2>&1; then {}; else {}; fi",
-                is_active_cmd(stack, svc),
+                join(&cmd::is_active(stack, svc)),
                 record(&name, "active"),
                 record(&name, "inactive")
             );
@@ -227,10 +148,6 @@ pub fn manifest_from_lines(stdout: &str) -> Option<Vec<u8>> {
     out
 }
 
-/// The unprivileged user a plan reads file contents as (`nobody` on Debian and most Linux
-/// distributions).
-pub const READER_UID: u32 = 65534;
-
 /// Fetches the current content of files for diffs: the second, rarer round trip of an
 /// observe. The caller asks only for regular, world-readable files that hold no secret (see
 /// `crate::provider::hosts::observe`); the script reads them as [`READER_UID`] with no
@@ -247,27 +164,6 @@ pub fn fetch_script(paths: &[String]) -> String {
         );
     }
     s
-}
-
-/// Reads `sha256sum` lines between the `HACTL-SUMS`/`HACTL-END` markers: path → digest.
-pub fn parse_sums(stdout: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for line in stdout.lines() {
-        match line {
-            "HACTL-SUMS" => inside = true,
-            "HACTL-END" => inside = false,
-            _ if inside => {
-                if let Some((h, p)) = line.split_once("  ") {
-                    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        out.push((p.to_string(), h.to_string()));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// A file to write during apply.
@@ -436,7 +332,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             // `command exec`: a redirection that fails (a name planted under the temporary
             // name, with noclobber) returns an error instead of ending the shell.
             let _ = write!(s, "command exec {fd}>{t} && base64 -d >&{fd} ");
-            heredoc(&mut s, &w.content);
+            heredoc_b64(&mut s, &w.content);
             let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
             fds.push((fd, w));
         }
@@ -496,7 +392,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             let _ = writeln!(
                 s,
                 "if ! out=$({} 2>&1); then cleanup; printf 'HACTL\\tcheck-failed\\t%s\\n' {p}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; exit 3; fi",
-                join(&check_argv(kind, &proc_path)),
+                join(&cmd::check(kind, &proc_path)),
             );
         }
     }
@@ -549,7 +445,7 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             let json = serde_json::to_vec_pretty(m).unwrap_or_default();
             let tmp = q(&format!(".manifest.json.hactl-{nonce}")).into_owned();
             let _ = write!(s, "pin \"$S\" && base64 -d >{tmp} ");
-            heredoc(&mut s, &json);
+            heredoc_b64(&mut s, &json);
             let _ = writeln!(
                 s,
                 "[ $? -eq 0 ] && mv -fT -- {tmp} manifest.json || {{ rc=1; fail manifest \"$S\"; }}\ncd /"
@@ -597,7 +493,7 @@ fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
         let _ = writeln!(
             s,
             "if out=$({} 2>&1); then printf 'HACTL\\tok\\tservice\\t%s\\t%s\\n' {v} {n}; else rc=1; printf 'HACTL\\tfail\\tservice\\t%s\\t%s\\n' {v} {n}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; fi",
-            join(&stack_service_argv(stack, verb, svc)),
+            join(&cmd::service(stack, verb, svc)),
             v = q(verb),
             n = q(svc)
         );
@@ -608,7 +504,7 @@ fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
 /// used by `status` to report check results and the effective priority.
 pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     if let Some(svc) = &check.service {
-        join(&service_argv("is-active", &svc.value)) + " --quiet"
+        join(&cmd::systemctl("is-active", &svc.value)) + " --quiet"
     } else if let Some(url) = &check.http {
         let secs = check.run_timeout().as_secs_f64().max(0.01);
         join(&[
@@ -625,11 +521,6 @@ pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     } else {
         "false".into()
     }
-}
-
-/// Where the notify hook records the last VRRP transition (`STATE EPOCH`).
-pub fn vrrp_state_file(instance: &str) -> String {
-    format!("/run/hactl/vrrp-{instance}.state")
 }
 
 /// The status probe: services, whether the VIP is on the host, each check's result, and the
@@ -671,98 +562,10 @@ pub fn status_script(
     s
 }
 
-/// One record of a script's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Manifest(Vec<u8>),
-    File {
-        path: String,
-        sha256: String,
-        mode: u32,
-    },
-    Content {
-        path: String,
-        bytes: Vec<u8>,
-    },
-    Missing(String),
-    /// What `stat` found at a path (without following a link).
-    Stat {
-        path: String,
-        mode: u32,
-        kind: crate::plan::hosts::FileKind,
-    },
-    Service {
-        name: String,
-        active: bool,
-        pid: Option<u32>,
-    },
-    Ok(Vec<String>),
-    Fail(Vec<String>),
-    CheckFailed(String),
-    Log(String),
-    Vip(bool),
-    Check {
-        name: String,
-        ok: bool,
-    },
-    Transition(String),
-}
-
-/// Reads the `HACTL\t…` records of a script's stdout; other lines are ignored.
-pub fn parse(stdout: &str) -> Vec<Record> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut out = Vec::new();
-    for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix("HACTL\t") else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split('\t').collect();
-        let rec = match f.as_slice() {
-            ["manifest", data] => b64.decode(data).ok().map(Record::Manifest),
-            ["file", path, sha, mode] => Some(Record::File {
-                path: path.to_string(),
-                sha256: sha.to_string(),
-                mode: u32::from_str_radix(mode, 8).unwrap_or(0),
-            }),
-            ["content", path, data] => b64.decode(data).ok().map(|bytes| Record::Content {
-                path: path.to_string(),
-                bytes,
-            }),
-            ["missing", path] => Some(Record::Missing(path.to_string())),
-            ["service", name, state, pid] => Some(Record::Service {
-                name: name.to_string(),
-                active: *state == "active",
-                pid: pid.trim().parse().ok(),
-            }),
-            ["ok", rest @ ..] => Some(Record::Ok(rest.iter().map(|s| s.to_string()).collect())),
-            ["fail", rest @ ..] => Some(Record::Fail(rest.iter().map(|s| s.to_string()).collect())),
-            ["check-failed", path] => Some(Record::CheckFailed(path.to_string())),
-            ["log", text @ ..] => Some(Record::Log(text.join("\t"))),
-            ["stat", mode, kind, path] => Some(Record::Stat {
-                path: path.to_string(),
-                mode: u32::from_str_radix(mode, 8).unwrap_or(0),
-                kind: match *kind {
-                    "regular file" | "regular empty file" => crate::plan::hosts::FileKind::Regular,
-                    "symbolic link" => crate::plan::hosts::FileKind::Symlink,
-                    _ => crate::plan::hosts::FileKind::Other,
-                },
-            }),
-            ["vip", v] => Some(Record::Vip(*v == "yes")),
-            ["check", name, r] => Some(Record::Check {
-                name: name.to_string(),
-                ok: *r == "ok",
-            }),
-            ["transition", t] => Some(Record::Transition(t.to_string())),
-            _ => None,
-        };
-        out.extend(rec);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onhost::record::{parse, Record};
     use crate::plan::hosts::ManifestFile;
 
     #[test]
@@ -945,25 +748,6 @@ mod tests {
                 "curl -fsS -m 1 -o /dev/null http://127.0.0.1:80/healthz".into()
             )]
         ));
-    }
-
-    #[test]
-    fn check_commands() {
-        assert_eq!(
-            join(&check_argv(
-                CheckKind::Nginx,
-                "/etc/nginx/.nginx.conf.hactl-new"
-            )),
-            "nginx -t -q -c /etc/nginx/.nginx.conf.hactl-new"
-        );
-        assert_eq!(
-            join(&check_argv(CheckKind::Keepalived, "/etc/a b")),
-            "keepalived -t -f '/etc/a b'"
-        );
-        assert_eq!(
-            join(&check_argv(CheckKind::Haproxy, "/x")),
-            "haproxy -c -q -f /x"
-        );
     }
 
     /// A host with a user-owned directory, in a temporary directory of this machine: the
@@ -1211,46 +995,6 @@ mod tests {
                 bytes: b"hi".to_vec()
             }],
             "{text}"
-        );
-    }
-
-    #[test]
-    fn parses_records() {
-        let out = "noise\nHACTL\tfile\t/etc/x\tabc\t644\nHACTL\tmissing\t/etc/y\nHACTL\tservice\tnginx\tactive\t42\nHACTL\tservice\thaproxy\tinactive\t\nHACTL\tcontent\t/etc/x\taGk=\nHACTL\tstat\t777\tsymbolic link\t/etc/z\nHACTL\tstat\t600\tregular empty file\t/etc/e\n";
-        assert_eq!(
-            parse(out),
-            vec![
-                Record::File {
-                    path: "/etc/x".into(),
-                    sha256: "abc".into(),
-                    mode: 0o644
-                },
-                Record::Missing("/etc/y".into()),
-                Record::Service {
-                    name: "nginx".into(),
-                    active: true,
-                    pid: Some(42)
-                },
-                Record::Service {
-                    name: "haproxy".into(),
-                    active: false,
-                    pid: None
-                },
-                Record::Content {
-                    path: "/etc/x".into(),
-                    bytes: b"hi".to_vec()
-                },
-                Record::Stat {
-                    path: "/etc/z".into(),
-                    mode: 0o777,
-                    kind: crate::plan::hosts::FileKind::Symlink
-                },
-                Record::Stat {
-                    path: "/etc/e".into(),
-                    mode: 0o600,
-                    kind: crate::plan::hosts::FileKind::Regular
-                },
-            ]
         );
     }
 }

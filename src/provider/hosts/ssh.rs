@@ -15,7 +15,9 @@
 //! extra when the first command is read-only ([`Connection::run_read_only`], the observe):
 //! it goes through the reused master under a deadline and, if that master turns out dead, is
 //! run again through a fresh connection. Any other first command is preceded by a `true`
-//! round trip.
+//! round trip. The same minute also runs within one long run: a master left idle past it
+//! exits under hactl, so one idle for half of it is checked before the next command and
+//! replaced when gone (a rolling deploy through a target group leaves hosts idle for minutes).
 
 use openssh::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +61,9 @@ pub struct Connection {
     proven: AtomicBool,
     /// The deadline for the first command through a reused master.
     first_deadline: Duration,
+    /// When the last command through the master ended: the master's idle clock (see
+    /// `Connection::revive_if_idle`).
+    last_used: std::sync::Mutex<std::time::Instant>,
 }
 
 /// A finished remote script.
@@ -164,13 +169,16 @@ impl Connection {
             .join(&key[..16]);
         std::fs::create_dir_all(&dir)
             .map_err(|e| connect_err(format!("cannot create `{}`: {e}", dir.display())))?;
+        super::guard::check(stack, &host.ssh_target)
+            .await
+            .map_err(connect_err)?;
         let mut b = SessionBuilder::default();
         b.user(ssh.user.clone())
             .port(ssh.port)
             .known_hosts_check(check.clone())
             .connect_timeout(ssh.connect_timeout.value.0)
             .server_alive_interval(Duration::from_secs(5))
-            .control_persist(ControlPersist::IdleFor(PERSIST))
+            .control_persist(ControlPersist::IdleFor(persist_secs()))
             .control_directory(&dir);
         if let Some(k) = &identity {
             b.keyfile(k);
@@ -214,6 +222,7 @@ impl Connection {
             fresh: b,
             proven: AtomicBool::new(proven),
             first_deadline,
+            last_used: std::sync::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -285,7 +294,72 @@ impl Connection {
         self.run(script).await
     }
 
+    /// A master this run made or proved still exits under it after [`persist`] idle seconds
+    /// (`ControlPersist` counts from the last command's end): a rolling deploy leaves a host
+    /// idle for longer than that between its first and its own batch (10 hosts through a
+    /// target group with a 30 s deregistration delay). A master idle for half that time is
+    /// asked whether it is still there (`ssh -O check`: local, no round trip); one that is
+    /// not, or is too close to exiting to trust, is replaced with a new connection. Short
+    /// runs never pay for the check.
+    async fn revive_if_idle(&self) -> Result<(), HostError> {
+        let idle = self
+            .last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        // Checked from half the persist time; replaced outright in its last twelfth (5 s of
+        // 60), where it could exit between the check and the command.
+        let check_from = persist() / 2;
+        if idle < check_from {
+            return Ok(());
+        }
+        let mut guard = self.session.write().await;
+        let idle = self
+            .last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        if idle < check_from {
+            // another command revived or used it meanwhile
+            return Ok(());
+        }
+        let trusted = persist() - persist() / 12;
+        if idle < trusted
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(1), guard.check()).await,
+                Ok(Ok(()))
+            )
+        {
+            return Ok(());
+        }
+        let new = self
+            .fresh
+            .connect_mux(&self.target)
+            .await
+            .map_err(|e| classify(&self.host, &self.target, &e))?;
+        tracing::debug!(host = %self.host, idle_s = idle.as_secs(), "idle SSH master replaced");
+        let old = std::mem::replace(&mut *guard, new);
+        self.proven.store(true, Ordering::Release);
+        self.touch();
+        drop(guard);
+        let _ = tokio::time::timeout(Duration::from_secs(1), old.close()).await;
+        Ok(())
+    }
+
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = std::time::Instant::now();
+        }
+    }
+
     async fn run(&self, script: &str) -> Result<ScriptOutput, HostError> {
+        self.revive_if_idle().await?;
+        let out = self.run_once(script).await;
+        self.touch();
+        out
+    }
+
+    async fn run_once(&self, script: &str) -> Result<ScriptOutput, HostError> {
         let remote = |message: String| HostError::Remote {
             host: self.host.clone(),
             message,
@@ -323,17 +397,31 @@ impl Connection {
     }
 
     /// Ends this run's use of the connection. The master stays up for the next run (it exits
-    /// by itself after `PERSIST` idle seconds).
+    /// by itself after [`persist`] idle seconds).
     pub async fn close(self) {
         let _ = self.session.into_inner().detach();
     }
 }
 
-/// How long an idle master waits for the next run before it exits.
-const PERSIST: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(60) {
-    Some(n) => n,
-    None => unreachable!(),
-};
+/// How long an idle master waits for the next command before it exits: 60 s, or
+/// `HACTL_SSH_PERSIST` seconds (the tests shorten it so that masters expire in the middle of
+/// a deploy, which [`Connection::revive_if_idle`] must survive).
+fn persist() -> Duration {
+    static SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let secs = *SECS.get_or_init(|| {
+        std::env::var("HACTL_SSH_PERSIST")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| (2..=3600).contains(s))
+            .unwrap_or(60)
+    });
+    Duration::from_secs(secs)
+}
+
+/// [`persist`] as openssh takes it.
+fn persist_secs() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(persist().as_secs() as usize).unwrap_or(std::num::NonZeroUsize::MIN)
+}
 
 /// The private directory for control sockets: `$XDG_RUNTIME_DIR/hactl-ssh`, else
 /// `$TMPDIR/hactl-ssh-UID`; created 0700 and refused when someone else owns it.

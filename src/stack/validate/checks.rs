@@ -92,7 +92,7 @@ pub(super) fn check(file: &StackFile, tree: &Node, map: &SourceMap) -> (Vec<Prob
     // while an invalid one may have thousands. Warnings do not stop a stack from loading, and
     // `explain` loads one whose only errors are in its hearing graph: both need the hosts.
     let loads = c.out.iter().all(|p| {
-        p.severity == miette::Severity::Warning || crate::ha::hearing::CODES.contains(&p.code)
+        p.severity == miette::Severity::Warning || crate::stack::hearing::CODES.contains(&p.code)
     });
     let resolved = if loads {
         c.resolve()
@@ -3443,8 +3443,40 @@ mod tests {
             vec!["hactl::stack::aws_subnets"]
         );
         assert_eq!(
-            codes(&ok.replace("{secret: db}", "hunter2")),
+            codes(&ok.replace("{secret: db}", "hunter22")),
             vec!["hactl::stack::plain_secret"]
+        );
+        // Issue 12 §2: RDS's rules on what the file holds (7 characters is too short).
+        assert_eq!(
+            codes(&ok.replace("{secret: db}", "hunter2")),
+            vec!["hactl::stack::plain_secret", "hactl::stack::aws_database"]
+        );
+        assert_eq!(
+            codes(&ok.replace("username: app", "username: 1app")),
+            vec!["hactl::stack::aws_database"]
+        );
+        // An ALB's subnets are /27 or larger (an error); an NLB's /28 has the 8 free
+        // addresses it asks for (no diagnostic at all).
+        let small = ok.replace("10.0.1.0/24, 10.0.2.0/24", "10.0.1.0/28, 10.0.2.0/28");
+        assert_eq!(codes(&small), Vec::<&str>::new());
+        let alb = format!("{small}  balancer: {{kind: alb}}\n");
+        assert_eq!(
+            codes(&alb),
+            vec!["hactl::stack::aws_cidr", "hactl::stack::aws_cidr"]
+        );
+        let nlb =
+            format!("{small}  balancer: {{kind: nlb, listeners: [{{port: 80, protocol: TCP}}]}}\n");
+        let s = load(&nlb).expect("an NLB in /28 subnets is valid");
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // TLS on an NLB with a certificate of the region is built as such.
+        let tls = nlb.replace(
+            "protocol: TCP}",
+            "protocol: TLS, certificate_arn: 'arn:aws:acm:eu-west-1:123456789012:certificate/x'}",
+        );
+        assert_eq!(codes(&tls), Vec::<&str>::new());
+        assert_eq!(
+            codes(&tls.replace("acm:eu-west-1", "acm:us-east-1")),
+            vec!["hactl::stack::aws_listener"]
         );
         assert_eq!(
             codes(&ok.replace("engine: postgres", "engine: postgress")),

@@ -78,7 +78,7 @@ pub enum Kind {
     CheckCommand,
     /// An e-mail address: `local@domain` with letters, digits and `._%+-`.
     Email,
-    /// A vault secret name (`vault::valid_name`).
+    /// A vault secret name (`stack::model::valid_secret_name`).
     SecretName,
     /// An AWS identifier (zone, VPC/subnet/ENI id, instance type, engine version, protocol).
     AwsId,
@@ -182,6 +182,7 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("aws.hosts.public_key.secret", Kind::SecretName),
     ("aws.balancer.kind", Kind::Owned),
     ("aws.balancer.listeners[].protocol", Kind::AwsId),
+    ("aws.balancer.listeners[].certificate_arn", Kind::AwsId),
     ("aws.balancer.health_check.path", Kind::UrlPath),
     ("aws.balancer.health_check.matcher", Kind::AwsId),
     ("aws.shared_fs.performance_mode", Kind::AwsId),
@@ -679,7 +680,7 @@ impl Kind {
                 Ok(())
             }
             Kind::SecretName => {
-                if crate::vault::valid_name(s) {
+                if crate::stack::model::valid_secret_name(s) {
                     Ok(())
                 } else {
                     only(s, |c| alnum(c) || c == '_')?;

@@ -1,5 +1,5 @@
 //! The hearing-graph checks: every pair of `vip` members must hear each other's adverts, or
-//! the VIP has two elections and two holders. The graph itself is [`crate::ha::hearing`], the
+//! the VIP has two elections and two holders. The graph itself is [`crate::stack::hearing`], the
 //! one model `explain` and `status` use too; this file only turns its gaps into problems at the
 //! key at fault (a host's `peers`, or `vip.mode`).
 //!
@@ -9,8 +9,8 @@
 //! (the default sends to everyone, so it is one-way too), two lists that leave each other out,
 //! a peer that is not a `vip` member, and multicast where the network carries none.
 
-use crate::ha::hearing::{self, Transport};
 use crate::stack::diag::Problem;
+use crate::stack::hearing::{self, Transport};
 use crate::stack::model::VrrpMode;
 
 use super::{ticks, Checker};

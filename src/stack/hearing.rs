@@ -19,6 +19,9 @@
 //! A VIP has exactly one election only where every member hears every other; anything less
 //! splits it. The graph is directed (`hears(listener, speaker)`), because a one-way peer list
 //! makes one member defer to a master that never hears it back.
+//!
+//! It lives with the stack (not in `ha`, which re-exports it as `ha::hearing`) because loading
+//! a stack validates it: `stack` must not import the layers above it.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
