@@ -244,19 +244,19 @@ pub enum ManifestOp {
 ///   `..` anywhere on the way. Every later name is relative to that directory, which the
 ///   shell holds open: a host user who renames things on the path afterwards cannot redirect
 ///   the write, rename or removal to another directory.
-/// - `root_only FD...` succeeds when only root can change entries of each directory the
-///   shell holds open on those descriptors (`/proc/self/fd/N`; owned by uid 0, not writable by
-///   group or others, or sticky as `/tmp` is): one `stat` for every checked directory. A file
-///   a checker reads as root must be in such a directory, or a host user could swap the
-///   checked file for a link to one they may not read and get it printed in the checker's
-///   errors.
+/// - `root_only WORD...` succeeds when every word is the `stat -c %u:%A` of a directory only
+///   root can change entries of (owned by uid 0, not writable by group or others, or sticky as
+///   `/tmp` is); the apply script stats every checked directory it holds open on a descriptor
+///   (`/proc/self/fd/N`) in one `stat`. A file a checker reads as root must be in such a
+///   directory, or a host user could swap the checked file for a link to one they may not
+///   read and get it printed in the checker's errors.
 pub const APPLY_PRELUDE: &str = concat!(
     "set -u\n",
     "umask 077\n",
     "set -C\n",
     "fail() { printf 'HACTL\\tfail\\t%s\\t%s\\n' \"$1\" \"$2\"; }\n",
     "pin() { cd -P -- \"$1\" 2>/dev/null && [ \"$PWD\" = \"$1\" ]; }\n",
-    "root_only() { for m in $(stat -L -c '%u:%A' -- \"$@\" 2>/dev/null || echo no); do case $m in 0:d????-??-?|0:d????????[tT]) ;; *) return 1 ;; esac; done; }\n",
+    "root_only() { [ $# -gt 0 ] || return 1; for m; do case $m in 0:d????-??-?|0:d????????[tT]) ;; *) return 1 ;; esac; done; }\n",
 );
 
 /// The apply script: [`apply_script_at`] with the stack's state directory on the host.
@@ -334,11 +334,20 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
         steps.services.iter().partition(|(verb, _)| verb == "stop");
     service_steps(&mut s, stack, &stops);
     // Phase 1: new files beside their destinations. Each temporary file is opened by the
-    // shell itself on a descriptor (3 to 9: what every sh can name), filled by `base64 -d`,
-    // and its mode and owner are set through that descriptor (`/proc/self/fd/N`) for up to
-    // seven files at once: one `chmod` per mode and one `chown` per owner in a batch instead
-    // of one of each per file. `chown root` is skipped when the script already runs as root
-    // (`[ -O / ]`: it owns `/`), since the file is then root's from its creation.
+    // shell itself on a descriptor (3 to 9: what every sh can name), filled by the `printf`
+    // builtin (text) or `base64 -d`, and its mode and owner are set through that descriptor
+    // (`/proc/self/fd/N`) for up to seven files at once: one `chmod` per mode and one `chown`
+    // per owner in a batch instead of one of each per file. A file in a checked file's
+    // directory whose mode `>` can give gets it from the umask instead, read back by phase 2's
+    // one `stat` ([`mode_at_creation`]). `chown root` is skipped when the script already runs
+    // as root (`[ -O / ]`: it owns `/`), since the file is then root's from its creation.
+    let mut checked_dirs: Vec<&str> = Vec::new();
+    for w in steps.writes.iter().filter(|w| w.check.is_some()) {
+        if !checked_dirs.contains(&dir_of(&w.path)) {
+            checked_dirs.push(dir_of(&w.path));
+        }
+    }
+    let at_creation = |w: &WriteFile| mode_at_creation(w, &checked_dirs);
     for batch in steps.writes.chunks(7) {
         let mut fds: Vec<(u32, &WriteFile)> = Vec::new();
         for (i, w) in batch.iter().enumerate() {
@@ -357,6 +366,11 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
                     "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
                 );
             }
+            // A mode the shell's `>` can give comes from the umask at creation (phase 2's
+            // `stat` reads it back and `chmod` fixes it only if a default ACL changed it).
+            if at_creation(w) {
+                let _ = writeln!(s, "umask {:03o}", !w.mode & 0o777);
+            }
             // `command exec`: a redirection that fails (a name planted under the temporary
             // name, with noclobber) returns an error instead of ending the shell.
             match literal(w) {
@@ -372,6 +386,9 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
                     let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
                 }
             }
+            if at_creation(w) {
+                s.push_str("umask 077\n");
+            }
             fds.push((fd, w));
         }
         let via = |group: &[&(u32, &WriteFile)]| {
@@ -381,11 +398,18 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let mut modes: Vec<u32> = fds.iter().map(|(_, w)| w.mode).collect();
+        let mut modes: Vec<u32> = fds
+            .iter()
+            .filter(|(_, w)| !at_creation(w))
+            .map(|(_, w)| w.mode)
+            .collect();
         modes.sort_unstable();
         modes.dedup();
         for mode in modes {
-            let group: Vec<_> = fds.iter().filter(|(_, w)| w.mode == mode).collect();
+            let group: Vec<_> = fds
+                .iter()
+                .filter(|(_, w)| w.mode == mode && !at_creation(w))
+                .collect();
             let _ = writeln!(
                 s,
                 "chmod {mode:o} {} || {{ cleanup; fail write {}; exit 1; }}",
@@ -420,14 +444,9 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
     }
     // Phase 2: every check must pass before anything is activated. Each checked file's
     // directory is pinned and held open on a descriptor (3 to 9, seven at a time), one `stat`
-    // proves all of them root's alone, and each checker then runs in its directory pinned
-    // again and proven the same one (`-ef`: same device and inode) as the descriptor's.
-    let mut checked_dirs: Vec<&str> = Vec::new();
-    for w in steps.writes.iter().filter(|w| w.check.is_some()) {
-        if !checked_dirs.contains(&dir_of(&w.path)) {
-            checked_dirs.push(dir_of(&w.path));
-        }
-    }
+    // proves all of them root's alone (and reads the modes of the files created in them, see
+    // phase 1), and each checker then runs in its directory pinned again and proven the same
+    // one (`-ef`: same device and inode) as the descriptor's.
     for batch in checked_dirs.chunks(7) {
         let fd_of = |dir: &str| batch.iter().position(|d| *d == dir).map(|i| 3 + i as u32);
         let mut via = Vec::new();
@@ -450,11 +469,44 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             .iter()
             .find(|w| w.check.is_some() && batch.contains(&dir_of(&w.path)))
             .map_or(String::new(), |w| q(&w.path).into_owned());
+        // the files given their mode at creation in these directories, by name in them: a
+        // name in a directory only root can change is root's to swap
+        let made: Vec<(&WriteFile, String)> = steps
+            .writes
+            .iter()
+            .filter(|w| at_creation(w))
+            .filter_map(|w| {
+                fd_of(dir_of(&w.path)).map(|fd| {
+                    let t = format!("/proc/self/fd/{fd}/{}", temp_name(&w.path, nonce));
+                    (w, q(&t).into_owned())
+                })
+            })
+            .collect();
+        let mut args = via.clone();
+        args.extend(made.iter().map(|(_, t)| t.clone()));
         let _ = writeln!(
             s,
-            "root_only {} || {{ cleanup; fail unsafe-dir {first}; exit 1; }}",
-            via.join(" ")
+            "st=$(stat -L -c '%u:%A' -- {} 2>/dev/null) || st=\nset -f; set -- $st; set +f",
+            args.join(" ")
         );
+        let words = (1..=via.len())
+            .map(|i| format!("\"${{{i}-}}\""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            s,
+            "root_only {words} || {{ cleanup; fail unsafe-dir {first}; exit 1; }}"
+        );
+        for (i, (w, t)) in made.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "case ${{{n}-}} in *:{want}) ;; *) chmod {mode:o} {t} || {{ cleanup; fail write {p}; exit 1; }} ;; esac",
+                n = via.len() + 1 + i,
+                want = mode_string(w.mode),
+                mode = w.mode,
+                p = q(&w.path)
+            );
+        }
         for w in steps
             .writes
             .iter()
@@ -551,6 +603,27 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
     service_steps(&mut s, stack, &others);
     s.push_str("exit $rc\n");
     s
+}
+
+/// Whether a write gets its mode from the umask when the shell creates it, instead of a
+/// `chmod`: a mode `>` can give (0666 at most: no execute, set-id or sticky bit), for a file in
+/// a directory of a checked file, whose one `stat` in phase 2 then reads the mode back (a
+/// default ACL on the directory overrides the umask; the `chmod` runs only then).
+fn mode_at_creation(w: &WriteFile, checked_dirs: &[&str]) -> bool {
+    w.mode & !0o666 == 0 && checked_dirs.contains(&dir_of(&w.path))
+}
+
+/// A regular file's mode as `stat -c %A` prints it (`-rw-r--r--` for 0644; no set-id or
+/// sticky bit, which [`mode_at_creation`] excludes).
+fn mode_string(mode: u32) -> String {
+    let mut out = String::from("-");
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
 }
 
 /// `printf %s` with `PATH` pointing nowhere: dash, bash, ksh and busybox all have `printf` built
@@ -1192,6 +1265,99 @@ mod tests {
             let m = std::fs::metadata(sb.path(d)).expect("state dir").mode() & 0o777;
             assert_eq!(m, 0o700, "{d}");
         }
+    }
+
+    #[test]
+    fn modes_given_at_creation_are_read_back_and_fixed_under_a_default_acl() {
+        use std::os::unix::fs::MetadataExt;
+        let sb = Sandbox::new();
+        std::fs::create_dir(sb.path("etc")).expect("mkdir");
+        let write = |name: &str, mode, check, content: &str| WriteFile {
+            path: sb.path(&format!("etc/{name}")),
+            content: content.as_bytes().to_vec(),
+            mode,
+            owner: None,
+            check,
+            backup_original: false,
+            replace_symlink: false,
+            sensitive: false,
+        };
+        let steps = |v: &str| ApplySteps {
+            writes: vec![
+                write("nginx.conf", 0o644, Some(CheckKind::Nginx), "events {}\n"),
+                write("a.conf", 0o640, None, v),
+                write("s.conf", 0o600, None, v),
+                write("hook.sh", 0o700, None, v),
+            ],
+            ..Default::default()
+        };
+        let assert_modes = |out: &str| {
+            for (name, mode) in [
+                ("nginx.conf", 0o644),
+                ("a.conf", 0o640),
+                ("s.conf", 0o600),
+                ("hook.sh", 0o700),
+            ] {
+                let meta = std::fs::metadata(sb.path(&format!("etc/{name}"))).expect("written");
+                assert_eq!(meta.mode() & 0o7777, mode, "{name}: {out}");
+            }
+        };
+        let script = apply_script_at(&sb.path("state"), "t", &steps("1\n"), "feedc0de");
+        // one chmod in phase 1, for the mode `>` cannot give; the rest only if read back wrong
+        assert_eq!(
+            script.matches("chmod 700 /proc/self/fd/").count(),
+            1,
+            "{script}"
+        );
+        for m in ["644", "640", "600"] {
+            assert!(
+                !script.contains(&format!("chmod {m} /proc/self/fd/3 ")),
+                "{script}"
+            );
+        }
+        let (ok, out) = sb.run(&steps("1\n"), "feedc0de");
+        assert!(ok, "{out}");
+        assert_modes(&out);
+        // a default ACL (u::rw-,g::rw-,o::rw-) overrides the umask: every file is created
+        // 0666, and the read-back must put each mode right before anything is renamed
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for tag in [0x01u16, 0x04, 0x20] {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&6u16.to_le_bytes());
+            acl.extend_from_slice(&u32::MAX.to_le_bytes());
+        }
+        let dir = std::ffi::CString::new(sb.path("etc")).expect("path");
+        let name = std::ffi::CString::new("system.posix_acl_default").expect("name");
+        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+        let rc = unsafe {
+            libc::setxattr(
+                dir.as_ptr(),
+                name.as_ptr(),
+                acl.as_ptr().cast(),
+                acl.len(),
+                0,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setting a default ACL: {}",
+            std::io::Error::last_os_error()
+        );
+        // the ACL is in force: a file created here is 0666 whatever the umask
+        std::fs::write(sb.path("etc/probe"), "").expect("probe");
+        let probe = std::fs::metadata(sb.path("etc/probe"))
+            .expect("probe")
+            .mode();
+        assert_eq!(probe & 0o777, 0o666, "the default ACL did not apply");
+        std::fs::remove_file(sb.path("etc/probe")).expect("rm probe");
+        let (ok, out) = sb.run(&steps("2\n"), "c0ffee00");
+        assert!(ok, "{out}");
+        assert_modes(&out);
+        assert_eq!(
+            std::fs::read_to_string(sb.path("etc/a.conf")).expect("read"),
+            "2\n"
+        );
     }
 
     #[test]
