@@ -1,15 +1,18 @@
 //! Remote command scripts, built as data by pure functions.
 //!
 //! Every interaction with a host is one POSIX `sh` script sent on the SSH session's stdin
-//! (`sh -s`), never in argv or the environment: file contents — secrets included — travel
-//! base64-encoded inside here-documents, which dash feeds through pipes, not temp files. One
-//! script per phase keeps a host to one round trip for observing and one for applying. Every
+//! (`sh -s`), never in argv or the environment: file contents travel as shell literals written
+//! by the `printf` builtin (text that holds no secret) or base64-encoded inside
+//! here-documents (secrets and anything else), which dash feeds through pipes, not temp
+//! files. One script per phase keeps a host to one round trip for observing and one for
+//! applying; processes are most of a host's cost, so the scripts use shell builtins where
+//! POSIX sh allows (see `docs/benchmarks.md`, "Where a push spends its time"). Every
 //! argument is quoted with `shell-escape`, never by hand. The output is line-oriented,
 //! tab-separated records prefixed `HACTL` (`crate::onhost::record`) that its `parse` reads back.
 //!
 //! Host users are not trusted: writes never follow a link or a renamed directory a user
 //! planted ([`apply_script_at`]), and observing never reads through a link nor fetches what
-//! an unprivileged user could not read ([`observe_script`], [`fetch_script`]); see
+//! an unprivileged user could not read ([`observe_script`]); see
 //! docs/security.md.
 
 use std::fmt::Write as _;
