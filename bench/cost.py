@@ -9,7 +9,8 @@ runs CMD and appends one JSON line to $COST_OUT (default bench/out/cost.jsonl) w
   client_ms    CPU (user+sys) of CMD and every descendant it waited for (getrusage of
                children), plus the change in CPU of live client processes whose command line
                contains CLIENT_PATTERN (SSH control masters daemonize: ssh -f re-parents them
-               to init, so the command's rusage never sees them); "" for none
+               to init, so the command's rusage never sees them); "" for none. cost.py
+               itself is never one of them (its own arguments hold the pattern).
   client_own_ms, client_daemons_ms: the two parts of client_ms
   hosts_ms     CPU of every process in every lab host (a host is a PID namespace whose PID 1
                is its sshd), summed over the N hosts: live processes' user+sys+cutime+cstime,
@@ -107,6 +108,11 @@ def snapshot(lab, n, pattern):
         if not d.isdigit():
             continue
         pid = int(d)
+        # cost.py's own command line holds the pattern too (it is an argument), and its
+        # cutime grows by the measured command once reaped: counting it counted the command
+        # twice (client CPU of hactl and ansible, whose runs pass a pattern, was ~2x too high)
+        if pid == os.getpid():
+            continue
         h = ns.get(ns_of(pid))
         if h is not None:
             hosts[h] += stat_times(pid)

@@ -220,6 +220,7 @@ pub fn steps_up(plan: &Plan, cfg: &HostConfig, o: &ObservedHost) -> ApplySteps {
                         backup_original: existed && prev.file(path).is_none(),
                         // set by `apply`, which has the stack
                         replace_symlink: false,
+                        sensitive: f.sensitive,
                     });
                 }
             }

@@ -37,14 +37,15 @@ pub async fn connect_all(
     .await
 }
 
-/// Observes files, services and the manifest on one host: one round trip, plus one more only
-/// when a file differs that the plan may show (to fetch its content for the diff).
+/// Observes files, services and the manifest on one host, and the content of the files that
+/// differ for the plan's diff: one round trip.
 ///
 /// What a plan may show of a file on a host is what every user there may read: content is
 /// fetched only for a regular file (not a symbolic link) with the "other" read bit, that the
-/// stack does not mark sensitive and that hactl did not last write as sensitive (the
-/// manifest records that), and it is read as an unprivileged user
-/// ([`script::fetch_script`]). Everything else shows as a digest change.
+/// stack does not mark sensitive, read as an unprivileged user (see
+/// [`script::observe_script`]), and kept only when hactl did not last write it as sensitive
+/// either (the manifest, which the same script reads, records that). Everything else shows as
+/// a digest change.
 pub async fn observe(
     conn: &Connection,
     stack: &str,
@@ -69,6 +70,7 @@ pub async fn observe(
         .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok());
     let sums: BTreeMap<String, String> = record::parse_sums(&out.stdout).into_iter().collect();
     let mut stats = BTreeMap::new();
+    let mut contents = BTreeMap::new();
     for rec in record::parse(&out.stdout) {
         match rec {
             Record::Manifest(bytes) => {
@@ -80,12 +82,14 @@ pub async fn observe(
             Record::Service { name, active, pid } => {
                 obs.services.insert(name, ObservedService { active, pid });
             }
+            Record::Content { path, bytes } => {
+                contents.insert(path, bytes);
+            }
             _ => {}
         }
     }
-    let mut fetch = Vec::new();
     for p in probes {
-        let found = stats.get(&p.path).map(|&(mode, kind)| ObservedFile {
+        let mut found = stats.get(&p.path).map(|&(mode, kind)| ObservedFile {
             sha256: match kind {
                 FileKind::Regular => sums.get(&p.path).cloned().unwrap_or_default(),
                 _ => String::new(),
@@ -98,22 +102,12 @@ pub async fn observe(
             .manifest
             .as_ref()
             .is_some_and(|m| m.was_sensitive(&p.path));
-        if let (Some(f), Some(want)) = (&found, &p.want_sha256) {
+        if let (Some(f), Some(want)) = (&mut found, &p.want_sha256) {
             if &f.sha256 != want && may_show(f, p.sensitive, was_sensitive) {
-                fetch.push(p.path.clone());
+                f.content = contents.remove(&p.path);
             }
         }
         obs.files.insert(p.path.clone(), found);
-    }
-    if !fetch.is_empty() {
-        let out = conn.run_read_only(&script::fetch_script(&fetch)).await?;
-        for rec in record::parse(&out.stdout) {
-            if let Record::Content { path, bytes } = rec {
-                if let Some(Some(f)) = obs.files.get_mut(&path) {
-                    f.content = Some(bytes);
-                }
-            }
-        }
     }
     Ok(obs)
 }
@@ -272,6 +266,7 @@ mod tests {
                 check: Some(CheckKind::Nginx),
                 backup_original: false,
                 replace_symlink: false,
+                sensitive: true,
             }],
             ..Default::default()
         };

@@ -1,15 +1,18 @@
 //! Remote command scripts, built as data by pure functions.
 //!
 //! Every interaction with a host is one POSIX `sh` script sent on the SSH session's stdin
-//! (`sh -s`), never in argv or the environment: file contents — secrets included — travel
-//! base64-encoded inside here-documents, which dash feeds through pipes, not temp files. One
-//! script per phase keeps a host to one round trip for observing and one for applying. Every
+//! (`sh -s`), never in argv or the environment: file contents travel as shell literals written
+//! by the `printf` builtin (text that holds no secret) or base64-encoded inside
+//! here-documents (secrets and anything else), which dash feeds through pipes, not temp
+//! files. One script per phase keeps a host to one round trip for observing and one for
+//! applying; processes are most of a host's cost, so the scripts use shell builtins where
+//! POSIX sh allows (see `docs/benchmarks.md`, "Where a push spends its time"). Every
 //! argument is quoted with `shell-escape`, never by hand. The output is line-oriented,
 //! tab-separated records prefixed `HACTL` (`crate::onhost::record`) that its `parse` reads back.
 //!
 //! Host users are not trusted: writes never follow a link or a renamed directory a user
 //! planted ([`apply_script_at`]), and observing never reads through a link nor fetches what
-//! an unprivileged user could not read ([`observe_script`], [`fetch_script`]); see
+//! an unprivileged user could not read ([`observe_script`]); see
 //! docs/security.md.
 
 use std::fmt::Write as _;
@@ -64,7 +67,9 @@ pub struct Probe {
 /// live process are known without asking anyone (builtins only), and the rest are asked in one
 /// `systemctl is-active` for all of them (it prints one state per unit, in order; `active`,
 /// `reloading` and `refreshing` count as active, as `is-active`'s exit code counts them).
-/// A no-op on a host whose services run is three processes: `sh`, `sha256sum`, `stat`.
+/// A no-op on a host whose services run is three processes: `sh`, `sha256sum`, `stat`. The
+/// content of a file that differs from what the stack wants, for the plan's diff, comes in the
+/// same round trip (a second one cost a session and three processes more per host).
 pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> String {
     let mut s = String::from("set -u\n");
     let _ = writeln!(s, "S={}", q(&state_dir(stack)));
@@ -77,14 +82,37 @@ pub fn observe_script(stack: &str, probes: &[Probe], services: &[String]) -> Str
             .map(|p| q(&p.path).into_owned())
             .collect::<Vec<_>>()
             .join(" ");
+        // The digests and stats are kept in variables (each still one process) so that the
+        // script itself can tell which files differ from what the stack wants.
         let _ = writeln!(
             s,
-            "set --; for p in {paths}; do [ -f \"$p\" ] && [ ! -L \"$p\" ] && set -- \"$@\" \"$p\"; done\necho HACTL-SUMS; [ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null; echo HACTL-END"
+            "set --; for p in {paths}; do [ -f \"$p\" ] && [ ! -L \"$p\" ] && set -- \"$@\" \"$p\"; done\nsums=; [ $# -eq 0 ] || sums=$(sha256sum -- \"$@\" 2>/dev/null)\nprintf 'HACTL-SUMS\\n%s\\nHACTL-END\\n' \"$sums\""
         );
         let _ = writeln!(
             s,
-            "stat --printf 'HACTL\\tstat\\t%a\\t%F\\t%n\\n' -- {paths} 2>/dev/null"
+            "stats=$(stat --printf 'HACTL\\tstat\\t%a\\t%F\\t%n\\n' -- {paths} 2>/dev/null)\nprintf '%s\\n' \"$stats\""
         );
+        // The content of a file that differs is fetched in the same round trip, for the
+        // plan's diff: only a regular file whose "other" read bit is set (the mode's last
+        // digit 4 to 7, just before its type in the stat record) that the stack does not mark
+        // sensitive, read as an unprivileged user (see [`fetch_one`]). `observe` keeps it
+        // only when the plan may show it.
+        let wanted: Vec<(&Probe, &String)> = probes
+            .iter()
+            .filter(|p| !p.sensitive)
+            .filter_map(|p| p.want_sha256.as_ref().map(|w| (p, w)))
+            .collect();
+        if !wanted.is_empty() {
+            s.push_str("nl='\n'\n");
+        }
+        for (p, want) in wanted {
+            let path = q(&p.path);
+            let _ = writeln!(
+                s,
+                "case \"$nl$sums$nl\" in *\"$nl\"{want}'  '{path}\"$nl\"*) ;; *) case \"$stats$nl\" in *[4567]'\tregular file\t'{path}\"$nl\"*|*[4567]'\tregular empty file\t'{path}\"$nl\"*) {} ;; esac ;; esac",
+                fetch_one(&p.path)
+            );
+        }
     }
     let record =
         |name: &str, state: &str| format!("printf 'HACTL\\tservice\\t%s\\t{state}\\t\\n' {name}");
@@ -148,22 +176,17 @@ pub fn manifest_from_lines(stdout: &str) -> Option<Vec<u8>> {
     out
 }
 
-/// Fetches the current content of files for diffs: the second, rarer round trip of an
-/// observe. The caller asks only for regular, world-readable files that hold no secret (see
-/// `crate::provider::hosts::observe`); the script reads them as [`READER_UID`] with no
-/// groups (util-linux `setpriv`), so even a file swapped for a link to a root-only file
-/// since the observe gives nothing a host user could not read. A file that cannot be read so
-/// gives no record, and the plan shows digests only.
-pub fn fetch_script(paths: &[String]) -> String {
-    let mut s = String::from("set -u\n");
-    for p in paths {
-        let path = q(p);
-        let _ = writeln!(
-            s,
-            "if [ -f {path} ] && [ ! -L {path} ] && c=$(setpriv --reuid={READER_UID} --regid={READER_UID} --clear-groups -- base64 -w0 -- {path} 2>/dev/null); then printf 'HACTL\\tcontent\\t%s\\t%s\\n' {path} \"$c\"; fi"
-        );
-    }
-    s
+/// The current content of one file, for a diff: a `content` record, or nothing. The caller
+/// asks only for regular, world-readable files that hold no secret (see
+/// `crate::provider::hosts::observe`); the file is read as [`READER_UID`] with no groups
+/// (util-linux `setpriv`), so even a file swapped for a link to a root-only file since it was
+/// looked at gives nothing a host user could not read. A file that cannot be read so gives no
+/// record, and the plan shows digests only.
+fn fetch_one(path: &str) -> String {
+    let path = q(path);
+    format!(
+        "if [ -f {path} ] && [ ! -L {path} ] && c=$(setpriv --reuid={READER_UID} --regid={READER_UID} --clear-groups -- base64 -w0 -- {path} 2>/dev/null); then printf 'HACTL\\tcontent\\t%s\\t%s\\n' {path} \"$c\"; fi"
+    )
 }
 
 /// A file to write during apply.
@@ -179,6 +202,9 @@ pub struct WriteFile {
     /// A symbolic link at `path` is replaced by the file instead of refused (the stack's
     /// `files[].replace_symlink`).
     pub replace_symlink: bool,
+    /// The content holds a secret (the stack marks the file sensitive): it travels
+    /// base64-encoded, never as a literal in the script (see [`apply_script_at`]).
+    pub sensitive: bool,
 }
 
 /// A file to remove during apply or down.
@@ -221,17 +247,19 @@ pub enum ManifestOp {
 ///   `..` anywhere on the way. Every later name is relative to that directory, which the
 ///   shell holds open: a host user who renames things on the path afterwards cannot redirect
 ///   the write, rename or removal to another directory.
-/// - `root_only` succeeds when only root can change entries of the working directory (owned
-///   by uid 0, not writable by group or others, or sticky as `/tmp` is). A file a checker
-///   reads as root must be in such a directory, or a host user could swap the checked file
-///   for a link to one they may not read and get it printed in the checker's errors.
+/// - `root_only WORD...` succeeds when every word is the `stat -c %u:%A` of a directory only
+///   root can change entries of (owned by uid 0, not writable by group or others, or sticky as
+///   `/tmp` is); the apply script stats every checked directory it holds open on a descriptor
+///   (`/proc/self/fd/N`) in one `stat`. A file a checker reads as root must be in such a
+///   directory, or a host user could swap the checked file for a link to one they may not
+///   read and get it printed in the checker's errors.
 pub const APPLY_PRELUDE: &str = concat!(
     "set -u\n",
     "umask 077\n",
     "set -C\n",
     "fail() { printf 'HACTL\\tfail\\t%s\\t%s\\n' \"$1\" \"$2\"; }\n",
     "pin() { cd -P -- \"$1\" 2>/dev/null && [ \"$PWD\" = \"$1\" ]; }\n",
-    "root_only() { case $(stat -c '%u %A' . 2>/dev/null) in 0\\ d????-??-?|0\\ d????????[tT]) return 0 ;; esac; return 1; }\n",
+    "root_only() { [ $# -gt 0 ] || return 1; for m; do case $m in 0:d????-??-?|0:d????????[tT]) ;; *) return 1 ;; esac; done; }\n",
 );
 
 /// The apply script: [`apply_script_at`] with the stack's state directory on the host.
@@ -278,10 +306,13 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
         "set --; for d in {}; do [ -d \"$d\" ] || set -- \"$@\" \"$d\"; done",
         dirs.join(" ")
     );
+    // On a host hactl never wrote to, `mkdir` makes them all, 0700 under the `umask 077`
+    // (parents too: `mkdir -p` gives them u+wx on top of the umask's 0700), so the `chmod`
+    // that fixes older ones is a process saved.
     let _ = writeln!(
         s,
-        "{{ [ $# -eq 0 ] || mkdir -p -- \"$@\"; }} && chmod 700 {} \"$S\" \"$S/backup\" && {{ [ ! -d \"$S/app\" ] || chmod 700 \"$S/app\"; }} || {{ fail state \"$S\"; exit 1; }}",
-        q(dir_of(state))
+        "fresh=; [ -d {parent} ] || fresh=1\n{{ [ $# -eq 0 ] || mkdir -p -- \"$@\"; }} && {{ [ -n \"$fresh\" ] || chmod 700 {parent} \"$S\" \"$S/backup\"; }} && {{ [ ! -d \"$S/app\" ] || chmod 700 \"$S/app\"; }} || {{ fail state \"$S\"; exit 1; }}",
+        parent = q(dir_of(state))
     );
     let temps: Vec<String> = steps
         .writes
@@ -306,11 +337,20 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
         steps.services.iter().partition(|(verb, _)| verb == "stop");
     service_steps(&mut s, stack, &stops);
     // Phase 1: new files beside their destinations. Each temporary file is opened by the
-    // shell itself on a descriptor (3 to 9: what every sh can name), filled by `base64 -d`,
-    // and its mode and owner are set through that descriptor (`/proc/self/fd/N`) for up to
-    // seven files at once: one `chmod` per mode and one `chown` per owner in a batch instead
-    // of one of each per file. `chown root` is skipped when the script already runs as root
-    // (`[ -O / ]`: it owns `/`), since the file is then root's from its creation.
+    // shell itself on a descriptor (3 to 9: what every sh can name), filled by the `printf`
+    // builtin (text) or `base64 -d`, and its mode and owner are set through that descriptor
+    // (`/proc/self/fd/N`) for up to seven files at once: one `chmod` per mode and one `chown`
+    // per owner in a batch instead of one of each per file. A file in a checked file's
+    // directory whose mode `>` can give gets it from the umask instead, read back by phase 2's
+    // one `stat` ([`mode_at_creation`]). `chown root` is skipped when the script already runs
+    // as root (`[ -O / ]`: it owns `/`), since the file is then root's from its creation.
+    let mut checked_dirs: Vec<&str> = Vec::new();
+    for w in steps.writes.iter().filter(|w| w.check.is_some()) {
+        if !checked_dirs.contains(&dir_of(&w.path)) {
+            checked_dirs.push(dir_of(&w.path));
+        }
+    }
+    let at_creation = |w: &WriteFile| mode_at_creation(w, &checked_dirs);
     for batch in steps.writes.chunks(7) {
         let mut fds: Vec<(u32, &WriteFile)> = Vec::new();
         for (i, w) in batch.iter().enumerate() {
@@ -329,11 +369,29 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
                     "[ -L {name} ] && {{ cleanup; fail symlink {p}; exit 1; }}"
                 );
             }
+            // A mode the shell's `>` can give comes from the umask at creation (phase 2's
+            // `stat` reads it back and `chmod` fixes it only if a default ACL changed it).
+            if at_creation(w) {
+                let _ = writeln!(s, "umask {:03o}", !w.mode & 0o777);
+            }
             // `command exec`: a redirection that fails (a name planted under the temporary
             // name, with noclobber) returns an error instead of ending the shell.
-            let _ = write!(s, "command exec {fd}>{t} && base64 -d >&{fd} ");
-            heredoc_b64(&mut s, &w.content);
-            let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
+            match literal(w) {
+                Some(text) => {
+                    let _ = writeln!(
+                        s,
+                        "command exec {fd}>{t} && {PRINTF} {text} >&{fd} || {{ cleanup; fail write {p}; exit 1; }}"
+                    );
+                }
+                None => {
+                    let _ = write!(s, "command exec {fd}>{t} && base64 -d >&{fd} ");
+                    heredoc_b64(&mut s, &w.content);
+                    let _ = writeln!(s, "[ $? -eq 0 ] || {{ cleanup; fail write {p}; exit 1; }}");
+                }
+            }
+            if at_creation(w) {
+                s.push_str("umask 077\n");
+            }
             fds.push((fd, w));
         }
         let via = |group: &[&(u32, &WriteFile)]| {
@@ -343,11 +401,18 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let mut modes: Vec<u32> = fds.iter().map(|(_, w)| w.mode).collect();
+        let mut modes: Vec<u32> = fds
+            .iter()
+            .filter(|(_, w)| !at_creation(w))
+            .map(|(_, w)| w.mode)
+            .collect();
         modes.sort_unstable();
         modes.dedup();
         for mode in modes {
-            let group: Vec<_> = fds.iter().filter(|(_, w)| w.mode == mode).collect();
+            let group: Vec<_> = fds
+                .iter()
+                .filter(|(_, w)| w.mode == mode && !at_creation(w))
+                .collect();
             let _ = writeln!(
                 s,
                 "chmod {mode:o} {} || {{ cleanup; fail write {}; exit 1; }}",
@@ -380,14 +445,84 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
             .join(" ");
         let _ = writeln!(s, "exec {close}");
     }
-    // Phase 2: every check must pass before anything is activated.
-    for w in &steps.writes {
-        if let Some(kind) = w.check {
+    // Phase 2: every check must pass before anything is activated. Each checked file's
+    // directory is pinned and held open on a descriptor (3 to 9, seven at a time), one `stat`
+    // proves all of them root's alone (and reads the modes of the files created in them, see
+    // phase 1), and each checker then runs in its directory pinned again and proven the same
+    // one (`-ef`: same device and inode) as the descriptor's.
+    for batch in checked_dirs.chunks(7) {
+        let fd_of = |dir: &str| batch.iter().position(|d| *d == dir).map(|i| 3 + i as u32);
+        let mut via = Vec::new();
+        for (i, dir) in batch.iter().enumerate() {
+            let fd = 3 + i as u32;
+            let first = steps
+                .writes
+                .iter()
+                .find(|w| w.check.is_some() && dir_of(&w.path) == *dir)
+                .map_or(String::new(), |w| q(&w.path).into_owned());
+            let _ = writeln!(
+                s,
+                "pin {} && exec {fd}<. || {{ cleanup; fail unsafe-dir {first}; exit 1; }}",
+                q(dir)
+            );
+            via.push(format!("/proc/self/fd/{fd}"));
+        }
+        let first = steps
+            .writes
+            .iter()
+            .find(|w| w.check.is_some() && batch.contains(&dir_of(&w.path)))
+            .map_or(String::new(), |w| q(&w.path).into_owned());
+        // the files given their mode at creation in these directories, by name in them: a
+        // name in a directory only root can change is root's to swap
+        let made: Vec<(&WriteFile, String)> = steps
+            .writes
+            .iter()
+            .filter(|w| at_creation(w))
+            .filter_map(|w| {
+                fd_of(dir_of(&w.path)).map(|fd| {
+                    let t = format!("/proc/self/fd/{fd}/{}", temp_name(&w.path, nonce));
+                    (w, q(&t).into_owned())
+                })
+            })
+            .collect();
+        let mut args = via.clone();
+        args.extend(made.iter().map(|(_, t)| t.clone()));
+        let _ = writeln!(
+            s,
+            "st=$(stat -L -c '%u:%A' -- {} 2>/dev/null) || st=\nset -f; set -- $st; set +f",
+            args.join(" ")
+        );
+        let words = (1..=via.len())
+            .map(|i| format!("\"${{{i}-}}\""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            s,
+            "root_only {words} || {{ cleanup; fail unsafe-dir {first}; exit 1; }}"
+        );
+        for (i, (w, t)) in made.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "case ${{{n}-}} in *:{want}) ;; *) chmod {mode:o} {t} || {{ cleanup; fail write {p}; exit 1; }} ;; esac",
+                n = via.len() + 1 + i,
+                want = mode_string(w.mode),
+                mode = w.mode,
+                p = q(&w.path)
+            );
+        }
+        for w in steps
+            .writes
+            .iter()
+            .filter(|w| w.check.is_some() && batch.contains(&dir_of(&w.path)))
+        {
+            let (Some(kind), Some(fd)) = (w.check, fd_of(dir_of(&w.path))) else {
+                continue;
+            };
             let (dir, p) = (q(dir_of(&w.path)), q(&w.path));
             let proc_path = format!("/proc/self/cwd/{}", temp_name(&w.path, nonce));
             let _ = writeln!(
                 s,
-                "pin {dir} && root_only || {{ cleanup; fail unsafe-dir {p}; exit 1; }}"
+                "pin {dir} && [ . -ef /proc/self/fd/{fd} ] || {{ cleanup; fail unsafe-dir {p}; exit 1; }}"
             );
             let _ = writeln!(
                 s,
@@ -395,6 +530,11 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
                 join(&cmd::check(kind, &proc_path)),
             );
         }
+        let close = (0..batch.len())
+            .map(|i| format!("{}<&-", 3 + i))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(s, "exec {close}");
     }
     // Phase 3: keep originals, rename into place.
     for w in &steps.writes {
@@ -444,11 +584,20 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
         ManifestOp::Write(m) => {
             let json = serde_json::to_vec_pretty(m).unwrap_or_default();
             let tmp = q(&format!(".manifest.json.hactl-{nonce}")).into_owned();
-            let _ = write!(s, "pin \"$S\" && base64 -d >{tmp} ");
-            heredoc_b64(&mut s, &json);
+            // the manifest holds paths and digests, never content: a literal when it can be
+            match shell_literal(&json) {
+                Some(text) => {
+                    let _ = write!(s, "pin \"$S\" && {PRINTF} {text} >{tmp} ");
+                }
+                None => {
+                    let _ = write!(s, "pin \"$S\" && base64 -d >{tmp} ");
+                    heredoc_b64(&mut s, &json);
+                    s.push_str("[ $? -eq 0 ] ");
+                }
+            }
             let _ = writeln!(
                 s,
-                "[ $? -eq 0 ] && mv -fT -- {tmp} manifest.json || {{ rc=1; fail manifest \"$S\"; }}\ncd /"
+                "&& mv -fT -- {tmp} manifest.json || {{ rc=1; fail manifest \"$S\"; }}\ncd /"
             );
         }
         ManifestOp::Remove => s.push_str("rm -rf \"$S\"\n"),
@@ -457,6 +606,55 @@ pub fn apply_script_at(state: &str, stack: &str, steps: &ApplySteps, nonce: &str
     service_steps(&mut s, stack, &others);
     s.push_str("exit $rc\n");
     s
+}
+
+/// Whether a write gets its mode from the umask when the shell creates it, instead of a
+/// `chmod`: a mode `>` can give (0666 at most: no execute, set-id or sticky bit), for a file in
+/// a directory of a checked file, whose one `stat` in phase 2 then reads the mode back (a
+/// default ACL on the directory overrides the umask; the `chmod` runs only then).
+fn mode_at_creation(w: &WriteFile, checked_dirs: &[&str]) -> bool {
+    w.mode & !0o666 == 0 && checked_dirs.contains(&dir_of(&w.path))
+}
+
+/// A regular file's mode as `stat -c %A` prints it (`-rw-r--r--` for 0644; no set-id or
+/// sticky bit, which [`mode_at_creation`] excludes).
+fn mode_string(mode: u32) -> String {
+    let mut out = String::from("-");
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+/// `printf %s` with `PATH` pointing nowhere: dash, bash, ksh and busybox all have `printf` built
+/// in, so the content never reaches an `exec`'s argv (where `ps` would show it); a shell
+/// without the builtin finds no `printf` and the write fails instead.
+const PRINTF: &str = "PATH=/nonexistent/hactl printf %s";
+
+/// `content` as one single-quoted shell word, when it is text the shell carries unchanged:
+/// printable ASCII, tabs and newlines only (no NUL, which a shell word cannot hold, and no
+/// bytes a shell might treat as its own internal markers). Written by the `printf` builtin,
+/// this costs no process on the host where `base64 -d` cost one per file.
+fn shell_literal(content: &[u8]) -> Option<String> {
+    let text = content
+        .iter()
+        .all(|&b| b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b))
+        .then(|| std::str::from_utf8(content).ok())
+        .flatten()?;
+    // `q` single-quotes anything not plain, newlines included; the empty string is `''`
+    Some(q(text).into_owned())
+}
+
+/// The literal a write is carried in, if any: never for a secret (sensitive content stays
+/// base64 in the script, so the script as logged or snapshot shows no secret in clear).
+fn literal(w: &WriteFile) -> Option<String> {
+    if w.sensitive {
+        return None;
+    }
+    shell_literal(&w.content)
 }
 
 /// The quoted temporary name of `dest` (relative to its pinned directory).
@@ -488,15 +686,57 @@ pub fn describe_fail(fields: &[String]) -> String {
 }
 
 /// Services in order; a failure is reported and the rest still run.
+///
+/// Consecutive system units with the same verb share one `systemctl` call (it takes several
+/// units; every call is a process or more on the host, and the lab's stand-in is a bash
+/// script), except keepalived: it claims the VIP, so it gets a call of its own after what it
+/// fronts (the start order `render` gives: the app, what proxies to it, what routes to that,
+/// the VIP last). Within one call systemd orders the jobs by the units' own dependencies. When
+/// a shared call fails, each of its units is run alone to tell which failed: for the others
+/// that repeats a start or stop (a no-op) or a reload.
 fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
-    for (verb, svc) in services {
-        let _ = writeln!(
-            s,
+    let shares = |svc: &str| svc != "app" && svc != "keepalived";
+    let one = |verb: &str, svc: &str| {
+        format!(
             "if out=$({} 2>&1); then printf 'HACTL\\tok\\tservice\\t%s\\t%s\\n' {v} {n}; else rc=1; printf 'HACTL\\tfail\\tservice\\t%s\\t%s\\n' {v} {n}; printf '%s\\n' \"$out\" | sed 's/^/HACTL\\tlog\\t/'; fi",
             join(&cmd::service(stack, verb, svc)),
             v = q(verb),
             n = q(svc)
-        );
+        )
+    };
+    let mut i = 0;
+    while i < services.len() {
+        let verb = services[i].0.as_str();
+        let mut j = i + 1;
+        if shares(&services[i].1) {
+            while j < services.len() && services[j].0 == verb && shares(&services[j].1) {
+                j += 1;
+            }
+        }
+        let group = &services[i..j];
+        if let [(_, svc)] = group {
+            let _ = writeln!(s, "{}", one(verb, svc));
+        } else {
+            let mut argv = vec!["systemctl".to_string(), verb.to_string()];
+            argv.extend(group.iter().map(|(_, svc)| svc.clone()));
+            let oks = group
+                .iter()
+                .map(|(_, svc)| {
+                    format!(
+                        "printf 'HACTL\\tok\\tservice\\t%s\\t%s\\n' {} {}",
+                        q(verb),
+                        q(svc)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let _ = writeln!(s, "if {} >/dev/null 2>&1; then {oks}; else", join(&argv));
+            for (_, svc) in group {
+                let _ = writeln!(s, "  {}", one(verb, svc));
+            }
+            s.push_str("fi\n");
+        }
+        i = j;
     }
 }
 
@@ -686,6 +926,7 @@ mod tests {
                     check: Some(CheckKind::Nginx),
                     backup_original: true,
                     replace_symlink: false,
+                    sensitive: false,
                 },
                 WriteFile {
                     path: "/etc/keepalived/keepalived.conf".into(),
@@ -695,6 +936,7 @@ mod tests {
                     check: Some(CheckKind::Keepalived),
                     backup_original: false,
                     replace_symlink: false,
+                    sensitive: true,
                 },
             ],
             removes: vec![RemoveFile {
@@ -703,6 +945,8 @@ mod tests {
             }],
             services: vec![
                 ("reload".into(), "nginx".into()),
+                ("start".into(), "haproxy".into()),
+                ("start".into(), "rsyslog".into()),
                 ("start".into(), "keepalived".into()),
             ],
             manifest: ManifestOp::Write(Manifest {
@@ -720,6 +964,89 @@ mod tests {
     }
 
     #[test]
+    fn services_share_one_systemctl_call_and_a_failure_is_told_apart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        // a systemctl that records each call and fails any call naming `broken`
+        let calls = dir.path().join("calls");
+        std::fs::write(
+            bin.join("systemctl"),
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}\nfor u; do [ \"$u\" != broken ] || {{ echo \"$u failed\" >&2; exit 1; }}; done\n",
+                calls.display()
+            ),
+        )
+        .expect("write fake");
+        std::fs::set_permissions(
+            bin.join("systemctl"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+        let run = |services: &[(&str, &str)]| {
+            let _ = std::fs::remove_file(&calls);
+            let steps: Vec<(String, String)> = services
+                .iter()
+                .map(|(v, u)| (v.to_string(), u.to_string()))
+                .collect();
+            let mut s = String::from("rc=0\n");
+            service_steps(&mut s, "t", &steps.iter().collect::<Vec<_>>());
+            s.push_str("exit $rc\n");
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&s)
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        bin.display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                )
+                .output()
+                .expect("sh runs");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                std::fs::read_to_string(&calls).unwrap_or_default(),
+            )
+        };
+        // keepalived, which claims the VIP, is started on its own after what it fronts
+        let (ok, out, calls_made) = run(&[
+            ("start", "nginx"),
+            ("start", "haproxy"),
+            ("start", "keepalived"),
+        ]);
+        assert!(ok, "{out}");
+        assert_eq!(calls_made, "start nginx haproxy\nstart keepalived\n");
+        assert_eq!(
+            out,
+            "HACTL\tok\tservice\tstart\tnginx\nHACTL\tok\tservice\tstart\thaproxy\nHACTL\tok\tservice\tstart\tkeepalived\n"
+        );
+        // a different verb is another call; a failed shared call is retried unit by unit
+        let (ok, out, calls_made) = run(&[
+            ("reload", "nginx"),
+            ("start", "broken"),
+            ("start", "haproxy"),
+        ]);
+        assert!(!ok, "{out}");
+        assert_eq!(
+            calls_made,
+            "reload nginx\nstart broken haproxy\nstart broken\nstart haproxy\n"
+        );
+        assert!(
+            out.contains("HACTL\tfail\tservice\tstart\tbroken\nHACTL\tlog\tbroken failed\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("HACTL\tok\tservice\tstart\thaproxy\n"),
+            "{out}"
+        );
+        assert!(!out.contains("HACTL\tok\tservice\tstart\tbroken"), "{out}");
+    }
+
+    #[test]
     fn secrets_never_appear_in_the_script_in_clear() {
         let steps = ApplySteps {
             writes: vec![WriteFile {
@@ -730,6 +1057,7 @@ mod tests {
                 check: None,
                 backup_original: false,
                 replace_symlink: false,
+                sensitive: true,
             }],
             ..Default::default()
         };
@@ -823,6 +1151,65 @@ mod tests {
             check: None,
             backup_original: true,
             replace_symlink: false,
+            sensitive: false,
+        }
+    }
+
+    #[test]
+    fn writes_carry_any_content_byte_for_byte() {
+        // Text goes as a shell literal through the printf builtin, anything else (and every
+        // secret) as base64: both must land exactly, and a literal costs no process.
+        use std::os::unix::fs::MetadataExt;
+        let sb = Sandbox::new();
+        let contents: Vec<(&str, Vec<u8>, bool)> = vec![
+            (
+                "quotes",
+                b"it's \"quoted\" 'twice'\n$HOME `id` $(id) \\n %s %% !x\n".to_vec(),
+                false,
+            ),
+            ("no-newline", b"a\tb".to_vec(), false),
+            ("trailing", b"x\n\n\n".to_vec(), false),
+            ("empty", Vec::new(), false),
+            ("utf8", "caf\u{e9} \u{c1}\n".as_bytes().to_vec(), false),
+            ("binary", vec![0, 1, 0x81, 0xff, b'\n'], false),
+            ("secret", b"PASSWORD=x\n".to_vec(), true),
+        ];
+        std::fs::create_dir(sb.path("etc")).expect("mkdir");
+        let writes: Vec<WriteFile> = contents
+            .iter()
+            .map(|(name, content, sensitive)| WriteFile {
+                path: sb.path(&format!("etc/{name}")),
+                content: content.clone(),
+                mode: 0o640,
+                owner: None,
+                check: None,
+                backup_original: false,
+                replace_symlink: false,
+                sensitive: *sensitive,
+            })
+            .collect();
+        let steps = ApplySteps {
+            writes,
+            ..Default::default()
+        };
+        let script = apply_script_at(&sb.path("state"), "t", &steps, "feedc0de");
+        assert!(script.contains("printf %s 'it'\\''s"), "{script}");
+        assert!(!script.contains("PASSWORD"), "a secret is never a literal");
+        assert_eq!(
+            script.matches("base64 -d").count(),
+            3,
+            "utf8, binary, secret: {script}"
+        );
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(ok, "{out}");
+        for (name, content, _) in &contents {
+            let p = sb.path(&format!("etc/{name}"));
+            assert_eq!(&std::fs::read(&p).expect("written"), content, "{name}");
+            assert_eq!(
+                std::fs::metadata(&p).expect("meta").mode() & 0o7777,
+                0o640,
+                "{name}"
+            );
         }
     }
 
@@ -860,6 +1247,120 @@ mod tests {
             let m = std::fs::metadata(sb.path(d)).expect("state dir").mode() & 0o777;
             assert_eq!(m, 0o700, "{d}");
         }
+    }
+
+    #[test]
+    fn state_dirs_an_older_hactl_left_open_are_made_root_only() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let sb = Sandbox::new();
+        for d in ["state", "state/backup"] {
+            std::fs::create_dir(sb.path(d)).expect("mkdir");
+            std::fs::set_permissions(sb.path(d), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let steps = ApplySteps {
+            writes: vec![user_file(sb.path("home/app.conf"))],
+            ..Default::default()
+        };
+        let (ok, out) = sb.run(&steps, "feedc0de");
+        assert!(ok, "{out}");
+        for d in ["state", "state/backup"] {
+            let m = std::fs::metadata(sb.path(d)).expect("state dir").mode() & 0o777;
+            assert_eq!(m, 0o700, "{d}");
+        }
+    }
+
+    #[test]
+    fn modes_given_at_creation_are_read_back_and_fixed_under_a_default_acl() {
+        use std::os::unix::fs::MetadataExt;
+        let sb = Sandbox::new();
+        std::fs::create_dir(sb.path("etc")).expect("mkdir");
+        let write = |name: &str, mode, check, content: &str| WriteFile {
+            path: sb.path(&format!("etc/{name}")),
+            content: content.as_bytes().to_vec(),
+            mode,
+            owner: None,
+            check,
+            backup_original: false,
+            replace_symlink: false,
+            sensitive: false,
+        };
+        let steps = |v: &str| ApplySteps {
+            writes: vec![
+                write("nginx.conf", 0o644, Some(CheckKind::Nginx), "events {}\n"),
+                write("a.conf", 0o640, None, v),
+                write("s.conf", 0o600, None, v),
+                write("hook.sh", 0o700, None, v),
+            ],
+            ..Default::default()
+        };
+        let assert_modes = |out: &str| {
+            for (name, mode) in [
+                ("nginx.conf", 0o644),
+                ("a.conf", 0o640),
+                ("s.conf", 0o600),
+                ("hook.sh", 0o700),
+            ] {
+                let meta = std::fs::metadata(sb.path(&format!("etc/{name}"))).expect("written");
+                assert_eq!(meta.mode() & 0o7777, mode, "{name}: {out}");
+            }
+        };
+        let script = apply_script_at(&sb.path("state"), "t", &steps("1\n"), "feedc0de");
+        // one chmod in phase 1, for the mode `>` cannot give; the rest only if read back wrong
+        assert_eq!(
+            script.matches("chmod 700 /proc/self/fd/").count(),
+            1,
+            "{script}"
+        );
+        for m in ["644", "640", "600"] {
+            assert!(
+                !script.contains(&format!("chmod {m} /proc/self/fd/3 ")),
+                "{script}"
+            );
+        }
+        let (ok, out) = sb.run(&steps("1\n"), "feedc0de");
+        assert!(ok, "{out}");
+        assert_modes(&out);
+        // a default ACL (u::rw-,g::rw-,o::rw-) overrides the umask: every file is created
+        // 0666, and the read-back must put each mode right before anything is renamed
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for tag in [0x01u16, 0x04, 0x20] {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&6u16.to_le_bytes());
+            acl.extend_from_slice(&u32::MAX.to_le_bytes());
+        }
+        let dir = std::ffi::CString::new(sb.path("etc")).expect("path");
+        let name = std::ffi::CString::new("system.posix_acl_default").expect("name");
+        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+        let rc = unsafe {
+            libc::setxattr(
+                dir.as_ptr(),
+                name.as_ptr(),
+                acl.as_ptr().cast(),
+                acl.len(),
+                0,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setting a default ACL: {}",
+            std::io::Error::last_os_error()
+        );
+        // the ACL is in force: a file created here is 0666 whatever the umask
+        std::fs::write(sb.path("etc/probe"), "").expect("probe");
+        let probe = std::fs::metadata(sb.path("etc/probe"))
+            .expect("probe")
+            .mode();
+        assert_eq!(probe & 0o777, 0o666, "the default ACL did not apply");
+        std::fs::remove_file(sb.path("etc/probe")).expect("rm probe");
+        let (ok, out) = sb.run(&steps("2\n"), "c0ffee00");
+        assert!(ok, "{out}");
+        assert_modes(&out);
+        assert_eq!(
+            std::fs::read_to_string(sb.path("etc/a.conf")).expect("read"),
+            "2\n"
+        );
     }
 
     #[test]
@@ -960,40 +1461,80 @@ mod tests {
     }
 
     #[test]
-    fn fetch_reads_as_an_unprivileged_user_and_never_through_a_link() {
-        let s = fetch_script(&["/etc/nginx/nginx.conf".into()]);
-        assert_eq!(
-            s,
-            "set -u\nif [ -f /etc/nginx/nginx.conf ] && [ ! -L /etc/nginx/nginx.conf ] && c=$(setpriv --reuid=65534 --regid=65534 --clear-groups -- base64 -w0 -- /etc/nginx/nginx.conf 2>/dev/null); then printf 'HACTL\\tcontent\\t%s\\t%s\\n' /etc/nginx/nginx.conf \"$c\"; fi\n"
-        );
-        // run for real: a root-only file, and a link to a readable one, give no record
+    fn observe_fetches_what_differs_as_an_unprivileged_user_and_never_through_a_link() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let mode = |p: &std::path::Path, m| {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
         };
         mode(dir.path(), 0o755);
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, "root only\n").expect("write");
-        mode(&secret, 0o600);
-        let public = dir.path().join("public");
-        std::fs::write(&public, "hi").expect("write");
-        mode(&public, 0o644);
-        let link = dir.path().join("link");
+        let file = |name: &str, content: &str, m| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, content).expect("write");
+            mode(&p, m);
+            p.display().to_string()
+        };
+        let secret = file("secret", "root only\n", 0o600);
+        let public = file("public", "hi", 0o644);
+        let same = file("same", "as wanted\n", 0o644);
+        let marked = file("marked", "the stack calls it sensitive\n", 0o644);
+        let empty = file("it's empty", "", 0o644);
+        let link = dir.path().join("link").display().to_string();
         std::os::unix::fs::symlink(&public, &link).expect("link");
-        let paths = [secret, link, public.clone()].map(|p| p.display().to_string());
+        let probe = |path: &str, want: &str, sensitive| Probe {
+            path: path.to_string(),
+            want_sha256: Some(crate::plan::sha256_hex(want.as_bytes())),
+            sensitive,
+        };
+        let probes = [
+            probe(&secret, "x", false),
+            probe(&link, "x", false),
+            probe(&public, "x", false),
+            probe(&same, "as wanted\n", false),
+            probe(&marked, "x", true),
+            probe(&empty, "x", false),
+            probe(
+                &dir.path().join("missing").display().to_string(),
+                "x",
+                false,
+            ),
+        ];
+        let script = observe_script("t", &probes, &[]);
+        crate::onhost::sh::assert_parses("the observe script", &script);
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(fetch_script(&paths))
+            .arg(&script)
             .output()
             .expect("sh runs");
         let text = String::from_utf8_lossy(&out.stdout);
+        let contents: Vec<_> = parse(&text)
+            .into_iter()
+            .filter(|r| matches!(r, Record::Content { .. }))
+            .collect();
+        // the root-only file, the link, the file as wanted and the sensitive one give nothing
         assert_eq!(
-            parse(&text),
-            vec![Record::Content {
-                path: public.display().to_string(),
-                bytes: b"hi".to_vec()
-            }],
+            contents,
+            vec![
+                Record::Content {
+                    path: public.clone(),
+                    bytes: b"hi".to_vec()
+                },
+                Record::Content {
+                    path: empty.clone(),
+                    bytes: Vec::new()
+                },
+            ],
+            "{text}"
+        );
+        // the digests and stats still come for every file
+        let sums = crate::onhost::record::parse_sums(&text);
+        assert_eq!(sums.len(), 5, "{text}");
+        assert_eq!(
+            parse(&text)
+                .iter()
+                .filter(|r| matches!(r, Record::Stat { .. }))
+                .count(),
+            6,
             "{text}"
         );
     }
