@@ -104,16 +104,8 @@ pub async fn run_plan(a: PlanArgs) -> miette::Result<ExitStatus> {
         }
     }
     refused?;
-    if !plan.failed_hosts.is_empty() {
-        // An error like any failed command's (in the `--json` document too), naming the hosts.
-        let names: Vec<&str> = plan.failed_hosts.iter().map(|f| f.host.as_str()).collect();
-        return Err(miette::miette!(
-            code = "hactl::plan::hosts_unobserved",
-            help = "each host's reason is in the plan (`failed_hosts`); the plan of the others is shown, but nothing can be applied from it until every host answers",
-            "{} host(s) could not be observed: {}",
-            names.len(),
-            names.join(", ")
-        ));
+    if let Some(e) = crate::plan::unobserved(&plan.failed_hosts) {
+        return Err(e);
     }
     Ok(if a.detailed_exitcode && plan.has_changes() {
         ExitStatus::Changes

@@ -8,7 +8,6 @@ use clap::Args;
 use serde_json::json;
 
 use super::StackArgs;
-use crate::render;
 use crate::render::check;
 use crate::{stack, view, ExitStatus};
 
@@ -37,13 +36,6 @@ enum RenderCmdError {
     )]
     UnknownHost { name: String, known: String },
 
-    #[error("stack `{stack}` has no instances yet: on AWS the hosts are EC2 instances, known once `hactl up` made them ({why})")]
-    #[diagnostic(
-        code(hactl::render::no_instances),
-        help("`hactl plan` shows their files as known after apply; after `hactl up` (or `up --provision-only`), `render` renders each instance with the state's outputs")
-    )]
-    NoInstances { stack: String, why: String },
-
     #[error("cannot create a temporary directory for the checks: {0}")]
     #[diagnostic(code(hactl::render::tempdir))]
     TempDir(std::io::Error),
@@ -52,13 +44,7 @@ enum RenderCmdError {
 pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
     let stack = stack::load(&args.stack.file)?;
     let secrets = crate::vault::open_checked(&stack)?;
-    // On AWS the hosts are the instances the state's outputs record, rendered with them
-    // (database endpoint, EFS entry) exactly as `up` pushes them.
-    let (stack, outputs) = if crate::engine::cloud::is_aws(&stack) && stack.hosts.is_empty() {
-        instances(stack).await?
-    } else {
-        (stack, serde_json::Value::Null)
-    };
+    let (stack, outputs) = crate::engine::layers::for_render(stack).await?;
     // Digests of secret-bearing files are keyed (read-only: `render` writes no state).
     let key = crate::state::digest_key(&stack, false).await;
 
@@ -71,16 +57,7 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
             })?],
         None => stack.hosts.iter().collect(),
     };
-    let configs = if outputs.is_null() {
-        let prepared = render::Prepared::new(&stack, &secrets, &outputs)?;
-        hosts
-            .iter()
-            .map(|h| prepared.host(h))
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        let mut all = crate::engine::layers::render_instances(&stack, &secrets, &outputs)?;
-        hosts.iter().filter_map(|h| all.remove(&h.name)).collect()
-    };
+    let configs = crate::engine::layers::render_hosts(&stack, &secrets, &outputs, &hosts)?;
 
     // Files land in --out, or (for --check alone) in a private temporary directory that is
     // removed when `tmp` drops.
@@ -162,24 +139,4 @@ pub async fn run(args: RenderArgs) -> miette::Result<ExitStatus> {
     }
     drop(tmp);
     Ok(status)
-}
-
-/// The stack with its instances as hosts, and the outputs they are rendered with: from the
-/// state `up` saved (no AWS call).
-async fn instances(mut stack: stack::Stack) -> miette::Result<(stack::Stack, serde_json::Value)> {
-    use crate::provider::aws::hosts as aws_hosts;
-    let backend = crate::state::Backend::for_stack(&stack).await?;
-    let no = |why: String| RenderCmdError::NoInstances {
-        stack: stack.name().to_string(),
-        why,
-    };
-    let Some(st) = backend.read(stack.name()).await? else {
-        return Err(no(format!("no state at `{}`", backend.describe())).into());
-    };
-    let found = aws_hosts::instances(&st.outputs);
-    if found.is_empty() {
-        return Err(no("the state's outputs list none".into()).into());
-    }
-    stack.hosts = aws_hosts::hosts(&stack, &found);
-    Ok((stack, st.outputs))
 }

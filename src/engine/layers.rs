@@ -177,6 +177,68 @@ pub async fn configure_rolled(
     Ok(st.host_keys.get(&new.instance_id).cloned())
 }
 
+/// The stack `render` shows and the outputs it renders with: on AWS the instances the state's
+/// outputs record ([`instances_from_state`]), rendered with them (database endpoint, EFS entry)
+/// exactly as `up` pushes them; else the stack as written, with no outputs.
+pub async fn for_render(stack: Stack) -> miette::Result<(Stack, serde_json::Value)> {
+    if crate::engine::cloud::is_aws(&stack) && stack.hosts.is_empty() {
+        instances_from_state(stack).await
+    } else {
+        Ok((stack, serde_json::Value::Null))
+    }
+}
+
+/// The files of `hosts`, in their order: with `outputs` (an AWS stack's) as the instances'
+/// layer renders them ([`render_instances`]), else as the hosts layer does.
+pub fn render_hosts(
+    stack: &Stack,
+    secrets: &Secrets,
+    outputs: &serde_json::Value,
+    hosts: &[&crate::stack::Host],
+) -> miette::Result<Vec<HostConfig>> {
+    if outputs.is_null() {
+        let prepared = crate::render::Prepared::new(stack, secrets, outputs)?;
+        Ok(hosts
+            .iter()
+            .map(|h| prepared.host(h))
+            .collect::<Result<Vec<_>, _>>()?)
+    } else {
+        let mut all = render_instances(stack, secrets, outputs)?;
+        Ok(hosts.iter().filter_map(|h| all.remove(&h.name)).collect())
+    }
+}
+
+/// No instances to render yet (`hactl render` on an AWS stack before `up`).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("stack `{stack}` has no instances yet: on AWS the hosts are EC2 instances, known once `hactl up` made them ({why})")]
+#[diagnostic(
+    code(hactl::render::no_instances),
+    help("`hactl plan` shows their files as known after apply; after `hactl up` (or `up --provision-only`), `render` renders each instance with the state's outputs")
+)]
+pub struct NoInstances {
+    stack: String,
+    why: String,
+}
+
+/// An AWS stack with its instances as hosts, and the outputs they are rendered with: from the
+/// state `up` saved (no AWS call). [`NoInstances`] when there is no state or no instance.
+pub async fn instances_from_state(mut stack: Stack) -> miette::Result<(Stack, serde_json::Value)> {
+    let backend = crate::state::Backend::for_stack(&stack).await?;
+    let no = |why: String| NoInstances {
+        stack: stack.name().to_string(),
+        why,
+    };
+    let Some(st) = backend.read(stack.name()).await? else {
+        return Err(no(format!("no state at `{}`", backend.describe())).into());
+    };
+    let found = aws_hosts::instances(&st.outputs);
+    if found.is_empty() {
+        return Err(no("the state's outputs list none".into()).into());
+    }
+    stack.hosts = aws_hosts::hosts(&stack, &found);
+    Ok((stack, st.outputs))
+}
+
 /// Every instance's files, rendered with the outputs, plus the EFS mount entry when the stack
 /// mounts one and the file system's DNS name is known.
 pub fn render_instances(

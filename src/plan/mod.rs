@@ -527,6 +527,22 @@ pub struct HostFailure {
     pub error: String,
 }
 
+/// The error of a plan with hosts it could not observe (`hactl::plan::hosts_unobserved`),
+/// naming them; None when every host answered.
+pub fn unobserved(failed: &[HostFailure]) -> Option<miette::Report> {
+    if failed.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = failed.iter().map(|f| f.host.as_str()).collect();
+    Some(miette::miette!(
+        code = "hactl::plan::hosts_unobserved",
+        help = "each host's reason is in the plan (`failed_hosts`); the plan of the others is shown, but nothing can be applied from it until every host answers",
+        "{} host(s) could not be observed: {}",
+        names.len(),
+        names.join(", ")
+    ))
+}
+
 impl HostFailure {
     /// `error` as a line a log and a JSON reader can take: ssh's stderr ends its lines with
     /// `\r\n` and may carry other control characters; only newlines and tabs are kept.
