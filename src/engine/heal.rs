@@ -100,16 +100,15 @@ pub async fn round(
     let mut hosts_walked = Walked::default();
     if !dry_run && plan.has_changes() {
         hooks.planned(&plan);
-        let hosts = layers::Hosts {
-            layer: &layer,
-            plan: &plan,
-            mode: Mode::Up,
+        (hosts_walked, apply) = layers::walk_hosts(
+            &layer,
+            &plan,
+            Mode::Up,
             secrets,
-            reports: Default::default(),
-        };
-        hosts_walked = graph::walk(&plan, &hosts, stack.file.ssh.parallelism.max(1), hooks).await;
-        apply = hosts.reports.into_inner();
-        apply.sort_by(|a, b| a.host.cmp(&b.host));
+            stack.file.ssh.parallelism,
+            hooks,
+        )
+        .await;
     }
     let mut ports = Vec::new();
     let mut services = Vec::new();

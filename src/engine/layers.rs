@@ -141,14 +141,7 @@ pub async fn configure_rolled(
         .map_err(|e| format!("{e:?}"))?;
     let mut plan = layer.plan(Mode::Up);
     super::graph::assign_waves(&mut plan);
-    let hosts = Hosts {
-        layer: &layer,
-        plan: &plan,
-        mode: Mode::Up,
-        secrets,
-        reports: Default::default(),
-    };
-    let w = super::graph::walk(&plan, &hosts, 1, hooks).await;
+    let (w, _) = walk_hosts(&layer, &plan, Mode::Up, secrets, 1, hooks).await;
     let mut errors: Vec<String> = plan
         .failed_hosts
         .iter()
@@ -156,17 +149,10 @@ pub async fn configure_rolled(
         .chain(w.failed.iter().map(|(t, e)| format!("{t}: {e}")))
         .chain(w.skipped.iter().map(|t| format!("{t}: not started")))
         .collect();
-    let efs = st.outputs["shared_fs"]["dns_name"]
-        .as_str()
-        .unwrap_or_default();
-    if let (Some(path), false, true) = (
-        aws_hosts::efs_mount(stack),
-        efs.is_empty(),
-        errors.is_empty(),
-    ) {
-        for m in mount_step(&layer.stack, &path).await {
+    if errors.is_empty() {
+        for m in mount_efs(stack, &layer, &st.outputs).await {
             if let aws_hosts::MountOutcome::Failed(e) = &m.mount {
-                errors.push(format!("mount {path}: {e}"));
+                errors.push(format!("mount {}: {e}", m.path));
             }
         }
     }
@@ -175,6 +161,45 @@ pub async fn configure_rolled(
         return Err(errors.join("; "));
     }
     Ok(st.host_keys.get(&new.instance_id).cloned())
+}
+
+/// Walks `plan` (`mode`) over `layer`'s connections, `parallelism` hosts at once: the walk and
+/// each host's report, sorted by host.
+pub async fn walk_hosts(
+    layer: &HostLayer,
+    plan: &Plan,
+    mode: Mode,
+    secrets: &Secrets,
+    parallelism: usize,
+    hooks: &dyn Hooks,
+) -> (super::graph::Walked, Vec<HostReport>) {
+    let hosts = Hosts {
+        layer,
+        plan,
+        mode,
+        secrets,
+        reports: Default::default(),
+    };
+    let w = super::graph::walk(plan, &hosts, parallelism.max(1), hooks).await;
+    let mut reports = hosts.reports.into_inner();
+    reports.sort_by(|a, b| a.host.cmp(&b.host));
+    (w, reports)
+}
+
+/// The EFS mount step on `layer`'s instances when the stack mounts a file system and the
+/// `outputs` name its DNS name; nothing otherwise.
+pub async fn mount_efs(
+    stack: &Stack,
+    layer: &HostLayer,
+    outputs: &serde_json::Value,
+) -> Vec<Mount> {
+    let efs = outputs["shared_fs"]["dns_name"]
+        .as_str()
+        .unwrap_or_default();
+    match (aws_hosts::efs_mount(stack), efs.is_empty()) {
+        (Some(path), false) => mount_step(&layer.stack, &path).await,
+        _ => Vec::new(),
+    }
 }
 
 /// The stack `render` shows and the outputs it renders with: on AWS the instances the state's

@@ -382,23 +382,17 @@ impl Session {
         } else if let Some(layer) = &self.layer {
             let host_plan = self.plan.clone();
             let secrets = self.secrets.clone().unwrap_or_default();
-            let hosts = layers::Hosts {
+            let (w, reports) = layers::walk_hosts(
                 layer,
-                plan: &host_plan,
-                mode: self.mode(),
-                secrets: &secrets,
-                reports: Default::default(),
-            };
-            let w = graph::walk(
                 &host_plan,
-                &hosts,
-                layer.stack.file.ssh.parallelism.max(1),
+                self.mode(),
+                &secrets,
+                layer.stack.file.ssh.parallelism,
                 hooks,
             )
             .await;
             failed |= !w.ok();
-            applied.hosts = hosts.reports.into_inner();
-            applied.hosts.sort_by(|a, b| a.host.cmp(&b.host));
+            applied.hosts = reports;
             applied.walked = w;
             applied.configured = Some(layer.stack.clone());
         }
@@ -434,33 +428,22 @@ impl Session {
             self.opts.targets.narrow(&mut plan);
         }
         hooks.planned(&plan);
-        let hosts = layers::Hosts {
-            layer: &layer,
-            plan: &plan,
-            mode: Mode::Up,
-            secrets: &secrets,
-            reports: Default::default(),
-        };
-        let w = graph::walk(
+        let (w, reports) = layers::walk_hosts(
+            &layer,
             &plan,
-            &hosts,
-            layer.stack.file.ssh.parallelism.max(1),
+            Mode::Up,
+            &secrets,
+            layer.stack.file.ssh.parallelism,
             hooks,
         )
         .await;
-        applied.hosts = hosts.reports.into_inner();
-        applied.hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        applied.hosts = reports;
         let mut failed = !w.ok() || !plan.failed_hosts.is_empty();
-        let efs = st.outputs["shared_fs"]["dns_name"]
-            .as_str()
-            .unwrap_or_default();
-        if let (Some(path), false) = (aws_hosts::efs_mount(&self.stack), efs.is_empty()) {
-            applied.mounts = layers::mount_step(&layer.stack, &path).await;
-            failed |= applied
-                .mounts
-                .iter()
-                .any(|m| matches!(m.mount, aws_hosts::MountOutcome::Failed(_)));
-        }
+        applied.mounts = layers::mount_efs(&self.stack, &layer, &st.outputs).await;
+        failed |= applied
+            .mounts
+            .iter()
+            .any(|m| matches!(m.mount, aws_hosts::MountOutcome::Failed(_)));
         applied.configured = Some(layer.stack.clone());
         applied.host_plan = Some(plan);
         if failed {

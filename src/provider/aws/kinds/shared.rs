@@ -314,7 +314,7 @@ impl Ctx {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) => {
                     let code = sdk_code(&e).unwrap_or_default();
-                    if code.contains("NotFound") || code.ends_with(".NotFound") {
+                    if code.contains("NotFound") {
                         return Ok(None); // already gone: the goal of a delete
                     }
                     if !is_busy(&code) || Instant::now() >= deadline {
