@@ -1241,19 +1241,49 @@ pub fn lab_workdir() -> Workdir {
     w
 }
 
+/// Seed 003 on moto with its two instances mapped to a fresh two-host lab: the lab test lock
+/// (held while this lives), moto, a runtime and SDK config for reading it back, and the
+/// workdir ([`lab_workdir`]). Fields in drop order last to first: the lock goes last.
+struct LabAws {
+    _guard: crate::support::LabGuard,
+    moto: Moto,
+    rt: tokio::runtime::Runtime,
+    conf: aws_config::SdkConfig,
+    w: Workdir,
+}
+
+impl LabAws {
+    fn start() -> LabAws {
+        let _guard = crate::support::lab_guard();
+        let _ = crate::support::run(&["lab", "down"]);
+        lab(&["lab", "up", "--hosts", "2"]);
+        let moto = Moto::start();
+        let rt = rt();
+        let conf = rt.block_on(moto.sdk());
+        let w = lab_workdir();
+        LabAws {
+            _guard,
+            moto,
+            rt,
+            conf,
+            w,
+        }
+    }
+}
+
 /// The whole of seed 003 on moto + two lab hosts: `up` provisions on moto, then pushes nginx,
 /// the app (compose) and the EFS mount entry to the instances, which the stack's ssh_config
 /// maps to the lab; host keys are pinned at first contact into the state; the EFS mount step
 /// is reported as not run (no NFS client here); a second `up` changes nothing on both layers.
 #[test]
 fn aws_seed003_configures_instances_on_lab_hosts() {
-    let _guard = crate::support::lab_guard();
-    let _ = crate::support::run(&["lab", "down"]);
-    lab(&["lab", "up", "--hosts", "2"]);
-    let moto = Moto::start();
-    let rt = rt();
-    let conf = rt.block_on(moto.sdk());
-    let w = lab_workdir();
+    let LabAws {
+        _guard,
+        moto,
+        rt,
+        conf,
+        w,
+    } = LabAws::start();
     // Before `up` the hosts are instances nobody made yet: `render` says so, with what to run.
     let o = w.run(&moto, &["render"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -1413,13 +1443,13 @@ fn aws_seed003_configures_instances_on_lab_hosts() {
 /// state pins exactly the two new instances and both layers are converged.
 #[test]
 fn aws_rolled_instance_is_configured_before_it_is_registered() {
-    let _guard = crate::support::lab_guard();
-    let _ = crate::support::run(&["lab", "down"]);
-    lab(&["lab", "up", "--hosts", "2"]);
-    let moto = Moto::start();
-    let rt = rt();
-    let conf = rt.block_on(moto.sdk());
-    let w = lab_workdir();
+    let LabAws {
+        _guard,
+        moto,
+        rt,
+        conf,
+        w,
+    } = LabAws::start();
     let o = w.run(&moto, &["up", "--auto-approve"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
 
@@ -1481,13 +1511,13 @@ fn aws_rolled_instance_is_configured_before_it_is_registered() {
 /// then `up plan.bin` applies exactly it; a host or stack change in between makes it refuse.
 #[test]
 fn aws_seed003_one_plan_for_cloud_and_hosts_and_saved_plans() {
-    let _guard = crate::support::lab_guard();
-    let _ = crate::support::run(&["lab", "down"]);
-    lab(&["lab", "up", "--hosts", "2"]);
-    let moto = Moto::start();
-    let rt = rt();
-    let conf = rt.block_on(moto.sdk());
-    let w = lab_workdir();
+    let LabAws {
+        _guard,
+        moto,
+        rt,
+        conf,
+        w,
+    } = LabAws::start();
 
     // Before anything exists: resources to create, then each instance's files, known after
     // apply, in one JSON document.
@@ -1684,13 +1714,13 @@ async fn registered_targets(conf: &aws_config::SdkConfig) -> Vec<String> {
 /// Then a stopped instance (which still exists) is terminated and replaced the same way.
 #[test]
 fn aws_heal_replaces_a_terminated_instance_on_lab_hosts() {
-    let _guard = crate::support::lab_guard();
-    let _ = crate::support::run(&["lab", "down"]);
-    lab(&["lab", "up", "--hosts", "2"]);
-    let moto = Moto::start();
-    let rt = rt();
-    let conf = rt.block_on(moto.sdk());
-    let w = lab_workdir();
+    let LabAws {
+        _guard,
+        moto,
+        rt,
+        conf,
+        w,
+    } = LabAws::start();
     w.ok(&moto, &["up", "--auto-approve"]);
 
     let before = rt.block_on(instances(&conf, NAME));
