@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::Value;
 
-use super::RenderError;
+use super::{http_probe, RenderError};
 use crate::stack::{Host, Stack};
 use crate::vault::{Secret, Secrets};
 
@@ -438,6 +438,11 @@ pub fn build(
                 let notify = has_notify(stack).then_some(NOTIFY_SCRIPT);
                 m.insert("notify_script".into(), notify.into());
                 m.insert("check_script".into(), CHECK_SCRIPT.into());
+                m.insert("http_probe".into(), http_probe::PROGRAM.into());
+                m.insert(
+                    "http_probe_keepalived".into(),
+                    http_probe::for_keepalived().into(),
+                );
                 let instance = m
                     .get("instance")
                     .and_then(|i| i.as_str())
@@ -450,6 +455,8 @@ pub fn build(
                         };
                         o.insert("sub_second".into(), c.sub_second().into());
                         o.insert("run_timeout".into(), c.run_timeout().as_secs_f64().into());
+                        let probe = c.http.as_ref().and_then(|h| http_probe::args(&h.value));
+                        o.insert("http_probe".into(), probe.map(Vec::from).into());
                         o.insert(
                             "track_file".into(),
                             track_file(&instance, &c.name.value).into(),

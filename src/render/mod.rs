@@ -18,6 +18,7 @@ mod context;
 mod env;
 mod env_file;
 pub mod escape;
+mod http_probe;
 mod services;
 
 use std::sync::Arc;

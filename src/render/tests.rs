@@ -502,7 +502,16 @@ fn sub_second_checks_run_as_a_loop_reporting_through_track_files() {
     assert!(!k.contains("trk_slow"), "{k}");
     let loop_ = text(file(&c, CHECK_SCRIPT));
     // The default timeout (1 s) shrinks to the interval; a written one is kept.
-    assert!(loop_.contains("curl -fsS -m 0.1 -o /dev/null"), "{loop_}");
+    // an http:// check is bash's /dev/tcp (render/http_probe.rs), bounded by timeout(1)
+    assert!(
+        loop_.contains("run() { /usr/bin/timeout -s KILL 0.1 /bin/bash -c 'exec 3<>"),
+        "{loop_}"
+    );
+    assert!(
+        loop_.contains("hactl-http-check 127.0.0.1 80 /healthz 127.0.0.1 0.1; }"),
+        "{loop_}"
+    );
+    assert!(!loop_.contains("curl"), "{loop_}");
     assert!(
         loop_.contains("timeout -s KILL 0.25 /usr/local/bin/disk-ok"),
         "{loop_}"
