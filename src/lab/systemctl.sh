@@ -87,7 +87,7 @@ unit_def() {
       do_start() {
         mkdir -p /var/log
         setsid dockerd </dev/null >>/var/log/docker.log 2>&1 &
-        local i; for ((i = 0; i < 1500; i++)); do [ -S /run/docker.sock ] && docker version >/dev/null 2>&1 && return 0; sleep 0.02; done
+        local i; for ((i = 0; i < 1500; i++)); do [ -S /run/docker.sock ] && docker version >/dev/null 2>&1 && return 0; nap; done
         return 1
       }
       do_reload() { main_pid && kill -HUP "$pid"; } ;;
@@ -96,20 +96,26 @@ unit_def() {
 }
 
 # Polled while services start and stop: builtins only (no `head`/`seq` forks), short sleeps.
+# nap sleeps 20 ms without a process: `read -t` on a pipe this shell holds both ends of (the
+# one fork, for `:`, happens at the first nap). `sleep` was one fork+exec per 20 ms poll.
+# A daemon started after a nap must not inherit the pipe: nap_close before do_start.
+nap() { [ -n "${nap_fd:-}" ] || exec {nap_fd}<> <(:); read -r -t 0.02 -u "$nap_fd" _ || :; }
+nap_close() { [ -z "${nap_fd:-}" ] || { exec {nap_fd}>&-; nap_fd=; }; }
 main_pid() { pid=""; [ -s "$pidf" ] && { read -r pid <"$pidf" || [ -n "$pid" ]; }; }
 active() { main_pid && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
-wait_up() { local i; for ((i = 0; i < 250; i++)); do active && return 0; sleep 0.02; done; return 1; }
+wait_up() { local i; for ((i = 0; i < 250; i++)); do active && return 0; nap; done; return 1; }
 # A stop waits up to 30 s like systemd's (its default TimeoutStopSec is 90 s): redis 7 on
 # SIGTERM waits up to shutdown-timeout (10 s) for lagging replicas, which a 5 s wait here cut
 # short when `down` stopped a primary and its replica at once.
 do_stop() {
   active || return 0
   kill "$pid"
-  local i; for ((i = 0; i < 1500; i++)); do active || { rm -f "$pidf"; return 0; }; sleep 0.02; done
+  local i; for ((i = 0; i < 1500; i++)); do active || { rm -f "$pidf"; return 0; }; nap; done
   return 1
 }
 start() {
   active && return 0
+  nap_close
   if ! do_start; then echo "Job for $u.service failed (lab stand-in)." >&2; return 1; fi
   wait_up || { echo "Job for $u.service failed: it did not come up (lab stand-in)." >&2; return 1; }
 }
