@@ -6,9 +6,9 @@
 #   bash scripts/deps.sh demo    the lab demo (scripts/demo.sh): sshd, keepalived, nginx,
 #                                haproxy, podman + podman-compose, iproute2, curl, busybox
 #   bash scripts/deps.sh test    the test suite (scripts/test.sh): demo + rsyslog, redis
-#                                (server, sentinel, cli), netavark (podman's other network
-#                                backend), docker.io + docker-compose (the docker runtime)
-#                                and moto's server (the AWS tests)
+#                                (server, sentinel, cli), both podman network backends
+#                                (netavark, CNI's plugins), docker.io + docker-compose (the
+#                                docker runtime) and moto's server (the AWS tests)
 #   bash scripts/deps.sh bench   the benchmarks (bench/*.sh): test + ansible (with the
 #                                amazon.aws collection) and boto3
 #
@@ -46,16 +46,25 @@ want python3 python3
 # pyenv install under /root is invisible to them: Debian's package puts it in /usr/bin.
 [ -x /usr/bin/podman-compose ] || need_apt+=(podman-compose)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# podman needs a network stack: Debian's containers-common depends on the virtual
+# `container-network-stack` and only recommends netavark, so with --no-install-recommends
+# apt picks a provider of its own. Name one (Debian's recommended one) rather than leave
+# the demo's backend to apt.
+if [ ! -x /usr/lib/podman/netavark ] && [ ! -x /usr/lib/cni/bridge ]; then
+  need_apt+=(netavark aardvark-dns)
+fi
 if [ "$n" -ge 2 ]; then
   # issue 6: the HA services (syslog active/passive, redis primary/replica with sentinel)
   want rsyslogd rsyslog
   want redis-server redis-server
   want redis-sentinel redis-sentinel
   want redis-cli redis-tools
-  # both of podman 4.3's network backends are tested in the lab (CNI comes with podman); the
-  # demo runs on whichever podman picks
+  # both of podman 4.3's network backends are tested in the lab: netavark, and CNI, whose
+  # plugins are a package of their own (a fresh Debian 12 with netavark has no
+  # /usr/lib/cni, and the CNI test failed there: "failed to find plugin \"bridge\"")
   [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
   [ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
+  [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
   # issue 16: `app.runtime: docker` runs in lab hosts with Debian's dockerd and Compose v1
   # (Debian 12 has no Compose v2 plugin). Their services never start on the machine.
   want dockerd docker.io

@@ -1071,7 +1071,7 @@ impl Checker<'_> {
                         format!("`{}` is not an http(s) URL", u.value),
                     )
                     .at(span, "not a URL")
-                    .help("e.g. `http://127.0.0.1:80/healthz` (a GET from the host: bash for http://, curl for https://)"),
+                    .help("e.g. `http://127.0.0.1:80/healthz` (a GET from the host; 2xx or 3xx passes)"),
                 );
             }
         }
