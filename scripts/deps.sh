@@ -48,10 +48,11 @@ want python3 python3
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 # podman needs a network stack: Debian's containers-common depends on the virtual
 # `container-network-stack` and only recommends netavark, so with --no-install-recommends
-# apt picks a provider of its own. Name one (Debian's recommended one) rather than leave
-# the demo's backend to apt.
-if [ ! -x /usr/lib/podman/netavark ] && [ ! -x /usr/lib/cni/bridge ]; then
-  need_apt+=(netavark aardvark-dns)
+# apt picks a provider of its own. The demo gets netavark (Debian's recommended one) unless
+# CNI's plugins are there; the tests need both backends (below).
+if [ "$n" -ge 2 ] || [ ! -x /usr/lib/cni/bridge ]; then
+  [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+  [ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
 fi
 if [ "$n" -ge 2 ]; then
   # issue 6: the HA services (syslog active/passive, redis primary/replica with sentinel)
@@ -59,11 +60,9 @@ if [ "$n" -ge 2 ]; then
   want redis-server redis-server
   want redis-sentinel redis-sentinel
   want redis-cli redis-tools
-  # both of podman 4.3's network backends are tested in the lab: netavark, and CNI, whose
-  # plugins are a package of their own (a fresh Debian 12 with netavark has no
+  # both of podman 4.3's network backends are tested in the lab: netavark (above), and CNI,
+  # whose plugins are a package of their own (a fresh Debian 12 with netavark has no
   # /usr/lib/cni, and the CNI test failed there: "failed to find plugin \"bridge\"")
-  [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
-  [ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
   [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
   # issue 16: `app.runtime: docker` runs in lab hosts with Debian's dockerd and Compose v1
   # (Debian 12 has no Compose v2 plugin). Their services never start on the machine.

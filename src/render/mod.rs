@@ -18,7 +18,7 @@ mod context;
 mod env;
 mod env_file;
 pub mod escape;
-mod http_probe;
+pub mod http_probe;
 mod services;
 
 use std::sync::Arc;

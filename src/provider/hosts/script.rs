@@ -740,22 +740,37 @@ fn service_steps(s: &mut String, stack: &str, services: &[&(String, String)]) {
     }
 }
 
-/// The shell command a VRRP check runs (the same command keepalived's `vrrp_script` runs),
-/// used by `status` to report check results and the effective priority.
+/// The shell command a VRRP check runs (the same command keepalived's `vrrp_script` runs:
+/// for an `http://` URL the bash probe of [`crate::render::http_probe`], for `https://`
+/// curl), used by `status` and the serving wait to report check results and the effective
+/// priority.
 pub fn check_command(check: &crate::stack::model::CheckSpec) -> String {
     if let Some(svc) = &check.service {
         join(&cmd::systemctl("is-active", &svc.value)) + " --quiet"
     } else if let Some(url) = &check.http {
-        let secs = check.run_timeout().as_secs_f64().max(0.01);
-        join(&[
-            "curl".into(),
-            "-fsS".into(),
-            "-m".into(),
-            format!("{secs}"),
-            "-o".into(),
-            "/dev/null".into(),
-            url.value.clone(),
-        ])
+        let secs = format!("{}", check.run_timeout().as_secs_f64().max(0.01));
+        match crate::render::http_probe::args(&url.value) {
+            Some([host, port, target, header]) => join(&[
+                "/bin/bash".into(),
+                "-c".into(),
+                crate::render::http_probe::PROGRAM.into(),
+                "hactl-http-check".into(),
+                host,
+                port,
+                target,
+                header,
+                secs,
+            ]),
+            None => join(&[
+                "curl".into(),
+                "-fsS".into(),
+                "-m".into(),
+                secs,
+                "-o".into(),
+                "/dev/null".into(),
+                url.value.clone(),
+            ]),
+        }
     } else if let Some(script) = &check.script {
         script.value.clone()
     } else {
@@ -1063,6 +1078,35 @@ mod tests {
         };
         let script = apply_script("lab", &steps, "0123abcd");
         assert!(!script.contains("hunter2-canary"));
+    }
+
+    /// `status` and the serving wait run a check as keepalived does: an `http://` URL through
+    /// the same bash probe keepalived.conf names (curl only for `https://`).
+    #[test]
+    fn check_command_runs_the_probe_keepalived_runs() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stacks/lab.yaml");
+        let stack = crate::stack::load(&path).expect("lab.yaml");
+        let vip = stack.file.vip.as_ref().expect("lab.yaml has a VIP");
+        let mut check = vip.checks[0].clone();
+        assert_eq!(
+            check.http.as_ref().map(|h| h.value.as_str()),
+            Some("http://127.0.0.1:80/healthz")
+        );
+        let probe = crate::render::http_probe::PROGRAM;
+        assert_eq!(
+            check_command(&check),
+            format!(
+                "/bin/bash -c {} hactl-http-check 127.0.0.1 80 /healthz 127.0.0.1 1",
+                q(probe)
+            )
+        );
+        check.http = Some(crate::stack::model::unspanned(
+            "https://127.0.0.1/healthz".into(),
+        ));
+        assert_eq!(
+            check_command(&check),
+            "curl -fsS -m 1 -o /dev/null 'https://127.0.0.1/healthz'"
+        );
     }
 
     #[test]
