@@ -8,7 +8,9 @@
 //! - every VIP check passes on every VIP host (keepalived's `vrrp_script`s, run as `status`
 //!   runs them);
 //! - on every `app` host, the app's health path answers 2xx through nginx;
-//! - no HA service role is `down` (a redis port, a syslog pair);
+//! - no HA service role is `down` (a redis port, a syslog pair), and every redis replica's link
+//!   to its primary is up (`master_link_status:up`: its first full sync is done), so the data
+//!   is on two hosts before the command returns and a failover right after it loses nothing;
 //! - the VIP has exactly one holder, and, with preemption on (keepalived's default), it is the
 //!   member with the highest effective priority (ties: the higher address, RFC 5798 §6.4.3), so
 //!   the election has settled and a preemption is not still pending;
@@ -111,6 +113,12 @@ pub(crate) fn not_ready(stack: &Stack, s: &Status) -> Vec<String> {
             if state == "down" {
                 why.push(format!("{}: {role} is down", h.name));
             }
+        }
+        for role in &h.replicas_not_in_sync {
+            why.push(format!(
+                "{}: {role} is a replica not in sync with its primary yet",
+                h.name
+            ));
         }
     }
     if let Some(v) = &s.vip {
@@ -288,6 +296,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             roles: Default::default(),
+            replicas_not_in_sync: Vec::new(),
             app_via_nginx: Some(true),
         }
     }
@@ -394,6 +403,23 @@ mod tests {
                 "host3: the app's `/healthz` does not answer 2xx through nginx",
                 "host4: unreachable (connection refused)",
             ]
+        );
+    }
+
+    /// Right after `up` a replica waits for the primary's RDB (redis 7 batches replicas for
+    /// `repl-diskless-sync-delay`, 5 s by default): a primary lost then takes every write
+    /// the replica never got with it.
+    #[test]
+    fn a_replica_still_syncing_is_not_serving() {
+        let mut h = settled();
+        h[1].roles.insert(
+            "redis:9001".into(),
+            "replica of 198.18.0.11 (link down)".into(),
+        );
+        h[1].replicas_not_in_sync.push("redis:9001".into());
+        assert_eq!(
+            not_ready(&lab(), &status(h)),
+            ["host2: redis:9001 is a replica not in sync with its primary yet"]
         );
     }
 

@@ -43,6 +43,10 @@ pub(crate) struct HostStatus {
     /// `active`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub roles: std::collections::BTreeMap<String, String>,
+    /// The roles above that are redis replicas whose link to the primary is down (syncing,
+    /// or their primary is gone): the data is not on two hosts yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas_not_in_sync: Vec<String>,
     /// On an `app` host of a stack with `app` and `nginx`: whether the app's health path
     /// (`app.health.path`) answers 2xx through nginx on this host (`curl` on the host, to
     /// `127.0.0.1:nginx.listen`), i.e. the app is healthy behind nginx.
@@ -105,6 +109,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         checks: Vec::new(),
         services: Default::default(),
         roles: Default::default(),
+        replicas_not_in_sync: Vec::new(),
         app_via_nginx: None,
     };
     let conn = match conn {
@@ -201,12 +206,13 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         match svc.kind {
             ServiceKind::Redis => {
                 for port in &svc.ports {
-                    let state = probed
-                        .states
-                        .get(port)
-                        .map(|s| s.describe())
-                        .unwrap_or_else(|| "down".into());
-                    st.roles.insert(format!("{}:{port}", svc.name), state);
+                    let key = format!("{}:{port}", svc.name);
+                    let state = probed.states.get(port);
+                    if state.is_some_and(redis::State::replica_link_down) {
+                        st.replicas_not_in_sync.push(key.clone());
+                    }
+                    let state = state.map(|s| s.describe()).unwrap_or_else(|| "down".into());
+                    st.roles.insert(key, state);
                 }
             }
             ServiceKind::Syslog => {

@@ -141,6 +141,10 @@ fn render_redis(
             Value::from(u8::from(svc.hosts.len() >= 3)),
         );
         m.insert("min_replicas_max_lag", Value::from(10));
+        m.insert(
+            "replicas_expected",
+            Value::from(svc.hosts.len().saturating_sub(1)),
+        );
         m.insert("password", password(conv, svc));
         if let Some(p) = port {
             m.insert("port", Value::from(p));

@@ -63,6 +63,14 @@ impl State {
         }
     }
 
+    /// A replica whose link to its primary is not up: it is still waiting for or loading its
+    /// first full sync (redis reports `master_link_status:up` only once the primary's RDB is
+    /// loaded), or it lost its primary. Until it is up again, a failure of the primary loses
+    /// what the replica has not received, so a stack with such a replica does not serve yet.
+    pub fn replica_link_down(&self) -> bool {
+        matches!(self, State::Replica { link_up: false, .. })
+    }
+
     fn offset(&self) -> u64 {
         match self {
             State::Down => 0,

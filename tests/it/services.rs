@@ -551,6 +551,13 @@ fn two_hosts_heal_watch_promotes_the_replica_and_demotes_the_returning_primary()
     let _g = lab_guard();
     ok(&["lab", "up", "--hosts", "3"]);
     ok(&["up", "-f", STACK2, "--auto-approve"]);
+    // `up` returns once the replica's first full sync is done: from then on a lost primary
+    // takes no acknowledged write with it. (It once returned during redis's 5 s wait before
+    // that sync, and a kill soon after lost writes.)
+    let st = status_json(STACK2);
+    for k in ["redis:9001", "redis:9002"] {
+        assert_eq!(role(&st, "host2", k), "replica of 198.18.0.11", "{st:#}");
+    }
     assert_lab_route(VIP);
     let ready = wait_until(Duration::from_secs(30), || {
         Resp::connect(VIP, 8001, Duration::from_millis(500))
