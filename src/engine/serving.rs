@@ -11,6 +11,7 @@
 //! - no HA service role is `down` (a redis port, a syslog pair), and every redis replica's link
 //!   to its primary is up (`master_link_status:up`: its first full sync is done), so the data
 //!   is on two hosts before the command returns and a failover right after it loses nothing;
+//!   and every sentinel knows every other one (a quorum can form);
 //! - the VIP has exactly one holder, and, with preemption on (keepalived's default), it is the
 //!   member with the highest effective priority (ties: the higher address, RFC 5798 §6.4.3), so
 //!   the election has settled and a preemption is not still pending;
@@ -114,11 +115,8 @@ pub(crate) fn not_ready(stack: &Stack, s: &Status) -> Vec<String> {
                 why.push(format!("{}: {role} is down", h.name));
             }
         }
-        for role in &h.replicas_not_in_sync {
-            why.push(format!(
-                "{}: {role} is a replica not in sync with its primary yet",
-                h.name
-            ));
+        for p in &h.ha_pending {
+            why.push(format!("{}: {p}", h.name));
         }
     }
     if let Some(v) = &s.vip {
@@ -296,7 +294,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             roles: Default::default(),
-            replicas_not_in_sync: Vec::new(),
+            ha_pending: Vec::new(),
             app_via_nginx: Some(true),
         }
     }
@@ -410,16 +408,22 @@ mod tests {
     /// `repl-diskless-sync-delay`, 5 s by default): a primary lost then takes every write
     /// the replica never got with it.
     #[test]
-    fn a_replica_still_syncing_is_not_serving() {
+    fn ha_services_not_armed_yet_are_not_serving() {
         let mut h = settled();
         h[1].roles.insert(
             "redis:9001".into(),
             "replica of 198.18.0.11 (link down)".into(),
         );
-        h[1].replicas_not_in_sync.push("redis:9001".into());
+        h[1].ha_pending
+            .push("redis:9001: the replica is not in sync with its primary yet".into());
+        h[2].ha_pending
+            .push("redis:9001: its sentinel knows 0 of the 2 other sentinels".into());
         assert_eq!(
             not_ready(&lab(), &status(h)),
-            ["host2: redis:9001 is a replica not in sync with its primary yet"]
+            [
+                "host2: redis:9001: the replica is not in sync with its primary yet",
+                "host3: redis:9001: its sentinel knows 0 of the 2 other sentinels",
+            ]
         );
     }
 

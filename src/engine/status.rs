@@ -43,10 +43,12 @@ pub(crate) struct HostStatus {
     /// `active`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub roles: std::collections::BTreeMap<String, String>,
-    /// The roles above that are redis replicas whose link to the primary is down (syncing,
-    /// or their primary is gone): the data is not on two hosts yet.
+    /// What keeps this host's HA services from being armed although they run: a redis
+    /// replica whose link to its primary is down (its first sync is not done, or its primary
+    /// is gone: the data is not on two hosts), a sentinel that does not know every other one
+    /// yet (a primary lost now may not reach the quorum).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub replicas_not_in_sync: Vec<String>,
+    pub ha_pending: Vec<String>,
     /// On an `app` host of a stack with `app` and `nginx`: whether the app's health path
     /// (`app.health.path`) answers 2xx through nginx on this host (`curl` on the host, to
     /// `127.0.0.1:nginx.listen`), i.e. the app is healthy behind nginx.
@@ -109,7 +111,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         checks: Vec::new(),
         services: Default::default(),
         roles: Default::default(),
-        replicas_not_in_sync: Vec::new(),
+        ha_pending: Vec::new(),
         app_via_nginx: None,
     };
     let conn = match conn {
@@ -209,7 +211,21 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
                     let key = format!("{}:{port}", svc.name);
                     let state = probed.states.get(port);
                     if state.is_some_and(redis::State::replica_link_down) {
-                        st.replicas_not_in_sync.push(key.clone());
+                        st.ha_pending.push(format!(
+                            "{key}: the replica is not in sync with its primary yet"
+                        ));
+                    }
+                    if svc.sentinel() {
+                        let others = svc.hosts.len().saturating_sub(1);
+                        match probed.sentinel_peers.get(port) {
+                            Some(&n) if n as usize >= others => {}
+                            Some(n) => st.ha_pending.push(format!(
+                                "{key}: its sentinel knows {n} of the {others} other sentinels"
+                            )),
+                            None => st
+                                .ha_pending
+                                .push(format!("{key}: its sentinel does not answer for the port")),
+                        }
                     }
                     let state = state.map(|s| s.describe()).unwrap_or_else(|| "down".into());
                     st.roles.insert(key, state);

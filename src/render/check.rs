@@ -109,6 +109,9 @@ pub async fn write_host(dir: &Path, config: &HostConfig) -> Result<Vec<PathBuf>,
         tokio::io::AsyncWriteExt::write_all(&mut f, &file.content)
             .await
             .map_err(err)?;
+        // tokio's `write_all` returns with the last chunk still being written in the
+        // background: wait for it (and its error) before the rename publishes the file.
+        tokio::io::AsyncWriteExt::flush(&mut f).await.map_err(err)?;
         drop(f);
         tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode & 0o777))
             .await

@@ -262,6 +262,10 @@ pub fn decide(
     v
 }
 
+/// Reads `SENTINEL MASTER`'s reply (`redis-cli --raw`: key and value on alternate lines) on
+/// stdin and prints the value of `num-other-sentinels`, or nothing (an error reply, no answer).
+const NUM_OTHER_SENTINELS: &str = "{ n=; while read -r k && read -r v; do [ \"$k\" = num-other-sentinels ] && n=$v; done; echo \"$n\"; }";
+
 /// The read-only probe run on one host: each instance's `INFO replication` and (with
 /// sentinels) the local sentinel's answer for each port. The password, when there is one,
 /// travels inside the script on stdin and reaches redis-cli through its environment.
@@ -276,10 +280,18 @@ pub fn probe_script(svc: &Service<'_>, password: Option<&str>) -> String {
             "printf 'HACTL\\tredis\\t%s\\t' {port}; timeout 2 redis-cli --no-auth-warning -p {port} info replication 2>/dev/null | base64 -w0; echo"
         );
         if svc.sentinel() {
+            let master = svc.master_name(*port);
+            let name = q(&master);
             let _ = writeln!(
                 s,
-                "printf 'HACTL\\tsentinel\\t%s\\t%s\\n' {port} \"$(env -u REDISCLI_AUTH timeout 2 redis-cli --raw -p {SENTINEL_PORT} sentinel get-master-addr-by-name {} 2>/dev/null | head -n1)\"",
-                q(&svc.master_name(*port))
+                "printf 'HACTL\\tsentinel\\t%s\\t%s\\n' {port} \"$(env -u REDISCLI_AUTH timeout 2 redis-cli --raw -p {SENTINEL_PORT} sentinel get-master-addr-by-name {name} 2>/dev/null | head -n1)\""
+            );
+            // How many other sentinels this one knows (they find each other by hello messages
+            // through the instances, every 2 s): fewer than all, and a primary lost now may not
+            // reach the quorum (`SENTINEL MASTER`'s `num-other-sentinels`, a key/value list).
+            let _ = writeln!(
+                s,
+                "printf 'HACTL\\tsentinel-peers\\t%s\\t%s\\n' {port} \"$(env -u REDISCLI_AUTH timeout 2 redis-cli --raw -p {SENTINEL_PORT} sentinel master {name} 2>/dev/null | {NUM_OTHER_SENTINELS})\""
             );
         }
     }
@@ -291,6 +303,8 @@ pub fn probe_script(svc: &Service<'_>, password: Option<&str>) -> String {
 pub struct Probed {
     pub states: BTreeMap<u16, State>,
     pub sentinel: BTreeMap<u16, IpAddr>,
+    /// Port → how many other sentinels the local one knows (absent: it did not answer).
+    pub sentinel_peers: BTreeMap<u16, u32>,
 }
 
 /// Parses a probe's output; lines that are not its records are ignored.
@@ -306,6 +320,11 @@ pub fn parse_probe(stdout: &str) -> Probed {
                         .map(|b| String::from_utf8_lossy(&b).into_owned())
                         .unwrap_or_default();
                     p.states.insert(port, State::parse(&text));
+                }
+            }
+            ["sentinel-peers", port, n] => {
+                if let (Ok(port), Ok(n)) = (port.parse(), n.trim().parse()) {
+                    p.sentinel_peers.insert(port, n);
                 }
             }
             ["sentinel", port, addr] => {
@@ -516,11 +535,31 @@ mod tests {
         assert!(v.fixes.is_empty() && v.notes.is_empty());
     }
 
+    /// The filter run by the real `sh` on what `redis-cli --raw sentinel master NAME` prints
+    /// (redis 7.0's reply, shortened), on an error reply and on nothing.
+    #[test]
+    fn num_other_sentinels_is_read_from_the_sentinel_master_reply() {
+        let run = |reply: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s' \"$1\" | {NUM_OTHER_SENTINELS}"))
+                .arg("sh")
+                .arg(reply)
+                .output()
+                .expect("sh runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let reply = "name\nredis-9001\nip\n198.18.0.11\nflags\nmaster\nnum-slaves\n2\nnum-other-sentinels\n1\nquorum\n2\n";
+        assert_eq!(run(reply), "1\n");
+        assert_eq!(run("ERR No such master with that name\n"), "\n");
+        assert_eq!(run(""), "\n");
+    }
+
     #[test]
     fn probe_records_round_trip() {
         let b64 = base64::engine::general_purpose::STANDARD;
         let out = format!(
-            "noise\nHACTL\tredis\t9001\t{}\nHACTL\tsentinel\t9001\t198.18.0.12\nHACTL\tredis\t9002\t\nHACTL\tsentinel\t9002\t\n",
+            "noise\nHACTL\tredis\t9001\t{}\nHACTL\tsentinel\t9001\t198.18.0.12\nHACTL\tsentinel-peers\t9001\t2\nHACTL\tredis\t9002\t\nHACTL\tsentinel\t9002\t\nHACTL\tsentinel-peers\t9002\t\n",
             b64.encode("role:master\r\nconnected_slaves:1\r\nmaster_repl_offset:3\r\n")
         );
         let p = parse_probe(&out);
@@ -534,6 +573,8 @@ mod tests {
         assert_eq!(p.states.get(&9002), Some(&State::Down));
         assert_eq!(p.sentinel.get(&9001), Some(&ip(12)));
         assert_eq!(p.sentinel.get(&9002), None);
+        assert_eq!(p.sentinel_peers.get(&9001), Some(&2));
+        assert_eq!(p.sentinel_peers.get(&9002), None);
         assert_eq!(
             sentinel_majority([ip(12), ip(11), ip(12)].iter()),
             Some(ip(12))

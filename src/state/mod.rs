@@ -367,7 +367,28 @@ impl Backend {
 }
 
 /// Write to a temporary file beside `path`, then rename: a reader or a crash never sees half.
+///
+/// Plain `std::fs` calls in order on one blocking thread: with tokio's `File`, `write_all`
+/// returns once the last chunk is handed to a background thread, and a handle dropped then may
+/// still be writing when the rename publishes the file (CI once read a just-written state as
+/// empty: "EOF while parsing a value at line 1 column 0").
 async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    let at = path.clone();
+    tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &bytes))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StateError::Io {
+                what: "write",
+                path: at,
+                source: std::io::Error::other(e),
+            })
+        })
+}
+
+fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let io = |what, source| StateError::Io {
         what,
         path: path.to_path_buf(),
@@ -375,39 +396,50 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // owner-only from its first use, like the file
-        tokio::fs::DirBuilder::new()
+        std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .await
             .map_err(|e| io("create the directory of", e))?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     // Owner-only from creation: the state holds the digest key and pinned host keys.
-    let mut f = tokio::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .await
         .map_err(|e| io("write", e))?;
-    tokio::io::AsyncWriteExt::write_all(&mut f, bytes)
-        .await
-        .map_err(|e| io("write", e))?;
+    f.write_all(bytes).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("sync", e))?;
     drop(f);
-    let f = tokio::fs::File::open(&tmp)
-        .await
-        .map_err(|e| io("open", e))?;
-    f.sync_all().await.map_err(|e| io("sync", e))?;
-    tokio::fs::rename(&tmp, path)
-        .await
-        .map_err(|e| io("replace", e))
+    std::fs::rename(&tmp, path).map_err(|e| io("replace", e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CI once saw `down` read its own state back as an empty file ("EOF while parsing"):
+    /// tokio's `write_all` returned with the last chunk queued on a background thread, and the
+    /// handle was dropped, so the rename could publish the file before its bytes. The contract:
+    /// every read right after the write sees all of it. (The race needs a busy blocking pool;
+    /// on an idle machine the old code passed this too, so it guards, it did not reproduce.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_atomic_write_is_whole_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        // a state's size, and one of several of tokio's 2 MiB chunks
+        for round in 0..400u32 {
+            let len = if round % 40 == 0 { 5 << 20 } else { 3000 } + round as usize;
+            let bytes = vec![b'a' + (round % 26) as u8; len];
+            write_atomic(&path, &bytes).await.unwrap();
+            let back = std::fs::read(&path).unwrap();
+            assert_eq!(back.len(), bytes.len(), "round {round}");
+            assert!(back == bytes, "round {round}: other bytes");
+        }
+    }
 
     #[tokio::test]
     async fn local_state_round_trip_and_lineage() {

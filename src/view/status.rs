@@ -68,6 +68,9 @@ pub fn render(s: &Status) -> String {
                 .join("; ");
             let _ = writeln!(out, "{:<12} roles: {roles}", "");
         }
+        if !h.ha_pending.is_empty() {
+            let _ = writeln!(out, "{:<12} not armed: {}", "", h.ha_pending.join("; "));
+        }
     }
     // The notify script records `STATE UNIX-TIME` on every transition.
     let transitions: Vec<String> = s

@@ -317,6 +317,18 @@ fn redis_primary_host_dies_sentinel_promotes_and_heal_brings_it_back_as_replica(
     let _g = lab_guard();
     ok(&["lab", "up", "--hosts", "3"]);
     ok(&["up", "-f", REDIS_STACK, "--auto-approve"]);
+    // `up` returned: every replica has had its first sync and every sentinel knows the two
+    // others, so a primary lost from now on is promoted away without losing a write.
+    let st = status_json(REDIS_STACK);
+    for h in st["hosts"].as_array().expect("hosts") {
+        assert!(h.get("ha_pending").is_none(), "{st:#}");
+        for k in ["redis:9001", "redis:9002"] {
+            assert!(
+                !role(&st, h["name"].as_str().unwrap_or("?"), k).contains("link down"),
+                "{st:#}"
+            );
+        }
+    }
     assert_lab_route(VIP);
     let ready = wait_until(Duration::from_secs(30), || {
         Resp::connect(VIP, 8001, Duration::from_millis(500))

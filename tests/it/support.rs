@@ -58,6 +58,21 @@ pub struct LabGuard {
     _across_processes: std::fs::File,
 }
 
+/// A lab test that fails leaves its lab as it was (hosts, their services and state), and `lab
+/// up` keeps hosts that already run: the next lab test would start on that and could fail for
+/// the first one's reason. A failing test takes its lab down before it lets the next one in.
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = hactl()
+                .args(["lab", "down"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Lab tests share one set of namespaces: they take this guard so they run one at a time,
 /// within this test binary (a mutex) and across test processes on the machine (an flock on
 /// /run/lock/hactl-lab-tests.lock, released when the guard drops or the process dies).
