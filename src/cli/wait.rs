@@ -14,8 +14,8 @@ use crate::{view, ExitStatus};
 #[derive(Debug, Clone, Args)]
 pub struct WaitArgs {
     /// Return as soon as the changes are applied, without waiting for the stack to serve
-    /// (one VIP holder, every check passing, the app healthy behind nginx, AWS targets
-    /// healthy).
+    /// (one VIP holder, every check passing, the app healthy behind nginx, redis replicas in
+    /// sync and sentinels meshed, AWS targets healthy).
     #[arg(long)]
     pub no_wait: bool,
     /// Longest wait for the stack to serve (`90s`, `5m`); past it the command fails, naming

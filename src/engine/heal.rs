@@ -191,7 +191,7 @@ async fn probe_redis(
     obs: &Observed,
     pass: Option<&str>,
 ) -> Vec<(Vec<Instance>, Verdict)> {
-    let script = redis::probe_script(svc, pass);
+    let script = redis::probe_script(svc, pass, false);
     // Each reachable host of the service, probed in turn (a handful of hosts, one round trip).
     let mut probed: BTreeMap<String, redis::Probed> = BTreeMap::new();
     for h in &svc.hosts {

@@ -10,8 +10,9 @@
 //! - on every `app` host, the app's health path answers 2xx through nginx;
 //! - no HA service role is `down` (a redis port, a syslog pair), and every redis replica's link
 //!   to its primary is up (`master_link_status:up`: its first full sync is done), so the data
-//!   is on two hosts before the command returns and a failover right after it loses nothing;
-//!   and every sentinel knows every other one (a quorum can form);
+//!   is on two hosts before the command returns (what a failover then loses is bounded by the
+//!   asynchronous replication's lag, not by a replica still waiting for its first sync); and
+//!   every sentinel knows exactly the stack's other sentinels (a majority can form);
 //! - the VIP has exactly one holder, and, with preemption on (keepalived's default), it is the
 //!   member with the highest effective priority (ties: the higher address, RFC 5798 §6.4.3), so
 //!   the election has settled and a preemption is not still pending;
@@ -415,13 +416,13 @@ mod tests {
             "replica of 198.18.0.11 (link down)".into(),
         );
         h[1].ha_pending
-            .push("redis:9001: the replica is not in sync with its primary yet".into());
+            .push("redis:9001: the replica is not in sync with its primary (198.18.0.11) yet (`hactl heal` repoints a replica whose primary is gone)".into());
         h[2].ha_pending
             .push("redis:9001: its sentinel knows 0 of the 2 other sentinels".into());
         assert_eq!(
             not_ready(&lab(), &status(h)),
             [
-                "host2: redis:9001: the replica is not in sync with its primary yet",
+                "host2: redis:9001: the replica is not in sync with its primary (198.18.0.11) yet (`hactl heal` repoints a replica whose primary is gone)",
                 "host3: redis:9001: its sentinel knows 0 of the 2 other sentinels",
             ]
         );

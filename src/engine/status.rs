@@ -171,6 +171,7 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
         text.push_str(&redis::probe_script(
             svc,
             svc_password(svc, &secrets).as_deref(),
+            true,
         ));
     }
     let out = hp::query(&conn, &text).await;
@@ -210,21 +211,39 @@ async fn probe(stack: &Stack, host: &Host, conn: Result<Connection, hp::HostErro
                 for port in &svc.ports {
                     let key = format!("{}:{port}", svc.name);
                     let state = probed.states.get(port);
-                    if state.is_some_and(redis::State::replica_link_down) {
+                    if let Some(redis::State::Replica {
+                        master,
+                        link_up: false,
+                        ..
+                    }) = state
+                    {
+                        // A replica of a dead or wrong primary stays here until `heal`
+                        // points it at the live one: the message says which it follows.
+                        let of = master.map(|m| m.to_string()).unwrap_or_else(|| "?".into());
                         st.ha_pending.push(format!(
-                            "{key}: the replica is not in sync with its primary yet"
+                            "{key}: the replica is not in sync with its primary ({of}) yet \
+                             (`hactl heal` repoints a replica whose primary is gone)"
                         ));
                     }
                     if svc.sentinel() {
                         let others = svc.hosts.len().saturating_sub(1);
-                        match probed.sentinel_peers.get(port) {
-                            Some(&n) if n as usize >= others => {}
-                            Some(n) => st.ha_pending.push(format!(
+                        let name = svc.master_name(*port);
+                        match probed.sentinel_peers.get(port).map(|&n| n as usize) {
+                            Some(n) if n == others => {}
+                            Some(n) if n < others => st.ha_pending.push(format!(
                                 "{key}: its sentinel knows {n} of the {others} other sentinels"
+                            )),
+                            // More peers than hosts (a stale entry, or a sentinel outside the
+                            // stack watching the same primary): each still votes, so the
+                            // majority a failover needs may not form.
+                            Some(n) => st.ha_pending.push(format!(
+                                "{key}: its sentinel counts {n} other sentinels where the stack \
+                                 has {others} (`SENTINEL RESET {name}` on it forgets the ones \
+                                 that are gone)"
                             )),
                             None => st
                                 .ha_pending
-                                .push(format!("{key}: its sentinel does not answer for the port")),
+                                .push(format!("{key}: its sentinel gives no answer for `{name}`")),
                         }
                     }
                     let state = state.map(|s| s.describe()).unwrap_or_else(|| "down".into());

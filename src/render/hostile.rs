@@ -63,7 +63,9 @@ vip:
   instance: VI_WEB
   virtual_router_id: 51
   auth_pass: {secret: vrrp_pass}
-  script_user: root
+  # not root: a valid user name then only swaps into the lines that name it (with `root`
+  # the notify script has no `runuser` line at all, and any other accepted name added one)
+  script_user: keepalived_script
   checks:
     - name: nginx_up
       service: nginx

@@ -35,6 +35,10 @@ pub enum State {
     Replica {
         master: Option<IpAddr>,
         master_port: Option<u16>,
+        /// `master_link_status:up`: false while the replica waits for or loads its first full
+        /// sync (redis reports `up` only once the primary's RDB is loaded), or after it lost
+        /// its primary. Until it is up, a failure of the primary loses what the replica has
+        /// not received, so a stack with such a replica does not serve yet.
         link_up: bool,
         offset: u64,
     },
@@ -61,14 +65,6 @@ impl State {
             },
             _ => State::Down,
         }
-    }
-
-    /// A replica whose link to its primary is not up: it is still waiting for or loading its
-    /// first full sync (redis reports `master_link_status:up` only once the primary's RDB is
-    /// loaded), or it lost its primary. Until it is up again, a failure of the primary loses
-    /// what the replica has not received, so a stack with such a replica does not serve yet.
-    pub fn replica_link_down(&self) -> bool {
-        matches!(self, State::Replica { link_up: false, .. })
     }
 
     fn offset(&self) -> u64 {
@@ -269,7 +265,7 @@ const NUM_OTHER_SENTINELS: &str = "{ n=; while read -r k && read -r v; do [ \"$k
 /// The read-only probe run on one host: each instance's `INFO replication` and (with
 /// sentinels) the local sentinel's answer for each port. The password, when there is one,
 /// travels inside the script on stdin and reaches redis-cli through its environment.
-pub fn probe_script(svc: &Service<'_>, password: Option<&str>) -> String {
+pub fn probe_script(svc: &Service<'_>, password: Option<&str>, sentinel_peers: bool) -> String {
     let mut s = String::from("set -u\n");
     if let Some(p) = password {
         let _ = writeln!(s, "REDISCLI_AUTH={}; export REDISCLI_AUTH", q(p));
@@ -289,10 +285,12 @@ pub fn probe_script(svc: &Service<'_>, password: Option<&str>) -> String {
             // How many other sentinels this one knows (they find each other by hello messages
             // through the instances, every 2 s): fewer than all, and a primary lost now may not
             // reach the quorum (`SENTINEL MASTER`'s `num-other-sentinels`, a key/value list).
-            let _ = writeln!(
+            if sentinel_peers {
+                let _ = writeln!(
                 s,
                 "printf 'HACTL\\tsentinel-peers\\t%s\\t%s\\n' {port} \"$(env -u REDISCLI_AUTH timeout 2 redis-cli --raw -p {SENTINEL_PORT} sentinel master {name} 2>/dev/null | {NUM_OTHER_SENTINELS})\""
             );
+            }
         }
     }
     s

@@ -58,17 +58,46 @@ pub struct LabGuard {
     _across_processes: std::fs::File,
 }
 
+/// A background hactl (or load) a test started: killed when the test ends, also by a panic,
+/// so it cannot act on the next test's lab. Declare it after the lab guard (it drops first).
+pub struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn new(child: std::process::Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// Kills the process and returns what it printed.
+    pub fn finish(mut self) -> Output {
+        let mut child = self.0.take().expect("finished once");
+        let _ = child.kill();
+        child.wait_with_output().expect("the child is reaped")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A lab test that fails leaves its lab as it was (hosts, their services and state), and `lab
 /// up` keeps hosts that already run: the next lab test would start on that and could fail for
 /// the first one's reason. A failing test takes its lab down before it lets the next one in.
 impl Drop for LabGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let _ = hactl()
-                .args(["lab", "down"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            match hactl().args(["lab", "down"]).output() {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => eprintln!(
+                    "the failed test's `hactl lab down` failed too: {}",
+                    stderr(&o)
+                ),
+                Err(e) => eprintln!("the failed test's `hactl lab down` did not run: {e}"),
+            }
         }
     }
 }
