@@ -191,7 +191,10 @@ impl Renderer<'_> {
             });
         }
         let text = result.map_err(|e| {
-            let message = describe(&e);
+            let mut message = describe(&e);
+            if let Some(line) = failing_line(&p.env, &e) {
+                message.push_str(&format!(": `{line}`"));
+            }
             let (template, host) = (job.template.clone(), self.host.name.clone());
             if message.contains(escape::REFUSED) {
                 RenderError::Unwritable {
@@ -235,6 +238,23 @@ fn describe(e: &minijinja::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+/// The template line an error points at, trimmed and cut to 120 characters: minijinja names
+/// the line (`undefined value (in motd.j2:2)`) but not the expression, and a line of template
+/// source holds names, never a rendered value (the source is the stack's own file).
+fn failing_line(env: &minijinja::Environment<'_>, e: &minijinja::Error) -> Option<String> {
+    let (name, line) = (e.name()?, e.line()?);
+    let tmpl = env.get_template(name).ok()?;
+    let text = tmpl.source().lines().nth(line.checked_sub(1)?)?.trim();
+    let cut: String = text.chars().take(120).collect();
+    (!cut.is_empty()).then(|| {
+        if cut.len() < text.len() {
+            format!("{cut}…")
+        } else {
+            cut
+        }
+    })
 }
 
 fn parse_mode(dest: &str, mode: Option<&str>) -> Result<u32, RenderError> {

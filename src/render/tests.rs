@@ -866,20 +866,36 @@ fn templates_dir_overrides_an_embedded_template() {
 #[test]
 fn a_typo_in_a_template_is_an_error_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("bad.j2"), "{{ host.nmae }}\n").expect("write");
-    let yaml = format!("{MULTICAST_V3}files:\n  - template: bad.j2\n    dest: /etc/bad\n");
-    let s = match stack::load_bytes(&dir.path().join("fast.yaml"), yaml.as_bytes()) {
-        Ok(s) => s,
-        Err(e) => panic!("invalid: {e:?}"),
-    };
-    let h = s.host("lb1").expect("host");
-    match render_host(&s, h, &Secrets::default()) {
-        Err(RenderError::Template { template, host, .. }) => {
-            assert_eq!(template, "bad.j2");
-            assert_eq!(host, "lb1");
+    // minijinja names the line, not the expression: the message quotes the line, cut at 120
+    // characters (the second file's line is longer).
+    let long = format!("# {}\n{{{{ vars.nosuch }}}} {}\n", "x", "y".repeat(200));
+    std::fs::write(
+        dir.path().join("bad.j2"),
+        "line one\nport = {{ host.nmae }}\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("long.j2"), long).expect("write");
+    let mut messages = Vec::new();
+    for t in ["bad.j2", "long.j2"] {
+        let yaml = format!("{MULTICAST_V3}files:\n  - template: {t}\n    dest: /etc/bad\n");
+        let s = match stack::load_bytes(&dir.path().join("fast.yaml"), yaml.as_bytes()) {
+            Ok(s) => s,
+            Err(e) => panic!("invalid: {e:?}"),
+        };
+        let h = s.host("lb1").expect("host");
+        match render_host(&s, h, &Secrets::default()) {
+            Err(e @ RenderError::Template { .. }) => {
+                let RenderError::Template { template, host, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(template, t);
+                assert_eq!(host, "lb1");
+                messages.push(e.to_string());
+            }
+            other => panic!("expected a template error, got {other:?}"),
         }
-        other => panic!("expected a template error, got {other:?}"),
     }
+    insta::assert_snapshot!(messages.join("\n"));
 }
 
 #[test]
