@@ -74,6 +74,9 @@ pub struct InitArgs {
     /// Overwrite an existing stack file and vault.
     #[arg(long)]
     pub force: bool,
+    /// One JSON document on stdout (what was written) instead of notes on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,17 +136,10 @@ pub fn run(a: InitArgs) -> miette::Result<ExitStatus> {
     }
     // create_vault reports the identity it created and the vault's recipients.
     crate::vault::manage::create_vault(&w.stack, &paths, &secrets)?;
-    let names: Vec<String> = secrets.names().map(|n| format!("`{n}`")).collect();
-    view::note(&format!(
-        "wrote `{}`; its vault `{}` holds {}",
-        w.path.display(),
-        paths.vault.display(),
-        if names.is_empty() {
-            "no secret yet".to_string()
-        } else {
-            names.join(", ")
-        },
-    ));
-    view::note(&format!("next: hactl validate -f {}", w.path.display()));
+    view::init::written(&view::init::Initialized {
+        stack: w.path.display().to_string(),
+        vault: paths.vault.display().to_string(),
+        secrets: secrets.names().map(str::to_string).collect(),
+    })?;
     Ok(ExitStatus::Success)
 }

@@ -10,6 +10,7 @@ pub mod drill;
 pub mod events;
 pub mod explain;
 pub mod heal;
+pub mod init;
 pub mod json;
 pub mod lab;
 pub mod logs;

@@ -197,8 +197,18 @@ fn init_aws_stack_validates() {
         "{err}"
     );
     assert!(!dir.path().join("stacks").exists() && !dir.path().join("secrets").exists());
-    let o = hactl_in(dir.path(), &args);
+    // In a pipeline: one JSON document on stdout saying what was written.
+    let o = hactl_in(dir.path(), &[&args[..], &["--json"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+    assert_eq!(doc["command"], "init", "{doc:#}");
+    assert_eq!(doc["stack"], "stacks/shop.yaml", "{doc:#}");
+    assert_eq!(doc["vault"], "secrets/shop.age", "{doc:#}");
+    assert_eq!(
+        doc["secrets"],
+        serde_json::json!(["ssh_public_key"]),
+        "{doc:#}"
+    );
     assert!(dir.path().join("stacks/shop.yaml").exists());
     assert!(dir.path().join("secrets/shop.age").exists());
     let v = hactl_in(dir.path(), &["validate", "-f", "stacks/shop.yaml"]);
