@@ -11,6 +11,7 @@ mod ha;
 #[cfg(test)]
 mod imports;
 mod lab;
+mod localfs;
 mod onhost;
 mod plan;
 mod provider;

@@ -366,55 +366,28 @@ impl Backend {
     }
 }
 
-/// Write to a temporary file beside `path`, then rename: a reader or a crash never sees half.
-///
-/// Plain `std::fs` calls in order on one blocking thread: with tokio's `File`, `write_all`
-/// returns once the last chunk is handed to a background thread, and a handle dropped then may
-/// still be writing when the rename publishes the file (CI once read a just-written state as
-/// empty: "EOF while parsing a value at line 1 column 0").
+/// Replaces the state file ([`crate::localfs::replace`]) on a blocking thread: a reader or a
+/// crash never sees half. Owner-only from creation, its directory too: the state holds the
+/// digest key and pinned host keys. (With tokio's `File`, `write_all` returned with the last
+/// chunk still in flight, and CI once read a just-written state as empty.)
 async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
     let at = path.clone();
-    tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &bytes))
-        .await
-        .unwrap_or_else(|e| {
-            Err(StateError::Io {
-                what: "write",
-                path: at,
-                source: std::io::Error::other(e),
-            })
-        })
-}
-
-fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    let io = |what, source| StateError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
+    let io = |e: crate::localfs::ReplaceError| StateError::Io {
+        what: e.what,
+        path: e.path,
+        source: e.source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // owner-only from its first use, like the file
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io("create the directory of", e))?;
+    match tokio::task::spawn_blocking(move || crate::localfs::replace(&path, &bytes, 0o600, 0o700))
+        .await
+    {
+        Ok(r) => r.map_err(io),
+        Err(e) => Err(StateError::Io {
+            what: "write",
+            path: at,
+            source: std::io::Error::other(e),
+        }),
     }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    // Owner-only from creation: the state holds the digest key and pinned host keys.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("write", e))?;
-    f.write_all(bytes).map_err(|e| io("write", e))?;
-    f.sync_all().map_err(|e| io("sync", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io("replace", e))
 }
 
 #[cfg(test)]

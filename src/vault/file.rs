@@ -205,34 +205,12 @@ pub(crate) fn encrypt(
     Ok(out)
 }
 
-/// Replaces `path` with `data`: a temp file in the same directory, fsynced, renamed over it.
-/// Either the old or the new content is there afterwards, never a mix or nothing.
+/// Replaces `path` with `data` ([`crate::localfs::replace`]): either the old or the new
+/// content is there afterwards, never a mix or nothing. A missing directory gets mkdir's
+/// default mode.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), VaultError> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| VaultError::io("create the directory", dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".hactl-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| VaultError::io("create a temp file in", dir, e))?;
-    tmp.write_all(data)
-        .and_then(|_| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(mode))
-        })
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| VaultError::io("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| VaultError::io("replace", path, e.error))?;
-    // The rename is durable once the directory is synced; failing that is not worth an error.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::localfs::replace(path, data, mode, 0o777)
+        .map_err(|e| VaultError::io(e.what, &e.path, e.source))
 }
 
 #[cfg(test)]
