@@ -67,7 +67,12 @@ impl KillOnDrop {
         KillOnDrop(Some(child))
     }
 
-    /// Kills the process and returns what it printed.
+    /// The running process.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not finished yet")
+    }
+
+    /// Kills the process (nothing, when it already exited) and returns what it printed.
     pub fn finish(mut self) -> Output {
         let mut child = self.0.take().expect("finished once");
         let _ = child.kill();

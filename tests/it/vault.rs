@@ -662,7 +662,8 @@ fn edit_interrupted_leaves_no_plaintext(signal: i32, name: &str) {
         "slow.sh",
         &format!("echo \"$1\" > {}\nexec sleep 60", marker.display()),
     );
-    let mut guard = KillOnDrop(Some(
+    // killed if the test fails before hactl exits (so it, and its editor, are not left running)
+    let mut guard = support::KillOnDrop::new(
         w.cmd(&["secrets", "edit", "-f", &w.stack().display().to_string()])
             .env("EDITOR", &editor)
             .stdin(Stdio::null())
@@ -670,8 +671,8 @@ fn edit_interrupted_leaves_no_plaintext(signal: i32, name: &str) {
             .stderr(Stdio::piped())
             .spawn()
             .expect("hactl runs"),
-    ));
-    let child = guard.0.as_mut().expect("spawned");
+    );
+    let child = guard.child();
     let deadline = Instant::now() + Duration::from_secs(30);
     let file = loop {
         if let Ok(t) = std::fs::read_to_string(&marker) {
@@ -707,7 +708,7 @@ fn edit_interrupted_leaves_no_plaintext(signal: i32, name: &str) {
     assert!(!file.exists(), "the plaintext file survived {name}");
     assert!(!dir.exists(), "the private directory survived {name}");
     assert!(w.temp_leftovers().is_empty(), "{:?}", w.temp_leftovers());
-    let o = guard.0.take().expect("spawned").wait_with_output().unwrap();
+    let o = guard.finish();
     fails_with(&o, "interrupted");
     assert_eq!(w.vault_bytes(), before);
     // Soft and hard limit 0: the editor (which inherits them) cannot raise it either.
@@ -716,19 +717,6 @@ fn edit_interrupted_leaves_no_plaintext(signal: i32, name: &str) {
         ["0", "0"],
         "core dumps were on while the plaintext was in memory: {core}"
     );
-}
-
-/// A spawned hactl that is killed if the test fails before it exits (so a failing test does
-/// not leave it, and its editor, running).
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 #[test]
